@@ -1,0 +1,13 @@
+//! The pure core of webhook_ext.
+//!
+//! Everything here is plain Rust with no PostgreSQL dependency, so it can be unit
+//! tested with `cargo test -p webhook_core` and reused by the background worker's
+//! network threads, which must never call into PostgreSQL.
+
+pub mod body;
+pub mod config;
+pub mod infer;
+pub mod kv;
+pub mod lookup;
+pub mod template;
+pub mod validate;

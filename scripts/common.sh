@@ -1,0 +1,85 @@
+# Shared by scripts/run.sh, scripts/test.sh and bench/run.sh: installs what is
+# missing and builds/installs the extension. Source it; do not run it.
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_CONFIG=${PG_CONFIG:-/usr/bin/pg_config}
+PG_BIN=/usr/lib/postgresql/15/bin
+PGRX_VERSION=0.18.1
+export PATH="$HOME/.cargo/bin:$PATH"
+
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+ensure_packages() {
+    local wanted=(postgresql-15 postgresql-server-dev-15 clang libclang-dev pkg-config sudo
+                  python3-venv python3-pip wrk)
+    local missing=()
+    for pkg in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        say "installing Debian packages: ${missing[*]}"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+ensure_cargo_pgrx() {
+    if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
+        say "installing cargo-pgrx $PGRX_VERSION (takes a few minutes, once)"
+        cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+    fi
+    if ! grep -qs '^pg15 = ' "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+        cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
+    fi
+}
+
+ensure_toolchain() {
+    ensure_packages
+    ensure_cargo_pgrx
+}
+
+# Builds the extension in release mode and installs it into PostgreSQL's directories.
+install_extension() {
+    say "building and installing webhook_ext (release)"
+    (cd "$REPO_ROOT" && as_root env "PATH=$PATH" cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null)
+}
+
+# Runs a command as the postgres OS user when we are root (PostgreSQL refuses root).
+as_postgres() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# start_cluster DATADIR PG_PORT HTTP_PORT: a private cluster with the listener.
+start_cluster() {
+    local datadir=$1 pg_port=$2 http_port=$3
+    if [ ! -s "$datadir/PG_VERSION" ]; then
+        say "creating cluster in $datadir"
+        mkdir -p "$datadir"
+        [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$datadir"
+        chmod 700 "$datadir"
+        as_postgres "$PG_BIN/initdb" -D "$datadir" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    fi
+    cat > "$datadir/webhook_ext.conf" <<CONF
+port = $pg_port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$datadir'
+shared_preload_libraries = 'webhook_ext'
+webhook.database = 'postgres'
+webhook.port = $http_port
+CONF
+    [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$datadir/webhook_ext.conf"
+    grep -q "^include_if_exists = 'webhook_ext.conf'" "$datadir/postgresql.conf" ||
+        echo "include_if_exists = 'webhook_ext.conf'" >> "$datadir/postgresql.conf"
+    if as_postgres "$PG_BIN/pg_ctl" -D "$datadir" status >/dev/null 2>&1; then
+        say "restarting cluster on port $pg_port"
+        as_postgres "$PG_BIN/pg_ctl" -D "$datadir" -l "$datadir/server.log" -w -m fast restart >/dev/null
+    else
+        say "starting cluster on port $pg_port"
+        as_postgres "$PG_BIN/pg_ctl" -D "$datadir" -l "$datadir/server.log" -w start >/dev/null
+    fi
+}

@@ -1,0 +1,597 @@
+-- webhook_ext: the SQL API (DESIGN §3).
+--
+-- Runs last in the extension script (pgrx "finalize"), after the Rust helper
+-- functions in schema webhook exist. Every function here is SECURITY INVOKER:
+-- row-level security on the tables decides what a role can see and change, so
+-- "workflow does not exist" is also what another role's workflow looks like.
+
+-- ---------------------------------------------------------------------------
+-- Workflows as users see them: the row plus its URL.
+-- ---------------------------------------------------------------------------
+CREATE VIEW webhook.workflow_overview WITH (security_invoker = true) AS
+SELECT w.id,
+       w.name,
+       webhook._workflow_url(w.id) AS url,
+       w.handler,
+       w.owner,
+       w.enabled,
+       w.response_method,
+       w.full_body,
+       w.allowed_methods,
+       w.created_at,
+       w.updated_at
+FROM webhook.workflows w;
+COMMENT ON VIEW webhook.workflow_overview IS 'Workflows visible to the current role, with their URLs';
+GRANT SELECT ON webhook.workflow_overview TO webhook_admin;
+
+-- ---------------------------------------------------------------------------
+-- Internal helpers
+-- ---------------------------------------------------------------------------
+
+-- The workflow row, or a clear error. Locks it when the caller will change it.
+CREATE FUNCTION webhook._workflow(workflow uuid, for_update boolean DEFAULT false)
+RETURNS webhook.workflows
+LANGUAGE plpgsql AS $$
+DECLARE
+    found_row webhook.workflows;
+BEGIN
+    IF workflow IS NULL THEN
+        RAISE EXCEPTION 'workflow id must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF for_update THEN
+        SELECT * INTO found_row FROM webhook.workflows w WHERE w.id = workflow FOR UPDATE;
+    ELSE
+        SELECT * INTO found_row FROM webhook.workflows w WHERE w.id = workflow;
+    END IF;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'workflow % does not exist', workflow
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Find workflows with webhook_find_workflow(''<id, URL or part of the id>''); '
+                      || 'a role sees only the workflows it owns.';
+    END IF;
+    RETURN found_row;
+END
+$$;
+
+-- Checks that a handler can be called with one event: a function or procedure
+-- taking webhook.events (or jsonb), not returning a set, executable by the caller.
+CREATE FUNCTION webhook._check_handler(handler regproc)
+RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    proc record;
+    example constant text :=
+        'For example: CREATE FUNCTION my_handler(event webhook.events) RETURNS jsonb '
+        'LANGUAGE sql AS $h$ SELECT event.params $h$; then pass ''my_handler''::regproc.';
+BEGIN
+    IF handler IS NULL THEN
+        RAISE EXCEPTION 'handler must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = example;
+    END IF;
+    SELECT p.prokind, p.pronargs, p.proargtypes, p.proretset
+      INTO proc
+      FROM pg_catalog.pg_proc p
+     WHERE p.oid = handler;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'handler function with OID % does not exist', handler::oid
+            USING ERRCODE = 'undefined_function', HINT = example;
+    END IF;
+    IF proc.prokind NOT IN ('f', 'p') THEN
+        RAISE EXCEPTION 'handler % is an aggregate or window function', handler::regprocedure
+            USING ERRCODE = 'wrong_object_type', HINT = example;
+    END IF;
+    IF proc.pronargs <> 1
+       OR proc.proargtypes[0] NOT IN ('webhook.events'::regtype, 'jsonb'::regtype) THEN
+        RAISE EXCEPTION 'handler % must take exactly one argument of type webhook.events or jsonb',
+                        handler::regprocedure
+            USING ERRCODE = 'invalid_function_definition',
+                  DETAIL = format('It takes (%s).', pg_catalog.pg_get_function_arguments(handler)),
+                  HINT = example;
+    END IF;
+    IF proc.proretset THEN
+        RAISE EXCEPTION 'handler % must not return a set', handler::regprocedure
+            USING ERRCODE = 'invalid_function_definition', HINT = example;
+    END IF;
+    IF NOT pg_catalog.has_function_privilege(handler, 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied to use % as a handler', handler::regprocedure
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Role %I cannot execute it, and handlers run as the workflow owner.', current_user);
+    END IF;
+END
+$$;
+
+-- Validates handlers however workflows are written (API or plain DML) and keeps
+-- updated_at current.
+CREATE FUNCTION webhook._workflows_before_write()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.handler IS DISTINCT FROM OLD.handler THEN
+        PERFORM webhook._check_handler(NEW.handler);
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        NEW.updated_at := now();
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER workflows_before_write
+    BEFORE INSERT OR UPDATE ON webhook.workflows
+    FOR EACH ROW EXECUTE FUNCTION webhook._workflows_before_write();
+
+-- Replaces the parameters of one source with an inferred list
+-- (webhook._infer_parameters format), keeping the required flags of the
+-- parameters that remain.
+CREATE FUNCTION webhook._replace_parameters(workflow uuid, param_source text, inferred jsonb)
+RETURNS SETOF webhook.parameters
+LANGUAGE plpgsql AS $$
+DECLARE
+    required_names text[];
+BEGIN
+    SELECT coalesce(array_agg(p.name), '{}')
+      INTO required_names
+      FROM webhook.parameters p
+     WHERE p.workflow_id = workflow AND p.source = param_source AND p.required;
+    DELETE FROM webhook.parameters p WHERE p.workflow_id = workflow AND p.source = param_source;
+    INSERT INTO webhook.parameters (workflow_id, name, source, type, sample, required, position, depth)
+    SELECT workflow, i.name, param_source, i.type, i.sample, i.name = ANY (required_names), i.ord, i.depth
+      FROM ROWS FROM (jsonb_to_recordset(inferred) AS (name text, type text, sample jsonb, depth integer))
+           WITH ORDINALITY AS i (name, type, sample, depth, ord);
+    UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
+    RETURN QUERY
+        SELECT p.* FROM webhook.parameters p
+         WHERE p.workflow_id = workflow
+         ORDER BY p.source, p.position;
+END
+$$;
+
+CREATE FUNCTION webhook._normalize_methods(methods text[])
+RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    normalized text[];
+    bad text[];
+BEGIN
+    IF methods IS NULL OR cardinality(methods) = 0 THEN
+        RAISE EXCEPTION 'a workflow must allow at least one HTTP method'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example: ''{GET,POST}''.';
+    END IF;
+    SELECT array_agg(DISTINCT upper(btrim(m))) INTO normalized FROM unnest(methods) m;
+    bad := ARRAY(SELECT m FROM unnest(normalized) m
+                 WHERE m IS NULL OR m NOT IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'));
+    IF cardinality(bad) > 0 THEN
+        RAISE EXCEPTION 'unsupported HTTP method(s): %', array_to_string(bad, ', ', 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Allowed: GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS.';
+    END IF;
+    RETURN normalized;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Creating, finding and managing workflows
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION webhook_create_workflow(
+    name text,
+    handler regproc,
+    enabled boolean DEFAULT true,
+    methods text[] DEFAULT '{GET,POST}')
+RETURNS webhook.workflow_overview
+LANGUAGE plpgsql AS $$
+DECLARE
+    new_id uuid;
+    result webhook.workflow_overview;
+BEGIN
+    IF webhook_create_workflow.name IS NULL OR btrim(webhook_create_workflow.name) = '' THEN
+        RAISE EXCEPTION 'workflow name must not be empty'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Give the workflow a descriptive name, e.g. ''orders''.';
+    END IF;
+    IF webhook_create_workflow.enabled IS NULL THEN
+        RAISE EXCEPTION 'enabled must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    BEGIN
+        INSERT INTO webhook.workflows (name, handler, enabled, allowed_methods)
+        VALUES (webhook_create_workflow.name, webhook_create_workflow.handler,
+                webhook_create_workflow.enabled, webhook._normalize_methods(methods))
+        RETURNING id INTO new_id;
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION 'workflow "%" already exists', webhook_create_workflow.name
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = format('Role %I already owns a workflow with this name.', current_user),
+                  HINT = 'Choose another name, or rename the existing one with webhook_rename_workflow().';
+    END;
+    SELECT * INTO result FROM webhook.workflow_overview o WHERE o.id = new_id;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION webhook_create_workflow(text, regproc, boolean, text[]) IS
+    'Creates a workflow owned by the current role; its URL is {base}/hooks/{id}';
+
+-- Full id (index lookup), any URL containing it, or a fragment of at least 4
+-- hex digits (any case, hyphens optional). No match is zero rows. Written as a
+-- single SQL query so the planner inlines it and a full id uses the primary key.
+CREATE FUNCTION webhook_find_workflow(id text)
+RETURNS SETOF webhook.workflow_overview
+LANGUAGE sql STABLE AS $$
+    SELECT o.* FROM webhook.workflow_overview o
+     WHERE o.id = webhook._full_id($1)
+    UNION ALL
+    SELECT o.* FROM webhook.workflow_overview o
+     WHERE webhook._full_id($1) IS NULL
+       AND replace(o.id::text, '-', '') LIKE '%' || webhook._id_fragment($1) || '%'
+$$;
+COMMENT ON FUNCTION webhook_find_workflow(text) IS
+    'Workflows whose id matches a full id, a URL containing it, or a fragment of at least 4 hex digits';
+
+CREATE FUNCTION webhook_url(workflow uuid)
+RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM webhook._workflow(workflow);
+    RETURN webhook._workflow_url(workflow);
+END
+$$;
+COMMENT ON FUNCTION webhook_url(uuid) IS 'The URL external systems call: {webhook.public_base_url}/hooks/{id}';
+
+CREATE FUNCTION webhook_rename_workflow(workflow uuid, new_name text)
+RETURNS webhook.workflow_overview
+LANGUAGE plpgsql AS $$
+DECLARE
+    result webhook.workflow_overview;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF new_name IS NULL OR btrim(new_name) = '' THEN
+        RAISE EXCEPTION 'workflow name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    BEGIN
+        UPDATE webhook.workflows w SET name = new_name WHERE w.id = workflow;
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION 'workflow "%" already exists', new_name
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = format('Role %I already owns a workflow with this name.', current_user),
+                  HINT = 'Choose another name.';
+    END;
+    SELECT * INTO result FROM webhook.workflow_overview o WHERE o.id = workflow;
+    RETURN result;
+END
+$$;
+
+CREATE FUNCTION webhook._set_enabled(workflow uuid, enabled boolean)
+RETURNS webhook.workflow_overview
+LANGUAGE plpgsql AS $$
+DECLARE
+    result webhook.workflow_overview;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    UPDATE webhook.workflows w SET enabled = _set_enabled.enabled WHERE w.id = workflow;
+    SELECT * INTO result FROM webhook.workflow_overview o WHERE o.id = workflow;
+    RETURN result;
+END
+$$;
+
+CREATE FUNCTION webhook_enable_workflow(workflow uuid)
+RETURNS webhook.workflow_overview
+LANGUAGE sql AS $$ SELECT * FROM webhook._set_enabled($1, true) $$;
+COMMENT ON FUNCTION webhook_enable_workflow(uuid) IS 'The URL accepts requests again';
+
+CREATE FUNCTION webhook_disable_workflow(workflow uuid)
+RETURNS webhook.workflow_overview
+LANGUAGE sql AS $$ SELECT * FROM webhook._set_enabled($1, false) $$;
+COMMENT ON FUNCTION webhook_disable_workflow(uuid) IS 'The URL answers 404 until the workflow is enabled again';
+
+CREATE FUNCTION webhook_set_handler(workflow uuid, handler regproc)
+RETURNS webhook.workflow_overview
+LANGUAGE plpgsql AS $$
+DECLARE
+    result webhook.workflow_overview;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    UPDATE webhook.workflows w SET handler = webhook_set_handler.handler WHERE w.id = workflow;
+    SELECT * INTO result FROM webhook.workflow_overview o WHERE o.id = workflow;
+    RETURN result;
+END
+$$;
+
+CREATE FUNCTION webhook_drop_workflow(workflow uuid, if_exists boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF if_exists AND workflow IS NOT NULL
+       AND NOT EXISTS (SELECT FROM webhook.workflows w WHERE w.id = workflow) THEN
+        RAISE NOTICE 'workflow % does not exist, skipping', workflow;
+        RETURN false;
+    END IF;
+    PERFORM webhook._workflow(workflow, true);
+    DELETE FROM webhook.workflows w WHERE w.id = workflow;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION webhook_drop_workflow(uuid, boolean) IS
+    'Deletes a workflow with its parameters and events';
+
+-- ---------------------------------------------------------------------------
+-- Parameter lists
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION webhook_sample_from_json(workflow uuid, sample jsonb)
+RETURNS SETOF webhook.parameters
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+BEGIN
+    w := webhook._workflow(workflow, true);
+    IF $2 IS NULL THEN
+        RAISE EXCEPTION 'sample must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass a JSON object such as ''{"order_id": 42}''.';
+    END IF;
+    IF w.full_body THEN
+        RAISE EXCEPTION 'workflow % takes its whole body as parameter "%"', workflow, w.full_body_param
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Turn that off first with webhook_set_full_body(%L, false).', workflow);
+    END IF;
+    RETURN QUERY SELECT * FROM webhook._replace_parameters(workflow, 'body', webhook._infer_parameters($2));
+END
+$$;
+COMMENT ON FUNCTION webhook_sample_from_json(uuid, jsonb) IS
+    'Derives the body parameters from a JSON object sample; keeps required flags of parameters that remain';
+
+CREATE FUNCTION webhook_sample_from_kv(workflow uuid, pairs text)
+RETURNS SETOF webhook.parameters
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF pairs IS NULL THEN
+        RAISE EXCEPTION 'pairs must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass text such as ''order_id=42''.';
+    END IF;
+    PERFORM webhook._workflow(workflow);
+    RETURN QUERY SELECT * FROM @extschema@.webhook_sample_from_json(workflow, webhook._kv_to_json(pairs));
+END
+$$;
+COMMENT ON FUNCTION webhook_sample_from_kv(uuid, text) IS
+    'Derives the body parameters from key=value / key: value lines or a query string a=1&b=2';
+
+CREATE FUNCTION webhook_set_required(workflow uuid, params text[], required boolean DEFAULT true)
+RETURNS SETOF webhook.parameters
+LANGUAGE plpgsql AS $$
+DECLARE
+    unknown text[];
+    known text;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF params IS NULL OR cardinality(params) = 0 THEN
+        RAISE EXCEPTION 'no parameter names given'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example: ARRAY[''order_id'', ''customer.email''].';
+    END IF;
+    IF $3 IS NULL THEN
+        RAISE EXCEPTION 'required must be true or false' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    unknown := ARRAY(
+        SELECT DISTINCT u FROM unnest(params) u
+         WHERE u IS NULL
+            OR NOT EXISTS (SELECT FROM webhook.parameters p WHERE p.workflow_id = workflow AND p.name = u));
+    IF cardinality(unknown) > 0 THEN
+        SELECT string_agg(DISTINCT p.name, ', ') INTO known
+          FROM webhook.parameters p WHERE p.workflow_id = workflow;
+        RAISE EXCEPTION 'unknown parameter(s) for workflow %: %', workflow, array_to_string(unknown, ', ', 'NULL')
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = CASE WHEN known IS NULL THEN 'The workflow has no parameters yet.'
+                                ELSE format('Known parameters: %s.', known) END,
+                  HINT = 'Derive the parameter list first with webhook_sample_from_json(), '
+                      || 'webhook_sample_from_kv() or webhook_capture_sample().';
+    END IF;
+    UPDATE webhook.parameters p SET required = $3
+     WHERE p.workflow_id = workflow AND p.name = ANY (params);
+    UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
+    RETURN QUERY
+        SELECT p.* FROM webhook.parameters p
+         WHERE p.workflow_id = workflow
+         ORDER BY p.source, p.position;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_required(uuid, text[], boolean) IS
+    'Marks parameters (dotted paths for nested leaves) required or optional';
+
+CREATE FUNCTION webhook_set_full_body(workflow uuid, enabled boolean, param_name text DEFAULT 'body')
+RETURNS SETOF webhook.parameters
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF $2 IS NULL THEN
+        RAISE EXCEPTION 'enabled must be true or false' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF param_name IS NULL OR btrim(param_name) = '' THEN
+        RAISE EXCEPTION 'param_name must not be empty'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'The default is ''body''.';
+    END IF;
+    IF $2 THEN
+        PERFORM webhook._replace_parameters(workflow, 'body',
+            jsonb_build_array(jsonb_build_object('name', param_name, 'type', 'text', 'sample', '', 'depth', 0)));
+        UPDATE webhook.workflows w SET full_body = true, full_body_param = param_name WHERE w.id = workflow;
+    ELSE
+        DELETE FROM webhook.parameters p
+         USING webhook.workflows w
+         WHERE w.id = workflow AND w.full_body
+           AND p.workflow_id = w.id AND p.source = 'body' AND p.name = w.full_body_param;
+        UPDATE webhook.workflows w SET full_body = false WHERE w.id = workflow;
+    END IF;
+    RETURN QUERY
+        SELECT p.* FROM webhook.parameters p
+         WHERE p.workflow_id = workflow
+         ORDER BY p.source, p.position;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_full_body(uuid, boolean, text) IS
+    '"Full text in Body": the raw request body becomes the single text parameter param_name';
+
+-- ---------------------------------------------------------------------------
+-- Responses
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION webhook_set_response(
+    workflow uuid,
+    method text,
+    content_type text DEFAULT NULL,
+    body text DEFAULT NULL,
+    status integer DEFAULT NULL,
+    headers jsonb DEFAULT NULL,
+    timeout interval DEFAULT NULL,
+    failure_status integer DEFAULT NULL,
+    failure_content_type text DEFAULT NULL,
+    failure_body text DEFAULT NULL)
+RETURNS webhook.workflows
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+    m text := lower(btrim(method));
+    ct text;
+    failure_ct text;
+    ret regtype;
+BEGIN
+    w := webhook._workflow(workflow, true);
+    IF m IS NULL OR m NOT IN ('default', 'custom', 'workflow') THEN
+        RAISE EXCEPTION 'invalid response method "%"', method
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use ''default'' (200 JSON after commit), ''custom'' (your template) '
+                      || 'or ''workflow'' (the handler''s return value).';
+    END IF;
+    IF m <> 'custom' AND (content_type IS NOT NULL OR body IS NOT NULL
+                          OR status IS NOT NULL OR headers IS NOT NULL) THEN
+        RAISE EXCEPTION 'content_type, body, status and headers apply only to the custom response method'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Use webhook_set_response(%L, ''custom'', body => ...).', workflow);
+    END IF;
+    IF m <> 'workflow' AND (timeout IS NOT NULL OR failure_status IS NOT NULL
+                            OR failure_content_type IS NOT NULL OR failure_body IS NOT NULL) THEN
+        RAISE EXCEPTION 'timeout and failure_* apply only to the workflow response method'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    IF m = 'custom' THEN
+        IF body IS NULL THEN
+            RAISE EXCEPTION 'the custom response method needs a body'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'For example: body => ''{"received": "{{order_id}}"}''; '
+                          || '{{name}} placeholders take request parameters.';
+        END IF;
+        ct := webhook._check_response_template(coalesce(content_type, 'application/json'), body);
+        PERFORM webhook._check_status(coalesce(status, 200));
+        PERFORM webhook._check_response_headers(coalesce(headers, '{}'));
+    ELSIF m = 'workflow' THEN
+        SELECT p.prorettype::regtype INTO ret
+          FROM pg_catalog.pg_proc p WHERE p.oid = w.handler AND p.prokind = 'f';
+        IF ret IS NULL OR ret NOT IN ('jsonb'::regtype, 'json'::regtype, 'text'::regtype, 'xml'::regtype) THEN
+            RAISE EXCEPTION 'handler % cannot produce the response', w.handler::regprocedure
+                USING ERRCODE = 'invalid_function_definition',
+                      DETAIL = CASE WHEN ret IS NULL THEN 'It is a procedure.'
+                                    ELSE format('It returns %s.', ret) END,
+                      HINT = 'The workflow method sends the handler''s return value: '
+                          || 'use a function returning jsonb, json, text or xml.';
+        END IF;
+        IF timeout IS NOT NULL AND timeout <= interval '0' THEN
+            RAISE EXCEPTION 'timeout must be positive' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM webhook._check_status(coalesce(failure_status, 500));
+        IF failure_body IS NOT NULL OR failure_content_type IS NOT NULL THEN
+            failure_ct := webhook._check_response_template(
+                coalesce(failure_content_type, 'application/json'), coalesce(failure_body, ''));
+        END IF;
+    END IF;
+
+    UPDATE webhook.workflows x
+       SET response_method = m,
+           response_status = coalesce($5, 200),
+           response_content_type = ct,
+           response_body = $4,
+           response_headers = coalesce($6, '{}'),
+           response_timeout = $7,
+           failure_status = coalesce($8, 500),
+           failure_content_type = failure_ct,
+           failure_body = $10
+     WHERE x.id = workflow
+    RETURNING * INTO w;
+    RETURN w;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_response(uuid, text, text, text, integer, jsonb, interval, integer, text, text) IS
+    'Chooses the response method: default, custom (status, headers, templated body) or workflow (handler result)';
+
+CREATE FUNCTION webhook._check_status(status integer)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF status IS NULL OR status NOT BETWEEN 200 AND 599 THEN
+        RAISE EXCEPTION 'invalid HTTP status %', coalesce(status::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use a status between 200 and 599.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION webhook._check_response_headers(headers jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    bad text;
+BEGIN
+    IF jsonb_typeof(headers) <> 'object' THEN
+        RAISE EXCEPTION 'headers must be a JSON object of strings'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example: ''{"X-Request-Source": "webhook_ext"}''.';
+    END IF;
+    SELECT h.key INTO bad FROM jsonb_each(headers) h
+     WHERE jsonb_typeof(h.value) <> 'string'
+        OR h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$'
+        OR h.value->>0 ~ '[\r\n\x01-\x08\x0b\x0c\x0e-\x1f\x7f]'
+     LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid response header "%"', bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Header names must be HTTP tokens and values single-line strings.';
+    END IF;
+    SELECT h.key INTO bad FROM jsonb_each(headers) h
+     WHERE lower(h.key) IN ('content-length', 'transfer-encoding', 'connection', 'content-type',
+                            'keep-alive', 'upgrade', 'te', 'trailer')
+     LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'response header "%" is set by the listener', bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Set the content type with content_type => ...; framing headers cannot be overridden.';
+    END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Privileges: the management API is for webhook_admin members (and superusers).
+-- ---------------------------------------------------------------------------
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+         WHERE p.pronamespace = '@extschema@'::regnamespace AND p.proname LIKE 'webhook\_%'
+            OR p.pronamespace = 'webhook'::regnamespace
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO webhook_admin', f);
+    END LOOP;
+END
+$$;
+
+-- Tell the DBA when nothing will listen.
+DO $$
+DECLARE
+    cfg jsonb := webhook._listener_config();
+BEGIN
+    IF NOT (cfg->>'preloaded')::boolean THEN
+        RAISE NOTICE 'webhook_ext listener is not running'
+            USING DETAIL = 'The SQL API works, but no HTTP requests are received.',
+                  HINT = 'Add webhook_ext to shared_preload_libraries in postgresql.conf and restart PostgreSQL.';
+    ELSIF cfg->>'database' <> current_database() THEN
+        RAISE NOTICE 'webhook_ext listener serves database "%", not "%"', cfg->>'database', current_database()
+            USING HINT = format('Set webhook.database = %L and restart PostgreSQL to receive webhooks here.',
+                                current_database());
+    END IF;
+END
+$$;

@@ -1,0 +1,137 @@
+-- webhook_ext: tables, roles and row-level security.
+--
+-- Runs first in the extension script (pgrx "bootstrap"), before the Rust
+-- functions and the SQL API in api.sql.
+
+CREATE SCHEMA IF NOT EXISTS webhook;
+COMMENT ON SCHEMA webhook IS 'webhook_ext: workflows, their parameters and received events';
+
+-- The one role a DBA grants to let a non-superuser manage its own workflows:
+--   GRANT webhook_admin TO alice;
+-- Roles are cluster-wide, so it may already exist from another database.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'webhook_admin') THEN
+        CREATE ROLE webhook_admin NOLOGIN;
+    END IF;
+END
+$$;
+
+CREATE TABLE webhook.workflows (
+    id                    uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    name                  text        NOT NULL,
+    handler               regproc     NOT NULL,
+    owner                 name        NOT NULL DEFAULT current_user,
+    enabled               boolean     NOT NULL DEFAULT true,
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    updated_at            timestamptz NOT NULL DEFAULT now(),
+    -- "full text in Body": the raw body becomes the single text parameter below.
+    full_body             boolean     NOT NULL DEFAULT false,
+    full_body_param       text        NOT NULL DEFAULT 'body',
+    -- HTTP methods the URL answers; anything else is 405.
+    allowed_methods       text[]      NOT NULL DEFAULT '{GET,POST}',
+    -- Response configuration (DESIGN §5).
+    response_method       text        NOT NULL DEFAULT 'default',
+    response_status       integer     NOT NULL DEFAULT 200,
+    response_content_type text,
+    response_body         text,
+    response_headers      jsonb       NOT NULL DEFAULT '{}',
+    -- "workflow" method: deadline for the handler (NULL: the webhook.handler_timeout GUC)
+    -- and the response sent when the handler fails or is late.
+    response_timeout      interval,
+    failure_status        integer     NOT NULL DEFAULT 500,
+    failure_content_type  text,
+    failure_body          text,
+    -- Sample capture over HTTP: armed until capture_until, done at captured_at.
+    capture_until         timestamptz,
+    captured_at           timestamptz,
+    CONSTRAINT workflows_name_not_blank CHECK (btrim(name) <> ''),
+    CONSTRAINT workflows_owner_name_key UNIQUE (owner, name),
+    CONSTRAINT workflows_response_method_check
+        CHECK (response_method IN ('default', 'custom', 'workflow')),
+    CONSTRAINT workflows_response_status_check CHECK (response_status BETWEEN 200 AND 599),
+    CONSTRAINT workflows_failure_status_check CHECK (failure_status BETWEEN 200 AND 599),
+    CONSTRAINT workflows_response_headers_check
+        CHECK (jsonb_typeof(response_headers) = 'object'),
+    CONSTRAINT workflows_allowed_methods_check
+        CHECK (allowed_methods <@ '{GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS}'
+               AND cardinality(allowed_methods) > 0),
+    CONSTRAINT workflows_full_body_param_check CHECK (btrim(full_body_param) <> ''),
+    CONSTRAINT workflows_response_timeout_check
+        CHECK (response_timeout IS NULL OR response_timeout > interval '0')
+);
+COMMENT ON TABLE webhook.workflows IS
+    'One row per webhook URL ({base}/hooks/{id}); see webhook_create_workflow()';
+CREATE INDEX workflows_owner_idx ON webhook.workflows (owner);
+
+CREATE TABLE webhook.parameters (
+    workflow_id uuid    NOT NULL REFERENCES webhook.workflows (id) ON DELETE CASCADE,
+    name        text    NOT NULL,
+    source      text    NOT NULL,
+    type        text    NOT NULL,
+    sample      jsonb,
+    required    boolean NOT NULL DEFAULT false,
+    -- Order of the parameter in its sample; nested leaves follow their parent.
+    position    integer NOT NULL,
+    -- 0 for top-level keys; n for a leaf n levels down, named by its dotted path.
+    depth       integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (workflow_id, source, name),
+    CONSTRAINT parameters_source_check CHECK (source IN ('body', 'query', 'header')),
+    CONSTRAINT parameters_type_check
+        CHECK (type IN ('text', 'number', 'boolean', 'object', 'array')),
+    CONSTRAINT parameters_name_not_blank CHECK (name <> ''),
+    CONSTRAINT parameters_depth_check CHECK (depth >= 0)
+);
+COMMENT ON TABLE webhook.parameters IS
+    'The parameter list of each workflow, derived from a sample; required ones are checked on every request';
+
+CREATE TABLE webhook.events (
+    id          bigserial   PRIMARY KEY,
+    workflow_id uuid        NOT NULL REFERENCES webhook.workflows (id) ON DELETE CASCADE,
+    received_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    method      text        NOT NULL,
+    query       jsonb       NOT NULL DEFAULT '{}',
+    headers     jsonb       NOT NULL DEFAULT '{}',
+    params      jsonb       NOT NULL DEFAULT '{}',
+    body        text,
+    -- received → succeeded | failed once the handler has run.
+    status      text        NOT NULL DEFAULT 'received',
+    error       text,
+    response    jsonb,
+    -- How the event arrived: 'http', 'trigger' (webhook_trigger) or 'replay'.
+    origin      text        NOT NULL DEFAULT 'http',
+    remote_addr inet,
+    handled_at  timestamptz,
+    handler_ms  double precision,
+    CONSTRAINT events_status_check CHECK (status IN ('received', 'succeeded', 'failed')),
+    CONSTRAINT events_origin_check CHECK (origin IN ('http', 'trigger', 'replay'))
+);
+COMMENT ON TABLE webhook.events IS
+    'Every accepted request, stored before the caller gets its 2xx; error is NULL unless the handler failed';
+CREATE INDEX events_workflow_received_idx ON webhook.events (workflow_id, received_at);
+
+-- pg_dump keeps the users' data of these extension tables.
+SELECT pg_catalog.pg_extension_config_dump('webhook.workflows', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook.parameters', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook.events', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook.events_id_seq', '');
+
+-- Row-level security: a role sees and changes only the workflows it owns, and
+-- their parameters and events. Superusers (and so the listener) bypass it.
+ALTER TABLE webhook.workflows ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook.parameters ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook.events ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY workflows_owner ON webhook.workflows
+    USING (owner = current_user)
+    WITH CHECK (owner = current_user);
+CREATE POLICY parameters_owner ON webhook.parameters
+    USING (workflow_id IN (SELECT w.id FROM webhook.workflows w))
+    WITH CHECK (workflow_id IN (SELECT w.id FROM webhook.workflows w));
+CREATE POLICY events_owner ON webhook.events
+    USING (workflow_id IN (SELECT w.id FROM webhook.workflows w))
+    WITH CHECK (workflow_id IN (SELECT w.id FROM webhook.workflows w));
+
+GRANT USAGE ON SCHEMA webhook TO webhook_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON webhook.workflows, webhook.parameters TO webhook_admin;
+GRANT SELECT, DELETE ON webhook.events TO webhook_admin;

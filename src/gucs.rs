@@ -1,0 +1,276 @@
+//! The `webhook.*` settings (DESIGN §2).
+//!
+//! Settings that decide which sockets exist or which database the worker joins
+//! are `PGC_POSTMASTER`; the rest reload on SIGHUP and the worker hands the new
+//! values to its network threads.
+
+use std::ffi::{c_char, c_void, CStr, CString};
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
+
+use webhook_core::config;
+
+pub static DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static PORT: GucSetting<i32> = GucSetting::<i32>::new(8787);
+pub static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
+pub static MAX_BODY_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+pub static MAX_HEADER_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(16);
+pub static HEADER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub static BODY_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+pub static KEEPALIVE_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
+pub static HANDLER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(256);
+
+// String settings with a check hook are defined through pg_sys directly (pgrx's
+// registry has no hooks), so PostgreSQL owns these pointers.
+static mut LISTEN_ADDRESSES: *mut c_char = std::ptr::null_mut();
+static mut PUBLIC_BASE_URL: *mut c_char = std::ptr::null_mut();
+static mut TLS_CERT_FILE: *mut c_char = std::ptr::null_mut();
+static mut TLS_KEY_FILE: *mut c_char = std::ptr::null_mut();
+
+const KB: GucFlags = GucFlags::UNIT_KB;
+const MS: GucFlags = GucFlags::UNIT_MS;
+
+pub fn define() {
+    GucRegistry::define_string_guc(
+        c"webhook.database",
+        c"Database the webhook listener connects to.",
+        c"Workflows are looked up and events stored in this database; CREATE EXTENSION webhook_ext there.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::empty(),
+    );
+    define_checked_string(
+        c"webhook.listen_addresses",
+        c"Addresses the webhook listener binds: IP addresses, localhost or *, comma-separated.",
+        &raw mut LISTEN_ADDRESSES,
+        c"127.0.0.1",
+        GucContext::Postmaster,
+        Some(check_listen_addresses),
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.port",
+        c"TCP port of the webhook listener.",
+        c"",
+        &PORT,
+        1,
+        65535,
+        GucContext::Postmaster,
+        GucFlags::empty(),
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.workers",
+        c"Number of webhook listener processes sharing the port (SO_REUSEPORT).",
+        c"",
+        &WORKERS,
+        1,
+        64,
+        GucContext::Postmaster,
+        GucFlags::empty(),
+    );
+    define_checked_string(
+        c"webhook.public_base_url",
+        c"Base URL printed by webhook_url(); empty means derived from listen_addresses and port.",
+        &raw mut PUBLIC_BASE_URL,
+        c"",
+        GucContext::Sighup,
+        Some(check_public_base_url),
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.max_body_size",
+        c"Largest request body accepted (413 beyond it), after decompression.",
+        c"",
+        &MAX_BODY_SIZE_KB,
+        1,
+        1024 * 1024,
+        GucContext::Sighup,
+        KB,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.max_header_size",
+        c"Largest request head (request line and headers) accepted.",
+        c"",
+        &MAX_HEADER_SIZE_KB,
+        1,
+        1024,
+        GucContext::Sighup,
+        KB,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.header_timeout",
+        c"Time a client has to send the request line and headers.",
+        c"",
+        &HEADER_TIMEOUT_MS,
+        100,
+        3_600_000,
+        GucContext::Sighup,
+        MS,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.body_timeout",
+        c"Time a client has to send the request body.",
+        c"",
+        &BODY_TIMEOUT_MS,
+        100,
+        3_600_000,
+        GucContext::Sighup,
+        MS,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.keepalive_timeout",
+        c"How long an idle keep-alive connection stays open.",
+        c"",
+        &KEEPALIVE_TIMEOUT_MS,
+        0,
+        3_600_000,
+        GucContext::Sighup,
+        MS,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.handler_timeout",
+        c"Deadline of a handler for the 'workflow' response method, unless the workflow sets one.",
+        c"",
+        &HANDLER_TIMEOUT_MS,
+        1,
+        3_600_000,
+        GucContext::Sighup,
+        MS,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.batch_size",
+        c"Most requests the listener commits in one transaction.",
+        c"",
+        &BATCH_SIZE,
+        1,
+        10_000,
+        GucContext::Sighup,
+        GucFlags::empty(),
+    );
+    define_checked_string(
+        c"webhook.tls_cert_file",
+        c"PEM certificate chain; with webhook.tls_key_file the listener speaks HTTPS.",
+        &raw mut TLS_CERT_FILE,
+        c"",
+        GucContext::Postmaster,
+        None,
+    );
+    define_checked_string(
+        c"webhook.tls_key_file",
+        c"PEM private key for webhook.tls_cert_file.",
+        &raw mut TLS_KEY_FILE,
+        c"",
+        GucContext::Postmaster,
+        None,
+    );
+}
+
+fn define_checked_string(
+    name: &'static CStr,
+    description: &'static CStr,
+    variable: *mut *mut c_char,
+    boot_value: &'static CStr,
+    context: GucContext,
+    check: pg_sys::GucStringCheckHook,
+) {
+    unsafe {
+        pg_sys::DefineCustomStringVariable(
+            name.as_ptr(),
+            description.as_ptr(),
+            std::ptr::null(),
+            variable,
+            boot_value.as_ptr(),
+            context as isize as _,
+            0,
+            check,
+            None,
+            None,
+        );
+    }
+}
+
+/// Reports a rejected value the way PostgreSQL's own checks do: SQLSTATE 22023
+/// with the reason as DETAIL.
+unsafe fn reject(detail: &str) -> bool {
+    let detail = CString::new(detail).unwrap_or_default();
+    pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
+    pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr());
+    false
+}
+
+unsafe fn new_value<'a>(newval: *mut *mut c_char) -> &'a str {
+    if newval.is_null() || (*newval).is_null() {
+        return "";
+    }
+    CStr::from_ptr(*newval).to_str().unwrap_or("\u{fffd}")
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_listen_addresses(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    match config::parse_listen_addresses(new_value(newval)) {
+        Ok(_) => true,
+        Err(why) => reject(&why),
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_public_base_url(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    match config::check_public_base_url(new_value(newval)) {
+        Ok(()) => true,
+        Err(why) => reject(&why),
+    }
+}
+
+fn read(variable: *const *mut c_char) -> String {
+    unsafe {
+        let ptr = *variable;
+        if ptr.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(ptr).to_string_lossy().into_owned()
+        }
+    }
+}
+
+pub fn database() -> String {
+    DATABASE
+        .get()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+pub fn listen_addresses() -> String {
+    read(&raw const LISTEN_ADDRESSES)
+}
+
+pub fn public_base_url() -> String {
+    read(&raw const PUBLIC_BASE_URL)
+}
+
+pub fn tls_cert_file() -> String {
+    read(&raw const TLS_CERT_FILE)
+}
+
+pub fn tls_key_file() -> String {
+    read(&raw const TLS_KEY_FILE)
+}
+
+/// The base of every workflow URL.
+pub fn base_url() -> String {
+    let configured = public_base_url();
+    if configured.is_empty() {
+        let tls = !tls_cert_file().is_empty() && !tls_key_file().is_empty();
+        config::default_base_url(&listen_addresses(), PORT.get(), tls)
+    } else {
+        configured
+    }
+}

@@ -1,0 +1,47 @@
+//! webhook_ext: PostgreSQL as a webhook receiver.
+//!
+//! * `gucs` — the `webhook.*` settings;
+//! * `sql_helpers` — internal SQL functions over the pure core (`webhook_core`);
+//! * `worker` — the listener background worker;
+//! * `sql/schema.sql`, `sql/api.sql` — tables, security and the `webhook_*` SQL API.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pgrx::prelude::*;
+
+mod errors;
+mod gucs;
+mod sql_helpers;
+mod worker;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/api.sql", name = "api", finalize);
+
+/// Set when the library was loaded by `shared_preload_libraries`; backends
+/// forked from the postmaster inherit it.
+pub(crate) static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::define();
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        PRELOADED.store(true, Ordering::Relaxed);
+        worker::register();
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

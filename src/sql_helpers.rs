@@ -1,0 +1,106 @@
+//! Internal SQL functions (schema `webhook`, names starting with `_`) that expose
+//! the pure core to the SQL API in `sql/api.sql`. Users call the `webhook_*`
+//! functions, not these.
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+
+use crate::errors::SqlError;
+use webhook_core::template::{self, ContentKind};
+use webhook_core::{config, infer, kv, lookup};
+
+/// pgrx places these in schema `webhook` (created first by sql/schema.sql).
+#[pg_schema]
+mod webhook {
+    use super::*;
+
+    /// The parameters a JSON object sample describes, as a JSON array of
+    /// `{name, type, sample, depth}` in sample order.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn _infer_parameters(sample: JsonB) -> JsonB {
+        let Value::Object(map) = sample.0 else {
+            SqlError::SampleNotObject {
+                found: json_type_name(&sample.0),
+            }
+            .report()
+        };
+        let params: Vec<Value> = infer::infer_parameters(&map)
+            .into_iter()
+            .map(|p| json!({"name": p.name, "type": p.ty.as_str(), "sample": p.sample, "depth": p.depth}))
+            .collect();
+        JsonB(Value::Array(params))
+    }
+
+    /// Key-value sample text as a JSON object with inferred value types.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn _kv_to_json(pairs: &str) -> JsonB {
+        match kv::parse_kv(pairs) {
+            Ok(map) => JsonB(Value::Object(map)),
+            Err(e) => SqlError::from(e).report(),
+        }
+    }
+
+    /// The complete workflow id contained in the input, if any.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn _full_id(input: &str) -> Option<pgrx::Uuid> {
+        lookup::full_id(input).map(|id| pgrx::Uuid::from_bytes(*id.as_bytes()))
+    }
+
+    /// The hex fragment (hyphens removed, lower case) to search ids for, if usable.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn _id_fragment(input: &str) -> Option<String> {
+        lookup::id_fragment(input)
+    }
+
+    /// The base of workflow URLs, from `webhook.public_base_url` or derived.
+    #[pg_extern(stable, parallel_safe)]
+    fn _base_url() -> String {
+        crate::gucs::base_url()
+    }
+
+    /// `{base}/hooks/{id}` for one workflow id.
+    #[pg_extern(stable, strict, parallel_safe)]
+    fn _workflow_url(id: pgrx::Uuid) -> String {
+        let id = uuid::Uuid::from_bytes(*id.as_bytes());
+        config::workflow_url(&crate::gucs::base_url(), &id.hyphenated().to_string())
+    }
+
+    /// Checks a custom response's content type and body template; returns the
+    /// content type to send (as given, or completed with a charset for text kinds).
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn _check_response_template(content_type: &str, body: &str) -> String {
+        let Some(kind) = ContentKind::from_content_type(content_type) else {
+            SqlError::UnsupportedContentType(content_type.to_string()).report()
+        };
+        if let Err(e) = template::check(body, kind) {
+            SqlError::from(e).report()
+        }
+        if content_type.contains(';') || kind == ContentKind::Json {
+            content_type.trim().to_string()
+        } else {
+            format!("{}; charset=utf-8", content_type.trim())
+        }
+    }
+
+    /// Whether this server loaded webhook_ext through `shared_preload_libraries`
+    /// (the only way the listener starts), and which database it serves.
+    #[pg_extern(stable)]
+    fn _listener_config() -> JsonB {
+        JsonB(json!({
+            "preloaded": crate::PRELOADED.load(std::sync::atomic::Ordering::Relaxed),
+            "database": crate::gucs::database(),
+        }))
+    }
+}
+
+fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
