@@ -35,6 +35,10 @@ pub fn infer_parameters(sample: &Map<String, Value>) -> Vec<InferredParam> {
             push_nested_leaves(&mut out, key, children, 1);
         }
     }
+    // A top-level key spelled like a dotted path ("a.b") would collide with a
+    // nested leaf; the first one listed keeps the name.
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|p| seen.insert(p.name.clone()));
     out
 }
 

@@ -34,7 +34,7 @@ pub enum KvError {
 /// Parses key-value sample text into a JSON object with inferred value types.
 pub fn parse_kv(text: &str) -> Result<Map<String, Value>, KvError> {
     let trimmed = text.trim();
-    let mut out = Map::new();
+    let mut pairs = Pairs::default();
     if !trimmed.contains('\n') && trimmed.contains('&') {
         for (key, value) in form_urlencoded::parse(trimmed.as_bytes()) {
             let key = key.trim();
@@ -44,7 +44,7 @@ pub fn parse_kv(text: &str) -> Result<Map<String, Value>, KvError> {
                     content: trimmed.to_string(),
                 });
             }
-            insert_repeatable(&mut out, key, infer_scalar(value.trim()));
+            pairs.push(key, infer_scalar(value.trim()));
         }
     } else {
         for (index, raw_line) in text.lines().enumerate() {
@@ -66,35 +66,48 @@ pub fn parse_kv(text: &str) -> Result<Map<String, Value>, KvError> {
                     content: line.to_string(),
                 });
             }
-            insert_repeatable(&mut out, key, infer_scalar(value));
+            pairs.push(key, infer_scalar(value));
         }
     }
-    if out.is_empty() {
+    if pairs.keys.is_empty() {
         return Err(KvError::Empty);
     }
-    Ok(out)
+    Ok(pairs.into_map())
 }
 
-/// Inserts `value` under `key`; a key seen before becomes an array of all its values.
-pub fn insert_repeatable(map: &mut Map<String, Value>, key: &str, value: Value) {
-    match map.get_mut(key) {
-        None => {
-            map.insert(key.to_string(), value);
-        }
-        Some(Value::Array(values)) if is_collected(values) => values.push(value),
-        Some(existing) => {
-            let first = existing.take();
-            *existing = Value::Array(vec![first, value]);
+/// Values by key in first-seen order; a key seen more than once becomes an
+/// array of all its values.
+#[derive(Default)]
+struct Pairs {
+    keys: Vec<String>,
+    values: Vec<Vec<Value>>,
+}
+
+impl Pairs {
+    fn push(&mut self, key: &str, value: Value) {
+        match self.keys.iter().position(|k| k == key) {
+            Some(i) => self.values[i].push(value),
+            None => {
+                self.keys.push(key.to_string());
+                self.values.push(vec![value]);
+            }
         }
     }
-}
 
-// A sample value that is itself a JSON array (`tags=[1,2]`) must not swallow a
-// repeated key's value; only arrays we built from repeats are extended. We cannot
-// tell them apart after the fact, so repeats always extend arrays of scalars and
-// wrap anything else.
-fn is_collected(values: &[Value]) -> bool {
-    values.iter().all(|v| !v.is_array() && !v.is_object())
+    fn into_map(self) -> Map<String, Value> {
+        self.keys
+            .into_iter()
+            .zip(self.values)
+            .map(|(key, mut values)| {
+                let value = if values.len() == 1 {
+                    values.pop().unwrap_or(Value::Null)
+                } else {
+                    Value::Array(values)
+                };
+                (key, value)
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -9,5 +9,6 @@ pub mod config;
 pub mod infer;
 pub mod kv;
 pub mod lookup;
+pub mod request;
 pub mod template;
 pub mod validate;

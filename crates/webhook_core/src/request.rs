@@ -1,0 +1,693 @@
+//! What to do with one request, given the workflow it addresses: reject it, take
+//! it as a captured sample, or accept it with these parameters; and which HTTP
+//! response each outcome gets.
+//!
+//! The worker's main thread calls these between its SPI steps; keeping the
+//! decisions here means every status code and body of the HTTP contract
+//! (DESIGN §4–5) is unit tested without PostgreSQL.
+
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::body::ParsedBody;
+use crate::infer::{infer_parameters, infer_scalar, InferredParam};
+use crate::template::{self, ContentKind};
+use crate::validate::{self, ParamSpec, ParamType, RequestParams, Source};
+
+/// A request as the network thread hands it over.
+#[derive(Debug, Clone)]
+pub struct IncomingRequest {
+    /// Upper-case HTTP method.
+    pub method: String,
+    pub query: Map<String, Value>,
+    /// Lower-case header names; repeated headers joined with ", ".
+    pub headers: Map<String, Value>,
+    pub body: BodyOutcome,
+}
+
+/// The body as far as the network thread could parse it without knowing the
+/// workflow: a workflow that takes its body as text does not care that it is
+/// not valid JSON.
+#[derive(Debug, Clone)]
+pub enum BodyOutcome {
+    Parsed(ParsedBody),
+    Unparseable { error: String, text: String },
+}
+
+impl BodyOutcome {
+    pub fn text(&self) -> &str {
+        match self {
+            BodyOutcome::Parsed(parsed) => &parsed.text,
+            BodyOutcome::Unparseable { text, .. } => text,
+        }
+    }
+}
+
+/// How a workflow answers (DESIGN §5).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseConfig {
+    Default,
+    Custom {
+        status: u16,
+        content_type: String,
+        body_template: String,
+        headers: Vec<(String, String)>,
+    },
+    Workflow {
+        failure_status: u16,
+        failure_content_type: Option<String>,
+        failure_body: Option<String>,
+    },
+}
+
+/// The parts of a workflow definition that decide admission and responses.
+#[derive(Debug, Clone)]
+pub struct WorkflowRules {
+    pub id: Uuid,
+    pub enabled: bool,
+    pub allowed_methods: Vec<String>,
+    /// `Some(name)`: the raw body is the single text parameter `name`.
+    pub full_body_param: Option<String>,
+    pub params: Vec<ParamSpec>,
+    pub response: ResponseConfig,
+    /// A capture window is open: the next request becomes the sample.
+    pub capture_armed: bool,
+}
+
+/// An HTTP response to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(status: u16, body: &Value) -> Response {
+        Response {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    /// An error response: JSON with a `msg` field.
+    pub fn error(status: u16, msg: &str) -> Response {
+        Response::json(status, &json!({ "msg": msg }))
+    }
+
+    pub fn workflow_not_found() -> Response {
+        Response::error(404, "Workflow not found")
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn body_json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+/// A request that passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    /// Every parsed parameter by name, declared ones coerced to their type:
+    /// query parameters, then body parameters (a body value wins over a query
+    /// value of the same name), then the declared header parameters.
+    pub params: Map<String, Value>,
+}
+
+/// Parameters derived from a captured request, by source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapturedSample {
+    /// `None` when the workflow takes its full body: body parameters stay as they are.
+    pub body: Option<Vec<InferredParam>>,
+    pub query: Vec<InferredParam>,
+    pub headers: Vec<InferredParam>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    Rejected(Response),
+    Capture(CapturedSample),
+    Accepted(Accepted),
+}
+
+/// Headers that describe the connection or the transfer, not the caller's data;
+/// a captured sample does not turn them into parameters.
+const TRANSPORT_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "proxy-connection",
+];
+
+/// Decides what happens to `request` sent to the workflow `rules`.
+pub fn admit(rules: &WorkflowRules, request: &IncomingRequest) -> Admission {
+    if !rules.enabled {
+        return Admission::Rejected(Response::workflow_not_found());
+    }
+    if !rules
+        .allowed_methods
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(&request.method))
+    {
+        return Admission::Rejected(
+            Response::json(
+                405,
+                &json!({"msg": "Method not allowed", "allowed": rules.allowed_methods}),
+            )
+            .with_header("allow", &rules.allowed_methods.join(", ")),
+        );
+    }
+    let body_params = match (&rules.full_body_param, &request.body) {
+        (Some(name), body) => {
+            let mut map = Map::new();
+            map.insert(name.clone(), Value::String(body.text().to_string()));
+            map
+        }
+        (None, BodyOutcome::Parsed(parsed)) => parsed.params.clone(),
+        (None, BodyOutcome::Unparseable { error, .. }) => {
+            return Admission::Rejected(Response::error(400, error));
+        }
+    };
+    if rules.capture_armed {
+        return Admission::Capture(capture(rules, request, &body_params));
+    }
+    let view = RequestParams {
+        body: &body_params,
+        query: &request.query,
+        headers: &request.headers,
+    };
+    if let Err(e) = validate::validate(&rules.params, &view) {
+        return Admission::Rejected(Response::json(400, &e.to_json()));
+    }
+    Admission::Accepted(Accepted {
+        params: collect_params(rules, request, body_params),
+    })
+}
+
+fn collect_params(
+    rules: &WorkflowRules,
+    request: &IncomingRequest,
+    body_params: Map<String, Value>,
+) -> Map<String, Value> {
+    let mut params = request.query.clone();
+    for (name, value) in body_params {
+        params.insert(name, value);
+    }
+    for spec in &rules.params {
+        match spec.source {
+            Source::Header => {
+                if let Some(value) = validate::lookup_path(&request.headers, &spec.name) {
+                    params.insert(spec.name.clone(), validate::coerce(value, spec.ty));
+                }
+            }
+            // Coerce declared top-level parameters in place ("42" → 42 for a
+            // number); nested leaves stay as sent.
+            Source::Body | Source::Query => {
+                if let Some(value) = params.get_mut(&spec.name) {
+                    *value = validate::coerce(value, spec.ty);
+                }
+            }
+        }
+    }
+    params
+}
+
+fn capture(
+    rules: &WorkflowRules,
+    request: &IncomingRequest,
+    body_params: &Map<String, Value>,
+) -> CapturedSample {
+    let headers: Map<String, Value> = request
+        .headers
+        .iter()
+        .filter(|(name, _)| !TRANSPORT_HEADERS.contains(&name.as_str()))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    CapturedSample {
+        body: rules
+            .full_body_param
+            .is_none()
+            .then(|| infer_parameters(&typed_from_text(body_params, request))),
+        query: infer_parameters(&typed_strings(&request.query)),
+        headers: infer_parameters(&typed_strings(&headers)),
+    }
+}
+
+/// Form and multipart bodies carry only strings; type them the way key-value
+/// samples are typed. JSON and XML bodies keep their own types.
+fn typed_from_text(
+    body_params: &Map<String, Value>,
+    request: &IncomingRequest,
+) -> Map<String, Value> {
+    match &request.body {
+        BodyOutcome::Parsed(parsed)
+            if matches!(
+                parsed.kind,
+                crate::body::BodyKind::Form | crate::body::BodyKind::Multipart
+            ) =>
+        {
+            typed_strings(body_params)
+        }
+        _ => body_params.clone(),
+    }
+}
+
+fn typed_strings(map: &Map<String, Value>) -> Map<String, Value> {
+    map.iter()
+        .map(|(k, v)| {
+            let typed = match v {
+                Value::String(s) => infer_scalar(s),
+                other => other.clone(),
+            };
+            (k.clone(), typed)
+        })
+        .collect()
+}
+
+/// The response for a captured sample.
+pub fn capture_response(workflow_id: Uuid, sample: &CapturedSample) -> Response {
+    let count = |list: &Option<Vec<InferredParam>>| list.as_ref().map_or(0, |l| l.len());
+    Response::json(
+        200,
+        &json!({
+            "msg": "Sample captured",
+            "workflow_id": workflow_id,
+            "parameters": {
+                "body": count(&sample.body),
+                "query": sample.query.len(),
+                "header": sample.headers.len(),
+            },
+        }),
+    )
+}
+
+/// Inferred parameters in the JSON shape `webhook._replace_parameters` takes.
+pub fn inferred_to_json(params: &[InferredParam]) -> Value {
+    Value::Array(
+        params
+            .iter()
+            .map(|p| json!({"name": p.name, "type": p.ty.as_str(), "sample": p.sample, "depth": p.depth}))
+            .collect(),
+    )
+}
+
+/// What a template can reference: the parameters plus `event_id` and
+/// `workflow_id` (a parameter of the same name wins).
+fn template_context(
+    workflow_id: Uuid,
+    event_id: i64,
+    params: &Map<String, Value>,
+) -> Map<String, Value> {
+    let mut ctx = params.clone();
+    ctx.entry("event_id").or_insert(json!(event_id));
+    ctx.entry("workflow_id")
+        .or_insert(json!(workflow_id.to_string()));
+    ctx
+}
+
+/// The response for an accepted event under the default or custom method, sent
+/// once the event is committed. `None` for the workflow method, whose response
+/// comes from the handler.
+pub fn accepted_response(
+    rules: &WorkflowRules,
+    event_id: i64,
+    params: &Map<String, Value>,
+) -> Option<Response> {
+    match &rules.response {
+        ResponseConfig::Default => Some(Response::json(
+            200,
+            &json!({"msg": "success", "event_id": event_id, "workflow_id": rules.id}),
+        )),
+        ResponseConfig::Custom {
+            status,
+            content_type,
+            body_template,
+            headers,
+        } => Some(render_configured(
+            *status,
+            content_type,
+            body_template,
+            headers,
+            &template_context(rules.id, event_id, params),
+            event_id,
+        )),
+        ResponseConfig::Workflow { .. } => None,
+    }
+}
+
+fn render_configured(
+    status: u16,
+    content_type: &str,
+    body_template: &str,
+    headers: &[(String, String)],
+    ctx: &Map<String, Value>,
+    event_id: i64,
+) -> Response {
+    let kind = ContentKind::from_content_type(content_type).unwrap_or(ContentKind::Text);
+    match template::render(body_template, kind, ctx) {
+        Ok(body) => {
+            let mut response = Response {
+                status,
+                headers: vec![("content-type".into(), content_type.to_string())],
+                body: body.into_bytes(),
+            };
+            response.headers.extend(headers.iter().cloned());
+            response
+        }
+        // Templates are checked when configured; this only guards against rows
+        // written around the API.
+        Err(_) => Response::json(
+            500,
+            &json!({"msg": "Response template failed", "event_id": event_id}),
+        ),
+    }
+}
+
+/// The type a handler returned, which decides the Content-Type of a workflow
+/// response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandlerOutput {
+    Json,
+    Text,
+    Xml,
+}
+
+impl HandlerOutput {
+    /// From the handler's return type name (`pg_type.typname`).
+    pub fn from_type_name(name: &str) -> Option<HandlerOutput> {
+        match name {
+            "jsonb" | "json" => Some(HandlerOutput::Json),
+            "text" | "varchar" | "bpchar" => Some(HandlerOutput::Text),
+            "xml" => Some(HandlerOutput::Xml),
+            _ => None,
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            HandlerOutput::Json => "application/json",
+            HandlerOutput::Text => "text/plain; charset=utf-8",
+            HandlerOutput::Xml => "application/xml; charset=utf-8",
+        }
+    }
+}
+
+/// The response of the workflow method: the handler's return value; a NULL
+/// result is 204 No Content.
+pub fn handler_response(output: HandlerOutput, value: Option<String>) -> Response {
+    match value {
+        Some(text) => Response {
+            status: 200,
+            headers: vec![("content-type".into(), output.content_type().into())],
+            body: text.into_bytes(),
+        },
+        None => Response {
+            status: 204,
+            headers: Vec::new(),
+            body: Vec::new(),
+        },
+    }
+}
+
+/// The response when the handler failed or missed its deadline: the workflow's
+/// configured failure response, by default 500 `{"msg":"Workflow failed","event_id":…}`.
+/// The error text is never sent (it may reveal internals); it is in the event row.
+pub fn failure_response(
+    rules: &WorkflowRules,
+    event_id: i64,
+    params: &Map<String, Value>,
+) -> Response {
+    let (status, content_type, body) = match &rules.response {
+        ResponseConfig::Workflow {
+            failure_status,
+            failure_content_type,
+            failure_body,
+        } => (
+            *failure_status,
+            failure_content_type.clone(),
+            failure_body.clone(),
+        ),
+        _ => (500, None, None),
+    };
+    match body {
+        Some(template_text) => render_configured(
+            status,
+            content_type.as_deref().unwrap_or("application/json"),
+            &template_text,
+            &[],
+            &template_context(rules.id, event_id, params),
+            event_id,
+        ),
+        None => Response::json(
+            status,
+            &json!({"msg": "Workflow failed", "event_id": event_id}),
+        ),
+    }
+}
+
+/// Parses a parameter type stored in `webhook.parameters.type`.
+pub fn param_type(name: &str) -> ParamType {
+    name.parse().unwrap_or(ParamType::Text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::{parse_body, BodyLimits};
+
+    fn rules() -> WorkflowRules {
+        WorkflowRules {
+            id: Uuid::nil(),
+            enabled: true,
+            allowed_methods: vec!["GET".into(), "POST".into()],
+            full_body_param: None,
+            params: vec![
+                ParamSpec {
+                    name: "order_id".into(),
+                    source: Source::Body,
+                    ty: ParamType::Text,
+                    required: true,
+                },
+                ParamSpec {
+                    name: "amount".into(),
+                    source: Source::Body,
+                    ty: ParamType::Number,
+                    required: false,
+                },
+                ParamSpec {
+                    name: "x-shop".into(),
+                    source: Source::Header,
+                    ty: ParamType::Text,
+                    required: false,
+                },
+            ],
+            response: ResponseConfig::Default,
+            capture_armed: false,
+        }
+    }
+
+    fn request(method: &str, content_type: &str, body: &str) -> IncomingRequest {
+        let outcome = match parse_body(
+            Some(content_type),
+            None,
+            body.as_bytes(),
+            &BodyLimits::default(),
+        ) {
+            Ok(parsed) => BodyOutcome::Parsed(parsed),
+            Err(e) => BodyOutcome::Unparseable {
+                error: e.to_string(),
+                text: body.into(),
+            },
+        };
+        let mut headers = Map::new();
+        headers.insert("x-shop".into(), json!("berlin"));
+        headers.insert("host".into(), json!("localhost"));
+        IncomingRequest {
+            method: method.into(),
+            query: crate::body::parse_query("source=web&amount=3"),
+            headers,
+            body: outcome,
+        }
+    }
+
+    #[test]
+    fn accepted_params_merge_and_coerce() {
+        let req = request(
+            "POST",
+            "application/x-www-form-urlencoded",
+            "order_id=7&amount=12.5",
+        );
+        let Admission::Accepted(accepted) = admit(&rules(), &req) else {
+            panic!("not accepted")
+        };
+        assert_eq!(
+            Value::Object(accepted.params),
+            json!({"source": "web", "amount": 12.5, "order_id": "7", "x-shop": "berlin"})
+        );
+    }
+
+    #[test]
+    fn missing_required_is_the_contract_body() {
+        let req = request("POST", "application/json", r#"{"amount": 1}"#);
+        let Admission::Rejected(response) = admit(&rules(), &req) else {
+            panic!()
+        };
+        assert_eq!(response.status, 400);
+        assert_eq!(
+            String::from_utf8(response.body).unwrap(),
+            r#"{"msg":"Missing required parameter(s)","missing":["order_id"]}"#
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_400() {
+        let req = request(
+            "POST",
+            "application/json",
+            r#"{"order_id": "1", "amount": "lots"}"#,
+        );
+        let Admission::Rejected(response) = admit(&rules(), &req) else {
+            panic!()
+        };
+        assert_eq!(response.status, 400);
+        assert_eq!(response.body_json().unwrap()["parameter"], "amount");
+    }
+
+    #[test]
+    fn disabled_is_404_and_wrong_method_405() {
+        let mut r = rules();
+        let req = request("PUT", "application/json", "{}");
+        let Admission::Rejected(response) = admit(&r, &req) else {
+            panic!()
+        };
+        assert_eq!(response.status, 405);
+        assert!(response
+            .headers
+            .contains(&("allow".into(), "GET, POST".into())));
+        r.enabled = false;
+        let Admission::Rejected(response) = admit(&r, &req) else {
+            panic!()
+        };
+        assert_eq!(response.status, 404);
+        assert_eq!(response.body, br#"{"msg":"Workflow not found"}"#);
+    }
+
+    #[test]
+    fn unparseable_body_is_400_unless_full_body() {
+        let req = request("POST", "application/json", "{nope");
+        let Admission::Rejected(response) = admit(&rules(), &req) else {
+            panic!()
+        };
+        assert_eq!(response.status, 400);
+        assert!(response.body_json().unwrap()["msg"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid JSON body"));
+
+        let mut r = rules();
+        r.full_body_param = Some("raw".into());
+        r.params = vec![ParamSpec {
+            name: "raw".into(),
+            source: Source::Body,
+            ty: ParamType::Text,
+            required: true,
+        }];
+        let Admission::Accepted(accepted) = admit(&r, &req) else {
+            panic!()
+        };
+        assert_eq!(accepted.params["raw"], json!("{nope"));
+    }
+
+    #[test]
+    fn capture_groups_by_source_and_skips_transport_headers() {
+        let mut r = rules();
+        r.capture_armed = true;
+        let req = request("POST", "application/x-www-form-urlencoded", "n=5&flag=true");
+        let Admission::Capture(sample) = admit(&r, &req) else {
+            panic!()
+        };
+        let body = sample.body.unwrap();
+        assert_eq!(body[0].name, "n");
+        assert_eq!(body[0].ty, ParamType::Number);
+        assert_eq!(body[1].ty, ParamType::Boolean);
+        assert_eq!(sample.query.len(), 2);
+        assert_eq!(
+            sample
+                .headers
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["x-shop"]
+        );
+        let response = capture_response(
+            Uuid::nil(),
+            &CapturedSample {
+                body: Some(body),
+                ..sample
+            },
+        );
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body_json().unwrap()["msg"], "Sample captured");
+    }
+
+    #[test]
+    fn default_and_custom_responses() {
+        let mut params = Map::new();
+        params.insert("order_id".into(), json!("A \"1\""));
+        let r = rules();
+        let response = accepted_response(&r, 42, &params).unwrap();
+        assert_eq!(
+            response.body_json().unwrap(),
+            json!({"msg": "success", "event_id": 42, "workflow_id": Uuid::nil()})
+        );
+        let mut r = rules();
+        r.response = ResponseConfig::Custom {
+            status: 201,
+            content_type: "application/json".into(),
+            body_template: r#"{"got": "{{order_id}}", "id": {{event_id}}}"#.into(),
+            headers: vec![("x-a".into(), "b".into())],
+        };
+        let response = accepted_response(&r, 42, &params).unwrap();
+        assert_eq!(response.status, 201);
+        assert_eq!(
+            response.body_json().unwrap(),
+            json!({"got": "A \"1\"", "id": 42})
+        );
+        assert!(response.headers.contains(&("x-a".into(), "b".into())));
+    }
+
+    #[test]
+    fn workflow_and_failure_responses() {
+        let ok = handler_response(HandlerOutput::Json, Some(r#"{"a":1}"#.into()));
+        assert_eq!(ok.status, 200);
+        assert_eq!(handler_response(HandlerOutput::Text, None).status, 204);
+        let failed = failure_response(&rules(), 9, &Map::new());
+        assert_eq!(failed.status, 500);
+        assert_eq!(
+            failed.body_json().unwrap(),
+            json!({"msg": "Workflow failed", "event_id": 9})
+        );
+        let mut r = rules();
+        r.response = ResponseConfig::Workflow {
+            failure_status: 503,
+            failure_content_type: Some("text/plain; charset=utf-8".into()),
+            failure_body: Some("retry event {{event_id}}".into()),
+        };
+        let failed = failure_response(&r, 9, &Map::new());
+        assert_eq!(
+            (failed.status, failed.body),
+            (503, b"retry event 9".to_vec())
+        );
+    }
+}

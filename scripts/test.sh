@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs every test of webhook_ext and ends with one summary line:
+#   1. unit tests of the pure core            (cargo test -p webhook_core)
+#   2. SQL-level #[pg_test]s                  (cargo pgrx test, own throwaway cluster)
+#   3. end-to-end tests against real clusters (pytest tests/e2e: real HTTP, real rows)
+# Installs what is missing first (apt packages, cargo-pgrx, a Python venv).
+source "$(dirname "$0")/common.sh"
+cd "$REPO_ROOT"
+
+ensure_toolchain
+VENV="$REPO_ROOT/target/e2e-venv"
+if [ ! -x "$VENV/bin/pytest" ] || ! cmp -s tests/e2e/requirements.txt "$VENV/requirements.txt"; then
+    say "creating Python venv for the end-to-end tests"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q -r tests/e2e/requirements.txt
+    cp tests/e2e/requirements.txt "$VENV/requirements.txt"
+fi
+
+LOGS="$REPO_ROOT/target/test-logs"
+mkdir -p "$LOGS"
+passed=0 failed=0 status=0
+
+count() { # count LOGFILE: adds the passed/failed counts a runner printed
+    local p f
+    p=$(grep -aoE '[0-9]+ passed' "$1" | awk '{s+=$1} END {print s+0}')
+    f=$(grep -aoE '[0-9]+ failed' "$1" | awk '{s+=$1} END {print s+0}')
+    passed=$((passed + p)); failed=$((failed + f))
+}
+
+say "unit tests (webhook_core)"
+if ! cargo test -p webhook_core 2>&1 | tee "$LOGS/unit.log"; then status=1; fi
+count "$LOGS/unit.log"
+
+say "SQL-level tests (cargo pgrx test)"
+PGRX_DATA="$REPO_ROOT/target/pgrx-test-data"
+rm -rf "$PGRX_DATA"; mkdir -p "$PGRX_DATA"
+[ "$(id -u)" -ne 0 ] || chown postgres:postgres "$PGRX_DATA"
+runas=(); [ "$(id -u)" -ne 0 ] || runas=(--runas postgres --pgdata "$PGRX_DATA")
+if ! cargo pgrx test pg15 "${runas[@]}" 2>&1 | tee "$LOGS/pg_test.log"; then status=1; fi
+count "$LOGS/pg_test.log"
+
+install_extension
+say "end-to-end tests (pytest tests/e2e)"
+if ! "$VENV/bin/pytest" -q -p no:cacheprovider tests/e2e "$@" 2>&1 | tee "$LOGS/e2e.log"; then status=1; fi
+count "$LOGS/e2e.log"
+
+[ "$failed" -eq 0 ] || status=1
+echo
+echo "total: $passed passed, $failed failed"
+exit $status
