@@ -120,6 +120,23 @@ CREATE TRIGGER workflows_before_write
     BEFORE INSERT OR UPDATE ON webhook.workflows
     FOR EACH ROW EXECUTE FUNCTION webhook._workflows_before_write();
 
+-- Tells the listeners to reload cached definitions. SECURITY DEFINER because
+-- webhook_admin members change workflows but not the counter itself.
+CREATE FUNCTION webhook._bump_config_version()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE webhook.config_version SET version = version + 1;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER workflows_config_version
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON webhook.workflows
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._bump_config_version();
+CREATE TRIGGER parameters_config_version
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON webhook.parameters
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._bump_config_version();
+
 -- Replaces the parameters of one source with an inferred list
 -- (webhook._infer_parameters format), keeping the required flags of the
 -- parameters that remain.
@@ -558,6 +575,56 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Set the content type with content_type => ...; framing headers cannot be overridden.';
     END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Capturing a sample over HTTP
+-- ---------------------------------------------------------------------------
+
+CREATE VIEW webhook.capture_status WITH (security_invoker = true) AS
+SELECT w.id AS workflow_id,
+       CASE WHEN w.captured_at IS NOT NULL THEN 'captured'
+            WHEN w.capture_until IS NULL THEN 'idle'
+            WHEN w.capture_until > now() THEN 'waiting'
+            ELSE 'expired' END AS state,
+       w.capture_until,
+       w.captured_at
+FROM webhook.workflows w;
+COMMENT ON VIEW webhook.capture_status IS
+    'Sample capture per workflow: idle, waiting (armed), captured or expired';
+GRANT SELECT ON webhook.capture_status TO webhook_admin;
+
+CREATE FUNCTION webhook_capture_sample(workflow uuid, "window" interval DEFAULT '3 minutes')
+RETURNS webhook.capture_status
+LANGUAGE plpgsql AS $$
+DECLARE
+    result webhook.capture_status;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF $2 IS NULL OR $2 <= interval '0' OR $2 > interval '1 day' THEN
+        RAISE EXCEPTION 'capture window must be positive and at most 1 day'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'The default is 3 minutes.';
+    END IF;
+    UPDATE webhook.workflows w
+       SET capture_until = now() + $2, captured_at = NULL
+     WHERE w.id = workflow;
+    SELECT * INTO result FROM webhook.capture_status c WHERE c.workflow_id = workflow;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION webhook_capture_sample(uuid, interval) IS
+    'Arms capture: the next GET/POST to the URL within the window becomes the sample (handler not fired)';
+
+CREATE FUNCTION webhook_capture_status(workflow uuid)
+RETURNS webhook.capture_status
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    result webhook.capture_status;
+BEGIN
+    PERFORM webhook._workflow(workflow);
+    SELECT * INTO result FROM webhook.capture_status c WHERE c.workflow_id = workflow;
+    RETURN result;
 END
 $$;
 

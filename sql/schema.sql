@@ -101,14 +101,26 @@ CREATE TABLE webhook.events (
     -- How the event arrived: 'http', 'trigger' (webhook_trigger) or 'replay'.
     origin      text        NOT NULL DEFAULT 'http',
     remote_addr inet,
+    -- When the listener (or webhook_trigger/webhook_replay) processed it.
     handled_at  timestamptz,
-    handler_ms  double precision,
+    -- For origin 'replay': the event whose handler run this repeats.
+    replay_of   bigint,
     CONSTRAINT events_status_check CHECK (status IN ('received', 'succeeded', 'failed')),
     CONSTRAINT events_origin_check CHECK (origin IN ('http', 'trigger', 'replay'))
 );
 COMMENT ON TABLE webhook.events IS
     'Every accepted request, stored before the caller gets its 2xx; error is NULL unless the handler failed';
 CREATE INDEX events_workflow_received_idx ON webhook.events (workflow_id, received_at);
+
+-- The listener caches workflow definitions; any change to workflows or
+-- parameters bumps this counter (statement triggers in api.sql) and the
+-- listener reloads. The random epoch tells a re-created extension apart.
+CREATE TABLE webhook.config_version (
+    epoch   uuid   NOT NULL DEFAULT gen_random_uuid(),
+    version bigint NOT NULL DEFAULT 1,
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton)
+);
+INSERT INTO webhook.config_version DEFAULT VALUES;
 
 -- pg_dump keeps the users' data of these extension tables.
 SELECT pg_catalog.pg_extension_config_dump('webhook.workflows', '');
@@ -125,12 +137,14 @@ ALTER TABLE webhook.events ENABLE ROW LEVEL SECURITY;
 CREATE POLICY workflows_owner ON webhook.workflows
     USING (owner = current_user)
     WITH CHECK (owner = current_user);
+-- Correlated EXISTS (not IN): the planner turns it into an index probe on the
+-- workflows primary key instead of hashing every workflow the role owns.
 CREATE POLICY parameters_owner ON webhook.parameters
-    USING (workflow_id IN (SELECT w.id FROM webhook.workflows w))
-    WITH CHECK (workflow_id IN (SELECT w.id FROM webhook.workflows w));
+    USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = parameters.workflow_id))
+    WITH CHECK (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = parameters.workflow_id));
 CREATE POLICY events_owner ON webhook.events
-    USING (workflow_id IN (SELECT w.id FROM webhook.workflows w))
-    WITH CHECK (workflow_id IN (SELECT w.id FROM webhook.workflows w));
+    USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = events.workflow_id))
+    WITH CHECK (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = events.workflow_id));
 
 GRANT USAGE ON SCHEMA webhook TO webhook_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON webhook.workflows, webhook.parameters TO webhook_admin;

@@ -19,7 +19,6 @@ pub static MAX_BODY_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 pub static MAX_HEADER_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(16);
 pub static HEADER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static BODY_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
-pub static KEEPALIVE_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 pub static HANDLER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(256);
 
@@ -100,7 +99,7 @@ pub fn define() {
     );
     GucRegistry::define_int_guc(
         c"webhook.header_timeout",
-        c"Time a client has to send the request line and headers.",
+        c"Time a client has to send the request line and headers; also how long an idle keep-alive connection stays open.",
         c"",
         &HEADER_TIMEOUT_MS,
         100,
@@ -114,16 +113,6 @@ pub fn define() {
         c"",
         &BODY_TIMEOUT_MS,
         100,
-        3_600_000,
-        GucContext::Sighup,
-        MS,
-    );
-    GucRegistry::define_int_guc(
-        c"webhook.keepalive_timeout",
-        c"How long an idle keep-alive connection stays open.",
-        c"",
-        &KEEPALIVE_TIMEOUT_MS,
-        0,
         3_600_000,
         GucContext::Sighup,
         MS,

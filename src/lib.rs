@@ -11,6 +11,9 @@ use pgrx::prelude::*;
 
 mod errors;
 mod gucs;
+mod listener;
+mod pipeline;
+mod sql_api;
 mod sql_helpers;
 mod worker;
 

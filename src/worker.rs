@@ -1,11 +1,25 @@
-//! The listener background worker: registration and main loop.
+//! The listener background worker: registration and the main loop.
+//!
+//! Each listener process starts its network thread (signals still blocked, so
+//! only this thread gets them), connects to `webhook.database`, then loops:
+//! wait for the latch or the network thread's eventfd, take every waiting
+//! request, process them in one transaction, and answer once it committed.
 
-use std::time::Duration;
+use std::cell::RefCell;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+
+use webhook_core::config;
+use webhook_core::request::Response;
 
 use crate::gucs;
+use crate::listener::{Job, Listener, Settings, SharedSettings};
+use crate::pipeline::spi_util::in_transaction;
+use crate::pipeline::{Handled, Origin, Pipeline, RequestMeta};
 
 /// Registers `webhook.workers` static workers; called from `_PG_init` during
 /// `shared_preload_libraries` processing only.
@@ -23,41 +37,241 @@ pub fn register() {
     }
 }
 
+fn current_settings() -> Settings {
+    Settings {
+        max_body_bytes: gucs::MAX_BODY_SIZE_KB.get() as usize * 1024,
+        max_header_bytes: gucs::MAX_HEADER_SIZE_KB.get() as usize * 1024,
+        header_timeout: Duration::from_millis(gucs::HEADER_TIMEOUT_MS.get() as u64),
+        body_timeout: Duration::from_millis(gucs::BODY_TIMEOUT_MS.get() as u64),
+    }
+}
+
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
+    let settings: SharedSettings = Arc::new(RwLock::new(current_settings()));
+    let addresses = config::parse_listen_addresses(&gucs::listen_addresses()).unwrap_or_default();
+    let port = gucs::PORT.get() as u16;
+    // Threads start before signals are unblocked so that they inherit the
+    // blocked mask and every signal goes to this thread.
+    let listener = Listener::start(&addresses, port, settings.clone());
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let mut listener = match listener {
+        Ok(listener) => listener,
+        Err(e) => {
+            // Exit non-zero: the postmaster retries after bgw_restart_time.
+            log!("webhook_ext listener cannot start: {e}");
+            unsafe { pg_sys::proc_exit(1) };
+        }
+    };
     let database = gucs::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
-    log!("webhook_ext listener started for database \"{database}\"");
+    log!(
+        "webhook_ext listener started on {}:{port} for database \"{database}\"",
+        gucs::listen_addresses()
+    );
 
-    let mut announced_wait = false;
-    let mut ready = false;
-    while BackgroundWorker::wait_latch(Some(Duration::from_secs(1))) {
+    let mut state = ListenerState {
+        pipeline: Pipeline::new(None, Some(gucs::HANDLER_TIMEOUT_MS.get())),
+        database,
+        ready: false,
+        announced_wait: false,
+        last_check: None,
+    };
+    loop {
+        let queued = wait_for_work(&listener);
+        if BackgroundWorker::sigterm_received() {
+            break;
+        }
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            if let Ok(mut shared) = settings.write() {
+                *shared = current_settings();
+            }
+            state.pipeline.handler_timeout_ms = Some(gucs::HANDLER_TIMEOUT_MS.get());
         }
-        let installed = extension_installed();
-        if !installed && !announced_wait {
-            log!("webhook_ext listener waiting for CREATE EXTENSION webhook_ext in database \"{database}\"");
-            announced_wait = true;
-            ready = false;
-        } else if installed && !ready {
-            log!("webhook_ext listener found the extension in database \"{database}\"");
-            ready = true;
-            announced_wait = false;
+        let batch_size = gucs::BATCH_SIZE.get().max(1) as usize;
+        let jobs: Vec<Job> = listener.jobs.try_iter().take(batch_size).collect();
+        if !state.ready
+            || state
+                .last_check
+                .is_none_or(|t| t.elapsed() > Duration::from_secs(1))
+                && jobs.is_empty()
+        {
+            state.check_extension();
         }
+        if !jobs.is_empty() {
+            state.process(jobs);
+        }
+        let _ = queued;
     }
     log!("webhook_ext listener shutting down");
+    listener.stop(Duration::from_secs(2));
+    // Non-zero so the postmaster restarts us after pg_terminate_backend(); at
+    // server shutdown it does not restart anything anyway.
+    unsafe { pg_sys::proc_exit(1) };
 }
 
-fn extension_installed() -> bool {
-    BackgroundWorker::transaction(|| {
-        Spi::get_one::<bool>(
-            "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'webhook_ext')",
+/// Sleeps until the latch is set (signals), a request arrives (eventfd), or a
+/// second passes. Returns whether requests may be waiting.
+fn wait_for_work(listener: &Listener) -> bool {
+    unsafe {
+        let events = pg_sys::WaitLatchOrSocket(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET
+                | pg_sys::WL_SOCKET_READABLE
+                | pg_sys::WL_TIMEOUT
+                | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            listener.waker.raw_fd(),
+            1000,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+        if events & pg_sys::WL_SOCKET_READABLE as i32 != 0 {
+            listener.waker.drain();
+            return true;
+        }
+    }
+    false
+}
+
+struct ListenerState {
+    pipeline: Pipeline,
+    database: String,
+    ready: bool,
+    announced_wait: bool,
+    last_check: Option<Instant>,
+}
+
+impl ListenerState {
+    fn check_extension(&mut self) {
+        self.last_check = Some(Instant::now());
+        let installed = in_transaction(|| {
+            Spi::get_one::<bool>(
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'webhook_ext')",
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+        })
+        .unwrap_or(false);
+        if installed && !self.ready {
+            log!(
+                "webhook_ext listener found the extension in database \"{}\"",
+                self.database
+            );
+            self.announced_wait = false;
+        } else if !installed && !self.announced_wait {
+            log!(
+                "webhook_ext listener waiting for CREATE EXTENSION webhook_ext in database \"{}\"",
+                self.database
+            );
+            self.announced_wait = true;
+            self.pipeline.reset();
+        }
+        self.ready = installed;
+    }
+
+    fn not_installed(&self) -> Response {
+        Response::error(
+            503,
+            "webhook_ext is not installed in the listener's database",
         )
-        .ok()
-        .flatten()
-        .unwrap_or(false)
-    })
+        .with_header("retry-after", "1")
+    }
+
+    /// Processes a batch in one transaction; replies that depend on the
+    /// commit are sent after it.
+    fn process(&mut self, jobs: Vec<Job>) {
+        if !self.ready {
+            for job in jobs {
+                let _ = job.reply.send(self.not_installed());
+            }
+            return;
+        }
+        let after_commit: RefCell<Vec<(tokio::sync::oneshot::Sender<Response>, Response)>> =
+            RefCell::new(Vec::with_capacity(jobs.len()));
+        let pipeline = &mut self.pipeline;
+        let count = jobs.len();
+        let result = in_transaction(|| {
+            Spi::connect_mut(|client| -> Result<(), pgrx::spi::Error> {
+                pipeline.catalog.refresh(client)?;
+                let mut ids = EventIds::default();
+                for job in jobs {
+                    let meta = RequestMeta {
+                        received_at: job.received_at,
+                        remote_addr: job.remote_addr.map(|ip| ip.to_string()),
+                        origin: Origin::Http,
+                        replay_of: None,
+                    };
+                    let mut next_id = |c: &SpiClient<'_>| ids.next(c, count);
+                    match pipeline.handle(
+                        client,
+                        job.workflow_id,
+                        &job.request,
+                        &meta,
+                        &mut next_id,
+                    )? {
+                        Handled::Immediate(response) => {
+                            let _ = job.reply.send(response);
+                        }
+                        Handled::AfterCommit(response) => {
+                            after_commit.borrow_mut().push((job.reply, response));
+                        }
+                    }
+                }
+                Ok(())
+            })
+        });
+        let failure = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(spi_error)) => Some(spi_error.to_string()),
+            Err(caught) => Some(caught.describe()),
+        };
+        let replies = after_commit.into_inner();
+        match failure {
+            None => {
+                for (reply, response) in replies {
+                    let _ = reply.send(response);
+                }
+            }
+            Some(why) => {
+                // Nothing of this batch is stored: say so, so callers retry.
+                pgrx::warning!("webhook_ext listener could not store a batch of events: {why}");
+                self.pipeline.reset();
+                self.ready = false;
+                for (reply, _) in replies {
+                    let _ = reply.send(
+                        Response::error(503, "Event could not be stored, retry later")
+                            .with_header("retry-after", "1"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Event ids for a batch, fetched from the sequence in one query.
+#[derive(Default)]
+struct EventIds {
+    ids: Vec<i64>,
+}
+
+impl EventIds {
+    fn next(&mut self, client: &SpiClient<'_>, batch: usize) -> Result<i64, pgrx::spi::Error> {
+        if self.ids.is_empty() {
+            let table = client.select(
+                "SELECT nextval('webhook.events_id_seq') FROM generate_series(1, $1)",
+                None,
+                &[(batch.max(1) as i32).into()],
+            )?;
+            for row in table {
+                if let Some(id) = row.get::<i64>(1)? {
+                    self.ids.push(id);
+                }
+            }
+            self.ids.reverse();
+        }
+        self.ids.pop().ok_or(pgrx::spi::Error::NoTupleTable)
+    }
 }

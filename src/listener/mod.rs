@@ -1,0 +1,149 @@
+//! The network side of one listener process.
+//!
+//! A dedicated thread runs a tokio runtime that accepts connections, speaks
+//! HTTP/1.1 (hyper), reads and parses bodies, and hands each request to the
+//! process's main thread as a [`Job`] over a bounded channel, waking it through
+//! an eventfd. Nothing here calls PostgreSQL: only the main thread may (DESIGN
+//! §7), and pgrx enforces it.
+
+mod http;
+mod waker;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+use webhook_core::config::ListenAddress;
+use webhook_core::request::{IncomingRequest, Response};
+
+pub use waker::Waker;
+
+/// Settings the network thread reads per connection or request; the main
+/// thread replaces them on SIGHUP.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+}
+
+pub type SharedSettings = Arc<RwLock<Settings>>;
+
+/// One request for the main thread, with the way back to the caller.
+pub struct Job {
+    pub workflow_id: Uuid,
+    pub request: IncomingRequest,
+    pub remote_addr: Option<IpAddr>,
+    pub received_at: SystemTime,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// Most requests waiting for the main thread; beyond it callers get 503 and
+/// `Retry-After` instead of piling up memory.
+const QUEUE_CAPACITY: usize = 4096;
+
+pub struct Listener {
+    pub jobs: Receiver<Job>,
+    pub waker: Arc<Waker>,
+    shutdown: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Listener {
+    /// Binds every address (with `SO_REUSEPORT`, so sibling listener processes
+    /// share the port) and starts the network thread. Binding happens here so
+    /// that failures reach the caller, which can log them.
+    pub fn start(
+        addresses: &[ListenAddress],
+        port: u16,
+        settings: SharedSettings,
+    ) -> Result<Listener, String> {
+        let sockets = bind_all(addresses, port)?;
+        let waker = Arc::new(Waker::new().map_err(|e| format!("could not create eventfd: {e}"))?);
+        let (jobs_tx, jobs) = sync_channel(QUEUE_CAPACITY);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let thread_waker = waker.clone();
+        let thread = std::thread::Builder::new()
+            .name("webhook-http".into())
+            .spawn(move || {
+                http::run(sockets, settings, jobs_tx, thread_waker, shutdown_rx);
+            })
+            .map_err(|e| format!("could not start the network thread: {e}"))?;
+        Ok(Listener {
+            jobs,
+            waker,
+            shutdown,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops accepting, lets open connections finish their current exchange for
+    /// up to `grace`, then returns.
+    pub fn stop(&mut self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        if let Some(thread) = self.thread.take() {
+            let deadline = std::time::Instant::now() + grace + Duration::from_millis(500);
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+fn bind_all(addresses: &[ListenAddress], port: u16) -> Result<Vec<TcpListener>, String> {
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for address in addresses {
+        match address {
+            ListenAddress::Any => {
+                ips.push(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                ips.push(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+            }
+            ListenAddress::Localhost => {
+                ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+                ips.push(IpAddr::V6(Ipv6Addr::LOCALHOST));
+            }
+            ListenAddress::Ip(ip) => ips.push(*ip),
+        }
+    }
+    let mut sockets = Vec::new();
+    let mut errors = Vec::new();
+    for ip in ips {
+        match bind(SocketAddr::new(ip, port)) {
+            Ok(socket) => sockets.push(socket),
+            Err(e) => errors.push(format!("{}: {e}", SocketAddr::new(ip, port))),
+        }
+    }
+    // Like PostgreSQL's listen_addresses: run if at least one address works
+    // (an IPv6 wildcard may be unavailable), fail if none does.
+    if sockets.is_empty() {
+        return Err(format!(
+            "could not listen on any address: {}",
+            errors.join("; ")
+        ));
+    }
+    Ok(sockets)
+}
+
+fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}

@@ -1,0 +1,209 @@
+//! Workflow definitions as the pipeline needs them, loaded through SPI and
+//! cached per process until `webhook.config_version` changes.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use serde_json::Value;
+use uuid::Uuid;
+
+use webhook_core::request::{HandlerOutput, ResponseConfig, WorkflowRules};
+use webhook_core::validate::{ParamSpec, Source};
+
+/// How to call a workflow's handler.
+#[derive(Debug, Clone)]
+pub struct HandlerCall {
+    /// The SPI statement; `$1..$15` are the event columns (see `events.rs`).
+    pub sql: String,
+    /// For the workflow method: how to label what it returns.
+    pub output: Option<HandlerOutput>,
+}
+
+pub struct Workflow {
+    pub rules: WorkflowRules,
+    /// Capture window end (Unix seconds) while a capture is armed and not done.
+    pub capture_until: Option<f64>,
+    pub owner: pg_sys::Oid,
+    /// `None` when the handler function no longer exists.
+    pub handler: Option<HandlerCall>,
+    /// The workflow method's own deadline (ms), overriding webhook.handler_timeout.
+    pub timeout_ms: Option<i32>,
+    pub handler_plan: std::cell::RefCell<Option<OwnedPreparedStatement>>,
+}
+
+impl Workflow {
+    pub fn capture_armed(&self, now_unix: f64) -> bool {
+        self.capture_until.is_some_and(|until| until > now_unix)
+    }
+}
+
+#[derive(Default)]
+pub struct Catalog {
+    version: Option<(String, i64)>,
+    workflows: HashMap<Uuid, Option<Rc<Workflow>>>,
+}
+
+const LOAD_SQL: &str = "
+SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_method,
+       w.response_status, w.response_content_type, w.response_body, w.response_headers::text,
+       (extract(epoch FROM w.response_timeout) * 1000)::int8,
+       w.failure_status, w.failure_content_type, w.failure_body,
+       CASE WHEN w.captured_at IS NULL THEN extract(epoch FROM w.capture_until)::float8 END,
+       (SELECT r.oid::int8 FROM pg_catalog.pg_roles r WHERE r.rolname = w.owner),
+       format('%I.%I', n.nspname, p.proname), p.prokind::text, t.typname::text,
+       p.proargtypes[0] = 'jsonb'::regtype,
+       (SELECT coalesce(json_agg(json_build_object('name', q.name, 'source', q.source,
+                                                  'type', q.type, 'required', q.required)
+                                 ORDER BY q.source, q.position), '[]')::text
+          FROM webhook.parameters q WHERE q.workflow_id = w.id)
+  FROM webhook.workflows w
+  LEFT JOIN pg_catalog.pg_proc p ON p.oid = w.handler
+  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+  LEFT JOIN pg_catalog.pg_type t ON t.oid = p.prorettype
+ WHERE w.id = $1";
+
+/// The event columns in table order, as the handler sees them: `ROW(...)`
+/// built from the same parameters as the INSERT, so the handler gets its
+/// argument without reading the row back.
+const EVENT_ROW: &str = "ROW($1, $2, to_timestamp($3), $4, $5::jsonb, $6::jsonb, $7::jsonb, $8, \
+     'received'::text, NULL::text, NULL::jsonb, $12, $13::inet, to_timestamp($14), $15)::webhook.events";
+
+impl Catalog {
+    /// Drops cached definitions when workflows or parameters changed since the
+    /// last call. Fails (and so fails the batch) when the extension is gone.
+    pub fn refresh(&mut self, client: &SpiClient<'_>) -> Result<(), pgrx::spi::Error> {
+        let row = client
+            .select(
+                "SELECT epoch::text, version FROM webhook.config_version",
+                Some(1),
+                &[],
+            )?
+            .first()
+            .get_two::<String, i64>()?;
+        let current = match row {
+            (Some(epoch), Some(version)) => Some((epoch, version)),
+            _ => None,
+        };
+        if current != self.version {
+            self.workflows.clear();
+            self.version = current;
+        }
+        Ok(())
+    }
+
+    pub fn forget(&mut self, id: Uuid) {
+        self.workflows.remove(&id);
+    }
+
+    pub fn clear(&mut self) {
+        self.workflows.clear();
+        self.version = None;
+    }
+
+    /// The workflow, or `None` when it does not exist.
+    pub fn get(
+        &mut self,
+        client: &SpiClient<'_>,
+        id: Uuid,
+    ) -> Result<Option<Rc<Workflow>>, pgrx::spi::Error> {
+        if let Some(cached) = self.workflows.get(&id) {
+            return Ok(cached.clone());
+        }
+        let loaded = load(client, id)?.map(Rc::new);
+        self.workflows.insert(id, loaded.clone());
+        Ok(loaded)
+    }
+}
+
+pub fn pg_uuid(id: Uuid) -> pgrx::Uuid {
+    pgrx::Uuid::from_bytes(*id.as_bytes())
+}
+
+fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi::Error> {
+    let args = [DatumWithOid::from(pg_uuid(id))];
+    let table = client.select(LOAD_SQL, Some(1), &args)?;
+    if table.is_empty() {
+        return Ok(None);
+    }
+    let row = table.first();
+    let text = |n: usize| -> Result<Option<String>, pgrx::spi::Error> { row.get::<String>(n) };
+
+    let params: Vec<Value> =
+        serde_json::from_str(&text(20)?.unwrap_or_else(|| "[]".into())).unwrap_or_default();
+    let params = params
+        .iter()
+        .filter_map(|p| {
+            Some(ParamSpec {
+                name: p["name"].as_str()?.to_string(),
+                source: p["source"].as_str()?.parse::<Source>().ok()?,
+                ty: webhook_core::request::param_type(p["type"].as_str()?),
+                required: p["required"].as_bool()?,
+            })
+        })
+        .collect();
+
+    let response = match text(5)?.as_deref() {
+        Some("custom") => ResponseConfig::Custom {
+            status: row.get::<i32>(6)?.unwrap_or(200) as u16,
+            content_type: text(7)?.unwrap_or_else(|| "application/json".into()),
+            body_template: text(8)?.unwrap_or_default(),
+            headers: serde_json::from_str::<serde_json::Map<String, Value>>(
+                &text(9)?.unwrap_or_else(|| "{}".into()),
+            )
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_ascii_lowercase(), v.as_str()?.to_string())))
+            .collect(),
+        },
+        Some("workflow") => ResponseConfig::Workflow {
+            failure_status: row.get::<i32>(11)?.unwrap_or(500) as u16,
+            failure_content_type: text(12)?,
+            failure_body: text(13)?,
+        },
+        _ => ResponseConfig::Default,
+    };
+
+    let handler = match (text(16)?, text(17)?) {
+        (Some(name), Some(kind)) => {
+            let takes_jsonb = row.get::<bool>(19)?.unwrap_or(false);
+            let arg = if takes_jsonb {
+                format!("to_jsonb({EVENT_ROW})")
+            } else {
+                EVENT_ROW.to_string()
+            };
+            let sql = if kind == "p" {
+                format!("CALL {name}({arg})")
+            } else {
+                format!("SELECT {name}({arg})::text")
+            };
+            Some(HandlerCall {
+                sql,
+                output: text(18)?.as_deref().and_then(HandlerOutput::from_type_name),
+            })
+        }
+        _ => None,
+    };
+
+    let full_body = row.get::<bool>(3)?.unwrap_or(false);
+    Ok(Some(Workflow {
+        rules: WorkflowRules {
+            id,
+            enabled: row.get::<bool>(1)?.unwrap_or(false),
+            allowed_methods: row.get::<Vec<String>>(2)?.unwrap_or_default(),
+            full_body_param: if full_body { text(4)? } else { None },
+            params,
+            response,
+            capture_armed: false,
+        },
+        capture_until: row.get::<f64>(14)?,
+        owner: pg_sys::Oid::from(row.get::<i64>(15)?.unwrap_or(0) as u32),
+        handler,
+        timeout_ms: row
+            .get::<i64>(10)?
+            .map(|ms| ms.clamp(1, i32::MAX as i64) as i32),
+        handler_plan: std::cell::RefCell::new(None),
+    }))
+}

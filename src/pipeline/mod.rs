@@ -1,0 +1,410 @@
+//! The PostgreSQL side of a request: find the workflow, admit the request
+//! (pure rules in `webhook_core::request`), store the event, run the handler as
+//! the workflow owner in a subtransaction, and pick the response.
+//!
+//! Used by the listener's main thread (many requests per transaction) and by
+//! `webhook_trigger` / `webhook_replay` in ordinary backends.
+
+pub mod catalog;
+pub mod spi_util;
+
+use std::time::SystemTime;
+
+use pgrx::datum::{DatumWithOid, IntoDatum};
+use pgrx::pg_sys;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::PgOid;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use webhook_core::request::{
+    self as rules, Accepted, Admission, CapturedSample, IncomingRequest, Response, ResponseConfig,
+};
+
+use catalog::{pg_uuid, Catalog, Workflow};
+
+use spi_util::{as_role, in_subtransaction, with_deadline};
+
+const INSERT_EVENT: &str = "
+INSERT INTO webhook.events (id, workflow_id, received_at, method, query, headers, params, body,
+                            status, error, response, origin, remote_addr, handled_at, replay_of)
+VALUES ($1, $2, to_timestamp($3), $4, $5::jsonb, $6::jsonb, $7::jsonb, $8,
+        $9, $10, $11::jsonb, $12, $13::inet, to_timestamp($14), $15)";
+
+/// Where an event came from (`webhook.events.origin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Http,
+    Trigger,
+    Replay,
+}
+
+impl Origin {
+    fn as_str(self) -> &'static str {
+        match self {
+            Origin::Http => "http",
+            Origin::Trigger => "trigger",
+            Origin::Replay => "replay",
+        }
+    }
+}
+
+/// Facts about a request besides its content.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    pub received_at: SystemTime,
+    pub remote_addr: Option<String>,
+    pub origin: Origin,
+    pub replay_of: Option<i64>,
+}
+
+/// What to answer, and whether only after the transaction commits.
+pub enum Handled {
+    /// Nothing was written: answer now.
+    Immediate(Response),
+    /// An event or sample was written: answer once it is committed.
+    AfterCommit(Response),
+}
+
+/// Per-process state: cached workflows and prepared statements.
+pub struct Pipeline {
+    pub catalog: Catalog,
+    insert_plan: Option<OwnedPreparedStatement>,
+    /// Role that may write webhook.events when the session user may not
+    /// (webhook_trigger called by a workflow owner).
+    pub privileged_role: Option<pg_sys::Oid>,
+    /// Deadline for handlers (ms) unless the workflow sets its own; `None`
+    /// leaves the session's statement_timeout in charge.
+    pub handler_timeout_ms: Option<i32>,
+    /// The id of the last event stored (for `webhook_trigger`'s result).
+    pub last_event_id: Option<i64>,
+}
+
+impl Pipeline {
+    pub fn new(privileged_role: Option<pg_sys::Oid>, handler_timeout_ms: Option<i32>) -> Pipeline {
+        Pipeline {
+            catalog: Catalog::default(),
+            insert_plan: None,
+            privileged_role,
+            handler_timeout_ms,
+            last_event_id: None,
+        }
+    }
+
+    /// Forgets prepared statements and cached workflows (after the extension
+    /// was dropped or a transaction failed in a way that may have left them stale).
+    pub fn reset(&mut self) {
+        self.catalog.clear();
+        self.insert_plan = None;
+    }
+
+    /// Processes one request inside the caller's transaction.
+    pub fn handle(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        workflow_id: Uuid,
+        request: &IncomingRequest,
+        meta: &RequestMeta,
+        event_id: &mut dyn FnMut(&SpiClient<'_>) -> Result<i64, pgrx::spi::Error>,
+    ) -> Result<Handled, pgrx::spi::Error> {
+        let Some(workflow) = self.catalog.get(client, workflow_id)? else {
+            return Ok(Handled::Immediate(Response::workflow_not_found()));
+        };
+        let mut rules_now = workflow.rules.clone();
+        rules_now.capture_armed =
+            meta.origin == Origin::Http && workflow.capture_armed(unix(SystemTime::now()));
+        match rules::admit(&rules_now, request) {
+            Admission::Rejected(response) => Ok(Handled::Immediate(response)),
+            Admission::Capture(sample) => {
+                let response = self.capture(client, &workflow, &sample)?;
+                Ok(Handled::AfterCommit(response))
+            }
+            Admission::Accepted(accepted) => {
+                let id = event_id(client)?;
+                let response = self.accept(client, &workflow, request, accepted, meta, id)?;
+                Ok(Handled::AfterCommit(response))
+            }
+        }
+    }
+
+    fn capture(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        workflow: &Workflow,
+        sample: &CapturedSample,
+    ) -> Result<Response, pgrx::spi::Error> {
+        let id = workflow.rules.id;
+        let mut sources: Vec<(&str, Value)> = vec![
+            ("query", rules::inferred_to_json(&sample.query)),
+            ("header", rules::inferred_to_json(&sample.headers)),
+        ];
+        if let Some(body) = &sample.body {
+            sources.push(("body", rules::inferred_to_json(body)));
+        }
+        let privileged = self.privileged_role;
+        let result = in_subtransaction(|| {
+            run_privileged(privileged, || -> Result<(), pgrx::spi::Error> {
+                for (source, inferred) in &sources {
+                    client.update(
+                        "SELECT count(*) FROM webhook._replace_parameters($1, $2, $3::jsonb)",
+                        None,
+                        &[
+                            DatumWithOid::from(pg_uuid(id)),
+                            DatumWithOid::from(*source),
+                            DatumWithOid::from(inferred.to_string()),
+                        ],
+                    )?;
+                }
+                client.update(
+                    "UPDATE webhook.workflows SET captured_at = now() WHERE id = $1",
+                    None,
+                    &[DatumWithOid::from(pg_uuid(id))],
+                )?;
+                Ok(())
+            })
+        });
+        self.catalog.forget(id);
+        match result {
+            Ok(Ok(())) => Ok(rules::capture_response(id, sample)),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Ok(Response::json(
+                500,
+                &json!({"msg": "Sample could not be stored", "sqlstate": e.sqlstate}),
+            )),
+        }
+    }
+
+    /// Stores the event and runs the handler; returns the response to send
+    /// after commit.
+    pub fn accept(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        workflow: &Workflow,
+        request: &IncomingRequest,
+        accepted: Accepted,
+        meta: &RequestMeta,
+        id: i64,
+    ) -> Result<Response, pgrx::spi::Error> {
+        self.last_event_id = Some(id);
+        let wf_rules = &workflow.rules;
+        let success = rules::accepted_response(wf_rules, id, &accepted.params);
+        let mut row = EventRow {
+            id,
+            workflow_id: wf_rules.id,
+            received_at: unix(meta.received_at),
+            method: request.method.clone(),
+            query: Value::Object(request.query.clone()),
+            headers: Value::Object(request.headers.clone()),
+            params: Value::Object(accepted.params),
+            body: Some(request.body.text().to_string()).filter(|b| !b.is_empty()),
+            status: "succeeded",
+            error: None,
+            response: success.as_ref().map(response_json),
+            origin: meta.origin,
+            remote_addr: meta.remote_addr.clone(),
+            handled_at: unix(SystemTime::now()),
+            replay_of: meta.replay_of,
+        };
+        self.prepare_insert(client)?;
+        let insert_plan = self.insert_plan.as_ref().expect("prepared above");
+        let privileged = self.privileged_role;
+        let timeout = workflow.timeout_ms.or(self.handler_timeout_ms);
+
+        let outcome = in_subtransaction(
+            || -> Result<Result<Option<String>, String>, pgrx::spi::Error> {
+                run_privileged(privileged, || client.update(insert_plan, None, &row.args()))?;
+                let Some(handler) = &workflow.handler else {
+                    return Ok(Err(
+                        "42883: the workflow's handler function no longer exists".into(),
+                    ));
+                };
+                if workflow.owner == pg_sys::Oid::INVALID {
+                    return Ok(Err(
+                        "42704: the workflow's owner role no longer exists".into()
+                    ));
+                }
+                if workflow.handler_plan.borrow().is_none() {
+                    let plan = client
+                        .prepare_mut(handler.sql.as_str(), &EventRow::arg_types())?
+                        .keep();
+                    *workflow.handler_plan.borrow_mut() = Some(plan);
+                }
+                let plan = workflow.handler_plan.borrow();
+                let plan = plan.as_ref().expect("prepared above");
+                let mut call = || {
+                    as_role(workflow.owner, || {
+                        let table = client.update(plan, None, &row.args())?;
+                        if table.is_empty() {
+                            Ok(None)
+                        } else {
+                            table.first().get_one::<String>()
+                        }
+                    })
+                };
+                let result = match timeout {
+                    Some(ms) => with_deadline(ms, call)?,
+                    None => call()?,
+                };
+                Ok(Ok(result))
+            },
+        );
+
+        let handler_error = match outcome {
+            Ok(Ok(Ok(returned))) => {
+                if let ResponseConfig::Workflow { .. } = wf_rules.response {
+                    let output = workflow
+                        .handler
+                        .as_ref()
+                        .and_then(|h| h.output)
+                        .unwrap_or(rules::HandlerOutput::Text);
+                    let response = rules::handler_response(output, returned);
+                    run_privileged(privileged, || {
+                        client.update(
+                            "UPDATE webhook.events SET response = $2::jsonb WHERE id = $1",
+                            None,
+                            &[
+                                DatumWithOid::from(id),
+                                DatumWithOid::from(response_json(&response).to_string()),
+                            ],
+                        )
+                    })?;
+                    return Ok(response);
+                }
+                return Ok(
+                    success.unwrap_or_else(|| Response::error(500, "No response configured"))
+                );
+            }
+            Ok(Ok(Err(message))) => message,
+            Ok(Err(spi_error)) => format!("XX000: {spi_error}"),
+            Err(caught) => caught.describe(),
+        };
+
+        // The handler failed: its subtransaction (and the optimistic event row)
+        // is gone. Record the event with the error.
+        let response = match wf_rules.response {
+            ResponseConfig::Workflow { .. } => {
+                let params = match &row.params {
+                    Value::Object(map) => map.clone(),
+                    _ => Map::new(),
+                };
+                rules::failure_response(wf_rules, id, &params)
+            }
+            _ => success.unwrap_or_else(|| Response::error(500, "No response configured")),
+        };
+        row.status = "failed";
+        row.error = Some(handler_error);
+        row.response = Some(response_json(&response));
+        run_privileged(privileged, || client.update(insert_plan, None, &row.args()))?;
+        Ok(response)
+    }
+
+    fn prepare_insert(&mut self, client: &SpiClient<'_>) -> Result<(), pgrx::spi::Error> {
+        if self.insert_plan.is_none() {
+            self.insert_plan = Some(
+                client
+                    .prepare_mut(INSERT_EVENT, &EventRow::arg_types())?
+                    .keep(),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn run_privileged<R>(role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> R {
+    match role {
+        Some(role) => as_role(role, f),
+        None => f(),
+    }
+}
+
+pub fn unix(time: SystemTime) -> f64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// What `webhook.events.response` records of a response.
+pub fn response_json(response: &Response) -> Value {
+    let content_type = response
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        .map(|(_, value)| value.clone());
+    let body = if content_type
+        .as_deref()
+        .is_some_and(|ct| ct.starts_with("application/json"))
+    {
+        serde_json::from_slice(&response.body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&response.body).into_owned()))
+    } else {
+        Value::String(String::from_utf8_lossy(&response.body).into_owned())
+    };
+    let headers: Map<String, Value> = response
+        .headers
+        .iter()
+        .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+        .collect();
+    json!({"status": response.status, "headers": headers, "body": body})
+}
+
+/// One `webhook.events` row, as the INSERT and the handler call take it.
+pub struct EventRow {
+    pub id: i64,
+    pub workflow_id: Uuid,
+    pub received_at: f64,
+    pub method: String,
+    pub query: Value,
+    pub headers: Value,
+    pub params: Value,
+    pub body: Option<String>,
+    pub status: &'static str,
+    pub error: Option<String>,
+    pub response: Option<Value>,
+    pub origin: Origin,
+    pub remote_addr: Option<String>,
+    pub handled_at: f64,
+    pub replay_of: Option<i64>,
+}
+
+impl EventRow {
+    fn arg_types() -> Vec<PgOid> {
+        let text = PgOid::from(String::type_oid());
+        vec![
+            PgOid::from(i64::type_oid()),
+            PgOid::from(pgrx::Uuid::type_oid()),
+            PgOid::from(f64::type_oid()),
+            text,
+            text,
+            text,
+            text,
+            text,
+            text,
+            text,
+            text,
+            text,
+            text,
+            PgOid::from(f64::type_oid()),
+            PgOid::from(i64::type_oid()),
+        ]
+    }
+
+    fn args(&self) -> Vec<DatumWithOid<'static>> {
+        vec![
+            DatumWithOid::from(self.id),
+            DatumWithOid::from(pg_uuid(self.workflow_id)),
+            DatumWithOid::from(self.received_at),
+            DatumWithOid::from(self.method.clone()),
+            DatumWithOid::from(self.query.to_string()),
+            DatumWithOid::from(self.headers.to_string()),
+            DatumWithOid::from(self.params.to_string()),
+            DatumWithOid::from(self.body.clone()),
+            DatumWithOid::from(self.status),
+            DatumWithOid::from(self.error.clone()),
+            DatumWithOid::from(self.response.as_ref().map(|r| r.to_string())),
+            DatumWithOid::from(self.origin.as_str()),
+            DatumWithOid::from(self.remote_addr.clone()),
+            DatumWithOid::from(self.handled_at),
+            DatumWithOid::from(self.replay_of),
+        ]
+    }
+}

@@ -1,0 +1,217 @@
+//! `webhook_trigger` and `webhook_replay`: the listener's pipeline, run from SQL
+//! in the caller's transaction.
+
+use std::time::SystemTime;
+
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::{JsonB, PgLogLevel, PgSqlErrorCode};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use webhook_core::body::{BodyKind, ParsedBody};
+use webhook_core::request::{Accepted, BodyOutcome, IncomingRequest};
+
+use crate::pipeline::catalog::pg_uuid;
+use crate::pipeline::spi_util::as_role;
+use crate::pipeline::{response_json, Handled, Origin, Pipeline, RequestMeta};
+
+/// Runs the same pipeline as an HTTP request (validation, event, handler,
+/// response) and returns the response HTTP would have sent:
+/// `{"status", "headers", "body", "event_id"}`.
+#[pg_extern(volatile)]
+fn webhook_trigger(
+    workflow: pgrx::Uuid,
+    body: default!(Option<JsonB>, "'{}'"),
+    query: default!(Option<JsonB>, "'{}'"),
+    headers: default!(Option<JsonB>, "'{}'"),
+    method: default!(Option<&str>, "'POST'"),
+) -> JsonB {
+    let workflow_id = Uuid::from_bytes(*workflow.as_bytes());
+    require_visible_workflow(workflow_id);
+    let body = body.map(|b| b.0).unwrap_or(Value::Null);
+    let params = match &body {
+        Value::Object(map) => map.clone(),
+        Value::Null => Map::new(),
+        other => Map::from_iter([("body".to_string(), other.clone())]),
+    };
+    let request = IncomingRequest {
+        method: method.unwrap_or("POST").trim().to_ascii_uppercase(),
+        query: object(query),
+        headers: object(headers)
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect(),
+        body: BodyOutcome::Parsed(ParsedBody {
+            params,
+            text: if body.is_null() {
+                String::new()
+            } else {
+                body.to_string()
+            },
+            kind: if body.is_null() {
+                BodyKind::Empty
+            } else {
+                BodyKind::Json
+            },
+        }),
+    };
+    let meta = RequestMeta {
+        received_at: SystemTime::now(),
+        remote_addr: None,
+        origin: Origin::Trigger,
+        replay_of: None,
+    };
+    let mut pipeline = Pipeline::new(Some(events_owner()), None);
+    let privileged = pipeline.privileged_role;
+    let handled = Spi::connect_mut(|client| {
+        let mut next_id = |c: &SpiClient<'_>| next_event_id(c, privileged);
+        pipeline.handle(client, workflow_id, &request, &meta, &mut next_id)
+    })
+    .unwrap_or_else(|e| pgrx::error!("webhook_trigger failed: {e}"));
+    let response = match handled {
+        Handled::Immediate(response) | Handled::AfterCommit(response) => response,
+    };
+    let mut out = response_json(&response);
+    out["event_id"] = json!(pipeline.last_event_id);
+    JsonB(out)
+}
+
+/// Fires the handler again for a stored event, as a new event with origin
+/// 'replay' that points at the original; returns the response as
+/// `webhook_trigger` does.
+#[pg_extern(volatile)]
+fn webhook_replay(event: i64) -> JsonB {
+    let stored = Spi::connect(|client| {
+        let table = client.select(
+            "SELECT workflow_id::text, method, query::text, headers::text, params::text, coalesce(body, '')
+               FROM webhook.events WHERE id = $1",
+            Some(1),
+            &[DatumWithOid::from(event)],
+        )?;
+        if table.is_empty() {
+            return Ok::<_, pgrx::spi::Error>(None);
+        }
+        let row = table.first();
+        Ok(Some((
+            row.get::<String>(1)?.unwrap_or_default(),
+            row.get::<String>(2)?.unwrap_or_default(),
+            row.get::<String>(3)?.unwrap_or_default(),
+            row.get::<String>(4)?.unwrap_or_default(),
+            row.get::<String>(5)?.unwrap_or_default(),
+            row.get::<String>(6)?.unwrap_or_default(),
+        )))
+    })
+    .unwrap_or_else(|e| pgrx::error!("webhook_replay failed: {e}"));
+    let Some((workflow_id, method, query, headers, params, body)) = stored else {
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("event {event} does not exist"),
+            "webhook_replay",
+        )
+        .set_hint("A role sees only the events of the workflows it owns.")
+        .report(PgLogLevel::ERROR);
+        unreachable!()
+    };
+    let workflow_id = Uuid::parse_str(&workflow_id).unwrap_or_default();
+    let parse = |text: &str| serde_json::from_str::<Map<String, Value>>(text).unwrap_or_default();
+    let request = IncomingRequest {
+        method,
+        query: parse(&query),
+        headers: parse(&headers),
+        body: BodyOutcome::Parsed(ParsedBody {
+            params: Map::new(),
+            text: body,
+            kind: BodyKind::Other,
+        }),
+    };
+    let meta = RequestMeta {
+        received_at: SystemTime::now(),
+        remote_addr: None,
+        origin: Origin::Replay,
+        replay_of: Some(event),
+    };
+    let mut pipeline = Pipeline::new(Some(events_owner()), None);
+    let privileged = pipeline.privileged_role;
+    let response = Spi::connect_mut(|client| {
+        let Some(workflow) = pipeline.catalog.get(client, workflow_id)? else {
+            return Ok(None);
+        };
+        let id = next_event_id(client, privileged)?;
+        let accepted = Accepted {
+            params: parse(&params),
+        };
+        pipeline
+            .accept(client, &workflow, &request, accepted, &meta, id)
+            .map(Some)
+    })
+    .unwrap_or_else(|e| pgrx::error!("webhook_replay failed: {e}"));
+    let Some(response) = response else {
+        require_visible_workflow(workflow_id);
+        unreachable!("the workflow was visible a moment ago")
+    };
+    let mut out = response_json(&response);
+    out["event_id"] = json!(pipeline.last_event_id);
+    JsonB(out)
+}
+
+fn object(value: Option<JsonB>) -> Map<String, Value> {
+    match value.map(|v| v.0) {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+/// Raises "workflow … does not exist" unless the caller can see the workflow
+/// (row-level security decides, as for every other API function).
+fn require_visible_workflow(id: Uuid) {
+    let visible = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM webhook.workflows WHERE id = $1)",
+        &[DatumWithOid::from(pg_uuid(id))],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if !visible {
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("workflow {id} does not exist"),
+            "webhook_ext",
+        )
+        .set_hint(
+            "Find workflows with webhook_find_workflow('<id, URL or part of the id>'); a role sees only the workflows it owns.",
+        )
+        .report(PgLogLevel::ERROR);
+    }
+}
+
+/// The role owning webhook.events, which may write events and parameters for
+/// any workflow; the pipeline acts as it where the caller may not.
+fn events_owner() -> pg_sys::Oid {
+    let owner = Spi::get_one::<i64>(
+        "SELECT relowner::int8 FROM pg_catalog.pg_class WHERE oid = 'webhook.events'::regclass",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(0);
+    pg_sys::Oid::from(owner as u32)
+}
+
+fn next_event_id(
+    client: &SpiClient<'_>,
+    privileged: Option<pg_sys::Oid>,
+) -> Result<i64, pgrx::spi::Error> {
+    let fetch = || {
+        client
+            .select("SELECT nextval('webhook.events_id_seq')", Some(1), &[])?
+            .first()
+            .get_one::<i64>()
+    };
+    let id = match privileged {
+        Some(role) => as_role(role, fetch)?,
+        None => fetch()?,
+    };
+    id.ok_or(pgrx::spi::Error::NoTupleTable)
+}

@@ -1,0 +1,207 @@
+"""Two roles (issue 2): a webhook_admin member manages its own workflows and
+cannot see or change another role's workflows, parameters or events; a role
+without webhook_admin cannot use the API at all."""
+
+import psycopg
+import pytest
+
+HANDLER = ("CREATE FUNCTION {schema}.handler(event webhook.events) RETURNS jsonb "
+           "LANGUAGE sql AS $h$ SELECT event.params $h$")
+
+
+class Role:
+    def __init__(self, cluster, name):
+        self.cluster, self.name = cluster, name
+
+    def sql(self, query, params=None):
+        return self.cluster.sql(query, params, user=self.name)
+
+    def rows(self, query, params=None):
+        return self.cluster.rows(query, params, user=self.name)
+
+    def scalar(self, query, params=None):
+        return self.cluster.scalar(query, params, user=self.name)
+
+    def error(self, query, params=None, sqlstate=None):
+        return self.cluster.sql_error(query, params, sqlstate=sqlstate, user=self.name)
+
+    @property
+    def handler(self):
+        return f"{self.name}.handler"
+
+
+@pytest.fixture
+def roles(cluster, uniq):
+    """alice and bob (webhook_admin members, each with a schema holding a handler)
+    and carol (LOGIN only). Everything is removed afterwards."""
+    names = {"alice": uniq("alice"), "bob": uniq("bob"), "carol": uniq("carol")}
+    for key, name in names.items():
+        cluster.sql(f"CREATE ROLE {name} LOGIN")
+    cluster.sql(f"GRANT webhook_admin TO {names['alice']}, {names['bob']}")
+    for key in ("alice", "bob"):
+        name = names[key]
+        cluster.sql(f"CREATE SCHEMA {name} AUTHORIZATION {name}")
+        cluster.sql(HANDLER.format(schema=name), user=name)
+    try:
+        yield {key: Role(cluster, name) for key, name in names.items()}
+    finally:
+        all_names = list(names.values())
+        cluster.sql("DELETE FROM webhook.workflows WHERE owner = ANY(%s::name[])", (all_names,))
+        for name in all_names:
+            cluster.sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+            cluster.sql(f"DROP OWNED BY {name} CASCADE")
+            cluster.sql(f"DROP ROLE {name}")
+
+
+def create(role, name="orders"):
+    row = role.rows("SELECT * FROM webhook_create_workflow(%s, %s::regproc)", (name, role.handler))[0]
+    row["id"] = str(row["id"])
+    return row
+
+
+def test_owner_is_the_creating_role(cluster, roles):
+    alice = roles["alice"]
+    wf = create(alice)
+    assert wf["owner"] == alice.name
+    assert cluster.scalar("SELECT owner FROM webhook.workflows WHERE id = %s::uuid", (wf["id"],)) == alice.name
+    # alice sees it and manages it.
+    assert [str(r["id"]) for r in alice.rows("SELECT * FROM webhook_find_workflow(%s)", (wf["id"],))] == [wf["id"]]
+    alice.sql("SELECT webhook_sample_from_json(%s::uuid, '{\"a\": 1, \"c\": {\"d\": 2}}')", (wf["id"],))
+    alice.sql("SELECT webhook_set_required(%s::uuid, ARRAY['c.d'])", (wf["id"],))
+    alice.sql("SELECT webhook_set_response(%s::uuid, 'workflow')", (wf["id"],))
+    alice.sql("SELECT webhook_rename_workflow(%s::uuid, 'orders2')", (wf["id"],))
+    alice.sql("SELECT webhook_disable_workflow(%s::uuid)", (wf["id"],))
+    assert alice.scalar("SELECT webhook_url(%s::uuid)", (wf["id"],)).endswith("/hooks/" + wf["id"])
+    row = cluster.row("SELECT name, enabled, response_method FROM webhook.workflows WHERE id = %s::uuid", (wf["id"],))
+    assert row == {"name": "orders2", "enabled": False, "response_method": "workflow"}
+    assert alice.scalar("SELECT count(*) FROM webhook.parameters WHERE workflow_id = %s::uuid AND required",
+                        (wf["id"],)) == 1
+    assert alice.scalar("SELECT webhook_drop_workflow(%s::uuid)", (wf["id"],)) is True
+    assert cluster.scalar("SELECT count(*) FROM webhook.workflows WHERE id = %s::uuid", (wf["id"],)) == 0
+
+
+def test_roles_cannot_see_or_change_each_others_workflows(cluster, roles):
+    alice, bob = roles["alice"], roles["bob"]
+    wa = create(alice)
+    alice.sql("SELECT webhook_sample_from_json(%s::uuid, '{\"a\": 1, \"c\": {\"d\": 2}}')", (wa["id"],))
+    alice.sql("SELECT webhook_set_required(%s::uuid, ARRAY['a'])", (wa["id"],))
+    # Same name is fine for another owner.
+    wb = create(bob)
+    assert wb["name"] == wa["name"]
+
+    before = cluster.rows("SELECT * FROM webhook.workflows WHERE id = %s::uuid", (wa["id"],))
+    params_before = cluster.rows("SELECT * FROM webhook.parameters WHERE workflow_id = %s::uuid ORDER BY position",
+                                 (wa["id"],))
+
+    # bob cannot find or see alice's workflow...
+    assert bob.rows("SELECT * FROM webhook_find_workflow(%s)", (wa["id"],)) == []
+    assert wa["id"] not in [str(r[0]) for r in bob.sql("SELECT id FROM webhook_find_workflow(%s)", (wa["id"][:8],))]
+    assert wa["id"] in [str(r[0]) for r in alice.sql("SELECT id FROM webhook_find_workflow(%s)", (wa["id"][:8],))]
+    assert {str(r[0]) for r in bob.sql("SELECT id FROM webhook.workflows")} == {wb["id"]}
+    assert bob.sql("SELECT * FROM webhook.parameters WHERE workflow_id = %s::uuid", (wa["id"],)) == []
+    assert bob.scalar("SELECT count(*) FROM webhook.parameters WHERE workflow_id <> %s::uuid", (wb["id"],)) == 0
+    assert bob.sql("SELECT id FROM webhook.workflow_overview WHERE id = %s::uuid", (wa["id"],)) == []
+    # ...and alice sees only hers.
+    assert {str(r[0]) for r in alice.sql("SELECT id FROM webhook.workflows")} == {wa["id"]}
+
+    # bob cannot change it through the API: it "does not exist" for him.
+    for call in [
+        "SELECT webhook_set_required(%s::uuid, ARRAY['a'], false)",
+        "SELECT webhook_rename_workflow(%s::uuid, 'stolen')",
+        "SELECT webhook_drop_workflow(%s::uuid)",
+        "SELECT webhook_disable_workflow(%s::uuid)",
+        "SELECT webhook_sample_from_json(%s::uuid, '{\"x\": 1}')",
+        "SELECT webhook_set_full_body(%s::uuid, true)",
+        "SELECT webhook_set_response(%s::uuid, 'default')",
+        "SELECT webhook_url(%s::uuid)",
+        f"SELECT webhook_set_handler(%s::uuid, '{bob.handler}'::regproc)",
+    ]:
+        err = bob.error(call, (wa["id"],), sqlstate="42704")
+        assert "does not exist" in err["message"], call
+    # drop ... if_exists quietly does nothing.
+    assert bob.scalar("SELECT webhook_drop_workflow(%s::uuid, true)", (wa["id"],)) is False
+
+    # ...nor with plain DML.
+    with cluster.connect(user=bob.name) as conn:
+        assert conn.execute("UPDATE webhook.workflows SET name = 'stolen', enabled = false "
+                            "WHERE id = %s::uuid", (wa["id"],)).rowcount == 0
+        assert conn.execute("UPDATE webhook.parameters SET required = false WHERE workflow_id = %s::uuid",
+                            (wa["id"],)).rowcount == 0
+        assert conn.execute("DELETE FROM webhook.parameters WHERE workflow_id = %s::uuid",
+                            (wa["id"],)).rowcount == 0
+        assert conn.execute("DELETE FROM webhook.workflows WHERE id = %s::uuid", (wa["id"],)).rowcount == 0
+
+    assert cluster.rows("SELECT * FROM webhook.workflows WHERE id = %s::uuid", (wa["id"],)) == before
+    assert cluster.rows("SELECT * FROM webhook.parameters WHERE workflow_id = %s::uuid ORDER BY position",
+                        (wa["id"],)) == params_before
+
+
+def test_cannot_write_rows_owned_by_another_role(cluster, roles):
+    alice, bob = roles["alice"], roles["bob"]
+    wa = create(alice)
+    wb = create(bob)
+    # INSERT a workflow owned by alice.
+    err = bob.error("INSERT INTO webhook.workflows (name, handler, owner) VALUES ('fake', %s::regproc, %s)",
+                    (bob.handler, alice.name), sqlstate="42501")
+    assert "row-level security" in err["message"]
+    # Give his own workflow away.
+    err = bob.error("UPDATE webhook.workflows SET owner = %s WHERE id = %s::uuid", (alice.name, wb["id"]),
+                    sqlstate="42501")
+    assert "row-level security" in err["message"]
+    # Add parameters to alice's workflow.
+    err = bob.error("INSERT INTO webhook.parameters (workflow_id, name, source, type, position) "
+                    "VALUES (%s::uuid, 'evil', 'body', 'text', 1)", (wa["id"],), sqlstate="42501")
+    assert "row-level security" in err["message"]
+    assert cluster.scalar("SELECT count(*) FROM webhook.workflows WHERE owner = %s", (alice.name,)) == 1
+    assert cluster.scalar("SELECT owner FROM webhook.workflows WHERE id = %s::uuid", (wb["id"],)) == bob.name
+    assert cluster.scalar("SELECT count(*) FROM webhook.parameters WHERE workflow_id = %s::uuid", (wa["id"],)) == 0
+
+
+def test_events_are_visible_only_to_the_owner(cluster, roles):
+    alice, bob = roles["alice"], roles["bob"]
+    wa = create(alice)
+    wb = create(bob)
+    ev_a = cluster.scalar("INSERT INTO webhook.events (workflow_id, method, params, body) "
+                          "VALUES (%s::uuid, 'POST', '{\"a\": 1}', 'secret') RETURNING id", (wa["id"],))
+    ev_b = cluster.scalar("INSERT INTO webhook.events (workflow_id, method) VALUES (%s::uuid, 'GET') RETURNING id",
+                          (wb["id"],))
+    assert [r[0] for r in alice.sql("SELECT id FROM webhook.events WHERE id IN (%s, %s)", (ev_a, ev_b))] == [ev_a]
+    assert alice.scalar("SELECT body FROM webhook.events WHERE id = %s", (ev_a,)) == "secret"
+    assert [r[0] for r in bob.sql("SELECT id FROM webhook.events WHERE id IN (%s, %s)", (ev_a, ev_b))] == [ev_b]
+    assert bob.sql("SELECT * FROM webhook.events WHERE workflow_id = %s::uuid", (wa["id"],)) == []
+    # bob cannot delete it either.
+    with cluster.connect(user=bob.name) as conn:
+        assert conn.execute("DELETE FROM webhook.events WHERE id = %s", (ev_a,)).rowcount == 0
+    assert cluster.scalar("SELECT count(*) FROM webhook.events WHERE id = %s", (ev_a,)) == 1
+
+
+def test_handler_the_owner_cannot_execute_is_rejected(cluster, roles):
+    alice, bob = roles["alice"], roles["bob"]
+    cluster.sql(f"GRANT USAGE ON SCHEMA {alice.name} TO {bob.name}")
+    cluster.sql(f"REVOKE EXECUTE ON FUNCTION {alice.handler}(webhook.events) FROM PUBLIC")
+    err = bob.error("SELECT webhook_create_workflow('x', %s::regproc)", (alice.handler,), sqlstate="42501")
+    assert bob.name in (err["detail"] or "")
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT webhook_create_workflow('x', 'public.e2e_handler'::regproc)",
+    "SELECT * FROM webhook_find_workflow('abcd')",
+    "SELECT * FROM webhook.workflows",
+    "SELECT * FROM webhook.events",
+])
+def test_role_without_webhook_admin_is_denied(cluster, handler, roles, query):
+    carol = roles["carol"]
+    err = carol.error(query, sqlstate="42501")
+    assert "permission denied" in err["message"]
+    assert cluster.scalar("SELECT count(*) FROM webhook.workflows WHERE owner = %s", (carol.name,)) == 0
+
+
+def test_granting_webhook_admin_is_enough(cluster, roles):
+    carol = roles["carol"]
+    cluster.sql(f"GRANT webhook_admin TO {carol.name}")
+    cluster.sql(f"CREATE SCHEMA {carol.name} AUTHORIZATION {carol.name}")
+    carol.sql(HANDLER.format(schema=carol.name))
+    wf = create(carol)
+    assert wf["owner"] == carol.name
+    carol.sql("SELECT webhook_sample_from_kv(%s::uuid, 'a=1')", (wf["id"],))
+    assert carol.scalar("SELECT count(*) FROM webhook.parameters") == 1
