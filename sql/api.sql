@@ -363,8 +363,15 @@ BEGIN
         RAISE EXCEPTION 'pairs must not be NULL'
             USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass text such as ''order_id=42''.';
     END IF;
-    PERFORM webhook._workflow(workflow);
-    RETURN QUERY SELECT * FROM @extschema@.webhook_sample_from_json(workflow, webhook._kv_to_json(pairs));
+    PERFORM webhook._workflow(workflow, true);
+    IF (SELECT w.full_body FROM webhook.workflows w WHERE w.id = workflow) THEN
+        RAISE EXCEPTION 'workflow % takes its whole body as one parameter', workflow
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Turn that off first with webhook_set_full_body(%L, false).', workflow);
+    END IF;
+    -- Straight from the text to the parameter list, so parameters keep the
+    -- order of the lines (a jsonb object would sort its keys).
+    RETURN QUERY SELECT * FROM webhook._replace_parameters(workflow, 'body', webhook._infer_kv(pairs));
 END
 $$;
 COMMENT ON FUNCTION webhook_sample_from_kv(uuid, text) IS
@@ -646,17 +653,19 @@ BEGIN
 END
 $$;
 
--- Tell the DBA when nothing will listen.
+-- Tell the DBA when nothing will listen. WARNING, not NOTICE: PostgreSQL
+-- raises client_min_messages to WARNING while an extension script runs, so a
+-- NOTICE would never be seen.
 DO $$
 DECLARE
     cfg jsonb := webhook._listener_config();
 BEGIN
     IF NOT (cfg->>'preloaded')::boolean THEN
-        RAISE NOTICE 'webhook_ext listener is not running'
+        RAISE WARNING 'webhook_ext listener is not running'
             USING DETAIL = 'The SQL API works, but no HTTP requests are received.',
                   HINT = 'Add webhook_ext to shared_preload_libraries in postgresql.conf and restart PostgreSQL.';
     ELSIF cfg->>'database' <> current_database() THEN
-        RAISE NOTICE 'webhook_ext listener serves database "%", not "%"', cfg->>'database', current_database()
+        RAISE WARNING 'webhook_ext listener serves database "%", not "%"', cfg->>'database', current_database()
             USING HINT = format('Set webhook.database = %L and restart PostgreSQL to receive webhooks here.',
                                 current_database());
     END IF;

@@ -32,7 +32,17 @@ static mut TLS_KEY_FILE: *mut c_char = std::ptr::null_mut();
 const KB: GucFlags = GucFlags::UNIT_KB;
 const MS: GucFlags = GucFlags::UNIT_MS;
 
-pub fn define() {
+/// Defines the settings. PostgreSQL only accepts new `PGC_POSTMASTER` settings
+/// while preloading; otherwise those are read as plain configuration values
+/// (see [`postmaster_value`]), which is enough for `webhook_url()`.
+pub fn define(preloading: bool) {
+    if preloading {
+        define_postmaster();
+    }
+    define_reloadable();
+}
+
+fn define_postmaster() {
     GucRegistry::define_string_guc(
         c"webhook.database",
         c"Database the webhook listener connects to.",
@@ -69,6 +79,25 @@ pub fn define() {
         GucContext::Postmaster,
         GucFlags::empty(),
     );
+    define_checked_string(
+        c"webhook.tls_cert_file",
+        c"PEM certificate chain; with webhook.tls_key_file the listener speaks HTTPS.",
+        &raw mut TLS_CERT_FILE,
+        c"",
+        GucContext::Postmaster,
+        None,
+    );
+    define_checked_string(
+        c"webhook.tls_key_file",
+        c"PEM private key for webhook.tls_cert_file.",
+        &raw mut TLS_KEY_FILE,
+        c"",
+        GucContext::Postmaster,
+        None,
+    );
+}
+
+fn define_reloadable() {
     define_checked_string(
         c"webhook.public_base_url",
         c"Base URL printed by webhook_url(); empty means derived from listen_addresses and port.",
@@ -137,22 +166,6 @@ pub fn define() {
         GucContext::Sighup,
         GucFlags::empty(),
     );
-    define_checked_string(
-        c"webhook.tls_cert_file",
-        c"PEM certificate chain; with webhook.tls_key_file the listener speaks HTTPS.",
-        &raw mut TLS_CERT_FILE,
-        c"",
-        GucContext::Postmaster,
-        None,
-    );
-    define_checked_string(
-        c"webhook.tls_key_file",
-        c"PEM private key for webhook.tls_cert_file.",
-        &raw mut TLS_KEY_FILE,
-        c"",
-        GucContext::Postmaster,
-        None,
-    );
 }
 
 fn define_checked_string(
@@ -182,7 +195,12 @@ fn define_checked_string(
 /// Reports a rejected value the way PostgreSQL's own checks do: SQLSTATE 22023
 /// with the reason as DETAIL.
 unsafe fn reject(detail: &str) -> bool {
-    let detail = CString::new(detail).unwrap_or_default();
+    let mut sentence = detail.to_string();
+    if let Some(first) = sentence.get(0..1) {
+        sentence.replace_range(0..1, &first.to_uppercase());
+    }
+    sentence.push('.');
+    let detail = CString::new(sentence).unwrap_or_default();
     pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
     pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr());
     false
@@ -230,7 +248,27 @@ fn read(variable: *const *mut c_char) -> String {
     }
 }
 
+fn preloaded() -> bool {
+    crate::PRELOADED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A postmaster-level setting in a backend that did not preload the library:
+/// the value from the configuration (a placeholder), or the default.
+fn postmaster_value(name: &CStr, default: &str) -> String {
+    unsafe {
+        let value = pg_sys::GetConfigOption(name.as_ptr(), true, false);
+        if value.is_null() {
+            default.to_string()
+        } else {
+            CStr::from_ptr(value).to_string_lossy().into_owned()
+        }
+    }
+}
+
 pub fn database() -> String {
+    if !preloaded() {
+        return postmaster_value(c"webhook.database", "postgres");
+    }
     DATABASE
         .get()
         .map(|s| s.to_string_lossy().into_owned())
@@ -238,7 +276,19 @@ pub fn database() -> String {
 }
 
 pub fn listen_addresses() -> String {
+    if !preloaded() {
+        return postmaster_value(c"webhook.listen_addresses", "127.0.0.1");
+    }
     read(&raw const LISTEN_ADDRESSES)
+}
+
+pub fn port() -> i32 {
+    if !preloaded() {
+        return postmaster_value(c"webhook.port", "8787")
+            .parse()
+            .unwrap_or(8787);
+    }
+    PORT.get()
 }
 
 pub fn public_base_url() -> String {
@@ -246,10 +296,16 @@ pub fn public_base_url() -> String {
 }
 
 pub fn tls_cert_file() -> String {
+    if !preloaded() {
+        return postmaster_value(c"webhook.tls_cert_file", "");
+    }
     read(&raw const TLS_CERT_FILE)
 }
 
 pub fn tls_key_file() -> String {
+    if !preloaded() {
+        return postmaster_value(c"webhook.tls_key_file", "");
+    }
     read(&raw const TLS_KEY_FILE)
 }
 
@@ -258,7 +314,7 @@ pub fn base_url() -> String {
     let configured = public_base_url();
     if configured.is_empty() {
         let tls = !tls_cert_file().is_empty() && !tls_key_file().is_empty();
-        config::default_base_url(&listen_addresses(), PORT.get(), tls)
+        config::default_base_url(&listen_addresses(), port(), tls)
     } else {
         configured
     }

@@ -28,8 +28,9 @@ pub(crate) static PRELOADED: AtomicBool = AtomicBool::new(false);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    gucs::define();
-    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+    let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    gucs::define(preloading);
+    if preloading {
         PRELOADED.store(true, Ordering::Relaxed);
         worker::register();
     }

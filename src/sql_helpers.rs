@@ -16,7 +16,7 @@ mod webhook {
     use super::*;
 
     /// The parameters a JSON object sample describes, as a JSON array of
-    /// `{name, type, sample, depth}` in sample order.
+    /// `{name, type, sample, depth}` in the object's (jsonb) key order.
     #[pg_extern(immutable, strict, parallel_safe)]
     fn _infer_parameters(sample: JsonB) -> JsonB {
         let Value::Object(map) = sample.0 else {
@@ -25,18 +25,14 @@ mod webhook {
             }
             .report()
         };
-        let params: Vec<Value> = infer::infer_parameters(&map)
-            .into_iter()
-            .map(|p| json!({"name": p.name, "type": p.ty.as_str(), "sample": p.sample, "depth": p.depth}))
-            .collect();
-        JsonB(Value::Array(params))
+        JsonB(inferred_json(&map))
     }
 
-    /// Key-value sample text as a JSON object with inferred value types.
+    /// Like `_infer_parameters` for key-value sample text, in line order.
     #[pg_extern(immutable, strict, parallel_safe)]
-    fn _kv_to_json(pairs: &str) -> JsonB {
+    fn _infer_kv(pairs: &str) -> JsonB {
         match kv::parse_kv(pairs) {
-            Ok(map) => JsonB(Value::Object(map)),
+            Ok(map) => JsonB(inferred_json(&map)),
             Err(e) => SqlError::from(e).report(),
         }
     }
@@ -92,6 +88,10 @@ mod webhook {
             "database": crate::gucs::database(),
         }))
     }
+}
+
+fn inferred_json(map: &serde_json::Map<String, Value>) -> Value {
+    webhook_core::request::inferred_to_json(&infer::infer_parameters(map))
 }
 
 fn json_type_name(value: &Value) -> &'static str {

@@ -51,7 +51,7 @@ fn current_settings() -> Settings {
 pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
     let settings: SharedSettings = Arc::new(RwLock::new(current_settings()));
     let addresses = config::parse_listen_addresses(&gucs::listen_addresses()).unwrap_or_default();
-    let port = gucs::PORT.get() as u16;
+    let port = gucs::port() as u16;
     // Threads start before signals are unblocked so that they inherit the
     // blocked mask and every signal goes to this thread.
     let listener = Listener::start(&addresses, port, settings.clone());

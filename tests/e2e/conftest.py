@@ -130,6 +130,11 @@ class Cluster:
         self.preload = preload
         self.pg_port, self.http_port = free_ports(2)
         self.conf = dict(conf or {})
+        # A test may pin the ports itself.
+        if "port" in self.conf:
+            self.pg_port = int(self.conf["port"])
+        if "webhook.port" in self.conf:
+            self.http_port = int(self.conf["webhook.port"])
         self.running = False
         self._initdb()
         self.write_conf()
@@ -347,6 +352,27 @@ class Cluster:
             time.sleep(0.1)
 
     # -------------------------------------------------------------- listeners
+    @property
+    def base_url(self) -> str:
+        """http://127.0.0.1:<webhook.port> (the listener's loopback address)."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def hook_url(self, workflow_id: Any) -> str:
+        return f"{self.base_url}/hooks/{workflow_id}"
+
+    def wait_for_http(self, timeout: float = 15) -> None:
+        """Waits until something accepts TCP connections on webhook.port."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.http_port), timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise AssertionError(f"nothing listens on 127.0.0.1:{self.http_port} after {timeout}s; "
+                                         f"log tail:\n{self.log()[-3000:]}")
+                time.sleep(0.1)
+
     def listener_pids(self) -> list[int]:
         rows = self.sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook_ext listener' "
                         "ORDER BY pid")

@@ -1,0 +1,393 @@
+"""Issue 3, parsing and validation over real HTTP: every Content-Type fills
+webhook.events.params / body and passes validation; query string and headers
+are always recorded; Content-Encoding and charsets are decoded; bad bodies and
+contradicting types are rejected with a 4xx and store nothing."""
+
+import base64
+import gzip
+import json
+import zlib
+
+from hookkit import (add_parameter, count_events, events, login_role, parameters, post, get,  # noqa: F401
+                     ready, response_json, sample_json, set_required)
+
+MISSING_MSG = "Missing required parameter(s)"
+
+
+def only_event(cluster, wf_id) -> dict:
+    rows = events(cluster, wf_id)
+    assert len(rows) == 1, f"expected exactly one event, got {rows!r}"
+    return rows[0]
+
+
+def test_json_nested_and_dotted_required(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    sample_json(c, wf, {"order_id": "A1", "amount": 10, "customer": {"email": "a@b.c", "name": "Ann"}})
+    set_required(c, wf, ["customer.email"])
+
+    payload = {"order_id": "A-7", "amount": 12.5,
+               "customer": {"email": "eve@example.com", "name": "Eve", "address": {"city": "Köln"}},
+               "items": [{"sku": "x", "qty": 2}]}
+    raw = json.dumps(payload)
+    r = post(c, wf, raw.encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    body = response_json(r)
+    ev = only_event(c, wf)
+    assert body == {"msg": "success", "event_id": ev["id"], "workflow_id": wf}
+    assert ev["method"] == "POST"
+    assert ev["params"] == payload
+    assert ev["body"] == raw
+    assert ev["query"] == {}
+    assert ev["status"] == "succeeded" and ev["error"] is None
+
+    # The nested required leaf is absent: 400 with the exact contract body, nothing stored.
+    r = post(c, wf, json_body={"order_id": "A-8", "customer": {"name": "No Mail"}})
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.text == '{"msg":"Missing required parameter(s)","missing":["customer.email"]}'
+    # A null counts as missing too.
+    r = post(c, wf, json_body={"order_id": "A-9", "customer": {"email": None}})
+    assert r.status_code == 400, r.text
+    assert response_json(r) == {"msg": MISSING_MSG, "missing": ["customer.email"]}
+    assert count_events(c, wf) == 1
+
+
+def test_missing_params_exact_body_lists_all_in_parameter_order(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    sample_json(c, wf, {"order_id": "A1", "amount": 10, "customer": {"email": "a@b.c"}, "note": "x"})
+    set_required(c, wf, ["customer.email", "order_id", "amount"])
+    # Parameter-list order is webhook.parameters.position (jsonb orders a sample's
+    # keys by length, then bytes: amount, customer(.email), order_id).
+    order = [p["name"] for p in parameters(c, wf) if p["required"]]
+    assert order == ["amount", "customer.email", "order_id"]
+    r = post(c, wf, json_body={"note": "only a note"})
+    assert r.status_code == 400, r.text
+    assert r.text == ('{"msg":"Missing required parameter(s)",'
+                      '"missing":["amount","customer.email","order_id"]}')
+    # An empty body (no Content-Type at all) misses them too.
+    r = post(c, wf, b"")
+    assert r.status_code == 400, r.text
+    assert response_json(r) == {"msg": MISSING_MSG, "missing": order}
+    assert count_events(c, wf) == 0
+    # Supplying them all is accepted.
+    r = post(c, wf, json_body={"order_id": "A2", "amount": 3, "customer": {"email": "x@y.z"}})
+    assert r.status_code == 200, r.text
+    assert count_events(c, wf) == 1
+
+
+def test_form_urlencoded_duplicates_plus_and_percent(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    raw = "tag=a&tag=b&tag=c&name=J%C3%BCrgen+M%C3%BCller&note=a%2Bb%26c%3Dd&empty=&flag"
+    r = post(c, wf, raw.encode(), headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200, r.text
+    ev = only_event(c, wf)
+    assert ev["params"] == {"tag": ["a", "b", "c"], "name": "Jürgen Müller", "note": "a+b&c=d",
+                            "empty": "", "flag": ""}
+    assert ev["body"] == raw
+
+
+def test_form_values_are_validated_and_coerced_to_declared_types(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    sample_json(c, wf, {"order_id": "A1", "amount": 10, "paid": True})
+    set_required(c, wf, ["order_id", "amount"])
+    r = post(c, wf, b"order_id=42&amount=19.5&paid=TRUE",
+             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200, r.text
+    ev = only_event(c, wf)
+    # Declared types win: a text order id stays text, the number and boolean are typed.
+    assert ev["params"] == {"order_id": "42", "amount": 19.5, "paid": True}
+    r = post(c, wf, b"order_id=43", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400
+    assert response_json(r) == {"msg": MISSING_MSG, "missing": ["amount"]}
+    assert count_events(c, wf) == 1
+
+
+def test_multipart_fields_and_file(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    content = b"\x00\x01binary\xff\xfe" + bytes(range(256))
+    r = post(c, wf, data={"field": "value ü", "other": "2"},
+             files={"upload": ("report.bin", content, "application/octet-stream"),
+                    "notes": ("notes.txt", b"plain file\n", "text/plain")})
+    assert r.status_code == 200, r.text
+    ev = only_event(c, wf)
+    p = ev["params"]
+    assert p["field"] == "value ü"
+    assert p["other"] == "2"
+    assert p["upload"] == {"filename": "report.bin", "content_type": "application/octet-stream",
+                           "size": len(content),
+                           "content_base64": base64.b64encode(content).decode()}
+    assert base64.b64decode(p["upload"]["content_base64"]) == content
+    assert p["notes"] == {"filename": "notes.txt", "content_type": "text/plain", "size": 11,
+                          "content_base64": base64.b64encode(b"plain file\n").decode()}
+    assert set(p) == {"field", "other", "upload", "notes"}
+
+
+def test_multipart_required_field_checked(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    sample_json(c, wf, {"order_id": "A1", "doc": {"filename": "x"}})
+    set_required(c, wf, ["order_id", "doc"])
+    r = post(c, wf, data={"order_id": "7"})
+    assert r.status_code == 400, r.text
+    assert response_json(r) == {"msg": MISSING_MSG, "missing": ["doc"]}
+    r = post(c, wf, data={"order_id": "7"}, files={"doc": ("a.txt", b"abc", "text/plain")})
+    assert r.status_code == 200, r.text
+    ev = only_event(c, wf)
+    assert ev["params"]["doc"]["filename"] == "a.txt"
+    assert ev["params"]["doc"]["size"] == 3
+
+
+def test_text_plain_body_column(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    text = "hello world\nsecond line with ünïcode ✓\n"
+    r = post(c, wf, text.encode(), headers={"Content-Type": "text/plain; charset=utf-8"})
+    assert r.status_code == 200, r.text
+    ev = only_event(c, wf)
+    assert ev["body"] == text
+    assert ev["params"] == {}
+
+
+def test_xml_elements_and_attributes(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    xml = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+           '<order id="7" source="shop">\n'
+           '  <customer><email>a@b.c</email><name>Ann &amp; Bob</name></customer>\n'
+           '  <total currency="EUR">12.50</total>\n'
+           '  <item>x</item><item>y</item>\n'
+           '</order>')
+    r = post(c, wf, xml.encode(), headers={"Content-Type": "application/xml"})
+    assert r.status_code == 200, r.text
+    ev = only_event(c, wf)
+    assert ev["params"] == {
+        "@id": "7", "@source": "shop",
+        "customer": {"email": "a@b.c", "name": "Ann & Bob"},
+        "total": {"@currency": "EUR", "#text": "12.50"},
+        "item": ["x", "y"],
+    }
+    assert ev["body"] == xml
+
+    # text/xml too, and dotted required paths reach into XML objects.
+    wf2 = new_workflow()["id"]
+    sample_json(c, wf2, {"customer": {"email": "x"}})
+    set_required(c, wf2, ["customer.email"])
+    r = post(c, wf2, b"<r><customer><name>n</name></customer></r>", headers={"Content-Type": "text/xml"})
+    assert r.status_code == 400, r.text
+    assert response_json(r) == {"msg": MISSING_MSG, "missing": ["customer.email"]}
+    r = post(c, wf2, b"<r><customer><email>e@x</email></customer></r>", headers={"Content-Type": "text/xml"})
+    assert r.status_code == 200, r.text
+    assert only_event(c, wf2)["params"] == {"customer": {"email": "e@x"}}
+
+
+def test_invalid_xml_is_400_nothing_stored(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    r = post(c, wf, b"<a><b></a>", headers={"Content-Type": "application/xml"})
+    assert r.status_code == 400, r.text
+    assert response_json(r)["msg"].startswith("Invalid XML body")
+    assert count_events(c, wf) == 0
+
+
+def test_query_string_always_recorded(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    r = post(c, wf, json_body={"order_id": "body-wins", "x": 1},
+             params=[("src", "web"), ("n", "1"), ("n", "2"), ("order_id", "from-query"), ("sp", "a b")])
+    assert r.status_code == 200, r.text
+    ev = only_event(c, wf)
+    assert ev["query"] == {"src": "web", "n": ["1", "2"], "order_id": "from-query", "sp": "a b"}
+    # Query parameters are parameters too; a body value wins over a query value.
+    assert ev["params"] == {"src": "web", "n": ["1", "2"], "order_id": "body-wins", "x": 1, "sp": "a b"}
+
+    # GET: query only.
+    r = get(c, wf, params={"event": "ping", "id": "5"})
+    assert r.status_code == 200, r.text
+    ev = events(c, wf)[-1]
+    assert ev["method"] == "GET"
+    assert ev["query"] == {"event": "ping", "id": "5"}
+    assert ev["params"] == {"event": "ping", "id": "5"}
+    assert ev["body"] in (None, "")
+
+
+def test_required_query_parameter(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    add_parameter(c, wf, "token", "query", "text", required=True)
+    r = get(c, wf, params={"other": "1"})
+    assert r.status_code == 400, r.text
+    assert response_json(r) == {"msg": MISSING_MSG, "missing": ["token"]}
+    # The same name in the body does not satisfy a query parameter.
+    r = post(c, wf, json_body={"token": "in-body"})
+    assert r.status_code == 400, r.text
+    assert count_events(c, wf) == 0
+    r = get(c, wf, params={"token": "t0k"})
+    assert r.status_code == 200, r.text
+    assert only_event(c, wf)["params"]["token"] == "t0k"
+
+
+def test_headers_lower_cased_and_declared_header_required(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    add_parameter(c, wf, "x-signature", "header", "text", required=True)
+    assert [(p["name"], p["source"], p["required"]) for p in parameters(c, wf)] == \
+        [("x-signature", "header", True)]
+
+    r = post(c, wf, json_body={"a": 1}, headers={"X-Other": "1"})
+    assert r.status_code == 400, r.text
+    assert r.text == '{"msg":"Missing required parameter(s)","missing":["x-signature"]}'
+    assert count_events(c, wf) == 0
+
+    r = post(c, wf, json_body={"a": 1}, headers={"X-Signature": "sha256=abc", "X-Custom-Thing": "Mixed Case",
+                                                 "User-Agent": "hookkit/1"})
+    assert r.status_code == 200, r.text
+    ev = only_event(c, wf)
+    h = ev["headers"]
+    assert all(k == k.lower() for k in h), h
+    assert h["x-signature"] == "sha256=abc"
+    assert h["x-custom-thing"] == "Mixed Case"
+    assert h["user-agent"] == "hookkit/1"
+    assert h["content-type"] == "application/json"
+    # The declared header parameter is in params; undeclared headers are not.
+    assert ev["params"] == {"a": 1, "x-signature": "sha256=abc"}
+
+
+def test_gzip_and_deflate_bodies(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    sample_json(c, wf, {"order_id": "x", "n": 1})
+    set_required(c, wf, ["order_id"])
+    raw = json.dumps({"order_id": "gz", "n": 1, "pad": "z" * 2000})
+    r = post(c, wf, gzip.compress(raw.encode()),
+             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert r.status_code == 200, r.text
+    raw2 = json.dumps({"order_id": "df", "n": 2})
+    r = post(c, wf, zlib.compress(raw2.encode()),
+             headers={"Content-Type": "application/json", "Content-Encoding": "deflate"})
+    assert r.status_code == 200, r.text
+    # Raw deflate (no zlib wrapper), as many clients send it.
+    co = zlib.compressobj(wbits=-15)
+    raw3 = "order_id=raw&n=3"
+    r = post(c, wf, co.compress(raw3.encode()) + co.flush(),
+             headers={"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "deflate"})
+    assert r.status_code == 200, r.text
+    evs = events(c, wf)
+    assert [e["params"]["order_id"] for e in evs] == ["gz", "df", "raw"]
+    assert evs[0]["body"] == raw and evs[1]["body"] == raw2 and evs[2]["body"] == raw3
+    assert evs[0]["params"]["pad"] == "z" * 2000
+    assert evs[2]["params"]["n"] == 3
+
+    # A gzip body missing the required field is still validated after decoding.
+    r = post(c, wf, gzip.compress(b'{"n": 5}'),
+             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert r.status_code == 400
+    assert response_json(r) == {"msg": MISSING_MSG, "missing": ["order_id"]}
+    # Corrupt gzip: 400, nothing stored.
+    r = post(c, wf, b"\x1f\x8b\x08\x00garbage", headers={"Content-Type": "application/json",
+                                                        "Content-Encoding": "gzip"})
+    assert r.status_code == 400, r.text
+    assert "gzip" in response_json(r)["msg"]
+    assert count_events(c, wf) == 3
+
+
+def test_unsupported_content_encoding_is_415(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    r = post(c, wf, b'{"a": 1}', headers={"Content-Type": "application/json", "Content-Encoding": "br"})
+    assert r.status_code == 415, r.text
+    assert response_json(r)["msg"] == "Unsupported Content-Encoding: br"
+    assert count_events(c, wf) == 0
+
+
+def test_iso_8859_1_charset(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    r = post(c, wf, "café crème".encode("iso-8859-1"), headers={"Content-Type": "text/plain; charset=iso-8859-1"})
+    assert r.status_code == 200, r.text
+    r = post(c, wf, b"name=caf%E9&city=M\xfcnchen",
+             headers={"Content-Type": "application/x-www-form-urlencoded; charset=ISO-8859-1"})
+    assert r.status_code == 200, r.text
+    r = post(c, wf, '{"name": "café"}'.encode("iso-8859-1"),
+             headers={"Content-Type": "application/json; charset=iso-8859-1"})
+    assert r.status_code == 200, r.text
+    evs = events(c, wf)
+    assert evs[0]["body"] == "café crème"
+    assert evs[1]["params"] == {"name": "café", "city": "München"}
+    assert evs[1]["body"] == "name=caf%E9&city=München"
+    assert evs[2]["params"] == {"name": "café"}
+    assert evs[2]["body"] == '{"name": "café"}'
+
+
+def test_full_body_accepts_invalid_json_as_text(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    c.sql("SELECT count(*) FROM webhook_set_full_body(%s, true)", (wf,))
+    assert [(p["name"], p["source"], p["type"]) for p in parameters(c, wf)] == [("body", "body", "text")]
+    raw = '{"not": json at all,,'
+    r = post(c, wf, raw.encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    ev = only_event(c, wf)
+    assert ev["params"] == {"body": raw}
+    assert ev["body"] == raw
+    # Valid JSON is also kept verbatim as the one text parameter.
+    raw2 = '{"a": 1}'
+    r = post(c, wf, raw2.encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert events(c, wf)[-1]["params"] == {"body": raw2}
+
+
+def test_full_body_custom_param_name_required(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    c.sql("SELECT count(*) FROM webhook_set_full_body(%s, true, 'payload')", (wf,))
+    set_required(c, wf, ["payload"])
+    r = post(c, wf, b"<<raw text>>", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 200, r.text
+    assert only_event(c, wf)["params"] == {"payload": "<<raw text>>"}
+
+
+def test_bad_json_without_full_body_is_400(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    r = post(c, wf, b'{"order_id": "x",', headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    msg = response_json(r)["msg"]
+    assert msg.startswith("Invalid JSON body"), msg
+    r = post(c, wf, b"not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert response_json(r)["msg"].startswith("Invalid JSON body")
+    assert count_events(c, wf) == 0
+    # The listener still accepts good requests afterwards.
+    assert post(c, wf, json_body={"ok": True}).status_code == 200
+    assert count_events(c, wf) == 1
+
+
+def test_value_contradicting_sample_type_is_400(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    sample_json(c, wf, {"order_id": "A1", "amount": 10})
+    r = post(c, wf, json_body={"order_id": "A2", "amount": "lots"})
+    assert r.status_code == 400, r.text
+    body = response_json(r)
+    assert body["parameter"] == "amount"
+    assert "amount" in body["msg"]
+    assert body.get("expected") == "number"
+    assert count_events(c, wf) == 0
+    # Same in a form body.
+    r = post(c, wf, b"order_id=A3&amount=lots", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400, r.text
+    assert response_json(r)["parameter"] == "amount"
+    # An object where text is expected.
+    r = post(c, wf, json_body={"order_id": {"nested": 1}, "amount": 1})
+    assert r.status_code == 400, r.text
+    assert response_json(r)["parameter"] == "order_id"
+    assert count_events(c, wf) == 0
+    # A numeric string is fine for a number.
+    r = post(c, wf, json_body={"order_id": "A4", "amount": "42"})
+    assert r.status_code == 200, r.text
+    assert only_event(c, wf)["params"] == {"order_id": "A4", "amount": 42}
