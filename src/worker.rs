@@ -56,7 +56,7 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
     // blocked mask and every signal goes to this thread.
     let listener = Listener::start(&addresses, port, settings.clone());
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    let mut listener = match listener {
+    let listener = match listener {
         Ok(listener) => listener,
         Err(e) => {
             // Exit non-zero: the postmaster retries after bgw_restart_time.
@@ -78,8 +78,11 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
         announced_wait: false,
         last_check: None,
     };
+    let mut backlog = false;
     loop {
-        let queued = wait_for_work(&listener);
+        if !backlog {
+            wait_for_work(&listener);
+        }
         if BackgroundWorker::sigterm_received() {
             break;
         }
@@ -92,29 +95,41 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
         }
         let batch_size = gucs::BATCH_SIZE.get().max(1) as usize;
         let jobs: Vec<Job> = listener.jobs.try_iter().take(batch_size).collect();
-        if !state.ready
-            || state
-                .last_check
-                .is_none_or(|t| t.elapsed() > Duration::from_secs(1))
-                && jobs.is_empty()
-        {
+        // A full batch may have left requests behind whose wake-up we already
+        // consumed: go round again without sleeping.
+        backlog = jobs.len() == batch_size;
+        let stale = state
+            .last_check
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
+        if !state.ready || (stale && jobs.is_empty()) {
             state.check_extension();
         }
         if !jobs.is_empty() {
             state.process(jobs);
         }
-        let _ = queued;
     }
     log!("webhook_ext listener shutting down");
-    listener.stop(Duration::from_secs(2));
+    // Stop accepting, and answer what is already in flight (normally, while
+    // the grace period lasts), so no caller is left hanging.
+    listener.begin_shutdown();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !listener.finished() && Instant::now() < deadline {
+        let jobs: Vec<Job> = listener.jobs.try_iter().collect();
+        if jobs.is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        } else {
+            state.process(jobs);
+        }
+    }
+    drop(listener);
     // Non-zero so the postmaster restarts us after pg_terminate_backend(); at
     // server shutdown it does not restart anything anyway.
     unsafe { pg_sys::proc_exit(1) };
 }
 
 /// Sleeps until the latch is set (signals), a request arrives (eventfd), or a
-/// second passes. Returns whether requests may be waiting.
-fn wait_for_work(listener: &Listener) -> bool {
+/// second passes.
+fn wait_for_work(listener: &Listener) {
     unsafe {
         let events = pg_sys::WaitLatchOrSocket(
             pg_sys::MyLatch,
@@ -129,10 +144,8 @@ fn wait_for_work(listener: &Listener) -> bool {
         pg_sys::ResetLatch(pg_sys::MyLatch);
         if events & pg_sys::WL_SOCKET_READABLE as i32 != 0 {
             listener.waker.drain();
-            return true;
         }
     }
-    false
 }
 
 struct ListenerState {

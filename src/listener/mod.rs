@@ -83,15 +83,21 @@ impl Listener {
         })
     }
 
-    /// Stops accepting, lets open connections finish their current exchange for
-    /// up to `grace`, then returns.
-    pub fn stop(&mut self, grace: Duration) {
+    /// Stops accepting connections; open ones finish their current exchange.
+    pub fn begin_shutdown(&self) {
         let _ = self.shutdown.send(true);
+    }
+
+    /// Whether the network thread has ended (all connections closed).
+    pub fn finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.begin_shutdown();
         if let Some(thread) = self.thread.take() {
-            let deadline = std::time::Instant::now() + grace + Duration::from_millis(500);
-            while !thread.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
             if thread.is_finished() {
                 let _ = thread.join();
             }

@@ -115,10 +115,14 @@ impl Pipeline {
             meta.origin == Origin::Http && workflow.capture_armed(unix(SystemTime::now()));
         match rules::admit(&rules_now, request) {
             Admission::Rejected(response) => Ok(Handled::Immediate(response)),
-            Admission::Capture(sample) => {
-                let response = self.capture(client, &workflow, &sample)?;
-                Ok(Handled::AfterCommit(response))
-            }
+            Admission::Capture(sample) => match self.capture(client, &workflow, &sample)? {
+                Some(response) => Ok(Handled::AfterCommit(response)),
+                // Another listener process took this capture first.
+                None => {
+                    rules_now.capture_armed = false;
+                    self.admit_normally(client, &workflow, &rules_now, request, meta, event_id)
+                }
+            },
             Admission::Accepted(accepted) => {
                 let id = event_id(client)?;
                 let response = self.accept(client, &workflow, request, accepted, meta, id)?;
@@ -127,12 +131,37 @@ impl Pipeline {
         }
     }
 
+    fn admit_normally(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        workflow: &Workflow,
+        rules_now: &rules::WorkflowRules,
+        request: &IncomingRequest,
+        meta: &RequestMeta,
+        event_id: &mut dyn FnMut(&SpiClient<'_>) -> Result<i64, pgrx::spi::Error>,
+    ) -> Result<Handled, pgrx::spi::Error> {
+        match rules::admit(rules_now, request) {
+            Admission::Accepted(accepted) => {
+                let id = event_id(client)?;
+                let response = self.accept(client, workflow, request, accepted, meta, id)?;
+                Ok(Handled::AfterCommit(response))
+            }
+            Admission::Rejected(response) => Ok(Handled::Immediate(response)),
+            Admission::Capture(_) => Ok(Handled::Immediate(Response::error(
+                500,
+                "Capture state changed",
+            ))),
+        }
+    }
+
+    /// Stores the captured sample as the workflow's parameter list. `None` when
+    /// the capture is no longer armed (another listener process took it).
     fn capture(
         &mut self,
         client: &mut SpiClient<'_>,
         workflow: &Workflow,
         sample: &CapturedSample,
-    ) -> Result<Response, pgrx::spi::Error> {
+    ) -> Result<Option<Response>, pgrx::spi::Error> {
         let id = workflow.rules.id;
         let mut sources: Vec<(&str, Value)> = vec![
             ("query", rules::inferred_to_json(&sample.query)),
@@ -143,7 +172,18 @@ impl Pipeline {
         }
         let privileged = self.privileged_role;
         let result = in_subtransaction(|| {
-            run_privileged(privileged, || -> Result<(), pgrx::spi::Error> {
+            run_privileged(privileged, || -> Result<bool, pgrx::spi::Error> {
+                // Taking the capture first, under the row lock, makes exactly one
+                // request the sample even with several listener processes.
+                let taken = client.update(
+                    "UPDATE webhook.workflows SET captured_at = now()
+                      WHERE id = $1 AND captured_at IS NULL AND capture_until > now()",
+                    None,
+                    &[DatumWithOid::from(pg_uuid(id))],
+                )?;
+                if taken.is_empty() {
+                    return Ok(false);
+                }
                 for (source, inferred) in &sources {
                     client.update(
                         "SELECT count(*) FROM webhook._replace_parameters($1, $2, $3::jsonb)",
@@ -155,22 +195,18 @@ impl Pipeline {
                         ],
                     )?;
                 }
-                client.update(
-                    "UPDATE webhook.workflows SET captured_at = now() WHERE id = $1",
-                    None,
-                    &[DatumWithOid::from(pg_uuid(id))],
-                )?;
-                Ok(())
+                Ok(true)
             })
         });
         self.catalog.forget(id);
         match result {
-            Ok(Ok(())) => Ok(rules::capture_response(id, sample)),
+            Ok(Ok(true)) => Ok(Some(rules::capture_response(id, sample))),
+            Ok(Ok(false)) => Ok(None),
             Ok(Err(e)) => Err(e),
-            Err(e) => Ok(Response::json(
+            Err(e) => Ok(Some(Response::json(
                 500,
                 &json!({"msg": "Sample could not be stored", "sqlstate": e.sqlstate}),
-            )),
+            ))),
         }
     }
 

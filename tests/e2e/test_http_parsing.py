@@ -5,6 +5,7 @@ contradicting types are rejected with a 4xx and store nothing."""
 
 import base64
 import gzip
+import http.client
 import json
 import zlib
 
@@ -391,3 +392,78 @@ def test_value_contradicting_sample_type_is_400(ready, new_workflow):
     r = post(c, wf, json_body={"order_id": "A4", "amount": "42"})
     assert r.status_code == 200, r.text
     assert only_event(c, wf)["params"] == {"order_id": "A4", "amount": 42}
+
+
+def test_json_variants(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    # Media type and parameters are case-insensitive.
+    r = post(c, wf, b'{"a": "x"}', headers={"Content-Type": "Application/JSON; Charset=UTF-8"})
+    assert r.status_code == 200, r.text
+    # +json suffix.
+    r = post(c, wf, b'{"b": 2}', headers={"Content-Type": "application/vnd.api+json"})
+    assert r.status_code == 200, r.text
+    # No Content-Type at all: a JSON body is recognised.
+    r = requests_post_raw(c, wf, b'{"c": true}')
+    assert r[0] == 200, r
+    # A top-level array is the one parameter "body".
+    r = post(c, wf, b'[1, {"d": 4}]', headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    evs = events(c, wf)
+    assert [e["params"] for e in evs] == [{"a": "x"}, {"b": 2}, {"c": True}, {"body": [1, {"d": 4}]}]
+
+
+def requests_post_raw(c, wf, body: bytes, headers: dict | None = None) -> tuple[int, str]:
+    """A POST with exactly these headers (requests would add a Content-Type)."""
+    conn = http.client.HTTPConnection("127.0.0.1", c.http_port, timeout=10)
+    try:
+        conn.putrequest("POST", f"/hooks/{wf}", skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            conn.putheader(name, value)
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+def test_repeated_headers_joined(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    conn = http.client.HTTPConnection("127.0.0.1", c.http_port, timeout=10)
+    try:
+        conn.putrequest("POST", f"/hooks/{wf}")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("X-Multi", "one")
+        conn.putheader("x-multi", "two")
+        conn.putheader("Content-Length", "2")
+        conn.endheaders(b"{}")
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+    finally:
+        conn.close()
+    assert events(c, wf)[-1]["headers"]["x-multi"] == "one, two"
+
+
+def test_multipart_repeated_fields(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    r = post(c, wf, data=[("tag", "a"), ("tag", "b")],
+             files=[("doc", ("1.txt", b"one", "text/plain")), ("doc", ("2.txt", b"two", "text/plain"))])
+    assert r.status_code == 200, r.text
+    p = only_event(c, wf)["params"]
+    assert p["tag"] == ["a", "b"]
+    assert [d["filename"] for d in p["doc"]] == ["1.txt", "2.txt"]
+    assert [base64.b64decode(d["content_base64"]) for d in p["doc"]] == [b"one", b"two"]
+
+
+def test_xml_declared_encoding(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    body = b'<?xml version="1.0" encoding="ISO-8859-1"?><r><name>caf\xe9</name></r>'
+    r = post(c, wf, body, headers={"Content-Type": "application/xml"})
+    assert r.status_code == 200, r.text
+    ev = only_event(c, wf)
+    assert ev["params"] == {"name": "café"}
+    assert "café" in ev["body"]

@@ -90,7 +90,7 @@ def test_without_preload_create_extension_notices_and_no_listener(make_cluster):
     assert "shared_preload_libraries" in (matching[0]["hint"] or "")
     assert c.listener_pids() == []
     assert c.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'webhook%'") == 0
-    assert "webhook_ext listener" not in c.log()
+    assert "webhook_ext listener started" not in c.log()
 
     # The SQL API works.
     c.sql("CREATE FUNCTION h(e webhook.events) RETURNS jsonb LANGUAGE sql AS $h$ SELECT e.params $h$")

@@ -1,0 +1,320 @@
+"""Issue 3, handlers over real HTTP: they run as the workflow owner (never as
+the superuser the listener connects as), in a subtransaction: a failing handler
+records SQLSTATE + message in webhook.events.error, rolls back its own writes,
+keeps the event row, and never stops the listener."""
+
+import json
+
+import requests
+
+from hookkit import (create_workflow, event, events, handler_rows, login_role, post,  # noqa: F401
+                     ready, recording_handler, response_json, wait_ready)
+
+
+def one_event(c, wf) -> dict:
+    rows = events(c, wf)
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_handler_runs_as_workflow_owner(ready, login_role, uniq):
+    c = ready
+    role = login_role()
+    fn, table = recording_handler(c, uniq, schema=role, user=role)
+    wf = create_workflow(c, fn, uniq, user=role)
+    assert c.scalar("SELECT owner FROM webhook.workflows WHERE id = %s", (wf,)) == role
+
+    r = post(c, wf, json_body={"order_id": "o-1"})
+    assert r.status_code == 200, r.text
+    ev = one_event(c, wf)
+    assert ev["status"] == "succeeded" and ev["error"] is None
+    rows = handler_rows(c, table)
+    assert [(x["event_id"], x["who"]) for x in rows] == [(ev["id"], role)]
+    assert rows[0]["params"] == {"order_id": "o-1"}
+    assert c.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (role,)) is False
+    # The owner sees its own event through row-level security.
+    assert c.scalar("SELECT count(*) FROM webhook.events WHERE workflow_id = %s", (wf,), user=role) == 1
+
+
+def test_handler_reading_pg_authid_fails_and_listener_keeps_serving(ready, login_role, uniq, new_workflow):
+    c = ready
+    role = login_role()
+    fn, table = recording_handler(c, uniq, schema=role, user=role,
+                                  extra="PERFORM count(*) FROM pg_catalog.pg_authid;")
+    wf = create_workflow(c, fn, uniq, user=role)
+
+    r = post(c, wf, json_body={"order_id": "secret"})
+    # Default response method: the event was stored, so the caller gets 200.
+    assert r.status_code == 200, r.text
+    ev = one_event(c, wf)
+    assert response_json(r) == {"msg": "success", "event_id": ev["id"], "workflow_id": wf}
+    assert ev["status"] == "failed"
+    assert ev["error"].startswith("42501"), ev["error"]
+    assert "pg_authid" in ev["error"]
+    assert ev["params"] == {"order_id": "secret"}
+    # The handler's own insert before the failure was rolled back.
+    assert handler_rows(c, table) == []
+
+    # The listener is still serving: the same and another workflow answer.
+    good = new_workflow()["id"]
+    for _ in range(3):
+        assert post(c, good, json_body={"ok": 1}).status_code == 200
+    assert post(c, wf, json_body={"order_id": "again"}).status_code == 200
+    assert [e["status"] for e in events(c, wf)] == ["failed", "failed"]
+    assert [e["status"] for e in events(c, good)] == ["succeeded"] * 3
+
+
+def test_handler_set_role_superuser_fails(ready, login_role, uniq):
+    c = ready
+    role = login_role()
+    variants = {
+        "set_role": "SET ROLE postgres;",
+        "set_config_role": "PERFORM set_config('role', 'postgres', false);",
+        "session_authorization": "SET SESSION AUTHORIZATION postgres;",
+    }
+    for label, stmt in variants.items():
+        fn, table = recording_handler(c, uniq, schema=role, user=role, extra=stmt)
+        wf = create_workflow(c, fn, uniq, user=role)
+        r = post(c, wf, json_body={"v": label})
+        assert r.status_code == 200, (label, r.text)
+        ev = one_event(c, wf)
+        assert ev["status"] == "failed", (label, ev)
+        assert ev["error"] and ev["error"].startswith("42501"), (label, ev["error"])
+        assert handler_rows(c, table) == [], label
+
+
+def test_handler_exception_records_sqlstate_and_message(ready, new_workflow, new_handler):
+    c = ready
+    fn = new_handler(body="""CREATE FUNCTION {name}(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$
+        BEGIN
+            RAISE EXCEPTION 'order % rejected', e.params->>'order_id' USING ERRCODE = '22023';
+        END $h$""")
+    wf = new_workflow(handler=fn)["id"]
+    r = post(c, wf, json_body={"order_id": "A-1"})
+    assert r.status_code == 200, r.text
+    ev = one_event(c, wf)
+    assert ev["status"] == "failed"
+    assert ev["error"].startswith("22023"), ev["error"]
+    assert "order A-1 rejected" in ev["error"]
+
+    # A division by zero deep in SQL: its own SQLSTATE.
+    fn2 = new_handler(body="""CREATE FUNCTION {name}(e webhook.events) RETURNS jsonb LANGUAGE sql AS $h$
+        SELECT jsonb_build_object('x', 1 / (e.params->>'d')::int) $h$""")
+    wf2 = new_workflow(handler=fn2)["id"]
+    assert post(c, wf2, json_body={"d": 0}).status_code == 200
+    assert post(c, wf2, json_body={"d": 1}).status_code == 200
+    evs = events(c, wf2)
+    assert evs[0]["status"] == "failed" and evs[0]["error"].startswith("22012"), evs[0]["error"]
+    assert "division by zero" in evs[0]["error"]
+    assert evs[1]["status"] == "succeeded" and evs[1]["error"] is None
+
+
+def test_failed_handler_rolls_back_its_writes_event_stays(ready, new_workflow, uniq):
+    c = ready
+    fn, table = recording_handler(c, uniq, extra="""
+        IF e.params->>'fail' = 'yes' THEN
+            RAISE EXCEPTION 'asked to fail';
+        END IF;""")
+    wf = new_workflow(handler=fn)["id"]
+    assert post(c, wf, json_body={"n": 1, "fail": "no"}).status_code == 200
+    assert post(c, wf, json_body={"n": 2, "fail": "yes"}).status_code == 200
+    assert post(c, wf, json_body={"n": 3, "fail": "no"}).status_code == 200
+    evs = events(c, wf)
+    assert [(e["params"]["n"], e["status"]) for e in evs] == [(1, "succeeded"), (2, "failed"), (3, "succeeded")]
+    assert evs[1]["error"].startswith("P0001") and "asked to fail" in evs[1]["error"]
+    assert evs[1]["params"] == {"n": 2, "fail": "yes"}
+    assert evs[1]["body"] == json.dumps({"n": 2, "fail": "yes"})
+    # Only the succeeding handlers' rows are there.
+    assert [x["event_id"] for x in handler_rows(c, table)] == [evs[0]["id"], evs[2]["id"]]
+
+
+def test_handler_sees_the_event(ready, new_workflow, new_handler, uniq):
+    c = ready
+    table = "public." + uniq("seen")
+    c.sql(f"CREATE TABLE {table} (ev webhook.events)")
+    fn = new_handler(body="CREATE FUNCTION {name}(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$ "
+                          f"BEGIN INSERT INTO {table} VALUES (e); RETURN NULL; END $h$")
+    wf = new_workflow(handler=fn)["id"]
+    r = post(c, wf, json_body={"order_id": "E1"}, params={"q": "1"}, headers={"X-Trace": "t-1"})
+    assert r.status_code == 200, r.text
+    ev = one_event(c, wf)
+    seen = c.row(f"SELECT (ev).* FROM {table}")
+    assert seen["id"] == ev["id"]
+    assert str(seen["workflow_id"]) == wf
+    assert seen["method"] == "POST"
+    assert seen["query"] == {"q": "1"}
+    assert seen["headers"]["x-trace"] == "t-1"
+    assert seen["params"] == {"q": "1", "order_id": "E1"}
+    assert seen["body"] == '{"order_id": "E1"}'
+    assert seen["received_at"] == ev["received_at"]
+
+
+def test_handler_inserting_fk_to_events(ready, new_workflow, new_handler, uniq):
+    c = ready
+    table = "public." + uniq("fk")
+    c.sql(f"CREATE TABLE {table} (event_id bigint NOT NULL REFERENCES webhook.events (id) ON DELETE CASCADE, "
+          "note text)")
+    fn = new_handler(body="CREATE FUNCTION {name}(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$ "
+                          f"BEGIN INSERT INTO {table} VALUES (e.id, e.params->>'note'); RETURN NULL; END $h$")
+    wf = new_workflow(handler=fn)["id"]
+    for i in range(3):
+        assert post(c, wf, json_body={"note": f"n{i}"}).status_code == 200
+    evs = events(c, wf)
+    assert [e["status"] for e in evs] == ["succeeded"] * 3, [e["error"] for e in evs]
+    rows = c.rows(f"SELECT event_id, note FROM {table} ORDER BY event_id")
+    assert rows == [{"event_id": e["id"], "note": f"n{i}"} for i, e in enumerate(evs)]
+
+
+def test_handler_guc_changes_do_not_leak(make_cluster, uniq):
+    # A private cluster: if settings do leak, they must not disturb other tests'
+    # handlers on the shared session cluster.
+    c = make_cluster(conf={"webhook.workers": 1})
+    c.sql("CREATE EXTENSION webhook_ext")
+    wait_ready(c)
+    table = "public." + uniq("gucs")
+    c.sql(f"CREATE TABLE {table} (n serial, search_path text, marker text, work_mem text)")
+    c.sql("""CREATE FUNCTION public.guc_setter(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$
+        BEGIN
+            PERFORM set_config('search_path', 'pg_catalog, pg_temp', false);
+            PERFORM set_config('hookkit.marker', 'leaked', false);
+            PERFORM set_config('work_mem', '77kB', false);
+            RETURN NULL;
+        END $h$""")
+    c.sql("CREATE FUNCTION public.guc_reader(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$ "
+          f"BEGIN INSERT INTO {table} (search_path, marker, work_mem) VALUES "
+          "(current_setting('search_path'), current_setting('hookkit.marker', true), "
+          "current_setting('work_mem')); RETURN NULL; END $h$")
+    wf_set = create_workflow(c, "public.guc_setter", uniq)
+    wf_read = create_workflow(c, "public.guc_reader", uniq)
+    # One listener process and one keep-alive connection.
+    with requests.Session() as s:
+        for wf in (wf_read, wf_set, wf_read, wf_set, wf_read):
+            r = post(c, wf, json_body={"x": 1}, session=s)
+            assert r.status_code == 200, r.text
+    assert [e["status"] for e in events(c, wf_set)] == ["succeeded"] * 2
+    rows = c.rows(f"SELECT search_path, marker, work_mem FROM {table} ORDER BY n")
+    assert len(rows) == 3
+    baseline = rows[0]
+    assert baseline["search_path"] != "pg_catalog, pg_temp"
+    assert baseline["marker"] in (None, "")
+    assert baseline["work_mem"] != "77kB"
+    assert rows[1] == baseline and rows[2] == baseline, (
+        f"settings changed by one handler leaked into the next handler: {rows}")
+
+
+def test_handler_taking_jsonb(ready, new_workflow, new_handler, uniq):
+    c = ready
+    table = "public." + uniq("js")
+    c.sql(f"CREATE TABLE {table} (event_id bigint, workflow_id text, method text, params jsonb, who text)")
+    fn = new_handler(body="CREATE FUNCTION {name}(e jsonb) RETURNS void LANGUAGE plpgsql AS $h$ "
+                          f"BEGIN INSERT INTO {table} VALUES ((e->>'id')::bigint, e->>'workflow_id', "
+                          "e->>'method', e->'params', current_user); END $h$")
+    wf = new_workflow(handler=fn)["id"]
+    r = post(c, wf, json_body={"order_id": "J1", "nested": {"a": [1, 2]}})
+    assert r.status_code == 200, r.text
+    ev = one_event(c, wf)
+    assert ev["status"] == "succeeded", ev["error"]
+    assert c.rows(f"SELECT * FROM {table}") == [{
+        "event_id": ev["id"], "workflow_id": wf, "method": "POST",
+        "params": {"order_id": "J1", "nested": {"a": [1, 2]}}, "who": "postgres"}]
+
+
+def test_procedure_handler(ready, new_workflow, new_handler, login_role, uniq):
+    c = ready
+    table = "public." + uniq("proc")
+    c.sql(f"CREATE TABLE {table} (event_id bigint, params jsonb, who text)")
+    fn = new_handler(body="CREATE PROCEDURE {name}(e webhook.events) LANGUAGE plpgsql AS $h$ "
+                          f"BEGIN INSERT INTO {table} VALUES (e.id, e.params, current_user); END $h$")
+    wf = new_workflow(handler=fn)["id"]
+    r = post(c, wf, json_body={"order_id": "P1"})
+    assert r.status_code == 200, r.text
+    ev = one_event(c, wf)
+    assert ev["status"] == "succeeded", ev["error"]
+    assert c.rows(f"SELECT * FROM {table}") == [{"event_id": ev["id"], "params": {"order_id": "P1"},
+                                                  "who": "postgres"}]
+
+    # A procedure owned by a non-superuser runs as that owner; a failing one records the error.
+    role = login_role()
+    c.sql(f"CREATE TABLE {role}.calls (event_id bigint, who text)", user=role)
+    c.sql(f"""CREATE PROCEDURE {role}.p(e jsonb) LANGUAGE plpgsql AS $h$
+        BEGIN
+            INSERT INTO {role}.calls VALUES ((e->>'id')::bigint, current_user);
+            IF e->'params'->>'fail' = 'yes' THEN RAISE EXCEPTION 'procedure failed' USING ERRCODE = '22000'; END IF;
+        END $h$""", user=role)
+    wf2 = create_workflow(c, f"{role}.p", uniq, user=role)
+    assert post(c, wf2, json_body={"fail": "no"}).status_code == 200
+    assert post(c, wf2, json_body={"fail": "yes"}).status_code == 200
+    evs = events(c, wf2)
+    assert [e["status"] for e in evs] == ["succeeded", "failed"]
+    assert evs[1]["error"].startswith("22000") and "procedure failed" in evs[1]["error"]
+    assert c.rows(f"SELECT event_id, who FROM {role}.calls") == [{"event_id": evs[0]["id"], "who": role}]
+
+
+def test_handler_sees_only_its_owners_rows(ready, login_role, uniq, new_workflow):
+    """Row-level security applies inside a handler: it runs as the owner, so it
+    sees only the events of the owner's workflows."""
+    c = ready
+    other = new_workflow()["id"]
+    assert post(c, other, json_body={"secret": "of postgres"}).status_code == 200
+    role = login_role()
+    c.sql(f"CREATE TABLE {role}.seen (visible_events bigint, visible_workflows bigint)", user=role)
+    c.sql(f"""CREATE FUNCTION {role}.h(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$
+        BEGIN
+            INSERT INTO {role}.seen VALUES ((SELECT count(*) FROM webhook.events),
+                                            (SELECT count(*) FROM webhook.workflows));
+            RETURN NULL;
+        END $h$""", user=role)
+    wf = create_workflow(c, f"{role}.h", uniq, user=role)
+    assert post(c, wf, json_body={}).status_code == 200
+    ev = one_event(c, wf)
+    assert ev["status"] == "succeeded", ev["error"]
+    assert c.rows(f"SELECT * FROM {role}.seen") == [{"visible_events": 1, "visible_workflows": 1}]
+
+
+def test_handler_cannot_write_events_directly(ready, login_role, uniq):
+    c = ready
+    role = login_role()
+    c.sql(f"""CREATE FUNCTION {role}.h(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$
+        BEGIN
+            UPDATE webhook.events SET status = 'succeeded', error = NULL WHERE id = e.id;
+            RETURN NULL;
+        END $h$""", user=role)
+    wf = create_workflow(c, f"{role}.h", uniq, user=role)
+    assert post(c, wf, json_body={}).status_code == 200
+    ev = one_event(c, wf)
+    assert ev["status"] == "failed"
+    assert ev["error"].startswith("42501"), ev["error"]
+
+
+def test_procedure_handler_with_commit_fails_cleanly(ready, new_workflow, new_handler, uniq):
+    c = ready
+    table = "public." + uniq("tx")
+    c.sql(f"CREATE TABLE {table} (event_id bigint)")
+    fn = new_handler(body="CREATE PROCEDURE {name}(e webhook.events) LANGUAGE plpgsql AS $h$ "
+                          f"BEGIN INSERT INTO {table} VALUES (e.id); COMMIT; END $h$")
+    wf = new_workflow(handler=fn)["id"]
+    for _ in range(2):
+        r = post(c, wf, json_body={"x": 1})
+        assert r.status_code == 200, r.text
+    evs = events(c, wf)
+    assert [e["status"] for e in evs] == ["failed", "failed"]
+    assert evs[0]["error"].startswith("2D000"), evs[0]["error"]
+    assert c.rows(f"SELECT * FROM {table}") == []
+    good = new_workflow()["id"]
+    assert post(c, good, json_body={}).status_code == 200
+
+
+def test_handler_notify_is_delivered_after_commit(ready, new_workflow, new_handler, uniq):
+    c = ready
+    channel = uniq("chan")
+    fn = new_handler(body="CREATE FUNCTION {name}(e webhook.events) RETURNS jsonb LANGUAGE sql AS $h$ "
+                          f"SELECT pg_notify('{channel}', e.id::text || ':' || (e.params->>'order_id')); "
+                          "SELECT NULL::jsonb $h$")
+    wf = new_workflow(handler=fn)["id"]
+    with c.connect() as listen_conn:
+        listen_conn.execute(f"LISTEN {channel}")
+        r = post(c, wf, json_body={"order_id": "N1"})
+        assert r.status_code == 200, r.text
+        event_id = response_json(r)["event_id"]
+        got = [n.payload for n in listen_conn.notifies(timeout=5, stop_after=1)]
+    assert got == [f"{event_id}:N1"]

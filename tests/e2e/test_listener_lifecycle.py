@@ -1,0 +1,342 @@
+"""The listener's life cycle (issue 3, item 1): answering soon after start,
+several listener processes, DROP/CREATE EXTENSION, reloadable settings,
+prompt shutdown with a request in flight, recovery after kill -9 and
+pg_terminate_backend, disabled workflows.
+
+Destructive tests use clusters of their own (``make_cluster``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+
+import pytest
+
+import httpkit as hk
+
+CRASH = re.compile(r"PANIC|panicked")
+
+
+def serving(c, wf_id: str, timeout: float = 1.0):
+    """The GET reply if it is a 200 for ``wf_id``, else None."""
+    r = hk.try_request("GET", c.hook_url(wf_id), timeout=timeout)
+    if r is not None and r.status == 200 and r.json().get("workflow_id") == wf_id:
+        return r
+    return None
+
+
+def ready_cluster(make_cluster, conf: dict | None = None, workers: int = 2):
+    """A started cluster with the extension, a side-table workflow, and the
+    listener serving it. Returns (cluster, workflow id, side table)."""
+    conf = dict(conf or {})
+    conf.setdefault("webhook.workers", workers)
+    c = make_cluster(conf=conf)
+    c.sql("CREATE EXTENSION webhook_ext")
+    handler, table = hk.create_side_handler(c)
+    wf = hk.create_workflow(c, handler)
+    c.wait_for_listeners(conf["webhook.workers"])
+    hk.wait_until(lambda: serving(c, wf), timeout=15, what="listener serving")
+    return c, wf, table
+
+
+# --------------------------------------------------------------------------
+# Start
+# --------------------------------------------------------------------------
+def test_listener_answers_within_2s_of_start(make_cluster):
+    c, wf, table = ready_cluster(make_cluster)
+    c.stop("fast")
+    assert hk.try_request("GET", c.hook_url(wf), timeout=1) is None, "something answers while stopped"
+
+    c.start()  # pg_ctl start -w returned: the server accepts connections
+    t0 = time.monotonic()
+    replies = 0
+    r = None
+    while time.monotonic() - t0 < 2.0 and replies < 200:
+        replies += 1
+        r = serving(c, wf, timeout=0.5)
+        if r:
+            break
+        time.sleep(0.02)
+    elapsed = time.monotonic() - t0
+    assert r is not None, (f"no 200 within 2 s of pg_ctl start returning ({elapsed:.2f}s, {replies} tries); "
+                           f"log tail:\n{c.log()[-2000:]}")
+    ev = r.json()["event_id"]
+    assert c.scalar("SELECT workflow_id::text FROM webhook.events WHERE id = %s", (ev,)) == wf
+    assert c.scalar(f"SELECT count(*) FROM {table} WHERE event_id = %s", (ev,)) == 1
+
+
+def test_two_workers_are_two_listener_processes_both_serving(make_cluster):
+    c, wf, table = ready_cluster(make_cluster, workers=2)
+    pids = c.wait_for_listeners(2)
+    assert len(set(pids)) == 2
+    rows = c.rows("SELECT pid, datname, backend_type FROM pg_stat_activity "
+                  "WHERE backend_type = 'webhook_ext listener'")
+    assert {r["pid"] for r in rows} == set(pids) and all(r["datname"] == "postgres" for r in rows), rows
+
+    # Fresh connections: SO_REUSEPORT spreads them over both processes. The
+    # handler records pg_backend_pid(), i.e. the listener that ran it.
+    ids = []
+    for i in range(40):
+        r = hk.post(c.hook_url(wf), {"i": i})
+        ids.append(hk.assert_success(r, wf)["event_id"])
+    assert len(set(ids)) == 40
+    assert hk.event_count(c, wf) == 40 + 1  # + the readiness probe
+    served_by = {r[0] for r in c.sql(f"SELECT DISTINCT pid FROM {table} WHERE event_id = ANY(%s)", (ids,))}
+    assert served_by == set(pids), f"requests served by {served_by}, listener pids {pids}"
+
+
+# --------------------------------------------------------------------------
+# DROP / CREATE EXTENSION
+# --------------------------------------------------------------------------
+def test_keeps_running_across_drop_and_create_extension(make_cluster):
+    c, wf, table = ready_cluster(make_cluster, workers=2)
+    pids = c.wait_for_listeners(2)
+    url = c.hook_url(wf)
+
+    # CASCADE: the handler takes a webhook.events row, so it depends on the extension.
+    c.sql("DROP EXTENSION webhook_ext CASCADE")
+    t_drop = time.monotonic()
+    statuses = []
+    for i in range(8):  # over more than one of the listener's 1 s checks
+        r = hk.try_request("POST", url, body={"i": i}, timeout=5)
+        assert r is not None, "no answer while the extension is dropped"
+        statuses.append(r.status)
+        body = hk.assert_error(r, 503)
+        assert r.headers.get("retry-after"), r
+        assert "internal" not in body["msg"].lower() and "spi" not in body["msg"].lower(), body
+        time.sleep(0.3)
+    assert set(statuses) == {503}, statuses
+    # Unknown paths still answer normally, without the database.
+    hk.assert_error(hk.get(c.base_url + "/nowhere"), 404, "Not found")
+    assert time.monotonic() - t_drop >= 2.0
+    assert c.listener_pids() == pids, "listener processes restarted while the extension was dropped"
+
+    c.sql("CREATE EXTENSION webhook_ext")
+    handler, table2 = hk.create_side_handler(c)
+    wf2 = hk.create_workflow(c, handler)
+    t0 = time.monotonic()
+    r = hk.wait_until(lambda: serving(c, wf2), timeout=5, interval=0.1,
+                      what="requests succeed after CREATE EXTENSION")
+    assert time.monotonic() - t0 < 5
+    ev = r.json()["event_id"]
+    assert c.scalar("SELECT count(*) FROM webhook.events WHERE workflow_id = %s::uuid", (wf2,)) >= 1
+    assert c.scalar(f"SELECT count(*) FROM {table2} WHERE event_id = %s", (ev,)) == 1
+    # The old workflow went with the extension.
+    hk.assert_error(hk.get(url), 404, "Workflow not found")
+    assert c.listener_pids() == pids
+    assert not CRASH.search(c.log()), c.log()[-3000:]
+
+
+# --------------------------------------------------------------------------
+# Reload
+# --------------------------------------------------------------------------
+def test_reload_applies_reloadable_settings(make_cluster):
+    c, wf, table = ready_cluster(make_cluster, conf={"webhook.max_body_size": 64})
+    pids = c.wait_for_listeners(2)
+    url = c.hook_url(wf)
+    body = b"x" * (20 * 1024)
+    text = {"Content-Type": "text/plain"}
+    before = hk.event_count(c, wf)
+    accepted = []  # event ids of every 200 this test gets
+
+    def post(data):
+        r = hk.post(url, data, headers=text)
+        if r.status == 200:
+            accepted.append(hk.assert_success(r, wf)["event_id"])
+        return r
+
+    hk.assert_success(post(body), wf)
+
+    # ALTER SYSTEM + pg_reload_conf(): the 20 kB body is now too large.
+    c.sql("ALTER SYSTEM SET webhook.max_body_size = '8kB'")
+    c.sql("SELECT pg_reload_conf()")
+    c.wait_for_setting("webhook.max_body_size", "8kB")
+
+    def rejected():
+        # Fresh connections: each may land on either listener process.
+        replies = [post(body) for _ in range(6)]
+        return replies if all(r.status == 413 for r in replies) else None
+
+    replies = hk.wait_until(rejected, timeout=5, interval=0.2, what="413 after lowering max_body_size")
+    for r in replies:
+        err = hk.assert_error(r, 413)
+        assert err.get("limit_bytes", 8192) == 8192, err
+    # A body under the new limit still passes.
+    hk.assert_success(post(b"y" * 4000), wf)
+
+    # pg_ctl reload with the setting back in the file: accepted again.
+    c.sql("ALTER SYSTEM RESET webhook.max_body_size")
+    c.reload()
+    c.wait_for_setting("webhook.max_body_size", "64kB")
+    hk.wait_until(lambda: all(post(body).status == 200 for _ in range(4)),
+                  timeout=5, interval=0.2, what="200 after raising max_body_size again")
+
+    # webhook.public_base_url through pg_ctl reload: visible in webhook_url().
+    assert c.scalar("SELECT webhook_url(%s::uuid)", (wf,)).endswith(f"/hooks/{wf}")
+    c.set_conf(**{"webhook.public_base_url": "https://hooks.example.com/pg"})
+    c.reload()
+    c.wait_for_setting("webhook.public_base_url", "https://hooks.example.com/pg")
+    assert c.scalar("SELECT webhook_url(%s::uuid)", (wf,)) == f"https://hooks.example.com/pg/hooks/{wf}"
+    assert c.scalar("SELECT url FROM webhook_find_workflow(%s)", (wf,)) == \
+        f"https://hooks.example.com/pg/hooks/{wf}"
+
+    # Postmaster-level settings do not change on reload: same port, same processes.
+    hk.assert_success(post(b"z"), wf)
+    assert c.listener_pids() == pids
+    # Exactly the accepted requests were stored; no 413 left a row.
+    assert hk.event_count(c, wf) == before + len(accepted)
+    stored = [r[0] for r in c.sql("SELECT id FROM webhook.events WHERE id = ANY(%s) ORDER BY id", (accepted,))]
+    assert stored == sorted(accepted)
+    assert c.scalar(f"SELECT count(*) FROM {table} WHERE event_id = ANY(%s)", (accepted,)) == len(accepted)
+
+
+# --------------------------------------------------------------------------
+# Shutdown with a request in flight
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["fast", "smart"])
+def test_stop_with_request_in_flight(make_cluster, mode):
+    c = make_cluster(conf={"webhook.workers": 1})
+    c.sql("CREATE EXTENSION webhook_ext")
+    handler, table = hk.create_side_handler(c, sleep=1)
+    wf = hk.create_workflow(c, handler)
+    (pid,) = c.wait_for_listeners(1)
+    hk.wait_until(lambda: serving(c, wf, timeout=5), timeout=15, what="listener serving")
+
+    # Clients that must not hold the shutdown up: an idle keep-alive connection
+    # and one that sent half a request line.
+    idle = hk.KeepAlive(c.base_url)
+    hk.assert_success(idle.request("GET", c.hook_url(wf)), wf)
+    partial = hk.raw_connect(c.http_port)
+    partial.sendall(b"POST /hooks/")
+
+    outcome: dict = {}
+
+    def call():
+        t0 = time.monotonic()
+        try:
+            outcome["reply"] = hk.post(c.hook_url(wf), {"inflight": True}, timeout=15)
+        except Exception as e:  # noqa: BLE001  (a closed connection is an allowed outcome)
+            outcome["error"] = e
+        outcome["elapsed"] = time.monotonic() - t0
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    # The handler is running (pg_sleep) in the listener: the request is in flight.
+    hk.wait_until(lambda: c.scalar("SELECT wait_event FROM pg_stat_activity WHERE pid = %s", (pid,)) == "PgSleep",
+                  timeout=5, interval=0.02, what="handler sleeping")
+    elapsed = c.stop(mode, timeout=30)
+    caller.join(20)
+    assert not caller.is_alive(), "the in-flight request hangs after the server stopped"
+    assert elapsed < 5, f"pg_ctl stop -m {mode} took {elapsed:.1f}s"
+    assert outcome["elapsed"] < 10, outcome
+    # The lingering clients were disconnected, not left hanging.
+    assert not idle.still_open(), "idle keep-alive connection still open after the server stopped"
+    idle.close()
+    left = hk.raw_read(partial, 2)
+    partial.close()
+    assert left.closed and left.status in (None, 408, 503), left
+
+    # Answered (200 after commit) or cleanly refused (503 / closed connection).
+    reply = outcome.get("reply")
+    c.start()
+    if reply is not None:
+        assert reply.status in (200, 503), reply
+        if reply.status == 200:
+            ev = hk.assert_success(reply, wf)["event_id"]
+            # A 200 means committed: the event and the handler's row survive the restart.
+            assert c.scalar("SELECT count(*) FROM webhook.events WHERE id = %s", (ev,)) == 1
+            assert c.scalar(f"SELECT count(*) FROM {table} WHERE event_id = %s", (ev,)) == 1
+        else:
+            hk.assert_error(reply, 503)
+            assert hk.event_count(c, wf) == 1, "refused with 503 but the event was stored"
+    else:
+        err = outcome["error"]
+        assert isinstance(err, (ConnectionError, OSError)) or "RemoteDisconnected" in type(err).__name__, \
+            f"unexpected failure of the in-flight request: {err!r}"
+    # Back after the restart.
+    hk.wait_until(lambda: serving(c, wf, timeout=5), timeout=10, what="serving after restart")
+    assert not CRASH.search(c.log()), c.log()[-3000:]
+
+
+# --------------------------------------------------------------------------
+# Crash and termination recovery
+# --------------------------------------------------------------------------
+def test_recovers_after_kill_9_of_a_listener(make_cluster):
+    c, wf, table = ready_cluster(make_cluster, workers=2)
+    pids = c.wait_for_listeners(2)
+    hk.assert_success(hk.post(c.hook_url(wf), {"before": 1}), wf)
+    before = hk.event_count(c, wf)
+
+    os.kill(pids[0], signal.SIGKILL)
+    t0 = time.monotonic()
+    # PostgreSQL restarts every backend (crash recovery), then the listeners.
+    r = hk.wait_until(lambda: serving(c, wf), timeout=10, interval=0.2,
+                      what="listener answering after kill -9")
+    recovered = time.monotonic() - t0
+    assert recovered < 10, recovered
+    c.wait_for_log(r"terminated by signal 9", timeout=5)
+    new_pids = c.wait_for_listeners(2)
+    assert pids[0] not in new_pids, (pids, new_pids)
+    ev = hk.assert_success(r, wf)["event_id"]
+    # Committed data survived; the new event and its handler row are stored.
+    assert hk.event_count(c, wf) == before + 1
+    assert c.scalar(f"SELECT count(*) FROM {table} WHERE event_id = %s", (ev,)) == 1
+    for i in range(10):
+        hk.assert_success(hk.post(c.hook_url(wf), {"after": i}), wf)
+    assert hk.event_count(c, wf) == before + 11
+
+
+def test_comes_back_after_pg_terminate_backend(make_cluster):
+    c, wf, table = ready_cluster(make_cluster, workers=1)
+    (pid,) = c.wait_for_listeners(1)
+    pos = c.log_position()
+    assert c.scalar("SELECT pg_terminate_backend(%s)", (pid,)) is True
+    t0 = time.monotonic()
+
+    def new_listener():
+        pids = c.listener_pids()
+        return pids if len(pids) == 1 and pids[0] != pid else None
+
+    (new_pid,) = hk.wait_until(new_listener, timeout=5, what="a new listener process")
+    r = hk.wait_until(lambda: serving(c, wf), timeout=5, interval=0.1,
+                      what="listener answering after pg_terminate_backend")
+    assert time.monotonic() - t0 < 6
+    ev = r.json()["event_id"]
+    assert c.scalar(f"SELECT pid FROM {table} WHERE event_id = %s", (ev,)) == new_pid
+    # A clean exit and a restart, not a crash of the whole server.
+    assert "terminated by signal" not in c.log()[pos:], c.log()[pos:]
+    assert not CRASH.search(c.log()[pos:]), c.log()[pos:]
+
+
+# --------------------------------------------------------------------------
+# Disabled workflows
+# --------------------------------------------------------------------------
+def test_disabled_workflow_is_404_until_enabled(cluster):
+    handler, table = hk.create_side_handler(cluster)
+    wf = hk.create_workflow(cluster, handler)
+    url = cluster.hook_url(wf)
+    try:
+        hk.wait_until(lambda: serving(cluster, wf), timeout=5, what="new workflow served")
+        count = hk.event_count(cluster, wf)
+        cluster.sql("SELECT webhook_disable_workflow(%s::uuid)", (wf,))
+        for method in ("GET", "POST"):
+            r = hk.request(method, url, body={"a": 1} if method == "POST" else None)
+            hk.assert_error(r, 404, "Workflow not found")
+        assert hk.event_count(cluster, wf) == count
+
+        cluster.sql("SELECT webhook_enable_workflow(%s::uuid)", (wf,))
+        hk.assert_success(hk.post(url, {"a": 2}), wf)
+        hk.assert_success(hk.get(url), wf)
+        assert hk.event_count(cluster, wf) == count + 2
+        assert cluster.scalar(f"SELECT count(*) FROM {table}") == count + 2
+
+        # A workflow created disabled is 404 from the start.
+        wf_off = hk.create_workflow(cluster, handler, enabled=False)
+        hk.assert_error(hk.post(cluster.hook_url(wf_off), {"a": 3}), 404, "Workflow not found")
+        assert hk.event_count(cluster, wf_off) == 0
+    finally:
+        cluster.sql("DELETE FROM webhook.workflows WHERE handler = %s::regproc", (handler,))
