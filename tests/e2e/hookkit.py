@@ -159,6 +159,23 @@ def drop_login_role(cluster, role: str) -> None:
         pass
 
 
+@pytest.fixture(scope="module")
+def solo(e2e_root):
+    """A private preloaded cluster with one listener process, for tests that could
+    disturb the shared session cluster (or need all requests in one process)."""
+    from conftest import Cluster, uniq as make_uniq
+    c = Cluster(e2e_root, preload=True, conf={"webhook.workers": 1}, name=make_uniq("solo"))
+    try:
+        c.start()
+        c.sql("CREATE EXTENSION webhook_ext")
+        c.sql("CREATE FUNCTION public.params_handler(e webhook.events) RETURNS jsonb "
+              "LANGUAGE sql AS $h$ SELECT e.params $h$")
+        wait_ready(c)
+        yield c
+    finally:
+        c.destroy()
+
+
 @pytest.fixture
 def ready(cluster):
     """The session cluster with its listener answering."""

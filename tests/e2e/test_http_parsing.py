@@ -7,10 +7,14 @@ import base64
 import gzip
 import http.client
 import json
+import threading
+import time
 import zlib
 
-from hookkit import (add_parameter, count_events, events, login_role, parameters, post, get,  # noqa: F401
-                     ready, response_json, sample_json, set_required)
+import requests
+
+from hookkit import (add_parameter, count_events, create_workflow, events, login_role, parameters,  # noqa: F401
+                     post, get, ready, response_json, sample_json, set_required, solo, wait_ready)
 
 MISSING_MSG = "Missing required parameter(s)"
 
@@ -467,3 +471,100 @@ def test_xml_declared_encoding(ready, new_workflow):
     ev = only_event(c, wf)
     assert ev["params"] == {"name": "café"}
     assert "café" in ev["body"]
+
+
+def test_big_integers_keep_their_digits(ready, new_workflow):
+    """jsonb holds arbitrary-precision numbers; params must not round them through f64."""
+    c = ready
+    wf = new_workflow()["id"]
+    raw = b'{"big": 123456789012345678901234567890, "u64max1": 18446744073709551616, "i64": 9223372036854775807}'
+    r = post(c, wf, raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    p = only_event(c, wf)["params"]
+    assert p["i64"] == 9223372036854775807
+    assert p["u64max1"] == 18446744073709551616, p
+    assert p["big"] == 123456789012345678901234567890, p
+
+
+def test_nul_byte_in_body_is_not_silently_truncated(ready, new_workflow):
+    """PostgreSQL text cannot hold NUL: the body must be refused (4xx, nothing
+    stored) or stored without losing what follows the NUL; a binary upload must
+    still be accepted."""
+    c = ready
+    wf = new_workflow()["id"]
+    r = post(c, wf, b"abc\x00def", headers={"Content-Type": "text/plain"})
+    if r.status_code == 200:
+        ev = events(c, wf)[-1]
+        assert "def" in (ev["body"] or ""), f"body stored truncated at the NUL byte: {ev['body']!r}"
+    else:
+        assert 400 <= r.status_code < 500, r.text
+        assert count_events(c, wf) == 0
+
+    wf2 = new_workflow()["id"]
+    r = post(c, wf2, data={"f": "v"}, files={"x": ("a.bin", b"AB\x00CD", "application/octet-stream")})
+    assert r.status_code == 200, r.text
+    ev = only_event(c, wf2)
+    assert base64.b64decode(ev["params"]["x"]["content_base64"]) == b"AB\x00CD"
+    assert ev["body"].rstrip().endswith("--"), f"multipart body stored truncated: {ev['body']!r}"
+
+
+def test_nul_in_parameter_values_is_a_client_error(solo, uniq):
+    """A NUL in a JSON string, query or form value cannot go into jsonb: the
+    caller gets a 4xx (or the value is stored some other way), never a 5xx."""
+    c = solo
+    wf = create_workflow(c, "public.params_handler", uniq)
+    cases = [
+        ("json", lambda: post(c, wf, b'{"a": "x\\u0000y"}', headers={"Content-Type": "application/json"})),
+        ("query", lambda: requests.get(c.hook_url(wf) + "?a=%00", timeout=10)),
+        ("form", lambda: post(c, wf, b"a=x%00y", headers={"Content-Type": "application/x-www-form-urlencoded"})),
+        ("multipart field", lambda: post(c, wf, files={"a": (None, b"x\x00y")})),
+    ]
+    outcomes = {}
+    for label, send in cases:
+        before = count_events(c, wf)
+        r = send()
+        outcomes[label] = (r.status_code, r.text)
+        wait_ready(c)
+        if r.status_code != 200:
+            assert count_events(c, wf) == before
+    bad = {k: v for k, v in outcomes.items() if not (v[0] == 200 or 400 <= v[0] < 500)}
+    assert not bad, f"requests with a NUL in a value got server errors: {bad}"
+    assert post(c, wf, json_body={"ok": 1}).status_code == 200
+
+
+def test_bad_request_does_not_fail_its_batch(solo, uniq):
+    """Requests are committed in batches; one request that cannot be stored must
+    not turn its neighbours into 503s."""
+    c = solo
+    c.sql("CREATE OR REPLACE FUNCTION public.sleepy(e webhook.events) RETURNS jsonb "
+          "LANGUAGE sql AS $h$ SELECT pg_sleep(0.8); SELECT NULL::jsonb $h$")
+    slow = create_workflow(c, "public.sleepy", uniq)
+    wf = create_workflow(c, "public.params_handler", uniq)
+    results: dict = {}
+
+    def send(label, fn):
+        try:
+            r = fn()
+            results[label] = (r.status_code, r.text)
+        except Exception as e:  # noqa: BLE001
+            results[label] = (None, repr(e))
+
+    threads = [threading.Thread(target=send, args=("slow", lambda: post(c, slow, json_body={})))]
+    threads[0].start()
+    time.sleep(0.3)  # the single listener is now busy with the slow handler
+    for label, fn in [
+        ("good1", lambda: post(c, wf, json_body={"n": 1})),
+        ("bad", lambda: post(c, wf, b'{"n": "\\u0000"}', headers={"Content-Type": "application/json"})),
+        ("good2", lambda: post(c, wf, json_body={"n": 2})),
+    ]:
+        t = threading.Thread(target=send, args=(label, fn))
+        t.start()
+        threads.append(t)
+        time.sleep(0.05)
+    for t in threads:
+        t.join(15)
+    wait_ready(c)
+    assert results["slow"][0] == 200, results
+    assert results["good1"][0] == 200 and results["good2"][0] == 200, results
+    assert results["bad"][0] is not None and results["bad"][0] < 500, results
+    assert sorted(e["params"].get("n") for e in events(c, wf)) == [1, 2]

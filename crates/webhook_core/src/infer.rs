@@ -79,6 +79,12 @@ pub fn infer_scalar(text: &str) -> Value {
     }
     if is_json_number(text) {
         if let Ok(Value::Number(n)) = serde_json::from_str::<Value>(text) {
+            // `1e3` is the integer 1000, not 1000.0, as PostgreSQL's numeric sees it.
+            if let Some(f) = n.as_f64().filter(|f| {
+                !text.contains('.') && f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0
+            }) {
+                return Value::from(f as i64);
+            }
             return Value::Number(n);
         }
     }
@@ -193,7 +199,9 @@ mod tests {
     fn scalars_from_text() {
         assert_eq!(infer_scalar("007"), json!("007"));
         assert_eq!(infer_scalar("0"), json!(0));
-        assert_eq!(infer_scalar("1e3"), json!(1000.0));
+        assert_eq!(infer_scalar("1e3"), json!(1000));
+        assert_eq!(infer_scalar("1.0"), json!(1.0));
+        assert_eq!(infer_scalar("2.5e1"), json!(25.0));
         assert_eq!(infer_scalar("-0.5E-2"), json!(-0.005));
         assert_eq!(infer_scalar("+1"), json!("+1"));
         assert_eq!(infer_scalar("1."), json!("1."));

@@ -177,7 +177,7 @@ mod tests {
     fn numbers_and_booleans() {
         assert_eq!(
             kv("zip=007\nsci=1e3\nneg=-1.5\nyes=TRUE\nno=false\nword=True story"),
-            json!({"zip": "007", "sci": 1000.0, "neg": -1.5, "yes": true, "no": false, "word": "True story"})
+            json!({"zip": "007", "sci": 1000, "neg": -1.5, "yes": true, "no": false, "word": "True story"})
         );
     }
 
