@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use pgrx::datum::{DatumWithOid, IntoDatum};
 use pgrx::pg_sys;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::PgOid;
+use pgrx::{JsonB, PgOid};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -28,8 +28,8 @@ use spi_util::{as_role, in_subtransaction, with_deadline};
 const INSERT_EVENT: &str = "
 INSERT INTO webhook.events (id, workflow_id, received_at, method, query, headers, params, body,
                             status, error, response, origin, remote_addr, handled_at, replay_of)
-VALUES ($1, $2, to_timestamp($3), $4, $5::jsonb, $6::jsonb, $7::jsonb, $8,
-        $9, $10, $11::jsonb, $12, $13::inet, to_timestamp($14), $15)";
+VALUES ($1, $2, to_timestamp($3), $4, $5, $6, $7, $8,
+        $9, $10, $11, $12, $13::inet, to_timestamp($14), $15)";
 
 /// Where an event came from (`webhook.events.origin`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,9 +246,11 @@ impl Pipeline {
         let privileged = self.privileged_role;
         let timeout = workflow.timeout_ms.or(self.handler_timeout_ms);
 
+        // Built once (each jsonb value parsed once) for the INSERT and the handler call.
+        let args = row.args();
         let outcome = in_subtransaction(
             || -> Result<Result<Option<String>, String>, pgrx::spi::Error> {
-                run_privileged(privileged, || client.update(insert_plan, None, &row.args()))?;
+                run_privileged(privileged, || client.update(insert_plan, None, &args))?;
                 let Some(handler) = &workflow.handler else {
                     return Ok(Err(
                         "42883: the workflow's handler function no longer exists".into(),
@@ -269,7 +271,7 @@ impl Pipeline {
                 let plan = plan.as_ref().expect("prepared above");
                 let mut call = || {
                     as_role(workflow.owner, || {
-                        let table = client.update(plan, None, &row.args())?;
+                        let table = client.update(plan, None, &args)?;
                         if table.is_empty() {
                             Ok(None)
                         } else {
@@ -405,18 +407,19 @@ pub struct EventRow {
 impl EventRow {
     fn arg_types() -> Vec<PgOid> {
         let text = PgOid::from(String::type_oid());
+        let jsonb = PgOid::from(JsonB::type_oid());
         vec![
             PgOid::from(i64::type_oid()),
             PgOid::from(pgrx::Uuid::type_oid()),
             PgOid::from(f64::type_oid()),
             text,
+            jsonb,
+            jsonb,
+            jsonb,
             text,
             text,
             text,
-            text,
-            text,
-            text,
-            text,
+            jsonb,
             text,
             text,
             PgOid::from(f64::type_oid()),
@@ -430,13 +433,13 @@ impl EventRow {
             DatumWithOid::from(pg_uuid(self.workflow_id)),
             DatumWithOid::from(self.received_at),
             DatumWithOid::from(self.method.clone()),
-            DatumWithOid::from(self.query.to_string()),
-            DatumWithOid::from(self.headers.to_string()),
-            DatumWithOid::from(self.params.to_string()),
+            DatumWithOid::from(JsonB(self.query.clone())),
+            DatumWithOid::from(JsonB(self.headers.clone())),
+            DatumWithOid::from(JsonB(self.params.clone())),
             DatumWithOid::from(self.body.clone()),
             DatumWithOid::from(self.status),
             DatumWithOid::from(self.error.clone()),
-            DatumWithOid::from(self.response.as_ref().map(|r| r.to_string())),
+            DatumWithOid::from(self.response.clone().map(JsonB)),
             DatumWithOid::from(self.origin.as_str()),
             DatumWithOid::from(self.remote_addr.clone()),
             DatumWithOid::from(self.handled_at),

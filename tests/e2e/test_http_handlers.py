@@ -8,7 +8,7 @@ import json
 import requests
 
 from hookkit import (create_workflow, event, events, handler_rows, login_role, post,  # noqa: F401
-                     ready, recording_handler, response_json, wait_ready)
+                     make_login_role, ready, recording_handler, response_json, wait_ready)
 
 
 def one_event(c, wf) -> dict:
@@ -318,3 +318,36 @@ def test_handler_notify_is_delivered_after_commit(ready, new_workflow, new_handl
         event_id = response_json(r)["event_id"]
         got = [n.payload for n in listen_conn.notifies(timeout=5, stop_after=1)]
     assert got == [f"{event_id}:N1"]
+
+
+def test_handler_cannot_get_code_run_as_superuser_via_search_path(make_cluster, uniq):
+    """A workflow owner's handler sets search_path to its own schema first; the
+    listener's own statements (event INSERT, run as the superuser it connects
+    as) must not then resolve unqualified names such as to_timestamp() to the
+    owner's functions."""
+    c = make_cluster(conf={"webhook.workers": 1})
+    c.sql("CREATE EXTENSION webhook_ext")
+    wait_ready(c)
+    role = make_login_role(c, uniq)
+    c.sql(f"CREATE TABLE {role}.pwned (who text, super boolean)", user=role)
+    c.sql(f"GRANT USAGE ON SCHEMA {role} TO PUBLIC", user=role)
+    c.sql(f"GRANT INSERT ON {role}.pwned TO PUBLIC", user=role)
+    c.sql(f"""CREATE FUNCTION {role}.to_timestamp(double precision) RETURNS timestamptz LANGUAGE plpgsql AS $f$
+        BEGIN
+            INSERT INTO {role}.pwned SELECT current_user, rolsuper FROM pg_catalog.pg_roles
+             WHERE rolname = current_user;
+            RETURN pg_catalog.to_timestamp($1);
+        END $f$""", user=role)
+    c.sql(f"""CREATE FUNCTION {role}.h(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$
+        BEGIN
+            PERFORM pg_catalog.set_config('search_path', '{role}, pg_catalog', false);
+            RETURN NULL;
+        END $h$""", user=role)
+    wf = create_workflow(c, f"{role}.h", uniq, user=role)
+    with requests.Session() as s:
+        for i in range(3):
+            assert post(c, wf, json_body={"i": i}, session=s).status_code == 200
+    escalated = c.rows(f"SELECT who, super, count(*) AS n FROM {role}.pwned WHERE super OR who <> %s "
+                       "GROUP BY 1, 2", (role,))
+    assert escalated == [], (
+        f"code of non-superuser {role} ran as a superuser inside the listener: {escalated}")

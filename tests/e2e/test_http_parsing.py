@@ -568,3 +568,19 @@ def test_bad_request_does_not_fail_its_batch(solo, uniq):
     assert results["good1"][0] == 200 and results["good2"][0] == 200, results
     assert results["bad"][0] is not None and results["bad"][0] < 500, results
     assert sorted(e["params"].get("n") for e in events(c, wf)) == [1, 2]
+
+
+def test_declared_header_parameter_name_is_case_insensitive(ready, new_workflow):
+    """Header names are case-insensitive: a header parameter declared as
+    'X-Shop-Id' is checked and recorded whatever case the caller uses."""
+    c = ready
+    wf = new_workflow()["id"]
+    add_parameter(c, wf, "X-Shop-Id", "header", "text", required=True)
+    r = post(c, wf, json_body={"a": 1})
+    assert r.status_code == 400, r.text
+    assert response_json(r) == {"msg": MISSING_MSG, "missing": ["X-Shop-Id"]}
+    r = post(c, wf, json_body={"a": 1}, headers={"x-shop-id": "berlin"})
+    assert r.status_code == 200, r.text
+    ev = only_event(c, wf)
+    assert ev["headers"]["x-shop-id"] == "berlin"
+    assert ev["params"].get("X-Shop-Id") == "berlin", ev["params"]

@@ -8,7 +8,7 @@ import time
 import xml.etree.ElementTree as ET
 
 from hookkit import (create_workflow, events, post, ready, response_json, sample_json,  # noqa: F401
-                     set_response, wait_ready)
+                     set_response, solo, wait_ready)
 
 CUSTOM_JSON = '{"order": "{{order_id}}", "n": {{amount}}, "email": "{{customer.email}}"}'
 
@@ -39,6 +39,9 @@ def test_default_response_exact_body(ready, new_workflow):
     assert ev["response"]["status"] == 200
     assert ev["response"]["body"] == {"msg": "success", "event_id": ev["id"], "workflow_id": wf}
     assert ev["response"]["headers"].get("content-type") == "application/json"
+    assert str(ev["remote_addr"]) == "127.0.0.1"
+    assert ev["origin"] == "http"
+    assert ev["handled_at"] >= ev["received_at"]
 
 
 def test_custom_json_response_with_hostile_values(ready, new_workflow):
@@ -293,3 +296,29 @@ def test_workflow_deadline_from_guc(make_cluster, uniq):
     set_response(c, wf, "workflow", timeout="3 s")
     r = post(c, wf, json_body={"s": 0.6})
     assert r.status_code == 200 and r.json() == {"done": True}, r.text
+
+
+def test_late_handler_that_swallows_the_cancel_still_fails(solo, uniq):
+    """A handler that catches query_canceled and keeps going past its deadline is
+    late: the caller must get the failure response, and the event the error."""
+    c = solo
+    c.sql("""CREATE OR REPLACE FUNCTION public.stubborn(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$
+        DECLARE t0 timestamptz := clock_timestamp();
+        BEGIN
+            WHILE clock_timestamp() < t0 + interval '1.2 s' LOOP
+                BEGIN
+                    PERFORM pg_sleep(0.05);
+                EXCEPTION WHEN query_canceled THEN
+                    NULL;
+                END;
+            END LOOP;
+            RETURN '{"finished": true}';
+        END $h$""")
+    wf = create_workflow(c, "public.stubborn", uniq)
+    set_response(c, wf, "workflow", timeout="200 ms")
+    r = post(c, wf, json_body={})
+    ev = events(c, wf)[0]
+    assert r.status_code == 500, (
+        f"handler ran 1.2 s past a 200 ms deadline and the caller got {r.status_code} {r.text}")
+    assert response_json(r) == {"msg": "Workflow failed", "event_id": ev["id"]}
+    assert ev["status"] == "failed" and ev["error"].startswith("57014"), ev
