@@ -15,7 +15,7 @@ use webhook_core::body::{BodyKind, ParsedBody};
 use webhook_core::request::{Accepted, BodyOutcome, IncomingRequest};
 
 use crate::pipeline::catalog::pg_uuid;
-use crate::pipeline::spi_util::as_role;
+use crate::pipeline::spi_util::as_role_with_safe_path;
 use crate::pipeline::{response_json, Handled, Origin, Pipeline, RequestMeta};
 
 /// Runs the same pipeline as an HTTP request (validation, event, handler,
@@ -205,12 +205,16 @@ fn next_event_id(
 ) -> Result<i64, pgrx::spi::Error> {
     let fetch = || {
         client
-            .select("SELECT nextval('webhook.events_id_seq')", Some(1), &[])?
+            .select(
+                "SELECT pg_catalog.nextval('webhook.events_id_seq')",
+                Some(1),
+                &[],
+            )?
             .first()
             .get_one::<i64>()
     };
     let id = match privileged {
-        Some(role) => as_role(role, fetch)?,
+        Some(role) => as_role_with_safe_path(role, fetch)?,
         None => fetch()?,
     };
     id.ok_or(pgrx::spi::Error::NoTupleTable)

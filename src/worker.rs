@@ -6,6 +6,7 @@
 //! request, process them in one transaction, and answer once it committed.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -194,75 +195,98 @@ impl ListenerState {
     }
 
     /// Processes a batch in one transaction; replies that depend on the
-    /// commit are sent after it.
+    /// commit are sent after it. Each request's own failures are contained in
+    /// its subtransaction; if the transaction as a whole fails, the requests
+    /// it had processed get 503 (nothing of theirs is stored), and the ones it
+    /// had not reached yet are processed again in a new transaction.
     fn process(&mut self, jobs: Vec<Job>) {
-        if !self.ready {
-            for job in jobs {
-                let _ = job.reply.send(self.not_installed());
+        let mut queue: VecDeque<Job> = jobs.into();
+        while !queue.is_empty() {
+            if !self.ready {
+                for job in queue.drain(..) {
+                    let _ = job.reply.send(self.not_installed());
+                }
+                return;
             }
-            return;
-        }
-        let after_commit: RefCell<Vec<(tokio::sync::oneshot::Sender<Response>, Response)>> =
-            RefCell::new(Vec::with_capacity(jobs.len()));
-        let pipeline = &mut self.pipeline;
-        let count = jobs.len();
-        let result = in_transaction(|| {
-            Spi::connect_mut(|client| -> Result<(), pgrx::spi::Error> {
-                pipeline.catalog.refresh(client)?;
-                let mut ids = EventIds::default();
-                for job in jobs {
-                    let meta = RequestMeta {
-                        received_at: job.received_at,
-                        remote_addr: job.remote_addr.map(|ip| ip.to_string()),
-                        origin: Origin::Http,
-                        replay_of: None,
-                    };
-                    let mut next_id = |c: &SpiClient<'_>| ids.next(c, count);
-                    match pipeline.handle(
-                        client,
-                        job.workflow_id,
-                        &job.request,
-                        &meta,
-                        &mut next_id,
-                    )? {
-                        Handled::Immediate(response) => {
-                            let _ = job.reply.send(response);
-                        }
-                        Handled::AfterCommit(response) => {
-                            after_commit.borrow_mut().push((job.reply, response));
+            let pending = RefCell::new(std::mem::take(&mut queue));
+            let after_commit: RefCell<Vec<(Reply, Response)>> = RefCell::new(Vec::new());
+            let in_progress: RefCell<Option<Reply>> = RefCell::new(None);
+            let pipeline = &mut self.pipeline;
+            let count = pending.borrow().len();
+            let result = in_transaction(|| {
+                Spi::connect_mut(|client| -> Result<(), pgrx::spi::Error> {
+                    pipeline.catalog.refresh(client)?;
+                    let mut ids = EventIds::default();
+                    loop {
+                        let Some(job) = pending.borrow_mut().pop_front() else {
+                            return Ok(());
+                        };
+                        let meta = RequestMeta {
+                            received_at: job.received_at,
+                            remote_addr: job.remote_addr.map(|ip| ip.to_string()),
+                            origin: Origin::Http,
+                            replay_of: None,
+                        };
+                        *in_progress.borrow_mut() = Some(job.reply);
+                        let mut next_id = |c: &SpiClient<'_>| ids.next(c, count);
+                        let handled = pipeline.handle(
+                            client,
+                            job.workflow_id,
+                            &job.request,
+                            &meta,
+                            &mut next_id,
+                        )?;
+                        let reply = in_progress.borrow_mut().take().expect("set above");
+                        match handled {
+                            Handled::Immediate(response) => {
+                                let _ = reply.send(response);
+                            }
+                            Handled::AfterCommit(response) => {
+                                after_commit.borrow_mut().push((reply, response));
+                            }
                         }
                     }
-                }
-                Ok(())
-            })
-        });
-        let failure = match result {
-            Ok(Ok(())) => None,
-            Ok(Err(spi_error)) => Some(spi_error.to_string()),
-            Err(caught) => Some(caught.describe()),
-        };
-        let replies = after_commit.into_inner();
-        match failure {
-            None => {
-                for (reply, response) in replies {
+                })
+            });
+            let failure = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(spi_error)) => Some(spi_error.to_string()),
+                Err(caught) => Some(caught.describe()),
+            };
+            let Some(why) = failure else {
+                for (reply, response) in after_commit.into_inner() {
                     let _ = reply.send(response);
                 }
+                continue;
+            };
+            pgrx::warning!("webhook_ext listener could not store a batch of events: {why}");
+            self.pipeline.reset();
+            let retry_later = || {
+                Response::error(503, "Event could not be stored, retry later")
+                    .with_header("retry-after", "1")
+            };
+            let culprit = in_progress.into_inner();
+            let processed = after_commit.into_inner();
+            let made_progress = culprit.is_some() || !processed.is_empty();
+            for (reply, _) in processed {
+                let _ = reply.send(retry_later());
             }
-            Some(why) => {
-                // Nothing of this batch is stored: say so, so callers retry.
-                pgrx::warning!("webhook_ext listener could not store a batch of events: {why}");
-                self.pipeline.reset();
-                self.ready = false;
-                for (reply, _) in replies {
-                    let _ = reply.send(
-                        Response::error(503, "Event could not be stored, retry later")
-                            .with_header("retry-after", "1"),
-                    );
+            if let Some(reply) = culprit {
+                let _ = reply.send(retry_later());
+            }
+            queue = pending.into_inner();
+            if !made_progress {
+                // Failed before any request (e.g. the extension is gone).
+                self.check_extension();
+                for job in queue.drain(..) {
+                    let _ = job.reply.send(retry_later());
                 }
             }
         }
     }
 }
+
+type Reply = tokio::sync::oneshot::Sender<Response>;
 
 /// Event ids for a batch, fetched from the sequence in one query.
 #[derive(Default)]
@@ -274,7 +298,7 @@ impl EventIds {
     fn next(&mut self, client: &SpiClient<'_>, batch: usize) -> Result<i64, pgrx::spi::Error> {
         if self.ids.is_empty() {
             let table = client.select(
-                "SELECT nextval('webhook.events_id_seq') FROM generate_series(1, $1)",
+                "SELECT pg_catalog.nextval('webhook.events_id_seq') FROM pg_catalog.generate_series(1, $1)",
                 None,
                 &[(batch.max(1) as i32).into()],
             )?;

@@ -68,8 +68,9 @@ SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_
 /// The event columns in table order, as the handler sees them: `ROW(...)`
 /// built from the same parameters as the INSERT, so the handler gets its
 /// argument without reading the row back.
-const EVENT_ROW: &str = "ROW($1, $2, to_timestamp($3), $4, $5, $6, $7, $8, \
-     'received'::text, NULL::text, NULL::jsonb, $12, $13::inet, to_timestamp($14), $15)::webhook.events";
+const EVENT_ROW: &str = "ROW($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8, \
+     'received'::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.jsonb, $12, \
+     $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15)::webhook.events";
 
 impl Catalog {
     /// Drops cached definitions when workflows or parameters changed since the

@@ -12,8 +12,9 @@ use std::time::SystemTime;
 
 use pgrx::datum::{DatumWithOid, IntoDatum};
 use pgrx::pg_sys;
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::{JsonB, PgOid};
+use pgrx::{JsonB, PgLogLevel, PgOid, PgSqlErrorCode};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -23,13 +24,13 @@ use webhook_core::request::{
 
 use catalog::{pg_uuid, Catalog, Workflow};
 
-use spi_util::{as_role, in_subtransaction, with_deadline};
+use spi_util::{as_role, as_role_with_safe_path, in_subtransaction, with_deadline};
 
 const INSERT_EVENT: &str = "
 INSERT INTO webhook.events (id, workflow_id, received_at, method, query, headers, params, body,
                             status, error, response, origin, remote_addr, handled_at, replay_of)
-VALUES ($1, $2, to_timestamp($3), $4, $5, $6, $7, $8,
-        $9, $10, $11, $12, $13::inet, to_timestamp($14), $15)";
+VALUES ($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8,
+        $9, $10, $11, $12, $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15)";
 
 /// Where an event came from (`webhook.events.origin`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,7 +233,7 @@ impl Pipeline {
             query: Value::Object(request.query.clone()),
             headers: Value::Object(request.headers.clone()),
             params: Value::Object(accepted.params),
-            body: Some(request.body.text().to_string()).filter(|b| !b.is_empty()),
+            body: rules::stored_body(&request.body),
             status: "succeeded",
             error: None,
             response: success.as_ref().map(response_json),
@@ -246,75 +247,74 @@ impl Pipeline {
         let privileged = self.privileged_role;
         let timeout = workflow.timeout_ms.or(self.handler_timeout_ms);
 
-        // Built once (each jsonb value parsed once) for the INSERT and the handler call.
-        let args = row.args();
-        let outcome = in_subtransaction(
-            || -> Result<Result<Option<String>, String>, pgrx::spi::Error> {
-                run_privileged(privileged, || client.update(insert_plan, None, &args))?;
-                let Some(handler) = &workflow.handler else {
-                    return Ok(Err(
-                        "42883: the workflow's handler function no longer exists".into(),
-                    ));
-                };
-                if workflow.owner == pg_sys::Oid::INVALID {
-                    return Ok(Err(
-                        "42704: the workflow's owner role no longer exists".into()
-                    ));
-                }
-                if workflow.handler_plan.borrow().is_none() {
-                    let plan = client
-                        .prepare_mut(handler.sql.as_str(), &EventRow::arg_types())?
-                        .keep();
-                    *workflow.handler_plan.borrow_mut() = Some(plan);
-                }
-                let plan = workflow.handler_plan.borrow();
-                let plan = plan.as_ref().expect("prepared above");
-                let mut call = || {
-                    as_role(workflow.owner, || {
-                        let table = client.update(plan, None, &args)?;
-                        if table.is_empty() {
-                            Ok(None)
-                        } else {
-                            table.first().get_one::<String>()
-                        }
-                    })
-                };
-                let result = match timeout {
-                    Some(ms) => with_deadline(ms, call)?,
-                    None => call()?,
-                };
-                Ok(Ok(result))
-            },
-        );
-
-        let handler_error = match outcome {
-            Ok(Ok(Ok(returned))) => {
-                if let ResponseConfig::Workflow { .. } = wf_rules.response {
-                    let output = workflow
-                        .handler
-                        .as_ref()
-                        .and_then(|h| h.output)
-                        .unwrap_or(rules::HandlerOutput::Text);
+        // Everything that can fail for this request runs in its subtransaction,
+        // so one bad request never fails the others in the batch.
+        let stored = std::cell::Cell::new(false);
+        let outcome = in_subtransaction(|| {
+            // Built once (each jsonb value parsed once) for the INSERT and the handler.
+            let args = row.args();
+            ok_or_raise(run_privileged(privileged, || {
+                client.update(insert_plan, None, &args)
+            }));
+            stored.set(true);
+            let Some(handler) = &workflow.handler else {
+                raise(
+                    PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION,
+                    "the workflow's handler function no longer exists",
+                )
+            };
+            if workflow.owner == pg_sys::Oid::INVALID {
+                raise(
+                    PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                    "the workflow's owner role no longer exists",
+                )
+            }
+            if workflow.handler_plan.borrow().is_none() {
+                let plan =
+                    ok_or_raise(client.prepare_mut(handler.sql.as_str(), &EventRow::arg_types()));
+                *workflow.handler_plan.borrow_mut() = Some(plan.keep());
+            }
+            let plan = workflow.handler_plan.borrow();
+            let plan = plan.as_ref().expect("prepared above");
+            let mut call = || {
+                as_role(workflow.owner, || {
+                    let table = ok_or_raise(client.update(plan, None, &args));
+                    if table.is_empty() {
+                        None
+                    } else {
+                        ok_or_raise(table.first().get_one::<String>())
+                    }
+                })
+            };
+            let returned = match timeout {
+                Some(ms) => with_deadline(ms, call),
+                None => call(),
+            };
+            match wf_rules.response {
+                ResponseConfig::Workflow { .. } => {
+                    let output = handler.output.unwrap_or(rules::HandlerOutput::Text);
                     let response = rules::handler_response(output, returned);
-                    run_privileged(privileged, || {
+                    ok_or_raise(run_privileged(privileged, || {
                         client.update(
-                            "UPDATE webhook.events SET response = $2::jsonb WHERE id = $1",
+                            "UPDATE webhook.events SET response = $2 WHERE id = $1",
                             None,
                             &[
                                 DatumWithOid::from(id),
-                                DatumWithOid::from(response_json(&response).to_string()),
+                                DatumWithOid::from(JsonB(response_json(&response))),
                             ],
                         )
-                    })?;
-                    return Ok(response);
+                    }));
+                    response
                 }
-                return Ok(
-                    success.unwrap_or_else(|| Response::error(500, "No response configured"))
-                );
+                _ => success
+                    .clone()
+                    .unwrap_or_else(|| Response::error(500, "No response configured")),
             }
-            Ok(Ok(Err(message))) => message,
-            Ok(Err(spi_error)) => format!("XX000: {spi_error}"),
-            Err(caught) => caught.describe(),
+        });
+        let handler_error = match outcome {
+            Ok(response) => return Ok(response),
+            Err(error) if !stored.get() => return Ok(not_stored(&error)),
+            Err(error) => error.describe(),
         };
 
         // The handler failed: its subtransaction (and the optimistic event row)
@@ -332,8 +332,15 @@ impl Pipeline {
         row.status = "failed";
         row.error = Some(handler_error);
         row.response = Some(response_json(&response));
-        run_privileged(privileged, || client.update(insert_plan, None, &row.args()))?;
-        Ok(response)
+        let recorded = in_subtransaction(|| {
+            ok_or_raise(run_privileged(privileged, || {
+                client.update(insert_plan, None, &row.args())
+            }));
+        });
+        Ok(match recorded {
+            Ok(()) => response,
+            Err(error) => not_stored(&error),
+        })
     }
 
     fn prepare_insert(&mut self, client: &SpiClient<'_>) -> Result<(), pgrx::spi::Error> {
@@ -350,8 +357,37 @@ impl Pipeline {
 
 fn run_privileged<R>(role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> R {
     match role {
-        Some(role) => as_role(role, f),
+        Some(role) => as_role_with_safe_path(role, f),
         None => f(),
+    }
+}
+
+/// Raises an ERROR (caught by the enclosing subtransaction).
+fn raise(code: PgSqlErrorCode, message: &str) -> ! {
+    ErrorReport::new(code, message.to_string(), "webhook_ext").report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// Turns a pgrx SPI error into a PostgreSQL ERROR, so that the enclosing
+/// subtransaction rolls back whatever the request had done.
+fn ok_or_raise<T>(result: Result<T, pgrx::spi::Error>) -> T {
+    result.unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, &e.to_string()))
+}
+
+/// The answer when a request's event could not be stored: a data error in
+/// the request (class 22, e.g. a value jsonb refuses) is the caller's 400;
+/// anything else is ours.
+fn not_stored(error: &spi_util::CaughtSqlError) -> Response {
+    if error.sqlstate.starts_with("22") {
+        Response::json(
+            400,
+            &json!({"msg": format!("Request cannot be stored: {}", error.message)}),
+        )
+    } else {
+        Response::json(
+            500,
+            &json!({"msg": "Event could not be stored", "sqlstate": error.sqlstate}),
+        )
     }
 }
 

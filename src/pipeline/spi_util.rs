@@ -5,7 +5,8 @@ use std::panic::AssertUnwindSafe;
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
-use pgrx::PgTryBuilder;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgSqlErrorCode, PgTryBuilder};
 
 /// An error caught from PostgreSQL (or a Rust panic), reduced to what an event
 /// row records: SQLSTATE and message.
@@ -105,9 +106,27 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtSqlError> 
 
 /// Runs `f` with the privileges of `role`, like a SECURITY DEFINER function
 /// owned by it: `SET ROLE`/`SET SESSION AUTHORIZATION` are refused inside, and
-/// settings changed by `f` are reverted. Errors propagate (the enclosing
-/// subtransaction's abort restores the user and settings).
+/// every setting `f` changes (even with `set_config(..., false)`) is reverted
+/// afterwards, so one handler cannot leave a search_path or work_mem behind for
+/// the next. Errors propagate; the enclosing subtransaction's abort then
+/// restores the user and settings.
 pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    with_role(role, None, f)
+}
+
+/// Like [`as_role`], with `search_path` pinned to `pg_catalog, pg_temp` for
+/// the duration: for the extension's own privileged statements, so no
+/// function or operator a user planted in a schema on the caller's path can
+/// run with those privileges.
+pub fn as_role_with_safe_path<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    with_role(role, Some(c"pg_catalog, pg_temp"), f)
+}
+
+fn with_role<R>(
+    role: pg_sys::Oid,
+    search_path: Option<&std::ffi::CStr>,
+    f: impl FnOnce() -> R,
+) -> R {
     unsafe {
         let mut saved_user = pg_sys::Oid::INVALID;
         let mut saved_context = 0;
@@ -117,8 +136,21 @@ pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
             saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
         );
         let nest_level = pg_sys::NewGUCNestLevel();
+        if let Some(path) = search_path {
+            pg_sys::set_config_option(
+                c"search_path".as_ptr(),
+                path.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
         let result = f();
-        pg_sys::AtEOXact_GUC(true, nest_level);
+        // isCommit = false: revert what was set at this nesting level.
+        pg_sys::AtEOXact_GUC(false, nest_level);
         pg_sys::SetUserIdAndSecContext(saved_user, saved_context);
         result
     }
@@ -133,16 +165,27 @@ unsafe extern "C-unwind" {
 
 /// Runs `f` with a deadline: past `timeout_ms` PostgreSQL cancels it with
 /// "canceling statement due to statement timeout" (57014), exactly as
-/// statement_timeout does for a client query.
+/// statement_timeout does for a client query. A handler that catches the
+/// cancel and goes on still fails with 57014 when it returns late.
 pub fn with_deadline<R>(timeout_ms: i32, f: impl FnOnce() -> R) -> R {
+    let started = std::time::Instant::now();
     unsafe { enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms.max(1)) };
     let f = AssertUnwindSafe(f);
-    PgTryBuilder::new(move || f())
+    let result = PgTryBuilder::new(f)
         .finally(|| unsafe {
             disable_timeout(STATEMENT_TIMEOUT, false);
             // A timeout that fired just after `f` returned must not cancel
             // whatever runs next.
             pg_sys::QueryCancelPending = 0;
         })
-        .execute()
+        .execute();
+    if started.elapsed() > std::time::Duration::from_millis(timeout_ms.max(1) as u64) {
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
+            format!("handler exceeded its deadline of {timeout_ms} ms"),
+            "webhook_ext",
+        )
+        .report(pgrx::PgLogLevel::ERROR);
+    }
+    result
 }

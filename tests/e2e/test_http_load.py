@@ -110,3 +110,35 @@ def test_16_concurrent_keep_alive_clients_x_100(cluster, load_wf):
     assert pairs == clients * per_client
     assert cluster.listener_pids() == pids
     print(f"{clients}x{per_client} concurrent requests in {elapsed:.2f}s ({clients * per_client / elapsed:.0f}/s)")
+
+
+def test_concurrent_fresh_connections(cluster, load_wf):
+    """8 threads x 40 requests, each on a new TCP connection (no keep-alive):
+    accepting connections under load loses nothing either."""
+    threads_n, per_thread = 8, 40
+    results: list[tuple[int, int | None]] = []
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(per_thread):
+                r = hk.post(load_wf["url"], {"t": n, "i": i}, headers={"Connection": "close"}, timeout=20)
+                with lock:
+                    results.append((r.status, r.json().get("event_id") if r.status == 200 else None))
+        except Exception as e:  # noqa: BLE001  (reported below)
+            errors.append(f"thread {n}: {e!r}")
+
+    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(threads_n)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(1.0, 120 - (time.monotonic() - t0)))
+    assert not any(t.is_alive() for t in threads), "clients still running after 120 s"
+    assert not errors, errors
+    statuses: dict[int, int] = {}
+    for status, _ in results:
+        statuses[status] = statuses.get(status, 0) + 1
+    assert statuses == {200: threads_n * per_thread}, statuses
+    check_rows(cluster, load_wf, [ev for _, ev in results], threads_n * per_thread)

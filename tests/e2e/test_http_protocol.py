@@ -136,18 +136,20 @@ def test_connection_close_and_http10_are_honoured(cluster, wf):
     r = hk.raw_exchange(port, f"GET {path} HTTP/1.0\r\n\r\n".encode(), timeout=5)
     assert r.data.startswith(b"HTTP/1.") and r.status == 200 and r.closed and not r.timed_out, r
     second = r.reply().json()
-    # Two pipelined requests on one connection → two answers in order.
-    two = (hk.http_request_bytes("GET", path + "?p=1", port)
-           + hk.http_request_bytes("GET", path + "?p=2", port, headers={"Connection": "close"}))
-    r = hk.raw_exchange(port, two, timeout=5)
+    # 20 pipelined requests sent at once on one connection → 20 answers in order.
+    many = b"".join(hk.http_request_bytes("POST", f"{path}?p={i}", port, b'{"x": 1}',
+                                          {"Content-Type": "application/json"}) for i in range(19))
+    many += hk.http_request_bytes("GET", path + "?p=19", port, headers={"Connection": "close"})
+    r = hk.raw_exchange(port, many, timeout=10)
     assert r.closed and not r.timed_out, r
     answers = re.findall(rb'\{"msg":"success","event_id":(\d+)', r.data)
-    assert r.data.count(b"HTTP/1.1 200 ") == 2 and len(answers) == 2, r
-    ids = [first["event_id"], second["event_id"]] + [int(a) for a in answers]
+    assert r.data.count(b"HTTP/1.1 200 ") == 20 and len(answers) == 20, r
+    answer_ids = [int(a) for a in answers]
+    ids = [first["event_id"], second["event_id"]] + answer_ids
     assert stored_ids(cluster, wf["id"]) == sorted(ids)
-    queries = [q[0] for q in cluster.sql("SELECT query FROM webhook.events WHERE id = ANY(%s) ORDER BY id",
-                                         (ids[2:],))]
-    assert queries == [{"p": "1"}, {"p": "2"}]
+    # The i-th answer belongs to the i-th request.
+    for i, ev in enumerate(answer_ids):
+        assert cluster.scalar("SELECT query FROM webhook.events WHERE id = %s", (ev,)) == {"p": str(i)}
 
 
 # --------------------------------------------------------------------------
@@ -184,8 +186,40 @@ def test_methods_not_allowed_get_405_with_allow(cluster, wf):
         body = hk.assert_error(r, 405, "Method not allowed")
         assert r.headers.get("allow") == "GET, POST", r
         assert body.get("allowed") == ["GET", "POST"], body
+    # HEAD: the same status and Allow header, no body.
+    r = hk.request("HEAD", wf["url"])
+    assert r.status == 405 and r.headers.get("allow") == "GET, POST" and r.body == b"", r
     assert hk.event_count(cluster, wf["id"]) == 0
     assert cluster.scalar(f"SELECT count(*) FROM {wf['table']}") == 0
+
+
+def test_expect_100_continue(cluster, wf):
+    """curl sends Expect: 100-continue for bodies over 1 kB and waits for the
+    interim answer; the listener must send it (or the final answer) at once."""
+    port = cluster.http_port
+    body = b'{"big": "' + b"e" * 2000 + b'"}'
+    head = hk.http_request_bytes("POST", f"/hooks/{wf['id']}", port, headers={
+        "Content-Type": "application/json", "Content-Length": str(len(body)),
+        "Expect": "100-continue", "Connection": "close"})
+    with hk.raw_connect(port, timeout=5) as s:
+        s.sendall(head)
+        t0 = time.monotonic()
+        interim = hk.raw_read(s, 0.8, until_close=False)
+        assert interim.data.startswith(b"HTTP/1.1 100"), f"no 100 Continue within 0.8 s: {interim}"
+        s.sendall(body)
+        final = hk.raw_read(s, 5, t0=t0)
+    final_data = interim.data.split(b"\r\n\r\n", 1)[1] + final.data
+    final_res = hk.RawResult(final_data, final.closed, final.reset, final.timed_out, final.elapsed)
+    ev = hk.assert_success(final_res.reply(), wf["id"])["event_id"]
+    assert len(cluster.scalar("SELECT params->>'big' FROM webhook.events WHERE id = %s", (ev,))) == 2000
+
+    # Over the limit with Expect: 413 straight away, no 100 Continue, nothing stored.
+    head = hk.http_request_bytes("POST", f"/hooks/{wf['id']}", port, headers={
+        "Content-Type": "application/json", "Content-Length": str(10 * 1024 * 1024),
+        "Expect": "100-continue"})
+    r = hk.raw_exchange(port, head, timeout=5)
+    assert r.status == 413 and r.closed, r
+    assert hk.event_count(cluster, wf["id"]) == 1
 
 
 def test_allowed_methods_follow_the_workflow(cluster):

@@ -92,6 +92,24 @@ def test_two_workers_are_two_listener_processes_both_serving(make_cluster):
 # --------------------------------------------------------------------------
 # DROP / CREATE EXTENSION
 # --------------------------------------------------------------------------
+def test_503_until_create_extension(make_cluster):
+    c = make_cluster(conf={"webhook.workers": 2})
+    c.wait_for_listeners(2)
+    c.wait_for_http()
+    some_id = "00000000-0000-4000-8000-000000000001"
+    for _ in range(4):
+        r = hk.post(c.hook_url(some_id), {"a": 1})
+        hk.assert_error(r, 503)
+        assert r.headers.get("retry-after"), r
+    hk.assert_error(hk.get(c.base_url + "/nowhere"), 404, "Not found")
+    c.sql("CREATE EXTENSION webhook_ext")
+    handler, table = hk.create_side_handler(c)
+    wf = hk.create_workflow(c, handler)
+    r = hk.wait_until(lambda: serving(c, wf), timeout=5, what="serving after CREATE EXTENSION")
+    assert c.scalar(f"SELECT count(*) FROM {table} WHERE event_id = %s", (r.json()["event_id"],)) == 1
+    assert hk.event_count(c) == hk.event_count(c, wf) >= 1
+
+
 def test_keeps_running_across_drop_and_create_extension(make_cluster):
     c, wf, table = ready_cluster(make_cluster, workers=2)
     pids = c.wait_for_listeners(2)
@@ -184,6 +202,18 @@ def test_reload_applies_reloadable_settings(make_cluster):
     assert c.scalar("SELECT url FROM webhook_find_workflow(%s)", (wf,)) == \
         f"https://hooks.example.com/pg/hooks/{wf}"
 
+    # webhook.header_timeout (default 10 s) lowered: idle connections now close after ~1 s.
+    c.sql("ALTER SYSTEM SET webhook.header_timeout = 1000")
+    c.sql("SELECT pg_reload_conf()")
+    c.wait_for_setting("webhook.header_timeout", "1s")
+
+    def idle_closed_fast():
+        with hk.raw_connect(c.http_port) as s:
+            return hk.raw_read(s, 4).elapsed < 3
+
+    hk.wait_until(lambda: all(idle_closed_fast() for _ in range(3)), timeout=15, interval=0.1,
+                  what="idle connections closed within the lowered header_timeout")
+
     # Postmaster-level settings do not change on reload: same port, same processes.
     hk.assert_success(post(b"z"), wf)
     assert c.listener_pids() == pids
@@ -262,6 +292,75 @@ def test_stop_with_request_in_flight(make_cluster, mode):
     assert not CRASH.search(c.log()), c.log()[-3000:]
 
 
+def _start_inflight(c, wf: str) -> tuple[threading.Thread, dict]:
+    outcome: dict = {}
+
+    def call():
+        t0 = time.monotonic()
+        try:
+            outcome["reply"] = hk.post(c.hook_url(wf), {"inflight": True}, timeout=40)
+        except Exception as e:  # noqa: BLE001  (a closed connection is an allowed outcome)
+            outcome["error"] = e
+        outcome["elapsed"] = time.monotonic() - t0
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    return caller, outcome
+
+
+LONG_HANDLER_S = 15
+
+
+def test_fast_stop_interrupts_a_long_running_handler(make_cluster):
+    """Fast shutdown aborts running transactions: a handler still busy for
+    LONG_HANDLER_S seconds must not hold pg_ctl stop -m fast beyond 5 s; its
+    request is refused (503 or closed connection) and its event rolled back."""
+    c = make_cluster(conf={"webhook.workers": 1})
+    c.sql("CREATE EXTENSION webhook_ext")
+    handler, table = hk.create_side_handler(c, sleep=LONG_HANDLER_S)
+    wf = hk.create_workflow(c, handler)
+    (pid,) = c.wait_for_listeners(1)
+    caller, outcome = _start_inflight(c, wf)
+    hk.wait_until(lambda: c.scalar("SELECT wait_event FROM pg_stat_activity WHERE pid = %s", (pid,)) == "PgSleep",
+                  timeout=10, interval=0.02, what="handler sleeping")
+    elapsed = c.stop("fast", timeout=60)
+    caller.join(LONG_HANDLER_S + 10)
+    assert elapsed < 5, (f"pg_ctl stop -m fast took {elapsed:.1f}s: the listener waited for a "
+                         f"{LONG_HANDLER_S}s handler instead of aborting it; outcome {outcome}")
+    reply = outcome.get("reply")
+    assert reply is None or reply.status == 503, f"in-flight request should be refused, got {outcome}"
+    c.start()
+    assert hk.event_count(c, wf) == 0
+    assert c.scalar(f"SELECT count(*) FROM {table}") == 0
+
+
+def test_pg_terminate_backend_interrupts_a_long_running_handler(make_cluster):
+    """pg_terminate_backend() of a listener busy in a handler ends it within
+    seconds (like any backend), and a new listener serves."""
+    c = make_cluster(conf={"webhook.workers": 1})
+    c.sql("CREATE EXTENSION webhook_ext")
+    handler, table = hk.create_side_handler(c, sleep=LONG_HANDLER_S)
+    slow = hk.create_workflow(c, handler)
+    fast = hk.create_workflow(c)
+    (pid,) = c.wait_for_listeners(1)
+    hk.wait_until(lambda: serving(c, fast), timeout=10, what="listener serving")
+    caller, outcome = _start_inflight(c, slow)
+    hk.wait_until(lambda: c.scalar("SELECT wait_event FROM pg_stat_activity WHERE pid = %s", (pid,)) == "PgSleep",
+                  timeout=10, interval=0.02, what="handler sleeping")
+    t0 = time.monotonic()
+    # Waits up to 5 s for the process to exit; false if it is still there.
+    terminated = c.scalar("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+    waited = time.monotonic() - t0
+    caller.join(LONG_HANDLER_S + 10)
+    assert terminated is True, (f"listener {pid} still running {waited:.1f}s after pg_terminate_backend "
+                                f"(handler of {LONG_HANDLER_S}s not interrupted); in-flight outcome {outcome}")
+    reply = outcome.get("reply")
+    assert reply is None or reply.status == 503, outcome
+    hk.wait_until(lambda: serving(c, fast), timeout=5, what="new listener serving")
+    assert pid not in c.listener_pids()
+    assert hk.event_count(c, slow) == 0
+
+
 # --------------------------------------------------------------------------
 # Crash and termination recovery
 # --------------------------------------------------------------------------
@@ -270,9 +369,34 @@ def test_recovers_after_kill_9_of_a_listener(make_cluster):
     pids = c.wait_for_listeners(2)
     hk.assert_success(hk.post(c.hook_url(wf), {"before": 1}), wf)
     before = hk.event_count(c, wf)
+    slow_handler, slow_table = hk.create_side_handler(c, sleep=3)
+    slow = hk.create_workflow(c, slow_handler)
 
-    os.kill(pids[0], signal.SIGKILL)
+    # A request in flight (its handler sleeping) on the listener we kill.
+    outcome: dict = {}
+
+    def call():
+        t0 = time.monotonic()
+        try:
+            outcome["reply"] = hk.post(c.hook_url(slow), {"inflight": 1}, timeout=20)
+        except Exception as e:  # noqa: BLE001  (a closed connection is the expected outcome)
+            outcome["error"] = e
+        outcome["elapsed"] = time.monotonic() - t0
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    victim = hk.wait_until(lambda: c.scalar(
+        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook_ext listener' "
+        "AND wait_event = 'PgSleep'"), timeout=10, interval=0.02, what="handler sleeping in a listener")
+    assert victim in pids
+    os.kill(victim, signal.SIGKILL)
     t0 = time.monotonic()
+    caller.join(15)
+    assert not caller.is_alive(), "the in-flight request hangs after kill -9 of its listener"
+    # Not committed, so never a 200: the connection is closed (or a 5xx arrives).
+    assert "reply" not in outcome or outcome["reply"].status >= 500, outcome
+    assert outcome["elapsed"] < 5, outcome
+
     # PostgreSQL restarts every backend (crash recovery), then the listeners.
     r = hk.wait_until(lambda: serving(c, wf), timeout=10, interval=0.2,
                       what="listener answering after kill -9")
@@ -280,10 +404,12 @@ def test_recovers_after_kill_9_of_a_listener(make_cluster):
     assert recovered < 10, recovered
     c.wait_for_log(r"terminated by signal 9", timeout=5)
     new_pids = c.wait_for_listeners(2)
-    assert pids[0] not in new_pids, (pids, new_pids)
+    assert victim not in new_pids, (pids, new_pids)
     ev = hk.assert_success(r, wf)["event_id"]
-    # Committed data survived; the new event and its handler row are stored.
+    # Committed data survived; the in-flight event did not; the new one is stored.
     assert hk.event_count(c, wf) == before + 1
+    assert hk.event_count(c, slow) == 0
+    assert c.scalar(f"SELECT count(*) FROM {slow_table}") == 0
     assert c.scalar(f"SELECT count(*) FROM {table} WHERE event_id = %s", (ev,)) == 1
     for i in range(10):
         hk.assert_success(hk.post(c.hook_url(wf), {"after": i}), wf)

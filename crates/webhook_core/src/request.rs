@@ -179,6 +179,12 @@ pub fn admit(rules: &WorkflowRules, request: &IncomingRequest) -> Admission {
             return Admission::Rejected(Response::error(400, error));
         }
     };
+    if has_nul(request, &body_params) {
+        return Admission::Rejected(Response::error(
+            400,
+            "Request contains a NUL character (\\u0000), which PostgreSQL text cannot store",
+        ));
+    }
     if rules.capture_armed {
         return Admission::Capture(capture(rules, request, &body_params));
     }
@@ -195,6 +201,41 @@ pub fn admit(rules: &WorkflowRules, request: &IncomingRequest) -> Admission {
     })
 }
 
+/// PostgreSQL text and jsonb cannot hold U+0000. Such a request is refused
+/// rather than stored altered; only a multipart body's raw text may contain it
+/// (binary file parts), since its parts are kept in `params` and the raw text
+/// is then not stored (see [`stored_body`]).
+fn has_nul(request: &IncomingRequest, body_params: &Map<String, Value>) -> bool {
+    fn in_value(value: &Value) -> bool {
+        match value {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().any(in_value),
+            Value::Object(map) => in_map(map),
+            _ => false,
+        }
+    }
+    fn in_map(map: &Map<String, Value>) -> bool {
+        map.iter().any(|(k, v)| k.contains('\0') || in_value(v))
+    }
+    let raw_body_nul = request.body.text().contains('\0') && !is_multipart(&request.body);
+    raw_body_nul || in_map(&request.query) || in_map(&request.headers) || in_map(body_params)
+}
+
+fn is_multipart(body: &BodyOutcome) -> bool {
+    matches!(body, BodyOutcome::Parsed(p) if p.kind == crate::body::BodyKind::Multipart)
+}
+
+/// What `webhook.events.body` stores: the body as text; `None` when empty or
+/// when it is a multipart body with binary content (its parts are in `params`).
+pub fn stored_body(body: &BodyOutcome) -> Option<String> {
+    let text = body.text();
+    if text.is_empty() || (is_multipart(body) && text.contains('\0')) {
+        None
+    } else {
+        Some(text.to_string())
+    }
+}
+
 fn collect_params(
     rules: &WorkflowRules,
     request: &IncomingRequest,
@@ -204,10 +245,16 @@ fn collect_params(
     for (name, value) in body_params {
         params.insert(name, value);
     }
+    let view = RequestParams {
+        body: &Map::new(),
+        query: &request.query,
+        headers: &request.headers,
+    };
     for spec in &rules.params {
         match spec.source {
+            // The same (case-insensitive) lookup validation used.
             Source::Header => {
-                if let Some(value) = validate::lookup_path(&request.headers, &spec.name) {
+                if let Some(value) = view.get(Source::Header, &spec.name) {
                     params.insert(spec.name.clone(), validate::coerce(value, spec.ty));
                 }
             }
@@ -639,6 +686,42 @@ mod tests {
         );
         assert_eq!(response.status, 200);
         assert_eq!(response.body_json().unwrap()["msg"], "Sample captured");
+    }
+
+    #[test]
+    fn nul_characters_are_refused_except_in_multipart_raw_text() {
+        let req = request("POST", "application/json", r#"{"order_id": "a\u0000b"}"#);
+        let Admission::Rejected(response) = admit(&rules(), &req) else {
+            panic!()
+        };
+        assert_eq!(response.status, 400);
+        let req = request("POST", "text/plain", "abc\0def");
+        let mut r = rules();
+        r.params.clear();
+        assert!(matches!(admit(&r, &req), Admission::Rejected(_)));
+        let multipart = "--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x.bin\"\r\n\r\n\0\x01\r\n--b--\r\n";
+        let req = request("POST", "multipart/form-data; boundary=b", multipart);
+        let Admission::Accepted(accepted) = admit(&r, &req) else {
+            panic!("multipart with a binary file is accepted")
+        };
+        assert_eq!(accepted.params["f"]["size"], json!(2));
+        assert_eq!(stored_body(&req.body), None);
+    }
+
+    #[test]
+    fn declared_header_parameters_match_any_case() {
+        let mut r = rules();
+        r.params = vec![ParamSpec {
+            name: "X-Shop".into(),
+            source: Source::Header,
+            ty: ParamType::Text,
+            required: true,
+        }];
+        let req = request("POST", "application/json", "{}");
+        let Admission::Accepted(accepted) = admit(&r, &req) else {
+            panic!()
+        };
+        assert_eq!(accepted.params["X-Shop"], json!("berlin"));
     }
 
     #[test]
