@@ -505,7 +505,10 @@ def test_nul_byte_in_body_is_not_silently_truncated(ready, new_workflow):
     assert r.status_code == 200, r.text
     ev = only_event(c, wf2)
     assert base64.b64decode(ev["params"]["x"]["content_base64"]) == b"AB\x00CD"
-    assert ev["body"].rstrip().endswith("--"), f"multipart body stored truncated: {ev['body']!r}"
+    # A binary multipart body cannot be PostgreSQL text: its parts are kept in
+    # params and the raw body is not stored, rather than stored cut short.
+    assert ev["body"] is None or ev["body"].rstrip().endswith("--"), \
+        f"multipart body stored truncated: {ev['body']!r}"
 
 
 def test_nul_in_parameter_values_is_a_client_error(solo, uniq):
