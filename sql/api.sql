@@ -332,24 +332,35 @@ COMMENT ON FUNCTION webhook_drop_workflow(uuid, boolean) IS
 -- Parameter lists
 -- ---------------------------------------------------------------------------
 
-CREATE FUNCTION webhook_sample_from_json(workflow uuid, sample jsonb)
+-- Replaces the body parameters with an inferred list, unless the workflow
+-- takes its whole body as one parameter.
+CREATE FUNCTION webhook._sample_body(workflow uuid, inferred jsonb)
 RETURNS SETOF webhook.parameters
 LANGUAGE plpgsql AS $$
 DECLARE
     w webhook.workflows;
 BEGIN
     w := webhook._workflow(workflow, true);
-    IF $2 IS NULL THEN
-        RAISE EXCEPTION 'sample must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'Pass a JSON object such as ''{"order_id": 42}''.';
-    END IF;
     IF w.full_body THEN
         RAISE EXCEPTION 'workflow % takes its whole body as parameter "%"', workflow, w.full_body_param
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = format('Turn that off first with webhook_set_full_body(%L, false).', workflow);
     END IF;
-    RETURN QUERY SELECT * FROM webhook._replace_parameters(workflow, 'body', webhook._infer_parameters($2));
+    RETURN QUERY SELECT * FROM webhook._replace_parameters(workflow, 'body', inferred);
+END
+$$;
+
+CREATE FUNCTION webhook_sample_from_json(workflow uuid, sample jsonb)
+RETURNS SETOF webhook.parameters
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM webhook._workflow(workflow);
+    IF $2 IS NULL THEN
+        RAISE EXCEPTION 'sample must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass a JSON object such as ''{"order_id": 42}''.';
+    END IF;
+    RETURN QUERY SELECT * FROM webhook._sample_body(workflow, webhook._infer_parameters($2));
 END
 $$;
 COMMENT ON FUNCTION webhook_sample_from_json(uuid, jsonb) IS
@@ -359,19 +370,14 @@ CREATE FUNCTION webhook_sample_from_kv(workflow uuid, pairs text)
 RETURNS SETOF webhook.parameters
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM webhook._workflow(workflow);
     IF pairs IS NULL THEN
         RAISE EXCEPTION 'pairs must not be NULL'
             USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass text such as ''order_id=42''.';
     END IF;
-    PERFORM webhook._workflow(workflow, true);
-    IF (SELECT w.full_body FROM webhook.workflows w WHERE w.id = workflow) THEN
-        RAISE EXCEPTION 'workflow % takes its whole body as one parameter', workflow
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = format('Turn that off first with webhook_set_full_body(%L, false).', workflow);
-    END IF;
     -- Straight from the text to the parameter list, so parameters keep the
     -- order of the lines (a jsonb object would sort its keys).
-    RETURN QUERY SELECT * FROM webhook._replace_parameters(workflow, 'body', webhook._infer_kv(pairs));
+    RETURN QUERY SELECT * FROM webhook._sample_body(workflow, webhook._infer_kv(pairs));
 END
 $$;
 COMMENT ON FUNCTION webhook_sample_from_kv(uuid, text) IS

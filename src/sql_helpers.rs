@@ -21,7 +21,7 @@ mod webhook {
     fn _infer_parameters(sample: JsonB) -> JsonB {
         let Value::Object(map) = sample.0 else {
             SqlError::SampleNotObject {
-                found: json_type_name(&sample.0),
+                found: webhook_core::validate::json_type_name(&sample.0),
             }
             .report()
         };
@@ -92,15 +92,4 @@ mod webhook {
 
 fn inferred_json(map: &serde_json::Map<String, Value>) -> Value {
     webhook_core::request::inferred_to_json(&infer::infer_parameters(map))
-}
-
-fn json_type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }

@@ -9,10 +9,7 @@ Assertions cover the status, the JSON body and the rows in webhook.events.
 from __future__ import annotations
 
 import gzip
-import json
 import re
-import socket
-import threading
 import time
 
 import pytest
