@@ -13,6 +13,7 @@ mod errors;
 mod gucs;
 mod listener;
 mod pipeline;
+mod signals;
 mod sql_api;
 mod sql_helpers;
 mod worker;

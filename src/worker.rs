@@ -21,6 +21,7 @@ use crate::gucs;
 use crate::listener::{Job, Listener, Settings, SharedSettings};
 use crate::pipeline::spi_util::in_transaction;
 use crate::pipeline::{Handled, Origin, Pipeline, RequestMeta};
+use crate::signals;
 
 /// Registers `webhook.workers` static workers; called from `_PG_init` during
 /// `shared_preload_libraries` processing only.
@@ -56,7 +57,8 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
     // Threads start before signals are unblocked so that they inherit the
     // blocked mask and every signal goes to this thread.
     let listener = Listener::start(&addresses, port, settings.clone());
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    signals::install_sigterm_handler();
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
     let listener = match listener {
         Ok(listener) => listener,
         Err(e) => {
@@ -84,7 +86,7 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
         if !backlog {
             wait_for_work(&listener);
         }
-        if BackgroundWorker::sigterm_received() {
+        if signals::shutdown_requested() {
             break;
         }
         if BackgroundWorker::sighup_received() {

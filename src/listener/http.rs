@@ -121,6 +121,8 @@ fn serve_connection(
         .max_buf_size(settings.max_header_bytes.max(8192) + 1024)
         .max_header_size(settings.max_header_bytes)
         .keep_alive(true)
+        // A client that half-closes after its request (nc -N) still gets the answer.
+        .half_close(true)
         .serve_connection(TokioIo::new(stream), service);
     let watched = graceful.watch(connection);
     tokio::spawn(async move {

@@ -277,13 +277,15 @@ impl Pipeline {
             let plan = workflow.handler_plan.borrow();
             let plan = plan.as_ref().expect("prepared above");
             let mut call = || {
-                as_role(workflow.owner, || {
-                    let table = ok_or_raise(client.update(plan, None, &args));
-                    if table.is_empty() {
-                        None
-                    } else {
-                        ok_or_raise(table.first().get_one::<String>())
-                    }
+                crate::signals::while_running_handler(|| {
+                    as_role(workflow.owner, || {
+                        let table = ok_or_raise(client.update(plan, None, &args));
+                        if table.is_empty() {
+                            None
+                        } else {
+                            ok_or_raise(table.first().get_one::<String>())
+                        }
+                    })
                 })
             };
             let returned = match timeout {

@@ -1,0 +1,79 @@
+//! SIGTERM for listener processes.
+//!
+//! SIGTERM asks the main loop to finish: stop accepting, answer what is in
+//! flight, exit. A handler that is running gets a short grace period to
+//! finish; past it, a watchdog thread re-sends SIGTERM and this time the
+//! signal handler does what PostgreSQL's own `die()` does, so a long or stuck
+//! handler is cut short at its next interrupt check (FATAL: the batch is not
+//! committed and its callers see the connection close) instead of holding up
+//! `pg_ctl stop` or `pg_terminate_backend()`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use pgrx::pg_sys;
+use pgrx::PgTryBuilder;
+
+/// How long a running handler may go on after SIGTERM.
+const HANDLER_GRACE: Duration = Duration::from_secs(1);
+
+static SHUTDOWN_REQUESTED: AtomicBool = AtomicBool::new(false);
+static RUNNING_HANDLER: AtomicBool = AtomicBool::new(false);
+static DIE_NOW: AtomicBool = AtomicBool::new(false);
+
+/// Installs the SIGTERM handler and starts the watchdog thread; call before
+/// signals are unblocked, so the thread inherits the blocked mask.
+pub fn install_sigterm_handler() {
+    unsafe {
+        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(on_sigterm));
+    }
+    let _ = std::thread::Builder::new()
+        .name("webhook-watchdog".into())
+        .spawn(watchdog);
+}
+
+pub fn shutdown_requested() -> bool {
+    SHUTDOWN_REQUESTED.load(Ordering::SeqCst)
+}
+
+unsafe extern "C-unwind" fn on_sigterm(_signal: std::ffi::c_int) {
+    SHUTDOWN_REQUESTED.store(true, Ordering::SeqCst);
+    if DIE_NOW.load(Ordering::SeqCst) && RUNNING_HANDLER.load(Ordering::SeqCst) {
+        pg_sys::ProcDiePending = 1;
+        pg_sys::InterruptPending = 1;
+    }
+    pg_sys::SetLatch(pg_sys::MyLatch);
+}
+
+/// Never touches PostgreSQL: it only reads flags and signals its own process,
+/// whose main thread (the only one with SIGTERM unblocked) takes the signal.
+fn watchdog() {
+    let mut shutdown_seen: Option<Instant> = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if !shutdown_requested() {
+            continue;
+        }
+        let since = *shutdown_seen.get_or_insert_with(Instant::now);
+        if since.elapsed() >= HANDLER_GRACE && RUNNING_HANDLER.load(Ordering::SeqCst) {
+            DIE_NOW.store(true, Ordering::SeqCst);
+            unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+            return;
+        }
+    }
+}
+
+/// Runs a workflow handler so that SIGTERM can end it.
+pub fn while_running_handler<R>(f: impl FnOnce() -> R) -> R {
+    RUNNING_HANDLER.store(true, Ordering::SeqCst);
+    if DIE_NOW.load(Ordering::SeqCst) {
+        // The grace period is over: no new handler starts.
+        unsafe {
+            pg_sys::ProcDiePending = 1;
+            pg_sys::InterruptPending = 1;
+        }
+    }
+    PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
+        .finally(|| RUNNING_HANDLER.store(false, Ordering::SeqCst))
+        .execute()
+}
