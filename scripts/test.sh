@@ -22,8 +22,8 @@ passed=0 failed=0 status=0
 
 count() { # count LOGFILE: adds the passed/failed counts a runner printed
     local p f
-    p=$(grep -aoE '[0-9]+ passed' "$1" | awk '{s+=$1} END {print s+0}')
-    f=$(grep -aoE '[0-9]+ failed' "$1" | awk '{s+=$1} END {print s+0}')
+    p=$({ grep -aoE '[0-9]+ passed' "$1" || true; } | awk '{s+=$1} END {print s+0}')
+    f=$({ grep -aoE '[0-9]+ failed' "$1" || true; } | awk '{s+=$1} END {print s+0}')
     passed=$((passed + p)); failed=$((failed + f))
 }
 
@@ -32,8 +32,9 @@ if ! cargo test -p webhook_core 2>&1 | tee "$LOGS/unit.log"; then status=1; fi
 count "$LOGS/unit.log"
 
 say "SQL-level tests (cargo pgrx test)"
-PGRX_DATA="$REPO_ROOT/target/pgrx-test-data"
-rm -rf "$PGRX_DATA"; mkdir -p "$PGRX_DATA"
+# Under /tmp: the postgres OS user must reach it whatever the checkout's parents allow.
+PGRX_DATA=$(mktemp -d /tmp/webhook-pgrx-test.XXXXXX)
+trap 'rm -rf "$PGRX_DATA"' EXIT
 [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$PGRX_DATA"
 runas=(); [ "$(id -u)" -ne 0 ] || runas=(--runas postgres --pgdata "$PGRX_DATA")
 if ! cargo pgrx test pg15 "${runas[@]}" 2>&1 | tee "$LOGS/pg_test.log"; then status=1; fi
