@@ -71,15 +71,17 @@ INSERT INTO bench_orders SELECT id, params->>'order_id', (params->>'amount')::nu
 SQL
 
 listener_pids() { psql_b -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook_ext listener'"; }
-peak_rss_kb() { local total=0; for pid in $(listener_pids); do
-    kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0); total=$((total + ${kb:-0})); done; echo $total; }
+# proc_kb FIELD: summed over the listener processes. VmHWM (peak RSS) counts
+# the shared_buffers pages a process touched; RssAnon is its private memory.
+proc_kb() { local total=0 kb; for pid in $(listener_pids); do
+    kb=$(awk -v f="$1:" '$1 == f {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0); total=$((total + ${kb:-0})); done; echo $total; }
 count_rows() { psql_b -At -c "SELECT (SELECT count(*) FROM webhook.events WHERE origin = 'http'), (SELECT count(*) FROM bench_orders WHERE event_id IN (SELECT id FROM webhook.events WHERE origin = 'http'))"; }
 
 say "warm-up"
 "$LOADGEN" "$URL" 16 2 "$BODY" >/dev/null
 
 RESULTS="$OUT/results-$(date +%Y%m%d-%H%M%S).txt"
-printf '%-8s %12s %9s %9s %10s %10s %10s %12s %8s %9s\n' clients webhook_rps p50_ms p99_ms 2xx events handler_rows pgbench_tps ratio rss_mb | tee "$RESULTS"
+printf '%-8s %12s %9s %9s %10s %10s %12s %12s %8s %12s %12s\n' clients webhook_rps p50_ms p99_ms 2xx events handler_rows pgbench_tps ratio peak_rss_mb anon_rss_mb | tee "$RESULTS"
 all_equal=1
 for c in $CLIENTS; do
     before=$(count_rows)
@@ -96,8 +98,8 @@ for c in $CLIENTS; do
     tps=$(as_postgres "$PG_BIN/pgbench" -n -h "$DATA" -p "$PG_PORT" -U postgres -M prepared -c "$c" -j "$(( c < 2 ? 1 : 2 ))" \
           -T "$SECONDS_PER_RUN" -f "$PGB" postgres 2>/dev/null | awk '/^tps/ {printf "%.0f", $3}')
     ratio=$(python3 -c "print('%.2f' % ($rps / max($tps, 1)))")
-    rss=$(( $(peak_rss_kb) / 1024 ))
-    printf '%-8s %12s %9s %9s %10s %10s %10s %12s %8s %9s\n' "$c" "$rps" "$p50" "$p99" "$ok" "$events" "$handler_rows" "$tps" "$ratio" "$rss" | tee -a "$RESULTS"
+    rss=$(( $(proc_kb VmHWM) / 1024 )); anon=$(( $(proc_kb RssAnon) / 1024 ))
+    printf '%-8s %12s %9s %9s %10s %10s %12s %12s %8s %12s %12s\n' "$c" "$rps" "$p50" "$p99" "$ok" "$events" "$handler_rows" "$tps" "$ratio" "$rss" "$anon" | tee -a "$RESULTS"
 done
 if [ "$all_equal" -eq 1 ]; then echo "rows == 2xx in every run" | tee -a "$RESULTS"; else echo "MISMATCH: rows != 2xx" | tee -a "$RESULTS"; fi
 say "results in $RESULTS; stopping the benchmark cluster"

@@ -220,8 +220,7 @@ impl ListenerState {
             let count = pending.borrow().len();
             let result = in_transaction(|| {
                 Spi::connect_mut(|client| -> Result<(), pgrx::spi::Error> {
-                    pipeline.catalog.refresh(client)?;
-                    let mut ids = EventIds::default();
+                    let mut ids = pipeline.begin_batch(client, count)?;
                     loop {
                         let Some(job) = pending.borrow_mut().pop_front() else {
                             return Ok(());
@@ -233,7 +232,8 @@ impl ListenerState {
                             replay_of: None,
                         };
                         *in_progress.borrow_mut() = Some(job.reply);
-                        let mut next_id = |c: &SpiClient<'_>| ids.next(c, count);
+                        let mut next_id =
+                            |_: &SpiClient<'_>| ids.pop().ok_or(pgrx::spi::Error::NoTupleTable);
                         let handled = pipeline.handle(
                             client,
                             job.workflow_id,
@@ -292,28 +292,3 @@ impl ListenerState {
 }
 
 type Reply = tokio::sync::oneshot::Sender<Response>;
-
-/// Event ids for a batch, fetched from the sequence in one query.
-#[derive(Default)]
-struct EventIds {
-    ids: Vec<i64>,
-}
-
-impl EventIds {
-    fn next(&mut self, client: &SpiClient<'_>, batch: usize) -> Result<i64, pgrx::spi::Error> {
-        if self.ids.is_empty() {
-            let table = client.select(
-                "SELECT pg_catalog.nextval('webhook.events_id_seq') FROM pg_catalog.generate_series(1, $1)",
-                None,
-                &[(batch.max(1) as i32).into()],
-            )?;
-            for row in table {
-                if let Some(id) = row.get::<i64>(1)? {
-                    self.ids.push(id);
-                }
-            }
-            self.ids.reverse();
-        }
-        self.ids.pop().ok_or(pgrx::spi::Error::NoTupleTable)
-    }
-}

@@ -74,25 +74,13 @@ const EVENT_ROW: &str = "ROW($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7
 
 impl Catalog {
     /// Drops cached definitions when workflows or parameters changed since the
-    /// last call. Fails (and so fails the batch) when the extension is gone.
-    pub fn refresh(&mut self, client: &SpiClient<'_>) -> Result<(), pgrx::spi::Error> {
-        let row = client
-            .select(
-                "SELECT epoch::text, version FROM webhook.config_version",
-                Some(1),
-                &[],
-            )?
-            .first()
-            .get_two::<String, i64>()?;
-        let current = match row {
-            (Some(epoch), Some(version)) => Some((epoch, version)),
-            _ => None,
-        };
+    /// last batch (`webhook.config_version`, read by `Pipeline::begin_batch`).
+    pub fn observe_version(&mut self, epoch: String, version: i64) {
+        let current = Some((epoch, version));
         if current != self.version {
             self.workflows.clear();
             self.version = current;
         }
-        Ok(())
     }
 
     pub fn forget(&mut self, id: Uuid) {

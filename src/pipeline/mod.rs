@@ -32,6 +32,14 @@ INSERT INTO webhook.events (id, workflow_id, received_at, method, query, headers
 VALUES ($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8,
         $9, $10, $11, $12, $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15)";
 
+/// Once per batch, in one kept statement: the configuration version (to
+/// invalidate cached workflows) and an event id for every request. Fails, and
+/// so fails the batch, when the extension is gone.
+const BEGIN_BATCH: &str = "
+SELECT v.epoch::pg_catalog.text, v.version,
+       ARRAY(SELECT pg_catalog.nextval('webhook.events_id_seq') FROM pg_catalog.generate_series(1, $1))
+  FROM webhook.config_version v";
+
 /// Where an event came from (`webhook.events.origin`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -71,6 +79,7 @@ pub enum Handled {
 pub struct Pipeline {
     pub catalog: Catalog,
     insert_plan: Option<OwnedPreparedStatement>,
+    batch_plan: Option<OwnedPreparedStatement>,
     /// Role that may write webhook.events when the session user may not
     /// (webhook_trigger called by a workflow owner).
     pub privileged_role: Option<pg_sys::Oid>,
@@ -86,6 +95,7 @@ impl Pipeline {
         Pipeline {
             catalog: Catalog::default(),
             insert_plan: None,
+            batch_plan: None,
             privileged_role,
             handler_timeout_ms,
             last_event_id: None,
@@ -97,6 +107,29 @@ impl Pipeline {
     pub fn reset(&mut self) {
         self.catalog.clear();
         self.insert_plan = None;
+        self.batch_plan = None;
+    }
+
+    /// Starts a batch of `count` requests: refreshes the workflow cache and
+    /// returns `count` event ids, to be taken with `Vec::pop`.
+    pub fn begin_batch(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        count: usize,
+    ) -> Result<Vec<i64>, pgrx::spi::Error> {
+        if self.batch_plan.is_none() {
+            let types = [PgOid::from(i32::type_oid())];
+            self.batch_plan = Some(client.prepare_mut(BEGIN_BATCH, &types)?.keep());
+        }
+        let plan = self.batch_plan.as_ref().expect("prepared above");
+        let table = client.update(plan, Some(1), &[DatumWithOid::from(count.max(1) as i32)])?;
+        let row = table.first();
+        if let (Some(epoch), Some(version)) = (row.get::<String>(1)?, row.get::<i64>(2)?) {
+            self.catalog.observe_version(epoch, version);
+        }
+        let mut ids = row.get::<Vec<i64>>(3)?.unwrap_or_default();
+        ids.reverse();
+        Ok(ids)
     }
 
     /// Processes one request inside the caller's transaction.
