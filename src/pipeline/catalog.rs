@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::spi::SpiClient;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -31,7 +31,6 @@ pub struct Workflow {
     pub handler: Option<HandlerCall>,
     /// The workflow method's own deadline (ms), overriding webhook.handler_timeout.
     pub timeout_ms: Option<i32>,
-    pub handler_plan: std::cell::RefCell<Option<OwnedPreparedStatement>>,
 }
 
 impl Workflow {
@@ -39,6 +38,9 @@ impl Workflow {
         self.capture_until.is_some_and(|until| until > now_unix)
     }
 }
+
+/// Most workflow definitions a listener process keeps.
+const MAX_CACHED_WORKFLOWS: usize = 10_000;
 
 #[derive(Default)]
 pub struct Catalog {
@@ -100,6 +102,10 @@ impl Catalog {
     ) -> Result<Option<Rc<Workflow>>, pgrx::spi::Error> {
         if let Some(cached) = self.workflows.get(&id) {
             return Ok(cached.clone());
+        }
+        if self.workflows.len() >= MAX_CACHED_WORKFLOWS {
+            // Bounded memory for traffic spread over very many workflows.
+            self.workflows.clear();
         }
         let loaded = load(client, id)?.map(Rc::new);
         self.workflows.insert(id, loaded.clone());
@@ -193,6 +199,5 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
         timeout_ms: row
             .get::<i64>(10)?
             .map(|ms| ms.clamp(1, i32::MAX as i64) as i32),
-        handler_plan: std::cell::RefCell::new(None),
     }))
 }

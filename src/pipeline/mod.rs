@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod spi_util;
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use pgrx::datum::{DatumWithOid, IntoDatum};
@@ -80,6 +81,7 @@ pub struct Pipeline {
     pub catalog: Catalog,
     insert_plan: Option<OwnedPreparedStatement>,
     batch_plan: Option<OwnedPreparedStatement>,
+    handler_plans: HashMap<String, OwnedPreparedStatement>,
     /// Role that may write webhook.events when the session user may not
     /// (webhook_trigger called by a workflow owner).
     pub privileged_role: Option<pg_sys::Oid>,
@@ -96,6 +98,7 @@ impl Pipeline {
             catalog: Catalog::default(),
             insert_plan: None,
             batch_plan: None,
+            handler_plans: HashMap::new(),
             privileged_role,
             handler_timeout_ms,
             last_event_id: None,
@@ -108,6 +111,7 @@ impl Pipeline {
         self.catalog.clear();
         self.insert_plan = None;
         self.batch_plan = None;
+        self.handler_plans.clear();
     }
 
     /// Starts a batch of `count` requests: refreshes the workflow cache and
@@ -279,6 +283,7 @@ impl Pipeline {
         let insert_plan = self.insert_plan.as_ref().expect("prepared above");
         let privileged = self.privileged_role;
         let timeout = workflow.timeout_ms.or(self.handler_timeout_ms);
+        let handler_plans = &mut self.handler_plans;
 
         // Everything that can fail for this request runs in its subtransaction,
         // so one bad request never fails the others in the batch.
@@ -302,13 +307,13 @@ impl Pipeline {
                     "the workflow's owner role no longer exists",
                 )
             }
-            if workflow.handler_plan.borrow().is_none() {
+            // One kept plan per handler call, shared by the workflows using it.
+            if !handler_plans.contains_key(&handler.sql) {
                 let plan =
                     ok_or_raise(client.prepare_mut(handler.sql.as_str(), &EventRow::arg_types()));
-                *workflow.handler_plan.borrow_mut() = Some(plan.keep());
+                handler_plans.insert(handler.sql.clone(), plan.keep());
             }
-            let plan = workflow.handler_plan.borrow();
-            let plan = plan.as_ref().expect("prepared above");
+            let plan = &handler_plans[&handler.sql];
             let mut call = || {
                 crate::signals::while_running_handler(|| {
                     as_role(workflow.owner, || {
