@@ -56,7 +56,9 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
     let port = gucs::port() as u16;
     // Threads start before signals are unblocked so that they inherit the
     // blocked mask and every signal goes to this thread.
-    let listener = Listener::start(&addresses, port, settings.clone());
+    let (cert, key) = (gucs::tls_cert_file(), gucs::tls_key_file());
+    let tls_files = (!cert.is_empty() || !key.is_empty()).then_some((cert, key));
+    let listener = Listener::start(&addresses, port, tls_files, settings.clone());
     signals::install_sigterm_handler();
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
     let listener = match listener {
@@ -70,8 +72,13 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
     let database = gucs::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     log!(
-        "webhook_ext listener started on {}:{port} for database \"{database}\"",
-        gucs::listen_addresses()
+        "webhook_ext listener started on {}:{port} ({}) for database \"{database}\"",
+        gucs::listen_addresses(),
+        if gucs::tls_cert_file().is_empty() {
+            "HTTP"
+        } else {
+            "HTTPS"
+        }
     );
 
     let mut state = ListenerState {

@@ -17,6 +17,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
+use tokio_rustls::TlsAcceptor;
 use uuid::Uuid;
 
 use webhook_core::body::{parse_body, parse_query, BodyError, BodyLimits};
@@ -36,6 +37,7 @@ struct Shared {
 /// Runs the network thread until `shutdown` turns true.
 pub(super) fn run(
     sockets: Vec<StdTcpListener>,
+    tls: Option<TlsAcceptor>,
     settings: SharedSettings,
     jobs: SyncSender<Job>,
     waker: Arc<Waker>,
@@ -91,7 +93,7 @@ pub(super) fn run(
         loop {
             tokio::select! {
                 conn = conn_rx.recv() => match conn {
-                    Some((stream, peer)) => serve_connection(&shared, &graceful, stream, peer),
+                    Some((stream, peer)) => serve_connection(&shared, &graceful, tls.as_ref(), stream, peer),
                     None => break,
                 },
                 _ = stop.changed() => break,
@@ -104,6 +106,7 @@ pub(super) fn run(
 fn serve_connection(
     shared: &Arc<Shared>,
     graceful: &GracefulShutdown,
+    tls: Option<&TlsAcceptor>,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
 ) {
@@ -115,19 +118,34 @@ fn serve_connection(
         let shared = service_shared.clone();
         async move { Ok::<_, Infallible>(handle(req, &shared, peer).await) }
     });
-    let connection = hyper::server::conn::http1::Builder::new()
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout)
         .max_buf_size(settings.max_header_bytes.max(8192) + 1024)
         .max_header_size(settings.max_header_bytes)
         .keep_alive(true)
         // A client that half-closes after its request (nc -N) still gets the answer.
-        .half_close(true)
-        .serve_connection(TokioIo::new(stream), service);
-    let watched = graceful.watch(connection);
-    tokio::spawn(async move {
-        let _ = watched.await;
-    });
+        .half_close(true);
+    let watcher = graceful.watcher();
+    match tls {
+        None => {
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::spawn(watcher.watch(connection));
+        }
+        Some(acceptor) => {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // The handshake gets the same time as a request head.
+                let handshake =
+                    tokio::time::timeout(settings.header_timeout, acceptor.accept(stream));
+                if let Ok(Ok(tls_stream)) = handshake.await {
+                    let connection = builder.serve_connection(TokioIo::new(tls_stream), service);
+                    let _ = watcher.watch(connection).await;
+                }
+            });
+        }
+    }
 }
 
 type Reply = HttpResponse<Full<Bytes>>;

@@ -7,6 +7,7 @@
 //! §7), and pgrx enforces it.
 
 mod http;
+mod tls;
 mod waker;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
@@ -57,13 +58,19 @@ pub struct Listener {
 
 impl Listener {
     /// Binds every address (with `SO_REUSEPORT`, so sibling listener processes
-    /// share the port) and starts the network thread. Binding happens here so
-    /// that failures reach the caller, which can log them.
+    /// share the port) and starts the network thread, speaking HTTPS when given
+    /// certificate and key files. Binding and loading happen here so that
+    /// failures reach the caller, which can log them.
     pub fn start(
         addresses: &[ListenAddress],
         port: u16,
+        tls_files: Option<(String, String)>,
         settings: SharedSettings,
     ) -> Result<Listener, String> {
+        let tls = match tls_files {
+            Some((cert, key)) => Some(tls::acceptor(&cert, &key)?),
+            None => None,
+        };
         let sockets = bind_all(addresses, port)?;
         let waker = Arc::new(Waker::new().map_err(|e| format!("could not create eventfd: {e}"))?);
         let (jobs_tx, jobs) = sync_channel(QUEUE_CAPACITY);
@@ -72,7 +79,7 @@ impl Listener {
         let thread = std::thread::Builder::new()
             .name("webhook-http".into())
             .spawn(move || {
-                http::run(sockets, settings, jobs_tx, thread_waker, shutdown_rx);
+                http::run(sockets, tls, settings, jobs_tx, thread_waker, shutdown_rx);
             })
             .map_err(|e| format!("could not start the network thread: {e}"))?;
         Ok(Listener {

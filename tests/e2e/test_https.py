@@ -1,0 +1,90 @@
+"""HTTPS: webhook.tls_cert_file / webhook.tls_key_file make the listener speak
+TLS (rustls); webhook_url() then prints https://; bad files keep the listener
+down with a clear log line instead of serving plain HTTP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+
+import pytest
+
+import requests
+
+from conftest import chown_pg
+from httpkit import create_workflow, event_count
+
+
+def make_certificate(directory: str) -> tuple[str, str]:
+    cert = os.path.join(directory, "server.crt")
+    key = os.path.join(directory, "server.key")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", key, "-out", cert],
+        check=True, capture_output=True, timeout=60)
+    for path in (cert, key):
+        chown_pg(path)
+        os.chmod(path, 0o600)
+    return cert, key
+
+
+@pytest.fixture
+def cert_dir():
+    """A directory the postgres OS user can read (pytest's tmp dirs are 0700)."""
+    directory = tempfile.mkdtemp(prefix="webhook-tls-")
+    os.chmod(directory, 0o755)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_https_round_trip(make_cluster, cert_dir):
+    directory = cert_dir
+    cert, key = make_certificate(directory)
+    c = make_cluster(conf={"webhook.tls_cert_file": cert, "webhook.tls_key_file": key,
+                           "webhook.workers": 1})
+    c.sql("CREATE EXTENSION webhook_ext")
+    wf = create_workflow(c)
+    url = c.scalar("SELECT webhook_url(%s::uuid)", (wf,))
+    assert url == f"https://127.0.0.1:{c.http_port}/hooks/{wf}"
+    c.wait_for_http()
+
+    r = requests.post(url, json={"order_id": "tls-1"}, verify=cert, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["msg"] == "success"
+    assert event_count(c, wf) == 1
+    assert c.scalar("SELECT params->>'order_id' FROM webhook.events WHERE workflow_id = %s::uuid",
+                    (wf,)) == "tls-1"
+
+    # Keep-alive over TLS.
+    with requests.Session() as session:
+        for n in range(5):
+            r = session.post(url, json={"n": n}, verify=cert, timeout=10)
+            assert r.status_code == 200, r.text
+    assert event_count(c, wf) == 6
+
+    # Plain HTTP to the TLS port is not served, and stores nothing.
+    with socket.create_connection(("127.0.0.1", c.http_port), timeout=5) as s:
+        s.sendall(f"POST /hooks/{wf} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{{}}".encode())
+        try:
+            reply = s.recv(4096)
+        except (ConnectionResetError, socket.timeout):
+            reply = b""
+    assert not reply.startswith(b"HTTP/1.1 200"), reply
+    assert event_count(c, wf) == 6
+
+
+def test_unreadable_key_keeps_the_listener_down_with_a_clear_error(make_cluster, cert_dir):
+    directory = cert_dir
+    cert, _ = make_certificate(directory)
+    c = make_cluster(conf={"webhook.tls_cert_file": cert,
+                           "webhook.tls_key_file": os.path.join(directory, "missing.key")})
+    c.wait_for_log(r"webhook_ext listener cannot start: cannot read a private key from "
+                   r"webhook.tls_key_file", timeout=10)
+    assert c.listener_pids() == []
+    with socket.socket() as s:
+        s.settimeout(1)
+        assert s.connect_ex(("127.0.0.1", c.http_port)) != 0
