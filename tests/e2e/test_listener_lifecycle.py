@@ -243,18 +243,7 @@ def test_stop_with_request_in_flight(make_cluster, mode):
     partial = hk.raw_connect(c.http_port)
     partial.sendall(b"POST /hooks/")
 
-    outcome: dict = {}
-
-    def call():
-        t0 = time.monotonic()
-        try:
-            outcome["reply"] = hk.post(c.hook_url(wf), {"inflight": True}, timeout=15)
-        except Exception as e:  # noqa: BLE001  (a closed connection is an allowed outcome)
-            outcome["error"] = e
-        outcome["elapsed"] = time.monotonic() - t0
-
-    caller = threading.Thread(target=call, daemon=True)
-    caller.start()
+    caller, outcome = _start_inflight(c, wf, timeout=15)
     # The handler is running (pg_sleep) in the listener: the request is in flight.
     hk.wait_until(lambda: c.scalar("SELECT wait_event FROM pg_stat_activity WHERE pid = %s", (pid,)) == "PgSleep",
                   timeout=5, interval=0.02, what="handler sleeping")
@@ -292,13 +281,13 @@ def test_stop_with_request_in_flight(make_cluster, mode):
     assert not CRASH.search(c.log()), c.log()[-3000:]
 
 
-def _start_inflight(c, wf: str) -> tuple[threading.Thread, dict]:
+def _start_inflight(c, wf: str, timeout: float = 40) -> tuple[threading.Thread, dict]:
     outcome: dict = {}
 
     def call():
         t0 = time.monotonic()
         try:
-            outcome["reply"] = hk.post(c.hook_url(wf), {"inflight": True}, timeout=40)
+            outcome["reply"] = hk.post(c.hook_url(wf), {"inflight": True}, timeout=timeout)
         except Exception as e:  # noqa: BLE001  (a closed connection is an allowed outcome)
             outcome["error"] = e
         outcome["elapsed"] = time.monotonic() - t0
