@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,7 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
     };
     let database = gucs::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    watch_functions_and_roles();
     log!(
         "webhook_ext listener started on {}:{port} ({}) for database \"{database}\"",
         gucs::listen_addresses(),
@@ -138,6 +140,28 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
     // Non-zero so the postmaster restarts us after pg_terminate_backend(); at
     // server shutdown it does not restart anything anyway.
     unsafe { pg_sys::proc_exit(1) };
+}
+
+/// Set when a function or role changed: cached workflows name their handler
+/// and owner, so a renamed or replaced handler must be looked up again.
+static DEFINITIONS_CHANGED: AtomicBool = AtomicBool::new(false);
+
+fn watch_functions_and_roles() {
+    unsafe extern "C-unwind" fn changed(_arg: pg_sys::Datum, _cache: std::ffi::c_int, _hash: u32) {
+        DEFINITIONS_CHANGED.store(true, Ordering::SeqCst);
+    }
+    for cache in [
+        pg_sys::SysCacheIdentifier::PROCOID,
+        pg_sys::SysCacheIdentifier::AUTHOID,
+    ] {
+        unsafe {
+            pg_sys::CacheRegisterSyscacheCallback(
+                cache as i32,
+                Some(changed),
+                pg_sys::Datum::from(0),
+            )
+        };
+    }
 }
 
 /// Sleeps until the latch is set (signals), a request arrives (eventfd), or a
@@ -227,6 +251,10 @@ impl ListenerState {
             let count = pending.borrow().len();
             let result = in_transaction(|| {
                 Spi::connect_mut(|client| -> Result<(), pgrx::spi::Error> {
+                    // Invalidations were taken in when the transaction started.
+                    if DEFINITIONS_CHANGED.swap(false, Ordering::SeqCst) {
+                        pipeline.forget_workflows();
+                    }
                     let mut ids = pipeline.begin_batch(client, count)?;
                     loop {
                         let Some(job) = pending.borrow_mut().pop_front() else {

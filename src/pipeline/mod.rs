@@ -108,9 +108,15 @@ impl Pipeline {
     /// Forgets prepared statements and cached workflows (after the extension
     /// was dropped or a transaction failed in a way that may have left them stale).
     pub fn reset(&mut self) {
-        self.catalog.clear();
+        self.forget_workflows();
         self.insert_plan = None;
         self.batch_plan = None;
+    }
+
+    /// Forgets cached workflows and their handler plans (a handler function or
+    /// an owner role changed).
+    pub fn forget_workflows(&mut self) {
+        self.catalog.clear();
         self.handler_plans.clear();
     }
 

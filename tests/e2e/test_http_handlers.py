@@ -356,3 +356,21 @@ def test_handler_cannot_get_code_run_as_superuser_via_search_path(make_cluster, 
                        "GROUP BY 1, 2", (role,))
     assert escalated == [], (
         f"code of non-superuser {role} ran as a superuser inside the listener: {escalated}")
+
+
+def test_renamed_handler_keeps_working(ready, new_workflow, uniq):
+    """The workflow stores the handler's OID; renaming (or moving) the function
+    must not break the listener's cached call to it."""
+    c = ready
+    fn, table = recording_handler(c, uniq)
+    wf = new_workflow(handler=fn)["id"]
+    # Several requests so that both listener processes have the call cached.
+    for n in range(6):
+        assert post(c, wf, json_body={"n": n}).status_code == 200
+    renamed = uniq("renamed")
+    c.sql(f"ALTER FUNCTION {fn}(webhook.events) RENAME TO {renamed}")
+    for n in range(6, 12):
+        assert post(c, wf, json_body={"n": n}).status_code == 200
+    evs = events(c, wf)
+    assert [e["status"] for e in evs] == ["succeeded"] * 12, [e["error"] for e in evs]
+    assert len(handler_rows(c, table)) == 12
