@@ -157,44 +157,21 @@ impl Pipeline {
         let mut rules_now = workflow.rules.clone();
         rules_now.capture_armed =
             meta.origin == Origin::Http && workflow.capture_armed(unix(SystemTime::now()));
-        match rules::admit(&rules_now, request) {
-            Admission::Rejected(response) => Ok(Handled::Immediate(response)),
-            Admission::Capture(sample) => match self.capture(client, &workflow, &sample)? {
-                Some(response) => Ok(Handled::AfterCommit(response)),
-                // Another listener process took this capture first.
-                None => {
-                    rules_now.capture_armed = false;
-                    self.admit_normally(client, &workflow, &rules_now, request, meta, event_id)
+        loop {
+            match rules::admit(&rules_now, request) {
+                Admission::Rejected(response) => return Ok(Handled::Immediate(response)),
+                Admission::Capture(sample) => match self.capture(client, &workflow, &sample)? {
+                    Some(response) => return Ok(Handled::AfterCommit(response)),
+                    // Another listener process took this capture first: an
+                    // ordinary request after all.
+                    None => rules_now.capture_armed = false,
+                },
+                Admission::Accepted(accepted) => {
+                    let id = event_id(client)?;
+                    let response = self.accept(client, &workflow, request, accepted, meta, id)?;
+                    return Ok(Handled::AfterCommit(response));
                 }
-            },
-            Admission::Accepted(accepted) => {
-                let id = event_id(client)?;
-                let response = self.accept(client, &workflow, request, accepted, meta, id)?;
-                Ok(Handled::AfterCommit(response))
             }
-        }
-    }
-
-    fn admit_normally(
-        &mut self,
-        client: &mut SpiClient<'_>,
-        workflow: &Workflow,
-        rules_now: &rules::WorkflowRules,
-        request: &IncomingRequest,
-        meta: &RequestMeta,
-        event_id: &mut dyn FnMut(&SpiClient<'_>) -> Result<i64, pgrx::spi::Error>,
-    ) -> Result<Handled, pgrx::spi::Error> {
-        match rules::admit(rules_now, request) {
-            Admission::Accepted(accepted) => {
-                let id = event_id(client)?;
-                let response = self.accept(client, workflow, request, accepted, meta, id)?;
-                Ok(Handled::AfterCommit(response))
-            }
-            Admission::Rejected(response) => Ok(Handled::Immediate(response)),
-            Admission::Capture(_) => Ok(Handled::Immediate(Response::error(
-                500,
-                "Capture state changed",
-            ))),
         }
     }
 
