@@ -30,6 +30,22 @@ mod tests {
             .unwrap_or_else(|| "no error".into())
     }
 
+    /// Runs `sql` with the workflow id as its one argument.
+    fn run(sql: &str, id: &str) {
+        Spi::run_with_args(sql, &[id.to_string().into()]).unwrap();
+    }
+
+    /// `webhook_trigger(id, body => body)`'s result.
+    fn trigger(id: &str, body: &str) -> serde_json::Value {
+        Spi::get_one_with_args::<pgrx::JsonB>(
+            "SELECT webhook_trigger($1::uuid, body => $2::jsonb)",
+            &[id.to_string().into(), body.to_string().into()],
+        )
+        .unwrap()
+        .unwrap()
+        .0
+    }
+
     fn count(query: &str, arg: String) -> i64 {
         Spi::get_one_with_args::<i64>(query, &[arg.into()])
             .unwrap()
@@ -62,11 +78,7 @@ mod tests {
     #[pg_test]
     fn kv_sample_keeps_line_order_and_types() {
         let id = create_workflow("kv");
-        Spi::run_with_args(
-            "SELECT webhook_sample_from_kv($1::uuid, E'zeta=007\\nalpha: 1e3\\nflag=TRUE\\ntag=a\\ntag=b')",
-            &[id.clone().into()],
-        )
-        .unwrap();
+        run("SELECT webhook_sample_from_kv($1::uuid, E'zeta=007\\nalpha: 1e3\\nflag=TRUE\\ntag=a\\ntag=b')", &id);
         let params = Spi::get_one_with_args::<pgrx::JsonB>(
             "SELECT jsonb_agg(jsonb_build_array(name, type, sample) ORDER BY position)
                FROM webhook.parameters WHERE workflow_id = $1::uuid",
@@ -88,21 +100,18 @@ mod tests {
     #[pg_test]
     fn resampling_keeps_required_flags_of_remaining_parameters() {
         let id = create_workflow("resample");
-        Spi::run_with_args(
+        run(
             "SELECT webhook_sample_from_json($1::uuid, '{\"a\": 1, \"b\": {\"c\": \"x\"}}')",
-            &[id.clone().into()],
-        )
-        .unwrap();
-        Spi::run_with_args(
+            &id,
+        );
+        run(
             "SELECT webhook_set_required($1::uuid, ARRAY['a', 'b.c'])",
-            &[id.clone().into()],
-        )
-        .unwrap();
-        Spi::run_with_args(
+            &id,
+        );
+        run(
             "SELECT webhook_sample_from_json($1::uuid, '{\"b\": {\"c\": \"y\"}, \"d\": true}')",
-            &[id.clone().into()],
-        )
-        .unwrap();
+            &id,
+        );
         let required = Spi::get_one_with_args::<Vec<String>>(
             "SELECT array_agg(name ORDER BY name) FROM webhook.parameters
               WHERE workflow_id = $1::uuid AND required",
@@ -116,11 +125,10 @@ mod tests {
     #[pg_test]
     fn set_required_rejects_unknown_names_and_changes_nothing() {
         let id = create_workflow("unknown");
-        Spi::run_with_args(
+        run(
             "SELECT webhook_sample_from_json($1::uuid, '{\"a\": 1}')",
-            &[id.clone().into()],
-        )
-        .unwrap();
+            &id,
+        );
         let error = error_of(
             "SELECT webhook_set_required($1::uuid, ARRAY['a', 'nope'])",
             id.clone(),
@@ -171,37 +179,25 @@ mod tests {
     #[pg_test]
     fn trigger_runs_the_pipeline_and_stores_the_event() {
         let id = create_workflow("trigger");
-        Spi::run_with_args(
+        run(
             "SELECT webhook_sample_from_json($1::uuid, '{\"order_id\": \"A\"}')",
-            &[id.clone().into()],
-        )
-        .unwrap();
-        Spi::run_with_args(
+            &id,
+        );
+        run(
             "SELECT webhook_set_required($1::uuid, ARRAY['order_id'])",
-            &[id.clone().into()],
-        )
-        .unwrap();
+            &id,
+        );
 
-        let missing = Spi::get_one_with_args::<pgrx::JsonB>(
-            "SELECT webhook_trigger($1::uuid, body => '{}')",
-            &[id.clone().into()],
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(missing.0["status"], 400);
+        let missing = trigger(&id, "{}");
+        assert_eq!(missing["status"], 400);
         assert_eq!(
-            missing.0["body"],
+            missing["body"],
             json!({"msg": "Missing required parameter(s)", "missing": ["order_id"]})
         );
 
-        let accepted = Spi::get_one_with_args::<pgrx::JsonB>(
-            "SELECT webhook_trigger($1::uuid, body => '{\"order_id\": \"A-7\"}')",
-            &[id.clone().into()],
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(accepted.0["status"], 200);
-        assert_eq!(accepted.0["body"]["msg"], "success");
+        let accepted = trigger(&id, "{\"order_id\": \"A-7\"}");
+        assert_eq!(accepted["status"], 200);
+        assert_eq!(accepted["body"]["msg"], "success");
         let events = count(
             "SELECT count(*) FROM webhook.events
               WHERE workflow_id = $1::uuid AND origin = 'trigger' AND status = 'succeeded'
@@ -214,33 +210,19 @@ mod tests {
     #[pg_test]
     fn workflow_method_returns_the_handler_value_and_failures_are_recorded() {
         let id = create_workflow("workflow-method");
-        Spi::run_with_args(
-            "SELECT webhook_set_response($1::uuid, 'workflow')",
-            &[id.clone().into()],
-        )
-        .unwrap();
-        let ok = Spi::get_one_with_args::<pgrx::JsonB>(
-            "SELECT webhook_trigger($1::uuid, body => '{\"x\": 1}')",
-            &[id.clone().into()],
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(ok.0["status"], 200);
-        assert_eq!(ok.0["body"], json!({"got": {"x": 1}}));
+        run("SELECT webhook_set_response($1::uuid, 'workflow')", &id);
+        let ok = trigger(&id, "{\"x\": 1}");
+        assert_eq!(ok["status"], 200);
+        assert_eq!(ok["body"], json!({"got": {"x": 1}}));
 
         Spi::run(
             "CREATE OR REPLACE FUNCTION test_handler(e webhook.events) RETURNS jsonb
              LANGUAGE plpgsql AS 'BEGIN RAISE EXCEPTION ''boom'' USING ERRCODE = ''P0001''; END'",
         )
         .unwrap();
-        let failed = Spi::get_one_with_args::<pgrx::JsonB>(
-            "SELECT webhook_trigger($1::uuid, body => '{\"x\": 2}')",
-            &[id.clone().into()],
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(failed.0["status"], 500);
-        assert_eq!(failed.0["body"]["msg"], "Workflow failed");
+        let failed = trigger(&id, "{\"x\": 2}");
+        assert_eq!(failed["status"], 500);
+        assert_eq!(failed["body"]["msg"], "Workflow failed");
         let error = Spi::get_one_with_args::<String>(
             "SELECT error FROM webhook.events WHERE workflow_id = $1::uuid AND status = 'failed'",
             &[id.into()],
