@@ -20,7 +20,10 @@ pub static MAX_HEADER_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(16);
 pub static HEADER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static BODY_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 pub static HANDLER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
-pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(256);
+/// 64 = PGPROC_MAX_CACHED_SUBXIDS: each request's subtransaction takes a
+/// subtransaction id, and past 64 in one transaction every other backend's
+/// snapshots overflow to pg_subtrans lookups.
+pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(64);
 
 // String settings with a check hook are defined through pg_sys directly (pgrx's
 // registry has no hooks), so PostgreSQL owns these pointers.
