@@ -25,7 +25,7 @@ use webhook_core::request::{
 
 use catalog::{pg_uuid, Catalog, Workflow};
 
-use spi_util::{as_role, as_role_with_safe_path, in_subtransaction, with_deadline};
+use spi_util::{as_handler_owner, as_role_with_safe_path, in_subtransaction, with_deadline};
 
 const INSERT_EVENT: &str = "
 INSERT INTO webhook.events (id, workflow_id, received_at, method, query, headers, params, body,
@@ -299,7 +299,7 @@ impl Pipeline {
             let plan = &handler_plans[&handler.sql];
             let mut call = || {
                 crate::signals::while_running_handler(|| {
-                    as_role(workflow.owner, || {
+                    as_handler_owner(workflow.owner, || {
                         let table = ok_or_raise(client.update(plan, None, &args));
                         if table.is_empty() {
                             None

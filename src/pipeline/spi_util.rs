@@ -104,26 +104,36 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtSqlError> 
     .execute()
 }
 
-/// Runs `f` with the privileges of `role`, like a SECURITY DEFINER function
-/// owned by it: `SET ROLE`/`SET SESSION AUTHORIZATION` are refused inside, and
-/// every setting `f` changes (even with `set_config(..., false)`) is reverted
-/// afterwards, so one handler cannot leave a search_path or work_mem behind for
-/// the next. Errors propagate; the enclosing subtransaction's abort then
-/// restores the user and settings.
-pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
-    with_role(role, None, f)
+/// Runs a handler with the privileges of `role`, like a SECURITY DEFINER
+/// function owned by it, and as a security-restricted operation (as
+/// PostgreSQL runs index expressions during VACUUM): `SET ROLE`, `SET SESSION
+/// AUTHORIZATION` and temporary objects are refused, so nothing a handler
+/// does outlives it in the listener's session where the next owner's handler
+/// would find it (a temp table would shadow its tables). Every setting it
+/// changes, even with `set_config(..., false)`, is reverted afterwards.
+/// Errors propagate; the enclosing subtransaction's abort then restores the
+/// user and settings.
+pub fn as_handler_owner<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    let restricted =
+        pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
+    with_role(role, restricted, None, f)
 }
 
-/// Like [`as_role`], with `search_path` pinned to `pg_catalog, pg_temp` for
-/// the duration: for the extension's own privileged statements, so no
-/// function or operator a user planted in a schema on the caller's path can
-/// run with those privileges.
+/// Runs the extension's own statements as `role` with `search_path` pinned to
+/// `pg_catalog, pg_temp`, so no function or operator a user planted in a
+/// schema on the caller's path can run with those privileges.
 pub fn as_role_with_safe_path<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
-    with_role(role, Some(c"pg_catalog, pg_temp"), f)
+    with_role(
+        role,
+        pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        Some(c"pg_catalog, pg_temp"),
+        f,
+    )
 }
 
 fn with_role<R>(
     role: pg_sys::Oid,
+    security_flags: i32,
     search_path: Option<&std::ffi::CStr>,
     f: impl FnOnce() -> R,
 ) -> R {
@@ -131,10 +141,7 @@ fn with_role<R>(
         let mut saved_user = pg_sys::Oid::INVALID;
         let mut saved_context = 0;
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
-        pg_sys::SetUserIdAndSecContext(
-            role,
-            saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-        );
+        pg_sys::SetUserIdAndSecContext(role, saved_context | security_flags);
         let nest_level = pg_sys::NewGUCNestLevel();
         if let Some(path) = search_path {
             pg_sys::set_config_option(

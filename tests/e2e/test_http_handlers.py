@@ -374,3 +374,16 @@ def test_renamed_handler_keeps_working(ready, new_workflow, uniq):
     evs = events(c, wf)
     assert [e["status"] for e in evs] == ["succeeded"] * 12, [e["error"] for e in evs]
     assert len(handler_rows(c, table)) == 12
+
+
+def test_handler_cannot_leave_temporary_objects_in_the_listener_session(ready, new_workflow, uniq):
+    """Handlers share the listener's session: a temp table would outlive the
+    handler and shadow the same-named table of the next owner's handler, so
+    handlers run as a security-restricted operation and cannot create one."""
+    c = ready
+    fn, _ = recording_handler(c, uniq, extra=f"CREATE TEMP TABLE {uniq('scratch')} (x int);")
+    wf = new_workflow(handler=fn)["id"]
+    assert post(c, wf, json_body={"n": 1}).status_code == 200
+    ev = events(c, wf)[-1]
+    assert ev["status"] == "failed"
+    assert ev["error"].startswith("42501: cannot create temporary table within security-restricted operation"), ev["error"]
