@@ -33,6 +33,7 @@ import uuid
 from typing import Any, Callable, Iterable
 
 import psycopg
+import psycopg.sql
 import psycopg.errors  # noqa: F401  (tests use psycopg.errors.*)
 import pytest
 from psycopg.rows import dict_row
@@ -226,6 +227,18 @@ class Cluster:
     def reload(self) -> None:
         """pg_ctl reload (asynchronous; see ``wait_for_setting``)."""
         self.pg_ctl("reload")
+
+    def alter_system(self, name: str, value: str | None, shown: str | None = None) -> None:
+        """ALTER SYSTEM SET (or RESET, for None), reload, and wait until new
+        sessions show ``shown`` (default: ``value``, or '' after a RESET)."""
+        if value is None:
+            self.sql(f"ALTER SYSTEM RESET {name}")
+        else:
+            # ALTER SYSTEM takes no bind parameters: quote the value as a literal.
+            self.sql(psycopg.sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                psycopg.sql.SQL(name), psycopg.sql.Literal(value)))
+        self.reload()
+        self.wait_for_setting(name, shown if shown is not None else (value or ""))
 
     def wait_for_setting(self, name: str, value: str, timeout: float = 10) -> None:
         """Polls new sessions until ``current_setting(name)`` equals ``value``."""

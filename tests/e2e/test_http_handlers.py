@@ -7,7 +7,7 @@ import json
 
 import requests
 
-from hookkit import (create_workflow, event, events, handler_rows, login_role, post,  # noqa: F401
+from hookkit import (count_events, create_workflow, event, events, handler_rows, login_role, post,  # noqa: F401
                      make_login_role, ready, recording_handler, response_json, wait_ready)
 
 
@@ -387,3 +387,49 @@ def test_handler_cannot_leave_temporary_objects_in_the_listener_session(ready, n
     ev = events(c, wf)[-1]
     assert ev["status"] == "failed"
     assert ev["error"].startswith("42501: cannot create temporary table within security-restricted operation"), ev["error"]
+
+
+def test_failed_commit_answers_503_and_stores_nothing(make_cluster):
+    """A 2xx only after commit: when the batch's commit itself fails (here a
+    deferred constraint trigger on webhook.events refuses the event at commit),
+    the caller gets 503 with Retry-After, nothing is stored, and the listener
+    goes on serving."""
+    c = make_cluster(conf={"webhook.workers": 1})
+    c.sql("CREATE EXTENSION webhook_ext")
+    c.sql("CREATE FUNCTION h(e webhook.events) RETURNS void LANGUAGE sql AS 'SELECT'")
+    c.sql("""CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.params->>'refuse' = 'yes' THEN
+                     RAISE EXCEPTION 'refused at commit';
+                 END IF;
+                 RETURN NULL;
+             END $$""")
+    c.sql("CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON webhook.events "
+          "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()")
+    wf = str(c.scalar("SELECT id FROM webhook_create_workflow('w', 'h')"))
+    wait_ready(c)
+    r = post(c, wf, json_body={"refuse": "yes"})
+    assert r.status_code == 503, r.text
+    assert r.headers.get("retry-after") == "1"
+    assert r.json()["msg"] == "Event could not be stored, retry later"
+    assert count_events(c, wf) == 0
+    r = post(c, wf, json_body={"refuse": "no"})
+    assert r.status_code == 200, r.text
+    assert count_events(c, wf) == 1
+
+
+def test_handler_cannot_queue_deferred_triggers(ready, new_workflow, uniq):
+    """Handlers run as a security-restricted operation, in which PostgreSQL
+    refuses to queue deferred triggers: a handler writing to a table with a
+    DEFERRABLE INITIALLY DEFERRED constraint fails, and the event says why."""
+    c = ready
+    parent, child = uniq("parent"), uniq("child")
+    c.sql(f"CREATE TABLE {parent} (id int PRIMARY KEY)")
+    c.sql(f"CREATE TABLE {child} (parent_id int REFERENCES {parent} DEFERRABLE INITIALLY DEFERRED)")
+    fn, _ = recording_handler(c, uniq, extra=f"INSERT INTO {child} VALUES (42);")
+    wf = new_workflow(handler=fn)["id"]
+    assert post(c, wf, json_body={"n": 1}).status_code == 200
+    ev = events(c, wf)[-1]
+    assert ev["status"] == "failed"
+    assert ev["error"] == "42501: cannot fire deferred trigger within security-restricted operation"
+    assert c.scalar(f"SELECT count(*) FROM {child}") == 0

@@ -43,6 +43,19 @@ def check_rows(cluster, wf, event_ids: list[int], expected: int) -> None:
                           "AND (status <> 'succeeded' OR error IS NOT NULL)", (wf["id"],)) == 0
 
 
+
+def run_threads(target, count: int, limit: float = 120) -> float:
+    """Runs ``target(n)`` for n in range(count) on threads, waits at most
+    ``limit`` seconds for all of them, and returns the elapsed time."""
+    threads = [threading.Thread(target=target, args=(n,), daemon=True) for n in range(count)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(1.0, limit - (time.monotonic() - t0)))
+    assert not any(t.is_alive() for t in threads), f"clients still running after {limit:.0f} s"
+    return time.monotonic() - t0
+
 def test_1000_sequential_requests_on_one_keep_alive_connection(cluster, load_wf):
     pids = cluster.listener_pids()
     ids: list[int] = []
@@ -84,14 +97,7 @@ def test_16_concurrent_keep_alive_clients_x_100(cluster, load_wf):
         except Exception as e:  # noqa: BLE001  (reported below)
             errors.append(f"client {n}: {e!r}")
 
-    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(max(1.0, 120 - (time.monotonic() - t0)))
-    elapsed = time.monotonic() - t0
-    assert not any(t.is_alive() for t in threads), "clients still running after 120 s"
+    elapsed = run_threads(client, clients)
     assert not errors, errors
 
     statuses: dict[int, int] = {}
@@ -129,13 +135,7 @@ def test_concurrent_fresh_connections(cluster, load_wf):
         except Exception as e:  # noqa: BLE001  (reported below)
             errors.append(f"thread {n}: {e!r}")
 
-    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(threads_n)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(max(1.0, 120 - (time.monotonic() - t0)))
-    assert not any(t.is_alive() for t in threads), "clients still running after 120 s"
+    run_threads(worker, threads_n)
     assert not errors, errors
     statuses: dict[int, int] = {}
     for status, _ in results:

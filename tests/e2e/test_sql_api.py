@@ -154,17 +154,13 @@ def test_url_defaults_to_listen_address_and_port(cluster, new_workflow):
 def test_url_uses_public_base_url(cluster, new_workflow):
     wf = new_workflow()
     try:
-        cluster.sql("ALTER SYSTEM SET webhook.public_base_url = 'https://hooks.example.com/base/'")
-        cluster.reload()
-        cluster.wait_for_setting("webhook.public_base_url", "https://hooks.example.com/base/")
+        cluster.alter_system("webhook.public_base_url", "https://hooks.example.com/base/")
         assert cluster.scalar("SELECT webhook_url(%s::uuid)", (wf["id"],)) == \
             f"https://hooks.example.com/base/hooks/{wf['id']}"
         created = new_workflow()
         assert created["url"] == f"https://hooks.example.com/base/hooks/{created['id']}"
     finally:
-        cluster.sql("ALTER SYSTEM RESET webhook.public_base_url")
-        cluster.reload()
-        cluster.wait_for_setting("webhook.public_base_url", "")
+        cluster.alter_system("webhook.public_base_url", None)
     assert cluster.scalar("SELECT webhook_url(%s::uuid)", (wf["id"],)) == \
         f"http://127.0.0.1:{cluster.http_port}/hooks/{wf['id']}"
 
