@@ -228,16 +228,18 @@ COMMENT ON FUNCTION webhook_create_workflow(text, regproc, boolean, text[]) IS
 
 -- Full id (index lookup), any URL containing it, or a fragment of at least 4
 -- hex digits (any case, hyphens optional). No match is zero rows. Written as a
--- single SQL query so the planner inlines it and a full id uses the primary key.
+-- single SQL query so the planner inlines it and a full id uses the primary key;
+-- inlining rules out a SET search_path clause, so every name in it is qualified.
 CREATE FUNCTION webhook_find_workflow(id text)
 RETURNS SETOF webhook.workflow_overview
 LANGUAGE sql STABLE AS $$
     SELECT o.* FROM webhook.workflow_overview o
-     WHERE o.id = webhook._full_id($1)
+     WHERE o.id OPERATOR(pg_catalog.=) webhook._full_id($1)
     UNION ALL
     SELECT o.* FROM webhook.workflow_overview o
      WHERE webhook._full_id($1) IS NULL
-       AND replace(o.id::text, '-', '') LIKE '%' || webhook._id_fragment($1) || '%'
+       AND pg_catalog.replace(o.id::pg_catalog.text, '-', '') OPERATOR(pg_catalog.~~)
+           ('%' OPERATOR(pg_catalog.||) webhook._id_fragment($1) OPERATOR(pg_catalog.||) '%')
 $$;
 COMMENT ON FUNCTION webhook_find_workflow(text) IS
     'Workflows whose id matches a full id, a URL containing it, or a fragment of at least 4 hex digits';
@@ -655,6 +657,31 @@ BEGIN
     LOOP
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO webhook_admin', f);
+    END LOOP;
+END
+$$;
+
+-- Every function of the extension runs with search_path pinned: a superuser
+-- (or the listener) calling them must not resolve a function or operator that
+-- a tenant created in a schema on the caller's path. Their bodies name the
+-- extension's own objects with the schema `webhook.` prefix.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT d.objid::regprocedure
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_proc p ON p.oid = d.objid
+         WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+           AND p.pronamespace IN ('webhook'::pg_catalog.regnamespace, '@extschema@'::pg_catalog.regnamespace)
+           AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+           AND d.refobjid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'webhook_ext')
+           AND d.deptype = 'e'
+           -- inlined into the caller's query: qualified throughout instead
+           AND d.objid <> '@extschema@.webhook_find_workflow(text)'::pg_catalog.regprocedure
+    LOOP
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', f);
     END LOOP;
 END
 $$;

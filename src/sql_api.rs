@@ -86,8 +86,9 @@ fn webhook_trigger(
 fn webhook_replay(event: i64) -> JsonB {
     let stored = Spi::connect(|client| {
         let table = client.select(
-            "SELECT workflow_id::text, method, query::text, headers::text, params::text, coalesce(body, '')
-               FROM webhook.events WHERE id = $1",
+            "SELECT workflow_id::pg_catalog.text, method, query::pg_catalog.text,
+                    headers::pg_catalog.text, params::pg_catalog.text, COALESCE(body, '')
+               FROM webhook.events WHERE id OPERATOR(pg_catalog.=) $1",
             Some(1),
             &[DatumWithOid::from(event)],
         )?;
@@ -168,7 +169,7 @@ fn object(value: Option<JsonB>) -> Map<String, Value> {
 /// (row-level security decides, as for every other API function).
 fn require_visible_workflow(id: Uuid) {
     let visible = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT FROM webhook.workflows WHERE id = $1)",
+        "SELECT EXISTS (SELECT FROM webhook.workflows WHERE id OPERATOR(pg_catalog.=) $1)",
         &[DatumWithOid::from(pg_uuid(id))],
     )
     .ok()
@@ -191,7 +192,8 @@ fn require_visible_workflow(id: Uuid) {
 /// any workflow; the pipeline acts as it where the caller may not.
 fn events_owner() -> pg_sys::Oid {
     let owner = Spi::get_one::<i64>(
-        "SELECT relowner::int8 FROM pg_catalog.pg_class WHERE oid = 'webhook.events'::regclass",
+        "SELECT relowner::pg_catalog.int8 FROM pg_catalog.pg_class
+          WHERE oid OPERATOR(pg_catalog.=) 'webhook.events'::pg_catalog.regclass",
     )
     .ok()
     .flatten()

@@ -72,6 +72,9 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
     };
     let database = gucs::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    // This session is a superuser's: no name it resolves may come from a
+    // schema a tenant can write (handlers get their owner's path instead).
+    crate::pipeline::spi_util::pin_session_search_path();
     watch_functions_and_roles();
     log!(
         "webhook_ext listener started on {}:{port} ({}) for database \"{database}\"",
@@ -198,7 +201,8 @@ impl ListenerState {
         self.last_check = Some(Instant::now());
         let installed = in_transaction(|| {
             Spi::get_one::<bool>(
-                "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'webhook_ext')",
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension
+                  WHERE extname OPERATOR(pg_catalog.=) 'webhook_ext')",
             )
             .ok()
             .flatten()

@@ -31,6 +31,9 @@ pub struct Workflow {
     pub handler: Option<HandlerCall>,
     /// The workflow method's own deadline (ms), overriding webhook.handler_timeout.
     pub timeout_ms: Option<i32>,
+    /// The owner's `ALTER ROLE … SET search_path`, if any: the handler runs
+    /// with the path the owner's own sessions get (else the server default).
+    pub handler_search_path: Option<String>,
 }
 
 impl Workflow {
@@ -48,24 +51,45 @@ pub struct Catalog {
     workflows: HashMap<Uuid, Option<Rc<Workflow>>>,
 }
 
+/// Every name is schema-qualified and the listener's session pins
+/// `search_path = pg_catalog, pg_temp` (worker.rs): this runs as a superuser,
+/// so nothing in it may resolve to an object a tenant created in `public`.
+/// Column 21 is the owner's own `search_path` role setting, if any, which
+/// its handler runs with (see `Workflow::handler_search_path`).
 const LOAD_SQL: &str = "
 SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_method,
-       w.response_status, w.response_content_type, w.response_body, w.response_headers::text,
-       (extract(epoch FROM w.response_timeout) * 1000)::int8,
+       w.response_status, w.response_content_type, w.response_body,
+       w.response_headers::pg_catalog.text,
+       (extract(epoch FROM w.response_timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8,
        w.failure_status, w.failure_content_type, w.failure_body,
-       CASE WHEN w.captured_at IS NULL THEN extract(epoch FROM w.capture_until)::float8 END,
-       (SELECT r.oid::int8 FROM pg_catalog.pg_roles r WHERE r.rolname = w.owner),
-       format('%I.%I', n.nspname, p.proname), p.prokind::text, t.typname::text,
-       p.proargtypes[0] = 'jsonb'::regtype,
-       (SELECT coalesce(json_agg(json_build_object('name', q.name, 'source', q.source,
-                                                  'type', q.type, 'required', q.required)
-                                 ORDER BY q.source, q.position), '[]')::text
-          FROM webhook.parameters q WHERE q.workflow_id = w.id)
+       CASE WHEN w.captured_at IS NULL
+            THEN extract(epoch FROM w.capture_until)::pg_catalog.float8 END,
+       r.oid::pg_catalog.int8,
+       pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.'
+           OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.proname::pg_catalog.text),
+       p.prokind::pg_catalog.text, t.typname::pg_catalog.text,
+       p.proargtypes[0] OPERATOR(pg_catalog.=) 'pg_catalog.jsonb'::pg_catalog.regtype::pg_catalog.oid,
+       (SELECT COALESCE(
+                   pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                       'name', q.name, 'source', q.source, 'type', q.type, 'required', q.required)
+                     ORDER BY q.source, q.position),
+                   '[]')::pg_catalog.text
+          FROM webhook.parameters q WHERE q.workflow_id OPERATOR(pg_catalog.=) w.id),
+       (SELECT pg_catalog.substr(c.setting, 13)
+          FROM pg_catalog.pg_db_role_setting s,
+               pg_catalog.unnest(s.setconfig) AS c (setting)
+         WHERE s.setrole OPERATOR(pg_catalog.=) r.oid
+           AND s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[d.oid, 0::pg_catalog.oid])
+           AND c.setting OPERATOR(pg_catalog.~~) 'search\\_path=%'
+         ORDER BY s.setdatabase OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+         LIMIT 1)
   FROM webhook.workflows w
-  LEFT JOIN pg_catalog.pg_proc p ON p.oid = w.handler
-  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-  LEFT JOIN pg_catalog.pg_type t ON t.oid = p.prorettype
- WHERE w.id = $1";
+  LEFT JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) w.owner
+  LEFT JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
+  LEFT JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) w.handler
+  LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+  LEFT JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) p.prorettype
+ WHERE w.id OPERATOR(pg_catalog.=) $1";
 
 /// The event columns in table order, as the handler sees them: `ROW(...)`
 /// built from the same parameters as the INSERT, so the handler gets its
@@ -165,14 +189,14 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
         (Some(name), Some(kind)) => {
             let takes_jsonb = row.get::<bool>(19)?.unwrap_or(false);
             let arg = if takes_jsonb {
-                format!("to_jsonb({EVENT_ROW})")
+                format!("pg_catalog.to_jsonb({EVENT_ROW})")
             } else {
                 EVENT_ROW.to_string()
             };
             let sql = if kind == "p" {
                 format!("CALL {name}({arg})")
             } else {
-                format!("SELECT {name}({arg})::text")
+                format!("SELECT {name}({arg})::pg_catalog.text")
             };
             Some(HandlerCall {
                 sql,
@@ -199,5 +223,6 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
         timeout_ms: row
             .get::<i64>(10)?
             .map(|ms| ms.clamp(1, i32::MAX as i64) as i32),
+        handler_search_path: text(21)?,
     }))
 }

@@ -201,8 +201,9 @@ impl Pipeline {
                 // Taking the capture first, under the row lock, makes exactly one
                 // request the sample even with several listener processes.
                 let taken = client.update(
-                    "UPDATE webhook.workflows SET captured_at = now()
-                      WHERE id = $1 AND captured_at IS NULL AND capture_until > now()",
+                    "UPDATE webhook.workflows SET captured_at = pg_catalog.now()
+                      WHERE id OPERATOR(pg_catalog.=) $1 AND captured_at IS NULL
+                        AND capture_until OPERATOR(pg_catalog.>) pg_catalog.now()",
                     None,
                     &[DatumWithOid::from(pg_uuid(id))],
                 )?;
@@ -211,7 +212,7 @@ impl Pipeline {
                 }
                 for (source, inferred) in &sources {
                     client.update(
-                        "SELECT count(*) FROM webhook._replace_parameters($1, $2, $3::jsonb)",
+                        "SELECT pg_catalog.count(*) FROM webhook._replace_parameters($1, $2, $3::pg_catalog.jsonb)",
                         None,
                         &[
                             DatumWithOid::from(pg_uuid(id)),
@@ -301,9 +302,10 @@ impl Pipeline {
                 handler_plans.insert(handler.sql.clone(), plan.keep());
             }
             let plan = &handler_plans[&handler.sql];
+            let search_path = handler_search_path(workflow);
             let mut call = || {
                 crate::signals::while_running_handler(|| {
-                    as_handler_owner(workflow.owner, || {
+                    as_handler_owner(workflow.owner, &search_path, || {
                         let table = ok_or_raise(client.update(plan, None, &args));
                         if table.is_empty() {
                             None
@@ -323,7 +325,7 @@ impl Pipeline {
                     let response = rules::handler_response(output, returned);
                     ok_or_raise(run_privileged(privileged, || {
                         client.update(
-                            "UPDATE webhook.events SET response = $2 WHERE id = $1",
+                            "UPDATE webhook.events SET response = $2 WHERE id OPERATOR(pg_catalog.=) $1",
                             None,
                             &[
                                 DatumWithOid::from(id),
@@ -378,6 +380,22 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// The search_path a handler runs with: its owner's role setting, else the
+/// server's default (not the pinned path of the extension's own statements).
+fn handler_search_path(workflow: &Workflow) -> std::ffi::CString {
+    let path = match &workflow.handler_search_path {
+        Some(path) => path.clone(),
+        // SAFETY: search_path is a built-in GUC, so its reset string exists;
+        // PostgreSQL owns the returned memory and we copy it at once.
+        None => unsafe {
+            std::ffi::CStr::from_ptr(pg_sys::GetConfigOptionResetString(c"search_path".as_ptr()))
+                .to_string_lossy()
+                .into_owned()
+        },
+    };
+    std::ffi::CString::new(path).unwrap_or_else(|_| c"pg_catalog, pg_temp".to_owned())
 }
 
 fn run_privileged<R>(role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> R {

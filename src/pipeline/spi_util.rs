@@ -111,12 +111,35 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtSqlError> 
 /// does outlives it in the listener's session where the next owner's handler
 /// would find it (a temp table would shadow its tables). Every setting it
 /// changes, even with `set_config(..., false)`, is reverted afterwards.
-/// Errors propagate; the enclosing subtransaction's abort then restores the
-/// user and settings.
-pub fn as_handler_owner<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+/// It runs with `search_path` (the owner's), not the pinned path of the
+/// extension's own statements. Errors propagate; the enclosing
+/// subtransaction's abort then restores the user and settings.
+pub fn as_handler_owner<R>(
+    role: pg_sys::Oid,
+    search_path: &std::ffi::CStr,
+    f: impl FnOnce() -> R,
+) -> R {
     let restricted =
         pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
-    with_role(role, restricted, None, f)
+    with_role(role, restricted, Some(search_path), f)
+}
+
+/// The search_path of every statement the extension runs with elevated
+/// rights: nothing a tenant can create is found through it.
+pub const SAFE_SEARCH_PATH: &std::ffi::CStr = c"pg_catalog, pg_temp";
+
+/// Pins the session's search_path (the listener's, for its whole life).
+pub fn pin_session_search_path() {
+    // SAFETY: plain GUC assignment on the main thread, outside any
+    // transaction; search_path's check hook only parses the list.
+    unsafe {
+        pg_sys::SetConfigOption(
+            c"search_path".as_ptr(),
+            SAFE_SEARCH_PATH.as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+        );
+    }
 }
 
 /// Runs the extension's own statements as `role` with `search_path` pinned to
@@ -126,7 +149,7 @@ pub fn as_role_with_safe_path<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R 
     with_role(
         role,
         pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-        Some(c"pg_catalog, pg_temp"),
+        Some(SAFE_SEARCH_PATH),
         f,
     )
 }
