@@ -28,7 +28,9 @@ GRANT SELECT ON webhook.workflow_overview TO webhook_admin;
 -- Internal helpers
 -- ---------------------------------------------------------------------------
 
--- The workflow row, or a clear error. Locks it when the caller will change it.
+-- The workflow row, or a clear error. Locks it when the caller will change it,
+-- FOR NO KEY UPDATE: the listener's event inserts (FOR KEY SHARE through the
+-- foreign key) go on while an owner edits its workflow.
 CREATE FUNCTION webhook._workflow(workflow uuid, for_update boolean DEFAULT false)
 RETURNS webhook.workflows
 LANGUAGE plpgsql AS $$
@@ -40,7 +42,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF for_update THEN
-        SELECT * INTO found_row FROM webhook.workflows w WHERE w.id = workflow FOR UPDATE;
+        SELECT * INTO found_row FROM webhook.workflows w WHERE w.id = workflow FOR NO KEY UPDATE;
     ELSE
         SELECT * INTO found_row FROM webhook.workflows w WHERE w.id = workflow;
     END IF;
@@ -55,8 +57,10 @@ END
 $$;
 
 -- Checks that a handler can be called with one event: a function or procedure
--- taking webhook.events (or jsonb), not returning a set, executable by the caller.
-CREATE FUNCTION webhook._check_handler(handler regproc)
+-- taking webhook.events (or jsonb), not returning a set, that the workflow's
+-- owner may call: USAGE on its schema and EXECUTE on it (a handler given by OID
+-- would otherwise let a role run another's SECURITY DEFINER function).
+CREATE FUNCTION webhook._check_handler(handler regproc, owner regrole)
 RETURNS void
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -69,7 +73,7 @@ BEGIN
         RAISE EXCEPTION 'handler must not be NULL'
             USING ERRCODE = 'null_value_not_allowed', HINT = example;
     END IF;
-    SELECT p.prokind, p.pronargs, p.proargtypes, p.proretset
+    SELECT p.prokind, p.pronargs, p.proargtypes, p.proretset, p.pronamespace
       INTO proc
       FROM pg_catalog.pg_proc p
      WHERE p.oid = handler;
@@ -93,25 +97,63 @@ BEGIN
         RAISE EXCEPTION 'handler % must not return a set', handler::regprocedure
             USING ERRCODE = 'invalid_function_definition', HINT = example;
     END IF;
-    IF NOT pg_catalog.has_function_privilege(handler, 'EXECUTE') THEN
+    IF NOT pg_catalog.has_schema_privilege(owner::oid, proc.pronamespace, 'USAGE')
+       OR NOT pg_catalog.has_function_privilege(owner::oid, handler::oid, 'EXECUTE') THEN
         RAISE EXCEPTION 'permission denied to use % as a handler', handler::regprocedure
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('Role %I cannot execute it, and handlers run as the workflow owner.', current_user);
+                  DETAIL = format('Role %s cannot execute it (it needs USAGE on schema %I and EXECUTE on the function), '
+                                  'and handlers run as the workflow owner.',
+                                  owner, proc.pronamespace::regnamespace),
+                  HINT = 'Use a function in a schema the owner can use.';
     END IF;
 END
 $$;
 
--- Validates handlers however workflows are written (API or plain DML) and keeps
--- updated_at current.
+-- Every rule the API checks holds however workflows are written (API or plain
+-- DML): ids, handlers, response settings, capture windows; and updated_at.
 CREATE FUNCTION webhook._workflows_before_write()
 RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    may_choose_id boolean;
 BEGIN
-    IF TG_OP = 'INSERT' OR NEW.handler IS DISTINCT FROM OLD.handler THEN
-        PERFORM webhook._check_handler(NEW.handler);
-    END IF;
-    IF TG_OP = 'UPDATE' THEN
+    IF TG_OP = 'INSERT' THEN
+        -- Only the tables' owner (and superusers), e.g. restoring a dump, may
+        -- choose an id; anyone else would learn from a duplicate-key error
+        -- that another owner's workflow exists.
+        IF NEW.id IS NOT NULL THEN
+            SELECT pg_has_role(current_user, c.relowner, 'USAGE') INTO may_choose_id
+              FROM pg_class c WHERE c.oid = TG_RELID;
+            IF NOT may_choose_id THEN
+                RAISE EXCEPTION 'workflow ids are assigned by webhook_ext'
+                    USING ERRCODE = 'insufficient_privilege',
+                          HINT = 'Leave the id out; webhook_create_workflow() returns the new one.';
+            END IF;
+        END IF;
+        NEW.id := coalesce(NEW.id, gen_random_uuid());
+    ELSE
+        IF NEW.id <> OLD.id THEN
+            RAISE EXCEPTION 'the id of a workflow cannot change'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
         NEW.updated_at := now();
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.handler IS DISTINCT FROM OLD.handler OR NEW.owner IS DISTINCT FROM OLD.owner THEN
+        PERFORM webhook._check_handler(NEW.handler, NEW.owner);
+    END IF;
+    PERFORM webhook._check_response_headers(NEW.response_headers);
+    IF NEW.response_method = 'custom' THEN
+        PERFORM webhook._check_response_template(coalesce(NEW.response_content_type, 'application/json'),
+                                                 coalesce(NEW.response_body, ''));
+    END IF;
+    IF NEW.failure_content_type IS NOT NULL OR NEW.failure_body IS NOT NULL THEN
+        PERFORM webhook._check_response_template(coalesce(NEW.failure_content_type, 'application/json'),
+                                                 coalesce(NEW.failure_body, ''));
+    END IF;
+    IF NEW.capture_until IS DISTINCT FROM (CASE WHEN TG_OP = 'UPDATE' THEN OLD.capture_until END)
+       AND NEW.capture_until > now() + interval '1 day' THEN
+        RAISE EXCEPTION 'capture window must be positive and at most 1 day'
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     RETURN NEW;
 END
@@ -120,22 +162,23 @@ CREATE TRIGGER workflows_before_write
     BEFORE INSERT OR UPDATE ON webhook.workflows
     FOR EACH ROW EXECUTE FUNCTION webhook._workflows_before_write();
 
--- Tells the listeners to reload cached definitions. SECURITY DEFINER because
--- webhook_admin members change workflows but not the counter itself.
-CREATE FUNCTION webhook._bump_config_version()
+-- Tells the listeners to reload cached definitions once the change commits
+-- (an invalidation message: it locks nothing, so an open tenant transaction
+-- cannot hold anyone up).
+CREATE FUNCTION webhook._config_changed()
 RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE webhook.config_version SET version = version + 1;
+    PERFORM webhook._signal_config_change(TG_RELID);
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER workflows_config_version
+CREATE TRIGGER workflows_config_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON webhook.workflows
-    FOR EACH STATEMENT EXECUTE FUNCTION webhook._bump_config_version();
-CREATE TRIGGER parameters_config_version
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
+CREATE TRIGGER parameters_config_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON webhook.parameters
-    FOR EACH STATEMENT EXECUTE FUNCTION webhook._bump_config_version();
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
 
 -- Replaces the parameters of one source with an inferred list
 -- (webhook._infer_parameters format), keeping the required flags of the
@@ -150,7 +193,7 @@ BEGIN
       INTO required_names
       FROM webhook.parameters p
      WHERE p.workflow_id = workflow AND p.source = param_source AND p.required;
-    DELETE FROM webhook.parameters p WHERE p.workflow_id = workflow AND p.source = param_source;
+    PERFORM webhook._delete_parameters(workflow, param_source);
     INSERT INTO webhook.parameters (workflow_id, name, source, type, sample, required, position, depth)
     SELECT workflow, i.name, param_source, i.type, i.sample, i.name = ANY (required_names), i.ord, i.depth
       FROM ROWS FROM (jsonb_to_recordset(inferred) AS (name text, type text, sample jsonb, depth integer))
@@ -323,8 +366,7 @@ BEGIN
         RETURN false;
     END IF;
     PERFORM webhook._workflow(workflow, true);
-    DELETE FROM webhook.workflows w WHERE w.id = workflow;
-    RETURN true;
+    RETURN webhook._delete_workflow(workflow);
 END
 $$;
 COMMENT ON FUNCTION webhook_drop_workflow(uuid, boolean) IS
@@ -443,10 +485,8 @@ BEGIN
             jsonb_build_array(jsonb_build_object('name', param_name, 'type', 'text', 'sample', '', 'depth', 0)));
         UPDATE webhook.workflows w SET full_body = true, full_body_param = param_name WHERE w.id = workflow;
     ELSE
-        DELETE FROM webhook.parameters p
-         USING webhook.workflows w
-         WHERE w.id = workflow AND w.full_body
-           AND p.workflow_id = w.id AND p.source = 'body' AND p.name = w.full_body_param;
+        PERFORM webhook._delete_parameters(workflow, 'body', ARRAY[w.full_body_param])
+           FROM webhook.workflows w WHERE w.id = workflow AND w.full_body;
         UPDATE webhook.workflows w SET full_body = false WHERE w.id = workflow;
     END IF;
     RETURN QUERY
@@ -583,7 +623,7 @@ BEGIN
     END IF;
     SELECT h.key INTO bad FROM jsonb_each(headers) h
      WHERE lower(h.key) IN ('content-length', 'transfer-encoding', 'connection', 'content-type',
-                            'keep-alive', 'upgrade', 'te', 'trailer')
+                            'keep-alive', 'upgrade', 'te', 'trailer', 'proxy-connection')
      LIMIT 1;
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'response header "%" is set by the listener', bad
@@ -642,6 +682,50 @@ BEGIN
     RETURN result;
 END
 $$;
+
+-- ---------------------------------------------------------------------------
+-- Events and owners
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION webhook_delete_events(workflow uuid, received_before timestamptz DEFAULT 'infinity')
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF received_before IS NULL THEN
+        RAISE EXCEPTION 'received_before must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN webhook._delete_events(workflow, received_before);
+END
+$$;
+COMMENT ON FUNCTION webhook_delete_events(uuid, timestamptz) IS
+    'Deletes the workflow''s events received before the given time (all by default); returns how many';
+
+-- Workflows belong to a role OID. After DROP ROLE their owner is gone: they
+-- stay in the table, unreachable over HTTP (404) and invisible to every
+-- tenant, until a superuser hands them to another role with this function
+-- (or drops them). Like REASSIGN OWNED, for superusers.
+CREATE FUNCTION webhook_reassign_workflows(from_role regrole, to_role regrole)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    moved bigint;
+BEGIN
+    IF from_role IS NULL OR to_role IS NULL THEN
+        RAISE EXCEPTION 'roles must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = current_user AND r.rolsuper) THEN
+        RAISE EXCEPTION 'permission denied to reassign workflows'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Only a superuser may hand workflows to another role.';
+    END IF;
+    UPDATE webhook.workflows w SET owner = to_role WHERE w.owner = from_role;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    RETURN moved;
+END
+$$;
+COMMENT ON FUNCTION webhook_reassign_workflows(regrole, regrole) IS
+    'Hands every workflow of one role (also one already dropped, by OID) to another; superusers only';
 
 -- ---------------------------------------------------------------------------
 -- Privileges: the management API is for webhook_admin members (and superusers).

@@ -17,11 +17,21 @@ BEGIN
 END
 $$;
 
+-- The role a row-level-security policy compares owners with: current_user's
+-- OID (a Rust function, so that it is cheap per row and usable in an index scan).
+CREATE FUNCTION webhook._current_role_id() RETURNS pg_catalog.oid
+    LANGUAGE c STABLE PARALLEL SAFE STRICT AS 'MODULE_PATHNAME', '_current_role_id_wrapper';
+
 CREATE TABLE webhook.workflows (
-    id                    uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    -- Assigned by the _workflows_before_write trigger (webhook_ext's owner and
+    -- superusers may supply one, for restores): a tenant that could choose an
+    -- id would learn from a duplicate-key error that another owner's exists.
+    id                    uuid        PRIMARY KEY,
     name                  text        NOT NULL,
     handler               regproc     NOT NULL,
-    owner                 name        NOT NULL DEFAULT current_user,
+    -- A role OID, never a name: a role created later with a dropped owner's
+    -- name must not inherit its workflows and events.
+    owner                 regrole     NOT NULL DEFAULT webhook._current_role_id()::pg_catalog.regrole,
     enabled               boolean     NOT NULL DEFAULT true,
     created_at            timestamptz NOT NULL DEFAULT now(),
     updated_at            timestamptz NOT NULL DEFAULT now(),
@@ -85,6 +95,9 @@ CREATE TABLE webhook.parameters (
 COMMENT ON TABLE webhook.parameters IS
     'The parameter list of each workflow, derived from a sample; required ones are checked on every request';
 
+-- A workflow's events are deleted only with webhook_delete_events() or with
+-- the workflow (tenants hold no DELETE privilege: it would let them LOCK the
+-- table the listener writes to).
 CREATE TABLE webhook.events (
     id          bigserial   PRIMARY KEY,
     workflow_id uuid        NOT NULL REFERENCES webhook.workflows (id) ON DELETE CASCADE,
@@ -112,12 +125,14 @@ COMMENT ON TABLE webhook.events IS
     'Every accepted request, stored before the caller gets its 2xx; error is NULL unless the handler failed';
 CREATE INDEX events_workflow_received_idx ON webhook.events (workflow_id, received_at);
 
--- The listener caches workflow definitions; any change to workflows or
--- parameters bumps this counter (statement triggers in api.sql) and the
--- listener reloads. The random epoch tells a re-created extension apart.
+-- The listener caches workflow definitions. A change to workflows or
+-- parameters sends a relcache invalidation for the table at commit (statement
+-- triggers in api.sql), which listeners receive like PostgreSQL's own cache
+-- invalidations: nothing is locked, so no open tenant transaction can hold a
+-- listener up. The random epoch tells a re-created extension apart; this row
+-- is never updated.
 CREATE TABLE webhook.config_version (
     epoch   uuid   NOT NULL DEFAULT gen_random_uuid(),
-    version bigint NOT NULL DEFAULT 1,
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton)
 );
 INSERT INTO webhook.config_version DEFAULT VALUES;
@@ -135,8 +150,8 @@ ALTER TABLE webhook.parameters ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.events ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY workflows_owner ON webhook.workflows
-    USING (owner = current_user)
-    WITH CHECK (owner = current_user);
+    USING (owner::pg_catalog.oid OPERATOR(pg_catalog.=) webhook._current_role_id())
+    WITH CHECK (owner::pg_catalog.oid OPERATOR(pg_catalog.=) webhook._current_role_id());
 -- Correlated EXISTS (not IN): the planner turns it into an index probe on the
 -- workflows primary key instead of hashing every workflow the role owns.
 CREATE POLICY parameters_owner ON webhook.parameters
@@ -146,6 +161,18 @@ CREATE POLICY events_owner ON webhook.events
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = events.workflow_id))
     WITH CHECK (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = events.workflow_id));
 
+-- Tenants get no privilege that lets them LOCK a table the listener writes
+-- (PostgreSQL allows LOCK ... IN ACCESS EXCLUSIVE MODE to any holder of
+-- table-level UPDATE, DELETE or TRUNCATE): SELECT, INSERT (which allows only
+-- ROW EXCLUSIVE, compatible with the listener's writes) and column-level
+-- UPDATE. Deleting goes through webhook_drop_workflow, webhook_delete_events
+-- and the parameter functions, which check ownership as the caller.
 GRANT USAGE ON SCHEMA webhook TO webhook_admin;
-GRANT SELECT, INSERT, UPDATE, DELETE ON webhook.workflows, webhook.parameters TO webhook_admin;
-GRANT SELECT, DELETE ON webhook.events TO webhook_admin;
+GRANT SELECT, INSERT ON webhook.workflows, webhook.parameters TO webhook_admin;
+GRANT UPDATE (name, handler, enabled, full_body, full_body_param, allowed_methods,
+              response_method, response_status, response_content_type, response_body,
+              response_headers, response_timeout, failure_status, failure_content_type,
+              failure_body, capture_until, captured_at, updated_at)
+    ON webhook.workflows TO webhook_admin;
+GRANT UPDATE (type, sample, required, position, depth) ON webhook.parameters TO webhook_admin;
+GRANT SELECT ON webhook.events TO webhook_admin;

@@ -24,6 +24,9 @@ pub static HANDLER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 /// subtransaction id, and past 64 in one transaction every other backend's
 /// snapshots overflow to pg_subtrans lookups.
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(64);
+/// lock_timeout of the listener's own statements (never of handlers): a lock
+/// held by someone else turns into a 503 for that request, not a stall.
+pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
 
 // String settings with a check hook are defined through pg_sys directly (pgrx's
 // registry has no hooks), so PostgreSQL owns these pointers.
@@ -156,6 +159,16 @@ fn define_reloadable() {
         &HANDLER_TIMEOUT_MS,
         1,
         3_600_000,
+        GucContext::Sighup,
+        MS,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.lock_timeout",
+        c"Longest the listener waits for a lock another session holds; the request then gets 503 with Retry-After.",
+        c"",
+        &LOCK_TIMEOUT_MS,
+        1,
+        60_000,
         GucContext::Sighup,
         MS,
     );

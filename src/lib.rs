@@ -2,6 +2,7 @@
 //!
 //! * `gucs` — the `webhook.*` settings;
 //! * `sql_helpers` — internal SQL functions over the pure core (`webhook_core`);
+//! * `privileged` — deletes on a tenant's behalf, after checking ownership as the caller;
 //! * `worker` — the listener background worker;
 //! * `sql/schema.sql`, `sql/api.sql` — tables, security and the `webhook_*` SQL API.
 
@@ -13,6 +14,7 @@ mod errors;
 mod gucs;
 mod listener;
 mod pipeline;
+mod privileged;
 mod signals;
 mod sql_api;
 mod sql_helpers;

@@ -64,7 +64,7 @@ fn webhook_trigger(
         origin: Origin::Trigger,
         replay_of: None,
     };
-    let mut pipeline = Pipeline::new(Some(events_owner()), None);
+    let mut pipeline = Pipeline::new(Some(crate::privileged::extension_owner()), None);
     let privileged = pipeline.privileged_role;
     let handled = Spi::connect_mut(|client| {
         let mut next_id = |c: &SpiClient<'_>| next_event_id(c, privileged);
@@ -134,7 +134,7 @@ fn webhook_replay(event: i64) -> JsonB {
         origin: Origin::Replay,
         replay_of: Some(event),
     };
-    let mut pipeline = Pipeline::new(Some(events_owner()), None);
+    let mut pipeline = Pipeline::new(Some(crate::privileged::extension_owner()), None);
     let privileged = pipeline.privileged_role;
     let response = Spi::connect_mut(|client| {
         let Some(workflow) = pipeline.catalog.get(client, workflow_id)? else {
@@ -186,19 +186,6 @@ fn require_visible_workflow(id: Uuid) {
         )
         .report(PgLogLevel::ERROR);
     }
-}
-
-/// The role owning webhook.events, which may write events and parameters for
-/// any workflow; the pipeline acts as it where the caller may not.
-fn events_owner() -> pg_sys::Oid {
-    let owner = Spi::get_one::<i64>(
-        "SELECT relowner::pg_catalog.int8 FROM pg_catalog.pg_class
-          WHERE oid OPERATOR(pg_catalog.=) 'webhook.events'::pg_catalog.regclass",
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(0);
-    pg_sys::Oid::from(owner as u32)
 }
 
 fn next_event_id(

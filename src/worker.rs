@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use webhook_core::request::Response;
 
 use crate::gucs;
 use crate::listener::{Job, Listener, Settings, SharedSettings};
-use crate::pipeline::spi_util::in_transaction;
+use crate::pipeline::spi_util::{in_transaction, set_session_setting, SAFE_SEARCH_PATH};
 use crate::pipeline::{Handled, Origin, Pipeline, RequestMeta};
 use crate::signals;
 
@@ -74,8 +74,9 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     // This session is a superuser's: no name it resolves may come from a
     // schema a tenant can write (handlers get their owner's path instead).
-    crate::pipeline::spi_util::pin_session_search_path();
-    watch_functions_and_roles();
+    set_session_setting(c"search_path", SAFE_SEARCH_PATH);
+    apply_lock_timeout();
+    watch_definitions();
     log!(
         "webhook_ext listener started on {}:{port} ({}) for database \"{database}\"",
         gucs::listen_addresses(),
@@ -86,8 +87,10 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
         }
     );
 
+    let mut pipeline = Pipeline::new(None, Some(gucs::HANDLER_TIMEOUT_MS.get()));
+    pipeline.isolate_handlers = true;
     let mut state = ListenerState {
-        pipeline: Pipeline::new(None, Some(gucs::HANDLER_TIMEOUT_MS.get())),
+        pipeline,
         database,
         ready: false,
         announced_wait: false,
@@ -110,6 +113,7 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
                 *shared = current_settings();
             }
             state.pipeline.handler_timeout_ms = Some(gucs::HANDLER_TIMEOUT_MS.get());
+            apply_lock_timeout();
         }
         let batch_size = gucs::BATCH_SIZE.get().max(1) as usize;
         let jobs: Vec<Job> = listener.jobs.try_iter().take(batch_size).collect();
@@ -145,26 +149,61 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
     unsafe { pg_sys::proc_exit(1) };
 }
 
-/// Set when a function or role changed: cached workflows name their handler
-/// and owner, so a renamed or replaced handler must be looked up again.
-static DEFINITIONS_CHANGED: AtomicBool = AtomicBool::new(false);
+/// The listener's own lock_timeout (webhook.lock_timeout), for its session.
+fn apply_lock_timeout() {
+    let value = std::ffi::CString::new(format!("{}ms", gucs::LOCK_TIMEOUT_MS.get()))
+        .expect("digits have no NUL");
+    set_session_setting(c"lock_timeout", &value);
+}
 
-fn watch_functions_and_roles() {
-    unsafe extern "C-unwind" fn changed(_arg: pg_sys::Datum, _cache: std::ffi::c_int, _hash: u32) {
+/// Set when cached workflows may be stale: a workflow or parameter changed
+/// (a relcache invalidation of one of the two tables, sent at commit by the
+/// `_config_changed` triggers), or a function, schema or role changed
+/// (cached workflows name their handler, its schema's privileges and owner).
+/// Invalidations arrive only after the change is visible, so whatever is
+/// loaded after the flag is seen is current.
+static DEFINITIONS_CHANGED: AtomicBool = AtomicBool::new(false);
+/// OIDs of webhook.workflows and webhook.parameters (0 until the first batch).
+static WATCHED_TABLES: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
+
+fn watch_definitions() {
+    unsafe extern "C-unwind" fn syscache_changed(
+        _arg: pg_sys::Datum,
+        _cache: std::ffi::c_int,
+        _hash: u32,
+    ) {
         DEFINITIONS_CHANGED.store(true, Ordering::SeqCst);
+    }
+    unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+        let relid = relid.to_u32();
+        // InvalidOid: "every relation" (after a cache reset).
+        if relid == 0
+            || WATCHED_TABLES
+                .iter()
+                .any(|t| t.load(Ordering::SeqCst) == relid)
+        {
+            DEFINITIONS_CHANGED.store(true, Ordering::SeqCst);
+        }
     }
     for cache in [
         pg_sys::SysCacheIdentifier::PROCOID,
         pg_sys::SysCacheIdentifier::AUTHOID,
+        pg_sys::SysCacheIdentifier::NAMESPACEOID,
     ] {
+        // SAFETY: registers a callback that only sets an atomic flag; called
+        // once per process on the main thread after connecting.
         unsafe {
             pg_sys::CacheRegisterSyscacheCallback(
                 cache as i32,
-                Some(changed),
+                Some(syscache_changed),
                 pg_sys::Datum::from(0),
             )
         };
     }
+    // SAFETY: as above.
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(relcache_changed), pg_sys::Datum::from(0))
+    };
 }
 
 /// Sleeps until the latch is set (signals), a request arrives (eventfd), or a
@@ -259,7 +298,10 @@ impl ListenerState {
                     if DEFINITIONS_CHANGED.swap(false, Ordering::SeqCst) {
                         pipeline.forget_workflows();
                     }
-                    let mut ids = pipeline.begin_batch(client, count)?;
+                    let (tables, mut ids) = pipeline.begin_batch(client, count)?;
+                    for (watched, oid) in WATCHED_TABLES.iter().zip(tables) {
+                        watched.store(oid, Ordering::SeqCst);
+                    }
                     loop {
                         let Some(job) = pending.borrow_mut().pop_front() else {
                             return Ok(());

@@ -1,5 +1,6 @@
 //! Workflow definitions as the pipeline needs them, loaded through SPI and
-//! cached per process until `webhook.config_version` changes.
+//! cached per process until a change to workflows or parameters is signalled
+//! (see `webhook._signal_config_change` and worker.rs).
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -27,8 +28,9 @@ pub struct Workflow {
     /// Capture window end (Unix seconds) while a capture is armed and not done.
     pub capture_until: Option<f64>,
     pub owner: pg_sys::Oid,
-    /// `None` when the handler function no longer exists.
-    pub handler: Option<HandlerCall>,
+    /// Why the handler cannot run, if it cannot: it no longer exists, or the
+    /// owner lost USAGE on its schema or EXECUTE on it.
+    pub handler: Result<HandlerCall, HandlerUnavailable>,
     /// The workflow method's own deadline (ms), overriding webhook.handler_timeout.
     pub timeout_ms: Option<i32>,
     /// The owner's `ALTER ROLE … SET search_path`, if any: the handler runs
@@ -42,12 +44,18 @@ impl Workflow {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandlerUnavailable {
+    Dropped,
+    NotCallableByOwner,
+}
+
 /// Most workflow definitions a listener process keeps.
 const MAX_CACHED_WORKFLOWS: usize = 10_000;
 
 #[derive(Default)]
 pub struct Catalog {
-    version: Option<(String, i64)>,
+    epoch: Option<String>,
     workflows: HashMap<Uuid, Option<Rc<Workflow>>>,
 }
 
@@ -55,7 +63,8 @@ pub struct Catalog {
 /// `search_path = pg_catalog, pg_temp` (worker.rs): this runs as a superuser,
 /// so nothing in it may resolve to an object a tenant created in `public`.
 /// Column 21 is the owner's own `search_path` role setting, if any, which
-/// its handler runs with (see `Workflow::handler_search_path`).
+/// its handler runs with (see `Workflow::handler_search_path`); column 22
+/// whether the owner may still call the handler.
 const LOAD_SQL: &str = "
 SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_method,
        w.response_status, w.response_content_type, w.response_body,
@@ -82,9 +91,11 @@ SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_
            AND s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[d.oid, 0::pg_catalog.oid])
            AND c.setting OPERATOR(pg_catalog.~~) 'search\\_path=%'
          ORDER BY s.setdatabase OPERATOR(pg_catalog.=) 0::pg_catalog.oid
-         LIMIT 1)
+         LIMIT 1),
+       pg_catalog.has_schema_privilege(r.oid, p.pronamespace, 'USAGE')
+           AND pg_catalog.has_function_privilege(r.oid, p.oid, 'EXECUTE')
   FROM webhook.workflows w
-  LEFT JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) w.owner
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid
   LEFT JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
   LEFT JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) w.handler
   LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
@@ -99,13 +110,13 @@ const EVENT_ROW: &str = "ROW($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7
      $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15)::webhook.events";
 
 impl Catalog {
-    /// Drops cached definitions when workflows or parameters changed since the
-    /// last batch (`webhook.config_version`, read by `Pipeline::begin_batch`).
-    pub fn observe_version(&mut self, epoch: String, version: i64) {
-        let current = Some((epoch, version));
-        if current != self.version {
+    /// Drops cached definitions when the extension was re-created since the
+    /// last batch (`webhook.config_version.epoch`, read by `Pipeline::begin_batch`).
+    pub fn observe_epoch(&mut self, epoch: String) {
+        let current = Some(epoch);
+        if current != self.epoch {
             self.workflows.clear();
-            self.version = current;
+            self.epoch = current;
         }
     }
 
@@ -115,7 +126,7 @@ impl Catalog {
 
     pub fn clear(&mut self) {
         self.workflows.clear();
-        self.version = None;
+        self.epoch = None;
     }
 
     /// The workflow, or `None` when it does not exist.
@@ -185,7 +196,14 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
         _ => ResponseConfig::Default,
     };
 
+    // The owner role was dropped: the workflow is unreachable, as if deleted
+    // (a role that later takes the name has another OID).
+    let Some(owner) = row.get::<i64>(15)? else {
+        return Ok(None);
+    };
+    let callable = row.get::<bool>(22)?.unwrap_or(false);
     let handler = match (text(16)?, text(17)?) {
+        (Some(_), Some(_)) if !callable => Err(HandlerUnavailable::NotCallableByOwner),
         (Some(name), Some(kind)) => {
             let takes_jsonb = row.get::<bool>(19)?.unwrap_or(false);
             let arg = if takes_jsonb {
@@ -198,12 +216,12 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
             } else {
                 format!("SELECT {name}({arg})::pg_catalog.text")
             };
-            Some(HandlerCall {
+            Ok(HandlerCall {
                 sql,
                 output: text(18)?.as_deref().and_then(HandlerOutput::from_type_name),
             })
         }
-        _ => None,
+        _ => Err(HandlerUnavailable::Dropped),
     };
 
     let full_body = row.get::<bool>(3)?.unwrap_or(false);
@@ -218,7 +236,7 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
             capture_armed: false,
         },
         capture_until: row.get::<f64>(14)?,
-        owner: pg_sys::Oid::from(row.get::<i64>(15)?.unwrap_or(0) as u32),
+        owner: pg_sys::Oid::from(owner as u32),
         handler,
         timeout_ms: row
             .get::<i64>(10)?

@@ -6,6 +6,7 @@
 //! `webhook_trigger` / `webhook_replay` in ordinary backends.
 
 pub mod catalog;
+pub mod session_reset;
 pub mod spi_util;
 
 use std::collections::HashMap;
@@ -23,7 +24,7 @@ use webhook_core::request::{
     self as rules, Accepted, Admission, CapturedSample, IncomingRequest, Response, ResponseConfig,
 };
 
-use catalog::{pg_uuid, Catalog, Workflow};
+use catalog::{pg_uuid, Catalog, HandlerUnavailable, Workflow};
 
 use spi_util::{as_handler_owner, as_role_with_safe_path, in_subtransaction, with_deadline};
 
@@ -33,11 +34,14 @@ INSERT INTO webhook.events (id, workflow_id, received_at, method, query, headers
 VALUES ($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8,
         $9, $10, $11, $12, $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15)";
 
-/// Once per batch, in one kept statement: the configuration version (to
-/// invalidate cached workflows) and an event id for every request. Fails, and
-/// so fails the batch, when the extension is gone.
+/// Once per batch, in one kept statement: the extension's epoch (to forget
+/// cached workflows of a dropped and re-created extension), the tables whose
+/// invalidations mean "definitions changed" (worker.rs), and an event id for
+/// every request. Fails, and so fails the batch, when the extension is gone.
 const BEGIN_BATCH: &str = "
-SELECT v.epoch::pg_catalog.text, v.version,
+SELECT v.epoch::pg_catalog.text,
+       'webhook.workflows'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
+       'webhook.parameters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
        ARRAY(SELECT pg_catalog.nextval('webhook.events_id_seq') FROM pg_catalog.generate_series(1, $1))
   FROM webhook.config_version v";
 
@@ -94,6 +98,9 @@ pub struct Pipeline {
     pub handler_timeout_ms: Option<i32>,
     /// The id of the last event stored (for `webhook_trigger`'s result).
     pub last_event_id: Option<i64>,
+    /// Discard a handler's session state after it ran (the listener's shared
+    /// session; see `session_reset`).
+    pub isolate_handlers: bool,
 }
 
 impl Pipeline {
@@ -106,6 +113,7 @@ impl Pipeline {
             privileged_role,
             handler_timeout_ms,
             last_event_id: None,
+            isolate_handlers: false,
         }
     }
 
@@ -125,12 +133,13 @@ impl Pipeline {
     }
 
     /// Starts a batch of `count` requests: refreshes the workflow cache and
-    /// returns `count` event ids, to be taken with `Vec::pop`.
+    /// returns the OIDs of webhook.workflows and webhook.parameters and
+    /// `count` event ids, to be taken with `Vec::pop`.
     pub fn begin_batch(
         &mut self,
         client: &mut SpiClient<'_>,
         count: usize,
-    ) -> Result<Vec<i64>, pgrx::spi::Error> {
+    ) -> Result<([u32; 2], Vec<i64>), pgrx::spi::Error> {
         if self.batch_plan.is_none() {
             let types = [PgOid::from(i32::type_oid())];
             self.batch_plan = Some(client.prepare_mut(BEGIN_BATCH, &types)?.keep());
@@ -138,12 +147,16 @@ impl Pipeline {
         let plan = self.batch_plan.as_ref().expect("prepared above");
         let table = client.update(plan, Some(1), &[DatumWithOid::from(count.max(1) as i32)])?;
         let row = table.first();
-        if let (Some(epoch), Some(version)) = (row.get::<String>(1)?, row.get::<i64>(2)?) {
-            self.catalog.observe_version(epoch, version);
+        if let Some(epoch) = row.get::<String>(1)? {
+            self.catalog.observe_epoch(epoch);
         }
-        let mut ids = row.get::<Vec<i64>>(3)?.unwrap_or_default();
+        let tables = [
+            row.get::<i64>(2)?.unwrap_or(0) as u32,
+            row.get::<i64>(3)?.unwrap_or(0) as u32,
+        ];
+        let mut ids = row.get::<Vec<i64>>(4)?.unwrap_or_default();
         ids.reverse();
-        Ok(ids)
+        Ok((tables, ids))
     }
 
     /// Processes one request inside the caller's transaction.
@@ -229,6 +242,7 @@ impl Pipeline {
             Ok(Ok(true)) => Ok(Some(rules::capture_response(id, sample))),
             Ok(Ok(false)) => Ok(None),
             Ok(Err(e)) => Err(e),
+            Err(e) if is_lock_timeout(&e) => Ok(Some(busy_retry_later())),
             Err(e) => Ok(Some(Response::json(
                 500,
                 &json!({"msg": "Sample could not be stored", "sqlstate": e.sqlstate}),
@@ -283,18 +297,18 @@ impl Pipeline {
                 client.update(insert_plan, None, &args)
             }));
             stored.set(true);
-            let Some(handler) = &workflow.handler else {
-                raise(
+            let handler = match &workflow.handler {
+                Ok(handler) => handler,
+                Err(HandlerUnavailable::Dropped) => raise(
                     PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION,
                     "the workflow's handler function no longer exists",
-                )
+                ),
+                Err(HandlerUnavailable::NotCallableByOwner) => raise(
+                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                    "permission denied: the workflow's owner may not call its handler \
+                     (USAGE on its schema and EXECUTE on it are required)",
+                ),
             };
-            if workflow.owner == pg_sys::Oid::INVALID {
-                raise(
-                    PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-                    "the workflow's owner role no longer exists",
-                )
-            }
             // One kept plan per handler call, shared by the workflows using it.
             if !handler_plans.contains_key(&handler.sql) {
                 let plan =
@@ -338,6 +352,9 @@ impl Pipeline {
                 _ => success.clone().expect(SUCCESS_FOR_NON_WORKFLOW),
             }
         });
+        if self.isolate_handlers {
+            session_reset::discard_handler_state();
+        }
         let handler_error = match outcome {
             Ok(response) => return Ok(response),
             Err(error) if !stored.get() => return Ok(not_stored(&error)),
@@ -385,17 +402,20 @@ impl Pipeline {
 /// The search_path a handler runs with: its owner's role setting, else the
 /// server's default (not the pinned path of the extension's own statements).
 fn handler_search_path(workflow: &Workflow) -> std::ffi::CString {
-    let path = match &workflow.handler_search_path {
-        Some(path) => path.clone(),
-        // SAFETY: search_path is a built-in GUC, so its reset string exists;
-        // PostgreSQL owns the returned memory and we copy it at once.
-        None => unsafe {
-            std::ffi::CStr::from_ptr(pg_sys::GetConfigOptionResetString(c"search_path".as_ptr()))
-                .to_string_lossy()
-                .into_owned()
-        },
-    };
-    std::ffi::CString::new(path).unwrap_or_else(|_| c"pg_catalog, pg_temp".to_owned())
+    match &workflow.handler_search_path {
+        Some(path) => std::ffi::CString::new(path.clone())
+            .unwrap_or_else(|_| spi_util::SAFE_SEARCH_PATH.to_owned()),
+        None => spi_util::reset_value(c"search_path"),
+    }
+}
+
+/// Another session holds a lock this request needs (webhook.lock_timeout).
+fn is_lock_timeout(error: &spi_util::CaughtSqlError) -> bool {
+    error.sqlstate == "55P03"
+}
+
+fn busy_retry_later() -> Response {
+    Response::error(503, "Workflow busy, retry later").with_header("retry-after", "1")
 }
 
 fn run_privileged<R>(role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> R {
@@ -421,7 +441,9 @@ fn ok_or_raise<T>(result: Result<T, pgrx::spi::Error>) -> T {
 /// the request (class 22, e.g. a value jsonb refuses) is the caller's 400;
 /// anything else is ours.
 fn not_stored(error: &spi_util::CaughtSqlError) -> Response {
-    if error.sqlstate.starts_with("22") {
+    if is_lock_timeout(error) {
+        busy_retry_later()
+    } else if error.sqlstate.starts_with("22") {
         Response::json(
             400,
             &json!({"msg": format!("Request cannot be stored: {}", error.message)}),

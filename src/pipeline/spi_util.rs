@@ -121,21 +121,42 @@ pub fn as_handler_owner<R>(
 ) -> R {
     let restricted =
         pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
-    with_role(role, restricted, Some(search_path), f)
+    // The listener's own lock_timeout is not the handler's: it waits for locks
+    // as the server's default says (its deadline still bounds it).
+    let lock_timeout = reset_value(c"lock_timeout");
+    with_role(
+        role,
+        restricted,
+        &[
+            (c"search_path", search_path),
+            (c"lock_timeout", &lock_timeout),
+        ],
+        f,
+    )
+}
+
+/// A setting's value from the configuration (what RESET would restore).
+pub fn reset_value(name: &std::ffi::CStr) -> std::ffi::CString {
+    // SAFETY: `name` is a built-in GUC, so the reset string exists; PostgreSQL
+    // owns the returned memory and it is copied at once.
+    unsafe {
+        std::ffi::CStr::from_ptr(pg_sys::GetConfigOptionResetString(name.as_ptr())).to_owned()
+    }
 }
 
 /// The search_path of every statement the extension runs with elevated
 /// rights: nothing a tenant can create is found through it.
 pub const SAFE_SEARCH_PATH: &std::ffi::CStr = c"pg_catalog, pg_temp";
 
-/// Pins the session's search_path (the listener's, for its whole life).
-pub fn pin_session_search_path() {
+/// Sets a setting for the rest of the session (the listener's own settings:
+/// its pinned search_path and lock_timeout).
+pub fn set_session_setting(name: &std::ffi::CStr, value: &std::ffi::CStr) {
     // SAFETY: plain GUC assignment on the main thread, outside any
-    // transaction; search_path's check hook only parses the list.
+    // transaction; the check hooks of these settings only parse the value.
     unsafe {
         pg_sys::SetConfigOption(
-            c"search_path".as_ptr(),
-            SAFE_SEARCH_PATH.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr(),
             pg_sys::GucContext::PGC_SUSET,
             pg_sys::GucSource::PGC_S_SESSION,
         );
@@ -149,7 +170,7 @@ pub fn as_role_with_safe_path<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R 
     with_role(
         role,
         pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-        Some(SAFE_SEARCH_PATH),
+        &[(c"search_path", SAFE_SEARCH_PATH)],
         f,
     )
 }
@@ -157,7 +178,7 @@ pub fn as_role_with_safe_path<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R 
 fn with_role<R>(
     role: pg_sys::Oid,
     security_flags: i32,
-    search_path: Option<&std::ffi::CStr>,
+    settings: &[(&std::ffi::CStr, &std::ffi::CStr)],
     f: impl FnOnce() -> R,
 ) -> R {
     unsafe {
@@ -166,10 +187,10 @@ fn with_role<R>(
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
         pg_sys::SetUserIdAndSecContext(role, saved_context | security_flags);
         let nest_level = pg_sys::NewGUCNestLevel();
-        if let Some(path) = search_path {
+        for (name, value) in settings {
             pg_sys::set_config_option(
-                c"search_path".as_ptr(),
-                path.as_ptr(),
+                name.as_ptr(),
+                value.as_ptr(),
                 pg_sys::GucContext::PGC_USERSET,
                 pg_sys::GucSource::PGC_S_SESSION,
                 pg_sys::GucAction::GUC_ACTION_SAVE,

@@ -151,7 +151,7 @@ def make_login_role(cluster, uniq) -> str:
 
 def drop_login_role(cluster, role: str) -> None:
     try:
-        cluster.sql("DELETE FROM webhook.workflows WHERE owner = %s", (role,))
+        cluster.sql("DELETE FROM webhook.workflows WHERE owner = %s::regrole", (role,))
         cluster.sql(f'DROP SCHEMA IF EXISTS "{role}" CASCADE')
         cluster.sql(f'DROP OWNED BY "{role}" CASCADE')
         cluster.sql(f'DROP ROLE IF EXISTS "{role}"')

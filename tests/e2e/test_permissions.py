@@ -46,7 +46,7 @@ def roles(cluster, uniq):
         yield {key: Role(cluster, name) for key, name in names.items()}
     finally:
         all_names = list(names.values())
-        cluster.sql("DELETE FROM webhook.workflows WHERE owner = ANY(%s::name[])", (all_names,))
+        cluster.sql("DELETE FROM webhook.workflows WHERE owner::text = ANY(%s::text[])", (all_names,))
         for name in all_names:
             cluster.sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
             cluster.sql(f"DROP OWNED BY {name} CASCADE")
@@ -121,15 +121,17 @@ def test_roles_cannot_see_or_change_each_others_workflows(cluster, roles):
     # drop ... if_exists quietly does nothing.
     assert bob.scalar("SELECT webhook_drop_workflow(%s::uuid, true)", (wa["id"],)) is False
 
-    # ...nor with plain DML.
+    # ...nor with plain DML: updates see no row, and tenants hold no DELETE
+    # privilege at all (it would let them LOCK the tables; issue 6).
     with cluster.connect(user=bob.name) as conn:
         assert conn.execute("UPDATE webhook.workflows SET name = 'stolen', enabled = false "
                             "WHERE id = %s::uuid", (wa["id"],)).rowcount == 0
         assert conn.execute("UPDATE webhook.parameters SET required = false WHERE workflow_id = %s::uuid",
                             (wa["id"],)).rowcount == 0
-        assert conn.execute("DELETE FROM webhook.parameters WHERE workflow_id = %s::uuid",
-                            (wa["id"],)).rowcount == 0
-        assert conn.execute("DELETE FROM webhook.workflows WHERE id = %s::uuid", (wa["id"],)).rowcount == 0
+    for table in ("parameters", "workflows"):
+        column = "id" if table == "workflows" else "workflow_id"
+        err = bob.error(f"DELETE FROM webhook.{table} WHERE {column} = %s::uuid", (wa["id"],), sqlstate="42501")
+        assert err["message"] == f"permission denied for table {table}"
 
     assert cluster.rows("SELECT * FROM webhook.workflows WHERE id = %s::uuid", (wa["id"],)) == before
     assert cluster.rows("SELECT * FROM webhook.parameters WHERE workflow_id = %s::uuid ORDER BY position",
@@ -141,19 +143,21 @@ def test_cannot_write_rows_owned_by_another_role(cluster, roles):
     wa = create(alice)
     wb = create(bob)
     # INSERT a workflow owned by alice.
-    err = bob.error("INSERT INTO webhook.workflows (name, handler, owner) VALUES ('fake', %s::regproc, %s)",
-                    (bob.handler, alice.name), sqlstate="42501")
+    # (With a handler alice may call, given by OID: bob cannot name her schema.)
+    alice_handler_oid = cluster.scalar(f"SELECT '{alice.handler}'::regproc::oid")
+    err = bob.error("INSERT INTO webhook.workflows (name, handler, owner) VALUES ('fake', %s::oid::regproc, %s)",
+                    (alice_handler_oid, alice.name), sqlstate="42501")
     assert "row-level security" in err["message"]
-    # Give his own workflow away.
+    # Give his own workflow away: the owner column is not his to update.
     err = bob.error("UPDATE webhook.workflows SET owner = %s WHERE id = %s::uuid", (alice.name, wb["id"]),
                     sqlstate="42501")
-    assert "row-level security" in err["message"]
+    assert err["message"] == "permission denied for table workflows"
     # Add parameters to alice's workflow.
     err = bob.error("INSERT INTO webhook.parameters (workflow_id, name, source, type, position) "
                     "VALUES (%s::uuid, 'evil', 'body', 'text', 1)", (wa["id"],), sqlstate="42501")
     assert "row-level security" in err["message"]
-    assert cluster.scalar("SELECT count(*) FROM webhook.workflows WHERE owner = %s", (alice.name,)) == 1
-    assert cluster.scalar("SELECT owner FROM webhook.workflows WHERE id = %s::uuid", (wb["id"],)) == bob.name
+    assert cluster.scalar("SELECT count(*) FROM webhook.workflows WHERE owner = %s::regrole", (alice.name,)) == 1
+    assert cluster.scalar("SELECT owner::text FROM webhook.workflows WHERE id = %s::uuid", (wb["id"],)) == bob.name
     assert cluster.scalar("SELECT count(*) FROM webhook.parameters WHERE workflow_id = %s::uuid", (wa["id"],)) == 0
 
 
@@ -169,9 +173,11 @@ def test_events_are_visible_only_to_the_owner(cluster, roles):
     assert alice.scalar("SELECT body FROM webhook.events WHERE id = %s", (ev_a,)) == "secret"
     assert [r[0] for r in bob.sql("SELECT id FROM webhook.events WHERE id IN (%s, %s)", (ev_a, ev_b))] == [ev_b]
     assert bob.sql("SELECT * FROM webhook.events WHERE workflow_id = %s::uuid", (wa["id"],)) == []
-    # bob cannot delete it either.
-    with cluster.connect(user=bob.name) as conn:
-        assert conn.execute("DELETE FROM webhook.events WHERE id = %s", (ev_a,)).rowcount == 0
+    # bob cannot delete it either: not with DML (no tenant may), not with the API.
+    err = bob.error("DELETE FROM webhook.events WHERE id = %s", (ev_a,), sqlstate="42501")
+    assert err["message"] == "permission denied for table events"
+    err = bob.error("SELECT webhook_delete_events(%s::uuid)", (wa["id"],), sqlstate="42704")
+    assert err["message"] == f"workflow {wa['id']} does not exist"
     assert cluster.scalar("SELECT count(*) FROM webhook.events WHERE id = %s", (ev_a,)) == 1
 
 
@@ -193,7 +199,7 @@ def test_role_without_webhook_admin_is_denied(cluster, handler, roles, query):
     carol = roles["carol"]
     err = carol.error(query, sqlstate="42501")
     assert "permission denied" in err["message"]
-    assert cluster.scalar("SELECT count(*) FROM webhook.workflows WHERE owner = %s", (carol.name,)) == 0
+    assert cluster.scalar("SELECT count(*) FROM webhook.workflows WHERE owner = %s::regrole", (carol.name,)) == 0
 
 
 def test_granting_webhook_admin_is_enough(cluster, roles):

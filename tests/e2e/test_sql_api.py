@@ -55,7 +55,7 @@ def test_create_workflow_owner_is_current_user_not_session_user(cluster, new_wor
         assert row[1] == role
         assert cluster.scalar("SELECT owner FROM webhook.workflows WHERE id = %s", (row[0],)) == role
     finally:
-        cluster.sql(f"DELETE FROM webhook.workflows WHERE owner = '{role}'")
+        cluster.sql(f"DELETE FROM webhook.workflows WHERE owner = '{role}'::regrole")
         cluster.sql(f"DROP OWNED BY {role}; DROP ROLE {role}")
 
 

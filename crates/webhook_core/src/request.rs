@@ -393,6 +393,36 @@ pub fn accepted_response(
     }
 }
 
+/// Headers the listener itself frames the response with (and hop-by-hop
+/// ones): a configured value would let a workflow's settings split one
+/// response into two on a keep-alive connection.
+const RESERVED_RESPONSE_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "content-type",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+];
+
+/// Whether a configured response header may be sent: its name is an HTTP
+/// token (RFC 9110 §5.6.2) and not reserved, and its value is one line of
+/// visible characters, spaces and tabs. `sql/api.sql` refuses the rest when
+/// they are configured; this holds even for rows written around it.
+pub fn is_settable_response_header(name: &str, value: &str) -> bool {
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let one_line = value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+    token && one_line && !RESERVED_RESPONSE_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+}
+
 fn render_configured(
     status: u16,
     content_type: &str,
@@ -409,7 +439,12 @@ fn render_configured(
                 headers: vec![("content-type".into(), content_type.to_string())],
                 body: body.into_bytes(),
             };
-            response.headers.extend(headers.iter().cloned());
+            response.headers.extend(
+                headers
+                    .iter()
+                    .filter(|(name, value)| is_settable_response_header(name, value))
+                    .cloned(),
+            );
             response
         }
         // Templates are checked when configured; this only guards against rows
@@ -722,6 +757,48 @@ mod tests {
             panic!()
         };
         assert_eq!(accepted.params["X-Shop"], json!("berlin"));
+    }
+
+    #[test]
+    fn reserved_and_malformed_response_headers_are_never_sent() {
+        assert!(is_settable_response_header("x-shop", "berlin"));
+        assert!(is_settable_response_header(
+            "Cache-Control",
+            "no-store\tprivate"
+        ));
+        for (name, value) in [
+            ("content-length", "0"),
+            ("Content-Length", "0"),
+            ("transfer-encoding", "chunked"),
+            ("connection", "keep-alive"),
+            ("content-type", "text/html"),
+            ("x-a", "b\r\nContent-Length: 0"),
+            ("x-a", "b\n"),
+            ("x a", "b"),
+            ("x:a", "b"),
+            ("", "b"),
+        ] {
+            assert!(
+                !is_settable_response_header(name, value),
+                "{name}: {value:?}"
+            );
+        }
+        let rules = WorkflowRules {
+            response: ResponseConfig::Custom {
+                status: 200,
+                content_type: "text/plain".into(),
+                body_template: "ok".into(),
+                headers: vec![
+                    ("content-length".into(), "0".into()),
+                    ("x-split".into(), "a\r\n\r\nHTTP/1.1 200 OK".into()),
+                    ("x-ok".into(), "1".into()),
+                ],
+            },
+            ..rules()
+        };
+        let response = accepted_response(&rules, 1, &Map::new()).expect("custom");
+        let names: Vec<&str> = response.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["content-type", "x-ok"]);
     }
 
     #[test]

@@ -1,0 +1,128 @@
+//! The few writes a tenant may ask for but holds no privilege to do itself.
+//!
+//! Tenants (`webhook_admin` members) hold no DELETE privilege on the
+//! extension's tables, because PostgreSQL lets any holder of table-level
+//! UPDATE, DELETE or TRUNCATE take `LOCK TABLE … IN ACCESS EXCLUSIVE MODE`,
+//! which would stall the listener. These functions delete on a tenant's
+//! behalf: they first find the workflow *as the caller* (row-level security
+//! decides, with a row lock), then delete as the extension's owner with a
+//! pinned search_path. The caller is `GetUserId()`, which a tenant cannot
+//! forge (unlike an argument), and which is the owner inside its handlers.
+
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+use crate::pipeline::spi_util::as_role_with_safe_path;
+
+/// The role that owns the extension's tables (and so may write them).
+pub fn extension_owner() -> pg_sys::Oid {
+    let owner = Spi::get_one::<i64>(
+        "SELECT relowner::pg_catalog.int8 FROM pg_catalog.pg_class
+          WHERE oid OPERATOR(pg_catalog.=) 'webhook.events'::pg_catalog.regclass",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(0);
+    pg_sys::Oid::from(owner as u32)
+}
+
+/// Raises "workflow … does not exist" unless the caller sees the workflow
+/// (row-level security decides), and locks its row for the change.
+fn lock_visible_workflow(workflow: pgrx::Uuid) {
+    let visible = Spi::get_one_with_args::<bool>(
+        "SELECT true FROM webhook.workflows WHERE id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
+        &[DatumWithOid::from(workflow)],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if !visible {
+        let id = uuid::Uuid::from_bytes(*workflow.as_bytes());
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("workflow {id} does not exist"),
+            "webhook_ext",
+        )
+        .set_hint(
+            "Find workflows with webhook_find_workflow('<id, URL or part of the id>'); a role sees only the workflows it owns.",
+        )
+        .report(PgLogLevel::ERROR);
+    }
+}
+
+/// Runs one fixed statement as the extension's owner; returns the rows it touched.
+fn delete_as_extension_owner(sql: &str, args: &[DatumWithOid<'_>]) -> i64 {
+    let owner = extension_owner();
+    as_role_with_safe_path(owner, || {
+        Spi::connect_mut(|client| client.update(sql, None, args).map(|t| t.len() as i64))
+    })
+    .unwrap_or_else(|e| pgrx::error!("webhook_ext could not delete: {e}"))
+}
+
+#[pg_schema]
+mod webhook {
+    use super::*;
+
+    /// current_user's OID, for the row-level security policies (declared in
+    /// sql/schema.sql, which needs it before pgrx's own definitions run).
+    #[pg_extern(stable, parallel_safe, strict, sql = false)]
+    fn _current_role_id() -> pg_sys::Oid {
+        // SAFETY: reads the backend's current user id; always valid in a backend.
+        unsafe { pg_sys::GetUserId() }
+    }
+
+    /// Deletes a workflow the caller owns, with its parameters and events.
+    #[pg_extern(volatile)]
+    fn _delete_workflow(workflow: pgrx::Uuid) -> bool {
+        lock_visible_workflow(workflow);
+        delete_as_extension_owner(
+            "DELETE FROM webhook.workflows WHERE id OPERATOR(pg_catalog.=) $1",
+            &[DatumWithOid::from(workflow)],
+        ) > 0
+    }
+
+    /// Deletes parameters of one source of a workflow the caller owns: the
+    /// named ones, or all of that source when `names` is NULL.
+    #[pg_extern(volatile)]
+    fn _delete_parameters(
+        workflow: pgrx::Uuid,
+        source: &str,
+        names: default!(Option<Vec<String>>, "NULL"),
+    ) -> i64 {
+        lock_visible_workflow(workflow);
+        delete_as_extension_owner(
+            "DELETE FROM webhook.parameters
+              WHERE workflow_id OPERATOR(pg_catalog.=) $1 AND source OPERATOR(pg_catalog.=) $2
+                AND ($3 IS NULL OR name OPERATOR(pg_catalog.=) ANY ($3))",
+            &[
+                DatumWithOid::from(workflow),
+                DatumWithOid::from(source),
+                DatumWithOid::from(names),
+            ],
+        )
+    }
+
+    /// Deletes the events of a workflow the caller owns received before `before`.
+    #[pg_extern(volatile)]
+    fn _delete_events(workflow: pgrx::Uuid, before: pgrx::datum::TimestampWithTimeZone) -> i64 {
+        lock_visible_workflow(workflow);
+        delete_as_extension_owner(
+            "DELETE FROM webhook.events
+              WHERE workflow_id OPERATOR(pg_catalog.=) $1
+                AND received_at OPERATOR(pg_catalog.<) $2",
+            &[DatumWithOid::from(workflow), DatumWithOid::from(before)],
+        )
+    }
+
+    /// Tells every listener, at commit, that workflows or parameters changed:
+    /// a relcache invalidation of the table, delivered like PostgreSQL's own
+    /// cache invalidations (worker.rs watches for it). Takes no lock.
+    #[pg_extern(volatile, strict)]
+    fn _signal_config_change(table: pg_sys::Oid) {
+        // SAFETY: queues an invalidation message for a relation id; a stale or
+        // unknown id is harmless (nobody has it cached).
+        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(table) };
+    }
+}
