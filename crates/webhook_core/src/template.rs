@@ -35,6 +35,10 @@ impl ContentKind {
     /// their bodies get the right escaping. Returns `None` for anything else, which
     /// the configuration layer should reject rather than render unescaped.
     pub fn from_content_type(ct: &str) -> Option<ContentKind> {
+        // It is sent as a header value: one line, no control characters.
+        if ct.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return None;
+        }
         let essence = ct
             .split(';')
             .next()
@@ -413,6 +417,8 @@ mod tests {
             ("/json", None),
             ("+json", None),
             ("text/", None),
+            ("text/plain\r\nContent-Length: 0", None),
+            ("text/plain; charset=utf-8\n", None),
         ] {
             assert_eq!(ContentKind::from_content_type(ct), k, "{ct}");
         }
