@@ -24,6 +24,12 @@ pub static HANDLER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 /// subtransaction id, and past 64 in one transaction every other backend's
 /// snapshots overflow to pg_subtrans lookups.
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(64);
+/// Per listener process: enough for busy senders, far below the open-files
+/// limit, so idle sockets cannot starve the process of descriptors.
+pub static MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// Per client IP address and listener process. A reverse proxy in front is
+/// one client: raise this (up to max_connections) behind one.
+pub static MAX_CONNECTIONS_PER_CLIENT: GucSetting<i32> = GucSetting::<i32>::new(100);
 
 // String settings with a check hook are defined through pg_sys directly (pgrx's
 // registry has no hooks), so PostgreSQL owns these pointers.
@@ -158,6 +164,26 @@ fn define_reloadable() {
         3_600_000,
         GucContext::Sighup,
         MS,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.max_connections",
+        c"Most open connections per listener process; more are refused with 503.",
+        c"Each listener process (webhook.workers) counts its own connections.",
+        &MAX_CONNECTIONS,
+        1,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::empty(),
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.max_connections_per_client",
+        c"Most open connections from one client IP address per listener process; more are refused with 503.",
+        c"A reverse proxy in front counts as one client.",
+        &MAX_CONNECTIONS_PER_CLIENT,
+        1,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::empty(),
     );
     GucRegistry::define_int_guc(
         c"webhook.batch_size",
