@@ -27,6 +27,12 @@ pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(64);
 /// lock_timeout of the listener's own statements (never of handlers): a lock
 /// held by someone else turns into a 503 for that request, not a stall.
 pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
+/// Per listener process: enough for busy senders, far below the open-files
+/// limit, so idle sockets cannot starve the process of descriptors.
+pub static MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// Per client IP address and listener process. A reverse proxy in front is
+/// one client: raise this (up to max_connections) behind one.
+pub static MAX_CONNECTIONS_PER_CLIENT: GucSetting<i32> = GucSetting::<i32>::new(100);
 
 // String settings with a check hook are defined through pg_sys directly (pgrx's
 // registry has no hooks), so PostgreSQL owns these pointers.
@@ -171,6 +177,26 @@ fn define_reloadable() {
         60_000,
         GucContext::Sighup,
         MS,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.max_connections",
+        c"Most open connections per listener process; more are refused with 503.",
+        c"Each listener process (webhook.workers) counts its own connections.",
+        &MAX_CONNECTIONS,
+        1,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::empty(),
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.max_connections_per_client",
+        c"Most open connections from one client IP address per listener process; more are refused with 503.",
+        c"A reverse proxy in front counts as one client.",
+        &MAX_CONNECTIONS_PER_CLIENT,
+        1,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::empty(),
     );
     GucRegistry::define_int_guc(
         c"webhook.batch_size",

@@ -46,6 +46,8 @@ fn current_settings() -> Settings {
         max_header_bytes: gucs::MAX_HEADER_SIZE_KB.get() as usize * 1024,
         header_timeout: Duration::from_millis(gucs::HEADER_TIMEOUT_MS.get() as u64),
         body_timeout: Duration::from_millis(gucs::BODY_TIMEOUT_MS.get() as u64),
+        max_connections: gucs::MAX_CONNECTIONS.get().max(1) as usize,
+        max_connections_per_client: gucs::MAX_CONNECTIONS_PER_CLIENT.get().max(1) as usize,
     }
 }
 

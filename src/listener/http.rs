@@ -1,5 +1,6 @@
-//! HTTP/1.1 on hyper: routing `/hooks/{id}`, size limits and timeouts, body
-//! parsing, and the hand-off to the main thread.
+//! HTTP/1.1 on hyper: connection caps, routing `/hooks/{id}`, size limits and
+//! timeouts, body parsing (on the blocking pool), and the hand-off to the main
+//! thread.
 
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
@@ -18,20 +19,29 @@ use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio_rustls::TlsAcceptor;
-use uuid::Uuid;
-
 use webhook_core::body::{parse_body, parse_query, BodyError, BodyLimits};
+use webhook_core::connections::ConnectionLimits;
 use webhook_core::request::{BodyOutcome, IncomingRequest, Response};
+use webhook_core::route::{route, Route};
 
-use super::{Job, SharedSettings, Waker};
+use super::connection_slots::ConnectionSlots;
+use super::{fd_limit, Job, SharedSettings, Waker};
 
 /// How long open connections get to finish after shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Threads that parse bodies. Parsing is CPU work (up to tens of milliseconds
+/// for a hostile 1 MB body), so it runs off the thread that serves every
+/// connection; a few threads are enough on the small machines this runs on.
+const MAX_PARSER_THREADS: usize = 4;
 
 struct Shared {
     settings: SharedSettings,
     jobs: SyncSender<Job>,
     waker: Arc<Waker>,
+    slots: Arc<ConnectionSlots>,
+    /// Connections the process can hold within its open-files limit.
+    fd_budget: usize,
 }
 
 /// Runs the network thread until `shutdown` turns true.
@@ -43,8 +53,14 @@ pub(super) fn run(
     waker: Arc<Waker>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let fd_budget = fd_limit::raise_to_hard_limit().unwrap_or(usize::MAX);
+    // The blocking pool's threads are spawned from this thread, so they inherit
+    // its signal mask (all blocked) and, like it, never call PostgreSQL: they
+    // only run webhook_core's parsers.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(MAX_PARSER_THREADS)
+        .thread_name("webhook-parse")
         .build()
     {
         Ok(runtime) => runtime,
@@ -57,6 +73,8 @@ pub(super) fn run(
         settings,
         jobs,
         waker,
+        slots: Arc::default(),
+        fd_budget,
     });
     runtime.block_on(async move {
         let graceful = GracefulShutdown::new();
@@ -110,9 +128,23 @@ fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
 ) {
-    let _ = stream.set_nodelay(true);
     let settings = shared.settings.read().map(|s| s.clone());
     let Ok(settings) = settings else { return };
+    let limits = ConnectionLimits {
+        max_total: settings.max_connections.min(shared.fd_budget),
+        max_per_client: settings.max_connections_per_client,
+    };
+    let slot = match shared.slots.take(peer.ip(), limits) {
+        Ok(slot) => slot,
+        Err(_) => {
+            // A TLS client could not read a plain-text answer: just close.
+            if tls.is_none() {
+                shared.slots.refuse(stream);
+            }
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
     let service_shared = shared.clone();
     let service = hyper::service::service_fn(move |req| {
         let shared = service_shared.clone();
@@ -131,7 +163,10 @@ fn serve_connection(
     match tls {
         None => {
             let connection = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::spawn(watcher.watch(connection));
+            tokio::spawn(async move {
+                let _ = watcher.watch(connection).await;
+                drop(slot);
+            });
         }
         Some(acceptor) => {
             let acceptor = acceptor.clone();
@@ -143,6 +178,7 @@ fn serve_connection(
                     let connection = builder.serve_connection(TokioIo::new(tls_stream), service);
                     let _ = watcher.watch(connection).await;
                 }
+                drop(slot);
             });
         }
     }
@@ -173,11 +209,10 @@ fn closing(response: Response) -> Reply {
 
 async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Reply {
     let received_at = SystemTime::now();
-    let Some(workflow_id) = route(req.uri().path()) else {
-        return closing_if_body(&req, Response::error(404, "Not found"));
-    };
-    let Some(workflow_id) = workflow_id else {
-        return closing_if_body(&req, Response::workflow_not_found());
+    let workflow_id = match route(req.uri().path()) {
+        Route::Workflow(id) => id,
+        Route::NoSuchWorkflow => return closing_if_body(&req, Response::workflow_not_found()),
+        Route::NotFound => return closing_if_body(&req, Response::error(404, "Not found")),
     };
     let settings = match shared.settings.read() {
         Ok(settings) => settings.clone(),
@@ -192,7 +227,8 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
         return closing(too_large(settings.max_body_bytes));
     }
 
-    let method = req.method().as_str().to_ascii_uppercase();
+    // As sent: method names are case-sensitive, and `get` must not pass as GET.
+    let method = req.method().as_str().to_string();
     let query = parse_query(req.uri().query().unwrap_or(""));
     let headers = header_map(req.headers());
     let content_type = header_str(req.headers(), CONTENT_TYPE);
@@ -212,20 +248,13 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
         max_decoded_bytes: settings.max_body_bytes,
         ..BodyLimits::default()
     };
-    let body = match parse_body(
-        content_type.as_deref(),
-        content_encoding.as_deref(),
-        &raw,
-        &limits,
-    ) {
-        Ok(parsed) => BodyOutcome::Parsed(parsed),
-        Err(e) if is_transport_error(&e) => {
-            return to_http(Response::error(e.http_status(), &e.to_string()));
-        }
-        Err(e) => BodyOutcome::Unparseable {
-            error: e.to_string(),
-            text: body_as_text(content_encoding.as_deref(), &raw, &limits),
-        },
+    let parsing = tokio::task::spawn_blocking(move || {
+        parse_request_body(content_type, content_encoding, raw, limits)
+    });
+    let body = match parsing.await {
+        Ok(Ok(body)) => body,
+        Ok(Err(refusal)) => return to_http(refusal),
+        Err(_) => return to_http(Response::error(500, "Could not parse the request body")),
     };
 
     let (reply, answer) = oneshot::channel();
@@ -263,15 +292,31 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
     }
 }
 
-/// `Some(Some(id))` for `/hooks/{uuid}`, `Some(None)` for `/hooks/{not a uuid}`,
-/// `None` for any other path.
-fn route(path: &str) -> Option<Option<Uuid>> {
-    let rest = path.strip_prefix("/hooks/")?;
-    let id = rest.strip_suffix('/').unwrap_or(rest);
-    if id.is_empty() || id.contains('/') {
-        return Some(None);
+/// Runs on the blocking pool: pure webhook_core code, never PostgreSQL. A
+/// transfer-level failure (size, encoding, charset, part count) is the same for
+/// every workflow and answered at once; a syntax error is left to the workflow,
+/// which may take the raw body instead.
+fn parse_request_body(
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    raw: Bytes,
+    limits: BodyLimits,
+) -> Result<BodyOutcome, Response> {
+    match parse_body(
+        content_type.as_deref(),
+        content_encoding.as_deref(),
+        &raw,
+        &limits,
+    ) {
+        Ok(parsed) => Ok(BodyOutcome::Parsed(parsed)),
+        // The same answer as a body that is too large on the wire.
+        Err(BodyError::TooLarge { limit }) => Err(too_large(limit)),
+        Err(e) if is_transport_error(&e) => Err(Response::error(e.http_status(), &e.to_string())),
+        Err(e) => Ok(BodyOutcome::Unparseable {
+            error: e.to_string(),
+            text: body_as_text(content_encoding.as_deref(), &raw, &limits),
+        }),
     }
-    Some(Uuid::try_parse(id).ok())
 }
 
 fn closing_if_body(req: &Request<Incoming>, response: Response) -> Reply {

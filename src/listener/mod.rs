@@ -6,6 +6,8 @@
 //! an eventfd. Nothing here calls PostgreSQL: only the main thread may (DESIGN
 //! §7), and pgrx enforces it.
 
+mod connection_slots;
+mod fd_limit;
 mod http;
 mod tls;
 mod waker;
@@ -32,6 +34,10 @@ pub struct Settings {
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    /// Open connections per listener process; more are refused at once.
+    pub max_connections: usize,
+    /// Open connections per client IP address, per listener process.
+    pub max_connections_per_client: usize,
 }
 
 pub type SharedSettings = Arc<RwLock<Settings>>;

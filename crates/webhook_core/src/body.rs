@@ -15,7 +15,9 @@
 //!   (JSON relies on serde_json's recursion limit, XML uses an explicit stack with a
 //!   depth cap so the resulting `Value` is also cheap to drop).
 
+mod expanded;
 mod multipart;
+pub mod worst_case;
 mod xml;
 
 use std::borrow::Cow;
@@ -158,7 +160,22 @@ const MAX_ECHO_CHARS: usize = 64;
 /// `content_type` and `content_encoding` are the raw header values (if present).
 /// Dispatch is on the media type, case-insensitively; only `charset` and `boundary`
 /// parameters matter. An empty body is [`BodyKind::Empty`] whatever the headers say.
+///
+/// Time is linear in the size of the body, and both the decoded body and the text
+/// of the parameters it produces (see [`expanded`]) are capped at
+/// [`BodyLimits::max_decoded_bytes`].
 pub fn parse_body(
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+    raw: &[u8],
+    limits: &BodyLimits,
+) -> Result<ParsedBody, BodyError> {
+    let parsed = parse_unchecked(content_type, content_encoding, raw, limits)?;
+    expanded::check_expanded_size(&parsed.params, limits.max_decoded_bytes)?;
+    Ok(parsed)
+}
+
+fn parse_unchecked(
     content_type: Option<&str>,
     content_encoding: Option<&str>,
     raw: &[u8],

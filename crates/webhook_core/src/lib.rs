@@ -6,9 +6,11 @@
 
 pub mod body;
 pub mod config;
+pub mod connections;
 pub mod infer;
 pub mod kv;
 pub mod lookup;
 pub mod request;
+pub mod route;
 pub mod template;
 pub mod validate;

@@ -155,11 +155,8 @@ pub fn admit(rules: &WorkflowRules, request: &IncomingRequest) -> Admission {
     if !rules.enabled {
         return Admission::Rejected(Response::workflow_not_found());
     }
-    if !rules
-        .allowed_methods
-        .iter()
-        .any(|m| m.eq_ignore_ascii_case(&request.method))
-    {
+    // Method names are case-sensitive (RFC 9110 §9.1): `get` is not GET.
+    if !rules.allowed_methods.contains(&request.method) {
         return Admission::Rejected(
             Response::json(
                 405,
@@ -663,6 +660,20 @@ mod tests {
         };
         assert_eq!(response.status, 404);
         assert_eq!(response.body, br#"{"msg":"Workflow not found"}"#);
+    }
+
+    #[test]
+    fn method_names_are_case_sensitive() {
+        let r = rules();
+        let Admission::Rejected(response) = admit(&r, &request("post", "application/json", "{}"))
+        else {
+            panic!("a lower-case method was admitted")
+        };
+        assert_eq!(response.status, 405);
+        assert_eq!(
+            response.body,
+            br#"{"msg":"Method not allowed","allowed":["GET","POST"]}"#
+        );
     }
 
     #[test]

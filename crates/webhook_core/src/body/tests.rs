@@ -1152,3 +1152,116 @@ fn garbage_never_panics() {
         let _ = parse_query(&String::from_utf8_lossy(&input));
     }
 }
+
+// ----------------------------------------------------------------- worst cases
+
+/// Every hostile body (1 MB, limit 1 MB) ends in its expected outcome, and what
+/// is parsed stays bounded: the parameters' text within the limit and no more
+/// values than bytes. Timing goals are in the `hostile_bodies` example, not here.
+#[test]
+fn worst_case_corpus_parses_to_bounded_results() {
+    use super::worst_case::{corpus, Expected};
+    const SIZE: usize = 1024 * 1024;
+    let limits = BodyLimits {
+        max_decoded_bytes: SIZE,
+        ..BodyLimits::default()
+    };
+    for case in corpus(SIZE) {
+        let outcome = parse_body(
+            Some(&case.content_type),
+            case.content_encoding,
+            &case.body,
+            &limits,
+        );
+        match (case.expected, outcome) {
+            (Expected::Parsed, Ok(parsed)) => {
+                assert!(
+                    expanded::check_expanded_size(&parsed.params, SIZE).is_ok(),
+                    "{}",
+                    case.name
+                );
+                assert!(value_count(&parsed.params) <= SIZE, "{}", case.name);
+            }
+            (Expected::Refused(status), Err(e)) => {
+                assert_eq!(e.http_status(), status, "{}: {e}", case.name);
+            }
+            (expected, outcome) => panic!(
+                "{}: expected {expected:?}, got {:?}",
+                case.name,
+                outcome.map(|p| p.params.len())
+            ),
+        }
+    }
+}
+
+fn value_count(params: &Map<String, Value>) -> usize {
+    let mut count = 0;
+    let mut pending: Vec<&Value> = params.values().collect();
+    while let Some(value) = pending.pop() {
+        count += 1;
+        match value {
+            Value::Array(items) => pending.extend(items),
+            Value::Object(map) => pending.extend(map.values()),
+            _ => {}
+        }
+    }
+    count
+}
+
+#[test]
+fn huge_exponents_count_at_their_printed_length() {
+    let limits = BodyLimits {
+        max_decoded_bytes: 10_000,
+        ..BodyLimits::default()
+    };
+    // 9 × 1,001 digits fit, 10 do not (plus the key "body").
+    let nine = format!("[{}]", ["1e1000"; 9].join(","));
+    assert!(parse_body(JSON, None, nine.as_bytes(), &limits).is_ok());
+    let ten = format!("[{}]", ["1e1000"; 10].join(","));
+    assert_eq!(
+        parse_body(JSON, None, ten.as_bytes(), &limits),
+        Err(BodyError::TooLarge { limit: 10_000 })
+    );
+    // Untyped bodies sniffed as JSON are counted the same way.
+    assert_eq!(
+        parse_body(None, None, ten.as_bytes(), &limits),
+        Err(BodyError::TooLarge { limit: 10_000 })
+    );
+}
+
+#[test]
+fn numbers_postgresql_cannot_store_are_invalid_json() {
+    let e = err(JSON, br#"{"n": 1e999999999}"#);
+    assert_eq!(e.http_status(), 400);
+    assert_eq!(
+        e.to_string(),
+        "Invalid JSON body: number 1e+999999999 is out of range"
+    );
+    assert!(parse(JSON, br#"{"n": 1e-16383}"#).is_ok());
+}
+
+#[test]
+fn xml_duplicate_attribute_is_found_among_many() {
+    let mut body = String::from("<r");
+    for n in 0..5000 {
+        body.push_str(&format!(" a{n}=\"1\""));
+    }
+    body.push_str(" a4999=\"2\"/>");
+    assert_eq!(
+        err(XML, body.as_bytes()).to_string(),
+        "Invalid XML body: duplicate attribute a4999 (in the tag at byte 0)"
+    );
+    let ok_body = ok(XML, b"<r a=\"1\" b=\"2\"><c a=\"3\"/></r>");
+    assert_eq!(
+        params(&ok_body),
+        json!({"@a": "1", "@b": "2", "c": {"@a": "3"}})
+    );
+}
+
+#[test]
+fn many_repeated_form_keys_collect_in_one_array() {
+    let body = vec!["a=1"; 100_000].join("&");
+    let parsed = ok(FORM, body.as_bytes());
+    assert_eq!(parsed.params.len(), 1);
+    assert_eq!(parsed.params["a"].as_array().map(Vec::len), Some(100_000));
+}

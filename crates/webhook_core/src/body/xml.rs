@@ -168,8 +168,10 @@ impl Frame {
             )));
         }
         let mut fields = Map::new();
-        // Duplicate attributes are rejected by the (default) attribute checks.
-        for attr in e.attributes() {
+        // quick-xml's own duplicate check compares each attribute with every
+        // earlier one (quadratic: 95,000 attributes took 7 s); the map finds
+        // duplicates in constant time per attribute instead.
+        for attr in e.attributes().with_checks(false) {
             let attr = attr.map_err(|err| attr_error(err, at))?;
             let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
             if !valid_name(&key) {
@@ -179,7 +181,15 @@ impl Frame {
                 )));
             }
             let value = attr.unescape_value().map_err(|err| xml_error(err, at))?;
-            fields.insert(format!("@{key}"), Value::String(value.into_owned()));
+            if fields
+                .insert(format!("@{key}"), Value::String(value.into_owned()))
+                .is_some()
+            {
+                return Err(invalid(format!(
+                    "duplicate attribute {} (in the tag at byte {at})",
+                    super::clip(&key)
+                )));
+            }
         }
         Ok(Frame {
             name,
