@@ -181,21 +181,29 @@ CREATE TRIGGER parameters_config_changed
     FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
 
 -- Replaces the parameters of one source with an inferred list
--- (webhook._infer_parameters format), keeping the required flags of the
--- parameters that remain.
+-- (webhook._infer_parameters format), keeping the required flags (and
+-- strictness, nullability and event scopes) of the parameters that remain.
 CREATE FUNCTION webhook._replace_parameters(workflow uuid, param_source text, inferred jsonb)
 RETURNS SETOF webhook.parameters
 LANGUAGE plpgsql AS $$
 DECLARE
-    required_names text[];
+    kept jsonb;
 BEGIN
-    SELECT coalesce(array_agg(p.name), '{}')
-      INTO required_names
+    SELECT coalesce(jsonb_object_agg(p.name, jsonb_build_object(
+               'required', p.required, 'strict', p.strict, 'nullable', p.nullable,
+               'required_for', to_jsonb(p.required_for))), '{}')
+      INTO kept
       FROM webhook.parameters p
-     WHERE p.workflow_id = workflow AND p.source = param_source AND p.required;
+     WHERE p.workflow_id = workflow AND p.source = param_source;
     PERFORM webhook._delete_parameters(workflow, param_source);
-    INSERT INTO webhook.parameters (workflow_id, name, source, type, sample, required, position, depth)
-    SELECT workflow, i.name, param_source, i.type, i.sample, i.name = ANY (required_names), i.ord, i.depth
+    INSERT INTO webhook.parameters (workflow_id, name, source, type, sample, required, position, depth,
+                                    strict, nullable, required_for)
+    SELECT workflow, i.name, param_source, i.type, i.sample,
+           coalesce((kept->i.name->>'required')::boolean, false), i.ord, i.depth,
+           (kept->i.name->>'strict')::boolean,
+           coalesce((kept->i.name->>'nullable')::boolean, true),
+           CASE WHEN jsonb_typeof(kept->i.name->'required_for') = 'array'
+                THEN ARRAY(SELECT jsonb_array_elements_text(kept->i.name->'required_for')) END
       FROM ROWS FROM (jsonb_to_recordset(inferred) AS (name text, type text, sample jsonb, depth integer))
            WITH ORDINALITY AS i (name, type, sample, depth, ord);
     UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
@@ -427,7 +435,8 @@ $$;
 COMMENT ON FUNCTION webhook_sample_from_kv(uuid, text) IS
     'Derives the body parameters from key=value / key: value lines or a query string a=1&b=2';
 
-CREATE FUNCTION webhook_set_required(workflow uuid, params text[], required boolean DEFAULT true)
+CREATE FUNCTION webhook_set_required(workflow uuid, params text[], required boolean DEFAULT true,
+                                     for_events text[] DEFAULT NULL)
 RETURNS SETOF webhook.parameters
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -456,7 +465,20 @@ BEGIN
                   HINT = 'Derive the parameter list first with webhook_sample_from_json(), '
                       || 'webhook_sample_from_kv() or webhook_capture_sample().';
     END IF;
-    UPDATE webhook.parameters p SET required = $3
+    IF for_events IS NOT NULL AND (cardinality(for_events) = 0 OR array_position(for_events, NULL) IS NOT NULL
+                                   OR EXISTS (SELECT FROM unnest(for_events) e WHERE btrim(e) = '')) THEN
+        RAISE EXCEPTION 'for_events must list event types'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example: ARRAY[''push''] or ARRAY[''payment_intent.*''].';
+    END IF;
+    IF for_events IS NOT NULL AND NOT EXISTS (
+           SELECT FROM webhook.workflows w WHERE w.id = workflow AND w.discriminator_source IS NOT NULL) THEN
+        RAISE EXCEPTION 'workflow % has no event discriminator', workflow
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Say where the event type is first, e.g. '
+                                'webhook_set_discriminator(%L, ''header'', ''x-github-event'').', workflow);
+    END IF;
+    UPDATE webhook.parameters p SET required = $3, required_for = CASE WHEN $3 THEN for_events END
      WHERE p.workflow_id = workflow AND p.name = ANY (params);
     UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
     RETURN QUERY
@@ -465,8 +487,165 @@ BEGIN
          ORDER BY p.source, p.position;
 END
 $$;
-COMMENT ON FUNCTION webhook_set_required(uuid, text[], boolean) IS
-    'Marks parameters (dotted paths for nested leaves) required or optional';
+COMMENT ON FUNCTION webhook_set_required(uuid, text[], boolean, text[]) IS
+    'Marks parameters (dotted paths for nested leaves) required or optional, optionally only for some event types';
+
+-- Parameter editing (what a sample editor does): add, drop, alter.
+CREATE FUNCTION webhook._check_parameter_args(source text, type text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF source IS NOT NULL AND source NOT IN ('body', 'query', 'header') THEN
+        RAISE EXCEPTION 'invalid parameter source "%"', source
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use body, query or header.';
+    END IF;
+    IF type IS NOT NULL AND type NOT IN ('text', 'number', 'boolean', 'object', 'array', 'any') THEN
+        RAISE EXCEPTION 'invalid parameter type "%"', type
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use text, number, boolean, object, array or any.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION webhook_add_parameter(workflow uuid, name text, source text DEFAULT 'body',
+                                      type text DEFAULT 'any', required boolean DEFAULT false)
+RETURNS SETOF webhook.parameters
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF name IS NULL OR btrim(name) = '' OR source IS NULL OR type IS NULL OR required IS NULL THEN
+        RAISE EXCEPTION 'name, source, type and required must not be NULL or empty'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM webhook._check_parameter_args(lower(source), lower(type));
+    IF EXISTS (SELECT FROM webhook.parameters p WHERE p.workflow_id = workflow
+                  AND p.source = lower($3) AND p.name = $2) THEN
+        RAISE EXCEPTION 'parameter "%" (%) already exists', $2, lower($3)
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Change it with webhook_alter_parameter().';
+    END IF;
+    INSERT INTO webhook.parameters (workflow_id, name, source, type, sample, required, position, depth)
+    SELECT workflow, $2, lower($3), lower($4), NULL, $5,
+           coalesce(max(p.position), 0) + 1,
+           CASE WHEN lower($3) = 'header' THEN 0
+                ELSE array_length(string_to_array($2, '.'), 1) - 1 END
+      FROM webhook.parameters p WHERE p.workflow_id = workflow;
+    UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
+    RETURN QUERY SELECT p.* FROM webhook.parameters p WHERE p.workflow_id = workflow ORDER BY p.source, p.position;
+END
+$$;
+COMMENT ON FUNCTION webhook_add_parameter(uuid, text, text, text, boolean) IS
+    'Declares one parameter (e.g. a header) without a sample';
+
+-- The parameter's source when the caller left it out: the only one by that
+-- name, or an error naming the candidates.
+CREATE FUNCTION webhook._parameter_source(workflow uuid, name text, source text)
+RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    found text[];
+BEGIN
+    found := ARRAY(SELECT p.source FROM webhook.parameters p
+                    WHERE p.workflow_id = workflow AND p.name = $2
+                      AND ($3 IS NULL OR p.source = lower($3)) ORDER BY p.source);
+    IF cardinality(found) = 0 THEN
+        RAISE EXCEPTION 'unknown parameter "%" for workflow %', $2, workflow
+            USING ERRCODE = 'undefined_object', HINT = 'Add it with webhook_add_parameter().';
+    ELSIF cardinality(found) > 1 THEN
+        RAISE EXCEPTION 'parameter "%" exists in several sources (%)', $2, array_to_string(found, ', ')
+            USING ERRCODE = 'ambiguous_parameter', HINT = 'Pass source => ''body'', ''query'' or ''header''.';
+    END IF;
+    RETURN found[1];
+END
+$$;
+
+CREATE FUNCTION webhook_drop_parameter(workflow uuid, name text, source text DEFAULT NULL)
+RETURNS SETOF webhook.parameters
+LANGUAGE plpgsql AS $$
+DECLARE
+    src text;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    src := webhook._parameter_source(workflow, $2, $3);
+    PERFORM webhook._delete_parameters(workflow, src, ARRAY[$2]);
+    UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
+    RETURN QUERY SELECT p.* FROM webhook.parameters p WHERE p.workflow_id = workflow ORDER BY p.source, p.position;
+END
+$$;
+COMMENT ON FUNCTION webhook_drop_parameter(uuid, text, text) IS 'Removes one parameter from the list';
+
+CREATE FUNCTION webhook_alter_parameter(workflow uuid, name text, type text DEFAULT NULL,
+                                        required boolean DEFAULT NULL, nullable boolean DEFAULT NULL,
+                                        source text DEFAULT NULL, strict boolean DEFAULT NULL)
+RETURNS SETOF webhook.parameters
+LANGUAGE plpgsql AS $$
+DECLARE
+    src text;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    PERFORM webhook._check_parameter_args(NULL, lower($3));
+    src := webhook._parameter_source(workflow, $2, $6);
+    UPDATE webhook.parameters p
+       SET type = coalesce(lower($3), p.type),
+           required = coalesce($4, p.required),
+           required_for = CASE WHEN coalesce($4, p.required) THEN p.required_for END,
+           nullable = coalesce($5, p.nullable),
+           strict = coalesce($7, p.strict)
+     WHERE p.workflow_id = workflow AND p.source = src AND p.name = $2;
+    UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
+    RETURN QUERY SELECT p.* FROM webhook.parameters p WHERE p.workflow_id = workflow ORDER BY p.source, p.position;
+END
+$$;
+COMMENT ON FUNCTION webhook_alter_parameter(uuid, text, text, boolean, boolean, text, boolean) IS
+    'Changes a parameter''s type, required flag, nullability (strict mode) or strictness';
+
+CREATE FUNCTION webhook_set_strict(workflow uuid, strict boolean, params text[] DEFAULT NULL)
+RETURNS SETOF webhook.parameters
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF $2 IS NULL THEN
+        RAISE EXCEPTION 'strict must be true or false' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF params IS NULL THEN
+        UPDATE webhook.workflows w SET strict_types = $2 WHERE w.id = workflow;
+    ELSE
+        IF EXISTS (SELECT FROM unnest(params) u WHERE NOT EXISTS (
+                       SELECT FROM webhook.parameters p WHERE p.workflow_id = workflow AND p.name = u)) THEN
+            RAISE EXCEPTION 'unknown parameter(s) for workflow %', workflow USING ERRCODE = 'undefined_object';
+        END IF;
+        UPDATE webhook.parameters p SET strict = $2 WHERE p.workflow_id = workflow AND p.name = ANY (params);
+        UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
+    END IF;
+    RETURN QUERY SELECT p.* FROM webhook.parameters p WHERE p.workflow_id = workflow ORDER BY p.source, p.position;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_strict(uuid, boolean, text[]) IS
+    'Strict typing (400 for a value of another type) for the whole workflow, or for the given parameters';
+
+CREATE FUNCTION webhook_set_discriminator(workflow uuid, source text, name text)
+RETURNS webhook.workflows
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF (source IS NULL) <> (name IS NULL) OR btrim(name) = '' THEN
+        RAISE EXCEPTION 'give both source and name, or neither to turn the discriminator off'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example: webhook_set_discriminator(id, ''header'', ''x-github-event'').';
+    END IF;
+    PERFORM webhook._check_parameter_args(lower(source), NULL);
+    UPDATE webhook.workflows x
+       SET discriminator_source = lower($2),
+           discriminator_name = CASE WHEN lower($2) = 'header' THEN lower($3) ELSE $3 END
+     WHERE x.id = workflow
+    RETURNING * INTO w;
+    RETURN w;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_discriminator(uuid, text, text) IS
+    'Where the event type is read from (header x-github-event, body type, ...), for webhook_set_required(..., for_events)';
 
 CREATE FUNCTION webhook_set_full_body(workflow uuid, enabled boolean, param_name text DEFAULT 'body')
 RETURNS SETOF webhook.parameters

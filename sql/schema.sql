@@ -55,6 +55,13 @@ CREATE TABLE webhook.workflows (
     -- Sample capture over HTTP: armed until capture_until, done at captured_at.
     capture_until         timestamptz,
     captured_at           timestamptz,
+    -- Types guide, they don't block: only strict parameters refuse a value of
+    -- another type (a parameter's own `strict` overrides this).
+    strict_types          boolean     NOT NULL DEFAULT false,
+    -- Where the event type is read from, for parameters required only for some
+    -- event types (parameters.required_for): e.g. header x-github-event.
+    discriminator_source  text,
+    discriminator_name    text,
     CONSTRAINT workflows_name_not_blank CHECK (btrim(name) <> ''),
     CONSTRAINT workflows_owner_name_key UNIQUE (owner, name),
     CONSTRAINT workflows_response_method_check
@@ -68,7 +75,11 @@ CREATE TABLE webhook.workflows (
                AND cardinality(allowed_methods) > 0),
     CONSTRAINT workflows_full_body_param_check CHECK (btrim(full_body_param) <> ''),
     CONSTRAINT workflows_response_timeout_check
-        CHECK (response_timeout IS NULL OR response_timeout > interval '0')
+        CHECK (response_timeout IS NULL OR response_timeout > interval '0'),
+    CONSTRAINT workflows_discriminator_check
+        CHECK ((discriminator_source IS NULL) = (discriminator_name IS NULL)
+               AND discriminator_source IN ('body', 'query', 'header')
+               AND btrim(discriminator_name) <> '')
 );
 COMMENT ON TABLE webhook.workflows IS
     'One row per webhook URL ({base}/hooks/{id}); see webhook_create_workflow()';
@@ -85,10 +96,18 @@ CREATE TABLE webhook.parameters (
     position    integer NOT NULL,
     -- 0 for top-level keys; n for a leaf n levels down, named by its dotted path.
     depth       integer NOT NULL DEFAULT 0,
+    -- NULL: the workflow's strict_types decides.
+    strict      boolean,
+    -- In strict mode, whether null is an acceptable value (absent and null
+    -- still count as missing for a required parameter).
+    nullable    boolean NOT NULL DEFAULT true,
+    -- Required only for these event types (exact, or a prefix ending in '*'),
+    -- read through the workflow's discriminator; NULL: for every event.
+    required_for text[],
     PRIMARY KEY (workflow_id, source, name),
     CONSTRAINT parameters_source_check CHECK (source IN ('body', 'query', 'header')),
     CONSTRAINT parameters_type_check
-        CHECK (type IN ('text', 'number', 'boolean', 'object', 'array')),
+        CHECK (type IN ('text', 'number', 'boolean', 'object', 'array', 'any')),
     CONSTRAINT parameters_name_not_blank CHECK (name <> ''),
     CONSTRAINT parameters_depth_check CHECK (depth >= 0)
 );
@@ -118,6 +137,10 @@ CREATE TABLE webhook.events (
     handled_at  timestamptz,
     -- For origin 'replay': the event whose handler run this repeats.
     replay_of   bigint,
+    -- The request target as received (path, and query string in its original
+    -- order), for signatures computed over the URL (Twilio).
+    raw_path    text,
+    raw_query   text,
     CONSTRAINT events_status_check CHECK (status IN ('received', 'succeeded', 'failed')),
     CONSTRAINT events_origin_check CHECK (origin IN ('http', 'trigger', 'replay'))
 );
@@ -172,7 +195,9 @@ GRANT SELECT, INSERT ON webhook.workflows, webhook.parameters TO webhook_admin;
 GRANT UPDATE (name, handler, enabled, full_body, full_body_param, allowed_methods,
               response_method, response_status, response_content_type, response_body,
               response_headers, response_timeout, failure_status, failure_content_type,
-              failure_body, capture_until, captured_at, updated_at)
+              failure_body, capture_until, captured_at, updated_at, strict_types,
+              discriminator_source, discriminator_name)
     ON webhook.workflows TO webhook_admin;
-GRANT UPDATE (type, sample, required, position, depth) ON webhook.parameters TO webhook_admin;
+GRANT UPDATE (type, sample, required, position, depth, strict, nullable, required_for)
+    ON webhook.parameters TO webhook_admin;
 GRANT SELECT ON webhook.events TO webhook_admin;

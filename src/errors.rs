@@ -9,7 +9,7 @@ use webhook_core::template::TemplateError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {
-    #[error("a JSON sample must be an object")]
+    #[error("a JSON sample must be an object or an array")]
     SampleNotObject { found: &'static str },
     #[error("invalid key-value sample")]
     KvSample(#[from] KvError),

@@ -15,7 +15,7 @@ pub static DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
 pub static PORT: GucSetting<i32> = GucSetting::<i32>::new(8787);
 pub static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
-pub static MAX_BODY_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+pub static MAX_BODY_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(25 * 1024);
 pub static MAX_HEADER_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(16);
 pub static HEADER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static BODY_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);

@@ -153,10 +153,10 @@ mod tests {
         let id = create_workflow("errors");
         assert_eq!(
             error_of(
-                "SELECT webhook_sample_from_json($1::uuid, '[1, 2]')",
+                "SELECT webhook_sample_from_json($1::uuid, '42')",
                 id.clone()
             ),
-            "22023: a JSON sample must be an object"
+            "22023: a JSON sample must be an object or an array"
         );
         assert_eq!(
             error_of(

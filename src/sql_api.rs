@@ -63,6 +63,8 @@ fn webhook_trigger(
         remote_addr: None,
         origin: Origin::Trigger,
         replay_of: None,
+        raw_path: None,
+        raw_query: None,
     };
     let mut pipeline = Pipeline::new(Some(crate::privileged::extension_owner()), None);
     let privileged = pipeline.privileged_role;
@@ -133,6 +135,8 @@ fn webhook_replay(event: i64) -> JsonB {
         remote_addr: None,
         origin: Origin::Replay,
         replay_of: Some(event),
+        raw_path: None,
+        raw_query: None,
     };
     let mut pipeline = Pipeline::new(Some(crate::privileged::extension_owner()), None);
     let privileged = pipeline.privileged_role;

@@ -16,14 +16,20 @@ mod webhook {
     use super::*;
 
     /// The parameters a JSON object sample describes, as a JSON array of
-    /// `{name, type, sample, depth}` in the object's (jsonb) key order.
+    /// `{name, type, sample, depth}` in the object's (jsonb) key order. A
+    /// top-level array is the one parameter `items`, as such a body is at run
+    /// time.
     #[pg_extern(immutable, strict, parallel_safe)]
     fn _infer_parameters(sample: JsonB) -> JsonB {
-        let Value::Object(map) = sample.0 else {
-            SqlError::SampleNotObject {
-                found: webhook_core::validate::json_type_name(&sample.0),
+        let map = match sample.0 {
+            Value::Object(map) => map,
+            Value::Array(items) => {
+                serde_json::Map::from_iter([("items".to_string(), Value::Array(items))])
             }
-            .report()
+            other => SqlError::SampleNotObject {
+                found: webhook_core::validate::json_type_name(&other),
+            }
+            .report(),
         };
         JsonB(inferred_json(&map))
     }

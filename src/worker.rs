@@ -313,6 +313,8 @@ impl ListenerState {
                             remote_addr: job.remote_addr.map(|ip| ip.to_string()),
                             origin: Origin::Http,
                             replay_of: None,
+                            raw_path: Some(job.raw_path.clone()),
+                            raw_query: job.raw_query.clone(),
                         };
                         *in_progress.borrow_mut() = Some(job.reply);
                         let mut next_id =

@@ -42,7 +42,16 @@ struct Shared {
     slots: Arc<ConnectionSlots>,
     /// Connections the process can hold within its open-files limit.
     fd_budget: usize,
+    /// KiB of request bodies this process may hold at once (see `BODY_MEMORY_KIB`).
+    body_memory: Arc<tokio::sync::Semaphore>,
 }
+
+/// Request bodies one listener process buffers at once, in KiB: a request
+/// reserves its declared Content-Length (a chunked one reserves
+/// webhook.max_body_size) before its body is read, and gets 503 with
+/// Retry-After when the budget is spent. With the 25 MB default body limit,
+/// ten bodies of the largest size fit; thousands of small ones do.
+const BODY_MEMORY_KIB: usize = 256 * 1024;
 
 /// Runs the network thread until `shutdown` turns true.
 pub(super) fn run(
@@ -75,6 +84,7 @@ pub(super) fn run(
         waker,
         slots: Arc::default(),
         fd_budget,
+        body_memory: Arc::new(tokio::sync::Semaphore::new(BODY_MEMORY_KIB)),
     });
     runtime.block_on(async move {
         let graceful = GracefulShutdown::new();
@@ -226,10 +236,26 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
     if declared_length.is_some_and(|len| len > settings.max_body_bytes as u64) {
         return closing(too_large(settings.max_body_bytes));
     }
+    let reserved_bytes = declared_length.unwrap_or(settings.max_body_bytes as u64);
+    let reserved_kib = reserved_bytes
+        .div_ceil(1024)
+        .clamp(1, BODY_MEMORY_KIB as u64) as u32;
+    // Held until this request is answered (its parsed body lives that long).
+    let Ok(_body_memory) = shared
+        .body_memory
+        .clone()
+        .try_acquire_many_owned(reserved_kib)
+    else {
+        return closing(
+            Response::error(503, "Listener busy, retry later").with_header("retry-after", "1"),
+        );
+    };
 
     // As sent: method names are case-sensitive, and `get` must not pass as GET.
     let method = req.method().as_str().to_string();
     let query = parse_query(req.uri().query().unwrap_or(""));
+    let raw_path = req.uri().path().to_string();
+    let raw_query = req.uri().query().map(str::to_string);
     let headers = header_map(req.headers());
     let content_type = header_str(req.headers(), CONTENT_TYPE);
     let content_encoding = header_str(req.headers(), CONTENT_ENCODING);
@@ -267,6 +293,8 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
             body,
         },
         remote_addr: Some(peer.ip()),
+        raw_path,
+        raw_query,
         received_at,
         reply,
     };

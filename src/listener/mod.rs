@@ -48,6 +48,9 @@ pub struct Job {
     pub request: IncomingRequest,
     pub remote_addr: Option<IpAddr>,
     pub received_at: SystemTime,
+    /// The request target as received (for signatures over the URL).
+    pub raw_path: String,
+    pub raw_query: Option<String>,
     pub reply: oneshot::Sender<Response>,
 }
 

@@ -80,7 +80,9 @@ SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_
        p.proargtypes[0] OPERATOR(pg_catalog.=) 'pg_catalog.jsonb'::pg_catalog.regtype::pg_catalog.oid,
        (SELECT COALESCE(
                    pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                       'name', q.name, 'source', q.source, 'type', q.type, 'required', q.required)
+                       'name', q.name, 'source', q.source, 'type', q.type, 'required', q.required,
+                       'strict', COALESCE(q.strict, w.strict_types), 'nullable', q.nullable,
+                       'required_for', q.required_for)
                      ORDER BY q.source, q.position),
                    '[]')::pg_catalog.text
           FROM webhook.parameters q WHERE q.workflow_id OPERATOR(pg_catalog.=) w.id),
@@ -93,7 +95,8 @@ SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_
          ORDER BY s.setdatabase OPERATOR(pg_catalog.=) 0::pg_catalog.oid
          LIMIT 1),
        pg_catalog.has_schema_privilege(r.oid, p.pronamespace, 'USAGE')
-           AND pg_catalog.has_function_privilege(r.oid, p.oid, 'EXECUTE')
+           AND pg_catalog.has_function_privilege(r.oid, p.oid, 'EXECUTE'),
+       w.discriminator_source, w.discriminator_name
   FROM webhook.workflows w
   LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid
   LEFT JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
@@ -107,7 +110,7 @@ SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_
 /// argument without reading the row back.
 const EVENT_ROW: &str = "ROW($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8, \
      'received'::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.jsonb, $12, \
-     $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15)::webhook.events";
+     $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15, $16, $17)::webhook.events";
 
 impl Catalog {
     /// Drops cached definitions when the extension was re-created since the
@@ -171,9 +174,21 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
                 source: p["source"].as_str()?.parse::<Source>().ok()?,
                 ty: webhook_core::request::param_type(p["type"].as_str()?),
                 required: p["required"].as_bool()?,
+                strict: p["strict"].as_bool()?,
+                nullable: p["nullable"].as_bool()?,
+                required_for: p["required_for"].as_array().map(|events| {
+                    events
+                        .iter()
+                        .filter_map(|e| e.as_str().map(str::to_string))
+                        .collect()
+                }),
             })
         })
         .collect();
+    let discriminator = match (text(23)?, text(24)?) {
+        (Some(source), Some(name)) => source.parse::<Source>().ok().map(|s| (s, name)),
+        _ => None,
+    };
 
     let response = match text(5)?.as_deref() {
         Some("custom") => ResponseConfig::Custom {
@@ -232,6 +247,7 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
             allowed_methods: row.get::<Vec<String>>(2)?.unwrap_or_default(),
             full_body_param: if full_body { text(4)? } else { None },
             params,
+            discriminator,
             response,
             capture_armed: false,
         },

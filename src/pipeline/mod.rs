@@ -30,9 +30,10 @@ use spi_util::{as_handler_owner, as_role_with_safe_path, in_subtransaction, with
 
 const INSERT_EVENT: &str = "
 INSERT INTO webhook.events (id, workflow_id, received_at, method, query, headers, params, body,
-                            status, error, response, origin, remote_addr, handled_at, replay_of)
+                            status, error, response, origin, remote_addr, handled_at, replay_of,
+                            raw_path, raw_query)
 VALUES ($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8,
-        $9, $10, $11, $12, $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15)";
+        $9, $10, $11, $12, $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15, $16, $17)";
 
 /// Once per batch, in one kept statement: the extension's epoch (to forget
 /// cached workflows of a dropped and re-created extension), the tables whose
@@ -74,6 +75,9 @@ pub struct RequestMeta {
     pub remote_addr: Option<String>,
     pub origin: Origin,
     pub replay_of: Option<i64>,
+    /// The request target as received: path, and query string (original order).
+    pub raw_path: Option<String>,
+    pub raw_query: Option<String>,
 }
 
 /// What to answer, and whether only after the transaction commits.
@@ -280,6 +284,8 @@ impl Pipeline {
             remote_addr: meta.remote_addr.clone(),
             handled_at: unix(SystemTime::now()),
             replay_of: meta.replay_of,
+            raw_path: meta.raw_path.clone(),
+            raw_query: meta.raw_query.clone(),
         };
         self.prepare_insert(client)?;
         let insert_plan = self.insert_plan.as_ref().expect("prepared above");
@@ -503,6 +509,8 @@ pub struct EventRow {
     pub remote_addr: Option<String>,
     pub handled_at: f64,
     pub replay_of: Option<i64>,
+    pub raw_path: Option<String>,
+    pub raw_query: Option<String>,
 }
 
 impl EventRow {
@@ -525,6 +533,8 @@ impl EventRow {
             text,
             PgOid::from(f64::type_oid()),
             PgOid::from(i64::type_oid()),
+            text,
+            text,
         ]
     }
 
@@ -545,6 +555,8 @@ impl EventRow {
             DatumWithOid::from(self.remote_addr.clone()),
             DatumWithOid::from(self.handled_at),
             DatumWithOid::from(self.replay_of),
+            DatumWithOid::from(self.raw_path.clone()),
+            DatumWithOid::from(self.raw_query.clone()),
         ]
     }
 }

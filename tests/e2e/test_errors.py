@@ -212,7 +212,7 @@ def test_set_required_null_flag_is_22004(cluster, prepared):
     assert snapshot(cluster, prepared["id"]) == before
 
 
-@pytest.mark.parametrize("sample, found", [("[1, 2]", "array"), ('"text"', "string"), ("42", "number"),
+@pytest.mark.parametrize("sample, found", [('"text"', "string"), ("42", "number"),
                                            ("true", "boolean"), ("null", "null")])
 def test_non_object_json_sample_is_22023_with_hint(cluster, prepared, sample, found):
     before = snapshot(cluster, prepared["id"])

@@ -49,7 +49,8 @@ def test_capture_post_json_query_and_headers(ready, new_workflow, uniq):
         "customer.email": "text", "tags": "array"}
     assert body_p["amount"]["sample"] == 12.5
     assert body_p["customer.email"]["sample"] == "a@b.c"
-    assert {n: p["type"] for n, p in query_p.items()} == {"src": "text", "n": "number"}
+    # Strings from the wire are text (issue 7): "5" today may be "" tomorrow.
+    assert {n: p["type"] for n, p in query_p.items()} == {"src": "text", "n": "text"}
     assert all(n == n.lower() for n in header_p), header_p.keys()
     assert header_p["x-shop-id"]["type"] == "text" and header_p["x-shop-id"]["sample"] == "Berlin"
     assert "x-retry" in header_p and "content-type" in header_p
@@ -67,8 +68,13 @@ def test_capture_post_json_query_and_headers(ready, new_workflow, uniq):
     assert evs[0]["params"]["order_id"] == "A2"
     assert [x["event_id"] for x in handler_rows(c, table)] == [evs[0]["id"]]
     assert capture_state(c, wf) == "captured"
-    # The captured types now validate requests.
+    # The captured types guide (a value of another type is stored as sent)...
     r = post(c, wf, json_body={"order_id": "A3", "amount": "many"})
+    assert r.status_code == 200, r.text
+    assert events(c, wf)[-1]["params"]["amount"] == "many"
+    # ...and validate requests in strict mode.
+    c.sql("SELECT count(*) FROM webhook_set_strict(%s, true)", (wf,))
+    r = post(c, wf, json_body={"order_id": "A4", "amount": "many"})
     assert r.status_code == 400 and response_json(r)["parameter"] == "amount", r.text
 
 
@@ -146,7 +152,7 @@ def test_capture_with_get_query_only(ready, new_workflow, uniq):
     assert handler_rows(c, table) == []
     params = parameters(c, wf)
     assert {p["name"]: p["type"] for p in params if p["source"] == "query"} == {
-        "event": "text", "count": "number", "ok": "boolean"}
+        "event": "text", "count": "text", "ok": "text"}
     assert [p for p in params if p["source"] == "body"] == []
     assert capture_state(c, wf) == "captured"
 
@@ -154,9 +160,9 @@ def test_capture_with_get_query_only(ready, new_workflow, uniq):
     assert r.status_code == 200, r.text
     ev = events(c, wf)[0]
     assert ev["method"] == "GET"
-    # Declared query types coerce the values; the captured header parameters
+    # Query values are kept as sent (text); the captured header parameters
     # (user-agent, accept, ...) are declared now, so they are in params too.
-    assert ev["params"]["event"] == "push" and ev["params"]["count"] == 7
+    assert ev["params"]["event"] == "push" and ev["params"]["count"] == "7"
     assert ev["params"]["user-agent"] == ev["headers"]["user-agent"]
     assert "host" not in ev["params"]
     assert len(handler_rows(c, table)) == 1
@@ -170,7 +176,8 @@ def test_capture_form_body_types_inferred(ready, new_workflow):
              headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 200 and response_json(r)["msg"] == "Sample captured", r.text
     body = {p["name"]: (p["type"], p["sample"]) for p in parameters(c, wf) if p["source"] == "body"}
-    assert body == {"order_id": ("text", "A 1"), "qty": ("number", 3), "gift": ("boolean", False)}
+    # Form fields are strings on the wire: text, sampled as sent (issue 7).
+    assert body == {"order_id": ("text", "A 1"), "qty": ("text", "3"), "gift": ("text", "false")}
 
 
 def test_rearming_capture(ready, new_workflow):

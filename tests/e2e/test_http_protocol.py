@@ -215,7 +215,7 @@ def test_expect_100_continue(cluster, wf):
 
     # Over the limit with Expect: 413 straight away, no 100 Continue, nothing stored.
     head = hk.http_request_bytes("POST", f"/hooks/{wf['id']}", port, headers={
-        "Content-Type": "application/json", "Content-Length": str(10 * 1024 * 1024),
+        "Content-Type": "application/json", "Content-Length": str(30 * 1024 * 1024),
         "Expect": "100-continue"})
     r = hk.raw_exchange(port, head, timeout=5)
     assert r.status == 413 and r.closed, r

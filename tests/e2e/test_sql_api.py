@@ -201,7 +201,7 @@ EXPECTED = {
     "price": ("number", 9.5, 0),
     "tags": ("array", [], 0),
     "meta": ("object", {}, 0),
-    "nothing": ("text", None, 0),
+    "nothing": ("any", None, 0),
 }
 
 

@@ -195,14 +195,10 @@ fn parse_unchecked(
     };
     match classify(&media.essence) {
         BodyKind::Json => parse_json(&decoded, media.charset()?),
-        BodyKind::Form => Ok(parse_form(&decoded, media.charset()?)),
+        BodyKind::Form => Ok(expand_json_fields(parse_form(&decoded, media.charset()?))),
         BodyKind::Text => {
             let (text, _, _) = media.charset()?.unwrap_or(UTF_8).decode(&decoded);
-            Ok(ParsedBody {
-                params: Map::new(),
-                text: text.into_owned(),
-                kind: BodyKind::Text,
-            })
+            Ok(json_if_it_parses(text.into_owned(), BodyKind::Text))
         }
         BodyKind::Xml => {
             let (params, text) = xml::parse_xml(&decoded, media.charset()?)?;
@@ -219,22 +215,27 @@ fn parse_unchecked(
                 media.param("boundary"),
                 limits.max_parts,
             )?;
-            Ok(ParsedBody {
+            Ok(expand_json_fields(ParsedBody {
                 params,
                 text,
                 kind: BodyKind::Multipart,
-            })
+            }))
         }
         BodyKind::Empty | BodyKind::Other => {
             // A known charset is honoured so events.body reads right; an unknown one is
             // not an error here because the body is not interpreted anyway.
             let enc = media.charset().ok().flatten().unwrap_or(UTF_8);
             let (text, _, _) = enc.decode(&decoded);
-            Ok(ParsedBody {
-                params: Map::new(),
-                text: text.into_owned(),
-                kind: BodyKind::Other,
-            })
+            let text = text.into_owned();
+            if SNIFFED_AS_JSON.contains(&media.essence.as_str()) {
+                Ok(json_if_it_parses(text, BodyKind::Other))
+            } else {
+                Ok(ParsedBody {
+                    params: Map::new(),
+                    text,
+                    kind: BodyKind::Other,
+                })
+            }
         }
     }
 }
@@ -581,10 +582,58 @@ fn parse_json(bytes: &[u8], charset: Option<&'static Encoding>) -> Result<Parsed
     Ok(json_body(value, text.into_owned()))
 }
 
-/// An object's entries are the parameters; any other JSON value is `{"body": value}`.
+/// Media types senders use for JSON besides the JSON ones (AWS SNS posts
+/// JSON as text/plain; others use these), parsed as JSON when they parse.
+const SNIFFED_AS_JSON: &[&str] = &["text/json", "application/octet-stream"];
+
+/// A JSON object or array in a body that was not labelled JSON is parsed as
+/// JSON (the raw text is kept as the body); anything else stays `kind`.
+fn json_if_it_parses(text: String, kind: BodyKind) -> ParsedBody {
+    let looks_like_json = matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'['));
+    if looks_like_json {
+        if let Ok(value @ (Value::Object(_) | Value::Array(_))) = serde_json::from_str(&text) {
+            return json_body(value, text);
+        }
+    }
+    ParsedBody {
+        params: Map::new(),
+        text,
+        kind,
+    }
+}
+
+/// Form and multipart fields holding a JSON object or array (Slack's
+/// `payload=`) become that structure, so `payload.user.username` can be
+/// required; capture and run time both see the result of this.
+fn expand_json_fields(mut parsed: ParsedBody) -> ParsedBody {
+    for value in parsed.params.values_mut() {
+        let parsed_field = match value {
+            Value::String(s) if matches!(s.trim_start().as_bytes().first(), Some(b'{' | b'[')) => {
+                match serde_json::from_str::<Value>(s) {
+                    Ok(inner @ (Value::Object(_) | Value::Array(_))) => Some(inner),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some(inner) = parsed_field {
+            *value = inner;
+        }
+    }
+    parsed
+}
+
+/// An object's entries are the parameters; a top-level array is the one
+/// parameter `items` (SendGrid and other batching senders post arrays of
+/// events); any other JSON value is `{"body": value}`.
 fn json_body(value: Value, text: String) -> ParsedBody {
     let params = match value {
         Value::Object(map) => map,
+        Value::Array(items) => {
+            let mut map = Map::new();
+            map.insert("items".to_string(), Value::Array(items));
+            map
+        }
         other => {
             let mut map = Map::new();
             map.insert("body".to_string(), other);

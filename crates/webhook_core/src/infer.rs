@@ -163,7 +163,7 @@ mod tests {
                 ("b".into(), "boolean", 0),
                 ("o".into(), "object", 0),
                 ("a".into(), "array", 0),
-                ("z".into(), "text", 0),
+                ("z".into(), "any", 0),
             ]
         );
     }

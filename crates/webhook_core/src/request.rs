@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::body::ParsedBody;
-use crate::infer::{infer_parameters, infer_scalar, InferredParam};
+use crate::infer::{infer_parameters, InferredParam};
 use crate::template::{self, ContentKind};
 use crate::validate::{self, ParamSpec, ParamType, RequestParams, Source};
 
@@ -69,6 +69,9 @@ pub struct WorkflowRules {
     /// `Some(name)`: the raw body is the single text parameter `name`.
     pub full_body_param: Option<String>,
     pub params: Vec<ParamSpec>,
+    /// Where the event type is read from (e.g. header `x-github-event`, body
+    /// `type`), for parameters required only for some event types.
+    pub discriminator: Option<(Source, String)>,
     pub response: ResponseConfig,
     /// A capture window is open: the next request becomes the sample.
     pub capture_armed: bool,
@@ -190,7 +193,17 @@ pub fn admit(rules: &WorkflowRules, request: &IncomingRequest) -> Admission {
         query: &request.query,
         headers: &request.headers,
     };
-    if let Err(e) = validate::validate(&rules.params, &view) {
+    let event_type = rules
+        .discriminator
+        .as_ref()
+        .and_then(|(source, name)| view.get(*source, name))
+        .and_then(|value| match value {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        });
+    if let Err(e) = validate::validate(&rules.params, &view, event_type.as_deref()) {
         return Admission::Rejected(Response::json(400, &e.to_json()));
     }
     Admission::Accepted(Accepted {
@@ -278,45 +291,18 @@ fn capture(
         .filter(|(name, _)| !TRANSPORT_HEADERS.contains(&name.as_str()))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
+    // Exactly the structure a request gets at run time (form fields holding
+    // JSON are already parsed by the body parser), so any captured request
+    // passes validation when sent again. Strings from the wire (query, headers,
+    // form fields) are text: `94070` today may be `tomorrow in Paris` tomorrow.
     CapturedSample {
         body: rules
             .full_body_param
             .is_none()
-            .then(|| infer_parameters(&typed_from_text(body_params, request))),
-        query: infer_parameters(&typed_strings(&request.query)),
-        headers: infer_parameters(&typed_strings(&headers)),
+            .then(|| infer_parameters(body_params)),
+        query: infer_parameters(&request.query),
+        headers: infer_parameters(&headers),
     }
-}
-
-/// Form and multipart bodies carry only strings; type them the way key-value
-/// samples are typed. JSON and XML bodies keep their own types.
-fn typed_from_text(
-    body_params: &Map<String, Value>,
-    request: &IncomingRequest,
-) -> Map<String, Value> {
-    match &request.body {
-        BodyOutcome::Parsed(parsed)
-            if matches!(
-                parsed.kind,
-                crate::body::BodyKind::Form | crate::body::BodyKind::Multipart
-            ) =>
-        {
-            typed_strings(body_params)
-        }
-        _ => body_params.clone(),
-    }
-}
-
-fn typed_strings(map: &Map<String, Value>) -> Map<String, Value> {
-    map.iter()
-        .map(|(k, v)| {
-            let typed = match v {
-                Value::String(s) => infer_scalar(s),
-                other => other.clone(),
-            };
-            (k.clone(), typed)
-        })
-        .collect()
 }
 
 /// The response for a captured sample.
@@ -551,24 +537,34 @@ mod tests {
             enabled: true,
             allowed_methods: vec!["GET".into(), "POST".into()],
             full_body_param: None,
+            discriminator: None,
             params: vec![
                 ParamSpec {
                     name: "order_id".into(),
                     source: Source::Body,
                     ty: ParamType::Text,
                     required: true,
+                    strict: true,
+                    nullable: true,
+                    required_for: None,
                 },
                 ParamSpec {
                     name: "amount".into(),
                     source: Source::Body,
                     ty: ParamType::Number,
                     required: false,
+                    strict: true,
+                    nullable: true,
+                    required_for: None,
                 },
                 ParamSpec {
                     name: "x-shop".into(),
                     source: Source::Header,
                     ty: ParamType::Text,
                     required: false,
+                    strict: true,
+                    nullable: true,
+                    required_for: None,
                 },
             ],
             response: ResponseConfig::Default,
@@ -695,6 +691,9 @@ mod tests {
             source: Source::Body,
             ty: ParamType::Text,
             required: true,
+            strict: true,
+            nullable: true,
+            required_for: None,
         }];
         let Admission::Accepted(accepted) = admit(&r, &req) else {
             panic!()
@@ -710,10 +709,11 @@ mod tests {
         let Admission::Capture(sample) = admit(&r, &req) else {
             panic!()
         };
+        // Strings from the wire are text: Twilio's FromZip=60517 may be empty next time.
         let body = sample.body.unwrap();
         assert_eq!(body[0].name, "n");
-        assert_eq!(body[0].ty, ParamType::Number);
-        assert_eq!(body[1].ty, ParamType::Boolean);
+        assert_eq!(body[0].ty, ParamType::Text);
+        assert_eq!(body[1].ty, ParamType::Text);
         assert_eq!(sample.query.len(), 2);
         assert_eq!(
             sample
@@ -762,6 +762,9 @@ mod tests {
             source: Source::Header,
             ty: ParamType::Text,
             required: true,
+            strict: true,
+            nullable: true,
+            required_for: None,
         }];
         let req = request("POST", "application/json", "{}");
         let Admission::Accepted(accepted) = admit(&r, &req) else {

@@ -1,13 +1,16 @@
 //! Request validation against a workflow's parameter list.
 //!
-//! A workflow declares parameters as rows `(name, source, type, required)`. Before an
-//! event is accepted, [`validate`] checks that every required parameter is present and
-//! that every present parameter has a value compatible with its declared type. The
-//! HTTP layer turns a [`ValidationError`] into a 400 with [`ValidationError::to_json`].
+//! A workflow declares parameters as rows `(name, source, type, required, strict)`.
+//! Before an event is accepted, [`validate`] checks that every required parameter is
+//! present and, for parameters in strict mode only, that its value fits the declared
+//! type. The HTTP layer turns a [`ValidationError`] into a 400 with
+//! [`ValidationError::to_json`].
 //!
-//! Query strings, headers and form bodies only ever carry strings, so the type rules
-//! accept strings that *spell* a value of the declared type ("42", "true"), and
-//! [`coerce`] turns them into the typed JSON value that is stored in `events.params`.
+//! Types guide, they do not block: real senders vary (a field that was `null` in the
+//! sample is an object in the next delivery, a zip code is `"60517"` once and `""`
+//! the next time), so by default a value of another type is accepted and stored as
+//! received. [`coerce`] converts a value to the declared type only when nothing is
+//! lost (`"42"` → `42`, but `"007"`, `""` and `"94070 "` stay strings).
 
 use std::fmt;
 use std::str::FromStr;
@@ -65,6 +68,8 @@ pub enum ParamType {
     Boolean,
     Object,
     Array,
+    /// Sampled from `null`: says nothing about the type, accepts every value.
+    Any,
 }
 
 impl ParamType {
@@ -76,14 +81,16 @@ impl ParamType {
             ParamType::Boolean => "boolean",
             ParamType::Object => "object",
             ParamType::Array => "array",
+            ParamType::Any => "any",
         }
     }
 
-    /// The type a sample value implies. `null` says nothing about the type, so it is
-    /// inferred as the most permissive scalar type, text.
+    /// The type a sample value implies. `null` says nothing about the type: `any`
+    /// (GitHub's `head_commit` is null in one push and an object in the next).
     pub fn of_json(v: &Value) -> ParamType {
         match v {
-            Value::Null | Value::String(_) => ParamType::Text,
+            Value::Null => ParamType::Any,
+            Value::String(_) => ParamType::Text,
             Value::Bool(_) => ParamType::Boolean,
             Value::Number(_) => ParamType::Number,
             Value::Array(_) => ParamType::Array,
@@ -99,6 +106,7 @@ impl ParamType {
             ParamType::Boolean => "a boolean",
             ParamType::Object => "an object",
             ParamType::Array => "an array",
+            ParamType::Any => "any value",
         }
     }
 }
@@ -120,10 +128,11 @@ impl FromStr for ParamType {
             "boolean" => Ok(ParamType::Boolean),
             "object" => Ok(ParamType::Object),
             "array" => Ok(ParamType::Array),
+            "any" => Ok(ParamType::Any),
             _ => Err(ParseEnumError {
                 kind: "type",
                 value: s.to_owned(),
-                expected: "text, number, boolean, object, array",
+                expected: "text, number, boolean, object, array, any",
             }),
         }
     }
@@ -145,6 +154,39 @@ pub struct ParamSpec {
     pub source: Source,
     pub ty: ParamType,
     pub required: bool,
+    /// Refuse a value whose type differs from `ty` (400) instead of storing it
+    /// as received.
+    pub strict: bool,
+    /// In strict mode, whether an explicit `null` is acceptable (a required
+    /// parameter that is null is missing either way).
+    pub nullable: bool,
+    /// With an event discriminator: the event types this parameter is required
+    /// for (exact, or a prefix ending in `*`); `None` means every event.
+    pub required_for: Option<Vec<String>>,
+}
+
+impl ParamSpec {
+    /// Whether the parameter is required for an event of this type (the
+    /// discriminator's value; `None` when the workflow has none or the request
+    /// does not carry it, in which case scoped requirements do not apply).
+    pub fn required_for_event(&self, event_type: Option<&str>) -> bool {
+        if !self.required {
+            return false;
+        }
+        match (&self.required_for, event_type) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(patterns), Some(event)) => patterns.iter().any(|p| event_matches(p, event)),
+        }
+    }
+}
+
+/// `push` matches `push`; `payment_intent.*` matches `payment_intent.succeeded`.
+pub fn event_matches(pattern: &str, event: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => event.starts_with(prefix),
+        None => pattern == event,
+    }
 }
 
 /// The parsed parts of one request. Header keys are expected in lower case (HTTP
@@ -159,10 +201,21 @@ pub struct RequestParams<'a> {
 impl<'a> RequestParams<'a> {
     /// The value a parameter refers to, using the same rules as [`validate`], so the
     /// caller can build `events.params` consistently with what was validated.
+    ///
+    /// Body and query parameters stand in for each other: a sender may deliver
+    /// the same fields as a POST body or as a GET query string (Twilio does
+    /// both), whichever the sample came from. The declared source wins.
     pub fn get(&self, source: Source, name: &str) -> Option<&'a Value> {
+        let non_null = |v: &&Value| !v.is_null();
         match source {
-            Source::Body => lookup_path(self.body, name),
-            Source::Query => lookup_path(self.query, name),
+            Source::Body => lookup_path(self.body, name)
+                .filter(non_null)
+                .or_else(|| lookup_path(self.query, name))
+                .or_else(|| lookup_path(self.body, name)),
+            Source::Query => lookup_path(self.query, name)
+                .filter(non_null)
+                .or_else(|| lookup_path(self.body, name))
+                .or_else(|| lookup_path(self.query, name)),
             Source::Header => lookup_header(self.headers, name),
         }
     }
@@ -223,17 +276,24 @@ pub fn json_type_name(v: &Value) -> &'static str {
 /// Checks a request against a parameter list.
 ///
 /// All missing required parameters are reported together (so the caller can fix the
-/// request in one go); only when none is missing are types checked, and then the first
-/// mismatch in parameter-list order is reported.
+/// request in one go); only when none is missing are the types of strict parameters
+/// checked, and then the first mismatch in parameter-list order is reported.
 ///
 /// A parameter is missing when it is absent or JSON `null`. An empty string counts as
 /// present: `?note=` or an empty form field is an explicit value sent by the caller,
 /// JSON bodies can legitimately carry `""`, and treating it as absent would make it
-/// impossible to send an intentionally empty required text. A required number or
-/// boolean that arrives as `""` still fails the type check.
-pub fn validate(spec: &[ParamSpec], req: &RequestParams) -> Result<(), ValidationError> {
+/// impossible to send an intentionally empty required text. (In strict mode a number
+/// or boolean that arrives as `""` still fails the type check.)
+///
+/// `event_type` is the value of the workflow's event discriminator, if any: it
+/// decides which scoped requirements apply ([`ParamSpec::required_for_event`]).
+pub fn validate(
+    spec: &[ParamSpec],
+    req: &RequestParams,
+    event_type: Option<&str>,
+) -> Result<(), ValidationError> {
     let mut missing: Vec<String> = Vec::new();
-    for p in spec.iter().filter(|p| p.required) {
+    for p in spec.iter().filter(|p| p.required_for_event(event_type)) {
         let present = matches!(req.get(p.source, &p.name), Some(v) if !v.is_null());
         if !present && !missing.contains(&p.name) {
             missing.push(p.name.clone());
@@ -243,11 +303,11 @@ pub fn validate(spec: &[ParamSpec], req: &RequestParams) -> Result<(), Validatio
         return Err(ValidationError::Missing(missing));
     }
 
-    for p in spec {
+    for p in spec.iter().filter(|p| p.strict) {
         let Some(v) = req.get(p.source, &p.name) else {
             continue;
         };
-        if v.is_null() || accepts(p.ty, v) {
+        if (v.is_null() && p.nullable) || accepts(p.ty, v) {
             continue;
         }
         return Err(ValidationError::WrongType {
@@ -281,6 +341,7 @@ fn accepts(ty: ParamType, v: &Value) -> bool {
         },
         ParamType::Object => v.is_object(),
         ParamType::Array => matches!(v, Value::Array(_) | Value::String(_)),
+        ParamType::Any => true,
     }
 }
 
@@ -311,26 +372,28 @@ fn parse_bool(s: &str) -> Option<bool> {
 }
 
 /// The value converted to its declared type, for storing in `events.params`, so
-/// handlers see `42` rather than `"42"` whatever the transport was.
+/// handlers see `42` rather than `"42"` whatever the transport was, but only
+/// when the conversion loses nothing: converting back gives the same text.
 ///
-/// - number: numeric strings become numbers;
-/// - boolean: `"true"`/`"FALSE"` become booleans;
+/// - number: a string spelled exactly as a JSON number becomes that number
+///   (`"42"`, `"-2.5"`; not `"007"`, `"+1"`, `" 42"` or `""`);
+/// - boolean: `"true"` / `"false"` become booleans (not `"TRUE"`);
 /// - text: numbers and booleans become their JSON text (`42` → `"42"`), so a text
 ///   parameter is always a string in `params`;
-/// - array: a single string becomes a one-element array.
+/// - array: a single string becomes a one-element array (`?tag=a` versus
+///   `?tag=a&tag=b`).
 ///
-/// Anything not coercible (including null and values that fail validation) is
-/// returned unchanged.
+/// Anything else (other types, null, `any`) is returned unchanged: stored as
+/// received.
 pub fn coerce(value: &Value, ty: ParamType) -> Value {
     match (ty, value) {
         (ParamType::Number, Value::String(s)) => match parse_number(s) {
-            Some(n) => Value::Number(n),
-            None => value.clone(),
+            Some(n) if s.trim() == s && n.to_string() == *s => Value::Number(n),
+            _ => value.clone(),
         },
-        (ParamType::Boolean, Value::String(s)) => match parse_bool(s) {
-            Some(b) => Value::Bool(b),
-            None => value.clone(),
-        },
+        (ParamType::Boolean, Value::String(s)) if s == "true" || s == "false" => {
+            Value::Bool(s == "true")
+        }
         (ParamType::Text, Value::Number(n)) => Value::String(n.to_string()),
         (ParamType::Text, Value::Bool(b)) => Value::String(b.to_string()),
         (ParamType::Array, Value::String(_)) => Value::Array(vec![value.clone()]),
@@ -388,6 +451,9 @@ mod tests {
             source,
             ty,
             required,
+            strict: true,
+            nullable: true,
+            required_for: None,
         }
     }
 
@@ -405,6 +471,7 @@ mod tests {
                 query: &q,
                 headers: &h,
             },
+            None,
         )
     }
 
@@ -448,7 +515,7 @@ mod tests {
 
     #[test]
     fn of_json() {
-        assert_eq!(ParamType::of_json(&Value::Null), ParamType::Text);
+        assert_eq!(ParamType::of_json(&Value::Null), ParamType::Any);
         assert_eq!(ParamType::of_json(&json!("a")), ParamType::Text);
         assert_eq!(ParamType::of_json(&json!(1.5)), ParamType::Number);
         assert_eq!(ParamType::of_json(&json!(false)), ParamType::Boolean);
@@ -496,7 +563,7 @@ mod tests {
         ];
         let r = run(
             &spec,
-            json!({"present": "not a number", "a": "in body, not query"}),
+            json!({"present": "not a number", "c": "only in body"}),
             json!({}),
             json!({}),
         );
@@ -559,6 +626,7 @@ mod tests {
             ),
             Ok(())
         );
+        // Body and query stand in for each other; headers are separate.
         assert_eq!(
             run(
                 &spec,
@@ -566,7 +634,16 @@ mod tests {
                 json!({}),
                 json!({"x-token": "t"})
             ),
-            Err(ValidationError::Missing(vec!["id".into()]))
+            Ok(())
+        );
+        assert_eq!(
+            run(
+                &spec,
+                json!({"id": 1}),
+                json!({"name": "n", "x-token": "t"}),
+                json!({})
+            ),
+            Err(ValidationError::Missing(vec!["x-token".into()]))
         );
     }
 
@@ -749,15 +826,22 @@ mod tests {
     #[test]
     fn coercion() {
         assert_eq!(coerce(&json!("42"), ParamType::Number), json!(42));
-        assert_eq!(coerce(&json!(" -1.5 "), ParamType::Number), json!(-1.5));
-        // Numbers keep their literal (arbitrary_precision); jsonb normalizes them.
-        assert_eq!(
-            coerce(&json!("1e2"), ParamType::Number).as_f64(),
-            Some(100.0)
-        );
-        assert_eq!(coerce(&json!("abc"), ParamType::Number), json!("abc"));
+        assert_eq!(coerce(&json!("-1.5"), ParamType::Number), json!(-1.5));
+        // Only lossless conversions: the text must be the number's own spelling.
+        for kept in ["", " -1.5 ", "007", "+1", "94070 ", "1.50x", "abc", "0x10"] {
+            assert_eq!(
+                coerce(&json!(kept), ParamType::Number),
+                json!(kept),
+                "{kept:?}"
+            );
+        }
+        // An exponent is spelled differently once a number: kept as text.
+        assert_eq!(coerce(&json!("1e2"), ParamType::Number), json!("1e2"));
         assert_eq!(coerce(&json!(7), ParamType::Number), json!(7));
-        assert_eq!(coerce(&json!("TRUE"), ParamType::Boolean), json!(true));
+        assert_eq!(coerce(&json!("TRUE"), ParamType::Boolean), json!("TRUE"));
+        assert_eq!(coerce(&json!("true"), ParamType::Boolean), json!(true));
+        assert_eq!(coerce(&json!({"a": 1}), ParamType::Any), json!({"a": 1}));
+        assert_eq!(coerce(&json!("42"), ParamType::Any), json!("42"));
         assert_eq!(coerce(&json!("false"), ParamType::Boolean), json!(false));
         assert_eq!(coerce(&json!("no"), ParamType::Boolean), json!("no"));
         assert_eq!(coerce(&json!(12), ParamType::Text), json!("12"));
@@ -785,6 +869,80 @@ mod tests {
         assert_eq!(r.get(Source::Body, "o.id"), Some(&json!(1)));
         assert_eq!(r.get(Source::Query, "t"), Some(&json!("x")));
         assert_eq!(r.get(Source::Header, "X-A"), Some(&json!("1")));
-        assert_eq!(r.get(Source::Body, "t"), None);
+        // Body and query stand in for each other (GET and POST deliveries).
+        assert_eq!(r.get(Source::Body, "t"), Some(&json!("x")));
+        assert_eq!(r.get(Source::Query, "o.id"), Some(&json!(1)));
+        assert_eq!(r.get(Source::Body, "x-a"), None);
+        assert_eq!(r.get(Source::Header, "t"), None);
+    }
+
+    #[test]
+    fn types_guide_but_do_not_block_unless_strict() {
+        let lenient = |ty| ParamSpec {
+            strict: false,
+            ..p("x", Source::Body, ty, true)
+        };
+        for (ty, value) in [
+            (ParamType::Text, json!({"now": "an object"})),
+            (ParamType::Number, json!("tomorrow in Paris")),
+            (ParamType::Number, json!("")),
+            (ParamType::Object, json!("{\"a\":1}")),
+            (ParamType::Boolean, json!(1)),
+        ] {
+            assert_eq!(
+                body_only(&[lenient(ty)], json!({ "x": value.clone() })),
+                Ok(()),
+                "{ty} {value}"
+            );
+            assert!(one(ty, value).is_err());
+        }
+        // null is still missing for a required parameter, strict or not.
+        assert_eq!(
+            body_only(&[lenient(ParamType::Any)], json!({"x": null})),
+            Err(ValidationError::Missing(vec!["x".into()]))
+        );
+        assert_eq!(one(ParamType::Any, json!([1, {"a": null}])), Ok(()));
+    }
+
+    #[test]
+    fn requirements_scoped_by_event_type() {
+        let scoped = |name: &str, events: &[&str]| ParamSpec {
+            required_for: Some(events.iter().map(|e| e.to_string()).collect()),
+            ..p(name, Source::Body, ParamType::Any, true)
+        };
+        let spec = [
+            scoped("ref", &["push"]),
+            scoped("data.object.amount", &["payment_intent.*"]),
+            p("id", Source::Body, ParamType::Any, true),
+        ];
+        let check = |event: Option<&str>, body: Value| {
+            let (b, q, h) = (obj(body), obj(json!({})), obj(json!({})));
+            let view = RequestParams {
+                body: &b,
+                query: &q,
+                headers: &h,
+            };
+            validate(&spec, &view, event)
+        };
+        assert_eq!(check(Some("ping"), json!({"id": 1})), Ok(()));
+        assert_eq!(check(None, json!({"id": 1})), Ok(()));
+        assert_eq!(
+            check(Some("push"), json!({"id": 1})),
+            Err(ValidationError::Missing(vec!["ref".into()]))
+        );
+        assert_eq!(
+            check(
+                Some("payment_intent.succeeded"),
+                json!({"id": 1, "ref": "x"})
+            ),
+            Err(ValidationError::Missing(vec!["data.object.amount".into()]))
+        );
+        assert_eq!(check(Some("customer.created"), json!({"id": 1})), Ok(()));
+        assert!(event_matches("payment_intent.*", "payment_intent.created"));
+        assert!(!event_matches(
+            "payment_intent.*",
+            "payment_method.attached"
+        ));
+        assert!(!event_matches("push", "push_extra"));
     }
 }

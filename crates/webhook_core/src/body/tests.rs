@@ -222,7 +222,8 @@ fn json_object_entries_in_order() {
 
 #[test]
 fn json_non_object_goes_under_body() {
-    assert_eq!(params(&ok(JSON, b"[1, 2]")), json!({"body": [1, 2]}));
+    // A top-level array is the one parameter `items` (SendGrid posts arrays).
+    assert_eq!(params(&ok(JSON, b"[1, 2]")), json!({"items": [1, 2]}));
     assert_eq!(params(&ok(JSON, b"\"s\"")), json!({"body": "s"}));
     assert_eq!(params(&ok(JSON, b"null")), json!({"body": null}));
     assert_eq!(params(&ok(JSON, b"false")), json!({"body": false}));
@@ -846,10 +847,43 @@ fn text_plain() {
     assert_eq!(p.kind, BodyKind::Text);
     assert!(p.params.is_empty());
     assert_eq!(p.text, "hello ☃\n");
-    // JSON-looking text/plain stays text
-    let p = ok(Some("text/plain"), b"{\"a\":1}");
-    assert_eq!(p.kind, BodyKind::Text);
+    // JSON that is not labelled JSON (AWS SNS sends text/plain) is parsed when
+    // it parses as an object or array; the raw text is kept.
+    for ct in [
+        "text/plain; charset=UTF-8",
+        "text/json",
+        "application/octet-stream",
+    ] {
+        let p = ok(Some(ct), b" {\"Type\": \"Notification\", \"n\": 1}");
+        assert_eq!(p.kind, BodyKind::Json, "{ct}");
+        assert_eq!(params(&p), json!({"Type": "Notification", "n": 1}), "{ct}");
+        assert_eq!(p.text, " {\"Type\": \"Notification\", \"n\": 1}");
+        let p = ok(Some(ct), b"[{\"event\": \"open\"}]");
+        assert_eq!(params(&p), json!({"items": [{"event": "open"}]}), "{ct}");
+    }
+    // Text that is not a JSON object or array stays text.
+    for body in [&b"{not json"[..], b"42", b"\"quoted\"", b"[1, 2"] {
+        let p = ok(Some("text/plain"), body);
+        assert_eq!(p.kind, BodyKind::Text);
+        assert!(p.params.is_empty());
+    }
+    // Other media types are not sniffed.
+    let p = ok(Some("application/pdf"), b"{\"a\":1}");
+    assert_eq!(p.kind, BodyKind::Other);
     assert!(p.params.is_empty());
+}
+
+#[test]
+fn form_fields_holding_json_are_parsed() {
+    // Slack interactive payloads: payload=<url-encoded JSON>.
+    let p = ok(
+        Some("application/x-www-form-urlencoded"),
+        b"payload=%7B%22type%22%3A%22block_actions%22%2C%22user%22%3A%7B%22username%22%3A%22ana%22%7D%7D&n=%7Bnot&t=%5B1%5D",
+    );
+    assert_eq!(
+        params(&p),
+        json!({"payload": {"type": "block_actions", "user": {"username": "ana"}}, "n": "{not", "t": [1]})
+    );
 }
 
 // ----------------------------------------------------------------- XML
