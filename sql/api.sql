@@ -949,6 +949,32 @@ BEGIN
 END
 $$;
 
+-- The API functions are called by name: a role that may CREATE in their
+-- schema can plant an overload (webhook_url(text), …) that a superuser's call
+-- with an untyped literal resolves to. Say so when that is the case.
+DO $$
+BEGIN
+    IF EXISTS (
+        SELECT FROM pg_catalog.pg_namespace n
+         CROSS JOIN LATERAL pg_catalog.aclexplode(COALESCE(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a
+          LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+         WHERE n.oid = '@extschema@'::pg_catalog.regnamespace
+           AND a.privilege_type = 'CREATE'
+           AND (a.grantee = 0
+                OR (r.rolname = 'pg_database_owner'
+                    AND NOT (SELECT o.rolsuper FROM pg_catalog.pg_database d
+                               JOIN pg_catalog.pg_roles o ON o.oid = d.datdba
+                              WHERE d.datname = pg_catalog.current_database()))
+                OR (r.rolname <> 'pg_database_owner' AND NOT r.rolsuper))) THEN
+        RAISE WARNING 'roles that are not superusers may create objects in schema %, which holds the webhook_* functions',
+                      '@extschema@'
+            USING DETAIL = 'Such a role can plant an overload of an API function that a superuser''s call resolves to.',
+                  HINT = 'Revoke CREATE on that schema from them, or install the extension into a schema of its own: '
+                      || 'CREATE EXTENSION webhook_ext SCHEMA webhook_api.';
+    END IF;
+END
+$$;
+
 -- Tell the DBA when nothing will listen. WARNING, not NOTICE: PostgreSQL
 -- raises client_min_messages to WARNING while an extension script runs, so a
 -- NOTICE would never be seen.

@@ -148,6 +148,38 @@ COMMENT ON TABLE webhook.events IS
     'Every accepted request, stored before the caller gets its 2xx; error is NULL unless the handler failed';
 CREATE INDEX events_workflow_received_idx ON webhook.events (workflow_id, received_at);
 
+-- Refused requests to a workflow (400, 404 while disabled, 405, 408, 413,
+-- 415, ...), so an owner can see why a sender's deliveries fail: the last
+-- webhook.rejections_kept per workflow, with at most 4 kB of each body, and a
+-- count per reason that is never trimmed.
+CREATE TABLE webhook.rejections (
+    id          bigserial   PRIMARY KEY,
+    workflow_id uuid        NOT NULL REFERENCES webhook.workflows (id) ON DELETE CASCADE,
+    received_at timestamptz NOT NULL,
+    status      integer     NOT NULL,
+    reason      text        NOT NULL,
+    method      text        NOT NULL,
+    query       jsonb       NOT NULL DEFAULT '{}',
+    headers     jsonb       NOT NULL DEFAULT '{}',
+    -- The first 4 kB of the body as text (not cut inside a character).
+    body_prefix text,
+    remote_addr inet
+);
+CREATE INDEX rejections_workflow_idx ON webhook.rejections (workflow_id, id);
+COMMENT ON TABLE webhook.rejections IS
+    'The most recent refused requests per workflow (webhook.rejections_kept), visible to its owner';
+
+CREATE TABLE webhook.rejection_counts (
+    workflow_id uuid        NOT NULL REFERENCES webhook.workflows (id) ON DELETE CASCADE,
+    status      integer     NOT NULL,
+    reason      text        NOT NULL,
+    count       bigint      NOT NULL,
+    last_at     timestamptz NOT NULL,
+    PRIMARY KEY (workflow_id, status, reason)
+);
+COMMENT ON TABLE webhook.rejection_counts IS
+    'How many requests to each workflow were refused, by status and reason';
+
 -- The listener caches workflow definitions. A change to workflows or
 -- parameters sends a relcache invalidation for the table at commit (statement
 -- triggers in api.sql), which listeners receive like PostgreSQL's own cache
@@ -165,12 +197,17 @@ SELECT pg_catalog.pg_extension_config_dump('webhook.workflows', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.parameters', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.events', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook.rejections', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook.rejections_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook.rejection_counts', '');
 
 -- Row-level security: a role sees and changes only the workflows it owns, and
 -- their parameters and events. Superusers (and so the listener) bypass it.
 ALTER TABLE webhook.workflows ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.parameters ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook.rejections ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook.rejection_counts ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY workflows_owner ON webhook.workflows
     USING (owner::pg_catalog.oid OPERATOR(pg_catalog.=) webhook._current_role_id())
@@ -180,6 +217,10 @@ CREATE POLICY workflows_owner ON webhook.workflows
 CREATE POLICY parameters_owner ON webhook.parameters
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = parameters.workflow_id))
     WITH CHECK (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = parameters.workflow_id));
+CREATE POLICY rejections_owner ON webhook.rejections
+    USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = rejections.workflow_id));
+CREATE POLICY rejection_counts_owner ON webhook.rejection_counts
+    USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = rejection_counts.workflow_id));
 CREATE POLICY events_owner ON webhook.events
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = events.workflow_id))
     WITH CHECK (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = events.workflow_id));
@@ -200,4 +241,4 @@ GRANT UPDATE (name, handler, enabled, full_body, full_body_param, allowed_method
     ON webhook.workflows TO webhook_admin;
 GRANT UPDATE (type, sample, required, position, depth, strict, nullable, required_for)
     ON webhook.parameters TO webhook_admin;
-GRANT SELECT ON webhook.events TO webhook_admin;
+GRANT SELECT ON webhook.events, webhook.rejections, webhook.rejection_counts TO webhook_admin;

@@ -27,6 +27,8 @@ pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(64);
 /// lock_timeout of the listener's own statements (never of handlers): a lock
 /// held by someone else turns into a 503 for that request, not a stall.
 pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
+/// Refused requests kept per workflow in webhook.rejections.
+pub static REJECTIONS_KEPT: GucSetting<i32> = GucSetting::<i32>::new(100);
 /// Per listener process: enough for busy senders, far below the open-files
 /// limit, so idle sockets cannot starve the process of descriptors.
 pub static MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(1000);
@@ -195,6 +197,16 @@ fn define_reloadable() {
         &MAX_CONNECTIONS_PER_CLIENT,
         1,
         1_000_000,
+        GucContext::Sighup,
+        GucFlags::empty(),
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.rejections_kept",
+        c"Refused requests kept per workflow in webhook.rejections (the counts are never trimmed).",
+        c"",
+        &REJECTIONS_KEPT,
+        1,
+        100_000,
         GucContext::Sighup,
         GucFlags::empty(),
     );

@@ -8,22 +8,51 @@
 //! committed and its callers see the connection close) instead of holding up
 //! `pg_ctl stop` or `pg_terminate_backend()`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pgrx::pg_sys;
 use pgrx::PgTryBuilder;
 
-/// How long a running handler may go on after SIGTERM.
+/// How long a running handler may go on after SIGTERM, or after its deadline.
 const HANDLER_GRACE: Duration = Duration::from_secs(1);
 
+/// When the running handler's deadline passes, as milliseconds since
+/// `process_start()`; 0 when no deadline is armed.
+static HANDLER_DEADLINE_MS: AtomicU64 = AtomicU64::new(0);
+
+fn process_start() -> Instant {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+/// Arms (or clears) the watchdog for the running handler's deadline.
+pub fn set_handler_deadline(deadline: Option<Instant>) {
+    let ms = deadline.map_or(0, |d| {
+        (d.saturating_duration_since(process_start()).as_millis() as u64).max(1)
+    });
+    HANDLER_DEADLINE_MS.store(ms, Ordering::SeqCst);
+}
+
+/// A handler that kept running `HANDLER_GRACE` past its deadline, trapping
+/// every cancel.
+fn handler_overran() -> bool {
+    let deadline_ms = HANDLER_DEADLINE_MS.load(Ordering::SeqCst);
+    deadline_ms != 0
+        && RUNNING_HANDLER.load(Ordering::SeqCst)
+        && process_start().elapsed() >= Duration::from_millis(deadline_ms) + HANDLER_GRACE
+}
+
 static SHUTDOWN_REQUESTED: AtomicBool = AtomicBool::new(false);
-static RUNNING_HANDLER: AtomicBool = AtomicBool::new(false);
+/// A workflow handler is running on the main thread (read by the watchdog and
+/// by the handler guard in pipeline/session_reset.rs).
+pub(crate) static RUNNING_HANDLER: AtomicBool = AtomicBool::new(false);
 static DIE_NOW: AtomicBool = AtomicBool::new(false);
 
 /// Installs the SIGTERM handler and starts the watchdog thread; call before
 /// signals are unblocked, so the thread inherits the blocked mask.
 pub fn install_sigterm_handler() {
+    process_start();
     unsafe {
         pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(on_sigterm));
     }
@@ -51,6 +80,13 @@ fn watchdog() {
     let mut shutdown_seen: Option<Instant> = None;
     loop {
         std::thread::sleep(Duration::from_millis(50));
+        if handler_overran() {
+            // Same path as a SIGTERM whose grace ran out: die() at the next
+            // interrupt check; the postmaster restarts the listener.
+            DIE_NOW.store(true, Ordering::SeqCst);
+            unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+            return;
+        }
         if !shutdown_requested() {
             continue;
         }

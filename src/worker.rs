@@ -78,6 +78,7 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
     // schema a tenant can write (handlers get their owner's path instead).
     set_session_setting(c"search_path", SAFE_SEARCH_PATH);
     apply_lock_timeout();
+    crate::pipeline::session_reset::install_handler_guard();
     watch_definitions();
     log!(
         "webhook_ext listener started on {}:{port} ({}) for database \"{database}\"",
@@ -91,6 +92,7 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
 
     let mut pipeline = Pipeline::new(None, Some(gucs::HANDLER_TIMEOUT_MS.get()));
     pipeline.isolate_handlers = true;
+    pipeline.rejections_kept = gucs::REJECTIONS_KEPT.get();
     let mut state = ListenerState {
         pipeline,
         database,
@@ -116,6 +118,7 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
             }
             state.pipeline.handler_timeout_ms = Some(gucs::HANDLER_TIMEOUT_MS.get());
             apply_lock_timeout();
+            state.pipeline.rejections_kept = gucs::REJECTIONS_KEPT.get();
         }
         let batch_size = gucs::BATCH_SIZE.get().max(1) as usize;
         let jobs: Vec<Job> = listener.jobs.try_iter().take(batch_size).collect();
@@ -191,6 +194,9 @@ fn watch_definitions() {
         pg_sys::SysCacheIdentifier::PROCOID,
         pg_sys::SysCacheIdentifier::AUTHOID,
         pg_sys::SysCacheIdentifier::NAMESPACEOID,
+        // Role memberships: schema USAGE or EXECUTE may come through a group.
+        pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM,
+        pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE,
     ] {
         // SAFETY: registers a callback that only sets an atomic flag; called
         // once per process on the main thread after connecting.
@@ -316,6 +322,17 @@ impl ListenerState {
                             raw_path: Some(job.raw_path.clone()),
                             raw_query: job.raw_query.clone(),
                         };
+                        if let Some(refused) = &job.rejected {
+                            // Already answered by the network thread.
+                            pipeline.record_refusal(
+                                client,
+                                job.workflow_id,
+                                &job.request,
+                                refused,
+                                &meta,
+                            )?;
+                            continue;
+                        }
                         *in_progress.borrow_mut() = Some(job.reply);
                         let mut next_id =
                             |_: &SpiClient<'_>| ids.pop().ok_or(pgrx::spi::Error::NoTupleTable);

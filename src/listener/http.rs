@@ -228,13 +228,54 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
         Ok(settings) => settings.clone(),
         Err(_) => return to_http(Response::error(503, "Listener unavailable")),
     };
+    // As sent: method names are case-sensitive, and `get` must not pass as GET.
+    let method = req.method().as_str().to_string();
+    let query = parse_query(req.uri().query().unwrap_or(""));
+    let raw_path = req.uri().path().to_string();
+    let raw_query = req.uri().query().map(str::to_string);
+    let headers = header_map(req.headers());
+    let content_type = header_str(req.headers(), CONTENT_TYPE);
+    let content_encoding = header_str(req.headers(), CONTENT_ENCODING);
+    // Refusals decided here are also recorded for the workflow's owner
+    // (webhook.rejections), through the main thread.
+    let record_refusal = |response: &Response| {
+        let (reply, _) = oneshot::channel();
+        let job = Job {
+            workflow_id,
+            request: IncomingRequest {
+                method: method.clone(),
+                query: query.clone(),
+                headers: headers.clone(),
+                body: BodyOutcome::Parsed(webhook_core::body::ParsedBody {
+                    params: Map::new(),
+                    text: String::new(),
+                    kind: webhook_core::body::BodyKind::Empty,
+                }),
+            },
+            remote_addr: Some(peer.ip()),
+            received_at,
+            rejected: Some(response.clone()),
+            raw_path: raw_path.clone(),
+            raw_query: raw_query.clone(),
+            reply,
+        };
+        // Best effort: a full queue drops the record, never the answer.
+        if shared.jobs.try_send(job).is_ok() {
+            shared.waker.wake();
+        }
+    };
+    // Refused before the body was read completely: the connection closes.
+    let refuse = |response: Response| {
+        record_refusal(&response);
+        closing(response)
+    };
     let declared_length = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared_length.is_some_and(|len| len > settings.max_body_bytes as u64) {
-        return closing(too_large(settings.max_body_bytes));
+        return refuse(too_large(settings.max_body_bytes));
     }
     let reserved_bytes = declared_length.unwrap_or(settings.max_body_bytes as u64);
     let reserved_kib = reserved_bytes
@@ -251,23 +292,14 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
         );
     };
 
-    // As sent: method names are case-sensitive, and `get` must not pass as GET.
-    let method = req.method().as_str().to_string();
-    let query = parse_query(req.uri().query().unwrap_or(""));
-    let raw_path = req.uri().path().to_string();
-    let raw_query = req.uri().query().map(str::to_string);
-    let headers = header_map(req.headers());
-    let content_type = header_str(req.headers(), CONTENT_TYPE);
-    let content_encoding = header_str(req.headers(), CONTENT_ENCODING);
-
     let limited = Limited::new(req.into_body(), settings.max_body_bytes);
     let raw = match tokio::time::timeout(settings.body_timeout, limited.collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return closing(too_large(settings.max_body_bytes));
+            return refuse(too_large(settings.max_body_bytes));
         }
-        Ok(Err(_)) => return closing(Response::error(400, "Could not read the request body")),
-        Err(_) => return closing(Response::error(408, "Request body timeout")),
+        Ok(Err(_)) => return refuse(Response::error(400, "Could not read the request body")),
+        Err(_) => return refuse(Response::error(408, "Request body timeout")),
     };
 
     let limits = BodyLimits {
@@ -279,7 +311,10 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
     });
     let body = match parsing.await {
         Ok(Ok(body)) => body,
-        Ok(Err(refusal)) => return to_http(refusal),
+        Ok(Err(refusal)) => {
+            record_refusal(&refusal);
+            return to_http(refusal);
+        }
         Err(_) => return to_http(Response::error(500, "Could not parse the request body")),
     };
 
@@ -296,6 +331,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
         raw_path,
         raw_query,
         received_at,
+        rejected: None,
         reply,
     };
     match shared.jobs.try_send(job) {

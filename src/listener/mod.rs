@@ -48,6 +48,9 @@ pub struct Job {
     pub request: IncomingRequest,
     pub remote_addr: Option<IpAddr>,
     pub received_at: SystemTime,
+    /// Set when the network thread already refused the request (413, 415,
+    /// 408, …): the main thread only records the rejection, nobody waits.
+    pub rejected: Option<Response>,
     /// The request target as received (for signatures over the URL).
     pub raw_path: String,
     pub raw_query: Option<String>,

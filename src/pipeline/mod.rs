@@ -46,6 +46,33 @@ SELECT v.epoch::pg_catalog.text,
        ARRAY(SELECT pg_catalog.nextval('webhook.events_id_seq') FROM pg_catalog.generate_series(1, $1))
   FROM webhook.config_version v";
 
+/// Records one refused request for the workflow's owner, counts it, and
+/// trims the workflow's records to the newest `$10` (the new row is not yet
+/// visible to the DELETE, hence `$10 - 1`).
+const RECORD_REJECTION: &str = "
+WITH recorded AS (
+    INSERT INTO webhook.rejections (workflow_id, received_at, status, reason, method, query, headers,
+                                    body_prefix, remote_addr)
+    VALUES ($1, pg_catalog.to_timestamp($2), $3, $4, $5, $6, $7, $8, $9::pg_catalog.inet)
+    RETURNING id
+), counted AS (
+    INSERT INTO webhook.rejection_counts AS c (workflow_id, status, reason, count, last_at)
+    VALUES ($1, $3, $4, 1, pg_catalog.to_timestamp($2))
+    ON CONFLICT (workflow_id, status, reason)
+    DO UPDATE SET count = c.count OPERATOR(pg_catalog.+) 1, last_at = EXCLUDED.last_at
+    RETURNING 1
+)
+DELETE FROM webhook.rejections r
+ WHERE r.workflow_id OPERATOR(pg_catalog.=) $1
+   AND r.id OPERATOR(pg_catalog.<=) (
+       SELECT x.id FROM webhook.rejections x
+        WHERE x.workflow_id OPERATOR(pg_catalog.=) $1
+        ORDER BY x.id DESC
+       OFFSET GREATEST($10 OPERATOR(pg_catalog.-) 1, 0) LIMIT 1)";
+
+/// How much of a refused request's body `webhook.rejections` keeps.
+const REJECTED_BODY_PREFIX: usize = 4096;
+
 /// `accepted_response` answers for every method but `workflow`, whose answer
 /// comes from the handler.
 const SUCCESS_FOR_NON_WORKFLOW: &str = "default and custom methods have a response";
@@ -105,6 +132,8 @@ pub struct Pipeline {
     /// Discard a handler's session state after it ran (the listener's shared
     /// session; see `session_reset`).
     pub isolate_handlers: bool,
+    /// How many refused requests per workflow `webhook.rejections` keeps.
+    pub rejections_kept: i32,
 }
 
 impl Pipeline {
@@ -118,6 +147,7 @@ impl Pipeline {
             handler_timeout_ms,
             last_event_id: None,
             isolate_handlers: false,
+            rejections_kept: 100,
         }
     }
 
@@ -180,7 +210,12 @@ impl Pipeline {
             meta.origin == Origin::Http && workflow.capture_armed(unix(SystemTime::now()));
         loop {
             match rules::admit(&rules_now, request) {
-                Admission::Rejected(response) => return Ok(Handled::Immediate(response)),
+                Admission::Rejected(response) => {
+                    if meta.origin == Origin::Http {
+                        self.record_rejection(client, workflow_id, request, &response, meta);
+                    }
+                    return Ok(Handled::Immediate(response));
+                }
                 Admission::Capture(sample) => match self.capture(client, &workflow, &sample)? {
                     Some(response) => return Ok(Handled::AfterCommit(response)),
                     // Another listener process took this capture first: an
@@ -193,6 +228,72 @@ impl Pipeline {
                     return Ok(Handled::AfterCommit(response));
                 }
             }
+        }
+    }
+
+    /// Records a request the network thread refused (413, 415, 408, …) if it
+    /// was addressed to a workflow that exists.
+    pub fn record_refusal(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        workflow_id: Uuid,
+        request: &IncomingRequest,
+        response: &Response,
+        meta: &RequestMeta,
+    ) -> Result<(), pgrx::spi::Error> {
+        if self.catalog.get(client, workflow_id)?.is_some() {
+            self.record_rejection(client, workflow_id, request, response, meta);
+        }
+        Ok(())
+    }
+
+    /// Best effort: a failure to record never changes the answer.
+    fn record_rejection(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        workflow_id: Uuid,
+        request: &IncomingRequest,
+        response: &Response,
+        meta: &RequestMeta,
+    ) {
+        let reason = response
+            .body_json()
+            .and_then(|body| body["msg"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("HTTP {}", response.status));
+        let text = request.body.text();
+        let mut cut = text.len().min(REJECTED_BODY_PREFIX);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        // PostgreSQL text and jsonb cannot hold NUL (a request may be refused
+        // for carrying one): the record keeps everything else.
+        let body_prefix = (!text.is_empty()).then(|| text[..cut].replace('\0', ""));
+        let query = without_nul(Value::Object(request.query.clone()));
+        let headers = without_nul(Value::Object(request.headers.clone()));
+        let kept = self.rejections_kept.max(1);
+        let privileged = self.privileged_role;
+        let recorded = in_subtransaction(|| {
+            let args = [
+                DatumWithOid::from(pg_uuid(workflow_id)),
+                DatumWithOid::from(unix(meta.received_at)),
+                DatumWithOid::from(response.status as i32),
+                DatumWithOid::from(reason.replace('\0', "")),
+                DatumWithOid::from(request.method.replace('\0', "")),
+                DatumWithOid::from(JsonB(query)),
+                DatumWithOid::from(JsonB(headers)),
+                DatumWithOid::from(body_prefix),
+                DatumWithOid::from(meta.remote_addr.clone()),
+                DatumWithOid::from(kept),
+            ];
+            ok_or_raise(run_privileged(privileged, || {
+                client.update(RECORD_REJECTION, None, &args)
+            }))
+        });
+        if let Err(error) = recorded {
+            pgrx::log!(
+                "webhook_ext could not record a refused request: {}",
+                error.describe()
+            );
         }
     }
 
@@ -459,6 +560,20 @@ fn not_stored(error: &spi_util::CaughtSqlError) -> Response {
             500,
             &json!({"msg": "Event could not be stored", "sqlstate": error.sqlstate}),
         )
+    }
+}
+
+/// The value with every NUL character removed from its strings and keys.
+fn without_nul(value: Value) -> Value {
+    match value {
+        Value::String(s) if s.contains('\0') => Value::String(s.replace('\0', "")),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_nul).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k.replace('\0', ""), without_nul(v)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 

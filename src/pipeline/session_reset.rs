@@ -7,16 +7,27 @@
 //! read with the first owner's privileges; session advisory locks outlive the
 //! run, and enough of them fill the cluster's shared lock table; LISTEN makes
 //! the session a NOTIFY queue reader that never reads; PREPAREd statements and
-//! sequence caches (currval/lastval) leak. Settings are reverted separately
-//! (spi_util.rs). This is what DISCARD ALL does, minus what a transaction
-//! block forbids, run after every handler, whether it succeeded or failed.
+//! sequence caches (currval/lastval) leak; an open large-object descriptor
+//! lets the next handler read or write the object with the first owner's
+//! rights. Settings are reverted separately (spi_util.rs). This is what
+//! DISCARD ALL does, minus what a transaction block forbids, plus large
+//! objects, run after every handler, whether it succeeded or failed.
+//!
+//! `SET CONSTRAINTS` changes the timing of constraints for the rest of the
+//! transaction, which is the whole batch, and there is no way to restore the
+//! previous state: handlers in the listener may not run it at all
+//! ([`install_handler_guard`]).
+
+use std::sync::atomic::Ordering;
 
 use pgrx::pg_sys;
 
-// commands/async.h and commands/sequence.h are not in pgrx's bindings.
+// commands/async.h, commands/sequence.h and storage/large_object.h are not in
+// pgrx's bindings.
 unsafe extern "C-unwind" {
     fn Async_UnlistenAll();
     fn ResetSequenceCaches();
+    fn AtEOXact_LargeObject(is_commit: bool);
 }
 
 /// Drops every portal (cursor) but the running one, releases session-level
@@ -33,5 +44,72 @@ pub fn discard_handler_state() {
         pg_sys::DropAllPreparedStatements();
         Async_UnlistenAll();
         ResetSequenceCaches();
+        // Closes every large-object descriptor, as at the end of a transaction.
+        AtEOXact_LargeObject(true);
+    }
+}
+
+static mut PREVIOUS_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+
+/// Refuses `SET CONSTRAINTS` inside handlers run by this process (the
+/// listener calls it once at start; ordinary backends never do).
+pub fn install_handler_guard() {
+    // SAFETY: hooks are process-global and set on the main thread before any
+    // statement runs; the previous hook is chained.
+    unsafe {
+        PREVIOUS_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(guard_process_utility);
+    }
+}
+
+#[pgrx::pg_guard]
+#[allow(clippy::too_many_arguments)] // ProcessUtility_hook_type's signature
+unsafe extern "C-unwind" fn guard_process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    // SAFETY: PostgreSQL passes a valid PlannedStmt whose utilityStmt is a Node.
+    let statement = unsafe { (*pstmt).utilityStmt };
+    let is_set_constraints = !statement.is_null()
+        && unsafe { (*statement).type_ } == pg_sys::NodeTag::T_ConstraintsSetStmt;
+    if is_set_constraints && crate::signals::RUNNING_HANDLER.load(Ordering::SeqCst) {
+        pgrx::ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "SET CONSTRAINTS is not allowed in a webhook handler",
+            "It would change constraint timing for other owners' handlers in the same batch."
+        );
+    }
+    // SAFETY: the arguments are passed on unchanged to the next hook or the
+    // standard implementation.
+    unsafe {
+        match PREVIOUS_PROCESS_UTILITY {
+            Some(previous) => previous(
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+            None => pg_sys::standard_ProcessUtility(
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+        }
     }
 }

@@ -210,20 +210,36 @@ fn with_role<R>(
 // utils/timeout.h is not in pgrx's bindings.
 const STATEMENT_TIMEOUT: std::ffi::c_int = 3;
 unsafe extern "C-unwind" {
-    fn enable_timeout_after(id: std::ffi::c_int, delay_ms: std::ffi::c_int);
+    fn enable_timeout_every(id: std::ffi::c_int, fin_time: i64, delay_ms: std::ffi::c_int);
     fn disable_timeout(id: std::ffi::c_int, keep_indicator: bool);
 }
 
+/// How often a handler past its deadline is cancelled again.
+const RECANCEL_EVERY_MS: i32 = 100;
+
 /// Runs `f` with a deadline: past `timeout_ms` PostgreSQL cancels it with
 /// "canceling statement due to statement timeout" (57014), exactly as
-/// statement_timeout does for a client query. A handler that catches the
-/// cancel and goes on still fails with 57014 when it returns late.
+/// statement_timeout does for a client query, and again every 100 ms while
+/// it goes on. A handler that catches the cancel and returns late still fails
+/// with 57014; one that keeps catching it is ended 1 s after its deadline by
+/// the listener's watchdog (signals.rs), which exits the process: nothing of
+/// its batch is committed and the postmaster restarts the listener.
 pub fn with_deadline<R>(timeout_ms: i32, f: impl FnOnce() -> R) -> R {
     let started = std::time::Instant::now();
-    unsafe { enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms.max(1)) };
+    let timeout_ms = timeout_ms.max(1);
+    // SAFETY: timeout.c API on the main thread; STATEMENT_TIMEOUT is the
+    // built-in timeout whose handler sets QueryCancelPending.
+    unsafe {
+        let fin_time = pg_sys::GetCurrentTimestamp() + i64::from(timeout_ms) * 1000;
+        enable_timeout_every(STATEMENT_TIMEOUT, fin_time, RECANCEL_EVERY_MS);
+    }
+    crate::signals::set_handler_deadline(Some(
+        started + std::time::Duration::from_millis(timeout_ms as u64),
+    ));
     let f = AssertUnwindSafe(f);
     let result = PgTryBuilder::new(f)
         .finally(|| unsafe {
+            crate::signals::set_handler_deadline(None);
             disable_timeout(STATEMENT_TIMEOUT, false);
             // A timeout that fired just after `f` returned must not cancel
             // whatever runs next.
