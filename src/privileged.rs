@@ -39,17 +39,23 @@ fn lock_visible_workflow(workflow: pgrx::Uuid) {
     .flatten()
     .unwrap_or(false);
     if !visible {
-        let id = uuid::Uuid::from_bytes(*workflow.as_bytes());
-        ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            format!("workflow {id} does not exist"),
-            "webhook_ext",
-        )
-        .set_hint(
-            "Find workflows with webhook_find_workflow('<id, URL or part of the id>'); a role sees only the workflows it owns.",
-        )
-        .report(PgLogLevel::ERROR);
+        raise_workflow_not_found(uuid::Uuid::from_bytes(*workflow.as_bytes()));
     }
+}
+
+/// "workflow … does not exist" (42704): also what another owner's workflow
+/// looks like to the caller.
+pub fn raise_workflow_not_found(id: uuid::Uuid) -> ! {
+    ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        format!("workflow {id} does not exist"),
+        "webhook_ext",
+    )
+    .set_hint(
+        "Find workflows with webhook_find_workflow('<id, URL or part of the id>'); a role sees only the workflows it owns.",
+    )
+    .report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
 }
 
 /// Runs one fixed statement as the extension's owner; returns the rows it touched.

@@ -180,15 +180,7 @@ fn require_visible_workflow(id: Uuid) {
     .flatten()
     .unwrap_or(false);
     if !visible {
-        ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            format!("workflow {id} does not exist"),
-            "webhook_ext",
-        )
-        .set_hint(
-            "Find workflows with webhook_find_workflow('<id, URL or part of the id>'); a role sees only the workflows it owns.",
-        )
-        .report(PgLogLevel::ERROR);
+        crate::privileged::raise_workflow_not_found(id);
     }
 }
 

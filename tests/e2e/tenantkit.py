@@ -66,15 +66,49 @@ def make_tenant(cluster, name: str, admin: bool = True) -> Tenant:
     return Tenant(cluster, name)
 
 
-@pytest.fixture(scope="module")
-def private(e2e_root):
-    """A private preloaded cluster (one listener process) for one attack module."""
-    from conftest import Cluster, uniq
-    c = Cluster(e2e_root, preload=True, conf={"webhook.workers": 1}, name=uniq("attack"))
-    try:
-        c.start()
-        c.sql("CREATE EXTENSION webhook_ext")
-        wait_ready(c)
-        yield c
-    finally:
-        c.destroy()
+def drop_tenants(cluster, names) -> None:
+    """Removes every workflow, then the roles with all they own."""
+    cluster.sql("DELETE FROM webhook.workflows")
+    for name in names:
+        cluster.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,))
+        cluster.sql(f'DROP OWNED BY "{name}" CASCADE')
+        cluster.sql(f'DROP ROLE IF EXISTS "{name}"')
+
+
+def private_cluster_fixture(**conf):
+    """A module-scoped fixture: a private preloaded cluster (one listener
+    process, plus ``conf``) with the extension created."""
+
+    @pytest.fixture(scope="module")
+    def private(e2e_root):
+        from conftest import Cluster, uniq
+        c = Cluster(e2e_root, preload=True, conf={"webhook.workers": 1, **conf}, name=uniq("attack"))
+        try:
+            c.start()
+            c.sql("CREATE EXTENSION webhook_ext")
+            wait_ready(c)
+            yield c
+        finally:
+            c.destroy()
+
+    return private
+
+
+def tenants_fixture(*keys: str):
+    """A fixture: {key: Tenant} of fresh webhook_admin tenants (``alice`` ->
+    ``alice_1a2b…``) on the module's ``private`` cluster, dropped afterwards."""
+
+    @pytest.fixture
+    def tenants(private):
+        from conftest import uniq
+        names = {k: uniq(k) for k in keys}
+        made = {k: make_tenant(private, n) for k, n in names.items()}
+        try:
+            yield made
+        finally:
+            drop_tenants(private, names.values())
+
+    return tenants
+
+
+private = private_cluster_fixture()

@@ -24,25 +24,11 @@ import pytest
 import requests
 
 from conftest import uniq
-from hookkit import wait_ready
-from tenantkit import make_tenant
+from tenantkit import drop_tenants, make_tenant, private_cluster_fixture
 
 
-@pytest.fixture(scope="module")
-def private(e2e_root):
-    """A private cluster (one listener) that records commit timestamps, which
-    tell whether two events were committed by one batch."""
-    from conftest import Cluster
-    c = Cluster(e2e_root, preload=True, name=uniq("review"),
-                conf={"webhook.workers": 1, "track_commit_timestamp": True})
-    try:
-        c.start()
-        c.sql("CREATE EXTENSION webhook_ext")
-        wait_ready(c)
-        yield c
-    finally:
-        c.destroy()
-
+# Commit timestamps tell whether two events were committed by one batch.
+private = private_cluster_fixture(track_commit_timestamp=True)
 
 @pytest.fixture
 def tenants(private):
@@ -54,10 +40,7 @@ def tenants(private):
     try:
         yield made
     finally:
-        private.sql("DELETE FROM webhook.workflows")
-        for n in names.values():
-            private.sql(f'DROP OWNED BY "{n}" CASCADE')
-            private.sql(f'DROP ROLE IF EXISTS "{n}"')
+        drop_tenants(private, names.values())
 
 
 def post_in_one_batch(private, slow_wf, wfs):

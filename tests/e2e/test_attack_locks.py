@@ -12,26 +12,13 @@ import time
 
 import pytest
 
-from conftest import uniq
 from hookkit import post
-from tenantkit import make_tenant, private  # noqa: F401  (fixture)
+from tenantkit import private, tenants_fixture  # noqa: F401  (fixtures)
 
 TABLES = ["webhook.events", "webhook.workflows", "webhook.parameters", "webhook.config_version"]
 
 
-@pytest.fixture
-def tenants(private):
-    names = {k: uniq(k) for k in ("alice", "bob")}
-    made = {k: make_tenant(private, n) for k, n in names.items()}
-    try:
-        yield made
-    finally:
-        private.sql("DELETE FROM webhook.workflows")
-        for n in names.values():
-            private.sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{n}'")
-            private.sql(f'DROP OWNED BY "{n}" CASCADE')
-            private.sql(f'DROP ROLE "{n}"')
-
+tenants = tenants_fixture('alice', 'bob')
 
 def count_events(private, wf):
     return private.scalar("SELECT count(*) FROM webhook.events WHERE workflow_id = %s", (wf,))

@@ -11,12 +11,10 @@ alice's handler swallows cancels for up to 8 s (bounded so the test ends).
 import threading
 import time
 
-import pytest
 import requests
 
-from conftest import uniq
 from hookkit import set_response
-from tenantkit import make_tenant, private  # noqa: F401  (fixture)
+from tenantkit import private, tenants_fixture  # noqa: F401  (fixtures)
 
 STUBBORN = """
 CREATE FUNCTION {s}.stubborn(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$
@@ -33,18 +31,7 @@ BEGIN
 END $h$"""
 
 
-@pytest.fixture
-def tenants(private):
-    names = {k: uniq(k) for k in ("alice", "bob")}
-    made = {k: make_tenant(private, n) for k, n in names.items()}
-    try:
-        yield made
-    finally:
-        private.sql("DELETE FROM webhook.workflows")
-        for n in names.values():
-            private.sql(f'DROP OWNED BY "{n}" CASCADE')
-            private.sql(f'DROP ROLE IF EXISTS "{n}"')
-
+tenants = tenants_fixture('alice', 'bob')
 
 def test_a_handler_swallowing_its_cancel_does_not_stall_other_owners(private, tenants):
     alice, bob = tenants["alice"], tenants["bob"]

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import uniq
 from hookkit import post
-from tenantkit import make_tenant, private  # noqa: F401  (fixture)
+from tenantkit import drop_tenants, make_tenant, private  # noqa: F401  (fixture)
 
 ESCALATE = """
     INSERT INTO {m}.calls (fn, who) VALUES ('{fn}', current_user);
@@ -41,10 +41,7 @@ def tenants(private):
     try:
         yield made
     finally:
-        private.sql("DELETE FROM webhook.workflows")
-        for n in names.values():
-            private.sql(f'DROP OWNED BY "{n}" CASCADE')
-            private.sql(f'DROP ROLE "{n}"')
+        drop_tenants(private, names.values())
 
 def calls(private, mallory) -> list[tuple[str, str]]:
     return [tuple(r) for r in private.sql(f"SELECT fn, who FROM {mallory.name}.calls ORDER BY at")]

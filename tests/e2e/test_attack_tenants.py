@@ -9,27 +9,14 @@ import json
 import threading
 import time
 
-import pytest
 
 from conftest import uniq
 from hookkit import post, set_response
 from httpkit import http_request_bytes, raw_connect, raw_read
-from tenantkit import make_tenant, private  # noqa: F401  (fixture)
+from tenantkit import private, tenants_fixture  # noqa: F401  (fixtures)
 
 
-@pytest.fixture
-def tenants(private):
-    names = {k: uniq(k) for k in ("alice", "bob", "carol")}
-    made = {k: make_tenant(private, n) for k, n in names.items()}
-    try:
-        yield made
-    finally:
-        private.sql("DELETE FROM webhook.workflows")
-        for n in names.values():
-            private.sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{n}'")
-            private.sql(f'DROP OWNED BY "{n}" CASCADE')
-            private.sql(f'DROP ROLE IF EXISTS "{n}"')
-
+tenants = tenants_fixture('alice', 'bob', 'carol')
 
 def event_rows(private, wf):
     return private.rows("SELECT id, status, error FROM webhook.events WHERE workflow_id = %s ORDER BY id", (wf,))

@@ -9,42 +9,17 @@ body; both tables are visible to the owner only.
 
 import time
 
-import pytest
 import requests
 
-from conftest import uniq
-from hookkit import post, wait_ready
+from hookkit import post
 from httpkit import http_request_bytes, raw_exchange
-from tenantkit import make_tenant
+from tenantkit import private_cluster_fixture, tenants_fixture
 
 MISSING = "Missing required parameter(s)"
 
+private = private_cluster_fixture(**{"webhook.rejections_kept": 3, "webhook.max_body_size": "64kB"})
 
-@pytest.fixture(scope="module")
-def private(e2e_root):
-    from conftest import Cluster
-    c = Cluster(e2e_root, preload=True, name=uniq("rejections"),
-                conf={"webhook.workers": 1, "webhook.rejections_kept": 3, "webhook.max_body_size": "64kB"})
-    try:
-        c.start()
-        c.sql("CREATE EXTENSION webhook_ext")
-        wait_ready(c)
-        yield c
-    finally:
-        c.destroy()
-
-
-@pytest.fixture
-def tenants(private):
-    names = {k: uniq(k) for k in ("alice", "bob")}
-    made = {k: make_tenant(private, n) for k, n in names.items()}
-    try:
-        yield made
-    finally:
-        private.sql("DELETE FROM webhook.workflows")
-        for n in names.values():
-            private.sql(f'DROP OWNED BY "{n}" CASCADE')
-            private.sql(f'DROP ROLE "{n}"')
+tenants = tenants_fixture("alice", "bob")
 
 
 def wait_for_rows(private, query, params, count, timeout=5.0):
