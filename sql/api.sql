@@ -623,6 +623,42 @@ $$;
 COMMENT ON FUNCTION webhook_set_strict(uuid, boolean, text[]) IS
     'Strict typing (400 for a value of another type) for the whole workflow, or for the given parameters';
 
+CREATE FUNCTION webhook_set_delivery_key(workflow uuid, source text, name text DEFAULT NULL,
+                                         "window" interval DEFAULT '24 hours')
+RETURNS webhook.workflows
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+    src text := lower(btrim(source));
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF src IS NULL OR src NOT IN ('default', 'header', 'body', 'none') THEN
+        RAISE EXCEPTION 'invalid delivery key source "%"', source
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use ''default'' (webhook-id, X-GitHub-Delivery, Idempotency-Key), '
+                      || '''header'' or ''body'' with a name, or ''none''.';
+    END IF;
+    IF (src IN ('header', 'body')) <> (name IS NOT NULL AND btrim(name) <> '') THEN
+        RAISE EXCEPTION 'a name is needed for header and body keys, and only for them'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example: webhook_set_delivery_key(id, ''body'', ''id'') for Stripe events.';
+    END IF;
+    IF $4 IS NULL OR $4 <= interval '0' THEN
+        RAISE EXCEPTION 'window must be positive' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE webhook.workflows x
+       SET delivery_key_source = CASE WHEN src = 'default' THEN NULL ELSE src END,
+           delivery_key_name = CASE WHEN src = 'header' THEN lower($3)
+                                    WHEN src = 'body' THEN $3 END,
+           delivery_key_window = $4
+     WHERE x.id = workflow
+    RETURNING * INTO w;
+    RETURN w;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_delivery_key(uuid, text, text, interval) IS
+    'Where a redelivery is recognised (default headers, a header, a body path, or none) and for how long';
+
 CREATE FUNCTION webhook_set_discriminator(workflow uuid, source text, name text)
 RETURNS webhook.workflows
 LANGUAGE plpgsql AS $$

@@ -62,6 +62,12 @@ CREATE TABLE webhook.workflows (
     -- event types (parameters.required_for): e.g. header x-github-event.
     discriminator_source  text,
     discriminator_name    text,
+    -- Where a request's delivery key is (NULL: the first of the headers
+    -- webhook-id, x-github-delivery, idempotency-key; 'none': no key), and
+    -- how long a key is remembered: a redelivery within it fires nothing.
+    delivery_key_source   text,
+    delivery_key_name     text,
+    delivery_key_window   interval    NOT NULL DEFAULT '24 hours',
     CONSTRAINT workflows_name_not_blank CHECK (btrim(name) <> ''),
     CONSTRAINT workflows_owner_name_key UNIQUE (owner, name),
     CONSTRAINT workflows_response_method_check
@@ -76,6 +82,11 @@ CREATE TABLE webhook.workflows (
     CONSTRAINT workflows_full_body_param_check CHECK (btrim(full_body_param) <> ''),
     CONSTRAINT workflows_response_timeout_check
         CHECK (response_timeout IS NULL OR response_timeout > interval '0'),
+    CONSTRAINT workflows_delivery_key_check
+        CHECK (delivery_key_source IS NULL AND delivery_key_name IS NULL
+               OR delivery_key_source = 'none' AND delivery_key_name IS NULL
+               OR delivery_key_source IN ('header', 'body') AND btrim(delivery_key_name) <> ''),
+    CONSTRAINT workflows_delivery_key_window_check CHECK (delivery_key_window > interval '0'),
     CONSTRAINT workflows_discriminator_check
         CHECK ((discriminator_source IS NULL) = (discriminator_name IS NULL)
                AND discriminator_source IN ('body', 'query', 'header')
@@ -180,6 +191,19 @@ CREATE TABLE webhook.rejection_counts (
 COMMENT ON TABLE webhook.rejection_counts IS
     'How many requests to each workflow were refused, by status and reason';
 
+-- Delivery keys seen per workflow (webhook_set_delivery_key): a request
+-- whose key is here, received within the workflow's window, is a redelivery
+-- of event_id and gets its response; nothing new is stored.
+CREATE TABLE webhook.deliveries (
+    workflow_id uuid        NOT NULL REFERENCES webhook.workflows (id) ON DELETE CASCADE,
+    key         text        NOT NULL,
+    event_id    bigint      NOT NULL,
+    received_at timestamptz NOT NULL,
+    PRIMARY KEY (workflow_id, key)
+);
+COMMENT ON TABLE webhook.deliveries IS
+    'Delivery keys (webhook-id, X-GitHub-Delivery, Idempotency-Key, ...) and the event each delivered';
+
 -- The listener caches workflow definitions. A change to workflows or
 -- parameters sends a relcache invalidation for the table at commit (statement
 -- triggers in api.sql), which listeners receive like PostgreSQL's own cache
@@ -200,6 +224,7 @@ SELECT pg_catalog.pg_extension_config_dump('webhook.events_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.rejections', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.rejections_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.rejection_counts', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook.deliveries', '');
 
 -- Row-level security: a role sees and changes only the workflows it owns, and
 -- their parameters and events. Superusers (and so the listener) bypass it.
@@ -208,6 +233,7 @@ ALTER TABLE webhook.parameters ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.rejections ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.rejection_counts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook.deliveries ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY workflows_owner ON webhook.workflows
     USING (owner::pg_catalog.oid OPERATOR(pg_catalog.=) webhook._current_role_id())
@@ -221,6 +247,8 @@ CREATE POLICY rejections_owner ON webhook.rejections
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = rejections.workflow_id));
 CREATE POLICY rejection_counts_owner ON webhook.rejection_counts
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = rejection_counts.workflow_id));
+CREATE POLICY deliveries_owner ON webhook.deliveries
+    USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = deliveries.workflow_id));
 CREATE POLICY events_owner ON webhook.events
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = events.workflow_id))
     WITH CHECK (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = events.workflow_id));
@@ -237,8 +265,10 @@ GRANT UPDATE (name, handler, enabled, full_body, full_body_param, allowed_method
               response_method, response_status, response_content_type, response_body,
               response_headers, response_timeout, failure_status, failure_content_type,
               failure_body, capture_until, captured_at, updated_at, strict_types,
-              discriminator_source, discriminator_name)
+              discriminator_source, discriminator_name, delivery_key_source, delivery_key_name,
+              delivery_key_window)
     ON webhook.workflows TO webhook_admin;
 GRANT UPDATE (type, sample, required, position, depth, strict, nullable, required_for)
     ON webhook.parameters TO webhook_admin;
-GRANT SELECT ON webhook.events, webhook.rejections, webhook.rejection_counts TO webhook_admin;
+GRANT SELECT ON webhook.events, webhook.rejections, webhook.rejection_counts, webhook.deliveries
+    TO webhook_admin;

@@ -130,6 +130,9 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
             .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
         if !state.ready || (stale && jobs.is_empty()) {
             state.check_extension();
+            if state.ready {
+                forget_expired_deliveries();
+            }
         }
         if !jobs.is_empty() {
             state.process(jobs);
@@ -152,6 +155,24 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
     // Non-zero so the postmaster restarts us after pg_terminate_backend(); at
     // server shutdown it does not restart anything anyway.
     unsafe { pg_sys::proc_exit(1) };
+}
+
+/// Deletes delivery keys older than their workflow's window, a bounded number
+/// at a time, when the listener is idle (rows another listener is deleting
+/// are skipped).
+fn forget_expired_deliveries() {
+    let _ = in_transaction(|| {
+        Spi::run(
+            "DELETE FROM webhook.deliveries d
+              WHERE d.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(
+                    SELECT x.ctid FROM webhook.deliveries x
+                      JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) x.workflow_id
+                     WHERE x.received_at OPERATOR(pg_catalog.<)
+                           (pg_catalog.now() OPERATOR(pg_catalog.-) w.delivery_key_window)
+                     LIMIT 1000
+                       FOR UPDATE OF x SKIP LOCKED))",
+        )
+    });
 }
 
 /// The listener's own lock_timeout (webhook.lock_timeout), for its session.

@@ -11,6 +11,7 @@ use pgrx::spi::SpiClient;
 use serde_json::Value;
 use uuid::Uuid;
 
+use webhook_core::delivery::KeySource;
 use webhook_core::request::{HandlerOutput, ResponseConfig, WorkflowRules};
 use webhook_core::validate::{ParamSpec, Source};
 
@@ -36,6 +37,10 @@ pub struct Workflow {
     /// The owner's `ALTER ROLE … SET search_path`, if any: the handler runs
     /// with the path the owner's own sessions get (else the server default).
     pub handler_search_path: Option<String>,
+    /// Where a request's delivery key is, and how long (seconds) a key is
+    /// remembered.
+    pub delivery_key: KeySource,
+    pub delivery_window_secs: f64,
 }
 
 impl Workflow {
@@ -96,7 +101,9 @@ SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_
          LIMIT 1),
        pg_catalog.has_schema_privilege(r.oid, p.pronamespace, 'USAGE')
            AND pg_catalog.has_function_privilege(r.oid, p.oid, 'EXECUTE'),
-       w.discriminator_source, w.discriminator_name
+       w.discriminator_source, w.discriminator_name,
+       w.delivery_key_source, w.delivery_key_name,
+       extract(epoch FROM w.delivery_key_window)::pg_catalog.float8
   FROM webhook.workflows w
   LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid
   LEFT JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
@@ -258,5 +265,7 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
             .get::<i64>(10)?
             .map(|ms| ms.clamp(1, i32::MAX as i64) as i32),
         handler_search_path: text(21)?,
+        delivery_key: KeySource::from_columns(text(25)?.as_deref(), text(26)?.as_deref()),
+        delivery_window_secs: row.get::<f64>(27)?.unwrap_or(86_400.0),
     }))
 }

@@ -25,6 +25,7 @@ use webhook_core::request::{
 };
 
 use catalog::{pg_uuid, Catalog, HandlerUnavailable, Workflow};
+use webhook_core::delivery;
 
 use spi_util::{as_handler_owner, as_role_with_safe_path, in_subtransaction, with_deadline};
 
@@ -393,11 +394,33 @@ impl Pipeline {
         let privileged = self.privileged_role;
         let timeout = workflow.timeout_ms.or(self.handler_timeout_ms);
         let handler_plans = &mut self.handler_plans;
+        // A replay is a new run of a stored event, never a redelivery.
+        let key = match meta.origin {
+            Origin::Replay => None,
+            _ => match &row.params {
+                Value::Object(params) => {
+                    delivery::delivery_key(&workflow.delivery_key, &request.headers, params)
+                }
+                _ => None,
+            },
+        };
+        let claim = |client: &mut SpiClient<'_>| -> Option<(i64, Option<Value>)> {
+            let key = key.as_deref()?;
+            ok_or_raise(run_privileged(privileged, || {
+                claim_delivery(client, wf_rules.id, key, id, workflow.delivery_window_secs)
+            }))
+        };
 
         // Everything that can fail for this request runs in its subtransaction,
         // so one bad request never fails the others in the batch.
         let stored = std::cell::Cell::new(false);
+        let redelivery_of = std::cell::Cell::new(None);
         let outcome = in_subtransaction(|| {
+            if let Some((original, recorded)) = claim(client) {
+                // A redelivery: the original's answer, nothing stored, no handler.
+                redelivery_of.set(Some(original));
+                return delivery::duplicate_response(wf_rules.id, original, recorded.as_ref());
+            }
             // Built once (each jsonb value parsed once) for the INSERT and the handler.
             let args = row.args();
             ok_or_raise(run_privileged(privileged, || {
@@ -462,8 +485,16 @@ impl Pipeline {
         if self.isolate_handlers {
             session_reset::discard_handler_state();
         }
+        if let Some(original) = redelivery_of.get() {
+            self.last_event_id = Some(original);
+        }
         let handler_error = match outcome {
-            Ok(response) => return Ok(response),
+            Ok(response) => {
+                if redelivery_of.get().is_none() {
+                    notify_event(id, "succeeded");
+                }
+                return Ok(response);
+            }
             Err(error) if !stored.get() => return Ok(not_stored(&error)),
             Err(error) => error.describe(),
         };
@@ -484,12 +515,17 @@ impl Pipeline {
         row.error = Some(handler_error);
         row.response = Some(response_json(&response));
         let recorded = in_subtransaction(|| {
+            // The claim was rolled back with the handler's subtransaction.
+            claim(client);
             ok_or_raise(run_privileged(privileged, || {
                 client.update(insert_plan, None, &row.args())
             }));
         });
         Ok(match recorded {
-            Ok(()) => response,
+            Ok(()) => {
+                notify_event(id, "failed");
+                response
+            }
             Err(error) => not_stored(&error),
         })
     }
@@ -530,6 +566,77 @@ fn run_privileged<R>(role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> R {
         Some(role) => as_role_with_safe_path(role, f),
         None => f(),
     }
+}
+
+/// The channel applications LISTEN on to hear about events.
+const EVENTS_CHANNEL: &std::ffi::CStr = c"webhook_events";
+
+// commands/async.h is not in pgrx's bindings.
+unsafe extern "C-unwind" {
+    fn Async_Notify(channel: *const std::ffi::c_char, payload: *const std::ffi::c_char);
+}
+
+/// `NOTIFY webhook_events, '{"event_id":N,"status":"…"}'`, delivered when the
+/// event commits (with its handler's outcome, which commits with it). Any
+/// role may LISTEN on any channel, so the payload carries nothing secret: no
+/// workflow id (it is the URL) and no data; a listener reads the row, and
+/// row-level security decides whether it may.
+fn notify_event(event_id: i64, status: &str) {
+    let payload = std::ffi::CString::new(format!(
+        "{{\"event_id\":{event_id},\"status\":\"{status}\"}}"
+    ))
+    .expect("digits and a status word have no NUL");
+    // SAFETY: queues a notification in the current transaction, on the main
+    // thread, with NUL-terminated strings that outlive the call.
+    unsafe { Async_Notify(EVENTS_CHANNEL.as_ptr(), payload.as_ptr()) };
+}
+
+/// Claims `key` for event `event_id`: `None` when this is the first delivery
+/// with that key within the window (or the last one is older), else the
+/// original event's id and recorded response. A concurrent first delivery
+/// holds the key's index entry until it commits; this waits for it (at most
+/// webhook.lock_timeout in the listener) and then sees it.
+fn claim_delivery(
+    client: &mut SpiClient<'_>,
+    workflow_id: Uuid,
+    key: &str,
+    event_id: i64,
+    window_secs: f64,
+) -> Result<Option<(i64, Option<Value>)>, pgrx::spi::Error> {
+    let args = [
+        DatumWithOid::from(pg_uuid(workflow_id)),
+        DatumWithOid::from(key),
+        DatumWithOid::from(event_id),
+        DatumWithOid::from(window_secs),
+    ];
+    let claimed = client.update(
+        "INSERT INTO webhook.deliveries AS d (workflow_id, key, event_id, received_at)
+         VALUES ($1, $2, $3, pg_catalog.now())
+         ON CONFLICT (workflow_id, key) DO UPDATE
+            SET event_id = EXCLUDED.event_id, received_at = EXCLUDED.received_at
+          WHERE d.received_at OPERATOR(pg_catalog.<)
+                (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $4))
+         RETURNING d.event_id",
+        None,
+        &args,
+    )?;
+    if !claimed.is_empty() {
+        return Ok(None);
+    }
+    let original = client.select(
+        "SELECT d.event_id, e.response
+           FROM webhook.deliveries d
+           LEFT JOIN webhook.events e ON e.id OPERATOR(pg_catalog.=) d.event_id
+          WHERE d.workflow_id OPERATOR(pg_catalog.=) $1 AND d.key OPERATOR(pg_catalog.=) $2",
+        Some(1),
+        &args[..2],
+    )?;
+    let row = original.first();
+    let Some(original_id) = row.get::<i64>(1)? else {
+        return Ok(None);
+    };
+    let recorded = row.get::<JsonB>(2)?.map(|j| j.0);
+    Ok(Some((original_id, recorded)))
 }
 
 /// Raises an ERROR (caught by the enclosing subtransaction).

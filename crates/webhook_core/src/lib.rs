@@ -7,6 +7,7 @@
 pub mod body;
 pub mod config;
 pub mod connections;
+pub mod delivery;
 pub mod infer;
 pub mod kv;
 pub mod lookup;
