@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response as HttpResponse};
@@ -24,6 +24,7 @@ use webhook_core::connections::ConnectionLimits;
 use webhook_core::request::{BodyOutcome, IncomingRequest, Response};
 use webhook_core::route::{route, Route};
 
+use super::body_budget::{client_share_kib, BodyBudget, Reservation};
 use super::connection_slots::ConnectionSlots;
 use super::{fd_limit, Job, SharedSettings, Waker};
 
@@ -42,16 +43,9 @@ struct Shared {
     slots: Arc<ConnectionSlots>,
     /// Connections the process can hold within its open-files limit.
     fd_budget: usize,
-    /// KiB of request bodies this process may hold at once (see `BODY_MEMORY_KIB`).
-    body_memory: Arc<tokio::sync::Semaphore>,
+    /// Request-body memory this process may hold (body_budget.rs).
+    body_memory: Arc<BodyBudget>,
 }
-
-/// Request bodies one listener process buffers at once, in KiB: a request
-/// reserves its declared Content-Length (a chunked one reserves
-/// webhook.max_body_size) before its body is read, and gets 503 with
-/// Retry-After when the budget is spent. With the 25 MB default body limit,
-/// ten bodies of the largest size fit; thousands of small ones do.
-const BODY_MEMORY_KIB: usize = 256 * 1024;
 
 /// Runs the network thread until `shutdown` turns true.
 pub(super) fn run(
@@ -84,7 +78,7 @@ pub(super) fn run(
         waker,
         slots: Arc::default(),
         fd_budget,
-        body_memory: Arc::new(tokio::sync::Semaphore::new(BODY_MEMORY_KIB)),
+        body_memory: Arc::default(),
     });
     runtime.block_on(async move {
         let graceful = GracefulShutdown::new();
@@ -277,28 +271,23 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
     if declared_length.is_some_and(|len| len > settings.max_body_bytes as u64) {
         return refuse(too_large(settings.max_body_bytes));
     }
-    let reserved_bytes = declared_length.unwrap_or(settings.max_body_bytes as u64);
-    let reserved_kib = reserved_bytes
-        .div_ceil(1024)
-        .clamp(1, BODY_MEMORY_KIB as u64) as u32;
-    // Held until this request is answered (its parsed body lives that long).
-    let Ok(_body_memory) = shared
+    // Held until this request is answered (its parsed body lives that long),
+    // grown as the body arrives.
+    let mut body_memory = shared
         .body_memory
-        .clone()
-        .try_acquire_many_owned(reserved_kib)
-    else {
-        return closing(
-            Response::error(503, "Listener busy, retry later").with_header("retry-after", "1"),
-        );
-    };
-
-    let limited = Limited::new(req.into_body(), settings.max_body_bytes);
-    let raw = match tokio::time::timeout(settings.body_timeout, limited.collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return refuse(too_large(settings.max_body_bytes));
+        .start(peer.ip(), client_share_kib(settings.max_body_bytes));
+    let read = read_body(req.into_body(), settings.max_body_bytes, &mut body_memory);
+    let raw = match tokio::time::timeout(settings.body_timeout, read).await {
+        Ok(Ok(raw)) => raw,
+        Ok(Err(BodyReadError::TooLarge)) => return refuse(too_large(settings.max_body_bytes)),
+        Ok(Err(BodyReadError::OverBudget)) => {
+            return closing(
+                Response::error(503, "Listener busy, retry later").with_header("retry-after", "1"),
+            );
         }
-        Ok(Err(_)) => return refuse(Response::error(400, "Could not read the request body")),
+        Ok(Err(BodyReadError::Broken)) => {
+            return refuse(Response::error(400, "Could not read the request body"))
+        }
         Err(_) => return refuse(Response::error(408, "Request body timeout")),
     };
 
@@ -381,6 +370,37 @@ fn parse_request_body(
             text: body_as_text(content_encoding.as_deref(), &raw, &limits),
         }),
     }
+}
+
+enum BodyReadError {
+    TooLarge,
+    OverBudget,
+    Broken,
+}
+
+/// Reads the whole body, at most `limit` bytes, reserving memory for it as it
+/// arrives.
+async fn read_body(
+    mut body: Incoming,
+    limit: usize,
+    memory: &mut Reservation,
+) -> Result<Bytes, BodyReadError> {
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyReadError::Broken)?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let total = buffer.len() + data.len();
+        if total > limit {
+            return Err(BodyReadError::TooLarge);
+        }
+        if !memory.cover(total) {
+            return Err(BodyReadError::OverBudget);
+        }
+        buffer.extend_from_slice(&data);
+    }
+    Ok(buffer.freeze())
 }
 
 fn closing_if_body(req: &Request<Incoming>, response: Response) -> Reply {

@@ -6,6 +6,7 @@
 //! an eventfd. Nothing here calls PostgreSQL: only the main thread may (DESIGN
 //! §7), and pgrx enforces it.
 
+mod body_budget;
 mod connection_slots;
 mod fd_limit;
 mod http;

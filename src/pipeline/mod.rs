@@ -44,17 +44,19 @@ const BEGIN_BATCH: &str = "
 SELECT v.epoch::pg_catalog.text,
        'webhook.workflows'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
        'webhook.parameters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
-       ARRAY(SELECT pg_catalog.nextval('webhook.events_id_seq') FROM pg_catalog.generate_series(1, $1))
+       ARRAY(SELECT pg_catalog.nextval('webhook.events_id_seq') FROM pg_catalog.generate_series(1, $1)),
+       pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5
   FROM webhook.config_version v";
 
-/// Records one refused request for the workflow's owner, counts it, and
-/// trims the workflow's records to the newest `$10` (the new row is not yet
-/// visible to the DELETE, hence `$10 - 1`).
+/// Records one refused request for the workflow's owner (`$11`, the whole
+/// message), counts it under its category (`$4`), and trims the workflow's
+/// records to the newest `$10` (the new row is not yet visible to the DELETE,
+/// hence `$10 - 1`).
 const RECORD_REJECTION: &str = "
 WITH recorded AS (
     INSERT INTO webhook.rejections (workflow_id, received_at, status, reason, method, query, headers,
                                     body_prefix, remote_addr)
-    VALUES ($1, pg_catalog.to_timestamp($2), $3, $4, $5, $6, $7, $8, $9::pg_catalog.inet)
+    VALUES ($1, pg_catalog.to_timestamp($2), $3, $11, $5, $6, $7, $8, $9::pg_catalog.inet)
     RETURNING id
 ), counted AS (
     INSERT INTO webhook.rejection_counts AS c (workflow_id, status, reason, count, last_at)
@@ -190,6 +192,10 @@ impl Pipeline {
             row.get::<i64>(3)?.unwrap_or(0) as u32,
         ];
         let mut ids = row.get::<Vec<i64>>(4)?.unwrap_or_default();
+        NOTIFY_QUEUE_HAS_ROOM.store(
+            row.get::<bool>(5)?.unwrap_or(true),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         ids.reverse();
         Ok((tables, ids))
     }
@@ -261,6 +267,13 @@ impl Pipeline {
             .body_json()
             .and_then(|body| body["msg"].as_str().map(str::to_string))
             .unwrap_or_else(|| format!("HTTP {}", response.status));
+        // Counted by the part of the message before any detail, which may echo
+        // the request ("Invalid JSON body: … at line 1 column 14"): a client
+        // must not be able to add count rows at will.
+        let category = reason
+            .split_once(": ")
+            .map_or(reason.as_str(), |(head, _)| head)
+            .to_string();
         let text = request.body.text();
         let mut cut = text.len().min(REJECTED_BODY_PREFIX);
         while !text.is_char_boundary(cut) {
@@ -278,23 +291,29 @@ impl Pipeline {
                 DatumWithOid::from(pg_uuid(workflow_id)),
                 DatumWithOid::from(unix(meta.received_at)),
                 DatumWithOid::from(response.status as i32),
-                DatumWithOid::from(reason.replace('\0', "")),
+                DatumWithOid::from(category.replace('\0', "")),
                 DatumWithOid::from(request.method.replace('\0', "")),
                 DatumWithOid::from(JsonB(query)),
                 DatumWithOid::from(JsonB(headers)),
                 DatumWithOid::from(body_prefix),
                 DatumWithOid::from(meta.remote_addr.clone()),
                 DatumWithOid::from(kept),
+                DatumWithOid::from(reason.replace('\0', "")),
             ];
-            ok_or_raise(run_privileged(privileged, || {
-                client.update(RECORD_REJECTION, None, &args)
-            }))
+            // A record is not worth waiting for: rows another batch holds
+            // (the same count, the trimmed rows) drop this record instead of
+            // holding up every request in this batch.
+            spi_util::with_settings(&[(c"lock_timeout", c"1ms")], || {
+                ok_or_raise(run_privileged(privileged, || {
+                    client.update(RECORD_REJECTION, None, &args)
+                }))
+            })
         });
         if let Err(error) = recorded {
-            pgrx::log!(
+            log_rarely(&format!(
                 "webhook_ext could not record a refused request: {}",
                 error.describe()
-            );
+            ));
         }
     }
 
@@ -568,6 +587,26 @@ fn run_privileged<R>(role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Logs `message` at most once a minute (per process): refusals can come
+/// as fast as a client sends them.
+fn log_rarely(message: &str) {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+        *last = Some(Instant::now());
+        pgrx::log!("{message} (further ones are not logged for a minute)");
+    }
+}
+
+/// Whether events are announced: not while the NOTIFY queue is more than
+/// half full (a session that LISTENs inside a transaction it never ends pins
+/// the queue; once it is full every commit that notifies fails). Updated by
+/// `Pipeline::begin_batch`.
+static NOTIFY_QUEUE_HAS_ROOM: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(true);
+
 /// The channel applications LISTEN on to hear about events.
 const EVENTS_CHANNEL: &std::ffi::CStr = c"webhook_events";
 
@@ -582,6 +621,9 @@ unsafe extern "C-unwind" {
 /// workflow id (it is the URL) and no data; a listener reads the row, and
 /// row-level security decides whether it may.
 fn notify_event(event_id: i64, status: &str) {
+    if !NOTIFY_QUEUE_HAS_ROOM.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let payload = std::ffi::CString::new(format!(
         "{{\"event_id\":{event_id},\"status\":\"{status}\"}}"
     ))

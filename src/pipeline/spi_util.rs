@@ -163,6 +163,21 @@ pub fn set_session_setting(name: &std::ffi::CStr, value: &std::ffi::CStr) {
     }
 }
 
+/// Runs `f` with these settings, reverted afterwards (even if `f` changed them).
+pub fn with_settings<R>(
+    settings: &[(&std::ffi::CStr, &std::ffi::CStr)],
+    f: impl FnOnce() -> R,
+) -> R {
+    // SAFETY: reads the current user, to run as it unchanged.
+    let (user, context) = unsafe {
+        let mut user = pg_sys::Oid::INVALID;
+        let mut context = 0;
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        (user, context)
+    };
+    with_role(user, context, settings, f)
+}
+
 /// Runs the extension's own statements as `role` with `search_path` pinned to
 /// `pg_catalog, pg_temp`, so no function or operator a user planted in a
 /// schema on the caller's path can run with those privileges.

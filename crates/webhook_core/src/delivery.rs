@@ -55,7 +55,7 @@ pub fn delivery_key(
     let text = |value: Option<&Value>| -> Option<String> {
         match value? {
             Value::String(s) if !s.is_empty() && s.len() <= MAX_KEY_BYTES => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
+            Value::Number(n) => Some(n.to_string()).filter(|s| s.len() <= MAX_KEY_BYTES),
             _ => None,
         }
     };
@@ -157,6 +157,10 @@ mod tests {
             delivery_key(&KeySource::Body("long".into()), &h, &body),
             None
         );
+        // Numbers keep every digit (arbitrary_precision): the same limit applies.
+        let digits: Value = serde_json::from_str(&"9".repeat(600)).unwrap();
+        let body = obj(json!({ "id": digits }));
+        assert_eq!(delivery_key(&KeySource::Body("id".into()), &h, &body), None);
         assert_eq!(KeySource::from_columns(Some("none"), None), KeySource::Off);
         assert_eq!(KeySource::from_columns(None, None), KeySource::Default);
     }
