@@ -12,6 +12,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use webhook_core::delivery::KeySource;
+
+use super::event_row::EVENT_ROW;
 use webhook_core::request::{HandlerOutput, ResponseConfig, WorkflowRules};
 use webhook_core::validate::{ParamSpec, Source};
 
@@ -111,13 +113,6 @@ SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_
   LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
   LEFT JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) p.prorettype
  WHERE w.id OPERATOR(pg_catalog.=) $1";
-
-/// The event columns in table order, as the handler sees them: `ROW(...)`
-/// built from the same parameters as the INSERT, so the handler gets its
-/// argument without reading the row back.
-const EVENT_ROW: &str = "ROW($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8, \
-     'received'::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.jsonb, $12, \
-     $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15, $16, $17)::webhook.events";
 
 impl Catalog {
     /// Drops cached definitions when the extension was re-created since the

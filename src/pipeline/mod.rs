@@ -6,8 +6,14 @@
 //! `webhook_trigger` / `webhook_replay` in ordinary backends.
 
 pub mod catalog;
+mod event_row;
+mod redelivery;
+mod rejections;
 pub mod session_reset;
 pub mod spi_util;
+
+use event_row::INSERT_EVENT;
+pub use event_row::{response_json, unix, EventRow};
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -29,13 +35,6 @@ use webhook_core::delivery;
 
 use spi_util::{as_handler_owner, as_role_with_safe_path, in_subtransaction, with_deadline};
 
-const INSERT_EVENT: &str = "
-INSERT INTO webhook.events (id, workflow_id, received_at, method, query, headers, params, body,
-                            status, error, response, origin, remote_addr, handled_at, replay_of,
-                            raw_path, raw_query)
-VALUES ($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8,
-        $9, $10, $11, $12, $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15, $16, $17)";
-
 /// Once per batch, in one kept statement: the extension's epoch (to forget
 /// cached workflows of a dropped and re-created extension), the tables whose
 /// invalidations mean "definitions changed" (worker.rs), and an event id for
@@ -47,34 +46,6 @@ SELECT v.epoch::pg_catalog.text,
        ARRAY(SELECT pg_catalog.nextval('webhook.events_id_seq') FROM pg_catalog.generate_series(1, $1)),
        pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5
   FROM webhook.config_version v";
-
-/// Records one refused request for the workflow's owner (`$11`, the whole
-/// message), counts it under its category (`$4`), and trims the workflow's
-/// records to the newest `$10` (the new row is not yet visible to the DELETE,
-/// hence `$10 - 1`).
-const RECORD_REJECTION: &str = "
-WITH recorded AS (
-    INSERT INTO webhook.rejections (workflow_id, received_at, status, reason, method, query, headers,
-                                    body_prefix, remote_addr)
-    VALUES ($1, pg_catalog.to_timestamp($2), $3, $11, $5, $6, $7, $8, $9::pg_catalog.inet)
-    RETURNING id
-), counted AS (
-    INSERT INTO webhook.rejection_counts AS c (workflow_id, status, reason, count, last_at)
-    VALUES ($1, $3, $4, 1, pg_catalog.to_timestamp($2))
-    ON CONFLICT (workflow_id, status, reason)
-    DO UPDATE SET count = c.count OPERATOR(pg_catalog.+) 1, last_at = EXCLUDED.last_at
-    RETURNING 1
-)
-DELETE FROM webhook.rejections r
- WHERE r.workflow_id OPERATOR(pg_catalog.=) $1
-   AND r.id OPERATOR(pg_catalog.<=) (
-       SELECT x.id FROM webhook.rejections x
-        WHERE x.workflow_id OPERATOR(pg_catalog.=) $1
-        ORDER BY x.id DESC
-       OFFSET GREATEST($10 OPERATOR(pg_catalog.-) 1, 0) LIMIT 1)";
-
-/// How much of a refused request's body `webhook.rejections` keeps.
-const REJECTED_BODY_PREFIX: usize = 4096;
 
 /// `accepted_response` answers for every method but `workflow`, whose answer
 /// comes from the handler.
@@ -192,7 +163,7 @@ impl Pipeline {
             row.get::<i64>(3)?.unwrap_or(0) as u32,
         ];
         let mut ids = row.get::<Vec<i64>>(4)?.unwrap_or_default();
-        NOTIFY_QUEUE_HAS_ROOM.store(
+        redelivery::NOTIFY_QUEUE_HAS_ROOM.store(
             row.get::<bool>(5)?.unwrap_or(true),
             std::sync::atomic::Ordering::Relaxed,
         );
@@ -263,58 +234,15 @@ impl Pipeline {
         response: &Response,
         meta: &RequestMeta,
     ) {
-        let reason = response
-            .body_json()
-            .and_then(|body| body["msg"].as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("HTTP {}", response.status));
-        // Counted by the part of the message before any detail, which may echo
-        // the request ("Invalid JSON body: … at line 1 column 14"): a client
-        // must not be able to add count rows at will.
-        let category = reason
-            .split_once(": ")
-            .map_or(reason.as_str(), |(head, _)| head)
-            .to_string();
-        let text = request.body.text();
-        let mut cut = text.len().min(REJECTED_BODY_PREFIX);
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        // PostgreSQL text and jsonb cannot hold NUL (a request may be refused
-        // for carrying one): the record keeps everything else.
-        let body_prefix = (!text.is_empty()).then(|| text[..cut].replace('\0', ""));
-        let query = without_nul(Value::Object(request.query.clone()));
-        let headers = without_nul(Value::Object(request.headers.clone()));
-        let kept = self.rejections_kept.max(1);
-        let privileged = self.privileged_role;
-        let recorded = in_subtransaction(|| {
-            let args = [
-                DatumWithOid::from(pg_uuid(workflow_id)),
-                DatumWithOid::from(unix(meta.received_at)),
-                DatumWithOid::from(response.status as i32),
-                DatumWithOid::from(category.replace('\0', "")),
-                DatumWithOid::from(request.method.replace('\0', "")),
-                DatumWithOid::from(JsonB(query)),
-                DatumWithOid::from(JsonB(headers)),
-                DatumWithOid::from(body_prefix),
-                DatumWithOid::from(meta.remote_addr.clone()),
-                DatumWithOid::from(kept),
-                DatumWithOid::from(reason.replace('\0', "")),
-            ];
-            // A record is not worth waiting for: rows another batch holds
-            // (the same count, the trimmed rows) drop this record instead of
-            // holding up every request in this batch.
-            spi_util::with_settings(&[(c"lock_timeout", c"1ms")], || {
-                ok_or_raise(run_privileged(privileged, || {
-                    client.update(RECORD_REJECTION, None, &args)
-                }))
-            })
-        });
-        if let Err(error) = recorded {
-            log_rarely(&format!(
-                "webhook_ext could not record a refused request: {}",
-                error.describe()
-            ));
-        }
+        rejections::record(
+            client,
+            self.privileged_role,
+            self.rejections_kept,
+            workflow_id,
+            request,
+            response,
+            meta,
+        );
     }
 
     /// Stores the captured sample as the workflow's parameter list. `None` when
@@ -426,7 +354,13 @@ impl Pipeline {
         let claim = |client: &mut SpiClient<'_>| -> Option<(i64, Option<Value>)> {
             let key = key.as_deref()?;
             ok_or_raise(run_privileged(privileged, || {
-                claim_delivery(client, wf_rules.id, key, id, workflow.delivery_window_secs)
+                redelivery::claim_delivery(
+                    client,
+                    wf_rules.id,
+                    key,
+                    id,
+                    workflow.delivery_window_secs,
+                )
             }))
         };
 
@@ -510,7 +444,7 @@ impl Pipeline {
         let handler_error = match outcome {
             Ok(response) => {
                 if redelivery_of.get().is_none() {
-                    notify_event(id, "succeeded");
+                    redelivery::notify_event(id, "succeeded");
                 }
                 return Ok(response);
             }
@@ -542,7 +476,7 @@ impl Pipeline {
         });
         Ok(match recorded {
             Ok(()) => {
-                notify_event(id, "failed");
+                redelivery::notify_event(id, "failed");
                 response
             }
             Err(error) => not_stored(&error),
@@ -587,100 +521,6 @@ fn run_privileged<R>(role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// Logs `message` at most once a minute (per process): refusals can come
-/// as fast as a client sends them.
-fn log_rarely(message: &str) {
-    use std::sync::Mutex;
-    use std::time::{Duration, Instant};
-    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
-    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-    if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-        *last = Some(Instant::now());
-        pgrx::log!("{message} (further ones are not logged for a minute)");
-    }
-}
-
-/// Whether events are announced: not while the NOTIFY queue is more than
-/// half full (a session that LISTENs inside a transaction it never ends pins
-/// the queue; once it is full every commit that notifies fails). Updated by
-/// `Pipeline::begin_batch`.
-static NOTIFY_QUEUE_HAS_ROOM: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(true);
-
-/// The channel applications LISTEN on to hear about events.
-const EVENTS_CHANNEL: &std::ffi::CStr = c"webhook_events";
-
-// commands/async.h is not in pgrx's bindings.
-unsafe extern "C-unwind" {
-    fn Async_Notify(channel: *const std::ffi::c_char, payload: *const std::ffi::c_char);
-}
-
-/// `NOTIFY webhook_events, '{"event_id":N,"status":"…"}'`, delivered when the
-/// event commits (with its handler's outcome, which commits with it). Any
-/// role may LISTEN on any channel, so the payload carries nothing secret: no
-/// workflow id (it is the URL) and no data; a listener reads the row, and
-/// row-level security decides whether it may.
-fn notify_event(event_id: i64, status: &str) {
-    if !NOTIFY_QUEUE_HAS_ROOM.load(std::sync::atomic::Ordering::Relaxed) {
-        return;
-    }
-    let payload = std::ffi::CString::new(format!(
-        "{{\"event_id\":{event_id},\"status\":\"{status}\"}}"
-    ))
-    .expect("digits and a status word have no NUL");
-    // SAFETY: queues a notification in the current transaction, on the main
-    // thread, with NUL-terminated strings that outlive the call.
-    unsafe { Async_Notify(EVENTS_CHANNEL.as_ptr(), payload.as_ptr()) };
-}
-
-/// Claims `key` for event `event_id`: `None` when this is the first delivery
-/// with that key within the window (or the last one is older), else the
-/// original event's id and recorded response. A concurrent first delivery
-/// holds the key's index entry until it commits; this waits for it (at most
-/// webhook.lock_timeout in the listener) and then sees it.
-fn claim_delivery(
-    client: &mut SpiClient<'_>,
-    workflow_id: Uuid,
-    key: &str,
-    event_id: i64,
-    window_secs: f64,
-) -> Result<Option<(i64, Option<Value>)>, pgrx::spi::Error> {
-    let args = [
-        DatumWithOid::from(pg_uuid(workflow_id)),
-        DatumWithOid::from(key),
-        DatumWithOid::from(event_id),
-        DatumWithOid::from(window_secs),
-    ];
-    let claimed = client.update(
-        "INSERT INTO webhook.deliveries AS d (workflow_id, key, event_id, received_at)
-         VALUES ($1, $2, $3, pg_catalog.now())
-         ON CONFLICT (workflow_id, key) DO UPDATE
-            SET event_id = EXCLUDED.event_id, received_at = EXCLUDED.received_at
-          WHERE d.received_at OPERATOR(pg_catalog.<)
-                (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $4))
-         RETURNING d.event_id",
-        None,
-        &args,
-    )?;
-    if !claimed.is_empty() {
-        return Ok(None);
-    }
-    let original = client.select(
-        "SELECT d.event_id, e.response
-           FROM webhook.deliveries d
-           LEFT JOIN webhook.events e ON e.id OPERATOR(pg_catalog.=) d.event_id
-          WHERE d.workflow_id OPERATOR(pg_catalog.=) $1 AND d.key OPERATOR(pg_catalog.=) $2",
-        Some(1),
-        &args[..2],
-    )?;
-    let row = original.first();
-    let Some(original_id) = row.get::<i64>(1)? else {
-        return Ok(None);
-    };
-    let recorded = row.get::<JsonB>(2)?.map(|j| j.0);
-    Ok(Some((original_id, recorded)))
-}
-
 /// Raises an ERROR (caught by the enclosing subtransaction).
 fn raise(code: PgSqlErrorCode, message: &str) -> ! {
     ErrorReport::new(code, message.to_string(), "webhook_ext").report(PgLogLevel::ERROR);
@@ -709,118 +549,5 @@ fn not_stored(error: &spi_util::CaughtSqlError) -> Response {
             500,
             &json!({"msg": "Event could not be stored", "sqlstate": error.sqlstate}),
         )
-    }
-}
-
-/// The value with every NUL character removed from its strings and keys.
-fn without_nul(value: Value) -> Value {
-    match value {
-        Value::String(s) if s.contains('\0') => Value::String(s.replace('\0', "")),
-        Value::Array(items) => Value::Array(items.into_iter().map(without_nul).collect()),
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (k.replace('\0', ""), without_nul(v)))
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
-pub fn unix(time: SystemTime) -> f64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// What `webhook.events.response` records of a response.
-pub fn response_json(response: &Response) -> Value {
-    let content_type = response
-        .headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-        .map(|(_, value)| value.clone());
-    let body = if content_type
-        .as_deref()
-        .is_some_and(|ct| ct.starts_with("application/json"))
-    {
-        serde_json::from_slice(&response.body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&response.body).into_owned()))
-    } else {
-        Value::String(String::from_utf8_lossy(&response.body).into_owned())
-    };
-    let headers: Map<String, Value> = response
-        .headers
-        .iter()
-        .map(|(name, value)| (name.clone(), Value::String(value.clone())))
-        .collect();
-    json!({"status": response.status, "headers": headers, "body": body})
-}
-
-/// One `webhook.events` row, as the INSERT and the handler call take it.
-pub struct EventRow {
-    pub id: i64,
-    pub workflow_id: Uuid,
-    pub received_at: f64,
-    pub method: String,
-    pub query: Value,
-    pub headers: Value,
-    pub params: Value,
-    pub body: Option<String>,
-    pub status: &'static str,
-    pub error: Option<String>,
-    pub response: Option<Value>,
-    pub origin: Origin,
-    pub remote_addr: Option<String>,
-    pub handled_at: f64,
-    pub replay_of: Option<i64>,
-    pub raw_path: Option<String>,
-    pub raw_query: Option<String>,
-}
-
-impl EventRow {
-    fn arg_types() -> Vec<PgOid> {
-        let text = PgOid::from(String::type_oid());
-        let jsonb = PgOid::from(JsonB::type_oid());
-        vec![
-            PgOid::from(i64::type_oid()),
-            PgOid::from(pgrx::Uuid::type_oid()),
-            PgOid::from(f64::type_oid()),
-            text,
-            jsonb,
-            jsonb,
-            jsonb,
-            text,
-            text,
-            text,
-            jsonb,
-            text,
-            text,
-            PgOid::from(f64::type_oid()),
-            PgOid::from(i64::type_oid()),
-            text,
-            text,
-        ]
-    }
-
-    fn args(&self) -> Vec<DatumWithOid<'static>> {
-        vec![
-            DatumWithOid::from(self.id),
-            DatumWithOid::from(pg_uuid(self.workflow_id)),
-            DatumWithOid::from(self.received_at),
-            DatumWithOid::from(self.method.clone()),
-            DatumWithOid::from(JsonB(self.query.clone())),
-            DatumWithOid::from(JsonB(self.headers.clone())),
-            DatumWithOid::from(JsonB(self.params.clone())),
-            DatumWithOid::from(self.body.clone()),
-            DatumWithOid::from(self.status),
-            DatumWithOid::from(self.error.clone()),
-            DatumWithOid::from(self.response.clone().map(JsonB)),
-            DatumWithOid::from(self.origin.as_str()),
-            DatumWithOid::from(self.remote_addr.clone()),
-            DatumWithOid::from(self.handled_at),
-            DatumWithOid::from(self.replay_of),
-            DatumWithOid::from(self.raw_path.clone()),
-            DatumWithOid::from(self.raw_query.clone()),
-        ]
     }
 }

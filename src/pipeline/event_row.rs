@@ -1,0 +1,127 @@
+//! The `webhook.events` row, its columns in one place: the INSERT the
+//! pipeline stores an event with, the `ROW(...)` a handler receives (built from
+//! the same parameters, so the handler gets its argument without reading the
+//! row back), and what the row records of a response.
+
+use std::time::SystemTime;
+
+use pgrx::datum::{DatumWithOid, IntoDatum};
+use pgrx::{JsonB, PgOid};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use webhook_core::request::Response;
+
+use super::catalog::pg_uuid;
+use super::Origin;
+
+pub const INSERT_EVENT: &str = "
+INSERT INTO webhook.events (id, workflow_id, received_at, method, query, headers, params, body,
+                            status, error, response, origin, remote_addr, handled_at, replay_of,
+                            raw_path, raw_query)
+VALUES ($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8,
+        $9, $10, $11, $12, $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15, $16, $17)";
+
+/// The handler's argument, in table column order, from the INSERT's parameters.
+pub const EVENT_ROW: &str = "ROW($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8, \
+     'received'::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.jsonb, $12, \
+     $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15, $16, $17)::webhook.events";
+
+pub fn unix(time: SystemTime) -> f64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// What `webhook.events.response` records of a response.
+pub fn response_json(response: &Response) -> Value {
+    let content_type = response
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        .map(|(_, value)| value.clone());
+    let body = if content_type
+        .as_deref()
+        .is_some_and(|ct| ct.starts_with("application/json"))
+    {
+        serde_json::from_slice(&response.body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&response.body).into_owned()))
+    } else {
+        Value::String(String::from_utf8_lossy(&response.body).into_owned())
+    };
+    let headers: Map<String, Value> = response
+        .headers
+        .iter()
+        .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+        .collect();
+    json!({"status": response.status, "headers": headers, "body": body})
+}
+
+/// One `webhook.events` row, as the INSERT and the handler call take it.
+pub struct EventRow {
+    pub id: i64,
+    pub workflow_id: Uuid,
+    pub received_at: f64,
+    pub method: String,
+    pub query: Value,
+    pub headers: Value,
+    pub params: Value,
+    pub body: Option<String>,
+    pub status: &'static str,
+    pub error: Option<String>,
+    pub response: Option<Value>,
+    pub origin: Origin,
+    pub remote_addr: Option<String>,
+    pub handled_at: f64,
+    pub replay_of: Option<i64>,
+    pub raw_path: Option<String>,
+    pub raw_query: Option<String>,
+}
+
+impl EventRow {
+    pub fn arg_types() -> Vec<PgOid> {
+        let text = PgOid::from(String::type_oid());
+        let jsonb = PgOid::from(JsonB::type_oid());
+        vec![
+            PgOid::from(i64::type_oid()),
+            PgOid::from(pgrx::Uuid::type_oid()),
+            PgOid::from(f64::type_oid()),
+            text,
+            jsonb,
+            jsonb,
+            jsonb,
+            text,
+            text,
+            text,
+            jsonb,
+            text,
+            text,
+            PgOid::from(f64::type_oid()),
+            PgOid::from(i64::type_oid()),
+            text,
+            text,
+        ]
+    }
+
+    pub fn args(&self) -> Vec<DatumWithOid<'static>> {
+        vec![
+            DatumWithOid::from(self.id),
+            DatumWithOid::from(pg_uuid(self.workflow_id)),
+            DatumWithOid::from(self.received_at),
+            DatumWithOid::from(self.method.clone()),
+            DatumWithOid::from(JsonB(self.query.clone())),
+            DatumWithOid::from(JsonB(self.headers.clone())),
+            DatumWithOid::from(JsonB(self.params.clone())),
+            DatumWithOid::from(self.body.clone()),
+            DatumWithOid::from(self.status),
+            DatumWithOid::from(self.error.clone()),
+            DatumWithOid::from(self.response.clone().map(JsonB)),
+            DatumWithOid::from(self.origin.as_str()),
+            DatumWithOid::from(self.remote_addr.clone()),
+            DatumWithOid::from(self.handled_at),
+            DatumWithOid::from(self.replay_of),
+            DatumWithOid::from(self.raw_path.clone()),
+            DatumWithOid::from(self.raw_query.clone()),
+        ]
+    }
+}

@@ -1,0 +1,135 @@
+//! The rejection log: refused requests to a workflow, recorded for its owner
+//! (`webhook.rejections`, `webhook.rejection_counts`). Best effort: a record
+//! never changes the answer, never waits for a lock, and never fails the batch.
+
+use pgrx::datum::DatumWithOid;
+use pgrx::spi::SpiClient;
+use pgrx::{pg_sys, JsonB};
+use serde_json::Value;
+use uuid::Uuid;
+
+use webhook_core::request::{IncomingRequest, Response};
+
+use super::catalog::pg_uuid;
+use super::event_row::unix;
+use super::spi_util::{self, in_subtransaction};
+use super::{ok_or_raise, run_privileged, RequestMeta};
+
+/// Records one refused request for the workflow's owner (`$11`, the whole
+/// message), counts it under its category (`$4`), and trims the workflow's
+/// records to the newest `$10` (the new row is not yet visible to the DELETE,
+/// hence `$10 - 1`).
+const RECORD_REJECTION: &str = "
+WITH recorded AS (
+    INSERT INTO webhook.rejections (workflow_id, received_at, status, reason, method, query, headers,
+                                    body_prefix, remote_addr)
+    VALUES ($1, pg_catalog.to_timestamp($2), $3, $11, $5, $6, $7, $8, $9::pg_catalog.inet)
+    RETURNING id
+), counted AS (
+    INSERT INTO webhook.rejection_counts AS c (workflow_id, status, reason, count, last_at)
+    VALUES ($1, $3, $4, 1, pg_catalog.to_timestamp($2))
+    ON CONFLICT (workflow_id, status, reason)
+    DO UPDATE SET count = c.count OPERATOR(pg_catalog.+) 1, last_at = EXCLUDED.last_at
+    RETURNING 1
+)
+DELETE FROM webhook.rejections r
+ WHERE r.workflow_id OPERATOR(pg_catalog.=) $1
+   AND r.id OPERATOR(pg_catalog.<=) (
+       SELECT x.id FROM webhook.rejections x
+        WHERE x.workflow_id OPERATOR(pg_catalog.=) $1
+        ORDER BY x.id DESC
+       OFFSET GREATEST($10 OPERATOR(pg_catalog.-) 1, 0) LIMIT 1)";
+
+/// How much of a refused request's body `webhook.rejections` keeps.
+const REJECTED_BODY_PREFIX: usize = 4096;
+
+/// Records `response`, the refusal of `request`, keeping the newest `kept`
+/// records of the workflow.
+pub fn record(
+    client: &mut SpiClient<'_>,
+    privileged: Option<pg_sys::Oid>,
+    kept: i32,
+    workflow_id: Uuid,
+    request: &IncomingRequest,
+    response: &Response,
+    meta: &RequestMeta,
+) {
+    let reason = response
+        .body_json()
+        .and_then(|body| body["msg"].as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("HTTP {}", response.status));
+    // Counted by the part of the message before any detail, which may echo
+    // the request ("Invalid JSON body: … at line 1 column 14"): a client
+    // must not be able to add count rows at will.
+    let category = reason
+        .split_once(": ")
+        .map_or(reason.as_str(), |(head, _)| head)
+        .to_string();
+    let text = request.body.text();
+    let mut cut = text.len().min(REJECTED_BODY_PREFIX);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    // PostgreSQL text and jsonb cannot hold NUL (a request may be refused
+    // for carrying one): the record keeps everything else.
+    let body_prefix = (!text.is_empty()).then(|| text[..cut].replace('\0', ""));
+    let query = without_nul(Value::Object(request.query.clone()));
+    let headers = without_nul(Value::Object(request.headers.clone()));
+    let kept = kept.max(1);
+    let recorded = in_subtransaction(|| {
+        let args = [
+            DatumWithOid::from(pg_uuid(workflow_id)),
+            DatumWithOid::from(unix(meta.received_at)),
+            DatumWithOid::from(response.status as i32),
+            DatumWithOid::from(category.replace('\0', "")),
+            DatumWithOid::from(request.method.replace('\0', "")),
+            DatumWithOid::from(JsonB(query)),
+            DatumWithOid::from(JsonB(headers)),
+            DatumWithOid::from(body_prefix),
+            DatumWithOid::from(meta.remote_addr.clone()),
+            DatumWithOid::from(kept),
+            DatumWithOid::from(reason.replace('\0', "")),
+        ];
+        // A record is not worth waiting for: rows another batch holds
+        // (the same count, the trimmed rows) drop this record instead of
+        // holding up every request in this batch.
+        spi_util::with_settings(&[(c"lock_timeout", c"1ms")], || {
+            ok_or_raise(run_privileged(privileged, || {
+                client.update(RECORD_REJECTION, None, &args)
+            }))
+        })
+    });
+    if let Err(error) = recorded {
+        log_rarely(&format!(
+            "webhook_ext could not record a refused request: {}",
+            error.describe()
+        ));
+    }
+}
+
+/// Logs `message` at most once a minute (per process): refusals can come
+/// as fast as a client sends them.
+fn log_rarely(message: &str) {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+        *last = Some(Instant::now());
+        pgrx::log!("{message} (further ones are not logged for a minute)");
+    }
+}
+
+/// The value with every NUL character removed from its strings and keys.
+fn without_nul(value: Value) -> Value {
+    match value {
+        Value::String(s) if s.contains('\0') => Value::String(s.replace('\0', "")),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_nul).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k.replace('\0', ""), without_nul(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
