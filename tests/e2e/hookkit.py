@@ -198,6 +198,19 @@ def login_role(cluster, uniq):
         drop_login_role(cluster, role)
 
 
+def wait_for_rows(cluster, query: str, params: Any, count: int, timeout: float = 5.0) -> list[dict]:
+    """Polls ``query`` until it returns at least ``count`` rows (or the time is
+    up); for what the listener records after it has answered (refusals)."""
+    deadline = time.monotonic() + timeout
+    rows: list[dict] = []
+    while time.monotonic() < deadline:
+        rows = cluster.rows(query, params)
+        if len(rows) >= count:
+            return rows
+        time.sleep(0.05)
+    return rows
+
+
 def response_json(r: requests.Response) -> Any:
     try:
         return r.json()

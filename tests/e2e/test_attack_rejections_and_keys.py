@@ -6,22 +6,13 @@ import random
 import time
 
 
-from hookkit import post
+from hookkit import post, wait_for_rows
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 private = private_cluster_fixture(**{"webhook.rejections_kept": 5})
 tenants = tenants_fixture("alice", "bob")
 
 
-def wait_rows(c, q, p, n, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    rows = []
-    while time.monotonic() < deadline:
-        rows = c.rows(q, p)
-        if len(rows) >= n:
-            return rows
-        time.sleep(0.05)
-    return rows
 
 
 def test_rejection_counts_are_bounded_when_the_reason_echoes_client_input(private, tenants):
@@ -30,7 +21,7 @@ def test_rejection_counts_are_bounded_when_the_reason_echoes_client_input(privat
     # Positive control: the same malformed body twice is one counted reason.
     for _ in range(2):
         assert post(private, wf, b"{broken", headers={"Content-Type": "application/json"}).status_code == 400
-    rows = wait_rows(private, "SELECT reason, count FROM webhook.rejection_counts WHERE workflow_id=%s", (wf,), 1)
+    rows = wait_for_rows(private, "SELECT reason, count FROM webhook.rejection_counts WHERE workflow_id=%s", (wf,), 1)
     assert [r["count"] for r in rows] == [2]
     # An anonymous client varies the echoed part of the message.
     n = 60

@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from hookkit import post
+from hookkit import post, wait_for_rows
 from httpkit import http_request_bytes, raw_exchange
 from tenantkit import private_cluster_fixture, tenants_fixture
 
@@ -22,16 +22,6 @@ private = private_cluster_fixture(**{"webhook.rejections_kept": 3, "webhook.max_
 tenants = tenants_fixture("alice", "bob")
 
 
-def wait_for_rows(private, query, params, count, timeout=5.0):
-    """Refusals decided by the network thread are recorded asynchronously."""
-    deadline = time.monotonic() + timeout
-    rows = []
-    while time.monotonic() < deadline:
-        rows = private.rows(query, params)
-        if len(rows) >= count:
-            return rows
-        time.sleep(0.05)
-    return rows
 
 
 def test_refusals_are_recorded_for_the_owner_only_and_trimmed(private, tenants):
