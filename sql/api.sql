@@ -180,6 +180,15 @@ CREATE TRIGGER parameters_config_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON webhook.parameters
     FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
 
+-- A workflow's parameter list in list order: what the parameter functions return.
+CREATE FUNCTION webhook._parameter_list(workflow uuid)
+RETURNS SETOF webhook.parameters
+LANGUAGE sql STABLE AS $$
+    SELECT p.* FROM webhook.parameters p
+     WHERE p.workflow_id = $1
+     ORDER BY p.source, p.position
+$$;
+
 -- Replaces the parameters of one source with an inferred list
 -- (webhook._infer_parameters format), keeping the required flags (and
 -- strictness, nullability and event scopes) of the parameters that remain.
@@ -207,10 +216,7 @@ BEGIN
       FROM ROWS FROM (jsonb_to_recordset(inferred) AS (name text, type text, sample jsonb, depth integer))
            WITH ORDINALITY AS i (name, type, sample, depth, ord);
     UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
-    RETURN QUERY
-        SELECT p.* FROM webhook.parameters p
-         WHERE p.workflow_id = workflow
-         ORDER BY p.source, p.position;
+    RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
 END
 $$;
 
@@ -481,10 +487,7 @@ BEGIN
     UPDATE webhook.parameters p SET required = $3, required_for = CASE WHEN $3 THEN for_events END
      WHERE p.workflow_id = workflow AND p.name = ANY (params);
     UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
-    RETURN QUERY
-        SELECT p.* FROM webhook.parameters p
-         WHERE p.workflow_id = workflow
-         ORDER BY p.source, p.position;
+    RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
 END
 $$;
 COMMENT ON FUNCTION webhook_set_required(uuid, text[], boolean, text[]) IS
@@ -531,7 +534,7 @@ BEGIN
                 ELSE array_length(string_to_array($2, '.'), 1) - 1 END
       FROM webhook.parameters p WHERE p.workflow_id = workflow;
     UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
-    RETURN QUERY SELECT p.* FROM webhook.parameters p WHERE p.workflow_id = workflow ORDER BY p.source, p.position;
+    RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
 END
 $$;
 COMMENT ON FUNCTION webhook_add_parameter(uuid, text, text, text, boolean) IS
@@ -569,7 +572,7 @@ BEGIN
     src := webhook._parameter_source(workflow, $2, $3);
     PERFORM webhook._delete_parameters(workflow, src, ARRAY[$2]);
     UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
-    RETURN QUERY SELECT p.* FROM webhook.parameters p WHERE p.workflow_id = workflow ORDER BY p.source, p.position;
+    RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
 END
 $$;
 COMMENT ON FUNCTION webhook_drop_parameter(uuid, text, text) IS 'Removes one parameter from the list';
@@ -593,7 +596,7 @@ BEGIN
            strict = coalesce($7, p.strict)
      WHERE p.workflow_id = workflow AND p.source = src AND p.name = $2;
     UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
-    RETURN QUERY SELECT p.* FROM webhook.parameters p WHERE p.workflow_id = workflow ORDER BY p.source, p.position;
+    RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
 END
 $$;
 COMMENT ON FUNCTION webhook_alter_parameter(uuid, text, text, boolean, boolean, text, boolean) IS
@@ -617,7 +620,7 @@ BEGIN
         UPDATE webhook.parameters p SET strict = $2 WHERE p.workflow_id = workflow AND p.name = ANY (params);
         UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
     END IF;
-    RETURN QUERY SELECT p.* FROM webhook.parameters p WHERE p.workflow_id = workflow ORDER BY p.source, p.position;
+    RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
 END
 $$;
 COMMENT ON FUNCTION webhook_set_strict(uuid, boolean, text[]) IS
@@ -704,10 +707,7 @@ BEGIN
            FROM webhook.workflows w WHERE w.id = workflow AND w.full_body;
         UPDATE webhook.workflows w SET full_body = false WHERE w.id = workflow;
     END IF;
-    RETURN QUERY
-        SELECT p.* FROM webhook.parameters p
-         WHERE p.workflow_id = workflow
-         ORDER BY p.source, p.position;
+    RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
 END
 $$;
 COMMENT ON FUNCTION webhook_set_full_body(uuid, boolean, text) IS

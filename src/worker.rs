@@ -117,6 +117,7 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
                 *shared = current_settings();
             }
             state.pipeline.handler_timeout_ms = Some(gucs::HANDLER_TIMEOUT_MS.get());
+            state.pipeline.reload_settings();
             apply_lock_timeout();
             state.pipeline.rejections_kept = gucs::REJECTIONS_KEPT.get();
         }
@@ -295,11 +296,7 @@ impl ListenerState {
     }
 
     fn not_installed(&self) -> Response {
-        Response::error(
-            503,
-            "webhook_ext is not installed in the listener's database",
-        )
-        .with_header("retry-after", "1")
+        Response::retry_later("webhook_ext is not installed in the listener's database")
     }
 
     /// Processes a batch in one transaction; replies that depend on the
@@ -389,10 +386,7 @@ impl ListenerState {
             };
             pgrx::warning!("webhook_ext listener could not store a batch of events: {why}");
             self.pipeline.reset();
-            let retry_later = || {
-                Response::error(503, "Event could not be stored, retry later")
-                    .with_header("retry-after", "1")
-            };
+            let retry_later = || Response::retry_later("Event could not be stored, retry later");
             let culprit = in_progress.into_inner();
             let processed = after_commit.into_inner();
             let made_progress = culprit.is_some() || !processed.is_empty();

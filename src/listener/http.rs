@@ -240,11 +240,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
                 method: method.clone(),
                 query: query.clone(),
                 headers: headers.clone(),
-                body: BodyOutcome::Parsed(webhook_core::body::ParsedBody {
-                    params: Map::new(),
-                    text: String::new(),
-                    kind: webhook_core::body::BodyKind::Empty,
-                }),
+                body: BodyOutcome::Parsed(webhook_core::body::ParsedBody::empty()),
             },
             remote_addr: Some(peer.ip()),
             received_at,
@@ -281,9 +277,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
         Ok(Ok(raw)) => raw,
         Ok(Err(BodyReadError::TooLarge)) => return refuse(too_large(settings.max_body_bytes)),
         Ok(Err(BodyReadError::OverBudget)) => {
-            return closing(
-                Response::error(503, "Listener busy, retry later").with_header("retry-after", "1"),
-            );
+            return closing(Response::retry_later("Listener busy, retry later"));
         }
         Ok(Err(BodyReadError::Broken)) => {
             return refuse(Response::error(400, "Could not read the request body"))
@@ -326,22 +320,16 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
     match shared.jobs.try_send(job) {
         Ok(()) => shared.waker.wake(),
         Err(TrySendError::Full(_)) => {
-            return to_http(
-                Response::error(503, "Listener busy, retry later").with_header("retry-after", "1"),
-            );
+            return to_http(Response::retry_later("Listener busy, retry later"));
         }
         Err(TrySendError::Disconnected(_)) => {
-            return to_http(
-                Response::error(503, "Listener unavailable").with_header("retry-after", "1"),
-            );
+            return to_http(Response::retry_later("Listener unavailable"));
         }
     }
     match answer.await {
         Ok(response) => to_http(response),
         // The main thread dropped the job: it is exiting and stored nothing.
-        Err(_) => {
-            to_http(Response::error(503, "Listener shutting down").with_header("retry-after", "1"))
-        }
+        Err(_) => to_http(Response::retry_later("Listener shutting down")),
     }
 }
 

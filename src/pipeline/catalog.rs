@@ -3,6 +3,7 @@
 //! (see `webhook._signal_config_change` and worker.rs).
 
 use std::collections::HashMap;
+use std::ffi::CString;
 use std::rc::Rc;
 
 use pgrx::datum::DatumWithOid;
@@ -14,6 +15,7 @@ use uuid::Uuid;
 use webhook_core::delivery::KeySource;
 
 use super::event_row::EVENT_ROW;
+use super::spi_util::reset_value;
 use webhook_core::request::{HandlerOutput, ResponseConfig, WorkflowRules};
 use webhook_core::validate::{ParamSpec, Source};
 
@@ -36,9 +38,10 @@ pub struct Workflow {
     pub handler: Result<HandlerCall, HandlerUnavailable>,
     /// The workflow method's own deadline (ms), overriding webhook.handler_timeout.
     pub timeout_ms: Option<i32>,
-    /// The owner's `ALTER ROLE … SET search_path`, if any: the handler runs
-    /// with the path the owner's own sessions get (else the server default).
-    pub handler_search_path: Option<String>,
+    /// The search_path the handler runs with: the owner's `ALTER ROLE … SET
+    /// search_path` if any (the path the owner's own sessions get), else the
+    /// server default. Resolved once, when the workflow is loaded.
+    pub handler_search_path: CString,
     /// Where a request's delivery key is, and how long (seconds) a key is
     /// remembered.
     pub delivery_key: KeySource,
@@ -259,7 +262,9 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
         timeout_ms: row
             .get::<i64>(10)?
             .map(|ms| ms.clamp(1, i32::MAX as i64) as i32),
-        handler_search_path: text(21)?,
+        handler_search_path: text(21)?
+            .and_then(|path| CString::new(path).ok())
+            .unwrap_or_else(|| reset_value(c"search_path")),
         delivery_key: KeySource::from_columns(text(25)?.as_deref(), text(26)?.as_deref()),
         delivery_window_secs: row.get::<f64>(27)?.unwrap_or(86_400.0),
     }))

@@ -108,6 +108,9 @@ pub struct Pipeline {
     pub isolate_handlers: bool,
     /// How many refused requests per workflow `webhook.rejections` keeps.
     pub rejections_kept: i32,
+    /// The lock_timeout handlers run with: the server default, read once
+    /// (again after a configuration reload, see `reload_settings`).
+    handler_lock_timeout: std::ffi::CString,
 }
 
 impl Pipeline {
@@ -122,7 +125,15 @@ impl Pipeline {
             last_event_id: None,
             isolate_handlers: false,
             rejections_kept: 100,
+            handler_lock_timeout: spi_util::reset_value(c"lock_timeout"),
         }
+    }
+
+    /// After a configuration reload: server defaults that handlers run with
+    /// (lock_timeout here, search_path in cached workflows) may have changed.
+    pub fn reload_settings(&mut self) {
+        self.handler_lock_timeout = spi_util::reset_value(c"lock_timeout");
+        self.forget_workflows();
     }
 
     /// Forgets prepared statements and cached workflows (after the extension
@@ -190,7 +201,7 @@ impl Pipeline {
             match rules::admit(&rules_now, request) {
                 Admission::Rejected(response) => {
                     if meta.origin == Origin::Http {
-                        self.record_rejection(client, workflow_id, request, &response, meta);
+                        self.record_refusal(client, workflow_id, request, &response, meta)?;
                     }
                     return Ok(Handled::Immediate(response));
                 }
@@ -209,8 +220,9 @@ impl Pipeline {
         }
     }
 
-    /// Records a request the network thread refused (413, 415, 408, …) if it
-    /// was addressed to a workflow that exists.
+    /// Records a refused request (by admission, or by the network thread:
+    /// 413, 415, 408, …) if it was addressed to a workflow that exists. Best
+    /// effort: a failure to record never changes the answer.
     pub fn record_refusal(
         &mut self,
         client: &mut SpiClient<'_>,
@@ -220,29 +232,17 @@ impl Pipeline {
         meta: &RequestMeta,
     ) -> Result<(), pgrx::spi::Error> {
         if self.catalog.get(client, workflow_id)?.is_some() {
-            self.record_rejection(client, workflow_id, request, response, meta);
+            rejections::record(
+                client,
+                self.privileged_role,
+                self.rejections_kept,
+                workflow_id,
+                request,
+                response,
+                meta,
+            );
         }
         Ok(())
-    }
-
-    /// Best effort: a failure to record never changes the answer.
-    fn record_rejection(
-        &mut self,
-        client: &mut SpiClient<'_>,
-        workflow_id: Uuid,
-        request: &IncomingRequest,
-        response: &Response,
-        meta: &RequestMeta,
-    ) {
-        rejections::record(
-            client,
-            self.privileged_role,
-            self.rejections_kept,
-            workflow_id,
-            request,
-            response,
-            meta,
-        );
     }
 
     /// Stores the captured sample as the workflow's parameter list. `None` when
@@ -341,6 +341,7 @@ impl Pipeline {
         let privileged = self.privileged_role;
         let timeout = workflow.timeout_ms.or(self.handler_timeout_ms);
         let handler_plans = &mut self.handler_plans;
+        let handler_lock_timeout = &self.handler_lock_timeout;
         // A replay is a new run of a stored event, never a redelivery.
         let key = match meta.origin {
             Origin::Replay => None,
@@ -399,17 +400,21 @@ impl Pipeline {
                 handler_plans.insert(handler.sql.clone(), plan.keep());
             }
             let plan = &handler_plans[&handler.sql];
-            let search_path = handler_search_path(workflow);
             let mut call = || {
                 crate::signals::while_running_handler(|| {
-                    as_handler_owner(workflow.owner, &search_path, || {
-                        let table = ok_or_raise(client.update(plan, None, &args));
-                        if table.is_empty() {
-                            None
-                        } else {
-                            ok_or_raise(table.first().get_one::<String>())
-                        }
-                    })
+                    as_handler_owner(
+                        workflow.owner,
+                        &workflow.handler_search_path,
+                        handler_lock_timeout,
+                        || {
+                            let table = ok_or_raise(client.update(plan, None, &args));
+                            if table.is_empty() {
+                                None
+                            } else {
+                                ok_or_raise(table.first().get_one::<String>())
+                            }
+                        },
+                    )
                 })
             };
             let returned = match timeout {
@@ -495,23 +500,13 @@ impl Pipeline {
     }
 }
 
-/// The search_path a handler runs with: its owner's role setting, else the
-/// server's default (not the pinned path of the extension's own statements).
-fn handler_search_path(workflow: &Workflow) -> std::ffi::CString {
-    match &workflow.handler_search_path {
-        Some(path) => std::ffi::CString::new(path.clone())
-            .unwrap_or_else(|_| spi_util::SAFE_SEARCH_PATH.to_owned()),
-        None => spi_util::reset_value(c"search_path"),
-    }
-}
-
 /// Another session holds a lock this request needs (webhook.lock_timeout).
 fn is_lock_timeout(error: &spi_util::CaughtSqlError) -> bool {
     error.sqlstate == "55P03"
 }
 
 fn busy_retry_later() -> Response {
-    Response::error(503, "Workflow busy, retry later").with_header("retry-after", "1")
+    Response::retry_later("Workflow busy, retry later")
 }
 
 fn run_privileged<R>(role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> R {

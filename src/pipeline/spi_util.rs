@@ -114,22 +114,23 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtSqlError> 
 /// It runs with `search_path` (the owner's), not the pinned path of the
 /// extension's own statements. Errors propagate; the enclosing
 /// subtransaction's abort then restores the user and settings.
+/// `lock_timeout` is the server default ([`reset_value`]), not the listener's
+/// own: a handler waits for locks as its owner's sessions would (its deadline
+/// still bounds it).
 pub fn as_handler_owner<R>(
     role: pg_sys::Oid,
     search_path: &std::ffi::CStr,
+    lock_timeout: &std::ffi::CStr,
     f: impl FnOnce() -> R,
 ) -> R {
     let restricted =
         pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
-    // The listener's own lock_timeout is not the handler's: it waits for locks
-    // as the server's default says (its deadline still bounds it).
-    let lock_timeout = reset_value(c"lock_timeout");
     with_role(
         role,
         restricted,
         &[
             (c"search_path", search_path),
-            (c"lock_timeout", &lock_timeout),
+            (c"lock_timeout", lock_timeout),
         ],
         f,
     )

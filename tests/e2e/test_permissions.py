@@ -92,6 +92,8 @@ def test_roles_cannot_see_or_change_each_others_workflows(cluster, roles):
     before = cluster.rows("SELECT * FROM webhook.workflows WHERE id = %s::uuid", (wa["id"],))
     params_before = cluster.rows("SELECT * FROM webhook.parameters WHERE workflow_id = %s::uuid ORDER BY position",
                                  (wa["id"],))
+    alice_event = cluster.scalar("INSERT INTO webhook.events (workflow_id, method) VALUES (%s::uuid, 'POST') "
+                                 "RETURNING id", (wa["id"],))
 
     # bob cannot find or see alice's workflow...
     assert bob.rows("SELECT * FROM webhook_find_workflow(%s)", (wa["id"],)) == []
@@ -115,6 +117,18 @@ def test_roles_cannot_see_or_change_each_others_workflows(cluster, roles):
         "SELECT webhook_set_response(%s::uuid, 'default')",
         "SELECT webhook_url(%s::uuid)",
         f"SELECT webhook_set_handler(%s::uuid, '{bob.handler}'::regproc)",
+        # Parameter editing, typing, discriminators, delivery keys, events (issues 6-8).
+        "SELECT webhook_add_parameter(%s::uuid, 'x-sig', 'header')",
+        "SELECT webhook_drop_parameter(%s::uuid, 'a')",
+        "SELECT webhook_alter_parameter(%s::uuid, 'a', required => false)",
+        "SELECT webhook_set_strict(%s::uuid, true)",
+        "SELECT webhook_set_discriminator(%s::uuid, 'body', 'type')",
+        "SELECT webhook_set_delivery_key(%s::uuid, 'none')",
+        "SELECT webhook_delete_events(%s::uuid)",
+        # The internal helpers behind the deletes check ownership themselves.
+        "SELECT webhook._delete_workflow(%s::uuid)",
+        "SELECT webhook._delete_parameters(%s::uuid, 'body')",
+        "SELECT webhook._delete_events(%s::uuid, 'infinity')",
     ]:
         err = bob.error(call, (wa["id"],), sqlstate="42704")
         assert "does not exist" in err["message"], call
@@ -136,6 +150,7 @@ def test_roles_cannot_see_or_change_each_others_workflows(cluster, roles):
     assert cluster.rows("SELECT * FROM webhook.workflows WHERE id = %s::uuid", (wa["id"],)) == before
     assert cluster.rows("SELECT * FROM webhook.parameters WHERE workflow_id = %s::uuid ORDER BY position",
                         (wa["id"],)) == params_before
+    assert cluster.scalar("SELECT count(*) FROM webhook.events WHERE id = %s", (alice_event,)) == 1
 
 
 def test_cannot_write_rows_owned_by_another_role(cluster, roles):
@@ -211,3 +226,41 @@ def test_granting_webhook_admin_is_enough(cluster, roles):
     assert wf["owner"] == carol.name
     carol.sql("SELECT webhook_sample_from_kv(%s::uuid, 'a=1')", (wf["id"],))
     assert carol.scalar("SELECT count(*) FROM webhook.parameters") == 1
+
+
+def test_new_workflow_settings_keep_their_rules_and_owners_on_the_table(cluster, roles):
+    """Issues 7 and 8 added columns tenants may update directly (typing,
+    discriminator, delivery key): the rules hold on the table, another owner's
+    rows are out of reach, and the new tables show each owner only its rows."""
+    alice, bob = roles["alice"], roles["bob"]
+    wa, wb = create(alice), create(bob)
+    # Positive control: alice may set them on her own workflow directly.
+    alice.sql("UPDATE webhook.workflows SET strict_types = true, discriminator_source = 'header', "
+              "discriminator_name = 'x-github-event', delivery_key_source = 'body', delivery_key_name = 'id' "
+              "WHERE id = %s::uuid", (wa["id"],))
+    for assignment in ("discriminator_source = 'cookie', discriminator_name = 'x'",
+                       "discriminator_source = 'header', discriminator_name = NULL",
+                       "delivery_key_source = 'header', delivery_key_name = ''",
+                       "delivery_key_source = 'none', delivery_key_name = 'x'",
+                       "delivery_key_window = interval '-1 second'"):
+        err = alice.error(f"UPDATE webhook.workflows SET {assignment} WHERE id = %s::uuid", (wa["id"],),
+                          sqlstate="23514")
+        assert "violates check constraint" in err["message"], assignment
+    with cluster.connect(user=bob.name) as conn:
+        assert conn.execute("UPDATE webhook.workflows SET strict_types = true, delivery_key_source = 'none' "
+                            "WHERE id = %s::uuid", (wa["id"],)).rowcount == 0
+    assert cluster.row("SELECT strict_types, delivery_key_source FROM webhook.workflows WHERE id = %s::uuid",
+                       (wa["id"],)) == {"strict_types": True, "delivery_key_source": "body"}
+
+    for wf in (wa["id"], wb["id"]):
+        cluster.sql("INSERT INTO webhook.deliveries VALUES (%s::uuid, 'k', 1, now())", (wf,))
+        cluster.sql("INSERT INTO webhook.rejections (workflow_id, received_at, status, reason, method) "
+                    "VALUES (%s::uuid, now(), 400, 'r', 'POST')", (wf,))
+        cluster.sql("INSERT INTO webhook.rejection_counts VALUES (%s::uuid, 400, 'r', 1, now())", (wf,))
+    for table in ("deliveries", "rejections", "rejection_counts"):
+        assert [str(r[0]) for r in bob.sql(f"SELECT workflow_id FROM webhook.{table}")] == [wb["id"]], table
+        err = bob.error(f"DELETE FROM webhook.{table}", sqlstate="42501")
+        assert err["message"] == f"permission denied for table {table}"
+    err = bob.error("INSERT INTO webhook.deliveries VALUES (%s::uuid, 'k2', 1, now())", (wb["id"],),
+                    sqlstate="42501")
+    assert err["message"] == "permission denied for table deliveries"

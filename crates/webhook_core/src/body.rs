@@ -57,6 +57,17 @@ pub struct ParsedBody {
     pub kind: BodyKind,
 }
 
+impl ParsedBody {
+    /// No body at all.
+    pub fn empty() -> ParsedBody {
+        ParsedBody {
+            params: Map::new(),
+            text: String::new(),
+            kind: BodyKind::Empty,
+        }
+    }
+}
+
 /// What [`parse_body`] recognised the body as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BodyKind {
@@ -182,11 +193,11 @@ fn parse_unchecked(
     limits: &BodyLimits,
 ) -> Result<ParsedBody, BodyError> {
     if raw.is_empty() {
-        return Ok(empty_body());
+        return Ok(ParsedBody::empty());
     }
     let decoded = decode_content_encoding(content_encoding, raw, limits.max_decoded_bytes)?;
     if decoded.is_empty() {
-        return Ok(empty_body());
+        return Ok(ParsedBody::empty());
     }
     let media = match content_type.map(str::trim) {
         Some(ct) if !ct.is_empty() => MediaType::parse(ct),
@@ -245,14 +256,6 @@ fn parse_unchecked(
 /// its values at the position of its first occurrence.
 pub fn parse_query(query: &str) -> Map<String, Value> {
     form_pairs(query.as_bytes(), UTF_8)
-}
-
-fn empty_body() -> ParsedBody {
-    ParsedBody {
-        params: Map::new(),
-        text: String::new(),
-        kind: BodyKind::Empty,
-    }
 }
 
 /// Insert `value` under `key`; a repeated key turns into an array of all its values

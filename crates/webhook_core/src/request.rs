@@ -99,6 +99,11 @@ impl Response {
         Response::json(status, &json!({ "msg": msg }))
     }
 
+    /// 503 with `Retry-After: 1`: nothing was stored, the sender should retry.
+    pub fn retry_later(msg: &str) -> Response {
+        Response::error(503, msg).with_header("retry-after", "1")
+    }
+
     pub fn workflow_not_found() -> Response {
         Response::error(404, "Workflow not found")
     }
