@@ -164,10 +164,12 @@ CREATE TRIGGER workflows_before_write
 
 -- Tells the listeners to reload cached definitions once the change commits
 -- (an invalidation message: it locks nothing, so an open tenant transaction
--- cannot hold anyone up).
+-- cannot hold anyone up). SECURITY DEFINER so that tenants need no EXECUTE on
+-- webhook._signal_config_change, which would let them make every listener
+-- reload its cache at will; a trigger function cannot be called directly.
 CREATE FUNCTION webhook._config_changed()
 RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER AS $$
 BEGIN
     PERFORM webhook._signal_config_change(TG_RELID);
     RETURN NULL;
@@ -957,6 +959,8 @@ BEGIN
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO webhook_admin', f);
     END LOOP;
+    -- Only the _config_changed trigger (as the extension's owner) calls it.
+    REVOKE EXECUTE ON FUNCTION webhook._signal_config_change(pg_catalog.oid) FROM webhook_admin;
 END
 $$;
 

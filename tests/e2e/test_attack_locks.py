@@ -111,3 +111,16 @@ def test_an_owner_locking_its_own_workflow_row_gets_503s_others_do_not_notice(pr
     assert count_events(private, wf_bob) == 1
     r = post(private, wf_alice, json_body={})
     assert r.status_code == 200
+
+
+def test_tenants_cannot_signal_config_changes_themselves(private, tenants):
+    alice = tenants["alice"]
+    workflows = private.scalar("SELECT 'webhook.workflows'::regclass::oid")
+    err = alice.error("SELECT webhook._signal_config_change(%s::oid)", (workflows,), sqlstate="42501")
+    assert err["message"] == "permission denied for function _signal_config_change"
+    # Positive control: her own changes still reach the listener at once.
+    wf = alice.create_workflow()
+    assert post(private, wf, json_body={}).json()["msg"] == "success"
+    alice.sql("SELECT webhook_set_response(%s, 'custom', body => 'changed', content_type => 'text/plain')", (wf,))
+    r = post(private, wf, json_body={})
+    assert (r.status_code, r.text) == (200, "changed")
