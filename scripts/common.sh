@@ -71,6 +71,9 @@ unix_socket_directories = '$datadir'
 shared_preload_libraries = 'webhook_ext'
 webhook.database = 'postgres'
 webhook.port = $http_port
+# Executors (one per workflow owner running handlers) are background workers.
+max_worker_processes = 32
+webhook.max_executors = 8
 CONF
     [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$datadir/webhook_ext.conf"
     grep -q "^include_if_exists = 'webhook_ext.conf'" "$datadir/postgresql.conf" ||

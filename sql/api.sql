@@ -664,6 +664,50 @@ $$;
 COMMENT ON FUNCTION webhook_set_delivery_key(uuid, text, text, interval) IS
     'Where a redelivery is recognised (default headers, a header, a body path, or none) and for how long';
 
+CREATE FUNCTION webhook_set_retry(workflow uuid, max_attempts integer,
+                                  delay interval DEFAULT '10 seconds',
+                                  max_delay interval DEFAULT '1 hour')
+RETURNS webhook.workflows
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF $2 IS NULL OR $2 NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'max_attempts must be between 1 and 1000 (1: never retried)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $3 IS NULL OR $3 <= interval '0' OR $4 IS NULL OR $4 < $3 THEN
+        RAISE EXCEPTION 'delay must be positive and max_delay at least delay'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE webhook.workflows x
+       SET max_attempts = $2, retry_delay = $3, retry_max_delay = $4
+     WHERE x.id = workflow
+    RETURNING * INTO w;
+    RETURN w;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_retry(uuid, integer, interval, interval) IS
+    'How often a failed handler is retried: attempts in all, first delay (doubling, with jitter), longest delay';
+
+CREATE FUNCTION webhook_set_ordered(workflow uuid, enabled boolean)
+RETURNS webhook.workflows
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF $2 IS NULL THEN
+        RAISE EXCEPTION 'enabled must be true or false' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    UPDATE webhook.workflows x SET ordered = $2 WHERE x.id = workflow RETURNING * INTO w;
+    RETURN w;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_ordered(uuid, boolean) IS
+    'Run the workflow''s events one at a time, in arrival order (a failing event holds back the later ones until it succeeds or is dead)';
+
 CREATE FUNCTION webhook_set_discriminator(workflow uuid, source text, name text)
 RETURNS webhook.workflows
 LANGUAGE plpgsql AS $$

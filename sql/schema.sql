@@ -68,6 +68,17 @@ CREATE TABLE webhook.workflows (
     delivery_key_source   text,
     delivery_key_name     text,
     delivery_key_window   interval    NOT NULL DEFAULT '24 hours',
+    -- Retry policy (webhook_set_retry): attempts in all, and the backoff
+    -- before the second one, doubling up to retry_max_delay (with jitter).
+    max_attempts          integer     NOT NULL DEFAULT 5,
+    retry_delay           interval    NOT NULL DEFAULT '10 seconds',
+    retry_max_delay       interval    NOT NULL DEFAULT '1 hour',
+    -- Run events one at a time in arrival order (webhook_set_ordered): an
+    -- event waits until every earlier one succeeded or is dead.
+    ordered               boolean     NOT NULL DEFAULT false,
+    CONSTRAINT workflows_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 1000),
+    CONSTRAINT workflows_retry_delay_check
+        CHECK (retry_delay > interval '0' AND retry_max_delay >= retry_delay),
     CONSTRAINT workflows_name_not_blank CHECK (btrim(name) <> ''),
     CONSTRAINT workflows_owner_name_key UNIQUE (owner, name),
     CONSTRAINT workflows_response_method_check
@@ -137,8 +148,10 @@ CREATE TABLE webhook.events (
     headers     jsonb       NOT NULL DEFAULT '{}',
     params      jsonb       NOT NULL DEFAULT '{}',
     body        text,
-    -- received → succeeded | failed once the handler has run.
-    status      text        NOT NULL DEFAULT 'received',
+    -- pending (stored, the handler has not run yet) → succeeded; a failed
+    -- attempt makes it failed (retried at next_attempt_at) and, after the
+    -- workflow's last attempt, dead. error is the last attempt's.
+    status      text        NOT NULL DEFAULT 'pending',
     error       text,
     response    jsonb,
     -- How the event arrived: 'http', 'trigger' (webhook_trigger) or 'replay'.
@@ -152,12 +165,38 @@ CREATE TABLE webhook.events (
     -- order), for signatures computed over the URL (Twilio).
     raw_path    text,
     raw_query   text,
-    CONSTRAINT events_status_check CHECK (status IN ('received', 'succeeded', 'failed')),
+    -- Handler attempts so far (each one is a row of webhook.attempts), and
+    -- when the next is due: NULL once the event succeeded or is dead.
+    attempts        integer     NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz DEFAULT now(),
+    CONSTRAINT events_status_check CHECK (status IN ('pending', 'succeeded', 'failed', 'dead')),
+    CONSTRAINT events_next_attempt_check
+        CHECK ((next_attempt_at IS NULL) = (status IN ('succeeded', 'dead'))),
     CONSTRAINT events_origin_check CHECK (origin IN ('http', 'trigger', 'replay'))
 );
 COMMENT ON TABLE webhook.events IS
     'Every accepted request, stored before the caller gets its 2xx; error is NULL unless the handler failed';
 CREATE INDEX events_workflow_received_idx ON webhook.events (workflow_id, received_at);
+-- The executors' queue: events whose handler still has to run.
+CREATE INDEX events_due_idx ON webhook.events (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+
+-- Every handler attempt of every event: when, and how it ended.
+CREATE TABLE webhook.attempts (
+    event_id    bigint      NOT NULL REFERENCES webhook.events (id) ON DELETE CASCADE,
+    attempt     integer     NOT NULL,
+    workflow_id uuid        NOT NULL,
+    started_at  timestamptz NOT NULL,
+    ended_at    timestamptz NOT NULL,
+    -- succeeded, failed (an error, 'sqlstate' and 'message'), or timeout (past
+    -- the deadline, cancelled or, if it would not stop, its executor ended).
+    outcome     text        NOT NULL,
+    sqlstate    text,
+    message     text,
+    PRIMARY KEY (event_id, attempt),
+    CONSTRAINT attempts_outcome_check CHECK (outcome IN ('succeeded', 'failed', 'timeout'))
+);
+COMMENT ON TABLE webhook.attempts IS
+    'Each run of a handler for an event: start, end, outcome and error';
 
 -- Refused requests to a workflow (400, 404 while disabled, 405, 408, 413,
 -- 415, ...), so an owner can see why a sender's deliveries fail: the last
@@ -225,6 +264,7 @@ SELECT pg_catalog.pg_extension_config_dump('webhook.rejections', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.rejections_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.rejection_counts', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.deliveries', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook.attempts', '');
 
 -- Row-level security: a role sees and changes only the workflows it owns, and
 -- their parameters and events. Superusers (and so the listener) bypass it.
@@ -234,6 +274,7 @@ ALTER TABLE webhook.events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.rejections ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.rejection_counts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.deliveries ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook.attempts ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY workflows_owner ON webhook.workflows
     USING (owner::pg_catalog.oid OPERATOR(pg_catalog.=) webhook._current_role_id())
@@ -249,6 +290,8 @@ CREATE POLICY rejection_counts_owner ON webhook.rejection_counts
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = rejection_counts.workflow_id));
 CREATE POLICY deliveries_owner ON webhook.deliveries
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = deliveries.workflow_id));
+CREATE POLICY attempts_owner ON webhook.attempts
+    USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = attempts.workflow_id));
 CREATE POLICY events_owner ON webhook.events
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = events.workflow_id))
     WITH CHECK (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = events.workflow_id));
@@ -266,9 +309,10 @@ GRANT UPDATE (name, handler, enabled, full_body, full_body_param, allowed_method
               response_headers, response_timeout, failure_status, failure_content_type,
               failure_body, capture_until, captured_at, updated_at, strict_types,
               discriminator_source, discriminator_name, delivery_key_source, delivery_key_name,
-              delivery_key_window)
+              delivery_key_window, max_attempts, retry_delay, retry_max_delay, ordered)
     ON webhook.workflows TO webhook_admin;
 GRANT UPDATE (type, sample, required, position, depth, strict, nullable, required_for)
     ON webhook.parameters TO webhook_admin;
-GRANT SELECT ON webhook.events, webhook.rejections, webhook.rejection_counts, webhook.deliveries
+GRANT SELECT ON webhook.events, webhook.rejections, webhook.rejection_counts, webhook.deliveries,
+                webhook.attempts
     TO webhook_admin;

@@ -20,6 +20,10 @@ pub static MAX_HEADER_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(16);
 pub static HEADER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static BODY_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 pub static HANDLER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+/// Executor processes at most (one owner each), within max_worker_processes.
+pub static MAX_EXECUTORS: GucSetting<i32> = GucSetting::<i32>::new(4);
+/// An executor with nothing to do for this long exits.
+pub static EXECUTOR_IDLE_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 /// 64 = PGPROC_MAX_CACHED_SUBXIDS: each request's subtransaction takes a
 /// subtransaction id, and past 64 in one transaction every other backend's
 /// snapshots overflow to pg_subtrans lookups.
@@ -162,10 +166,30 @@ fn define_reloadable() {
     );
     GucRegistry::define_int_guc(
         c"webhook.handler_timeout",
-        c"Deadline of a handler for the 'workflow' response method, unless the workflow sets one.",
+        c"Deadline of every handler run, unless the workflow sets its own (response_timeout).",
         c"",
         &HANDLER_TIMEOUT_MS,
         1,
+        3_600_000,
+        GucContext::Sighup,
+        MS,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.max_executors",
+        c"Most executor processes (each runs one owner's handlers); they count against max_worker_processes.",
+        c"",
+        &MAX_EXECUTORS,
+        1,
+        crate::execution::registry::MAX_EXECUTOR_SLOTS as i32,
+        GucContext::Sighup,
+        GucFlags::empty(),
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.executor_idle_timeout",
+        c"An executor with no due events for this long exits.",
+        c"",
+        &EXECUTOR_IDLE_TIMEOUT_MS,
+        10,
         3_600_000,
         GucContext::Sighup,
         MS,

@@ -3,7 +3,9 @@
 //! * `gucs` — the `webhook.*` settings;
 //! * `sql_helpers` — internal SQL functions over the pure core (`webhook_core`);
 //! * `privileged` — deletes on a tenant's behalf, after checking ownership as the caller;
-//! * `worker` — the listener background worker;
+//! * `worker`, `listener`, `pipeline` — ingest: the listener background
+//!   worker, its network threads, and request → admission → stored event;
+//! * `execution` — executors: claim → run as owner → record → retry;
 //! * `sql/schema.sql`, `sql/api.sql` — tables, security and the `webhook_*` SQL API.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pgrx::prelude::*;
 
 mod errors;
+mod execution;
 mod gucs;
+mod invalidation;
 mod listener;
 mod pipeline;
 mod privileged;
@@ -35,6 +39,7 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::define(preloading);
     if preloading {
         PRELOADED.store(true, Ordering::Relaxed);
+        execution::registry::request_shared_memory();
         worker::register();
     }
 }

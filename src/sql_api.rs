@@ -16,7 +16,7 @@ use webhook_core::request::{Accepted, BodyOutcome, IncomingRequest};
 
 use crate::pipeline::catalog::pg_uuid;
 use crate::pipeline::spi_util::as_role_with_safe_path;
-use crate::pipeline::{response_json, Handled, Origin, Pipeline, RequestMeta};
+use crate::pipeline::{response_json, Origin, Pipeline, RequestMeta};
 
 /// Runs the same pipeline as an HTTP request (validation, event, handler,
 /// response) and returns the response HTTP would have sent:
@@ -74,7 +74,7 @@ fn webhook_trigger(
     })
     .unwrap_or_else(|e| pgrx::error!("webhook_trigger failed: {e}"));
     let response = match handled {
-        Handled::Immediate(response) | Handled::AfterCommit(response) => response,
+        handled => handled.into_response(),
     };
     let mut out = response_json(&response);
     out["event_id"] = json!(pipeline.last_event_id);
@@ -157,7 +157,7 @@ fn webhook_replay(event: i64) -> JsonB {
         require_visible_workflow(workflow_id);
         unreachable!("the workflow was visible a moment ago")
     };
-    let mut out = response_json(&response);
+    let mut out = response_json(&response.into_response());
     out["event_id"] = json!(pipeline.last_event_id);
     JsonB(out)
 }

@@ -5,9 +5,8 @@
 //! wait for the latch or the network thread's eventfd, take every waiting
 //! request, process them in one transaction, and answer once it committed.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -19,6 +18,8 @@ use webhook_core::config;
 use webhook_core::request::Response;
 
 use crate::gucs;
+use crate::invalidation::{watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES};
+use pgrx::datum::DatumWithOid;
 use crate::listener::{Job, Listener, Settings, SharedSettings};
 use crate::pipeline::spi_util::{in_transaction, set_session_setting, SAFE_SEARCH_PATH};
 use crate::pipeline::{Handled, Origin, Pipeline, RequestMeta};
@@ -53,7 +54,7 @@ fn current_settings() -> Settings {
 
 #[pg_guard]
 #[unsafe(no_mangle)]
-pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
+pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
     let settings: SharedSettings = Arc::new(RwLock::new(current_settings()));
     let addresses = config::parse_listen_addresses(&gucs::listen_addresses()).unwrap_or_default();
     let port = gucs::port() as u16;
@@ -78,8 +79,8 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
     // schema a tenant can write (handlers get their owner's path instead).
     set_session_setting(c"search_path", SAFE_SEARCH_PATH);
     apply_lock_timeout();
-    crate::pipeline::session_reset::install_handler_guard();
     watch_definitions();
+    crate::execution::registry::register_listener(arg.value().saturating_sub(1));
     log!(
         "webhook_ext listener started on {}:{port} ({}) for database \"{database}\"",
         gucs::listen_addresses(),
@@ -91,7 +92,7 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
     );
 
     let mut pipeline = Pipeline::new(None, Some(gucs::HANDLER_TIMEOUT_MS.get()));
-    pipeline.isolate_handlers = true;
+    pipeline.run_handlers_now = false;
     pipeline.rejections_kept = gucs::REJECTIONS_KEPT.get();
     let mut state = ListenerState {
         pipeline,
@@ -99,11 +100,12 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
         ready: false,
         announced_wait: false,
         last_check: None,
+        waiting: Vec::new(),
     };
     let mut backlog = false;
     loop {
         if !backlog {
-            wait_for_work(&listener);
+            wait_for_work(&listener, state.next_wait_deadline());
         }
         if signals::shutdown_requested() {
             break;
@@ -133,10 +135,16 @@ pub extern "C-unwind" fn webhook_listener_main(_arg: pg_sys::Datum) {
             state.check_extension();
             if state.ready {
                 forget_expired_deliveries();
+                state.tend_executors();
             }
+        } else if state.ready && crate::execution::registry::any_exited() {
+            state.tend_executors();
         }
         if !jobs.is_empty() {
             state.process(jobs);
+        }
+        if !state.waiting.is_empty() {
+            state.answer_waiting();
         }
     }
     log!("webhook_ext listener shutting down");
@@ -183,62 +191,14 @@ fn apply_lock_timeout() {
     set_session_setting(c"lock_timeout", &value);
 }
 
-/// Set when cached workflows may be stale: a workflow or parameter changed
-/// (a relcache invalidation of one of the two tables, sent at commit by the
-/// `_config_changed` triggers), or a function, schema or role changed
-/// (cached workflows name their handler, its schema's privileges and owner).
-/// Invalidations arrive only after the change is visible, so whatever is
-/// loaded after the flag is seen is current.
-static DEFINITIONS_CHANGED: AtomicBool = AtomicBool::new(false);
-/// OIDs of webhook.workflows and webhook.parameters (0 until the first batch).
-static WATCHED_TABLES: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
-
-fn watch_definitions() {
-    unsafe extern "C-unwind" fn syscache_changed(
-        _arg: pg_sys::Datum,
-        _cache: std::ffi::c_int,
-        _hash: u32,
-    ) {
-        DEFINITIONS_CHANGED.store(true, Ordering::SeqCst);
-    }
-    unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-        let relid = relid.to_u32();
-        // InvalidOid: "every relation" (after a cache reset).
-        if relid == 0
-            || WATCHED_TABLES
-                .iter()
-                .any(|t| t.load(Ordering::SeqCst) == relid)
-        {
-            DEFINITIONS_CHANGED.store(true, Ordering::SeqCst);
-        }
-    }
-    for cache in [
-        pg_sys::SysCacheIdentifier::PROCOID,
-        pg_sys::SysCacheIdentifier::AUTHOID,
-        pg_sys::SysCacheIdentifier::NAMESPACEOID,
-        // Role memberships: schema USAGE or EXECUTE may come through a group.
-        pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM,
-        pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE,
-    ] {
-        // SAFETY: registers a callback that only sets an atomic flag; called
-        // once per process on the main thread after connecting.
-        unsafe {
-            pg_sys::CacheRegisterSyscacheCallback(
-                cache as i32,
-                Some(syscache_changed),
-                pg_sys::Datum::from(0),
-            )
-        };
-    }
-    // SAFETY: as above.
-    unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(Some(relcache_changed), pg_sys::Datum::from(0))
-    };
-}
-
-/// Sleeps until the latch is set (signals), a request arrives (eventfd), or a
-/// second passes.
-fn wait_for_work(listener: &Listener) {
+/// Sleeps until the latch is set (signals, or an executor finished an event),
+/// a request arrives (eventfd), a second passes, or `deadline`.
+fn wait_for_work(listener: &Listener, deadline: Option<Instant>) {
+    let timeout_ms = deadline.map_or(1000, |d| {
+        d.saturating_duration_since(Instant::now()).as_millis().clamp(1, 1000) as i64
+    });
+    // SAFETY: the main thread's own latch and the waker's eventfd, which
+    // lives as long as the listener.
     unsafe {
         let events = pg_sys::WaitLatchOrSocket(
             pg_sys::MyLatch,
@@ -247,7 +207,7 @@ fn wait_for_work(listener: &Listener) {
                 | pg_sys::WL_TIMEOUT
                 | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
             listener.waker.raw_fd(),
-            1000,
+            timeout_ms as std::ffi::c_long,
             pg_sys::PG_WAIT_EXTENSION,
         );
         pg_sys::ResetLatch(pg_sys::MyLatch);
@@ -263,7 +223,24 @@ struct ListenerState {
     ready: bool,
     announced_wait: bool,
     last_check: Option<Instant>,
+    /// `workflow`-method requests whose events are stored, waiting for an
+    /// executor's result.
+    waiting: Vec<Waiter>,
 }
+
+/// A caller waiting for its event's handler (the `workflow` method).
+struct Waiter {
+    event_id: i64,
+    reply: Reply,
+    deadline: Instant,
+    /// What to answer if no result comes in time, or the handler failed and
+    /// recorded no response.
+    failure: Response,
+}
+
+/// Extra wait, past the handler's deadline, for the executor to record a
+/// cancelled handler (or a listener to record a terminated one).
+const RESULT_GRACE: Duration = Duration::from_millis(1500);
 
 impl ListenerState {
     fn check_extension(&mut self) {
@@ -299,11 +276,12 @@ impl ListenerState {
         Response::retry_later("webhook_ext is not installed in the listener's database")
     }
 
-    /// Processes a batch in one transaction; replies that depend on the
-    /// commit are sent after it. Each request's own failures are contained in
-    /// its subtransaction; if the transaction as a whole fails, the requests
-    /// it had processed get 503 (nothing of theirs is stored), and the ones it
-    /// had not reached yet are processed again in a new transaction.
+    /// Processes requests in batches of one transaction each; replies that
+    /// depend on the commit are sent after it. Each request's own failures
+    /// are contained in its subtransaction; if the transaction as a whole
+    /// fails, the requests it had processed get 503 (nothing of theirs is
+    /// stored), and the ones it had not reached yet are processed again in a
+    /// new transaction.
     fn process(&mut self, jobs: Vec<Job>) {
         let mut queue: VecDeque<Job> = jobs.into();
         while !queue.is_empty() {
@@ -313,65 +291,14 @@ impl ListenerState {
                 }
                 return;
             }
-            let pending = RefCell::new(std::mem::take(&mut queue));
-            let after_commit: RefCell<Vec<(Reply, Response)>> = RefCell::new(Vec::new());
-            let in_progress: RefCell<Option<Reply>> = RefCell::new(None);
+            let mut batch = Batch {
+                pending: std::mem::take(&mut queue),
+                ..Batch::default()
+            };
             let pipeline = &mut self.pipeline;
-            let count = pending.borrow().len();
+            pipeline.stored_for_owners.clear();
             let result = in_transaction(|| {
-                Spi::connect_mut(|client| -> Result<(), pgrx::spi::Error> {
-                    // Invalidations were taken in when the transaction started.
-                    if DEFINITIONS_CHANGED.swap(false, Ordering::SeqCst) {
-                        pipeline.forget_workflows();
-                    }
-                    let (tables, mut ids) = pipeline.begin_batch(client, count)?;
-                    for (watched, oid) in WATCHED_TABLES.iter().zip(tables) {
-                        watched.store(oid, Ordering::SeqCst);
-                    }
-                    loop {
-                        let Some(job) = pending.borrow_mut().pop_front() else {
-                            return Ok(());
-                        };
-                        let meta = RequestMeta {
-                            received_at: job.received_at,
-                            remote_addr: job.remote_addr.map(|ip| ip.to_string()),
-                            origin: Origin::Http,
-                            replay_of: None,
-                            raw_path: Some(job.raw_path.clone()),
-                            raw_query: job.raw_query.clone(),
-                        };
-                        if let Some(refused) = &job.rejected {
-                            // Already answered by the network thread.
-                            pipeline.record_refusal(
-                                client,
-                                job.workflow_id,
-                                &job.request,
-                                refused,
-                                &meta,
-                            )?;
-                            continue;
-                        }
-                        *in_progress.borrow_mut() = Some(job.reply);
-                        let mut next_id =
-                            |_: &SpiClient<'_>| ids.pop().ok_or(pgrx::spi::Error::NoTupleTable);
-                        let handled = pipeline.handle(
-                            client,
-                            job.workflow_id,
-                            &job.request,
-                            &meta,
-                            &mut next_id,
-                        )?;
-                        let reply = in_progress.borrow_mut().take().expect("set above");
-                        match handled {
-                            Handled::Immediate(response) => {
-                                let _ = reply.send(response);
-                            }
-                            Handled::AfterCommit(response) => {
-                                after_commit.borrow_mut().push((reply, response));
-                            }
-                        }
-                    }
-                })
+                Spi::connect_mut(|client| batch.run(client, pipeline))
             });
             let failure = match result {
                 Ok(Ok(())) => None,
@@ -379,24 +306,20 @@ impl ListenerState {
                 Err(caught) => Some(caught.describe()),
             };
             let Some(why) = failure else {
-                for (reply, response) in after_commit.into_inner() {
-                    let _ = reply.send(response);
-                }
+                self.committed(batch);
                 continue;
             };
             pgrx::warning!("webhook_ext listener could not store a batch of events: {why}");
             self.pipeline.reset();
             let retry_later = || Response::retry_later("Event could not be stored, retry later");
-            let culprit = in_progress.into_inner();
-            let processed = after_commit.into_inner();
-            let made_progress = culprit.is_some() || !processed.is_empty();
-            for (reply, _) in processed {
+            let made_progress = batch.in_progress.is_some() || !batch.answered.is_empty();
+            for (reply, _) in batch.answered {
                 let _ = reply.send(retry_later());
             }
-            if let Some(reply) = culprit {
+            if let Some(reply) = batch.in_progress {
                 let _ = reply.send(retry_later());
             }
-            queue = pending.into_inner();
+            queue = batch.pending;
             if !made_progress {
                 // Failed before any request (e.g. the extension is gone).
                 self.check_extension();
@@ -405,6 +328,197 @@ impl ListenerState {
                 }
             }
         }
+    }
+
+    /// The batch committed: answer its callers, start waiting for the
+    /// `workflow`-method results, and wake the owners' executors.
+    fn committed(&mut self, batch: Batch) {
+        for (reply, after_commit) in batch.answered {
+            match after_commit {
+                AfterCommit::Answer(response) => {
+                    let _ = reply.send(response);
+                }
+                AfterCommit::Await {
+                    event_id,
+                    timeout_ms,
+                    failure,
+                } => {
+                    let timeout = Duration::from_millis(
+                        timeout_ms.unwrap_or_else(|| gucs::HANDLER_TIMEOUT_MS.get()).max(1) as u64,
+                    );
+                    self.waiting.push(Waiter {
+                        event_id,
+                        reply,
+                        deadline: Instant::now() + timeout + RESULT_GRACE,
+                        failure,
+                    });
+                }
+            }
+        }
+        let mut owners = std::mem::take(&mut self.pipeline.stored_for_owners);
+        owners.sort_unstable_by_key(|owner| owner.to_u32());
+        owners.dedup();
+        for owner in owners {
+            crate::execution::pool::wake_or_start(owner);
+        }
+    }
+
+    fn next_wait_deadline(&self) -> Option<Instant> {
+        self.waiting.iter().map(|w| w.deadline).min()
+    }
+
+    /// Answers the waiting callers whose events an executor finished, and
+    /// those whose deadline passed.
+    fn answer_waiting(&mut self) {
+        let ids: Vec<i64> = self.waiting.iter().map(|w| w.event_id).collect();
+        let finished = in_transaction(|| {
+            Spi::connect(|client| {
+                let table = client.select(FINISHED_EVENTS, None, &[DatumWithOid::from(ids)])?;
+                let mut finished = std::collections::HashMap::new();
+                for row in table {
+                    let id = row.get::<i64>(1)?.unwrap_or(0);
+                    let recorded = match (row.get::<i32>(2)?, row.get::<String>(3)?) {
+                        (Some(status), headers) => Some(Response {
+                            status: status as u16,
+                            headers: headers
+                                .and_then(|h| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&h).ok())
+                                .unwrap_or_default()
+                                .into_iter()
+                                .filter_map(|(k, v)| Some((k, v.as_str()?.to_string())))
+                                .collect(),
+                            body: row.get::<String>(4)?.unwrap_or_default().into_bytes(),
+                        }),
+                        _ => None,
+                    };
+                    finished.insert(id, recorded);
+                }
+                Ok::<_, pgrx::spi::Error>(finished)
+            })
+        });
+        let Ok(Ok(finished)) = finished else {
+            return;
+        };
+        let now = Instant::now();
+        let mut still = Vec::with_capacity(self.waiting.len());
+        for waiter in self.waiting.drain(..) {
+            match finished.get(&waiter.event_id) {
+                Some(Some(recorded)) => {
+                    let _ = waiter.reply.send(recorded.clone());
+                }
+                Some(None) => {
+                    let _ = waiter.reply.send(waiter.failure);
+                }
+                None if now >= waiter.deadline => {
+                    let _ = waiter.reply.send(waiter.failure);
+                }
+                None => still.push(waiter),
+            }
+        }
+        self.waiting = still;
+    }
+
+    /// Starts executors for due events and records attempts cut short.
+    fn tend_executors(&mut self) {
+        let catalog = &mut self.pipeline.catalog;
+        let result = in_transaction(|| {
+            Spi::connect_mut(|client| crate::execution::pool::tend(client, catalog))
+        });
+        if !matches!(result, Ok(Ok(()))) {
+            self.pipeline.forget_workflows();
+        }
+    }
+}
+
+/// Events whose handler has run (an attempt was recorded), with the
+/// response recorded if it succeeded: status, headers and the body as sent.
+/// A failed one gets the listener's own rendering of the failure response
+/// (the same, byte for byte as configured).
+const FINISHED_EVENTS: &str = "
+SELECT e.id, CASE WHEN e.status OPERATOR(pg_catalog.=) 'succeeded'
+                  THEN (e.response OPERATOR(pg_catalog.->>) 'status')::pg_catalog.int4 END,
+       (e.response OPERATOR(pg_catalog.->) 'headers')::pg_catalog.text,
+       CASE WHEN pg_catalog.jsonb_typeof(e.response OPERATOR(pg_catalog.->) 'body')
+                 OPERATOR(pg_catalog.=) 'string'
+            THEN e.response OPERATOR(pg_catalog.->>) 'body'
+            ELSE (e.response OPERATOR(pg_catalog.->) 'body')::pg_catalog.text END
+  FROM webhook.events e
+ WHERE e.id OPERATOR(pg_catalog.=) ANY ($1) AND e.attempts OPERATOR(pg_catalog.>) 0";
+
+/// What to do for a request once its batch committed.
+enum AfterCommit {
+    Answer(Response),
+    Await {
+        event_id: i64,
+        timeout_ms: Option<i32>,
+        failure: Response,
+    },
+}
+
+/// One transaction's worth of requests.
+#[derive(Default)]
+struct Batch {
+    /// Not reached yet.
+    pending: VecDeque<Job>,
+    /// The request being processed (its reply, if the transaction fails now).
+    in_progress: Option<Reply>,
+    /// Processed; answered once the transaction commits.
+    answered: Vec<(Reply, AfterCommit)>,
+}
+
+impl Batch {
+    fn run(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        pipeline: &mut Pipeline,
+    ) -> Result<(), pgrx::spi::Error> {
+        // Invalidations were taken in when the transaction started.
+        if DEFINITIONS_CHANGED.swap(false, Ordering::SeqCst) {
+            pipeline.forget_workflows();
+        }
+        let (tables, mut ids) = pipeline.begin_batch(client, self.pending.len())?;
+        for (watched, oid) in WATCHED_TABLES.iter().zip(tables) {
+            watched.store(oid, Ordering::SeqCst);
+        }
+        while let Some(job) = self.pending.pop_front() {
+            let meta = RequestMeta {
+                received_at: job.received_at,
+                remote_addr: job.remote_addr.map(|ip| ip.to_string()),
+                origin: Origin::Http,
+                replay_of: None,
+                raw_path: Some(job.raw_path.clone()),
+                raw_query: job.raw_query.clone(),
+            };
+            if let Some(refused) = &job.rejected {
+                // Already answered by the network thread.
+                pipeline.record_refusal(client, job.workflow_id, &job.request, refused, &meta)?;
+                continue;
+            }
+            self.in_progress = Some(job.reply);
+            let mut next_id = |_: &SpiClient<'_>| ids.pop().ok_or(pgrx::spi::Error::NoTupleTable);
+            let handled = pipeline.handle(client, job.workflow_id, &job.request, &meta, &mut next_id)?;
+            let reply = self.in_progress.take().expect("set above");
+            match handled {
+                Handled::Immediate(response) => {
+                    let _ = reply.send(response);
+                }
+                Handled::AfterCommit(response) => {
+                    self.answered.push((reply, AfterCommit::Answer(response)));
+                }
+                Handled::AwaitHandler {
+                    event_id,
+                    timeout_ms,
+                    failure,
+                } => self.answered.push((
+                    reply,
+                    AfterCommit::Await {
+                        event_id,
+                        timeout_ms,
+                        failure,
+                    },
+                )),
+            }
+        }
+        Ok(())
     }
 }
 

@@ -13,6 +13,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use webhook_core::delivery::KeySource;
+use webhook_core::retry::RetryPolicy;
 
 use super::event_row::EVENT_ROW;
 use super::spi_util::reset_value;
@@ -46,6 +47,8 @@ pub struct Workflow {
     /// remembered.
     pub delivery_key: KeySource,
     pub delivery_window_secs: f64,
+    /// What happens after a failed attempt.
+    pub retry: RetryPolicy,
 }
 
 impl Workflow {
@@ -108,7 +111,9 @@ SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_
            AND pg_catalog.has_function_privilege(r.oid, p.oid, 'EXECUTE'),
        w.discriminator_source, w.discriminator_name,
        w.delivery_key_source, w.delivery_key_name,
-       extract(epoch FROM w.delivery_key_window)::pg_catalog.float8
+       extract(epoch FROM w.delivery_key_window)::pg_catalog.float8,
+       w.max_attempts, extract(epoch FROM w.retry_delay)::pg_catalog.float8,
+       extract(epoch FROM w.retry_max_delay)::pg_catalog.float8
   FROM webhook.workflows w
   LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid
   LEFT JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
@@ -267,5 +272,14 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
             .unwrap_or_else(|| reset_value(c"search_path")),
         delivery_key: KeySource::from_columns(text(25)?.as_deref(), text(26)?.as_deref()),
         delivery_window_secs: row.get::<f64>(27)?.unwrap_or(86_400.0),
+        retry: RetryPolicy {
+            max_attempts: row.get::<i32>(28)?.unwrap_or(5).max(1) as u32,
+            base_delay: seconds(row.get::<f64>(29)?.unwrap_or(10.0)),
+            max_delay: seconds(row.get::<f64>(30)?.unwrap_or(3600.0)),
+        },
     }))
+}
+
+fn seconds(secs: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(secs.max(0.001)).unwrap_or(std::time::Duration::MAX)
 }

@@ -18,14 +18,18 @@ use super::Origin;
 pub const INSERT_EVENT: &str = "
 INSERT INTO webhook.events (id, workflow_id, received_at, method, query, headers, params, body,
                             status, error, response, origin, remote_addr, handled_at, replay_of,
-                            raw_path, raw_query)
+                            raw_path, raw_query, attempts, next_attempt_at)
 VALUES ($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8,
-        $9, $10, $11, $12, $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15, $16, $17)";
+        $9, $10, $11, $12, $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15, $16, $17,
+        $18, pg_catalog.to_timestamp($19))";
 
-/// The handler's argument, in table column order, from the INSERT's parameters.
+/// The handler's argument, in table column order, from the INSERT's
+/// parameters: status `pending`, and `attempts` the number of the attempt
+/// that is running (1 for the first).
 pub const EVENT_ROW: &str = "ROW($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8, \
-     'received'::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.jsonb, $12, \
-     $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15, $16, $17)::webhook.events";
+     'pending'::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.jsonb, $12, \
+     $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15, $16, $17, $18, \
+     NULL::pg_catalog.timestamptz)::webhook.events";
 
 pub fn unix(time: SystemTime) -> f64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
@@ -76,6 +80,10 @@ pub struct EventRow {
     pub replay_of: Option<i64>,
     pub raw_path: Option<String>,
     pub raw_query: Option<String>,
+    /// Attempts made (stored), or the attempt running (the handler's argument).
+    pub attempts: i32,
+    /// When the next attempt is due (Unix seconds); `None` once done.
+    pub next_attempt_at: Option<f64>,
 }
 
 impl EventRow {
@@ -100,6 +108,8 @@ impl EventRow {
             PgOid::from(i64::type_oid()),
             text,
             text,
+            PgOid::from(i32::type_oid()),
+            PgOid::from(f64::type_oid()),
         ]
     }
 
@@ -122,6 +132,8 @@ impl EventRow {
             DatumWithOid::from(self.replay_of),
             DatumWithOid::from(self.raw_path.clone()),
             DatumWithOid::from(self.raw_query.clone()),
+            DatumWithOid::from(self.attempts),
+            DatumWithOid::from(self.next_attempt_at),
         ]
     }
 }

@@ -14,15 +14,14 @@ pub mod spi_util;
 
 use event_row::INSERT_EVENT;
 pub use event_row::{response_json, unix, EventRow};
+pub use redelivery::notify_event;
 
-use std::collections::HashMap;
 use std::time::SystemTime;
 
 use pgrx::datum::{DatumWithOid, IntoDatum};
 use pgrx::pg_sys;
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::{JsonB, PgLogLevel, PgOid, PgSqlErrorCode};
+use pgrx::PgOid;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -30,10 +29,12 @@ use webhook_core::request::{
     self as rules, Accepted, Admission, CapturedSample, IncomingRequest, Response, ResponseConfig,
 };
 
-use catalog::{pg_uuid, Catalog, HandlerUnavailable, Workflow};
+use catalog::{pg_uuid, Catalog, Workflow};
 use webhook_core::delivery;
 
-use spi_util::{as_handler_owner, as_role_with_safe_path, in_subtransaction, with_deadline};
+use crate::execution::attempts::{self, Attempt, Outcome};
+use crate::execution::handler_call::HandlerPlans;
+use spi_util::{as_role_with_safe_path, in_subtransaction, ok_or_raise};
 
 /// Once per batch, in one kept statement: the extension's epoch (to forget
 /// cached workflows of a dropped and re-created extension), the tables whose
@@ -60,6 +61,14 @@ pub enum Origin {
 }
 
 impl Origin {
+    pub fn parse(text: &str) -> Origin {
+        match text {
+            "trigger" => Origin::Trigger,
+            "replay" => Origin::Replay,
+            _ => Origin::Http,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Origin::Http => "http",
@@ -87,6 +96,25 @@ pub enum Handled {
     Immediate(Response),
     /// An event or sample was written: answer once it is committed.
     AfterCommit(Response),
+    /// A `workflow`-method event was stored: once it is committed, wait (at
+    /// most `timeout_ms`, the handler's deadline) for an executor to record
+    /// its response; `failure` if none comes.
+    AwaitHandler {
+        event_id: i64,
+        timeout_ms: Option<i32>,
+        failure: Response,
+    },
+}
+
+impl Handled {
+    /// The response as such (`webhook_trigger`, `webhook_replay`: they run
+    /// the handler themselves, so nothing is awaited).
+    pub fn into_response(self) -> Response {
+        match self {
+            Handled::Immediate(response) | Handled::AfterCommit(response) => response,
+            Handled::AwaitHandler { failure, .. } => failure,
+        }
+    }
 }
 
 /// Per-process state: cached workflows and prepared statements.
@@ -94,7 +122,7 @@ pub struct Pipeline {
     pub catalog: Catalog,
     insert_plan: Option<OwnedPreparedStatement>,
     batch_plan: Option<OwnedPreparedStatement>,
-    handler_plans: HashMap<String, OwnedPreparedStatement>,
+    handler_plans: HandlerPlans,
     /// Role that may write webhook.events when the session user may not
     /// (webhook_trigger called by a workflow owner).
     pub privileged_role: Option<pg_sys::Oid>,
@@ -103,9 +131,12 @@ pub struct Pipeline {
     pub handler_timeout_ms: Option<i32>,
     /// The id of the last event stored (for `webhook_trigger`'s result).
     pub last_event_id: Option<i64>,
-    /// Discard a handler's session state after it ran (the listener's shared
-    /// session; see `session_reset`).
-    pub isolate_handlers: bool,
+    /// Run handlers in this transaction (`webhook_trigger`, `webhook_replay`);
+    /// the listener leaves them to executors.
+    pub run_handlers_now: bool,
+    /// Owners of the events stored since the listener last took this list:
+    /// their executors are woken (or started) once the batch committed.
+    pub stored_for_owners: Vec<pg_sys::Oid>,
     /// How many refused requests per workflow `webhook.rejections` keeps.
     pub rejections_kept: i32,
     /// The lock_timeout handlers run with: the server default, read once
@@ -119,11 +150,12 @@ impl Pipeline {
             catalog: Catalog::default(),
             insert_plan: None,
             batch_plan: None,
-            handler_plans: HashMap::new(),
+            handler_plans: HandlerPlans::default(),
+            run_handlers_now: true,
+            stored_for_owners: Vec::new(),
             privileged_role,
             handler_timeout_ms,
             last_event_id: None,
-            isolate_handlers: false,
             rejections_kept: 100,
             handler_lock_timeout: spi_util::reset_value(c"lock_timeout"),
         }
@@ -213,8 +245,7 @@ impl Pipeline {
                 },
                 Admission::Accepted(accepted) => {
                     let id = event_id(client)?;
-                    let response = self.accept(client, &workflow, request, accepted, meta, id)?;
-                    return Ok(Handled::AfterCommit(response));
+                    return self.accept(client, &workflow, request, accepted, meta, id);
                 }
             }
         }
@@ -303,8 +334,10 @@ impl Pipeline {
         }
     }
 
-    /// Stores the event and runs the handler; returns the response to send
-    /// after commit.
+    /// Stores the event. In the listener it is stored `pending` for an
+    /// executor to run (src/execution); `webhook_trigger` and `webhook_replay`
+    /// run the handler here, in the caller's transaction, as the first
+    /// attempt. Returns what to answer once the transaction commits.
     pub fn accept(
         &mut self,
         client: &mut SpiClient<'_>,
@@ -313,11 +346,12 @@ impl Pipeline {
         accepted: Accepted,
         meta: &RequestMeta,
         id: i64,
-    ) -> Result<Response, pgrx::spi::Error> {
+    ) -> Result<Handled, pgrx::spi::Error> {
         self.last_event_id = Some(id);
         let wf_rules = &workflow.rules;
         let success = rules::accepted_response(wf_rules, id, &accepted.params);
-        let mut row = EventRow {
+        let now = unix(SystemTime::now());
+        let row = EventRow {
             id,
             workflow_id: wf_rules.id,
             received_at: unix(meta.received_at),
@@ -326,22 +360,20 @@ impl Pipeline {
             headers: Value::Object(request.headers.clone()),
             params: Value::Object(accepted.params),
             body: rules::stored_body(&request.body),
-            status: "succeeded",
+            status: "pending",
             error: None,
             response: success.as_ref().map(response_json),
             origin: meta.origin,
             remote_addr: meta.remote_addr.clone(),
-            handled_at: unix(SystemTime::now()),
+            handled_at: now,
             replay_of: meta.replay_of,
             raw_path: meta.raw_path.clone(),
             raw_query: meta.raw_query.clone(),
+            attempts: 0,
+            next_attempt_at: Some(now),
         };
         self.prepare_insert(client)?;
-        let insert_plan = self.insert_plan.as_ref().expect("prepared above");
         let privileged = self.privileged_role;
-        let timeout = workflow.timeout_ms.or(self.handler_timeout_ms);
-        let handler_plans = &mut self.handler_plans;
-        let handler_lock_timeout = &self.handler_lock_timeout;
         // A replay is a new run of a stored event, never a redelivery.
         let key = match meta.origin {
             Origin::Replay => None,
@@ -364,14 +396,80 @@ impl Pipeline {
                 )
             }))
         };
+        if self.run_handlers_now {
+            return self.accept_and_run(client, workflow, row, success, &claim);
+        }
 
+        let insert_plan = self.insert_plan.as_ref().expect("prepared above");
         // Everything that can fail for this request runs in its subtransaction,
         // so one bad request never fails the others in the batch.
+        let duplicate_of = std::cell::Cell::new(None);
+        let stored = in_subtransaction(|| {
+            if let Some((original, recorded)) = claim(client) {
+                // A redelivery: the original's answer, nothing stored, no handler.
+                duplicate_of.set(Some(original));
+                return Err(delivery::duplicate_response(wf_rules.id, original, recorded.as_ref()));
+            }
+            ok_or_raise(run_privileged(privileged, || {
+                client.update(insert_plan, None, &row.args())
+            }));
+            Ok(())
+        });
+        if let Some(original) = duplicate_of.get() {
+            self.last_event_id = Some(original);
+        }
+        Ok(match stored {
+            Ok(Err(duplicate)) => Handled::AfterCommit(duplicate),
+            Ok(Ok(())) => {
+                redelivery::notify_event(id, "pending");
+                self.stored_for_owners.push(workflow.owner);
+                match &wf_rules.response {
+                    ResponseConfig::Workflow { .. } => {
+                        let params = match &row.params {
+                            Value::Object(map) => map.clone(),
+                            _ => Map::new(),
+                        };
+                        Handled::AwaitHandler {
+                            event_id: id,
+                            timeout_ms: self.handler_timeout(workflow),
+                            failure: rules::failure_response(wf_rules, id, &params),
+                        }
+                    }
+                    _ => Handled::AfterCommit(success.expect(SUCCESS_FOR_NON_WORKFLOW)),
+                }
+            }
+            Err(error) => Handled::Immediate(not_stored(&error)),
+        })
+    }
+
+    /// The deadline of the workflow's handler: its own, else webhook.handler_timeout.
+    pub fn handler_timeout(&self, workflow: &Workflow) -> Option<i32> {
+        workflow.timeout_ms.or(self.handler_timeout_ms)
+    }
+
+    /// `webhook_trigger` and `webhook_replay`: stores the event and runs its
+    /// handler as the first attempt, recorded like an executor's.
+    fn accept_and_run(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        workflow: &Workflow,
+        mut row: EventRow,
+        success: Option<Response>,
+        claim: &dyn Fn(&mut SpiClient<'_>) -> Option<(i64, Option<Value>)>,
+    ) -> Result<Handled, pgrx::spi::Error> {
+        let wf_rules = &workflow.rules;
+        let id = row.id;
+        let insert_plan = self.insert_plan.as_ref().expect("prepared above");
+        let privileged = self.privileged_role;
+        let timeout = self.handler_timeout(workflow);
+        let handler_plans = &mut self.handler_plans;
+        let handler_lock_timeout = &self.handler_lock_timeout;
+        let started = unix(SystemTime::now());
+        row.attempts = 1;
         let stored = std::cell::Cell::new(false);
         let redelivery_of = std::cell::Cell::new(None);
         let outcome = in_subtransaction(|| {
             if let Some((original, recorded)) = claim(client) {
-                // A redelivery: the original's answer, nothing stored, no handler.
                 redelivery_of.set(Some(original));
                 return delivery::duplicate_response(wf_rules.id, original, recorded.as_ref());
             }
@@ -381,84 +479,55 @@ impl Pipeline {
                 client.update(insert_plan, None, &args)
             }));
             stored.set(true);
-            let handler = match &workflow.handler {
-                Ok(handler) => handler,
-                Err(HandlerUnavailable::Dropped) => raise(
-                    PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION,
-                    "the workflow's handler function no longer exists",
-                ),
-                Err(HandlerUnavailable::NotCallableByOwner) => raise(
-                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                    "permission denied: the workflow's owner may not call its handler \
-                     (USAGE on its schema and EXECUTE on it are required)",
-                ),
-            };
-            // One kept plan per handler call, shared by the workflows using it.
-            if !handler_plans.contains_key(&handler.sql) {
-                let plan =
-                    ok_or_raise(client.prepare_mut(handler.sql.as_str(), &EventRow::arg_types()));
-                handler_plans.insert(handler.sql.clone(), plan.keep());
-            }
-            let plan = &handler_plans[&handler.sql];
-            let mut call = || {
-                crate::signals::while_running_handler(|| {
-                    as_handler_owner(
-                        workflow.owner,
-                        &workflow.handler_search_path,
-                        handler_lock_timeout,
-                        || {
-                            let table = ok_or_raise(client.update(plan, None, &args));
-                            if table.is_empty() {
-                                None
-                            } else {
-                                ok_or_raise(table.first().get_one::<String>())
-                            }
-                        },
-                    )
-                })
-            };
-            let returned = match timeout {
-                Some(ms) => with_deadline(ms, call),
-                None => call(),
-            };
-            match wf_rules.response {
+            let returned =
+                handler_plans.call(client, workflow, &args, timeout, handler_lock_timeout);
+            let response = match wf_rules.response {
                 ResponseConfig::Workflow { .. } => {
-                    let output = handler.output.unwrap_or(rules::HandlerOutput::Text);
-                    let response = rules::handler_response(output, returned);
-                    ok_or_raise(run_privileged(privileged, || {
-                        client.update(
-                            "UPDATE webhook.events SET response = $2 WHERE id OPERATOR(pg_catalog.=) $1",
-                            None,
-                            &[
-                                DatumWithOid::from(id),
-                                DatumWithOid::from(JsonB(response_json(&response))),
-                            ],
-                        )
-                    }));
-                    response
+                    let output = workflow
+                        .handler
+                        .as_ref()
+                        .ok()
+                        .and_then(|h| h.output)
+                        .unwrap_or(rules::HandlerOutput::Text);
+                    rules::handler_response(output, returned)
                 }
                 _ => success.clone().expect(SUCCESS_FOR_NON_WORKFLOW),
-            }
+            };
+            let ended = unix(SystemTime::now());
+            ok_or_raise(run_privileged(privileged, || {
+                attempts::record(
+                    client,
+                    &[Attempt {
+                        event_id: id,
+                        workflow_id: wf_rules.id,
+                        attempt: 1,
+                        started,
+                        ended,
+                        outcome: Outcome::Succeeded,
+                        status: "succeeded",
+                        next_attempt_at: None,
+                        response: Some(response_json(&response)),
+                    }],
+                )
+            }));
+            response
         });
-        if self.isolate_handlers {
-            session_reset::discard_handler_state();
-        }
         if let Some(original) = redelivery_of.get() {
             self.last_event_id = Some(original);
         }
-        let handler_error = match outcome {
+        let error = match outcome {
             Ok(response) => {
                 if redelivery_of.get().is_none() {
                     redelivery::notify_event(id, "succeeded");
                 }
-                return Ok(response);
+                return Ok(Handled::AfterCommit(response));
             }
-            Err(error) if !stored.get() => return Ok(not_stored(&error)),
-            Err(error) => error.describe(),
+            Err(error) if !stored.get() => return Ok(Handled::Immediate(not_stored(&error))),
+            Err(error) => error,
         };
 
         // The handler failed: its subtransaction (and the optimistic event row)
-        // is gone. Record the event with the error.
+        // is gone. Record the event and the failed attempt.
         let response = match wf_rules.response {
             ResponseConfig::Workflow { .. } => {
                 let params = match &row.params {
@@ -469,22 +538,38 @@ impl Pipeline {
             }
             _ => success.expect(SUCCESS_FOR_NON_WORKFLOW),
         };
-        row.status = "failed";
-        row.error = Some(handler_error);
-        row.response = Some(response_json(&response));
+        let ended = unix(SystemTime::now());
+        let outcome = Outcome::from_error(error);
+        let (status, next_attempt_at) = attempts::next_status(&outcome, 1, &workflow.retry, ended);
+        row.status = "pending";
+        row.attempts = 0;
         let recorded = in_subtransaction(|| {
             // The claim was rolled back with the handler's subtransaction.
             claim(client);
             ok_or_raise(run_privileged(privileged, || {
-                client.update(insert_plan, None, &row.args())
+                client.update(insert_plan, None, &row.args())?;
+                attempts::record(
+                    client,
+                    &[Attempt {
+                        event_id: id,
+                        workflow_id: wf_rules.id,
+                        attempt: 1,
+                        started,
+                        ended,
+                        outcome,
+                        status,
+                        next_attempt_at,
+                        response: Some(response_json(&response)),
+                    }],
+                )
             }));
         });
         Ok(match recorded {
             Ok(()) => {
-                redelivery::notify_event(id, "failed");
-                response
+                redelivery::notify_event(id, status);
+                Handled::AfterCommit(response)
             }
-            Err(error) => not_stored(&error),
+            Err(error) => Handled::Immediate(not_stored(&error)),
         })
     }
 
@@ -514,18 +599,6 @@ fn run_privileged<R>(role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> R {
         Some(role) => as_role_with_safe_path(role, f),
         None => f(),
     }
-}
-
-/// Raises an ERROR (caught by the enclosing subtransaction).
-fn raise(code: PgSqlErrorCode, message: &str) -> ! {
-    ErrorReport::new(code, message.to_string(), "webhook_ext").report(PgLogLevel::ERROR);
-    unreachable!("ERROR does not return")
-}
-
-/// Turns a pgrx SPI error into a PostgreSQL ERROR, so that the enclosing
-/// subtransaction rolls back whatever the request had done.
-fn ok_or_raise<T>(result: Result<T, pgrx::spi::Error>) -> T {
-    result.unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, &e.to_string()))
 }
 
 /// The answer when a request's event could not be stored: a data error in

@@ -272,3 +272,16 @@ pub fn with_deadline<R>(timeout_ms: i32, f: impl FnOnce() -> R) -> R {
     }
     result
 }
+
+/// Raises an ERROR (caught by the enclosing subtransaction): the one way the
+/// extension's Rust code raises SQL errors in the middle of its work.
+pub fn raise(code: PgSqlErrorCode, message: &str) -> ! {
+    ErrorReport::new(code, message.to_string(), "webhook_ext").report(pgrx::PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// Turns a pgrx SPI error into a PostgreSQL ERROR, so that the enclosing
+/// subtransaction rolls back whatever was done.
+pub fn ok_or_raise<T>(result: Result<T, pgrx::spi::Error>) -> T {
+    result.unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, &e.to_string()))
+}

@@ -168,6 +168,11 @@ class Cluster:
             "fsync": False,
             "log_line_prefix": "%m [%p] %b ",
             "webhook.port": self.http_port,
+            # Executors (one per workflow owner) are background workers too;
+            # tests create many owners, so idle executors leave quickly.
+            "max_worker_processes": 40,
+            "webhook.max_executors": 16,
+            "webhook.executor_idle_timeout": "2s",
         }
         if self.preload:
             settings["shared_preload_libraries"] = "webhook_ext"

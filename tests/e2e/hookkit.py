@@ -57,12 +57,28 @@ def get(cluster, wf_id, params: Any = None, headers: dict | None = None,
                       timeout=kw.pop("timeout", HTTP_TIMEOUT), **kw)
 
 
+SETTLE_TIMEOUT = 15  # seconds an executor gets to run the first attempt of what is pending
+
+
+def settle(cluster, where: str = "true", args: tuple = (), timeout: float = SETTLE_TIMEOUT) -> None:
+    """Waits until no matching event is still ``pending`` (handlers run in
+    executors after the caller got its answer). Events whose first attempt
+    failed are ``failed`` (a retry is scheduled) and count as settled."""
+    deadline = time.monotonic() + timeout
+    query = f"SELECT count(*) FROM webhook.events WHERE status = 'pending' AND ({where})"
+    while cluster.scalar(query, args) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def events(cluster, wf_id) -> list[dict]:
-    """All event rows of a workflow, oldest first."""
+    """All event rows of a workflow, oldest first, once their handlers ran."""
+    settle(cluster, "workflow_id = %s", (wf_id,))
     return cluster.rows("SELECT * FROM webhook.events WHERE workflow_id = %s ORDER BY id", (wf_id,))
 
 
 def event(cluster, event_id: int) -> dict | None:
+    """The event row, once its handler ran."""
+    settle(cluster, "id = %s", (event_id,))
     return cluster.row("SELECT * FROM webhook.events WHERE id = %s", (event_id,))
 
 
@@ -130,6 +146,8 @@ def recording_handler(cluster, uniq, returns: str = "jsonb", extra: str = "",
 
 
 def handler_rows(cluster, table: str) -> list[dict]:
+    """What a recording handler wrote, once every pending event's handler ran."""
+    settle(cluster)
     return cluster.rows(f"SELECT * FROM {table} ORDER BY at")
 
 

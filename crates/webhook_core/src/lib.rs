@@ -12,6 +12,7 @@ pub mod infer;
 pub mod kv;
 pub mod lookup;
 pub mod request;
+pub mod retry;
 pub mod route;
 pub mod template;
 pub mod validate;

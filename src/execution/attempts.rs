@@ -1,0 +1,188 @@
+//! Recording handler attempts: one statement per batch updates the events'
+//! status and inserts their `webhook.attempts` rows, in the transaction that
+//! also holds the handlers' writes, so a handler's effects and its event's
+//! new status commit together or not at all.
+
+use pgrx::datum::DatumWithOid;
+use pgrx::spi::SpiClient;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use webhook_core::retry::{AfterFailure, RetryPolicy};
+
+use crate::pipeline::catalog::Catalog;
+use crate::pipeline::spi_util::CaughtSqlError;
+
+const RECORD_ATTEMPTS: &str = "
+WITH a AS (
+    SELECT * FROM pg_catalog.jsonb_to_recordset($1)
+        AS a (event_id pg_catalog.int8, workflow_id pg_catalog.uuid, attempt pg_catalog.int4,
+              started pg_catalog.float8, ended pg_catalog.float8, outcome pg_catalog.text,
+              sqlstate pg_catalog.text, message pg_catalog.text, status pg_catalog.text,
+              error pg_catalog.text, next_at pg_catalog.float8, response pg_catalog.jsonb)
+), events AS (
+    UPDATE webhook.events e
+       SET status = a.status, error = a.error, attempts = a.attempt,
+           next_attempt_at = pg_catalog.to_timestamp(a.next_at),
+           handled_at = pg_catalog.to_timestamp(a.ended),
+           response = COALESCE(a.response, e.response)
+      FROM a
+     WHERE e.id OPERATOR(pg_catalog.=) a.event_id
+)
+INSERT INTO webhook.attempts (event_id, attempt, workflow_id, started_at, ended_at, outcome,
+                              sqlstate, message)
+SELECT a.event_id, a.attempt, a.workflow_id, pg_catalog.to_timestamp(a.started),
+       pg_catalog.to_timestamp(a.ended), a.outcome, a.sqlstate, a.message
+  FROM a";
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Succeeded,
+    Failed(CaughtSqlError),
+    /// Past its deadline (cancelled, or its executor ended).
+    TimedOut(CaughtSqlError),
+}
+
+impl Outcome {
+    /// A caught error: 57014 (query_canceled) is the deadline's cancel.
+    pub fn from_error(error: CaughtSqlError) -> Outcome {
+        if error.sqlstate == "57014" {
+            Outcome::TimedOut(error)
+        } else {
+            Outcome::Failed(error)
+        }
+    }
+}
+
+/// One finished attempt, and what it makes of its event.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub event_id: i64,
+    pub workflow_id: Uuid,
+    pub attempt: i32,
+    pub started: f64,
+    pub ended: f64,
+    pub outcome: Outcome,
+    /// The event's new status, and when it runs next (Unix seconds).
+    pub status: &'static str,
+    pub next_attempt_at: Option<f64>,
+    /// The response to record (the workflow method's); `None` keeps the one
+    /// the listener recorded.
+    pub response: Option<Value>,
+}
+
+/// The event's status after an attempt with this outcome: `succeeded`, or
+/// `failed` with the next attempt's time, or `dead` after the last one.
+pub fn next_status(
+    outcome: &Outcome,
+    attempt: i32,
+    policy: &RetryPolicy,
+    ended: f64,
+) -> (&'static str, Option<f64>) {
+    if matches!(outcome, Outcome::Succeeded) {
+        return ("succeeded", None);
+    }
+    match policy.after_failure(attempt.max(1) as u32, jitter()) {
+        AfterFailure::RetryIn(delay) => ("failed", Some(ended + delay.as_secs_f64())),
+        AfterFailure::Dead => ("dead", None),
+    }
+}
+
+/// Uniform in [0, 1): enough randomness to spread retries apart.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Attempt {
+    fn to_json(&self) -> Value {
+        let (outcome, error) = match &self.outcome {
+            Outcome::Succeeded => ("succeeded", None),
+            Outcome::Failed(e) => ("failed", Some(e)),
+            Outcome::TimedOut(e) => ("timeout", Some(e)),
+        };
+        json!({
+            "event_id": self.event_id,
+            "workflow_id": self.workflow_id.to_string(),
+            "attempt": self.attempt,
+            "started": self.started,
+            "ended": self.ended,
+            "outcome": outcome,
+            "sqlstate": error.map(|e| e.sqlstate.clone()),
+            "message": error.map(|e| e.message.clone()),
+            "status": self.status,
+            "error": error.map(CaughtSqlError::describe),
+            "next_at": self.next_attempt_at,
+            "response": self.response,
+        })
+    }
+}
+
+/// Records the attempts and their events' new status (run as a role that
+/// may write the tables, with the pinned search_path).
+pub fn record(client: &mut SpiClient<'_>, attempts: &[Attempt]) -> Result<(), pgrx::spi::Error> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let rows = Value::Array(attempts.iter().map(Attempt::to_json).collect());
+    client.update(RECORD_ATTEMPTS, None, &[DatumWithOid::from(JsonB(rows))])?;
+    Ok(())
+}
+
+/// Records a failed attempt outside the transaction it ran in (that
+/// transaction was lost: its executor ended, or it failed to commit), unless
+/// the event has moved on since (recorded already, or deleted).
+pub fn record_lost_attempt(
+    client: &mut SpiClient<'_>,
+    catalog: &mut Catalog,
+    event_id: i64,
+    attempt: i32,
+    started: f64,
+    error: CaughtSqlError,
+) -> Result<(), pgrx::spi::Error> {
+    let workflow_id = client
+        .select(
+            "SELECT workflow_id::pg_catalog.text FROM webhook.events
+              WHERE id OPERATOR(pg_catalog.=) $1 AND attempts OPERATOR(pg_catalog.<) $2
+                AND next_attempt_at IS NOT NULL
+                FOR UPDATE",
+            Some(1),
+            &[DatumWithOid::from(event_id), DatumWithOid::from(attempt)],
+        )?
+        .first()
+        .get::<String>(1)?;
+    let Some(workflow_id) = workflow_id.and_then(|id| id.parse::<Uuid>().ok()) else {
+        return Ok(());
+    };
+    let Some(workflow) = catalog.get(client, workflow_id)? else {
+        return Ok(());
+    };
+    let ended = crate::pipeline::unix(std::time::SystemTime::now());
+    let outcome = Outcome::from_error(error);
+    let (status, next_attempt_at) = next_status(&outcome, attempt, &workflow.retry, ended);
+    record(
+        client,
+        &[Attempt {
+            event_id,
+            workflow_id,
+            attempt,
+            started,
+            ended,
+            outcome,
+            status,
+            next_attempt_at,
+            response: None,
+        }],
+    )?;
+    crate::pipeline::notify_event(event_id, status);
+    Ok(())
+}

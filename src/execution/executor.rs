@@ -1,0 +1,478 @@
+//! The executor background worker: runs one owner's handlers, never anyone
+//! else's.
+//!
+//! Started by a listener (src/execution/pool.rs) with the index of a
+//! registry slot that names the owner. It connects to `webhook.database`
+//! as the bootstrap superuser and makes the owner its session user
+//! (`SetSessionAuthorization`), so a NOLOGIN owner is served like any other,
+//! and `session_user` in a handler is the owner. Handlers then run as a
+//! security-restricted operation (src/pipeline/spi_util.rs
+//! `as_handler_owner`): `SET ROLE`, `SET SESSION AUTHORIZATION` and their
+//! RESETs are refused, so a handler cannot get back to the connecting role.
+//! The executor's own statements (claim, record) switch to the extension's
+//! owner with the pinned search_path, the way the listener's do.
+//!
+//! Loop: claim up to `webhook.batch_size` due events of the owner's
+//! workflows (`FOR UPDATE SKIP LOCKED`, so the row lock is the claim), run
+//! each handler in its own subtransaction, record every attempt and the
+//! events' new status, commit: the handlers' writes and the status commit
+//! together. If the process ends before the commit (a crash, or terminated
+//! past a deadline), nothing of the batch is committed and its events are due
+//! again; the one whose handler was running is recorded as a failed attempt
+//! by a listener (src/execution/pool.rs). With nothing due for
+//! `webhook.executor_idle_timeout`, the executor exits.
+
+use std::ffi::CString;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::JsonB;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use webhook_core::request::{self as rules, HandlerOutput, ResponseConfig};
+
+use super::attempts::{self, Attempt, Outcome};
+use super::handler_call::HandlerPlans;
+use super::registry::{self, now_ms, SlotState, REGISTRY};
+use crate::gucs;
+use crate::invalidation::{watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES};
+use crate::pipeline::catalog::Catalog;
+use crate::pipeline::spi_util::{
+    as_role_with_safe_path, in_subtransaction, in_transaction, reset_value, set_session_setting,
+    CaughtSqlError, SAFE_SEARCH_PATH,
+};
+use crate::pipeline::{notify_event, response_json, unix, EventRow, Origin};
+use crate::signals;
+
+/// The owner's due events, oldest due first; in an ordered workflow only
+/// the oldest unfinished event is due. The row lock is the claim: another
+/// executor skips what this one holds.
+const CLAIM: &str = "
+SELECT e.id, e.workflow_id::pg_catalog.text,
+       extract(epoch FROM e.received_at)::pg_catalog.float8, e.method, e.query, e.headers,
+       e.params, e.body, e.origin, e.remote_addr::pg_catalog.text, e.replay_of, e.raw_path,
+       e.raw_query, e.attempts
+  FROM webhook.events e
+  JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) e.workflow_id
+ WHERE e.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
+   AND w.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1
+   AND (NOT w.ordered OR NOT EXISTS (
+        SELECT FROM webhook.events p
+         WHERE p.workflow_id OPERATOR(pg_catalog.=) e.workflow_id
+           AND p.next_attempt_at IS NOT NULL AND p.id OPERATOR(pg_catalog.<) e.id))
+ ORDER BY e.next_attempt_at, e.id
+ LIMIT $2
+   FOR UPDATE OF e SKIP LOCKED";
+
+/// When the owner's next event is due (Unix seconds), if any is waiting.
+const NEXT_DUE: &str = "
+SELECT extract(epoch FROM pg_catalog.min(e.next_attempt_at))::pg_catalog.float8
+  FROM webhook.events e
+  JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) e.workflow_id
+ WHERE e.next_attempt_at IS NOT NULL
+   AND w.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1";
+
+struct Executor {
+    slot: usize,
+    owner: pg_sys::Oid,
+    /// Role the executor's own statements run as (owns the tables).
+    privileged: pg_sys::Oid,
+    catalog: Catalog,
+    plans: HandlerPlans,
+    handler_lock_timeout: CString,
+}
+
+/// What a batch did.
+#[derive(Default)]
+struct Batch {
+    ran: usize,
+    /// A `workflow`-method event finished: a listener may be waiting for it.
+    awaited: bool,
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
+    let slot = arg.value() as usize;
+    // Threads (the watchdog) start before signals are unblocked.
+    signals::install_sigterm_handler();
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
+    let Some(owner) = attach(slot) else {
+        return;
+    };
+    // SAFETY: registers a callback with PostgreSQL's exit machinery; it
+    // only touches our shared memory slot.
+    unsafe { pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(slot)) };
+    BackgroundWorker::connect_worker_to_spi(Some(&gucs::database()), None);
+    set_session_setting(c"search_path", SAFE_SEARCH_PATH);
+    crate::pipeline::session_reset::install_handler_guard();
+    watch_definitions();
+
+    let setup = in_transaction(|| {
+        Spi::connect(|client| {
+            let table = client
+                .select(
+                    "SELECT r.rolsuper, c.relowner::pg_catalog.int8,
+                            'webhook.workflows'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
+                            'webhook.parameters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8
+                       FROM pg_catalog.pg_roles r, pg_catalog.pg_class c
+                      WHERE r.oid OPERATOR(pg_catalog.=) $1
+                        AND c.oid OPERATOR(pg_catalog.=) 'webhook.events'::pg_catalog.regclass",
+                    Some(1),
+                    &[DatumWithOid::from(owner)],
+                )?;
+            let row = table.first();
+            Ok::<_, pgrx::spi::Error>((
+                row.get::<bool>(1)?,
+                row.get::<i64>(2)?,
+                row.get::<i64>(3)?,
+                row.get::<i64>(4)?,
+            ))
+        })
+    });
+    let Ok(Ok((Some(superuser), Some(table_owner), Some(workflows), Some(parameters)))) = setup
+    else {
+        // The owner was dropped, or the extension is not installed.
+        unsafe { pg_sys::proc_exit(0) };
+    };
+    WATCHED_TABLES[0].store(workflows as u32, Ordering::SeqCst);
+    WATCHED_TABLES[1].store(parameters as u32, Ordering::SeqCst);
+    // SAFETY: the session is authenticated (as the bootstrap superuser, who
+    // may become any role); outside any transaction, on the main thread.
+    unsafe { pg_sys::SetSessionAuthorization(owner, superuser) };
+
+    let mut executor = Executor {
+        slot,
+        owner,
+        privileged: pg_sys::Oid::from(table_owner as u32),
+        catalog: Catalog::default(),
+        plans: HandlerPlans::default(),
+        handler_lock_timeout: reset_value(c"lock_timeout"),
+    };
+    executor.run();
+    unsafe { pg_sys::proc_exit(0) };
+}
+
+/// Takes the slot the listener reserved; `None` if it is not ours.
+fn attach(slot: usize) -> Option<pg_sys::Oid> {
+    let mut registry = REGISTRY.exclusive();
+    let entry = registry.executors.get_mut(slot)?;
+    if entry.state != SlotState::Starting {
+        return None;
+    }
+    entry.state = SlotState::Running;
+    // SAFETY: MyProcPid is set before any extension code runs.
+    entry.pid = unsafe { pg_sys::MyProcPid };
+    entry.procno = registry::my_procno();
+    entry.idle_since_ms = 0;
+    Some(pg_sys::Oid::from(entry.owner))
+}
+
+/// At exit: free the slot, or leave it `Exited` with the event whose
+/// handler was running, for a listener to record.
+unsafe extern "C-unwind" fn on_exit(_code: std::ffi::c_int, arg: pg_sys::Datum) {
+    let slot = arg.value();
+    let interrupted = {
+        let mut registry = REGISTRY.exclusive();
+        let Some(entry) = registry.executors.get_mut(slot) else {
+            return;
+        };
+        // SAFETY: as in attach.
+        if entry.pid != unsafe { pg_sys::MyProcPid } {
+            return;
+        }
+        if entry.running_event != 0 {
+            entry.state = SlotState::Exited;
+            true
+        } else {
+            *entry = Default::default();
+            false
+        }
+    };
+    if interrupted {
+        registry::wake_listeners();
+    }
+}
+
+impl Executor {
+    fn run(&mut self) {
+        let mut limit = gucs::BATCH_SIZE.get().max(1);
+        let mut idle_since = Instant::now();
+        loop {
+            if signals::shutdown_requested() || self.asked_to_retire() {
+                return;
+            }
+            if BackgroundWorker::sighup_received() {
+                // SAFETY: the documented way to reload, on the main thread.
+                unsafe {
+                    pg_sys::ConfigReloadPending = 0;
+                    pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+                }
+                self.handler_lock_timeout = reset_value(c"lock_timeout");
+                self.forget();
+            }
+            let claimed = std::cell::RefCell::new(Vec::new());
+            match self.run_batch(limit, &claimed) {
+                Ok(batch) if batch.ran > 0 => {
+                    self.set_idle(false);
+                    idle_since = Instant::now();
+                    limit = gucs::BATCH_SIZE.get().max(1);
+                    if batch.awaited {
+                        registry::wake_listeners();
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    self.forget();
+                    let claimed = claimed.into_inner();
+                    if limit > 1 || claimed.len() != 1 {
+                        // Find the culprit: one event per transaction.
+                        limit = 1;
+                        continue;
+                    }
+                    let (event_id, attempt, started) = claimed[0];
+                    self.record_failed_batch(event_id, attempt, started, error);
+                    continue;
+                }
+            }
+            self.set_idle(true);
+            let idle_timeout = Duration::from_millis(gucs::EXECUTOR_IDLE_TIMEOUT_MS.get() as u64);
+            if idle_since.elapsed() >= idle_timeout {
+                return;
+            }
+            let mut wait = idle_timeout - idle_since.elapsed();
+            if let Some(due) = self.next_due() {
+                let until_due = Duration::from_secs_f64((due - unix(SystemTime::now())).max(0.0));
+                wait = wait.min(until_due);
+            }
+            wait_latch(wait.max(Duration::from_millis(1)));
+        }
+    }
+
+    fn asked_to_retire(&self) -> bool {
+        REGISTRY.share().executors[self.slot].retire
+    }
+
+    fn set_idle(&self, idle: bool) {
+        let mut registry = REGISTRY.exclusive();
+        let entry = &mut registry.executors[self.slot];
+        if idle && entry.idle_since_ms == 0 {
+            entry.idle_since_ms = now_ms();
+        } else if !idle {
+            entry.idle_since_ms = 0;
+        }
+    }
+
+    fn forget(&mut self) {
+        self.catalog.clear();
+        self.plans.clear();
+    }
+
+    fn next_due(&self) -> Option<f64> {
+        let owner = self.owner;
+        in_transaction(|| {
+            as_role_with_safe_path(self.privileged, || {
+                Spi::get_one_with_args::<f64>(NEXT_DUE, &[DatumWithOid::from(owner)])
+            })
+        })
+        .ok()
+        .and_then(|r| r.ok())
+        .flatten()
+    }
+
+    /// Claims and runs one batch in one transaction. `claimed` keeps what was
+    /// claimed, for when the transaction fails as a whole.
+    fn run_batch(
+        &mut self,
+        limit: i32,
+        claimed: &std::cell::RefCell<Vec<(i64, i32, f64)>>,
+    ) -> Result<Batch, CaughtSqlError> {
+        let result = in_transaction(|| {
+            Spi::connect_mut(|client| -> Result<Batch, pgrx::spi::Error> {
+                if DEFINITIONS_CHANGED.swap(false, Ordering::SeqCst) {
+                    self.forget();
+                }
+                let privileged = self.privileged;
+                let owner = self.owner;
+                let events = as_role_with_safe_path(privileged, || claim(client, owner, limit))?;
+                let mut batch = Batch::default();
+                let mut records = Vec::with_capacity(events.len());
+                for mut row in events {
+                    let attempt = row.attempts + 1;
+                    let started = unix(SystemTime::now());
+                    claimed.borrow_mut().push((row.id, attempt, started));
+                    let workflow = as_role_with_safe_path(privileged, || {
+                        self.catalog.get(client, row.workflow_id)
+                    })?;
+                    let Some(workflow) = workflow else {
+                        continue; // deleted, or its owner dropped, since the claim
+                    };
+                    let timeout_ms = workflow
+                        .timeout_ms
+                        .unwrap_or_else(|| gucs::HANDLER_TIMEOUT_MS.get());
+                    self.set_running(row.id, attempt, timeout_ms);
+                    row.attempts = attempt;
+                    let args = row.args();
+                    let plans = &mut self.plans;
+                    let lock_timeout = &self.handler_lock_timeout;
+                    let result = in_subtransaction(|| {
+                        plans.call(client, &workflow, &args, Some(timeout_ms), lock_timeout)
+                    });
+                    crate::pipeline::session_reset::discard_handler_state();
+                    let ended = unix(SystemTime::now());
+                    let params = match &row.params {
+                        Value::Object(map) => map.clone(),
+                        _ => Map::new(),
+                    };
+                    let is_workflow_method =
+                        matches!(workflow.rules.response, ResponseConfig::Workflow { .. });
+                    batch.awaited |= is_workflow_method;
+                    let (outcome, response) = match result {
+                        Ok(returned) => {
+                            let output = workflow
+                                .handler
+                                .as_ref()
+                                .ok()
+                                .and_then(|h| h.output)
+                                .unwrap_or(HandlerOutput::Text);
+                            (
+                                Outcome::Succeeded,
+                                rules::handler_response(output, returned),
+                            )
+                        }
+                        Err(error) => (
+                            Outcome::from_error(error),
+                            rules::failure_response(&workflow.rules, row.id, &params),
+                        ),
+                    };
+                    let (status, next_attempt_at) =
+                        attempts::next_status(&outcome, attempt, &workflow.retry, ended);
+                    records.push(Attempt {
+                        event_id: row.id,
+                        workflow_id: row.workflow_id,
+                        attempt,
+                        started,
+                        ended,
+                        outcome,
+                        status,
+                        next_attempt_at,
+                        response: is_workflow_method.then(|| response_json(&response)),
+                    });
+                    batch.ran += 1;
+                }
+                self.set_running(0, 0, 0);
+                as_role_with_safe_path(privileged, || attempts::record(client, &records))?;
+                for record in &records {
+                    notify_event(record.event_id, record.status);
+                }
+                Ok(batch)
+            })
+        });
+        self.set_running(0, 0, 0);
+        match result {
+            Ok(Ok(batch)) => Ok(batch),
+            Ok(Err(spi_error)) => Err(CaughtSqlError {
+                sqlstate: "XX000".into(),
+                message: spi_error.to_string(),
+            }),
+            Err(caught) => Err(caught),
+        }
+    }
+
+    fn set_running(&self, event_id: i64, attempt: i32, timeout_ms: i32) {
+        let mut registry = REGISTRY.exclusive();
+        let entry = &mut registry.executors[self.slot];
+        let now = now_ms();
+        entry.running_event = event_id;
+        entry.running_attempt = attempt;
+        entry.running_started_ms = now;
+        entry.running_deadline_ms = if event_id == 0 {
+            0
+        } else {
+            now + i64::from(timeout_ms)
+        };
+    }
+
+    /// A one-event batch failed as a whole (at commit, e.g. a deferred
+    /// constraint the handler broke): that attempt failed.
+    fn record_failed_batch(&mut self, event_id: i64, attempt: i32, started: f64, error: CaughtSqlError) {
+        let privileged = self.privileged;
+        let catalog = &mut self.catalog;
+        let result = in_transaction(|| {
+            Spi::connect_mut(|client| {
+                as_role_with_safe_path(privileged, || {
+                    attempts::record_lost_attempt(client, catalog, event_id, attempt, started, error)
+                })
+            })
+        });
+        if !matches!(result, Ok(Ok(()))) {
+            pgrx::warning!("webhook_ext executor could not record a failed attempt of event {event_id}");
+            // Do not spin on it.
+            wait_latch(Duration::from_secs(1));
+        }
+    }
+}
+
+fn claim(
+    client: &mut SpiClient<'_>,
+    owner: pg_sys::Oid,
+    limit: i32,
+) -> Result<Vec<EventRow>, pgrx::spi::Error> {
+    let table = client.update(
+        CLAIM,
+        None,
+        &[DatumWithOid::from(owner), DatumWithOid::from(limit)],
+    )?;
+    let mut rows = Vec::new();
+    for row in table {
+        let json = |n: usize| -> Result<Value, pgrx::spi::Error> {
+            Ok(row.get::<JsonB>(n)?.map(|j| j.0).unwrap_or(Value::Null))
+        };
+        let workflow_id: Uuid = row
+            .get::<String>(2)?
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_default();
+        rows.push(EventRow {
+            id: row.get::<i64>(1)?.unwrap_or(0),
+            workflow_id,
+            received_at: row.get::<f64>(3)?.unwrap_or(0.0),
+            method: row.get::<String>(4)?.unwrap_or_default(),
+            query: json(5)?,
+            headers: json(6)?,
+            params: json(7)?,
+            body: row.get::<String>(8)?,
+            status: "pending",
+            error: None,
+            response: None,
+            origin: Origin::parse(&row.get::<String>(9)?.unwrap_or_default()),
+            remote_addr: row.get::<String>(10)?,
+            handled_at: unix(SystemTime::now()),
+            replay_of: row.get::<i64>(11)?,
+            raw_path: row.get::<String>(12)?,
+            raw_query: row.get::<String>(13)?,
+            attempts: row.get::<i32>(14)?.unwrap_or(0),
+            next_attempt_at: None,
+        });
+    }
+    Ok(rows)
+}
+
+fn wait_latch(timeout: Duration) {
+    // SAFETY: the main thread's own latch; WL_EXIT_ON_PM_DEATH ends us with
+    // the postmaster.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            timeout.as_millis().min(60_000) as std::ffi::c_long,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+}

@@ -1,0 +1,184 @@
+//! The listener's side of execution: after a batch commits, wake the
+//! executor of each owner whose events it stored, or start one (at most
+//! `webhook.max_executors` in all, one per owner); once a second, start
+//! executors for owners with due events (retries, events left by a restart)
+//! and record the attempts of executors that ended in the middle of a handler.
+
+use pgrx::bgworkers::BackgroundWorkerBuilder;
+use pgrx::datum::IntoDatum;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+
+use super::attempts;
+use super::registry::{now_ms, wake, SlotState, MAX_EXECUTOR_SLOTS, REGISTRY};
+use crate::gucs;
+use crate::pipeline::catalog::Catalog;
+use crate::pipeline::spi_util::CaughtSqlError;
+
+/// A slot whose executor has not attached after this long is taken back
+/// (the postmaster could not start it).
+const START_TIMEOUT_MS: i64 = 10_000;
+
+/// Wakes the owner's executor, or starts one if the pool has room; when it
+/// has none, asks the executor that has been idle longest to exit, so the
+/// owner gets one at the next round.
+pub fn wake_or_start(owner: pg_sys::Oid) {
+    let owner = owner.to_u32();
+    let limit = (gucs::MAX_EXECUTORS.get().max(1) as usize).min(MAX_EXECUTOR_SLOTS);
+    let now = now_ms();
+    let slot = {
+        let mut registry = REGISTRY.exclusive();
+        let mut in_use = 0;
+        let mut free = None;
+        let mut idlest: Option<(usize, i64)> = None;
+        for (index, slot) in registry.executors.iter_mut().enumerate() {
+            if slot.state == SlotState::Starting && now - slot.since_ms > START_TIMEOUT_MS {
+                *slot = Default::default();
+            }
+            if slot.state == SlotState::Free {
+                free = free.or(Some(index));
+                continue;
+            }
+            in_use += 1;
+            if slot.owner == owner {
+                if slot.state == SlotState::Running {
+                    slot.retire = false;
+                    wake(slot.procno);
+                }
+                return;
+            }
+            if slot.state == SlotState::Running
+                && slot.idle_since_ms > 0
+                && idlest.is_none_or(|(_, since)| slot.idle_since_ms < since)
+            {
+                idlest = Some((index, slot.idle_since_ms));
+            }
+        }
+        match free {
+            Some(index) if in_use < limit => {
+                let slot = &mut registry.executors[index];
+                *slot = Default::default();
+                slot.state = SlotState::Starting;
+                slot.owner = owner;
+                slot.since_ms = now;
+                index
+            }
+            _ => {
+                if let Some((index, _)) = idlest {
+                    let slot = &mut registry.executors[index];
+                    slot.retire = true;
+                    wake(slot.procno);
+                }
+                return;
+            }
+        }
+    };
+    let started = BackgroundWorkerBuilder::new(&format!("webhook_ext executor for role {owner}"))
+        .set_type("webhook_ext executor")
+        .set_library("webhook_ext")
+        .set_function("webhook_executor_main")
+        .set_argument((slot as i32).into_datum())
+        .enable_spi_access()
+        .set_restart_time(None)
+        .load_dynamic();
+    if started.is_err() {
+        REGISTRY.exclusive().executors[slot] = Default::default();
+        log_rarely("webhook_ext could not start an executor: no background worker slot is free (raise max_worker_processes)");
+    }
+}
+
+fn log_rarely(message: &str) {
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = now_ms();
+    if now - LAST.load(std::sync::atomic::Ordering::Relaxed) > 60_000 {
+        LAST.store(now, std::sync::atomic::Ordering::Relaxed);
+        pgrx::warning!("{message}");
+    }
+}
+
+/// Owners (still existing) with events due now, oldest due first.
+const DUE_OWNERS: &str = "
+SELECT DISTINCT ON (w.owner) w.owner::pg_catalog.oid::pg_catalog.int8
+  FROM webhook.events e
+  JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) e.workflow_id
+  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid
+ WHERE e.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
+ LIMIT 1000";
+
+/// The once-a-second round (inside the caller's transaction).
+pub fn tend(client: &mut SpiClient<'_>, catalog: &mut Catalog) -> Result<(), pgrx::spi::Error> {
+    record_ended_executors(client, catalog)?;
+    let owners: Vec<i64> = client
+        .select(DUE_OWNERS, None, &[])?
+        .filter_map(|row| row.get::<i64>(1).ok().flatten())
+        .collect();
+    for owner in owners {
+        wake_or_start(pg_sys::Oid::from(owner as u32));
+    }
+    Ok(())
+}
+
+/// Executors that ended while a handler ran (terminated past its deadline,
+/// or by an administrator): that attempt failed. Recorded before the owner
+/// gets a new executor, which could otherwise claim the event first.
+fn record_ended_executors(
+    client: &mut SpiClient<'_>,
+    catalog: &mut Catalog,
+) -> Result<(), pgrx::spi::Error> {
+    let ended: Vec<(usize, super::registry::ExecutorSlot)> = {
+        let mut registry = REGISTRY.exclusive();
+        registry
+            .executors
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, slot)| slot.state == SlotState::Exited)
+            .map(|(index, slot)| {
+                let copy = *slot;
+                // Still taken (Starting), so nobody starts this owner an
+                // executor before the attempt is recorded.
+                slot.state = SlotState::Starting;
+                slot.since_ms = now_ms();
+                (index, copy)
+            })
+            .collect()
+    };
+    for (index, slot) in ended {
+        let result = record_interrupted_attempt(client, catalog, &slot);
+        REGISTRY.exclusive().executors[index] = Default::default();
+        result?;
+    }
+    Ok(())
+}
+
+fn record_interrupted_attempt(
+    client: &mut SpiClient<'_>,
+    catalog: &mut Catalog,
+    slot: &super::registry::ExecutorSlot,
+) -> Result<(), pgrx::spi::Error> {
+    if slot.running_event == 0 {
+        return Ok(());
+    }
+    let past_deadline = slot.running_deadline_ms > 0 && now_ms() >= slot.running_deadline_ms;
+    let error = if past_deadline {
+        let ms = slot.running_deadline_ms - slot.running_started_ms;
+        CaughtSqlError {
+            sqlstate: "57014".into(),
+            message: format!(
+                "handler exceeded its deadline of {ms} ms and did not stop: its executor was terminated"
+            ),
+        }
+    } else {
+        CaughtSqlError {
+            sqlstate: "57P01".into(),
+            message: "the executor running the handler was terminated".into(),
+        }
+    };
+    attempts::record_lost_attempt(
+        client,
+        catalog,
+        slot.running_event,
+        slot.running_attempt,
+        slot.running_started_ms as f64 / 1000.0,
+        error,
+    )
+}

@@ -1,0 +1,135 @@
+//! Shared memory where listeners and executors find each other: one slot per
+//! executor (whose handlers it runs, its latch, the event it is running and
+//! that event's deadline) and each listener's latch.
+//!
+//! A slot outlives its executor on purpose: an executor that ends while a
+//! handler runs (terminated past the deadline, or `pg_terminate_backend`)
+//! leaves the slot `Exited` with the event it was running, and a listener
+//! records that attempt (src/execution/reaper.rs) before the owner gets a new
+//! executor, so the event cannot be claimed again first. A crash of any
+//! backend makes the postmaster reinitialise shared memory: slots start empty
+//! and events whose transaction was cut short are simply pending again.
+
+use pgrx::lwlock::PgLwLock;
+use pgrx::pg_guard;
+use pgrx::pg_sys;
+use pgrx::shmem::PGRXSharedMemory;
+
+/// Most executors at once, whatever `webhook.max_executors` says.
+pub const MAX_EXECUTOR_SLOTS: usize = 128;
+/// As many as `webhook.workers` allows.
+pub const MAX_LISTENER_SLOTS: usize = 64;
+
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SlotState {
+    #[default]
+    Free,
+    /// Registered with the postmaster, not yet running.
+    Starting,
+    Running,
+    /// Ended abnormally; `running_event` (if not 0) still has to be recorded.
+    Exited,
+}
+
+#[derive(Copy, Clone, Debug, Default)]
+pub struct ExecutorSlot {
+    pub state: SlotState,
+    /// The role whose handlers this executor runs.
+    pub owner: u32,
+    pub pid: i32,
+    pub procno: i32,
+    /// When the slot was taken (ms since the Unix epoch), to free a slot whose
+    /// executor never started.
+    pub since_ms: i64,
+    /// The event whose handler runs now (0: none), its attempt number, when
+    /// it started and its deadline (ms since the Unix epoch).
+    pub running_event: i64,
+    pub running_attempt: i32,
+    pub running_started_ms: i64,
+    pub running_deadline_ms: i64,
+    /// Since when it has had nothing to do (ms since the Unix epoch; 0: busy).
+    pub idle_since_ms: i64,
+    /// Asked to exit (the pool is full and another owner needs an executor).
+    pub retire: bool,
+}
+
+#[derive(Copy, Clone)]
+pub struct Registry {
+    pub executors: [ExecutorSlot; MAX_EXECUTOR_SLOTS],
+    /// procno + 1 of each listener process (0: none), by listener number.
+    pub listeners: [i32; MAX_LISTENER_SLOTS],
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry {
+            executors: [ExecutorSlot::default(); MAX_EXECUTOR_SLOTS],
+            listeners: [0; MAX_LISTENER_SLOTS],
+        }
+    }
+}
+
+// SAFETY: plain old data, no pointers: the same bytes mean the same in every process.
+unsafe impl PGRXSharedMemory for Registry {}
+
+pub static REGISTRY: PgLwLock<Registry> = unsafe { PgLwLock::new(c"webhook_ext executors") };
+
+/// Called from `_PG_init` while shared_preload_libraries are loaded.
+// The macro tests features for other PostgreSQL versions than ours.
+#[allow(unexpected_cfgs)]
+pub fn request_shared_memory() {
+    pgrx::pg_shmem_init!(REGISTRY);
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// This process's procno (its latch's index in ProcGlobal->allProcs).
+pub fn my_procno() -> i32 {
+    // SAFETY: MyProc is set for every backend and background worker once it
+    // is attached to shared memory, before any of our code runs.
+    unsafe { (*pg_sys::MyProc).pgprocno }
+}
+
+/// Sets the latch of the process with this procno.
+pub fn wake(procno: i32) {
+    if procno < 0 {
+        return;
+    }
+    // SAFETY: procno came from a live process's MyProc->pgprocno, so it
+    // indexes ProcGlobal->allProcs; setting any process's latch is what
+    // SetLatch is for (it is safe even if that process has exited since).
+    unsafe {
+        let proc = (*pg_sys::ProcGlobal).allProcs.add(procno as usize);
+        pg_sys::SetLatch(&mut (*proc).procLatch);
+    }
+}
+
+/// Records listener `number`'s latch, so executors can wake it.
+pub fn register_listener(number: usize) {
+    if number < MAX_LISTENER_SLOTS {
+        REGISTRY.exclusive().listeners[number] = my_procno() + 1;
+    }
+}
+
+/// Wakes every listener (an executor finished an event someone may wait for).
+pub fn wake_listeners() {
+    let listeners = REGISTRY.share().listeners;
+    for procno in listeners.iter().filter(|p| **p > 0) {
+        wake(procno - 1);
+    }
+}
+
+/// Whether an executor ended in the middle of a handler (for a listener to record).
+pub fn any_exited() -> bool {
+    REGISTRY
+        .share()
+        .executors
+        .iter()
+        .any(|slot| slot.state == SlotState::Exited)
+}
