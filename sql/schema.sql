@@ -169,6 +169,8 @@ CREATE TABLE webhook.events (
     -- when the next is due: NULL once the event succeeded or is dead.
     attempts        integer     NOT NULL DEFAULT 0,
     next_attempt_at timestamptz DEFAULT now(),
+    -- The listener process that stored it (NULL: webhook_trigger, replay).
+    listener_pid    integer,
     CONSTRAINT events_status_check CHECK (status IN ('pending', 'succeeded', 'failed', 'dead')),
     CONSTRAINT events_next_attempt_check
         CHECK ((next_attempt_at IS NULL) = (status IN ('succeeded', 'dead'))),

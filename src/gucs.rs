@@ -22,6 +22,9 @@ pub static BODY_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 pub static HANDLER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 /// Executor processes at most (one owner each), within max_worker_processes.
 pub static MAX_EXECUTORS: GucSetting<i32> = GucSetting::<i32>::new(4);
+/// Executors one owner may have at once (a slow handler does not hold up the
+/// owner's other events while another executor is free to start).
+pub static MAX_EXECUTORS_PER_OWNER: GucSetting<i32> = GucSetting::<i32>::new(2);
 /// An executor with nothing to do for this long exits.
 pub static EXECUTOR_IDLE_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 /// 64 = PGPROC_MAX_CACHED_SUBXIDS: each request's subtransaction takes a
@@ -179,6 +182,16 @@ fn define_reloadable() {
         c"Most executor processes (each runs one owner's handlers); they count against max_worker_processes.",
         c"",
         &MAX_EXECUTORS,
+        1,
+        crate::execution::registry::MAX_EXECUTOR_SLOTS as i32,
+        GucContext::Sighup,
+        GucFlags::empty(),
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.max_executors_per_owner",
+        c"Most executor processes for one owner: a second starts while the first is busy.",
+        c"",
+        &MAX_EXECUTORS_PER_OWNER,
         1,
         crate::execution::registry::MAX_EXECUTOR_SLOTS as i32,
         GucContext::Sighup,

@@ -160,6 +160,14 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
             state.process(jobs);
         }
     }
+    // Callers waiting for a handler's result: the event is stored and its
+    // handler will run, but this process will not see the result.
+    state.answer_waiting();
+    for waiter in state.waiting.drain(..) {
+        let _ = waiter.reply.send(Response::retry_later(
+            "Server shutting down; the event is stored and its handler will run",
+        ));
+    }
     drop(listener);
     // Non-zero so the postmaster restarts us after pg_terminate_backend(); at
     // server shutdown it does not restart anything anyway.
@@ -423,9 +431,13 @@ impl ListenerState {
         let result = in_transaction(|| {
             Spi::connect_mut(|client| crate::execution::pool::tend(client, catalog))
         });
-        if !matches!(result, Ok(Ok(()))) {
-            self.pipeline.forget_workflows();
-        }
+        let failure = match result {
+            Ok(Ok(())) => return,
+            Ok(Err(spi_error)) => spi_error.to_string(),
+            Err(caught) => caught.describe(),
+        };
+        pgrx::warning!("webhook_ext listener could not tend the executors: {failure}");
+        self.pipeline.forget_workflows();
     }
 }
 

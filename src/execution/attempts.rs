@@ -150,7 +150,7 @@ pub fn record_lost_attempt(
     error: CaughtSqlError,
 ) -> Result<(), pgrx::spi::Error> {
     let workflow_id = client
-        .select(
+        .update(
             "SELECT workflow_id::pg_catalog.text FROM webhook.events
               WHERE id OPERATOR(pg_catalog.=) $1 AND attempts OPERATOR(pg_catalog.<) $2
                 AND next_attempt_at IS NOT NULL

@@ -56,7 +56,7 @@ const CLAIM: &str = "
 SELECT e.id, e.workflow_id::pg_catalog.text,
        extract(epoch FROM e.received_at)::pg_catalog.float8, e.method, e.query, e.headers,
        e.params, e.body, e.origin, e.remote_addr::pg_catalog.text, e.replay_of, e.raw_path,
-       e.raw_query, e.attempts
+       e.raw_query, e.attempts, e.listener_pid
   FROM webhook.events e
   JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) e.workflow_id
  WHERE e.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
@@ -303,7 +303,11 @@ impl Executor {
                 let events = as_role_with_safe_path(privileged, || claim(client, owner, limit))?;
                 let mut batch = Batch::default();
                 let mut records = Vec::with_capacity(events.len());
+                let unrecorded = registry::unrecorded_events();
                 for mut row in events {
+                    if unrecorded.contains(&row.id) {
+                        continue; // its lost attempt is recorded first (pool.rs)
+                    }
                     let attempt = row.attempts + 1;
                     let started = unix(SystemTime::now());
                     claimed.borrow_mut().push((row.id, attempt, started));
@@ -458,6 +462,7 @@ fn claim(
             raw_query: row.get::<String>(13)?,
             attempts: row.get::<i32>(14)?.unwrap_or(0),
             next_attempt_at: None,
+            listener_pid: row.get::<i32>(15)?,
         });
     }
     Ok(rows)

@@ -19,18 +19,23 @@ use crate::pipeline::spi_util::CaughtSqlError;
 /// (the postmaster could not start it).
 const START_TIMEOUT_MS: i64 = 10_000;
 
-/// Wakes the owner's executor, or starts one if the pool has room; when it
-/// has none, asks the executor that has been idle longest to exit, so the
-/// owner gets one at the next round.
+/// Wakes an idle executor of the owner; if all of the owner's executors are
+/// busy (a slow handler must not hold up the owner's other events), starts
+/// another one, up to `webhook.max_executors_per_owner`, if the pool has
+/// room. When it has none, asks the executor that has been idle longest to
+/// exit, so the owner gets one at the next round.
 pub fn wake_or_start(owner: pg_sys::Oid) {
     let owner = owner.to_u32();
     let limit = (gucs::MAX_EXECUTORS.get().max(1) as usize).min(MAX_EXECUTOR_SLOTS);
+    let per_owner = gucs::MAX_EXECUTORS_PER_OWNER.get().max(1) as usize;
     let now = now_ms();
     let slot = {
         let mut registry = REGISTRY.exclusive();
         let mut in_use = 0;
+        let mut owners_executors = 0;
         let mut free = None;
         let mut idlest: Option<(usize, i64)> = None;
+        let mut owner_busy_procnos = Vec::new();
         for (index, slot) in registry.executors.iter_mut().enumerate() {
             if slot.state == SlotState::Starting && now - slot.since_ms > START_TIMEOUT_MS {
                 *slot = Default::default();
@@ -41,11 +46,21 @@ pub fn wake_or_start(owner: pg_sys::Oid) {
             }
             in_use += 1;
             if slot.owner == owner {
-                if slot.state == SlotState::Running {
-                    slot.retire = false;
-                    wake(slot.procno);
+                owners_executors += 1;
+                match slot.state {
+                    // It will claim what is due once it runs.
+                    SlotState::Starting => return,
+                    // Its lost attempt is recorded at the next round; other
+                    // executors skip that event until then.
+                    SlotState::Exited | SlotState::Recording => {}
+                    SlotState::Running if slot.idle_since_ms > 0 => {
+                        slot.retire = false;
+                        wake(slot.procno);
+                        return;
+                    }
+                    _ => owner_busy_procnos.push(slot.procno),
                 }
-                return;
+                continue;
             }
             if slot.state == SlotState::Running
                 && slot.idle_since_ms > 0
@@ -53,6 +68,12 @@ pub fn wake_or_start(owner: pg_sys::Oid) {
             {
                 idlest = Some((index, slot.idle_since_ms));
             }
+        }
+        for procno in owner_busy_procnos {
+            wake(procno);
+        }
+        if owners_executors >= per_owner {
+            return;
         }
         match free {
             Some(index) if in_use < limit => {
@@ -134,10 +155,9 @@ fn record_ended_executors(
             .filter(|(_, slot)| slot.state == SlotState::Exited)
             .map(|(index, slot)| {
                 let copy = *slot;
-                // Still taken (Starting), so nobody starts this owner an
-                // executor before the attempt is recorded.
-                slot.state = SlotState::Starting;
-                slot.since_ms = now_ms();
+                // Taken by this listener (no other records it too); still
+                // Exited for the executors that must not run the event yet.
+                slot.state = SlotState::Recording;
                 (index, copy)
             })
             .collect()

@@ -5,8 +5,8 @@
 //! A slot outlives its executor on purpose: an executor that ends while a
 //! handler runs (terminated past the deadline, or `pg_terminate_backend`)
 //! leaves the slot `Exited` with the event it was running, and a listener
-//! records that attempt (src/execution/reaper.rs) before the owner gets a new
-//! executor, so the event cannot be claimed again first. A crash of any
+//! records that attempt (src/execution/pool.rs); until then other executors
+//! skip that event, so it cannot run again before its lost attempt counts. A crash of any
 //! backend makes the postmaster reinitialise shared memory: slots start empty
 //! and events whose transaction was cut short are simply pending again.
 
@@ -30,6 +30,8 @@ pub enum SlotState {
     Running,
     /// Ended abnormally; `running_event` (if not 0) still has to be recorded.
     Exited,
+    /// A listener is recording the attempt of an `Exited` executor.
+    Recording,
 }
 
 #[derive(Copy, Clone, Debug, Default)]
@@ -132,4 +134,19 @@ pub fn any_exited() -> bool {
         .executors
         .iter()
         .any(|slot| slot.state == SlotState::Exited)
+}
+
+/// Events whose attempt ended with its executor and is not recorded yet:
+/// no other executor may run them before a listener records that attempt.
+pub fn unrecorded_events() -> Vec<i64> {
+    REGISTRY
+        .share()
+        .executors
+        .iter()
+        .filter(|slot| {
+            matches!(slot.state, SlotState::Exited | SlotState::Recording)
+                && slot.running_event != 0
+        })
+        .map(|slot| slot.running_event)
+        .collect()
 }

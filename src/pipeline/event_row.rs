@@ -18,10 +18,10 @@ use super::Origin;
 pub const INSERT_EVENT: &str = "
 INSERT INTO webhook.events (id, workflow_id, received_at, method, query, headers, params, body,
                             status, error, response, origin, remote_addr, handled_at, replay_of,
-                            raw_path, raw_query, attempts, next_attempt_at)
+                            raw_path, raw_query, attempts, next_attempt_at, listener_pid)
 VALUES ($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8,
         $9, $10, $11, $12, $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15, $16, $17,
-        $18, pg_catalog.to_timestamp($19))";
+        $18, pg_catalog.to_timestamp($19), $20)";
 
 /// The handler's argument, in table column order, from the INSERT's
 /// parameters: status `pending`, and `attempts` the number of the attempt
@@ -29,7 +29,7 @@ VALUES ($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8,
 pub const EVENT_ROW: &str = "ROW($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8, \
      'pending'::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.jsonb, $12, \
      $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15, $16, $17, $18, \
-     NULL::pg_catalog.timestamptz)::webhook.events";
+     NULL::pg_catalog.timestamptz, $20)::webhook.events";
 
 pub fn unix(time: SystemTime) -> f64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
@@ -84,6 +84,7 @@ pub struct EventRow {
     pub attempts: i32,
     /// When the next attempt is due (Unix seconds); `None` once done.
     pub next_attempt_at: Option<f64>,
+    pub listener_pid: Option<i32>,
 }
 
 impl EventRow {
@@ -110,6 +111,7 @@ impl EventRow {
             text,
             PgOid::from(i32::type_oid()),
             PgOid::from(f64::type_oid()),
+            PgOid::from(i32::type_oid()),
         ]
     }
 
@@ -134,6 +136,7 @@ impl EventRow {
             DatumWithOid::from(self.raw_query.clone()),
             DatumWithOid::from(self.attempts),
             DatumWithOid::from(self.next_attempt_at),
+            DatumWithOid::from(self.listener_pid),
         ]
     }
 }

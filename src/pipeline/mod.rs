@@ -371,6 +371,8 @@ impl Pipeline {
             raw_query: meta.raw_query.clone(),
             attempts: 0,
             next_attempt_at: Some(now),
+            // SAFETY: MyProcPid is set before any extension code runs.
+            listener_pid: (!self.run_handlers_now).then(|| unsafe { pg_sys::MyProcPid }),
         };
         self.prepare_insert(client)?;
         let privileged = self.privileged_role;

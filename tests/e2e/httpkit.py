@@ -281,7 +281,7 @@ def http_request_bytes(method: str, path: str, port: int, body: bytes = b"",
 # ------------------------------------------------------------------ SQL side
 def create_side_handler(cluster, dbname: str = "postgres", sleep: float = 0) -> tuple[str, str]:
     """A handler that records each event id, and the pid of the process that
-    ran it (a listener), in its own side table. Returns (handler, side table)."""
+    ran it (an executor), in its own side table. Returns (handler, side table)."""
     table = "public." + uniq("side")
     name = "public." + uniq("h")
     cluster.sql(f"CREATE TABLE {table} (event_id bigint PRIMARY KEY, pid int DEFAULT pg_backend_pid(), "
@@ -292,6 +292,13 @@ def create_side_handler(cluster, dbname: str = "postgres", sleep: float = 0) -> 
                 f"{sleep_sql} INSERT INTO {table}(event_id) VALUES (e.id); "
                 f"SELECT jsonb_build_object('id', e.id) $h$", dbname=dbname)
     return name, table
+
+
+def wait_handled(cluster, table: str, event_id: int, timeout: float = 10) -> dict:
+    """The side-table row of ``event_id`` once an executor ran its handler
+    (handlers run after the caller got its answer)."""
+    return wait_until(lambda: cluster.row(f"SELECT * FROM {table} WHERE event_id = %s", (event_id,)),
+                      timeout=timeout, interval=0.02, what=f"handler of event {event_id} ran")
 
 
 def create_workflow(cluster, handler: str | None = None, dbname: str = "postgres",
