@@ -58,4 +58,3 @@ pub fn watch_definitions() {
         pg_sys::CacheRegisterRelcacheCallback(Some(relcache_changed), pg_sys::Datum::from(0))
     };
 }
-

@@ -19,11 +19,11 @@ use webhook_core::request::Response;
 
 use crate::gucs;
 use crate::invalidation::{watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES};
-use pgrx::datum::DatumWithOid;
 use crate::listener::{Job, Listener, Settings, SharedSettings};
 use crate::pipeline::spi_util::{in_transaction, set_session_setting, SAFE_SEARCH_PATH};
 use crate::pipeline::{Handled, Origin, Pipeline, RequestMeta};
 use crate::signals;
+use pgrx::datum::DatumWithOid;
 
 /// Registers `webhook.workers` static workers; called from `_PG_init` during
 /// `shared_preload_libraries` processing only.
@@ -203,7 +203,9 @@ fn apply_lock_timeout() {
 /// a request arrives (eventfd), a second passes, or `deadline`.
 fn wait_for_work(listener: &Listener, deadline: Option<Instant>) {
     let timeout_ms = deadline.map_or(1000, |d| {
-        d.saturating_duration_since(Instant::now()).as_millis().clamp(1, 1000) as i64
+        d.saturating_duration_since(Instant::now())
+            .as_millis()
+            .clamp(1, 1000) as i64
     });
     // SAFETY: the main thread's own latch and the waker's eventfd, which
     // lives as long as the listener.
@@ -305,9 +307,7 @@ impl ListenerState {
             };
             let pipeline = &mut self.pipeline;
             pipeline.stored_for_owners.clear();
-            let result = in_transaction(|| {
-                Spi::connect_mut(|client| batch.run(client, pipeline))
-            });
+            let result = in_transaction(|| Spi::connect_mut(|client| batch.run(client, pipeline)));
             let failure = match result {
                 Ok(Ok(())) => None,
                 Ok(Err(spi_error)) => Some(spi_error.to_string()),
@@ -352,7 +352,9 @@ impl ListenerState {
                     failure,
                 } => {
                     let timeout = Duration::from_millis(
-                        timeout_ms.unwrap_or_else(|| gucs::HANDLER_TIMEOUT_MS.get()).max(1) as u64,
+                        timeout_ms
+                            .unwrap_or_else(|| gucs::HANDLER_TIMEOUT_MS.get())
+                            .max(1) as u64,
                     );
                     self.waiting.push(Waiter {
                         event_id,
@@ -388,12 +390,18 @@ impl ListenerState {
                     let recorded = match (row.get::<i32>(2)?, row.get::<String>(3)?) {
                         (Some(status), headers) => Some(Response {
                             status: status as u16,
-                            headers: headers
-                                .and_then(|h| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&h).ok())
-                                .unwrap_or_default()
-                                .into_iter()
-                                .filter_map(|(k, v)| Some((k, v.as_str()?.to_string())))
-                                .collect(),
+                            headers:
+                                headers
+                                    .and_then(|h| {
+                                        serde_json::from_str::<
+                                            serde_json::Map<String, serde_json::Value>,
+                                        >(&h)
+                                        .ok()
+                                    })
+                                    .unwrap_or_default()
+                                    .into_iter()
+                                    .filter_map(|(k, v)| Some((k, v.as_str()?.to_string())))
+                                    .collect(),
                             body: row.get::<String>(4)?.unwrap_or_default().into_bytes(),
                         }),
                         _ => None,
@@ -507,7 +515,8 @@ impl Batch {
             }
             self.in_progress = Some(job.reply);
             let mut next_id = |_: &SpiClient<'_>| ids.pop().ok_or(pgrx::spi::Error::NoTupleTable);
-            let handled = pipeline.handle(client, job.workflow_id, &job.request, &meta, &mut next_id)?;
+            let handled =
+                pipeline.handle(client, job.workflow_id, &job.request, &meta, &mut next_id)?;
             let reply = self.in_progress.take().expect("set above");
             match handled {
                 Handled::Immediate(response) => {

@@ -118,6 +118,7 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
             let table = client
                 .select(
                     "SELECT r.rolsuper, c.relowner::pg_catalog.int8,
+                            'webhook_ext executor for ' OPERATOR(pg_catalog.||) r.rolname::pg_catalog.text,
                             'webhook.workflows'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
                             'webhook.parameters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8
                        FROM pg_catalog.pg_roles r, pg_catalog.pg_class c
@@ -130,16 +131,27 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
             Ok::<_, pgrx::spi::Error>((
                 row.get::<bool>(1)?,
                 row.get::<i64>(2)?,
-                row.get::<i64>(3)?,
+                row.get::<String>(3)?,
                 row.get::<i64>(4)?,
+                row.get::<i64>(5)?,
             ))
         })
     });
-    let Ok(Ok((Some(superuser), Some(table_owner), Some(workflows), Some(parameters)))) = setup
+    let Ok(Ok((
+        Some(superuser),
+        Some(table_owner),
+        Some(application_name),
+        Some(workflows),
+        Some(parameters),
+    ))) = setup
     else {
         // The owner was dropped, or the extension is not installed.
         unsafe { pg_sys::proc_exit(0) };
     };
+    // pg_stat_activity.application_name names the owner it serves.
+    if let Ok(name) = CString::new(application_name) {
+        set_session_setting(c"application_name", &name);
+    }
     WATCHED_TABLES[0].store(workflows as u32, Ordering::SeqCst);
     WATCHED_TABLES[1].store(parameters as u32, Ordering::SeqCst);
     // SAFETY: the session is authenticated (as the bootstrap superuser, who
@@ -405,18 +417,28 @@ impl Executor {
 
     /// A one-event batch failed as a whole (at commit, e.g. a deferred
     /// constraint the handler broke): that attempt failed.
-    fn record_failed_batch(&mut self, event_id: i64, attempt: i32, started: f64, error: CaughtSqlError) {
+    fn record_failed_batch(
+        &mut self,
+        event_id: i64,
+        attempt: i32,
+        started: f64,
+        error: CaughtSqlError,
+    ) {
         let privileged = self.privileged;
         let catalog = &mut self.catalog;
         let result = in_transaction(|| {
             Spi::connect_mut(|client| {
                 as_role_with_safe_path(privileged, || {
-                    attempts::record_lost_attempt(client, catalog, event_id, attempt, started, error)
+                    attempts::record_lost_attempt(
+                        client, catalog, event_id, attempt, started, error,
+                    )
                 })
             })
         });
         if !matches!(result, Ok(Ok(()))) {
-            pgrx::warning!("webhook_ext executor could not record a failed attempt of event {event_id}");
+            pgrx::warning!(
+                "webhook_ext executor could not record a failed attempt of event {event_id}"
+            );
             // Do not spin on it.
             wait_latch(Duration::from_secs(1));
         }

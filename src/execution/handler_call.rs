@@ -47,7 +47,8 @@ impl HandlerPlans {
             ),
         };
         if !self.plans.contains_key(&handler.sql) {
-            let plan = ok_or_raise(client.prepare_mut(handler.sql.as_str(), &EventRow::arg_types()));
+            let plan =
+                ok_or_raise(client.prepare_mut(handler.sql.as_str(), &EventRow::arg_types()));
             self.plans.insert(handler.sql.clone(), plan.keep());
         }
         let plan = &self.plans[&handler.sql];

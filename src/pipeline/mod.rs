@@ -410,7 +410,11 @@ impl Pipeline {
             if let Some((original, recorded)) = claim(client) {
                 // A redelivery: the original's answer, nothing stored, no handler.
                 duplicate_of.set(Some(original));
-                return Err(delivery::duplicate_response(wf_rules.id, original, recorded.as_ref()));
+                return Err(delivery::duplicate_response(
+                    wf_rules.id,
+                    original,
+                    recorded.as_ref(),
+                ));
             }
             ok_or_raise(run_privileged(privileged, || {
                 client.update(insert_plan, None, &row.args())

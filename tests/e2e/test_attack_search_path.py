@@ -15,7 +15,7 @@ without SUPERUSER.
 import pytest
 
 from conftest import uniq
-from hookkit import post
+from hookkit import post, settle
 from tenantkit import drop_tenants, make_tenant, private  # noqa: F401  (fixture)
 
 ESCALATE = """
@@ -112,6 +112,7 @@ def test_planted_to_jsonb_does_not_run_inside_another_tenants_handler(private, t
     wf = bob.create_workflow(handler=f"{bob.name}.on_event")
     r = post(private, wf, json_body={"secret": "bob's"})
     assert r.status_code == 200, r.text
+    settle(private)
     got = bob.scalar(f"SELECT event FROM {bob.name}.got")
     assert got["params"] == {"secret": "bob's"}
     assert got["workflow_id"] == wf

@@ -42,9 +42,11 @@ def test_dump_and_restore_keeps_workflows_parameters_and_events(cluster, databas
     q("SELECT webhook_set_response(%s::uuid, 'workflow', timeout => '2 seconds', failure_status => 503)", (w2,))
     q("SELECT webhook_disable_workflow(%s::uuid)", (w2,))
     for i in range(3):
-        q("INSERT INTO webhook.events (workflow_id, method, params, body, status, origin) "
-          "VALUES (%s::uuid, 'POST', %s::jsonb, %s, 'succeeded', 'trigger')", (w1, f'{{"order_id": {i}}}', f"body {i}"))
-    q("INSERT INTO webhook.events (workflow_id, method, status, error) VALUES (%s::uuid, 'POST', 'failed', 'boom')",
+        q("INSERT INTO webhook.events (workflow_id, method, params, body, status, origin, next_attempt_at) "
+          "VALUES (%s::uuid, 'POST', %s::jsonb, %s, 'succeeded', 'trigger', NULL)",
+          (w1, f'{{"order_id": {i}}}', f"body {i}"))
+    q("INSERT INTO webhook.events (workflow_id, method, status, error, next_attempt_at) "
+      "VALUES (%s::uuid, 'POST', 'dead', 'boom', NULL)",
       (w2,))
 
     dump = os.path.join(e2e_root, f"{src}.sql")

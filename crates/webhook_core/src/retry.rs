@@ -75,7 +75,10 @@ mod tests {
         assert!(matches!(p.after_failure(2, 0.0), AfterFailure::RetryIn(_)));
         assert_eq!(p.after_failure(3, 0.0), AfterFailure::Dead);
         assert_eq!(p.after_failure(4, 0.0), AfterFailure::Dead);
-        assert_eq!(policy(1, 1000, 1000).after_failure(1, 0.5), AfterFailure::Dead);
+        assert_eq!(
+            policy(1, 1000, 1000).after_failure(1, 0.5),
+            AfterFailure::Dead
+        );
     }
 
     #[test]
@@ -110,7 +113,10 @@ mod tests {
             base_delay: Duration::from_secs(u64::MAX / 4),
             max_delay: Duration::from_secs(u64::MAX / 2),
         };
-        assert!(matches!(huge.after_failure(50, 0.3), AfterFailure::RetryIn(_)));
+        assert!(matches!(
+            huge.after_failure(50, 0.3),
+            AfterFailure::RetryIn(_)
+        ));
     }
 
     #[test]
