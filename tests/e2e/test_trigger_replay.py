@@ -148,6 +148,7 @@ def test_replay_http_event(ready, new_workflow, uniq):
     r = post(c, wf, json_body={"order_id": "R-1", "n": 2}, params={"src": "web"}, headers={"X-Trace": "t"})
     assert r.status_code == 200, r.text
     original = response_json(r)["event_id"]
+    assert event(c, original)["status"] == "succeeded"  # its executor ran it
 
     out = c.scalar("SELECT webhook_replay(%s)", (original,))
     assert out["status"] == 200, out

@@ -1,0 +1,263 @@
+"""Issue 8: handlers leave the listener. They run in executor processes, one
+owner's handlers per executor, after the caller got its answer (default and
+custom methods); failed attempts are retried with backoff and end `dead`;
+every attempt is recorded; ordered workflows run one event at a time.
+
+Each test uses the module's private cluster and its own tenants.
+"""
+
+import threading
+import time
+
+import pytest
+import requests
+
+from tenantkit import private_cluster_fixture, tenants_fixture
+
+private = private_cluster_fixture(**{"webhook.max_executors": 6, "webhook.max_executors_per_owner": 2})
+tenants = tenants_fixture("alice", "bob")
+
+
+def post(c, wf, body=None, timeout=10):
+    return requests.post(c.hook_url(wf), json=body if body is not None else {}, timeout=timeout)
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.02)
+    raise AssertionError(f"{what} not reached within {timeout}s; last: {last!r}")
+
+
+def event(c, event_id):
+    return c.row("SELECT * FROM webhook.events WHERE id = %s", (event_id,))
+
+
+def attempts(c, event_id):
+    return c.rows("SELECT attempt, outcome, sqlstate, message, started_at, ended_at FROM webhook.attempts "
+                  "WHERE event_id = %s ORDER BY attempt", (event_id,))
+
+
+def side_table(t) -> str:
+    """A table the tenant's handlers record into: event id, run number, pid,
+    start and end of the run."""
+    table = f"{t.name}.ran"
+    t.sql(f"CREATE TABLE {table} (event_id bigint, n int, pid int DEFAULT pg_backend_pid(), "
+          f"started timestamptz, ended timestamptz DEFAULT clock_timestamp(), who text DEFAULT current_user, "
+          f"session_user_name text DEFAULT session_user)")
+    return table
+
+
+def sleeping_handler(t, table: str, seconds: float, name: str = "sleepy") -> str:
+    t.sql(f"""CREATE FUNCTION {t.name}.{name}(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$
+              DECLARE t0 timestamptz := clock_timestamp();
+              BEGIN
+                  PERFORM pg_sleep({seconds});
+                  INSERT INTO {table} (event_id, n, started) VALUES (e.id, (e.params->>'n')::int, t0);
+                  RETURN e.params;
+              END $h$""")
+    return f"{t.name}.{name}"
+
+
+def test_acknowledgement_does_not_wait_for_handlers(private, tenants):
+    """Before: four requests to a handler sleeping 2 s held another
+    workflow's acknowledgement for 5.8 s. Now both acknowledge at once and
+    the handlers run afterwards."""
+    alice, bob = tenants["alice"], tenants["bob"]
+    table = side_table(alice)
+    slow = alice.create_workflow(handler=sleeping_handler(alice, table, 2), name="slow")
+    quick = bob.create_workflow()
+    timings = {}
+
+    def send(key, wf):
+        t0 = time.monotonic()
+        r = post(private, wf, {"n": 1})
+        timings[key] = (r.status_code, time.monotonic() - t0, r.json()["event_id"])
+
+    threads = [threading.Thread(target=send, args=(f"slow{i}", slow)) for i in range(4)]
+    threads += [threading.Thread(target=send, args=(f"quick{i}", quick)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert all(status == 200 for status, _, _ in timings.values()), timings
+    assert max(took for _, took, _ in timings.values()) < 0.5, timings
+    slow_ids = [timings[f"slow{i}"][2] for i in range(4)]
+    assert all(event(private, ev)["status"] == "pending" for ev in slow_ids)
+    wait_for(lambda: private.scalar(f"SELECT count(*) FROM {table}") == 4, 15, "slow handlers ran")
+    assert all(event(private, ev)["status"] == "succeeded" for ev in slow_ids)
+    # Two executors for alice (webhook.max_executors_per_owner = 2): the
+    # sleeps overlapped.
+    pids = {r["pid"] for r in private.rows(f"SELECT pid FROM {table}")}
+    assert len(pids) == 2, pids
+
+
+def test_failed_attempts_are_retried_with_backoff_then_succeed_once(private, tenants):
+    alice = tenants["alice"]
+    table = side_table(alice)
+    # Fails twice (a sequence counts the runs; it is not rolled back), then
+    # succeeds; each run writes before failing, which must not survive.
+    alice.sql(f"CREATE SEQUENCE {alice.name}.runs")
+    alice.sql(f"""CREATE FUNCTION {alice.name}.flaky(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$
+                  DECLARE n int := nextval('{alice.name}.runs');
+                  BEGIN
+                      INSERT INTO {table} (event_id, n, started) VALUES (e.id, n, clock_timestamp());
+                      IF n < 3 THEN
+                          RAISE EXCEPTION 'try % of event %', n, e.id USING ERRCODE = '40001';
+                      END IF;
+                      RETURN jsonb_build_object('attempt', e.attempts);
+                  END $h$""")
+    wf = alice.create_workflow(handler=f"{alice.name}.flaky")
+    alice.sql("SELECT webhook_set_retry(%s, 5, '300 ms', '10 s')", (wf,))
+    ev = post(private, wf).json()["event_id"]
+    wait_for(lambda: event(private, ev)["status"] == "succeeded", 15, "event succeeded")
+    rows = attempts(private, ev)
+    assert [(a["attempt"], a["outcome"], a["sqlstate"]) for a in rows] == [
+        (1, "failed", "40001"), (2, "failed", "40001"), (3, "succeeded", None)]
+    assert rows[0]["message"] == f"try 1 of event {ev}"
+    # Exponential backoff with jitter: [d/2, d) after attempt 1, [d, 2d) after attempt 2.
+    gap1 = (rows[1]["started_at"] - rows[0]["ended_at"]).total_seconds()
+    gap2 = (rows[2]["started_at"] - rows[1]["ended_at"]).total_seconds()
+    assert 0.15 <= gap1 < 1.0, gap1
+    assert 0.3 <= gap2 < 1.5, gap2
+    final = event(private, ev)
+    assert (final["attempts"], final["error"], final["next_attempt_at"]) == (3, None, None)
+    # The failed runs' writes were rolled back with them: one effect.
+    assert private.rows(f"SELECT event_id, n FROM {table}") == [{"event_id": ev, "n": 3}]
+
+
+def test_last_failed_attempt_makes_the_event_dead_and_replay_runs_it_again(private, tenants):
+    alice = tenants["alice"]
+    table = side_table(alice)
+    alice.sql(f"CREATE TABLE {alice.name}.switch (broken boolean)")
+    alice.sql(f"INSERT INTO {alice.name}.switch VALUES (true)")
+    alice.sql(f"""CREATE FUNCTION {alice.name}.fragile(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$
+                  BEGIN
+                      IF (SELECT broken FROM {alice.name}.switch) THEN
+                          RAISE EXCEPTION 'downstream unavailable' USING ERRCODE = '08006';
+                      END IF;
+                      INSERT INTO {table} (event_id, started) VALUES (e.id, clock_timestamp());
+                      RETURN '{{}}';
+                  END $h$""")
+    wf = alice.create_workflow(handler=f"{alice.name}.fragile")
+    alice.sql("SELECT webhook_set_retry(%s, 3, '100 ms', '200 ms')", (wf,))
+    ev = post(private, wf).json()["event_id"]
+    wait_for(lambda: event(private, ev)["status"] == "dead", 10, "event dead")
+    dead = event(private, ev)
+    assert (dead["attempts"], dead["next_attempt_at"], dead["error"]) == (3, None, "08006: downstream unavailable")
+    assert [(a["attempt"], a["outcome"]) for a in attempts(private, ev)] == [(1, "failed"), (2, "failed"),
+                                                                           (3, "failed")]
+    # The owner sees its attempts; another tenant does not.
+    assert alice.scalar("SELECT count(*) FROM webhook.attempts WHERE event_id = %s", (ev,)) == 3
+    assert tenants["bob"].scalar("SELECT count(*) FROM webhook.attempts WHERE event_id = %s", (ev,)) == 0
+    # Fixed downstream: a replay of the dead event runs the handler once.
+    alice.sql(f"UPDATE {alice.name}.switch SET broken = false")
+    replayed = alice.scalar("SELECT webhook_replay(%s)", (ev,))
+    assert replayed["status"] == 200
+    new = event(private, replayed["event_id"])
+    assert (new["status"], new["origin"], new["replay_of"], new["attempts"]) == ("succeeded", "replay", ev, 1)
+    assert private.scalar(f"SELECT count(*) FROM {table}") == 1
+    assert event(private, ev)["status"] == "dead"
+
+
+def test_ordered_workflow_runs_events_one_at_a_time_in_arrival_order(private, tenants):
+    alice = tenants["alice"]
+    table = side_table(alice)
+    wf = alice.create_workflow(handler=sleeping_handler(alice, table, 0.1), name="ordered")
+    alice.sql("SELECT webhook_set_ordered(%s, true)", (wf,))
+    ids = []
+    lock = threading.Lock()
+
+    def send(n):
+        r = post(private, wf, {"n": n})
+        with lock:
+            ids.append(r.json()["event_id"])
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    wait_for(lambda: private.scalar(f"SELECT count(*) FROM {table}") == 8, 15, "ordered handlers ran")
+    runs = private.rows(f"SELECT event_id, started, ended FROM {table} ORDER BY started")
+    assert [r["event_id"] for r in runs] == sorted(ids)
+    for before, after in zip(runs, runs[1:]):
+        assert after["started"] >= before["ended"], (before, after)
+
+
+def test_unordered_workflow_runs_events_in_parallel(private, tenants):
+    """Positive control for the ordered test: the same handler overlaps by default."""
+    alice = tenants["alice"]
+    table = side_table(alice)
+    wf = alice.create_workflow(handler=sleeping_handler(alice, table, 1.0), name="parallel")
+    first = post(private, wf, {"n": 1}).json()["event_id"]
+    wait_for(lambda: event(private, first)["attempts"] == 0 and private.scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'webhook_ext executor' "
+        "AND wait_event = 'PgSleep'"), 5, "first handler sleeping")
+    post(private, wf, {"n": 2})
+    wait_for(lambda: private.scalar(f"SELECT count(*) FROM {table}") == 2, 10, "handlers ran")
+    a, b = private.rows(f"SELECT started, ended FROM {table} ORDER BY started")
+    assert b["started"] < a["ended"], (a, b)
+
+
+def test_handlers_of_a_nologin_owner_run_as_that_owner_and_cannot_get_back_to_the_superuser(private, tenants):
+    """Executors connect as the bootstrap superuser and make the owner the
+    session user: NOLOGIN owners are served, and a handler cannot reset its
+    way back to the connecting superuser."""
+    alice = tenants["alice"]
+    table = side_table(alice)
+    attempts_sql = {
+        "reset_session_authorization": "RESET SESSION AUTHORIZATION",
+        "session_authorization_default": "SET SESSION AUTHORIZATION DEFAULT",
+        "set_config": "PERFORM set_config('session_authorization', 'postgres', false)",
+        "reset_role": "RESET ROLE",
+        "set_role": "SET ROLE postgres",
+    }
+    wfs = {}
+    for label, stmt in attempts_sql.items():
+        alice.sql(f"""CREATE FUNCTION {alice.name}.{label}(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$
+                      BEGIN
+                          {stmt};
+                          INSERT INTO {table} (event_id, started) VALUES (e.id, clock_timestamp());
+                          RETURN '{{}}';
+                      END $h$""")
+        wfs[label] = alice.create_workflow(handler=f"{alice.name}.{label}", name=label)
+        alice.sql("SELECT webhook_set_retry(%s, 1)", (wfs[label],))
+    plain = alice.create_workflow(handler=sleeping_handler(alice, table, 0), name="plain")
+    private.sql(f'ALTER ROLE "{alice.name}" NOLOGIN')
+    try:
+        ok = post(private, plain, {"n": 1}).json()["event_id"]
+        wait_for(lambda: event(private, ok)["status"] == "succeeded", 10, "NOLOGIN owner's handler ran")
+        run = private.row(f"SELECT who, session_user_name, pid FROM {table} WHERE event_id = %s", (ok,))
+        assert (run["who"], run["session_user_name"]) == (alice.name, alice.name)
+        # Positive control: the executor's connection is the superuser's.
+        assert private.scalar("SELECT usename FROM pg_stat_activity WHERE pid = %s", (run["pid"],)) == "postgres"
+        for label, wf in wfs.items():
+            ev = post(private, wf).json()["event_id"]
+            wait_for(lambda: event(private, ev)["status"] == "dead", 10, f"{label} failed")
+            assert event(private, ev)["error"].startswith("42501"), (label, event(private, ev)["error"])
+        assert private.scalar(f"SELECT count(*) FROM {table}") == 1
+    finally:
+        private.sql(f'ALTER ROLE "{alice.name}" LOGIN')
+
+
+def test_a_full_pool_still_serves_every_owner(private, tenants):
+    """With one executor slot for many owners, idle executors give way."""
+    alice, bob = tenants["alice"], tenants["bob"]
+    private.sql("ALTER SYSTEM SET webhook.max_executors = 1")
+    private.sql("SELECT pg_reload_conf()")
+    try:
+        time.sleep(0.5)
+        ids = []
+        for t in (alice, bob, alice, bob):
+            wf = t.create_workflow(name="pool" + str(len(ids)))
+            ids.append(post(private, wf).json()["event_id"])
+        for ev in ids:
+            wait_for(lambda: event(private, ev)["status"] == "succeeded", 15, f"event {ev} ran")
+    finally:
+        private.sql("ALTER SYSTEM RESET webhook.max_executors")
+        private.sql("SELECT pg_reload_conf()")
