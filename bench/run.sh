@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
 # One-command benchmark: webhook_ext vs pgbench doing the same SQL work.
 #
-# Starts its own cluster, POSTs a ~300-byte JSON to a workflow whose handler
-# inserts one row, at 1, 16 and 64 connections (bench/loadgen: closed loop,
-# keep-alive, exact counts), then runs pgbench with a script doing the same SQL
-# per transaction (the event insert and the handler's insert) at the same
-# client counts on the same cluster. Prints requests/s, p50/p99, peak RSS of
-# the listener processes, rows vs 2xx, and the ratio to pgbench.
+# Starts its own cluster and POSTs a ~300-byte JSON to a workflow whose
+# handler inserts one row, at 1, 16 and 64 connections (bench/loadgen: closed
+# loop, keep-alive, exact counts). Handlers run in executors after the
+# acknowledgement, so each run reports:
+#
+# * ack/s: acknowledgements of the default response per second, against
+#   pgbench inserting the event row (the listener's whole SQL work), and the
+#   ratio;
+# * done/s: handler completions per second (from the first event received to
+#   the last handler committed, backlog included), against pgbench inserting
+#   the event and the handler's row in one transaction, and the ratio;
+# * lag p50/p99: from the event's receipt to its handler's commit
+#   (track_commit_timestamp of the handler's row);
+# * the largest private memory (RssAnon) of a listener and of an executor;
+# * rows == 2xx: events stored and handler rows written equal the 2xx count.
+#
+# Then `workflow`-method requests at 16 connections (the caller waits for the
+# handler's result from its executor): requests/s, p50 and p99.
 #
 #   SECONDS_PER_RUN (default 10)  CLIENTS (default "1 16 64")  WORKERS (default 2)
 source "$(dirname "$0")/../scripts/common.sh"
@@ -33,6 +45,7 @@ cat >> "$DATA/webhook_ext.conf" <<CONF
 webhook.workers = $WORKERS
 shared_buffers = '512MB'
 max_connections = 200
+track_commit_timestamp = on
 CONF
 as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -m fast restart >/dev/null
 
@@ -49,58 +62,91 @@ BEGIN
 END
 $$;
 SELECT id FROM webhook_create_workflow('bench', 'bench_handler');
+CREATE FUNCTION bench_handler_result(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO bench_orders VALUES (e.id, e.params->>'order_id', (e.params->>'amount')::numeric,
+                                     e.params #>> '{customer,email}');
+    RETURN jsonb_build_object('accepted', e.params->>'order_id');
+END
+$$;
+SELECT id FROM webhook_create_workflow('bench-workflow', 'bench_handler_result');
+SELECT webhook_set_response(id, 'workflow') FROM webhook.workflows WHERE name = 'bench-workflow';
 SQL
 WF=$(psql_b -At -c "SELECT id FROM webhook.workflows WHERE name = 'bench'")
 URL="http://127.0.0.1:$HTTP_PORT/hooks/$WF"
+WF_RESULT=$(psql_b -At -c "SELECT id FROM webhook.workflows WHERE name = 'bench-workflow'")
+URL_RESULT="http://127.0.0.1:$HTTP_PORT/hooks/$WF_RESULT"
 BODY="$OUT/body.json"
 printf '%s' '{"order_id":"A-1001","amount":19.99,"currency":"EUR","customer":{"email":"ann@example.com","name":"Ann Lee","tier":"gold"},"items":[{"sku":"X-100","qty":2,"price":4.5},{"sku":"Y-200","qty":1,"price":10.99}],"note":"leave at the door","created_at":"2026-11-28T10:00:00Z"}' > "$BODY"
 say "payload: $(wc -c < "$BODY") bytes"
 
 # The same SQL work per transaction: the event row the listener writes (with
-# the request's params, headers and body) and the handler's row.
-PGB="$OUT/pgbench.sql"
+# the request's params, headers and body), and with it the handler's row.
+PGB_ACK="$OUT/pgbench-event.sql"
+PGB_DONE="$OUT/pgbench-event-and-handler.sql"
 BODY_SQL=$(sed "s/'/''/g" "$BODY")
-cat > "$PGB" <<SQL
-WITH e AS (
-  INSERT INTO webhook.events (workflow_id, received_at, method, query, headers, params, body, status, response, origin, remote_addr, handled_at)
-  VALUES ('$WF', now(), 'POST', '{}', '{"host":"127.0.0.1:$HTTP_PORT","content-type":"application/json","content-length":"300"}',
+EVENT_INSERT="INSERT INTO webhook.events (workflow_id, received_at, method, query, headers, params, body, status, response, origin, remote_addr, handled_at, next_attempt_at, listener_pid)
+  VALUES ('$WF', now(), 'POST', '{}', '{\"host\":\"127.0.0.1:$HTTP_PORT\",\"content-type\":\"application/json\",\"content-length\":\"300\"}',
           '$BODY_SQL', '$BODY_SQL', 'succeeded',
-          '{"status":200,"headers":{"content-type":"application/json"},"body":{"msg":"success"}}', 'http', '127.0.0.1', now())
+          '{\"status\":200,\"headers\":{\"content-type\":\"application/json\"},\"body\":{\"msg\":\"success\"}}', 'http', '127.0.0.1', now(), NULL, 1)"
+printf '%s;\n' "$EVENT_INSERT" > "$PGB_ACK"
+cat > "$PGB_DONE" <<SQL
+WITH e AS ($EVENT_INSERT
   RETURNING id, params)
 INSERT INTO bench_orders SELECT id, params->>'order_id', (params->>'amount')::numeric, params #>> '{customer,email}' FROM e;
 SQL
 
-listener_pids() { psql_b -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook_ext listener'"; }
-# proc_kb FIELD: summed over the listener processes. VmHWM (peak RSS) counts
-# the shared_buffers pages a process touched; RssAnon is its private memory.
-proc_kb() { local total=0 kb; for pid in $(listener_pids); do
-    kb=$(awk -v f="$1:" '$1 == f {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0); total=$((total + ${kb:-0})); done; echo $total; }
-count_rows() { psql_b -At -c "SELECT (SELECT count(*) FROM webhook.events WHERE origin = 'http'), (SELECT count(*) FROM bench_orders WHERE event_id IN (SELECT id FROM webhook.events WHERE origin = 'http'))"; }
+pids_of() { psql_b -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook_ext $1'"; }
+# Largest private memory (RssAnon, MB) of a listener or of an executor now.
+max_anon_mb() { local max=0 kb; for pid in $(pids_of "$1"); do
+    kb=$(awk '$1 == "RssAnon:" {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    [ "${kb:-0}" -gt "$max" ] && max=${kb:-0}; done; echo $(( max / 1024 )); }
+last_event() { psql_b -At -c "SELECT COALESCE(max(id), 0) FROM webhook.events"; }
+pgbench_tps() { as_postgres "$PG_BIN/pgbench" -n -h "$DATA" -p "$PG_PORT" -U postgres -M prepared -c "$1" \
+    -j "$(( $1 < 2 ? 1 : 2 ))" -T "$SECONDS_PER_RUN" -f "$2" postgres 2>/dev/null | awk '/^tps/ {printf "%.0f", $3}'; }
+field() { python3 -c "import json,sys; print('%.${2:-0}f' % json.load(sys.stdin)['$1'])"; }
+# Waits until the events after $1 are all handled (at most 120 s).
+drain() { for _ in $(seq 1200); do
+    [ "$(psql_b -At -c "SELECT count(*) FROM webhook.events WHERE id > $1 AND status <> 'succeeded'")" = 0 ] && return
+    sleep 0.1; done; }
 
 say "warm-up"
 "$LOADGEN" "$URL" 16 2 "$BODY" >/dev/null
+drain 0
 
 RESULTS="$OUT/results-$(date +%Y%m%d-%H%M%S).txt"
-printf '%-8s %12s %9s %9s %10s %10s %12s %12s %8s %12s %12s\n' clients webhook_rps p50_ms p99_ms 2xx events handler_rows pgbench_tps ratio peak_rss_mb anon_rss_mb | tee "$RESULTS"
+HEADER='%-7s %8s %8s %7s %7s %8s %8s %7s %9s %9s %7s %8s %8s %7s\n'
+printf "$HEADER" clients ack/s pgb_ins ratio p99_ms done/s pgb_both ratio lag_p50 lag_p99 2xx=rows lis_MB exe_MB rows | tee "$RESULTS"
 all_equal=1
 for c in $CLIENTS; do
-    before=$(count_rows)
+    before=$(last_event)
     json=$("$LOADGEN" "$URL" "$c" "$SECONDS_PER_RUN" "$BODY")
-    sleep 0.5
-    after=$(count_rows)
-    ok=$(echo "$json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ok"])')
-    rps=$(echo "$json" | python3 -c 'import json,sys; print("%.0f" % json.load(sys.stdin)["rps"])')
-    p50=$(echo "$json" | python3 -c 'import json,sys; print("%.2f" % json.load(sys.stdin)["p50_ms"])')
-    p99=$(echo "$json" | python3 -c 'import json,sys; print("%.2f" % json.load(sys.stdin)["p99_ms"])')
-    events=$(( ${after%%|*} - ${before%%|*} ))
-    handler_rows=$(( ${after##*|} - ${before##*|} ))
-    [ "$events" -eq "$ok" ] && [ "$handler_rows" -eq "$ok" ] || all_equal=0
-    tps=$(as_postgres "$PG_BIN/pgbench" -n -h "$DATA" -p "$PG_PORT" -U postgres -M prepared -c "$c" -j "$(( c < 2 ? 1 : 2 ))" \
-          -T "$SECONDS_PER_RUN" -f "$PGB" postgres 2>/dev/null | awk '/^tps/ {printf "%.0f", $3}')
-    ratio=$(python3 -c "print('%.2f' % ($rps / max($tps, 1)))")
-    rss=$(( $(proc_kb VmHWM) / 1024 )); anon=$(( $(proc_kb RssAnon) / 1024 ))
-    printf '%-8s %12s %9s %9s %10s %10s %12s %12s %8s %12s %12s\n' "$c" "$rps" "$p50" "$p99" "$ok" "$events" "$handler_rows" "$tps" "$ratio" "$rss" "$anon" | tee -a "$RESULTS"
+    lis_mb=$(max_anon_mb listener); exe_mb=$(max_anon_mb executor)
+    drain "$before"
+    ok=$(echo "$json" | field ok); rps=$(echo "$json" | field rps); p99=$(echo "$json" | field p99_ms 2)
+    IFS='|' read -r events handled done_rps lag50 lag99 < <(psql_b -At -c "
+      WITH e AS (SELECT id, received_at, handled_at FROM webhook.events WHERE id > $before),
+           h AS (SELECT e.received_at, pg_xact_commit_timestamp(o.xmin) AS committed
+                   FROM e JOIN bench_orders o ON o.event_id = e.id)
+      SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM h),
+             round((SELECT count(*) FROM e) / extract(epoch FROM (SELECT max(handled_at) - min(received_at) FROM e))),
+             round(1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY committed - received_at)))::numeric(10,1),
+             round(1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY committed - received_at)))::numeric(10,1)
+        FROM h")
+    [ "$events" -eq "$ok" ] && [ "$handled" -eq "$ok" ] || all_equal=0
+    tps_ack=$(pgbench_tps "$c" "$PGB_ACK"); tps_done=$(pgbench_tps "$c" "$PGB_DONE")
+    ratio_ack=$(python3 -c "print('%.2f' % ($rps / max($tps_ack, 1)))")
+    ratio_done=$(python3 -c "print('%.2f' % ($done_rps / max($tps_done, 1)))")
+    printf "$HEADER" "$c" "$rps" "$tps_ack" "$ratio_ack" "$p99" "$done_rps" "$tps_done" "$ratio_done" "$lag50" "$lag99" \
+        "$([ "$events" -eq "$ok" ] && echo yes || echo NO)" "$lis_mb" "$exe_mb" "$events/$handled" | tee -a "$RESULTS"
 done
+before=$(last_event)
+json=$("$LOADGEN" "$URL_RESULT" 16 "$SECONDS_PER_RUN" "$BODY")
+drain "$before"
+ok=$(echo "$json" | field ok)
+events=$(psql_b -At -c "SELECT count(*) FROM webhook.events WHERE id > $before AND status = 'succeeded'")
+[ "$events" -eq "$ok" ] || all_equal=0
+echo "workflow method, 16 connections: $(echo "$json" | field rps) req/s, p50 $(echo "$json" | field p50_ms 2) ms, p99 $(echo "$json" | field p99_ms 2) ms, $ok 2xx, $events events" | tee -a "$RESULTS"
 if [ "$all_equal" -eq 1 ]; then echo "rows == 2xx in every run" | tee -a "$RESULTS"; else echo "MISMATCH: rows != 2xx" | tee -a "$RESULTS"; fi
 say "results in $RESULTS; stopping the benchmark cluster"
 as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -m fast stop >/dev/null

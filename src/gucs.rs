@@ -36,6 +36,10 @@ pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(64);
 pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
 /// Refused requests kept per workflow in webhook.rejections.
 pub static REJECTIONS_KEPT: GucSetting<i32> = GucSetting::<i32>::new(100);
+/// NOTIFY webhook_events when events are stored and handled. Off by default:
+/// PostgreSQL serializes the commits of every notifying transaction in the
+/// cluster (a database-wide lock held through the commit record's flush).
+pub static NOTIFY_EVENTS: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// Per listener process: enough for busy senders, far below the open-files
 /// limit, so idle sockets cannot starve the process of descriptors.
 pub static MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(1000);
@@ -234,6 +238,14 @@ fn define_reloadable() {
         &MAX_CONNECTIONS_PER_CLIENT,
         1,
         1_000_000,
+        GucContext::Sighup,
+        GucFlags::empty(),
+    );
+    GucRegistry::define_bool_guc(
+        c"webhook.notify",
+        c"NOTIFY webhook_events when an event is stored and when an attempt of its handler is recorded.",
+        c"Off by default: PostgreSQL serializes the commits of notifying transactions.",
+        &NOTIFY_EVENTS,
         GucContext::Sighup,
         GucFlags::empty(),
     );

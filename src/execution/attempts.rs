@@ -4,7 +4,9 @@
 //! new status commit together or not at all.
 
 use pgrx::datum::DatumWithOid;
-use pgrx::spi::SpiClient;
+use pgrx::datum::IntoDatum;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::PgOid;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -12,7 +14,7 @@ use uuid::Uuid;
 use webhook_core::retry::{AfterFailure, RetryPolicy};
 
 use crate::pipeline::catalog::Catalog;
-use crate::pipeline::spi_util::CaughtSqlError;
+use crate::pipeline::spi_util::{with_settings, CaughtSqlError};
 
 const RECORD_ATTEMPTS: &str = "
 WITH a AS (
@@ -35,6 +37,14 @@ INSERT INTO webhook.attempts (event_id, attempt, workflow_id, started_at, ended_
 SELECT a.event_id, a.attempt, a.workflow_id, pg_catalog.to_timestamp(a.started),
        pg_catalog.to_timestamp(a.ended), a.outcome, a.sqlstate, a.message
   FROM a";
+
+/// One primary-key probe per attempt, never a scan of the events.
+const RECORD_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
+    (c"enable_hashjoin", c"off"),
+    (c"enable_mergejoin", c"off"),
+    (c"enable_seqscan", c"off"),
+    (c"jit", c"off"),
+];
 
 /// How an attempt ended.
 #[derive(Debug, Clone)]
@@ -130,12 +140,36 @@ impl Attempt {
 /// Records the attempts and their events' new status (run as a role that
 /// may write the tables, with the pinned search_path).
 pub fn record(client: &mut SpiClient<'_>, attempts: &[Attempt]) -> Result<(), pgrx::spi::Error> {
+    record_with(client, None, attempts)
+}
+
+/// The recording statement, prepared once by a process that records often.
+pub fn prepare_record(client: &SpiClient<'_>) -> Result<OwnedPreparedStatement, pgrx::spi::Error> {
+    Ok(client
+        .prepare_mut(RECORD_ATTEMPTS, &[PgOid::from(JsonB::type_oid())])?
+        .keep())
+}
+
+/// [`record`] through a statement from [`prepare_record`], if given.
+pub fn record_with(
+    client: &mut SpiClient<'_>,
+    plan: Option<&OwnedPreparedStatement>,
+    attempts: &[Attempt],
+) -> Result<(), pgrx::spi::Error> {
     if attempts.is_empty() {
         return Ok(());
     }
     let rows = Value::Array(attempts.iter().map(Attempt::to_json).collect());
-    client.update(RECORD_ATTEMPTS, None, &[DatumWithOid::from(JsonB(rows))])?;
-    Ok(())
+    let args = [DatumWithOid::from(JsonB(rows))];
+    // The planner cannot know how many attempts the document holds; a hash
+    // join would read all of webhook.events for each batch.
+    with_settings(RECORD_SETTINGS, || {
+        match plan {
+            Some(plan) => client.update(plan, None, &args)?,
+            None => client.update(RECORD_ATTEMPTS, None, &args)?,
+        };
+        Ok(())
+    })
 }
 
 /// Records a failed attempt outside the transaction it ran in (that

@@ -29,7 +29,9 @@ use std::time::{Duration, Instant, SystemTime};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::SpiClient;
+use pgrx::datum::IntoDatum;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::PgOid;
 use pgrx::JsonB;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -44,12 +46,13 @@ use crate::invalidation::{watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES
 use crate::pipeline::catalog::Catalog;
 use crate::pipeline::spi_util::{
     as_role_with_safe_path, in_subtransaction, in_transaction, reset_value, set_session_setting,
-    CaughtSqlError, SAFE_SEARCH_PATH,
+    with_settings, CaughtSqlError, SAFE_SEARCH_PATH,
 };
 use crate::pipeline::{notify_event, response_json, unix, EventRow, Origin};
 use crate::signals;
 
-/// The owner's due events, oldest due first; in an ordered workflow only
+/// The owner's due events, oldest due first (walking events_due_idx, so a
+/// long backlog costs nothing more per batch); in an ordered workflow only
 /// the oldest unfinished event is due. The row lock is the claim: another
 /// executor skips what this one holds.
 const CLAIM: &str = "
@@ -65,17 +68,36 @@ SELECT e.id, e.workflow_id::pg_catalog.text,
         SELECT FROM webhook.events p
          WHERE p.workflow_id OPERATOR(pg_catalog.=) e.workflow_id
            AND p.next_attempt_at IS NOT NULL AND p.id OPERATOR(pg_catalog.<) e.id))
- ORDER BY e.next_attempt_at, e.id
+ ORDER BY e.next_attempt_at
  LIMIT $2
    FOR UPDATE OF e SKIP LOCKED";
 
 /// When the owner's next event is due (Unix seconds), if any is waiting.
 const NEXT_DUE: &str = "
-SELECT extract(epoch FROM pg_catalog.min(e.next_attempt_at))::pg_catalog.float8
+SELECT extract(epoch FROM e.next_attempt_at)::pg_catalog.float8
   FROM webhook.events e
   JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) e.workflow_id
  WHERE e.next_attempt_at IS NOT NULL
-   AND w.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1";
+   AND w.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1
+ ORDER BY e.next_attempt_at
+ LIMIT 1";
+
+/// The queue queries must walk events_due_idx in order, whatever the
+/// statistics say: through the workflow's index they would read every event
+/// the workflow ever had, and a bitmap scan would visit every entry of events
+/// that finished since the last vacuum, on every batch (a plain index scan
+/// marks those entries dead as it passes them, so later scans skip them).
+/// Without sorts the ordered index scan is the only plan left. JIT compiling
+/// these small statements (whose cost estimates the disabled plans inflate)
+/// would cost more than running them.
+const QUEUE_SCAN_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
+    (c"enable_bitmapscan", c"off"),
+    (c"enable_sort", c"off"),
+    (c"jit", c"off"),
+];
+
+/// Pause after a batch that was not full, before claiming the next one.
+const GATHER: Duration = Duration::from_millis(2);
 
 struct Executor {
     slot: usize,
@@ -84,7 +106,27 @@ struct Executor {
     privileged: pg_sys::Oid,
     catalog: Catalog,
     plans: HandlerPlans,
+    /// The executor's own statements, prepared once.
+    statements: Option<Statements>,
     handler_lock_timeout: CString,
+}
+
+struct Statements {
+    claim: OwnedPreparedStatement,
+    next_due: OwnedPreparedStatement,
+    record: OwnedPreparedStatement,
+}
+
+impl Statements {
+    fn prepare(client: &SpiClient<'_>) -> Result<Statements, pgrx::spi::Error> {
+        let oid = PgOid::from(pg_sys::Oid::type_oid());
+        let int4 = PgOid::from(i32::type_oid());
+        Ok(Statements {
+            claim: client.prepare_mut(CLAIM, &[oid, int4])?.keep(),
+            next_due: client.prepare_mut(NEXT_DUE, &[oid])?.keep(),
+            record: attempts::prepare_record(client)?,
+        })
+    }
 }
 
 /// What a batch did.
@@ -164,6 +206,7 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
         privileged: pg_sys::Oid::from(table_owner as u32),
         catalog: Catalog::default(),
         plans: HandlerPlans::default(),
+        statements: None,
         handler_lock_timeout: reset_value(c"lock_timeout"),
     };
     executor.run();
@@ -233,9 +276,17 @@ impl Executor {
                 Ok(batch) if batch.ran > 0 => {
                     self.set_idle(false);
                     idle_since = Instant::now();
+                    let full = batch.ran >= limit as usize;
                     limit = gucs::BATCH_SIZE.get().max(1);
                     if batch.awaited {
                         registry::wake_listeners();
+                    }
+                    if !full {
+                        // Let a few more events arrive, so that a steady
+                        // trickle is run many per transaction (one commit)
+                        // rather than one by one, each competing with the
+                        // listener's commits.
+                        std::thread::sleep(GATHER);
                     }
                     continue;
                 }
@@ -284,13 +335,35 @@ impl Executor {
     fn forget(&mut self) {
         self.catalog.clear();
         self.plans.clear();
+        self.statements = None;
     }
 
-    fn next_due(&self) -> Option<f64> {
+    /// The prepared statements (prepared now if need be), in a transaction.
+    fn statements(&mut self, client: &SpiClient<'_>) -> Result<&Statements, pgrx::spi::Error> {
+        if self.statements.is_none() {
+            let privileged = self.privileged;
+            self.statements =
+                Some(as_role_with_safe_path(privileged, || Statements::prepare(client))?);
+        }
+        Ok(self.statements.as_ref().expect("prepared above"))
+    }
+
+    fn next_due(&mut self) -> Option<f64> {
         let owner = self.owner;
+        let privileged = self.privileged;
         in_transaction(|| {
-            as_role_with_safe_path(self.privileged, || {
-                Spi::get_one_with_args::<f64>(NEXT_DUE, &[DatumWithOid::from(owner)])
+            Spi::connect_mut(|client| {
+                let plan = &self.statements(client)?.next_due;
+                with_settings(QUEUE_SCAN_SETTINGS, || {
+                    as_role_with_safe_path(privileged, || {
+                        let table = client.update(plan, Some(1), &[DatumWithOid::from(owner)])?;
+                        if table.is_empty() {
+                            Ok(None)
+                        } else {
+                            table.first().get::<f64>(1)
+                        }
+                    })
+                })
             })
         })
         .ok()
@@ -312,7 +385,15 @@ impl Executor {
                 }
                 let privileged = self.privileged;
                 let owner = self.owner;
-                let events = as_role_with_safe_path(privileged, || claim(client, owner, limit))?;
+                self.statements(client)?;
+                let statements = self.statements.take().expect("prepared above");
+                let events = with_settings(QUEUE_SCAN_SETTINGS, || {
+                    as_role_with_safe_path(privileged, || {
+                        claim(client, &statements.claim, owner, limit)
+                    })
+                });
+                self.statements = Some(statements);
+                let events = events?;
                 let mut batch = Batch::default();
                 let mut records = Vec::with_capacity(events.len());
                 let unrecorded = registry::unrecorded_events();
@@ -383,7 +464,10 @@ impl Executor {
                     batch.ran += 1;
                 }
                 self.set_running(0, 0, 0);
-                as_role_with_safe_path(privileged, || attempts::record(client, &records))?;
+                let record_plan = self.statements.as_ref().map(|s| &s.record);
+                as_role_with_safe_path(privileged, || {
+                    attempts::record_with(client, record_plan, &records)
+                })?;
                 for record in &records {
                     notify_event(record.event_id, record.status);
                 }
@@ -447,11 +531,12 @@ impl Executor {
 
 fn claim(
     client: &mut SpiClient<'_>,
+    plan: &OwnedPreparedStatement,
     owner: pg_sys::Oid,
     limit: i32,
 ) -> Result<Vec<EventRow>, pgrx::spi::Error> {
     let table = client.update(
-        CLAIM,
+        plan,
         None,
         &[DatumWithOid::from(owner), DatumWithOid::from(limit)],
     )?;

@@ -31,7 +31,9 @@ unsafe extern "C-unwind" {
 /// workflow id (it is the URL) and no data; a listener reads the row, and
 /// row-level security decides whether it may.
 pub fn notify_event(event_id: i64, status: &str) {
-    if !NOTIFY_QUEUE_HAS_ROOM.load(std::sync::atomic::Ordering::Relaxed) {
+    if !crate::gucs::NOTIFY_EVENTS.get()
+        || !NOTIFY_QUEUE_HAS_ROOM.load(std::sync::atomic::Ordering::Relaxed)
+    {
         return;
     }
     let payload = std::ffi::CString::new(format!(
