@@ -78,8 +78,11 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
     // This session is a superuser's: no name it resolves may come from a
     // schema a tenant can write (handlers get their owner's path instead).
     set_session_setting(c"search_path", SAFE_SEARCH_PATH);
-    // Its statements are small; compiling them would cost more than running them.
+    // Its statements are small and always the same: compiling them, or
+    // planning them again for each request's values, would cost more than
+    // running them.
     set_session_setting(c"jit", c"off");
+    set_session_setting(c"plan_cache_mode", c"force_generic_plan");
     apply_lock_timeout();
     watch_definitions();
     crate::execution::registry::register_listener(arg.value().saturating_sub(1));

@@ -90,7 +90,7 @@ SELECT extract(epoch FROM e.next_attempt_at)::pg_catalog.float8
 /// Without sorts the ordered index scan is the only plan left. JIT compiling
 /// these small statements (whose cost estimates the disabled plans inflate)
 /// would cost more than running them.
-const QUEUE_SCAN_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
+pub const QUEUE_SCAN_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
     (c"enable_bitmapscan", c"off"),
     (c"enable_sort", c"off"),
     (c"jit", c"off"),

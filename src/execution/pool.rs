@@ -13,7 +13,7 @@ use super::attempts;
 use super::registry::{now_ms, wake, SlotState, MAX_EXECUTOR_SLOTS, REGISTRY};
 use crate::gucs;
 use crate::pipeline::catalog::Catalog;
-use crate::pipeline::spi_util::CaughtSqlError;
+use crate::pipeline::spi_util::{with_settings, CaughtSqlError};
 
 /// A slot whose executor has not attached after this long is taken back
 /// (the postmaster could not start it).
@@ -117,22 +117,31 @@ fn log_rarely(message: &str) {
     }
 }
 
-/// Owners (still existing) with events due now, oldest due first.
+/// Owners (still existing) of the first events due, walking events_due_idx
+/// in order (see QUEUE_SCAN_SETTINGS in executor.rs): owners whose events are
+/// further back are found once the ones before them are done.
 const DUE_OWNERS: &str = "
-SELECT DISTINCT ON (w.owner) w.owner::pg_catalog.oid::pg_catalog.int8
-  FROM webhook.events e
-  JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) e.workflow_id
-  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid
- WHERE e.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
- LIMIT 1000";
+SELECT w.owner::pg_catalog.oid::pg_catalog.int8
+  FROM (SELECT e.workflow_id FROM webhook.events e
+         WHERE e.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
+         ORDER BY e.next_attempt_at
+         LIMIT 1000) d
+  JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) d.workflow_id
+  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid";
 
 /// The once-a-second round (inside the caller's transaction).
 pub fn tend(client: &mut SpiClient<'_>, catalog: &mut Catalog) -> Result<(), pgrx::spi::Error> {
     record_ended_executors(client, catalog)?;
-    let owners: Vec<i64> = client
-        .select(DUE_OWNERS, None, &[])?
-        .filter_map(|row| row.get::<i64>(1).ok().flatten())
-        .collect();
+    let mut owners: Vec<i64> = with_settings(super::executor::QUEUE_SCAN_SETTINGS, || {
+        Ok::<_, pgrx::spi::Error>(
+            client
+                .select(DUE_OWNERS, None, &[])?
+                .filter_map(|row| row.get::<i64>(1).ok().flatten())
+                .collect(),
+        )
+    })?;
+    owners.sort_unstable();
+    owners.dedup();
     for owner in owners {
         wake_or_start(pg_sys::Oid::from(owner as u32));
     }
