@@ -56,7 +56,7 @@ webhook_ext is running.
 Fire it:
   curl -s -X POST '$URL' -H 'Content-Type: application/json' -d '{"order_id":"A-1001","amount":19.99}'
 
-Then look at the rows:
+Then look at the rows (the handler runs in an executor right after the answer):
   psql -h $PGDATA_DIR -p $PG_PORT -U postgres -c 'SELECT id, status, params FROM webhook.events' -c 'SELECT * FROM example_orders' postgres
 
 Stop the cluster:

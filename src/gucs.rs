@@ -279,6 +279,7 @@ fn define_checked_string(
     context: GucContext,
     check: pg_sys::GucStringCheckHook,
 ) {
+    // SAFETY: defines a GUC during _PG_init with 'static names and storage.
     unsafe {
         pg_sys::DefineCustomStringVariable(
             name.as_ptr(),
@@ -341,6 +342,7 @@ unsafe extern "C-unwind" fn check_public_base_url(
 }
 
 fn read(variable: *const *mut c_char) -> String {
+    // SAFETY: `variable` is a GUC's storage, NULL or a NUL-terminated string owned by guc.c.
     unsafe {
         let ptr = *variable;
         if ptr.is_null() {
@@ -358,6 +360,7 @@ fn preloaded() -> bool {
 /// A postmaster-level setting in a backend that did not preload the library:
 /// the value from the configuration (a placeholder), or the default.
 fn postmaster_value(name: &CStr, default: &str) -> String {
+    // SAFETY: GetConfigOption returns NULL or a NUL-terminated string owned by guc.c, copied at once.
     unsafe {
         let value = pg_sys::GetConfigOption(name.as_ptr(), true, false);
         if value.is_null() {

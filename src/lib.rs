@@ -35,6 +35,7 @@ pub(crate) static PRELOADED: AtomicBool = AtomicBool::new(false);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // SAFETY: a plain global that PostgreSQL sets before loading libraries.
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     gucs::define(preloading);
     if preloading {

@@ -1,12 +1,14 @@
-//! SIGTERM for listener processes.
+//! SIGTERM for listener and executor processes, and the executor's deadline
+//! watchdog.
 //!
-//! SIGTERM asks the main loop to finish: stop accepting, answer what is in
-//! flight, exit. A handler that is running gets a short grace period to
-//! finish; past it, a watchdog thread re-sends SIGTERM and this time the
-//! signal handler does what PostgreSQL's own `die()` does, so a long or stuck
-//! handler is cut short at its next interrupt check (FATAL: the batch is not
-//! committed and its callers see the connection close) instead of holding up
-//! `pg_ctl stop` or `pg_terminate_backend()`.
+//! SIGTERM asks the main loop to finish (a listener stops accepting and
+//! answers what is in flight). A handler that is running in an executor gets
+//! a short grace period to finish; past it, a watchdog thread re-sends
+//! SIGTERM and this time the signal handler does what PostgreSQL's own
+//! `die()` does, so a long or stuck handler is cut short at its next
+//! interrupt check (FATAL: the batch is not committed, its events run again)
+//! instead of holding up `pg_ctl stop` or `pg_terminate_backend()`. The same
+//! watchdog ends a handler that is still running 1 s past its deadline.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -53,6 +55,7 @@ static DIE_NOW: AtomicBool = AtomicBool::new(false);
 /// signals are unblocked, so the thread inherits the blocked mask.
 pub fn install_sigterm_handler() {
     process_start();
+    // SAFETY: installs a signal handler on the main thread before signals are unblocked.
     unsafe {
         pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(on_sigterm));
     }
@@ -84,6 +87,7 @@ fn watchdog() {
             // Same path as a SIGTERM whose grace ran out: die() at the next
             // interrupt check; the postmaster restarts the listener.
             DIE_NOW.store(true, Ordering::SeqCst);
+            // SAFETY: kill(2) of our own pid; only the main thread has SIGTERM unblocked.
             unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
             return;
         }
@@ -93,6 +97,7 @@ fn watchdog() {
         let since = *shutdown_seen.get_or_insert_with(Instant::now);
         if since.elapsed() >= HANDLER_GRACE && RUNNING_HANDLER.load(Ordering::SeqCst) {
             DIE_NOW.store(true, Ordering::SeqCst);
+            // SAFETY: as above.
             unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
             return;
         }
@@ -104,6 +109,7 @@ pub fn while_running_handler<R>(f: impl FnOnce() -> R) -> R {
     RUNNING_HANDLER.store(true, Ordering::SeqCst);
     if DIE_NOW.load(Ordering::SeqCst) {
         // The grace period is over: no new handler starts.
+        // SAFETY: the flags die() sets, set on the main thread; checked at the next CHECK_FOR_INTERRUPTS.
         unsafe {
             pg_sys::ProcDiePending = 1;
             pg_sys::InterruptPending = 1;

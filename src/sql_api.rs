@@ -73,9 +73,7 @@ fn webhook_trigger(
         pipeline.handle(client, workflow_id, &request, &meta, &mut next_id)
     })
     .unwrap_or_else(|e| pgrx::error!("webhook_trigger failed: {e}"));
-    let response = match handled {
-        handled => handled.into_response(),
-    };
+    let response = handled.into_response();
     let mut out = response_json(&response);
     out["event_id"] = json!(pipeline.last_event_id);
     JsonB(out)

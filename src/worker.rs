@@ -70,6 +70,7 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
         Err(e) => {
             // Exit non-zero: the postmaster retries after bgw_restart_time.
             log!("webhook_ext listener cannot start: {e}");
+            // SAFETY: exits the process; nothing of ours is held yet.
             unsafe { pg_sys::proc_exit(1) };
         }
     };
@@ -116,6 +117,7 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
             break;
         }
         if BackgroundWorker::sighup_received() {
+            // SAFETY: the documented way to reload the configuration, on the main thread.
             unsafe {
                 pg_sys::ConfigReloadPending = 0;
                 pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
@@ -176,6 +178,7 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
     drop(listener);
     // Non-zero so the postmaster restarts us after pg_terminate_backend(); at
     // server shutdown it does not restart anything anyway.
+    // SAFETY: exits the process at the end of the main loop.
     unsafe { pg_sys::proc_exit(1) };
 }
 
@@ -395,18 +398,17 @@ impl ListenerState {
                     let recorded = match (row.get::<i32>(2)?, row.get::<String>(3)?) {
                         (Some(status), headers) => Some(Response {
                             status: status as u16,
-                            headers:
-                                headers
-                                    .and_then(|h| {
-                                        serde_json::from_str::<
+                            headers: headers
+                                .and_then(|h| {
+                                    serde_json::from_str::<
                                             serde_json::Map<String, serde_json::Value>,
                                         >(&h)
                                         .ok()
-                                    })
-                                    .unwrap_or_default()
-                                    .into_iter()
-                                    .filter_map(|(k, v)| Some((k, v.as_str()?.to_string())))
-                                    .collect(),
+                                })
+                                .unwrap_or_default()
+                                .into_iter()
+                                .filter_map(|(k, v)| Some((k, v.as_str()?.to_string())))
+                                .collect(),
                             body: row.get::<String>(4)?.unwrap_or_default().into_bytes(),
                         }),
                         _ => None,

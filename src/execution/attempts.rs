@@ -6,8 +6,8 @@
 use pgrx::datum::DatumWithOid;
 use pgrx::datum::IntoDatum;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::PgOid;
 use pgrx::JsonB;
+use pgrx::PgOid;
 use serde_json::{json, Value};
 use uuid::Uuid;
 

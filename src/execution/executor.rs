@@ -28,11 +28,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::datum::DatumWithOid;
-use pgrx::prelude::*;
 use pgrx::datum::IntoDatum;
+use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::PgOid;
 use pgrx::JsonB;
+use pgrx::PgOid;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -140,7 +140,7 @@ struct Batch {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
-    let slot = arg.value() as usize;
+    let slot = arg.value();
     // Threads (the watchdog) start before signals are unblocked.
     signals::install_sigterm_handler();
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
@@ -188,6 +188,7 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
     ))) = setup
     else {
         // The owner was dropped, or the extension is not installed.
+        // SAFETY: exits the process before it did anything.
         unsafe { pg_sys::proc_exit(0) };
     };
     // pg_stat_activity.application_name names the owner it serves.
@@ -210,6 +211,7 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
         handler_lock_timeout: reset_value(c"lock_timeout"),
     };
     executor.run();
+    // SAFETY: exits the process at the end of its loop, outside any transaction.
     unsafe { pg_sys::proc_exit(0) };
 }
 
@@ -342,8 +344,9 @@ impl Executor {
     fn statements(&mut self, client: &SpiClient<'_>) -> Result<&Statements, pgrx::spi::Error> {
         if self.statements.is_none() {
             let privileged = self.privileged;
-            self.statements =
-                Some(as_role_with_safe_path(privileged, || Statements::prepare(client))?);
+            self.statements = Some(as_role_with_safe_path(privileged, || {
+                Statements::prepare(client)
+            })?);
         }
         Ok(self.statements.as_ref().expect("prepared above"))
     }

@@ -75,6 +75,7 @@ impl Default for Registry {
 // SAFETY: plain old data, no pointers: the same bytes mean the same in every process.
 unsafe impl PGRXSharedMemory for Registry {}
 
+// SAFETY: initialised by pg_shmem_init! in _PG_init (request_shared_memory), before any use.
 pub static REGISTRY: PgLwLock<Registry> = unsafe { PgLwLock::new(c"webhook_ext executors") };
 
 /// Called from `_PG_init` while shared_preload_libraries are loaded.

@@ -11,11 +11,13 @@ pub struct Waker {
 
 impl Waker {
     pub fn new() -> io::Result<Waker> {
+        // SAFETY: eventfd(2) with constant flags; the result is checked below.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(Waker {
+            // SAFETY: fd is a new descriptor nobody else owns.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
     }
@@ -23,6 +25,7 @@ impl Waker {
     /// Makes the fd readable; cheap and safe from any thread.
     pub fn wake(&self) {
         let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our own eventfd.
         unsafe {
             libc::write(
                 self.fd.as_raw_fd(),
@@ -35,6 +38,7 @@ impl Waker {
     /// Resets the fd after the main thread woke up.
     pub fn drain(&self) {
         let mut count: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64 from our own eventfd.
         unsafe {
             libc::read(
                 self.fd.as_raw_fd(),

@@ -1,6 +1,6 @@
 //! Workflow definitions as the pipeline needs them, loaded through SPI and
 //! cached per process until a change to workflows or parameters is signalled
-//! (see `webhook._signal_config_change` and worker.rs).
+//! (see `webhook._signal_config_change` and src/invalidation.rs).
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -23,7 +23,7 @@ use webhook_core::validate::{ParamSpec, Source};
 /// How to call a workflow's handler.
 #[derive(Debug, Clone)]
 pub struct HandlerCall {
-    /// The SPI statement; `$1..$15` are the event columns (see `events.rs`).
+    /// The SPI statement; `$1..$20` are the event columns (see src/pipeline/event_row.rs).
     pub sql: String,
     /// For the workflow method: how to label what it returns.
     pub output: Option<HandlerOutput>,

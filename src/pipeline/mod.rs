@@ -1,9 +1,10 @@
-//! The PostgreSQL side of a request: find the workflow, admit the request
-//! (pure rules in `webhook_core::request`), store the event, run the handler as
-//! the workflow owner in a subtransaction, and pick the response.
+//! Ingest, the PostgreSQL side of a request: find the workflow, admit the
+//! request (pure rules in `webhook_core::request`), claim its delivery key,
+//! store the event, and pick the response.
 //!
-//! Used by the listener's main thread (many requests per transaction) and by
-//! `webhook_trigger` / `webhook_replay` in ordinary backends.
+//! Used by the listener's main thread (many requests per transaction), which
+//! leaves handlers to executors (src/execution), and by `webhook_trigger` /
+//! `webhook_replay` in ordinary backends, which run the handler at once.
 
 pub mod catalog;
 mod event_row;
@@ -47,6 +48,10 @@ SELECT v.epoch::pg_catalog.text,
        ARRAY(SELECT pg_catalog.nextval('webhook.events_id_seq') FROM pg_catalog.generate_series(1, $1)),
        pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5
   FROM webhook.config_version v";
+
+/// Claims a request's delivery key: `Some((original event, its recorded
+/// response))` when it is a redelivery.
+type ClaimDelivery<'a> = dyn Fn(&mut SpiClient<'_>) -> Option<(i64, Option<Value>)> + 'a;
 
 /// `accepted_response` answers for every method but `workflow`, whose answer
 /// comes from the handler.
@@ -372,7 +377,7 @@ impl Pipeline {
             attempts: 0,
             next_attempt_at: Some(now),
             // SAFETY: MyProcPid is set before any extension code runs.
-            listener_pid: (!self.run_handlers_now).then(|| unsafe { pg_sys::MyProcPid }),
+            listener_pid: (!self.run_handlers_now).then_some(unsafe { pg_sys::MyProcPid }),
         };
         self.prepare_insert(client)?;
         let privileged = self.privileged_role;
@@ -461,7 +466,7 @@ impl Pipeline {
         workflow: &Workflow,
         mut row: EventRow,
         success: Option<Response>,
-        claim: &dyn Fn(&mut SpiClient<'_>) -> Option<(i64, Option<Value>)>,
+        claim: &ClaimDelivery<'_>,
     ) -> Result<Handled, pgrx::spi::Error> {
         let wf_rules = &workflow.rules;
         let id = row.id;

@@ -1,10 +1,10 @@
-//! Leaves nothing of one handler run in the listener's session for the next.
+//! Leaves nothing of one handler run in an executor's session for the next.
 //!
-//! The listener's session runs the handlers of every owner one after another.
-//! Whatever session state a handler creates would be found by the next one:
-//! an open cursor (declared WITH HOLD, or just left open in the batch's
-//! transaction) can be fetched by another owner's handler and returns rows
-//! read with the first owner's privileges; session advisory locks outlive the
+//! An executor's session runs one owner's handlers one after another, many
+//! per transaction (src/execution/executor.rs). Whatever session state a
+//! handler creates would be found by the next one: an open cursor (declared
+//! WITH HOLD, or just left open in the batch's transaction) could be fetched
+//! by a later handler; session advisory locks outlive the
 //! run, and enough of them fill the cluster's shared lock table; LISTEN makes
 //! the session a NOTIFY queue reader that never reads; PREPAREd statements and
 //! sequence caches (currval/lastval) leak; an open large-object descriptor
@@ -15,7 +15,7 @@
 //!
 //! `SET CONSTRAINTS` changes the timing of constraints for the rest of the
 //! transaction, which is the whole batch, and there is no way to restore the
-//! previous state: handlers in the listener may not run it at all
+//! previous state: handlers in executors may not run it at all
 //! ([`install_handler_guard`]).
 
 use std::sync::atomic::Ordering;
@@ -32,7 +32,7 @@ unsafe extern "C-unwind" {
 
 /// Drops every portal (cursor) but the running one, releases session-level
 /// advisory locks, deallocates prepared statements, forgets LISTENs and
-/// sequence caches. Only for the listener's own session: in an ordinary
+/// sequence caches. Only for an executor's own session: in an ordinary
 /// backend (`webhook_trigger`) this state belongs to the user.
 pub fn discard_handler_state() {
     // SAFETY: all of these are what DISCARD ALL / pg_advisory_unlock_all() run,
@@ -52,7 +52,7 @@ pub fn discard_handler_state() {
 static mut PREVIOUS_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
 /// Refuses `SET CONSTRAINTS` inside handlers run by this process (the
-/// listener calls it once at start; ordinary backends never do).
+/// executor calls it once at start; ordinary backends never do).
 pub fn install_handler_guard() {
     // SAFETY: hooks are process-global and set on the main thread before any
     // statement runs; the previous hook is chained.

@@ -50,6 +50,7 @@ fn sqlstate_text(code: pgrx::PgSqlErrorCode) -> String {
 /// process ready for the next transaction. Only for the listener's main loop,
 /// where no transaction is open.
 pub fn in_transaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtSqlError> {
+    // SAFETY: starts a transaction on the main thread, where none is open (see above).
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();
@@ -58,6 +59,7 @@ pub fn in_transaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtSqlError> {
     let f = AssertUnwindSafe(f);
     PgTryBuilder::new(move || {
         let result = f();
+        // SAFETY: ends the transaction started above, with its snapshot.
         unsafe {
             pg_sys::PopActiveSnapshot();
             pg_sys::CommitTransactionCommand();
@@ -65,6 +67,7 @@ pub fn in_transaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtSqlError> {
         Ok(result)
     })
     .catch_others(|error| {
+        // SAFETY: the error left the transaction open; aborting it is the only way out.
         unsafe { pg_sys::AbortCurrentTransaction() };
         Err(CaughtSqlError::from_caught(error))
     })
@@ -75,6 +78,7 @@ pub fn in_transaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtSqlError> {
 /// error everything `f` did is rolled back and the error returned, while the
 /// enclosing transaction goes on.
 pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtSqlError> {
+    // SAFETY: starts a subtransaction inside the caller's transaction, as PL/pgSQL does.
     let (old_context, old_owner) = unsafe {
         let context = pg_sys::CurrentMemoryContext;
         let owner = pg_sys::CurrentResourceOwner;
@@ -85,6 +89,7 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtSqlError> 
     let f = AssertUnwindSafe(f);
     PgTryBuilder::new(move || {
         let result = f();
+        // SAFETY: commits the subtransaction started above and restores the caller's context.
         unsafe {
             pg_sys::ReleaseCurrentSubTransaction();
             pg_sys::MemoryContextSwitchTo(old_context);
@@ -93,6 +98,7 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtSqlError> 
         Ok(result)
     })
     .catch_others(|error| {
+        // SAFETY: rolls back the subtransaction started above and restores the caller's context.
         unsafe {
             pg_sys::MemoryContextSwitchTo(old_context);
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
@@ -107,15 +113,14 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtSqlError> 
 /// Runs a handler with the privileges of `role`, like a SECURITY DEFINER
 /// function owned by it, and as a security-restricted operation (as
 /// PostgreSQL runs index expressions during VACUUM): `SET ROLE`, `SET SESSION
-/// AUTHORIZATION` and temporary objects are refused, so nothing a handler
-/// does outlives it in the listener's session where the next owner's handler
-/// would find it (a temp table would shadow its tables). Every setting it
+/// AUTHORIZATION` (and their RESETs, the way back to the executor's
+/// connecting superuser) and temporary objects are refused, so nothing a
+/// handler does outlives it in the executor's session. Every setting it
 /// changes, even with `set_config(..., false)`, is reverted afterwards.
 /// It runs with `search_path` (the owner's), not the pinned path of the
 /// extension's own statements. Errors propagate; the enclosing
 /// subtransaction's abort then restores the user and settings.
-/// `lock_timeout` is the server default ([`reset_value`]), not the listener's
-/// own: a handler waits for locks as its owner's sessions would (its deadline
+/// `lock_timeout` is the server default ([`reset_value`]): a handler waits for locks as its owner's sessions would (its deadline
 /// still bounds it).
 pub fn as_handler_owner<R>(
     role: pg_sys::Oid,
@@ -197,6 +202,7 @@ fn with_role<R>(
     settings: &[(&std::ffi::CStr, &std::ffi::CStr)],
     f: impl FnOnce() -> R,
 ) -> R {
+    // SAFETY: user switches and GUC nesting as fmgr_security_definer does; both are undone before returning (or by the enclosing abort).
     unsafe {
         let mut saved_user = pg_sys::Oid::INVALID;
         let mut saved_context = 0;
@@ -238,8 +244,9 @@ const RECANCEL_EVERY_MS: i32 = 100;
 /// statement_timeout does for a client query, and again every 100 ms while
 /// it goes on. A handler that catches the cancel and returns late still fails
 /// with 57014; one that keeps catching it is ended 1 s after its deadline by
-/// the listener's watchdog (signals.rs), which exits the process: nothing of
-/// its batch is committed and the postmaster restarts the listener.
+/// the executor's watchdog (src/signals.rs), which ends the executor:
+/// nothing of its batch is committed, and a listener records the attempt
+/// (src/execution/pool.rs).
 pub fn with_deadline<R>(timeout_ms: i32, f: impl FnOnce() -> R) -> R {
     let started = std::time::Instant::now();
     let timeout_ms = timeout_ms.max(1);
@@ -254,6 +261,7 @@ pub fn with_deadline<R>(timeout_ms: i32, f: impl FnOnce() -> R) -> R {
     ));
     let f = AssertUnwindSafe(f);
     let result = PgTryBuilder::new(f)
+        // SAFETY: timeout.c on the main thread: disarms what was armed above.
         .finally(|| unsafe {
             crate::signals::set_handler_deadline(None);
             disable_timeout(STATEMENT_TIMEOUT, false);
