@@ -677,8 +677,8 @@ BEGIN
         RAISE EXCEPTION 'max_attempts must be between 1 and 1000 (1: never retried)'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF $3 IS NULL OR $3 <= interval '0' OR $4 IS NULL OR $4 < $3 THEN
-        RAISE EXCEPTION 'delay must be positive and max_delay at least delay'
+    IF $3 IS NULL OR $3 <= interval '0' OR $4 IS NULL OR $4 < $3 OR $4 > interval '30 days' THEN
+        RAISE EXCEPTION 'delay must be positive, and max_delay at least delay and at most 30 days'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     UPDATE webhook.workflows x

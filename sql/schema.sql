@@ -78,7 +78,8 @@ CREATE TABLE webhook.workflows (
     ordered               boolean     NOT NULL DEFAULT false,
     CONSTRAINT workflows_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 1000),
     CONSTRAINT workflows_retry_delay_check
-        CHECK (retry_delay > interval '0' AND retry_max_delay >= retry_delay),
+        CHECK (retry_delay > interval '0' AND retry_max_delay >= retry_delay
+               AND retry_max_delay <= interval '30 days'),
     CONSTRAINT workflows_name_not_blank CHECK (btrim(name) <> ''),
     CONSTRAINT workflows_owner_name_key UNIQUE (owner, name),
     CONSTRAINT workflows_response_method_check

@@ -138,7 +138,9 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
         let stale = state
             .last_check
             .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
-        if !state.ready || (stale && jobs.is_empty()) {
+        // Once a second even under steady traffic: retries that came due and
+        // events left by a restart need an executor whatever else arrives.
+        if !state.ready || stale {
             state.check_extension();
             if state.ready {
                 forget_expired_deliveries();
@@ -146,6 +148,9 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
             }
         } else if state.ready && crate::execution::registry::any_exited() {
             state.tend_executors();
+        }
+        if state.ready {
+            crate::execution::pool::start_waiting_owners();
         }
         if !jobs.is_empty() {
             state.process(jobs);
@@ -418,8 +423,10 @@ impl ListenerState {
                 Ok::<_, pgrx::spi::Error>(finished)
             })
         });
-        let Ok(Ok(finished)) = finished else {
-            return;
+        // If the lookup failed, callers past their deadline are still answered.
+        let finished = match finished {
+            Ok(Ok(finished)) => finished,
+            _ => std::collections::HashMap::new(),
         };
         let now = Instant::now();
         let mut still = Vec::with_capacity(self.waiting.len());

@@ -38,6 +38,10 @@ SELECT a.event_id, a.attempt, a.workflow_id, pg_catalog.to_timestamp(a.started),
        pg_catalog.to_timestamp(a.ended), a.outcome, a.sqlstate, a.message
   FROM a";
 
+/// The longest retry delay (30 days, as the workflows table allows): a
+/// later time would not fit in a timestamp for long.
+const MAX_RETRY_DELAY_SECS: f64 = 30.0 * 86_400.0;
+
 /// One primary-key probe per attempt, never a scan of the events.
 const RECORD_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
     (c"enable_hashjoin", c"off"),
@@ -95,7 +99,10 @@ pub fn next_status(
         return ("succeeded", None);
     }
     match policy.after_failure(attempt.max(1) as u32, jitter()) {
-        AfterFailure::RetryIn(delay) => ("failed", Some(ended + delay.as_secs_f64())),
+        AfterFailure::RetryIn(delay) => (
+            "failed",
+            Some(ended + delay.as_secs_f64().min(MAX_RETRY_DELAY_SECS)),
+        ),
         AfterFailure::Dead => ("dead", None),
     }
 }
@@ -172,9 +179,21 @@ pub fn record_with(
     })
 }
 
+/// What became of a lost attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostAttempt {
+    Recorded,
+    /// Recorded already, or the event is gone.
+    Gone,
+    /// The event's row is locked (the transaction that ran it is still
+    /// ending): try again later.
+    Busy,
+}
+
 /// Records a failed attempt outside the transaction it ran in (that
 /// transaction was lost: its executor ended, or it failed to commit), unless
-/// the event has moved on since (recorded already, or deleted).
+/// the event has moved on since (recorded already, or deleted). Never waits
+/// for a lock.
 pub fn record_lost_attempt(
     client: &mut SpiClient<'_>,
     catalog: &mut Catalog,
@@ -182,23 +201,40 @@ pub fn record_lost_attempt(
     attempt: i32,
     started: f64,
     error: CaughtSqlError,
-) -> Result<(), pgrx::spi::Error> {
-    let workflow_id = client
-        .update(
-            "SELECT workflow_id::pg_catalog.text FROM webhook.events
-              WHERE id OPERATOR(pg_catalog.=) $1 AND attempts OPERATOR(pg_catalog.<) $2
-                AND next_attempt_at IS NOT NULL
-                FOR UPDATE",
-            Some(1),
-            &[DatumWithOid::from(event_id), DatumWithOid::from(attempt)],
-        )?
-        .first()
-        .get::<String>(1)?;
+) -> Result<LostAttempt, pgrx::spi::Error> {
+    let args = [DatumWithOid::from(event_id), DatumWithOid::from(attempt)];
+    let locked = client.update(
+        "SELECT workflow_id::pg_catalog.text FROM webhook.events
+          WHERE id OPERATOR(pg_catalog.=) $1 AND attempts OPERATOR(pg_catalog.<) $2
+            AND next_attempt_at IS NOT NULL
+            FOR UPDATE SKIP LOCKED",
+        Some(1),
+        &args,
+    )?;
+    let workflow_id = if locked.is_empty() {
+        None
+    } else {
+        locked.first().get::<String>(1)?
+    };
     let Some(workflow_id) = workflow_id.and_then(|id| id.parse::<Uuid>().ok()) else {
-        return Ok(());
+        let exists = client
+            .select(
+                "SELECT true FROM webhook.events
+                  WHERE id OPERATOR(pg_catalog.=) $1 AND attempts OPERATOR(pg_catalog.<) $2
+                    AND next_attempt_at IS NOT NULL",
+                Some(1),
+                &args,
+            )?
+            .len()
+            > 0;
+        return Ok(if exists {
+            LostAttempt::Busy
+        } else {
+            LostAttempt::Gone
+        });
     };
     let Some(workflow) = catalog.get(client, workflow_id)? else {
-        return Ok(());
+        return Ok(LostAttempt::Gone);
     };
     let ended = crate::pipeline::unix(std::time::SystemTime::now());
     let outcome = Outcome::from_error(error);
@@ -218,5 +254,5 @@ pub fn record_lost_attempt(
         }],
     )?;
     crate::pipeline::notify_event(event_id, status);
-    Ok(())
+    Ok(LostAttempt::Recorded)
 }

@@ -53,8 +53,9 @@ use crate::signals;
 
 /// The owner's due events, oldest due first (walking events_due_idx, so a
 /// long backlog costs nothing more per batch); in an ordered workflow only
-/// the oldest unfinished event is due. The row lock is the claim: another
-/// executor skips what this one holds.
+/// the oldest unfinished event is due; `$3` are events whose lost attempt a
+/// listener has yet to record (registry.rs). The row lock is the claim:
+/// another executor skips what this one holds.
 const CLAIM: &str = "
 SELECT e.id, e.workflow_id::pg_catalog.text,
        extract(epoch FROM e.received_at)::pg_catalog.float8, e.method, e.query, e.headers,
@@ -64,6 +65,7 @@ SELECT e.id, e.workflow_id::pg_catalog.text,
   JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) e.workflow_id
  WHERE e.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
    AND w.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1
+   AND e.id OPERATOR(pg_catalog.<>) ALL ($3)
    AND (NOT w.ordered OR NOT EXISTS (
         SELECT FROM webhook.events p
          WHERE p.workflow_id OPERATOR(pg_catalog.=) e.workflow_id
@@ -99,6 +101,12 @@ pub const QUEUE_SCAN_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
 /// Pause after a batch that was not full, before claiming the next one.
 const GATHER: Duration = Duration::from_millis(2);
 
+/// How long one batch's handlers should take, going by their recent run
+/// times: a batch holds its claimed events until it commits, so slow handlers
+/// are claimed a few at a time and the owner's other executor can take the
+/// rest.
+const BATCH_BUDGET_MS: f64 = 50.0;
+
 struct Executor {
     slot: usize,
     owner: pg_sys::Oid,
@@ -109,6 +117,9 @@ struct Executor {
     /// The executor's own statements, prepared once.
     statements: Option<Statements>,
     handler_lock_timeout: CString,
+    /// Recent handler run time (ms, exponentially weighted); starts high, so
+    /// the first batches are small until the handlers prove fast.
+    handler_ms: f64,
 }
 
 struct Statements {
@@ -122,7 +133,9 @@ impl Statements {
         let oid = PgOid::from(pg_sys::Oid::type_oid());
         let int4 = PgOid::from(i32::type_oid());
         Ok(Statements {
-            claim: client.prepare_mut(CLAIM, &[oid, int4])?.keep(),
+            claim: client
+                .prepare_mut(CLAIM, &[oid, int4, PgOid::from(Vec::<i64>::type_oid())])?
+                .keep(),
             next_due: client.prepare_mut(NEXT_DUE, &[oid])?.keep(),
             record: attempts::prepare_record(client)?,
         })
@@ -147,10 +160,14 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
     let Some(owner) = attach(slot) else {
         return;
     };
+    BackgroundWorker::connect_worker_to_spi(Some(&gucs::database()), None);
+    // Registered after connecting, so that it runs before PostgreSQL's own
+    // exit callback aborts the transaction: the slot says Exited (other
+    // executors skip the event) before the event's row lock is released. A
+    // process that ends before this point is noticed by pool.rs.
     // SAFETY: registers a callback with PostgreSQL's exit machinery; it
     // only touches our shared memory slot.
     unsafe { pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(slot)) };
-    BackgroundWorker::connect_worker_to_spi(Some(&gucs::database()), None);
     set_session_setting(c"search_path", SAFE_SEARCH_PATH);
     crate::pipeline::session_reset::install_handler_guard();
     watch_definitions();
@@ -209,6 +226,7 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
         plans: HandlerPlans::default(),
         statements: None,
         handler_lock_timeout: reset_value(c"lock_timeout"),
+        handler_ms: BATCH_BUDGET_MS,
     };
     executor.run();
     // SAFETY: exits the process at the end of its loop, outside any transaction.
@@ -247,8 +265,10 @@ unsafe extern "C-unwind" fn on_exit(_code: std::ffi::c_int, arg: pg_sys::Datum) 
             entry.state = SlotState::Exited;
             true
         } else {
+            // One that gave way: the owner waiting for its slot starts now.
+            let retired = entry.retire;
             *entry = Default::default();
-            false
+            retired
         }
     };
     if interrupted {
@@ -258,7 +278,7 @@ unsafe extern "C-unwind" fn on_exit(_code: std::ffi::c_int, arg: pg_sys::Datum) 
 
 impl Executor {
     fn run(&mut self) {
-        let mut limit = gucs::BATCH_SIZE.get().max(1);
+        let mut limit = self.batch_limit();
         let mut idle_since = Instant::now();
         loop {
             if signals::shutdown_requested() || self.asked_to_retire() {
@@ -279,7 +299,7 @@ impl Executor {
                     self.set_idle(false);
                     idle_since = Instant::now();
                     let full = batch.ran >= limit as usize;
-                    limit = gucs::BATCH_SIZE.get().max(1);
+                    limit = self.batch_limit();
                     if batch.awaited {
                         registry::wake_listeners();
                     }
@@ -296,6 +316,13 @@ impl Executor {
                 Err(error) => {
                     self.forget();
                     let claimed = claimed.into_inner();
+                    if claimed.is_empty() {
+                        // Failed before running anything (the claim itself):
+                        // do not spin on it.
+                        pgrx::warning!("webhook_ext executor: {}", error.describe());
+                        wait_latch(Duration::from_secs(1));
+                        continue;
+                    }
                     if limit > 1 || claimed.len() != 1 {
                         // Find the culprit: one event per transaction.
                         limit = 1;
@@ -316,8 +343,19 @@ impl Executor {
                 let until_due = Duration::from_secs_f64((due - unix(SystemTime::now())).max(0.0));
                 wait = wait.min(until_due);
             }
-            wait_latch(wait.max(Duration::from_millis(1)));
+            // Something may be due yet not claimable (held by the owner's
+            // other executor, or behind an ordered workflow's head): a new
+            // event still wakes us at once through the latch.
+            wait_latch(wait.max(Duration::from_millis(20)));
         }
+    }
+
+    /// Events to claim at once: as many as recent run times fit in the
+    /// batch budget, at most webhook.batch_size.
+    fn batch_limit(&self) -> i32 {
+        let size = gucs::BATCH_SIZE.get().max(1);
+        let fitting = (BATCH_BUDGET_MS / self.handler_ms.max(0.001)).floor();
+        (fitting.min(f64::from(size)) as i32).max(1)
     }
 
     fn asked_to_retire(&self) -> bool {
@@ -390,19 +428,21 @@ impl Executor {
                 let owner = self.owner;
                 self.statements(client)?;
                 let statements = self.statements.take().expect("prepared above");
+                let unrecorded = registry::unrecorded_events();
                 let events = with_settings(QUEUE_SCAN_SETTINGS, || {
                     as_role_with_safe_path(privileged, || {
-                        claim(client, &statements.claim, owner, limit)
+                        claim(client, &statements.claim, owner, limit, &unrecorded)
                     })
                 });
                 self.statements = Some(statements);
                 let events = events?;
                 let mut batch = Batch::default();
                 let mut records = Vec::with_capacity(events.len());
-                let unrecorded = registry::unrecorded_events();
                 for mut row in events {
-                    if unrecorded.contains(&row.id) {
-                        continue; // its lost attempt is recorded first (pool.rs)
+                    if self.asked_to_retire() {
+                        // Another owner needs the slot: the events not run
+                        // yet are released at commit, unattempted.
+                        break;
                     }
                     let attempt = row.attempts + 1;
                     let started = unix(SystemTime::now());
@@ -426,6 +466,7 @@ impl Executor {
                     });
                     crate::pipeline::session_reset::discard_handler_state();
                     let ended = unix(SystemTime::now());
+                    self.handler_ms = 0.8 * self.handler_ms + 0.2 * (ended - started) * 1000.0;
                     let params = match &row.params {
                         Value::Object(map) => map.clone(),
                         _ => Map::new(),
@@ -522,7 +563,13 @@ impl Executor {
                 })
             })
         });
-        if !matches!(result, Ok(Ok(()))) {
+        registry::wake_listeners();
+        if !matches!(
+            result,
+            Ok(Ok(
+                attempts::LostAttempt::Recorded | attempts::LostAttempt::Gone
+            ))
+        ) {
             pgrx::warning!(
                 "webhook_ext executor could not record a failed attempt of event {event_id}"
             );
@@ -537,11 +584,16 @@ fn claim(
     plan: &OwnedPreparedStatement,
     owner: pg_sys::Oid,
     limit: i32,
+    unrecorded: &[i64],
 ) -> Result<Vec<EventRow>, pgrx::spi::Error> {
     let table = client.update(
         plan,
         None,
-        &[DatumWithOid::from(owner), DatumWithOid::from(limit)],
+        &[
+            DatumWithOid::from(owner),
+            DatumWithOid::from(limit),
+            DatumWithOid::from(unrecorded.to_vec()),
+        ],
     )?;
     let mut rows = Vec::new();
     for row in table {

@@ -1,6 +1,7 @@
 //! The listener's side of execution: after a batch commits, wake the
 //! executor of each owner whose events it stored, or start one (at most
-//! `webhook.max_executors` in all, one per owner); once a second, start
+//! `webhook.max_executors` in all, `webhook.max_executors_per_owner` per
+//! owner); once a second, start
 //! executors for owners with due events (retries, events left by a restart)
 //! and record the attempts of executors that ended in the middle of a handler.
 
@@ -9,11 +10,11 @@ use pgrx::datum::IntoDatum;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use super::attempts;
+use super::attempts::{self, LostAttempt};
 use super::registry::{now_ms, wake, SlotState, MAX_EXECUTOR_SLOTS, REGISTRY};
 use crate::gucs;
 use crate::pipeline::catalog::Catalog;
-use crate::pipeline::spi_util::{with_settings, CaughtSqlError};
+use crate::pipeline::spi_util::{in_subtransaction, with_settings, CaughtSqlError};
 
 /// A slot whose executor has not attached after this long is taken back
 /// (the postmaster could not start it).
@@ -85,7 +86,18 @@ pub fn wake_or_start(owner: pg_sys::Oid) {
                 index
             }
             _ => {
-                if let Some((index, _)) = idlest {
+                if owners_executors == 0 {
+                    super::registry::note_waiting(&mut registry, owner);
+                }
+                let victim = idlest.map(|(index, _)| index).or_else(|| {
+                    // Nobody is idle. An owner without any executor must not
+                    // wait for others' steady work to end: one busy executor
+                    // finishes its current handler and gives way.
+                    (owners_executors == 0)
+                        .then(|| busiest_to_retire(&registry.executors))
+                        .flatten()
+                });
+                if let Some(index) = victim {
                     let slot = &mut registry.executors[index];
                     slot.retire = true;
                     wake(slot.procno);
@@ -106,6 +118,40 @@ pub fn wake_or_start(owner: pg_sys::Oid) {
         REGISTRY.exclusive().executors[slot] = Default::default();
         log_rarely("webhook_ext could not start an executor: no background worker slot is free (raise max_worker_processes)");
     }
+}
+
+/// Starts executors for owners that found the pool full, once slots are
+/// free (an executor gave way or exited), before anyone else gets them.
+pub fn start_waiting_owners() {
+    let limit = (gucs::MAX_EXECUTORS.get().max(1) as usize).min(MAX_EXECUTOR_SLOTS);
+    if !super::registry::waiting_and_room(limit) {
+        return;
+    }
+    for owner in super::registry::take_waiting() {
+        wake_or_start(pg_sys::Oid::from(owner));
+    }
+}
+
+/// Which busy executor gives way to a waiting owner: one of an owner that has
+/// several, else the one that started longest ago; none while another is
+/// already giving way.
+fn busiest_to_retire(executors: &[super::registry::ExecutorSlot]) -> Option<usize> {
+    if executors
+        .iter()
+        .any(|slot| slot.retire && slot.state == SlotState::Running)
+    {
+        return None;
+    }
+    let running = || {
+        executors
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.state == SlotState::Running)
+    };
+    let count = |owner: u32| running().filter(|(_, s)| s.owner == owner).count();
+    running()
+        .max_by_key(|(_, slot)| (count(slot.owner), -slot.since_ms))
+        .map(|(index, _)| index)
 }
 
 fn log_rarely(message: &str) {
@@ -132,6 +178,7 @@ SELECT w.owner::pg_catalog.oid::pg_catalog.int8
 /// The once-a-second round (inside the caller's transaction).
 pub fn tend(client: &mut SpiClient<'_>, catalog: &mut Catalog) -> Result<(), pgrx::spi::Error> {
     record_ended_executors(client, catalog)?;
+    start_waiting_owners();
     let mut owners: Vec<i64> = with_settings(super::executor::QUEUE_SCAN_SETTINGS, || {
         Ok::<_, pgrx::spi::Error>(
             client
@@ -172,20 +219,55 @@ fn record_ended_executors(
             .collect()
     };
     for (index, slot) in ended {
-        let result = record_interrupted_attempt(client, catalog, &slot);
-        REGISTRY.exclusive().executors[index] = Default::default();
-        result?;
+        // Its own subtransaction: one slot's failure leaves the others and
+        // the round intact.
+        let result = in_subtransaction(|| record_interrupted_attempt(client, catalog, &slot));
+        let mut registry = REGISTRY.exclusive();
+        match result {
+            // The event's row is still locked (its executor is still exiting):
+            // next round.
+            Ok(Ok(LostAttempt::Busy)) => registry.executors[index].state = SlotState::Exited,
+            Ok(Ok(_)) => registry.executors[index] = Default::default(),
+            Ok(Err(e)) => {
+                registry.executors[index] = Default::default();
+                pgrx::warning!("webhook_ext could not record an interrupted attempt: {e}");
+            }
+            Err(e) => {
+                registry.executors[index] = Default::default();
+                pgrx::warning!(
+                    "webhook_ext could not record an interrupted attempt: {}",
+                    e.describe()
+                );
+            }
+        }
     }
+    forget_vanished_executors();
     Ok(())
+}
+
+/// Slots of executors whose process is gone without saying so (it ended
+/// before it could register its exit callback): free them.
+fn forget_vanished_executors() {
+    let mut registry = REGISTRY.exclusive();
+    for slot in registry.executors.iter_mut() {
+        // SAFETY: kill(2) with signal 0 only checks that the process exists.
+        let gone = slot.state == SlotState::Running
+            && slot.pid > 0
+            && unsafe { libc::kill(slot.pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            *slot = Default::default();
+        }
+    }
 }
 
 fn record_interrupted_attempt(
     client: &mut SpiClient<'_>,
     catalog: &mut Catalog,
     slot: &super::registry::ExecutorSlot,
-) -> Result<(), pgrx::spi::Error> {
+) -> Result<LostAttempt, pgrx::spi::Error> {
     if slot.running_event == 0 {
-        return Ok(());
+        return Ok(LostAttempt::Gone);
     }
     let past_deadline = slot.running_deadline_ms > 0 && now_ms() >= slot.running_deadline_ms;
     let error = if past_deadline {

@@ -61,13 +61,20 @@ pub struct Registry {
     pub executors: [ExecutorSlot; MAX_EXECUTOR_SLOTS],
     /// procno + 1 of each listener process (0: none), by listener number.
     pub listeners: [i32; MAX_LISTENER_SLOTS],
+    /// Owners that found the pool full (0: none), served first when a slot
+    /// frees.
+    pub waiting: [u32; MAX_WAITING_OWNERS],
 }
+
+/// Owners remembered as waiting for a free executor slot.
+pub const MAX_WAITING_OWNERS: usize = 32;
 
 impl Default for Registry {
     fn default() -> Registry {
         Registry {
             executors: [ExecutorSlot::default(); MAX_EXECUTOR_SLOTS],
             listeners: [0; MAX_LISTENER_SLOTS],
+            waiting: [0; MAX_WAITING_OWNERS],
         }
     }
 }
@@ -150,4 +157,39 @@ pub fn unrecorded_events() -> Vec<i64> {
         })
         .map(|slot| slot.running_event)
         .collect()
+}
+
+/// Remembers that `owner` found the pool full.
+pub fn note_waiting(registry: &mut Registry, owner: u32) {
+    if registry.waiting.contains(&owner) {
+        return;
+    }
+    if let Some(free) = registry.waiting.iter_mut().find(|o| **o == 0) {
+        *free = owner;
+    }
+}
+
+/// Whether an owner waits for a slot and one is free.
+pub fn waiting_and_room(limit: usize) -> bool {
+    let registry = REGISTRY.share();
+    registry.waiting.iter().any(|o| *o != 0)
+        && registry
+            .executors
+            .iter()
+            .filter(|slot| slot.state != SlotState::Free)
+            .count()
+            < limit
+}
+
+/// Takes the waiting owners, oldest first.
+pub fn take_waiting() -> Vec<u32> {
+    let mut registry = REGISTRY.exclusive();
+    let owners = registry
+        .waiting
+        .iter()
+        .copied()
+        .filter(|o| *o != 0)
+        .collect();
+    registry.waiting = [0; MAX_WAITING_OWNERS];
+    owners
 }

@@ -12,9 +12,9 @@ state that survives a handler's subtransaction is still cleared between runs:
 * large-object descriptors (``lo_open``) live until the end of the
   transaction: they are closed after every run.
 
-Events are put into one transaction by keeping the owner's (single, see
-``webhook.max_executors_per_owner``) executor busy with a slow handler; each
-test checks (positive control) that the two events were committed by the
+Events are put into one transaction by storing them due at the same moment
+for the owner's (single, see ``webhook.max_executors_per_owner``) executor;
+each test checks (positive control) that the two events were committed by the
 same transaction (same commit timestamp).
 """
 
@@ -37,8 +37,8 @@ def tenants(private):
     names = {k: uniq(k) for k in ("alice", "bob")}
     made = {k: make_tenant(private, n) for k, n in names.items()}
     for t in made.values():
-        t.sql(f"CREATE FUNCTION {t.name}.slow(e webhook.events) RETURNS void LANGUAGE sql "
-              f"AS $h$ SELECT pg_sleep(0.8) $h$")
+        t.sql(f"CREATE FUNCTION {t.name}.quick(e webhook.events) RETURNS text LANGUAGE sql "
+              f"AS $h$ SELECT 'ok' $h$")
     try:
         yield made
     finally:
@@ -61,15 +61,19 @@ def settled(private, wf) -> dict:
         time.sleep(0.02)
 
 
-def run_in_one_batch(private, slow_wf, first, second):
-    """Keeps the owner's executor busy with slow_wf, then stores first and
-    second, which its next batch runs together. Retries (bounded) until both
-    events share a transaction."""
+def run_in_one_batch(private, tenant, first, second):
+    """Stores one event for first and one for second, due at the same moment,
+    for the owner's executor to run in one batch. The executor is warmed up
+    first with quick handler runs (it claims few events at a time until
+    handlers prove fast). Retries (bounded) until both events share a
+    transaction."""
+    quick = tenant.create_workflow(handler=f"{tenant.name}.quick", name=uniq("quick"))
     for _ in range(3):
-        post(private, slow_wf)
-        time.sleep(0.3)
-        post(private, first)
-        post(private, second)
+        for _ in range(30):
+            post(private, quick)
+        settled(private, quick)
+        private.sql("INSERT INTO webhook.events (workflow_id, method, next_attempt_at) "
+                    "SELECT unnest(%s::uuid[]), 'POST', now() + interval '300 ms'", ([first, second],))
         a, b = settled(private, first), settled(private, second)
         if a and b and a["committed"] == b["committed"]:
             return a, b
@@ -118,7 +122,6 @@ def test_set_constraints_of_one_handler_does_not_reach_the_next_handler(private,
     alice.sql(f"CREATE TABLE {a}.child (pid int REFERENCES {a}.parent DEFERRABLE INITIALLY IMMEDIATE)")
     alice.sql(f"""CREATE FUNCTION {a}.write(e webhook.events) RETURNS text LANGUAGE plpgsql AS $h$
                 BEGIN INSERT INTO {a}.child VALUES (1); RETURN 'ok'; END $h$""")
-    slow = alice.create_workflow(handler=f"{a}.slow", name="slow")
     wf_a = alice.create_workflow(handler=f"{a}.defer", name="defer")
     wf_b = alice.create_workflow(handler=f"{a}.write", name="write")
 
@@ -126,7 +129,7 @@ def test_set_constraints_of_one_handler_does_not_reach_the_next_handler(private,
     post(private, wf_b)
     assert settled(private, wf_b)["status"] == "succeeded"
 
-    ev_a, ev_b = run_in_one_batch(private, slow, wf_a, wf_b)
+    ev_a, ev_b = run_in_one_batch(private, alice, wf_a, wf_b)
     # SET CONSTRAINTS is refused inside handlers: there is no undoing it for
     # the rest of the batch.
     assert (ev_a["status"], ev_a["error"]) == (
@@ -145,7 +148,6 @@ def test_large_object_descriptor_is_closed_after_the_handler(private, tenants):
     alice.sql(f"CREATE TABLE {a}.loot (t text)")
     alice.sql(f"""CREATE FUNCTION {a}.grab(e webhook.events) RETURNS text LANGUAGE plpgsql AS $h$
                 BEGIN INSERT INTO {a}.loot SELECT encode(loread(0, 100), 'escape'); RETURN 'ok'; END $h$""")
-    slow = alice.create_workflow(handler=f"{a}.slow", name="slow")
     wf_a = alice.create_workflow(handler=f"{a}.peek", name="peek")
     wf_b = alice.create_workflow(handler=f"{a}.grab", name="grab")
 
@@ -156,7 +158,7 @@ def test_large_object_descriptor_is_closed_after_the_handler(private, tenants):
         assert conn.execute("SELECT encode(loread(%s, 100), 'escape')", (fd,)).fetchone()[0] == "alice-secret"
         conn.execute("ROLLBACK")
 
-    ev_a, ev_b = run_in_one_batch(private, slow, wf_a, wf_b)
+    ev_a, ev_b = run_in_one_batch(private, alice, wf_a, wf_b)
     assert ev_a["status"] == "succeeded"
     assert [r[0] for r in private.sql(f"SELECT t FROM {a}.loot")] == []
     assert ev_b["status"] == "failed" and ev_b["error"].startswith("42704"), ev_b

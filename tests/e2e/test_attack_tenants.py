@@ -11,7 +11,7 @@ import time
 
 
 from conftest import uniq
-from hookkit import post, set_response
+from hookkit import post, set_response, settle
 from httpkit import http_request_bytes, raw_connect, raw_read
 from tenantkit import private, tenants_fixture  # noqa: F401  (fixtures)
 
@@ -19,6 +19,7 @@ from tenantkit import private, tenants_fixture  # noqa: F401  (fixtures)
 tenants = tenants_fixture('alice', 'bob', 'carol')
 
 def event_rows(private, wf):
+    settle(private, "workflow_id = %s", (wf,))
     return private.rows("SELECT id, status, error FROM webhook.events WHERE workflow_id = %s ORDER BY id", (wf,))
 
 

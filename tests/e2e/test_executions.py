@@ -261,3 +261,48 @@ def test_a_full_pool_still_serves_every_owner(private, tenants):
     finally:
         private.sql("ALTER SYSTEM RESET webhook.max_executors")
         private.sql("SELECT pg_reload_conf()")
+
+
+def test_retry_policy_is_checked(private, tenants):
+    alice = tenants["alice"]
+    wf = alice.create_workflow(name="policy")
+    for args in [(0, "1 second", "1 hour"), (1001, "1 second", "1 hour"), (3, "0 seconds", "1 hour"),
+                 (3, "2 hours", "1 hour"), (3, "1 second", "1000000 years"), (None, "1 second", "1 hour")]:
+        err = alice.error("SELECT webhook_set_retry(%s, %s, %s::interval, %s::interval)", (wf, *args),
+                          sqlstate="22023")
+        assert "max_attempts" in err["message"] or "delay" in err["message"], err
+    # The table holds the same rules for direct writes.
+    alice.error("UPDATE webhook.workflows SET retry_max_delay = '1000 years' WHERE id = %s", (wf,),
+                sqlstate="23514")
+    row = alice.row("SELECT max_attempts, retry_delay::text, retry_max_delay::text FROM "
+                    "webhook_set_retry(%s, 7, '2 seconds', '30 days')", (wf,))
+    assert row == {"max_attempts": 7, "retry_delay": "00:00:02", "retry_max_delay": "30 days"}
+    assert alice.row("SELECT ordered FROM webhook_set_ordered(%s, true)", (wf,)) == {"ordered": True}
+    tenants["bob"].error("SELECT webhook_set_retry(%s, 3)", (wf,), sqlstate="42704")
+    tenants["bob"].error("SELECT webhook_set_ordered(%s, true)", (wf,), sqlstate="42704")
+
+
+def test_a_busy_pool_gives_way_to_a_waiting_owner(private, tenants):
+    """With one executor slot, an owner whose handlers keep it busy does not
+    starve another owner: the busy executor gives way between handlers."""
+    alice, bob = tenants["alice"], tenants["bob"]
+    table = side_table(alice)
+    slow = alice.create_workflow(handler=sleeping_handler(alice, table, 0.3), name="busy")
+    private.sql("ALTER SYSTEM SET webhook.max_executors = 1")
+    private.sql("SELECT pg_reload_conf()")
+    try:
+        time.sleep(0.5)
+        for n in range(20):  # about 6 s of alice's work
+            post(private, slow, {"n": n})
+        wait_for(lambda: private.scalar(f"SELECT count(*) FROM {table}") >= 1, 5, "alice's handlers running")
+        quick = bob.create_workflow(name="waiting")
+        t0 = time.monotonic()
+        ev = post(private, quick).json()["event_id"]
+        wait_for(lambda: event(private, ev)["status"] == "succeeded", 10, "bob's event ran")
+        waited = time.monotonic() - t0
+        assert waited < 3, waited
+        # alice still had work left when bob got his turn.
+        assert private.scalar(f"SELECT count(*) FROM {table}") < 20
+    finally:
+        private.sql("ALTER SYSTEM RESET webhook.max_executors")
+        private.sql("SELECT pg_reload_conf()")

@@ -9,7 +9,7 @@ path (Stripe: id) or none, and how long keys are remembered.
 import threading
 import time
 
-from hookkit import count_events, handler_rows, post, ready, recording_handler, set_response  # noqa: F401
+from hookkit import count_events, events, handler_rows, post, ready, recording_handler, set_response  # noqa: F401
 
 
 def deliveries(c, wf):
@@ -54,7 +54,7 @@ def test_custom_and_failed_responses_are_repeated_not_rerun(ready, new_workflow,
     r3 = post(c, wf, json_body={"order_id": "C-3", "fail": True}, headers={"Idempotency-Key": "k2"})
     r4 = post(c, wf, json_body={"order_id": "C-3", "fail": True}, headers={"Idempotency-Key": "k2"})
     assert (r3.status_code, r3.text) == (r4.status_code, r4.text) == (201, "got C-3")
-    rows = c.rows("SELECT status FROM webhook.events WHERE workflow_id = %s ORDER BY id", (wf,))
+    rows = events(c, wf)
     assert [r["status"] for r in rows] == ["succeeded", "failed"]
     assert len(handler_rows(c, table)) == 1  # the failed run rolled its insert back
 
