@@ -217,7 +217,7 @@ pub fn record_lost_attempt(
         locked.first().get::<String>(1)?
     };
     let Some(workflow_id) = workflow_id.and_then(|id| id.parse::<Uuid>().ok()) else {
-        let exists = client
+        let exists = !client
             .select(
                 "SELECT true FROM webhook.events
                   WHERE id OPERATOR(pg_catalog.=) $1 AND attempts OPERATOR(pg_catalog.<) $2
@@ -225,8 +225,7 @@ pub fn record_lost_attempt(
                 Some(1),
                 &args,
             )?
-            .len()
-            > 0;
+            .is_empty();
         return Ok(if exists {
             LostAttempt::Busy
         } else {

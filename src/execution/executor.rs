@@ -51,6 +51,9 @@ use crate::pipeline::spi_util::{
 use crate::pipeline::{notify_event, response_json, unix, EventRow, Origin};
 use crate::signals;
 
+/// Every statement names webhook.workflows before webhook.events, so it locks
+/// them in the order DROP EXTENSION does (a deadlock otherwise).
+///
 /// The owner's due events, oldest due first (walking events_due_idx, so a
 /// long backlog costs nothing more per batch); in an ordered workflow only
 /// the oldest unfinished event is due; `$3` are events whose lost attempt a
@@ -61,8 +64,8 @@ SELECT e.id, e.workflow_id::pg_catalog.text,
        extract(epoch FROM e.received_at)::pg_catalog.float8, e.method, e.query, e.headers,
        e.params, e.body, e.origin, e.remote_addr::pg_catalog.text, e.replay_of, e.raw_path,
        e.raw_query, e.attempts, e.listener_pid
-  FROM webhook.events e
-  JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) e.workflow_id
+  FROM webhook.workflows w
+  JOIN webhook.events e ON e.workflow_id OPERATOR(pg_catalog.=) w.id
  WHERE e.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
    AND w.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1
    AND e.id OPERATOR(pg_catalog.<>) ALL ($3)
@@ -77,8 +80,8 @@ SELECT e.id, e.workflow_id::pg_catalog.text,
 /// When the owner's next event is due (Unix seconds), if any is waiting.
 const NEXT_DUE: &str = "
 SELECT extract(epoch FROM e.next_attempt_at)::pg_catalog.float8
-  FROM webhook.events e
-  JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) e.workflow_id
+  FROM webhook.workflows w
+  JOIN webhook.events e ON e.workflow_id OPERATOR(pg_catalog.=) w.id
  WHERE e.next_attempt_at IS NOT NULL
    AND w.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1
  ORDER BY e.next_attempt_at
@@ -317,11 +320,11 @@ impl Executor {
                     self.forget();
                     let claimed = claimed.into_inner();
                     if claimed.is_empty() {
-                        // Failed before running anything (the claim itself):
-                        // do not spin on it.
-                        pgrx::warning!("webhook_ext executor: {}", error.describe());
-                        wait_latch(Duration::from_secs(1));
-                        continue;
+                        // Failed before running anything (the claim itself;
+                        // e.g. the extension was dropped): exit, a listener
+                        // starts a new executor when events are due.
+                        log!("webhook_ext executor exits: {}", error.describe());
+                        return;
                     }
                     if limit > 1 || claimed.len() != 1 {
                         // Find the culprit: one event per transaction.

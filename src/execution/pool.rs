@@ -168,11 +168,11 @@ fn log_rarely(message: &str) {
 /// further back are found once the ones before them are done.
 const DUE_OWNERS: &str = "
 SELECT w.owner::pg_catalog.oid::pg_catalog.int8
-  FROM (SELECT e.workflow_id FROM webhook.events e
+  FROM webhook.workflows w
+  JOIN (SELECT e.workflow_id FROM webhook.events e
          WHERE e.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
          ORDER BY e.next_attempt_at
-         LIMIT 1000) d
-  JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) d.workflow_id
+         LIMIT 1000) d ON d.workflow_id OPERATOR(pg_catalog.=) w.id
   JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid";
 
 /// The once-a-second round (inside the caller's transaction).
