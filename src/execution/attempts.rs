@@ -121,6 +121,33 @@ fn jitter() -> f64 {
 }
 
 impl Attempt {
+    /// A finished attempt, with the event's new status by the workflow's
+    /// retry policy.
+    #[allow(clippy::too_many_arguments)] // the columns of one attempts row
+    pub fn finished(
+        event_id: i64,
+        workflow_id: Uuid,
+        attempt: i32,
+        started: f64,
+        ended: f64,
+        outcome: Outcome,
+        policy: &RetryPolicy,
+        response: Option<Value>,
+    ) -> Attempt {
+        let (status, next_attempt_at) = next_status(&outcome, attempt, policy, ended);
+        Attempt {
+            event_id,
+            workflow_id,
+            attempt,
+            started,
+            ended,
+            outcome,
+            status,
+            next_attempt_at,
+            response,
+        }
+    }
+
     fn to_json(&self) -> Value {
         let (outcome, error) = match &self.outcome {
             Outcome::Succeeded => ("succeeded", None),
@@ -237,21 +264,17 @@ pub fn record_lost_attempt(
     };
     let ended = crate::pipeline::unix(std::time::SystemTime::now());
     let outcome = Outcome::from_error(error);
-    let (status, next_attempt_at) = next_status(&outcome, attempt, &workflow.retry, ended);
-    record(
-        client,
-        &[Attempt {
-            event_id,
-            workflow_id,
-            attempt,
-            started,
-            ended,
-            outcome,
-            status,
-            next_attempt_at,
-            response: None,
-        }],
-    )?;
-    crate::pipeline::notify_event(event_id, status);
+    let lost = Attempt::finished(
+        event_id,
+        workflow_id,
+        attempt,
+        started,
+        ended,
+        outcome,
+        &workflow.retry,
+        None,
+    );
+    record(client, std::slice::from_ref(&lost))?;
+    crate::pipeline::notify_event(event_id, lost.status);
     Ok(LostAttempt::Recorded)
 }

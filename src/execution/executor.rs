@@ -36,7 +36,7 @@ use pgrx::PgOid;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use webhook_core::request::{self as rules, HandlerOutput, ResponseConfig};
+use webhook_core::request::{self as rules, ResponseConfig};
 
 use super::attempts::{self, Attempt, Outcome};
 use super::handler_call::HandlerPlans;
@@ -478,36 +478,22 @@ impl Executor {
                         matches!(workflow.rules.response, ResponseConfig::Workflow { .. });
                     batch.awaited |= is_workflow_method;
                     let (outcome, response) = match result {
-                        Ok(returned) => {
-                            let output = workflow
-                                .handler
-                                .as_ref()
-                                .ok()
-                                .and_then(|h| h.output)
-                                .unwrap_or(HandlerOutput::Text);
-                            (
-                                Outcome::Succeeded,
-                                rules::handler_response(output, returned),
-                            )
-                        }
+                        Ok(returned) => (Outcome::Succeeded, workflow.handler_response(returned)),
                         Err(error) => (
                             Outcome::from_error(error),
                             rules::failure_response(&workflow.rules, row.id, &params),
                         ),
                     };
-                    let (status, next_attempt_at) =
-                        attempts::next_status(&outcome, attempt, &workflow.retry, ended);
-                    records.push(Attempt {
-                        event_id: row.id,
-                        workflow_id: row.workflow_id,
+                    records.push(Attempt::finished(
+                        row.id,
+                        row.workflow_id,
                         attempt,
                         started,
                         ended,
                         outcome,
-                        status,
-                        next_attempt_at,
-                        response: is_workflow_method.then(|| response_json(&response)),
-                    });
+                        &workflow.retry,
+                        is_workflow_method.then(|| response_json(&response)),
+                    ));
                     batch.ran += 1;
                 }
                 self.set_running(0, 0, 0);

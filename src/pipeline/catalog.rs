@@ -52,6 +52,17 @@ pub struct Workflow {
 }
 
 impl Workflow {
+    /// What the `workflow` method answers with the handler's return value.
+    pub fn handler_response(&self, returned: Option<String>) -> webhook_core::request::Response {
+        let output = self
+            .handler
+            .as_ref()
+            .ok()
+            .and_then(|h| h.output)
+            .unwrap_or(HandlerOutput::Text);
+        webhook_core::request::handler_response(output, returned)
+    }
+
     pub fn capture_armed(&self, now_unix: f64) -> bool {
         self.capture_until.is_some_and(|until| until > now_unix)
     }

@@ -493,33 +493,22 @@ impl Pipeline {
             let returned =
                 handler_plans.call(client, workflow, &args, timeout, handler_lock_timeout);
             let response = match wf_rules.response {
-                ResponseConfig::Workflow { .. } => {
-                    let output = workflow
-                        .handler
-                        .as_ref()
-                        .ok()
-                        .and_then(|h| h.output)
-                        .unwrap_or(rules::HandlerOutput::Text);
-                    rules::handler_response(output, returned)
-                }
+                ResponseConfig::Workflow { .. } => workflow.handler_response(returned),
                 _ => success.clone().expect(SUCCESS_FOR_NON_WORKFLOW),
             };
             let ended = unix(SystemTime::now());
+            let attempt = Attempt::finished(
+                id,
+                wf_rules.id,
+                1,
+                started,
+                ended,
+                Outcome::Succeeded,
+                &workflow.retry,
+                Some(response_json(&response)),
+            );
             ok_or_raise(run_privileged(privileged, || {
-                attempts::record(
-                    client,
-                    &[Attempt {
-                        event_id: id,
-                        workflow_id: wf_rules.id,
-                        attempt: 1,
-                        started,
-                        ended,
-                        outcome: Outcome::Succeeded,
-                        status: "succeeded",
-                        next_attempt_at: None,
-                        response: Some(response_json(&response)),
-                    }],
-                )
+                attempts::record(client, &[attempt])
             }));
             response
         });
@@ -550,8 +539,17 @@ impl Pipeline {
             _ => success.expect(SUCCESS_FOR_NON_WORKFLOW),
         };
         let ended = unix(SystemTime::now());
-        let outcome = Outcome::from_error(error);
-        let (status, next_attempt_at) = attempts::next_status(&outcome, 1, &workflow.retry, ended);
+        let attempt = Attempt::finished(
+            id,
+            wf_rules.id,
+            1,
+            started,
+            ended,
+            Outcome::from_error(error),
+            &workflow.retry,
+            Some(response_json(&response)),
+        );
+        let status = attempt.status;
         row.status = "pending";
         row.attempts = 0;
         let recorded = in_subtransaction(|| {
@@ -559,20 +557,7 @@ impl Pipeline {
             claim(client);
             ok_or_raise(run_privileged(privileged, || {
                 client.update(insert_plan, None, &row.args())?;
-                attempts::record(
-                    client,
-                    &[Attempt {
-                        event_id: id,
-                        workflow_id: wf_rules.id,
-                        attempt: 1,
-                        started,
-                        ended,
-                        outcome,
-                        status,
-                        next_attempt_at,
-                        response: Some(response_json(&response)),
-                    }],
-                )
+                attempts::record(client, std::slice::from_ref(&attempt))
             }));
         });
         Ok(match recorded {

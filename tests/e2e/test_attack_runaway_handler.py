@@ -16,6 +16,8 @@ import time
 
 import requests
 
+from httpkit import wait_until
+
 from hookkit import set_response
 from tenantkit import private, tenants_fixture  # noqa: F401  (fixtures)
 
@@ -42,13 +44,7 @@ tenants = tenants_fixture('alice', 'bob')
 
 
 def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not reached within {timeout}s")
+    return wait_until(check, timeout=timeout, interval=0.02, what=what)
 
 
 def attempts(private, wf):
@@ -106,7 +102,7 @@ def test_a_handler_swallowing_its_cancel_is_ended_and_does_not_stall_other_owner
     assert ev["status"] == "dead" and ev["error"].startswith("57014: handler exceeded its deadline of 300 ms"), ev
     (attempt,) = attempts(private, wf_a)
     assert (attempt["attempt"], attempt["outcome"], attempt["sqlstate"]) == (1, "timeout", "57014")
-    assert 1.0 <= float(attempt["took"]) < 2.5, attempt
+    assert 1.0 <= float(attempt["took"]) < 3.0, attempt
     bobs = private.rows("SELECT status FROM webhook.events WHERE workflow_id = %s", (wf_b,))
     wait_for(lambda: private.scalar("SELECT bool_and(status = 'succeeded') FROM webhook.events "
                                     "WHERE workflow_id = %s", (wf_b,)), 5, "bob's handlers ran")
@@ -129,4 +125,4 @@ def test_a_cancellable_handler_past_its_deadline_records_a_timeout(private, tena
     rows = attempts(private, wf)
     assert [(a["attempt"], a["outcome"], a["sqlstate"]) for a in rows] == [(1, "timeout", "57014"),
                                                                           (2, "timeout", "57014")], rows
-    assert all(0.3 <= float(a["took"]) < 1.0 for a in rows), rows
+    assert all(0.3 <= float(a["took"]) < 2.0 for a in rows), rows
