@@ -101,8 +101,10 @@ pub const QUEUE_SCAN_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
     (c"jit", c"off"),
 ];
 
-/// Pause after a batch that was not full, before claiming the next one.
-const GATHER: Duration = Duration::from_millis(2);
+/// Pause after a batch that was not full, before claiming the next one
+/// (not when a caller may be waiting for one of its events: the `workflow`
+/// method).
+const GATHER: Duration = Duration::from_millis(10);
 
 /// How long one batch's handlers should take, going by their recent run
 /// times: a batch holds its claimed events until it commits, so slow handlers
@@ -306,11 +308,11 @@ impl Executor {
                     if batch.awaited {
                         registry::wake_listeners();
                     }
-                    if !full {
+                    if !full && !batch.awaited {
                         // Let a few more events arrive, so that a steady
                         // trickle is run many per transaction (one commit)
-                        // rather than one by one, each competing with the
-                        // listener's commits.
+                        // rather than one by one, each commit's WAL flush
+                        // delaying the listener's.
                         std::thread::sleep(GATHER);
                     }
                     continue;
