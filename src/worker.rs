@@ -132,6 +132,7 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
         }
         let batch_size = gucs::BATCH_SIZE.get().max(1) as usize;
         let jobs: Vec<Job> = listener.jobs.try_iter().take(batch_size).collect();
+        listener.waker.jobs_taken(jobs.len());
         // A full batch may have left requests behind whose wake-up we already
         // consumed: go round again without sleeping.
         backlog = jobs.len() == batch_size;
@@ -166,6 +167,7 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
     let deadline = Instant::now() + Duration::from_secs(3);
     while !listener.finished() && Instant::now() < deadline {
         let jobs: Vec<Job> = listener.jobs.try_iter().collect();
+        listener.waker.jobs_taken(jobs.len());
         if jobs.is_empty() {
             std::thread::sleep(Duration::from_millis(5));
         } else {
@@ -215,6 +217,9 @@ fn apply_lock_timeout() {
 /// Sleeps until the latch is set (signals, or an executor finished an event),
 /// a request arrives (eventfd), a second passes, or `deadline`.
 fn wait_for_work(listener: &Listener, deadline: Option<Instant>) {
+    if !listener.waker.prepare_to_sleep() {
+        return; // requests are waiting
+    }
     let timeout_ms = deadline.map_or(1000, |d| {
         d.saturating_duration_since(Instant::now())
             .as_millis()
@@ -234,6 +239,7 @@ fn wait_for_work(listener: &Listener, deadline: Option<Instant>) {
             pg_sys::PG_WAIT_EXTENSION,
         );
         pg_sys::ResetLatch(pg_sys::MyLatch);
+        listener.waker.awake();
         if events & pg_sys::WL_SOCKET_READABLE as i32 != 0 {
             listener.waker.drain();
         }

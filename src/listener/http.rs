@@ -254,7 +254,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
         };
         // Best effort: a full queue drops the record, never the answer.
         if shared.jobs.try_send(job).is_ok() {
-            shared.waker.wake();
+            shared.waker.job_queued();
         }
     };
     // Refused before the body was read completely: the connection closes.
@@ -330,7 +330,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
         reply,
     };
     match shared.jobs.try_send(job) {
-        Ok(()) => shared.waker.wake(),
+        Ok(()) => shared.waker.job_queued(),
         Err(TrySendError::Full(_)) => {
             return to_http(Response::retry_later("Listener busy, retry later"));
         }
