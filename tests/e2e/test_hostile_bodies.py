@@ -20,6 +20,7 @@ import zlib
 import pytest
 
 import httpkit as hk
+from hookkit import settle
 from conftest import Cluster, uniq
 
 SIZE = 1024 * 1024
@@ -232,5 +233,6 @@ def test_hostile_body_gets_its_answer_while_good_requests_flow(hostile, name):
 
     stored_hostile = 1 if at_real == 200 else 0
     assert hk.event_count(c, wf) == before + len(good.results) + stored_hostile
+    settle(c)
     assert c.scalar(f"SELECT count(*) FROM {hostile['table']}") == hk.event_count(c, wf)
     assert hk.event_count(c, MISSING) == 0

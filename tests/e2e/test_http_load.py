@@ -11,6 +11,7 @@ import time
 import pytest
 
 import httpkit as hk
+from hookkit import settle
 
 
 @pytest.fixture
@@ -35,6 +36,7 @@ def check_rows(cluster, wf, event_ids: list[int], expected: int) -> None:
     assert stored == sorted(event_ids), "the stored events are not the ones the responses named"
     assert cluster.scalar("SELECT count(DISTINCT id) FROM webhook.events WHERE workflow_id = %s::uuid",
                           (wf["id"],)) == expected
+    settle(cluster)  # handlers run in executors after the answers
     assert cluster.scalar(f"SELECT count(*) FROM {wf['table']}") == expected
     assert cluster.scalar(
         f"SELECT count(*) FROM {wf['table']} s JOIN webhook.events e ON e.id = s.event_id "

@@ -15,6 +15,7 @@ import time
 import pytest
 
 import httpkit as hk
+from hookkit import settle
 from conftest import Cluster, uniq
 
 # A workflow id nobody created.
@@ -117,6 +118,7 @@ def test_keep_alive_many_requests_on_one_connection(cluster, wf):
     assert [r["method"] for r in rows[:10]] == ["GET", "POST"] * 5
     assert rows[0]["query"] == {"n": "0"} and rows[1]["params"].get("n") == 1, rows[:2]
     # The handler ran once per stored event.
+    settle(cluster)
     assert cluster.scalar(f"SELECT count(*) FROM {wf['table']}") == 12
     assert sorted(r[0] for r in cluster.sql(f"SELECT event_id FROM {wf['table']}")) == sorted(ids)
 
@@ -247,6 +249,7 @@ def test_allowed_methods_follow_the_workflow(cluster):
         assert hk.event_count(cluster, with_put) == 1
         assert cluster.scalar("SELECT method FROM webhook.events WHERE workflow_id = %s::uuid",
                               (with_put,)) == "PUT"
+        settle(cluster)
         assert cluster.scalar(f"SELECT count(*) FROM {table}") == 2
     finally:
         cluster.sql("DELETE FROM webhook.workflows WHERE id IN (%s::uuid, %s::uuid)", (post_only, with_put))
@@ -548,6 +551,8 @@ def test_after_corpus_listeners_unchanged_and_serving(strict, strict_wf):
     rows = strict.rows("SELECT id, params FROM webhook.events WHERE id = ANY(%s) ORDER BY id", (ids,))
     assert [r["id"] for r in rows] == sorted(ids)
     assert [r["params"]["after"] for r in rows] == list(range(6))
+    for ev in ids:
+        hk.wait_handled(strict, strict_wf["table"], ev)
     assert strict.scalar(f"SELECT count(*) FROM {strict_wf['table']} WHERE event_id = ANY(%s)", (ids,)) == 6
     tail = strict.log()[strict_wf["log_pos"]:]
     assert not CRASH.search(tail), tail[-3000:]
