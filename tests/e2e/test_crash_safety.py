@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from conftest import uniq
+from httpkit import wait_until
 
 CLIENTS = 16
 
@@ -114,8 +115,9 @@ def test_kill_9_of_listener_executor_and_postmaster_loses_and_duplicates_nothing
         os.kill(listener, signal.SIGKILL)
         load.wait_for_more(200)
 
-        executor = c.scalar("SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook_ext executor' LIMIT 1")
-        assert executor is not None, "no executor running under load"
+        executor = wait_until(lambda: c.scalar(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook_ext executor' LIMIT 1"),
+            timeout=10, interval=0.05, what="an executor running under load")
         os.kill(executor, signal.SIGKILL)
         load.wait_for_more(200)
 
@@ -128,7 +130,7 @@ def test_kill_9_of_listener_executor_and_postmaster_loses_and_duplicates_nothing
             time.sleep(0.1)
         c.running = False
         c.start()
-        c.wait_for_listeners(2)
+        wait_until(lambda: len(c.listener_pids()) == 2, timeout=15, what="listeners after the restart")
         load.wait_for_more(200)
     acked = set(load.acked)
     assert len(acked) == len(load.acked), "two 2xx carry the same event id"
