@@ -109,17 +109,17 @@ def postmaster_pid(c) -> int:
 def test_kill_9_of_listener_executor_and_postmaster_loses_and_duplicates_nothing(crashy):
     c, wf, table = crashy
     with Load(c, wf) as load:
-        load.wait_for_more(200)
+        load.wait_for_more(800)
 
         listener = c.listener_pids()[0]
         os.kill(listener, signal.SIGKILL)
-        load.wait_for_more(200)
+        load.wait_for_more(800)
 
         executor = wait_until(lambda: c.scalar(
             "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook_ext executor' LIMIT 1"),
             timeout=10, interval=0.05, what="an executor running under load")
         os.kill(executor, signal.SIGKILL)
-        load.wait_for_more(200)
+        load.wait_for_more(800)
 
         postmaster = postmaster_pid(c)
         children = children_of(postmaster)
@@ -131,7 +131,7 @@ def test_kill_9_of_listener_executor_and_postmaster_loses_and_duplicates_nothing
         c.running = False
         c.start()
         wait_until(lambda: len(c.listener_pids()) == 2, timeout=15, what="listeners after the restart")
-        load.wait_for_more(200)
+        load.wait_for_more(800)
     acked = set(load.acked)
     assert len(acked) == len(load.acked), "two 2xx carry the same event id"
 
