@@ -99,6 +99,7 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
 
     let mut pipeline = Pipeline::new(None, Some(gucs::HANDLER_TIMEOUT_MS.get()));
     pipeline.run_handlers_now = false;
+    pipeline.defer_inserts = true;
     pipeline.rejections_kept = gucs::REJECTIONS_KEPT.get();
     let mut state = ListenerState {
         pipeline,
@@ -340,7 +341,7 @@ impl ListenerState {
             self.pipeline.reset();
             let retry_later = || Response::retry_later("Event could not be stored, retry later");
             let made_progress = batch.in_progress.is_some() || !batch.answered.is_empty();
-            for (reply, _) in batch.answered {
+            for (reply, _, _) in batch.answered {
                 let _ = reply.send(retry_later());
             }
             if let Some(reply) = batch.in_progress {
@@ -360,7 +361,7 @@ impl ListenerState {
     /// The batch committed: answer its callers, start waiting for the
     /// `workflow`-method results, and wake the owners' executors.
     fn committed(&mut self, batch: Batch) {
-        for (reply, after_commit) in batch.answered {
+        for (reply, after_commit, _) in batch.answered {
             match after_commit {
                 AfterCommit::Answer(response) => {
                     let _ = reply.send(response);
@@ -501,8 +502,10 @@ struct Batch {
     pending: VecDeque<Job>,
     /// The request being processed (its reply, if the transaction fails now).
     in_progress: Option<Reply>,
-    /// Processed; answered once the transaction commits.
-    answered: Vec<(Reply, AfterCommit)>,
+    /// Processed; answered once the transaction commits. The event id is
+    /// that of an event stored with the batch's last statement
+    /// (`Pipeline::store_deferred`), whose failure changes the answer.
+    answered: Vec<(Reply, AfterCommit, Option<i64>)>,
 }
 
 impl Batch {
@@ -537,13 +540,15 @@ impl Batch {
             let mut next_id = |_: &SpiClient<'_>| ids.pop().ok_or(pgrx::spi::Error::NoTupleTable);
             let handled =
                 pipeline.handle(client, job.workflow_id, &job.request, &meta, &mut next_id)?;
+            let deferred = pipeline.last_deferred.take();
             let reply = self.in_progress.take().expect("set above");
             match handled {
                 Handled::Immediate(response) => {
                     let _ = reply.send(response);
                 }
                 Handled::AfterCommit(response) => {
-                    self.answered.push((reply, AfterCommit::Answer(response)));
+                    self.answered
+                        .push((reply, AfterCommit::Answer(response), deferred));
                 }
                 Handled::AwaitHandler {
                     event_id,
@@ -556,7 +561,15 @@ impl Batch {
                         timeout_ms,
                         failure,
                     },
+                    deferred,
                 )),
+            }
+        }
+        for (event_id, refusal) in pipeline.store_deferred(client)? {
+            for (_, after_commit, deferred) in self.answered.iter_mut() {
+                if *deferred == Some(event_id) {
+                    *after_commit = AfterCommit::Answer(refusal.clone());
+                }
             }
         }
         Ok(())

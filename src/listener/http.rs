@@ -297,7 +297,12 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
     // the README's Limits), less than handing the body to a parser thread
     // and back. Larger or encoded bodies go to the parser threads.
     let parsed = if raw.len() <= INLINE_PARSE_BYTES && content_encoding.is_none() {
-        Ok(parse_request_body(content_type, content_encoding, raw, limits))
+        Ok(parse_request_body(
+            content_type,
+            content_encoding,
+            raw,
+            limits,
+        ))
     } else {
         tokio::task::spawn_blocking(move || {
             parse_request_body(content_type, content_encoding, raw, limits)

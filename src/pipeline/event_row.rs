@@ -23,6 +23,25 @@ VALUES ($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8,
         $9, $10, $11, $12, $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15, $16, $17,
         $18, pg_catalog.to_timestamp($19), $20)";
 
+/// The same INSERT for many rows at once ([`EventRow::to_json`] of each, as
+/// one jsonb array): the listener stores a batch's events with one statement.
+pub const INSERT_EVENTS: &str = "
+INSERT INTO webhook.events (id, workflow_id, received_at, method, query, headers, params, body,
+                            status, error, response, origin, remote_addr, handled_at, replay_of,
+                            raw_path, raw_query, attempts, next_attempt_at, listener_pid)
+SELECT r.id, r.workflow_id, pg_catalog.to_timestamp(r.received_at), r.method, r.query, r.headers,
+       r.params, r.body, r.status, r.error, r.response, r.origin, r.remote_addr::pg_catalog.inet,
+       pg_catalog.to_timestamp(r.handled_at), r.replay_of, r.raw_path, r.raw_query, r.attempts,
+       pg_catalog.to_timestamp(r.next_attempt_at), r.listener_pid
+  FROM pg_catalog.jsonb_to_recordset($1)
+    AS r (id pg_catalog.int8, workflow_id pg_catalog.uuid, received_at pg_catalog.float8,
+          method pg_catalog.text, query pg_catalog.jsonb, headers pg_catalog.jsonb,
+          params pg_catalog.jsonb, body pg_catalog.text, status pg_catalog.text,
+          error pg_catalog.text, response pg_catalog.jsonb, origin pg_catalog.text,
+          remote_addr pg_catalog.text, handled_at pg_catalog.float8, replay_of pg_catalog.int8,
+          raw_path pg_catalog.text, raw_query pg_catalog.text, attempts pg_catalog.int4,
+          next_attempt_at pg_catalog.float8, listener_pid pg_catalog.int4)";
+
 /// The handler's argument, in table column order, from the INSERT's
 /// parameters: status `pending`, and `attempts` the number of the attempt
 /// that is running (1 for the first).
@@ -88,6 +107,32 @@ pub struct EventRow {
 }
 
 impl EventRow {
+    /// The row as one element of [`INSERT_EVENTS`]'s array.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "workflow_id": self.workflow_id.to_string(),
+            "received_at": self.received_at,
+            "method": self.method,
+            "query": self.query,
+            "headers": self.headers,
+            "params": self.params,
+            "body": self.body,
+            "status": self.status,
+            "error": self.error,
+            "response": self.response,
+            "origin": self.origin.as_str(),
+            "remote_addr": self.remote_addr,
+            "handled_at": self.handled_at,
+            "replay_of": self.replay_of,
+            "raw_path": self.raw_path,
+            "raw_query": self.raw_query,
+            "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at,
+            "listener_pid": self.listener_pid,
+        })
+    }
+
     pub fn arg_types() -> Vec<PgOid> {
         let text = PgOid::from(String::type_oid());
         let jsonb = PgOid::from(JsonB::type_oid());

@@ -13,8 +13,8 @@ mod rejections;
 pub mod session_reset;
 pub mod spi_util;
 
-use event_row::INSERT_EVENT;
 pub use event_row::{response_json, unix, EventRow};
+use event_row::{INSERT_EVENT, INSERT_EVENTS};
 pub use redelivery::notify_event;
 
 use std::time::SystemTime;
@@ -22,7 +22,7 @@ use std::time::SystemTime;
 use pgrx::datum::{DatumWithOid, IntoDatum};
 use pgrx::pg_sys;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::PgOid;
+use pgrx::{JsonB, PgOid};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -142,6 +142,13 @@ pub struct Pipeline {
     /// Owners of the events stored since the listener last took this list:
     /// their executors are woken (or started) once the batch committed.
     pub stored_for_owners: Vec<pg_sys::Oid>,
+    /// Store events without a delivery key at the end of the batch, all in
+    /// one statement ([`Pipeline::store_deferred`]); the listener does.
+    pub defer_inserts: bool,
+    deferred: Vec<(EventRow, pg_sys::Oid)>,
+    /// The id of the event the last `handle` deferred, if it did.
+    pub last_deferred: Option<i64>,
+    bulk_plan: Option<OwnedPreparedStatement>,
     /// How many refused requests per workflow `webhook.rejections` keeps.
     pub rejections_kept: i32,
     /// The lock_timeout handlers run with: the server default, read once
@@ -158,6 +165,10 @@ impl Pipeline {
             handler_plans: HandlerPlans::default(),
             run_handlers_now: true,
             stored_for_owners: Vec::new(),
+            defer_inserts: false,
+            deferred: Vec::new(),
+            last_deferred: None,
+            bulk_plan: None,
             privileged_role,
             handler_timeout_ms,
             last_event_id: None,
@@ -179,6 +190,8 @@ impl Pipeline {
         self.forget_workflows();
         self.insert_plan = None;
         self.batch_plan = None;
+        self.bulk_plan = None;
+        self.deferred.clear();
     }
 
     /// Forgets cached workflows and their handler plans (a handler function or
@@ -407,6 +420,13 @@ impl Pipeline {
             return self.accept_and_run(client, workflow, row, success, &claim);
         }
 
+        if key.is_none() && self.defer_inserts {
+            // Stored with the rest of the batch (store_deferred).
+            self.last_deferred = Some(id);
+            let handled = self.stored_response(workflow, &row, success);
+            self.deferred.push((row, workflow.owner));
+            return Ok(handled);
+        }
         let insert_plan = self.insert_plan.as_ref().expect("prepared above");
         // Everything that can fail for this request runs in its subtransaction,
         // so one bad request never fails the others in the batch.
@@ -434,23 +454,80 @@ impl Pipeline {
             Ok(Ok(())) => {
                 redelivery::notify_event(id, "pending");
                 self.stored_for_owners.push(workflow.owner);
-                match &wf_rules.response {
-                    ResponseConfig::Workflow { .. } => {
-                        let params = match &row.params {
-                            Value::Object(map) => map.clone(),
-                            _ => Map::new(),
-                        };
-                        Handled::AwaitHandler {
-                            event_id: id,
-                            timeout_ms: self.handler_timeout(workflow),
-                            failure: rules::failure_response(wf_rules, id, &params),
-                        }
-                    }
-                    _ => Handled::AfterCommit(success.expect(SUCCESS_FOR_NON_WORKFLOW)),
-                }
+                self.stored_response(workflow, &row, success)
             }
             Err(error) => Handled::Immediate(not_stored(&error)),
         })
+    }
+
+    /// The answer for a stored (pending) event.
+    fn stored_response(
+        &self,
+        workflow: &Workflow,
+        row: &EventRow,
+        success: Option<Response>,
+    ) -> Handled {
+        match &workflow.rules.response {
+            ResponseConfig::Workflow { .. } => {
+                let params = match &row.params {
+                    Value::Object(map) => map.clone(),
+                    _ => Map::new(),
+                };
+                Handled::AwaitHandler {
+                    event_id: row.id,
+                    timeout_ms: self.handler_timeout(workflow),
+                    failure: rules::failure_response(&workflow.rules, row.id, &params),
+                }
+            }
+            _ => Handled::AfterCommit(success.expect(SUCCESS_FOR_NON_WORKFLOW)),
+        }
+    }
+
+    /// Stores the batch's deferred events: all in one statement, or, if that
+    /// fails, each in its own subtransaction. Returns the answers for the
+    /// events that could not be stored, by event id.
+    pub fn store_deferred(
+        &mut self,
+        client: &mut SpiClient<'_>,
+    ) -> Result<Vec<(i64, Response)>, pgrx::spi::Error> {
+        let deferred = std::mem::take(&mut self.deferred);
+        if deferred.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.bulk_plan.is_none() {
+            let types = [PgOid::from(JsonB::type_oid())];
+            self.bulk_plan = Some(client.prepare_mut(INSERT_EVENTS, &types)?.keep());
+        }
+        self.prepare_insert(client)?;
+        let privileged = self.privileged_role;
+        let rows = Value::Array(deferred.iter().map(|(row, _)| row.to_json()).collect());
+        let bulk = self.bulk_plan.as_ref().expect("prepared above");
+        let all = in_subtransaction(|| {
+            ok_or_raise(run_privileged(privileged, || {
+                client.update(bulk, None, &[DatumWithOid::from(JsonB(rows))])
+            }));
+        });
+        let mut failures = Vec::new();
+        let insert_plan = self.insert_plan.as_ref().expect("prepared above");
+        for (row, owner) in &deferred {
+            let stored = match &all {
+                Ok(()) => Ok(()),
+                // One of them is bad: find which, one subtransaction each.
+                Err(_) => in_subtransaction(|| {
+                    ok_or_raise(run_privileged(privileged, || {
+                        client.update(insert_plan, None, &row.args())
+                    }));
+                }),
+            };
+            match stored {
+                Ok(()) => {
+                    redelivery::notify_event(row.id, "pending");
+                    self.stored_for_owners.push(*owner);
+                }
+                Err(error) => failures.push((row.id, not_stored(&error))),
+            }
+        }
+        Ok(failures)
     }
 
     /// The deadline of the workflow's handler: its own, else webhook.handler_timeout.
