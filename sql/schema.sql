@@ -182,6 +182,10 @@ COMMENT ON TABLE webhook.events IS
 CREATE INDEX events_workflow_received_idx ON webhook.events (workflow_id, received_at);
 -- The executors' queue: events whose handler still has to run.
 CREATE INDEX events_due_idx ON webhook.events (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+-- An ordered workflow's event is due only when no earlier one is unfinished:
+-- a probe of this (small) index, not of every event the workflow ever had.
+CREATE INDEX events_unfinished_idx ON webhook.events (workflow_id, id)
+    WHERE next_attempt_at IS NOT NULL;
 
 -- Every handler attempt of every event: when, and how it ended.
 CREATE TABLE webhook.attempts (

@@ -77,13 +77,19 @@ SELECT e.id, e.workflow_id::pg_catalog.text,
  LIMIT $2
    FOR UPDATE OF e SKIP LOCKED";
 
-/// When the owner's next event is due (Unix seconds), if any is waiting.
+/// When the owner's next event is due (Unix seconds), if any is waiting;
+/// events behind an ordered workflow's unfinished head do not count (the
+/// head's retry is what is due).
 const NEXT_DUE: &str = "
 SELECT extract(epoch FROM e.next_attempt_at)::pg_catalog.float8
   FROM webhook.workflows w
   JOIN webhook.events e ON e.workflow_id OPERATOR(pg_catalog.=) w.id
  WHERE e.next_attempt_at IS NOT NULL
    AND w.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1
+   AND (NOT w.ordered OR NOT EXISTS (
+        SELECT FROM webhook.events p
+         WHERE p.workflow_id OPERATOR(pg_catalog.=) e.workflow_id
+           AND p.next_attempt_at IS NOT NULL AND p.id OPERATOR(pg_catalog.<) e.id))
  ORDER BY e.next_attempt_at
  LIMIT 1";
 

@@ -301,3 +301,26 @@ def test_a_busy_pool_gives_way_to_a_waiting_owner(private, tenants):
     finally:
         private.sql("ALTER SYSTEM RESET webhook.max_executors")
         private.sql("SELECT pg_reload_conf()")
+
+
+def test_a_failing_head_holds_back_an_ordered_workflow_until_it_is_dead(private, tenants):
+    alice = tenants["alice"]
+    table = side_table(alice)
+    alice.sql(f"""CREATE FUNCTION {alice.name}.head_fails(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$
+                  BEGIN
+                      IF (e.params->>'n')::int = 0 THEN RAISE EXCEPTION 'head fails'; END IF;
+                      INSERT INTO {table} (event_id, n, started) VALUES (e.id, (e.params->>'n')::int,
+                                                                         clock_timestamp());
+                      RETURN e.params;
+                  END $h$""")
+    wf = alice.create_workflow(handler=f"{alice.name}.head_fails", name="ordered-head")
+    alice.sql("SELECT webhook_set_ordered(%s, true)", (wf,))
+    alice.sql("SELECT webhook_set_retry(%s, 3, '300 ms', '300 ms')", (wf,))
+    ids = [post(private, wf, {"n": n}).json()["event_id"] for n in range(3)]
+    wait_for(lambda: private.scalar(f"SELECT count(*) FROM {table}") == 2, 15, "followers ran")
+    head = event(private, ids[0])
+    assert (head["status"], head["attempts"]) == ("dead", 3)
+    last_attempt = attempts(private, ids[0])[-1]
+    runs = private.rows(f"SELECT event_id, started FROM {table} ORDER BY started")
+    assert [r["event_id"] for r in runs] == ids[1:]
+    assert runs[0]["started"] >= last_attempt["ended_at"], (runs, last_attempt)
