@@ -16,3 +16,4 @@ pub mod retry;
 pub mod route;
 pub mod template;
 pub mod validate;
+pub mod verify;
