@@ -142,16 +142,16 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
             .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
         // Once a second even under steady traffic: retries that came due and
         // events left by a restart need an executor whatever else arrives.
+        let duties = crate::execution::registry::duties(crate::execution::pool::pool_limit());
         if !state.ready || stale {
             state.check_extension();
             if state.ready {
                 forget_expired_deliveries();
                 state.tend_executors();
             }
-        } else if state.ready && crate::execution::registry::any_exited() {
+        } else if duties.record_exited {
             state.tend_executors();
-        }
-        if state.ready {
+        } else if duties.start_waiting {
             crate::execution::pool::start_waiting_owners();
         }
         if !jobs.is_empty() {

@@ -275,6 +275,7 @@ pub fn record_lost_attempt(
         None,
     );
     record(client, std::slice::from_ref(&lost))?;
+    crate::pipeline::check_notify_queue();
     crate::pipeline::notify_event(event_id, lost.status);
     Ok(LostAttempt::Recorded)
 }

@@ -33,7 +33,7 @@ use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::JsonB;
 use pgrx::PgOid;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use webhook_core::request::{self as rules, ResponseConfig};
@@ -48,7 +48,7 @@ use crate::pipeline::spi_util::{
     as_role_with_safe_path, in_subtransaction, in_transaction, reset_value, set_session_setting,
     with_settings, CaughtSqlError, SAFE_SEARCH_PATH,
 };
-use crate::pipeline::{notify_event, response_json, unix, EventRow, Origin};
+use crate::pipeline::{check_notify_queue, notify_event, response_json, unix, EventRow, Origin};
 use crate::signals;
 
 /// Every statement names webhook.workflows before webhook.events, so it locks
@@ -478,10 +478,6 @@ impl Executor {
                     crate::pipeline::session_reset::discard_handler_state();
                     let ended = unix(SystemTime::now());
                     self.handler_ms = 0.8 * self.handler_ms + 0.2 * (ended - started) * 1000.0;
-                    let params = match &row.params {
-                        Value::Object(map) => map.clone(),
-                        _ => Map::new(),
-                    };
                     let is_workflow_method =
                         matches!(workflow.rules.response, ResponseConfig::Workflow { .. });
                     batch.awaited |= is_workflow_method;
@@ -489,7 +485,7 @@ impl Executor {
                         Ok(returned) => (Outcome::Succeeded, workflow.handler_response(returned)),
                         Err(error) => (
                             Outcome::from_error(error),
-                            rules::failure_response(&workflow.rules, row.id, &params),
+                            rules::failure_response(&workflow.rules, row.id, &row.params_map()),
                         ),
                     };
                     records.push(Attempt::finished(
@@ -509,6 +505,9 @@ impl Executor {
                 as_role_with_safe_path(privileged, || {
                     attempts::record_with(client, record_plan, &records)
                 })?;
+                if !records.is_empty() {
+                    check_notify_queue();
+                }
                 for record in &records {
                     notify_event(record.event_id, record.status);
                 }

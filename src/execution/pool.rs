@@ -27,7 +27,7 @@ const START_TIMEOUT_MS: i64 = 10_000;
 /// exit, so the owner gets one at the next round.
 pub fn wake_or_start(owner: pg_sys::Oid) {
     let owner = owner.to_u32();
-    let limit = (gucs::MAX_EXECUTORS.get().max(1) as usize).min(MAX_EXECUTOR_SLOTS);
+    let limit = pool_limit();
     let per_owner = gucs::MAX_EXECUTORS_PER_OWNER.get().max(1) as usize;
     let now = now_ms();
     let slot = {
@@ -123,8 +123,7 @@ pub fn wake_or_start(owner: pg_sys::Oid) {
 /// Starts executors for owners that found the pool full, once slots are
 /// free (an executor gave way or exited), before anyone else gets them.
 pub fn start_waiting_owners() {
-    let limit = (gucs::MAX_EXECUTORS.get().max(1) as usize).min(MAX_EXECUTOR_SLOTS);
-    if !super::registry::waiting_and_room(limit) {
+    if !super::registry::waiting_and_room(&REGISTRY.share(), pool_limit()) {
         return;
     }
     for owner in super::registry::take_waiting() {
@@ -152,6 +151,11 @@ fn busiest_to_retire(executors: &[super::registry::ExecutorSlot]) -> Option<usiz
     running()
         .max_by_key(|(_, slot)| (count(slot.owner), -slot.since_ms))
         .map(|(index, _)| index)
+}
+
+/// How many executors may run at once (`webhook.max_executors`).
+pub fn pool_limit() -> usize {
+    (gucs::MAX_EXECUTORS.get().max(1) as usize).min(MAX_EXECUTOR_SLOTS)
 }
 
 fn log_rarely(message: &str) {

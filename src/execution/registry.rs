@@ -135,13 +135,25 @@ pub fn wake_listeners() {
     }
 }
 
-/// Whether an executor ended in the middle of a handler (for a listener to record).
-pub fn any_exited() -> bool {
-    REGISTRY
-        .share()
-        .executors
-        .iter()
-        .any(|slot| slot.state == SlotState::Exited)
+/// What a listener has to do for the executors, read at once in every turn
+/// of its loop.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Duties {
+    /// An executor ended in the middle of a handler: record that attempt.
+    pub record_exited: bool,
+    /// An owner waits for a slot and one is free.
+    pub start_waiting: bool,
+}
+
+pub fn duties(limit: usize) -> Duties {
+    let registry = REGISTRY.share();
+    Duties {
+        record_exited: registry
+            .executors
+            .iter()
+            .any(|slot| slot.state == SlotState::Exited),
+        start_waiting: waiting_and_room(&registry, limit),
+    }
 }
 
 /// Events whose attempt ended with its executor and is not recorded yet:
@@ -170,8 +182,7 @@ pub fn note_waiting(registry: &mut Registry, owner: u32) {
 }
 
 /// Whether an owner waits for a slot and one is free.
-pub fn waiting_and_room(limit: usize) -> bool {
-    let registry = REGISTRY.share();
+pub fn waiting_and_room(registry: &Registry, limit: usize) -> bool {
     registry.waiting.iter().any(|o| *o != 0)
         && registry
             .executors

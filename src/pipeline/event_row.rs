@@ -107,6 +107,14 @@ pub struct EventRow {
 }
 
 impl EventRow {
+    /// The parsed parameters, as templates take them.
+    pub fn params_map(&self) -> Map<String, Value> {
+        match &self.params {
+            Value::Object(map) => map.clone(),
+            _ => Map::new(),
+        }
+    }
+
     /// The row as one element of [`INSERT_EVENTS`]'s array.
     pub fn to_json(&self) -> Value {
         json!({

@@ -15,7 +15,7 @@ pub mod spi_util;
 
 pub use event_row::{response_json, unix, EventRow};
 use event_row::{INSERT_EVENT, INSERT_EVENTS};
-pub use redelivery::notify_event;
+pub use redelivery::{check_notify_queue, notify_event};
 
 use std::time::SystemTime;
 
@@ -23,7 +23,7 @@ use pgrx::datum::{DatumWithOid, IntoDatum};
 use pgrx::pg_sys;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::{JsonB, PgOid};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use webhook_core::request::{
@@ -468,17 +468,11 @@ impl Pipeline {
         success: Option<Response>,
     ) -> Handled {
         match &workflow.rules.response {
-            ResponseConfig::Workflow { .. } => {
-                let params = match &row.params {
-                    Value::Object(map) => map.clone(),
-                    _ => Map::new(),
-                };
-                Handled::AwaitHandler {
-                    event_id: row.id,
-                    timeout_ms: self.handler_timeout(workflow),
-                    failure: rules::failure_response(&workflow.rules, row.id, &params),
-                }
-            }
+            ResponseConfig::Workflow { .. } => Handled::AwaitHandler {
+                event_id: row.id,
+                timeout_ms: self.handler_timeout(workflow),
+                failure: rules::failure_response(&workflow.rules, row.id, &row.params_map()),
+            },
             _ => Handled::AfterCommit(success.expect(SUCCESS_FOR_NON_WORKFLOW)),
         }
     }
@@ -553,6 +547,19 @@ impl Pipeline {
         let handler_plans = &mut self.handler_plans;
         let handler_lock_timeout = &self.handler_lock_timeout;
         let started = unix(SystemTime::now());
+        // This run is the event's first attempt, recorded like an executor's.
+        let first_attempt = |outcome: Outcome, response: &Response| {
+            Attempt::finished(
+                id,
+                wf_rules.id,
+                1,
+                started,
+                unix(SystemTime::now()),
+                outcome,
+                &workflow.retry,
+                Some(response_json(response)),
+            )
+        };
         row.attempts = 1;
         let stored = std::cell::Cell::new(false);
         let redelivery_of = std::cell::Cell::new(None);
@@ -573,17 +580,7 @@ impl Pipeline {
                 ResponseConfig::Workflow { .. } => workflow.handler_response(returned),
                 _ => success.clone().expect(SUCCESS_FOR_NON_WORKFLOW),
             };
-            let ended = unix(SystemTime::now());
-            let attempt = Attempt::finished(
-                id,
-                wf_rules.id,
-                1,
-                started,
-                ended,
-                Outcome::Succeeded,
-                &workflow.retry,
-                Some(response_json(&response)),
-            );
+            let attempt = first_attempt(Outcome::Succeeded, &response);
             ok_or_raise(run_privileged(privileged, || {
                 attempts::record(client, &[attempt])
             }));
@@ -607,25 +604,11 @@ impl Pipeline {
         // is gone. Record the event and the failed attempt.
         let response = match wf_rules.response {
             ResponseConfig::Workflow { .. } => {
-                let params = match &row.params {
-                    Value::Object(map) => map.clone(),
-                    _ => Map::new(),
-                };
-                rules::failure_response(wf_rules, id, &params)
+                rules::failure_response(wf_rules, id, &row.params_map())
             }
             _ => success.expect(SUCCESS_FOR_NON_WORKFLOW),
         };
-        let ended = unix(SystemTime::now());
-        let attempt = Attempt::finished(
-            id,
-            wf_rules.id,
-            1,
-            started,
-            ended,
-            Outcome::from_error(error),
-            &workflow.retry,
-            Some(response_json(&response)),
-        );
+        let attempt = first_attempt(Outcome::from_error(error), &response);
         let status = attempt.status;
         row.status = "pending";
         row.attempts = 0;

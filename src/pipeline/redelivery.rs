@@ -13,7 +13,8 @@ use super::catalog::pg_uuid;
 /// Whether events are announced: not while the NOTIFY queue is more than
 /// half full (a session that LISTENs inside a transaction it never ends pins
 /// the queue; once it is full every commit that notifies fails). Updated by
-/// `Pipeline::begin_batch`.
+/// `Pipeline::begin_batch` in listeners and [`check_notify_queue`] in
+/// executors.
 pub static NOTIFY_QUEUE_HAS_ROOM: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(true);
 
@@ -23,6 +24,22 @@ const EVENTS_CHANNEL: &std::ffi::CStr = c"webhook_events";
 // commands/async.h is not in pgrx's bindings.
 unsafe extern "C-unwind" {
     fn Async_Notify(channel: *const std::ffi::c_char, payload: *const std::ffi::c_char);
+}
+
+/// Reads whether the NOTIFY queue has room, when events are announced at all
+/// (`webhook.notify`): processes that announce outside the listener's batch
+/// (executors, listeners recording lost attempts) call it before notifying.
+pub fn check_notify_queue() {
+    if !crate::gucs::NOTIFY_EVENTS.get() {
+        return;
+    }
+    let room = pgrx::Spi::get_one::<bool>(
+        "SELECT pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    NOTIFY_QUEUE_HAS_ROOM.store(room, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// `NOTIFY webhook_events, '{"event_id":N,"status":"…"}'`, delivered when the

@@ -83,7 +83,7 @@ unsafe extern "C-unwind" fn guard_process_utility(
             ERROR,
             pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             "SET CONSTRAINTS is not allowed in a webhook handler",
-            "It would change constraint timing for other owners' handlers in the same batch."
+            "It would change constraint timing for the other handlers in the same batch."
         );
     }
     // SAFETY: the arguments are passed on unchanged to the next hook or the
@@ -100,6 +100,8 @@ unsafe extern "C-unwind" fn guard_process_utility(
                 dest,
                 qc,
             ),
+            // pgrx's wrapper of the standard implementation is a Rust fn, not
+            // the hook's extern "C-unwind" type, so it cannot share the call.
             None => pg_sys::standard_ProcessUtility(
                 pstmt,
                 query_string,

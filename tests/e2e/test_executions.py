@@ -14,6 +14,7 @@ import requests
 
 from httpkit import wait_until
 
+from conftest import uniq
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 private = private_cluster_fixture(**{"webhook.max_executors": 6, "webhook.max_executors_per_owner": 2})
@@ -324,3 +325,67 @@ def test_a_failing_head_holds_back_an_ordered_workflow_until_it_is_dead(private,
     runs = private.rows(f"SELECT event_id, started FROM {table} ORDER BY started")
     assert [r["event_id"] for r in runs] == ids[1:]
     assert runs[0]["started"] >= last_attempt["ended_at"], (runs, last_attempt)
+
+
+def test_an_idle_executor_exits(private, tenants):
+    """webhook.executor_idle_timeout (2 s in the test clusters)."""
+    alice = tenants["alice"]
+    wf = alice.create_workflow(name="idle")
+    ev = post(private, wf).json()["event_id"]
+    wait_for(lambda: event(private, ev)["status"] == "succeeded", 10, "event ran")
+    name = f"webhook_ext executor for {alice.name}"
+    count = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+    assert private.scalar(count, (name,)) >= 1  # positive control: it ran there
+    wait_for(lambda: private.scalar(count, (name,)) == 0, 6, "alice's executors gone")
+
+
+def test_tenants_cannot_write_attempts_or_change_the_executor_settings(private, tenants):
+    alice = tenants["alice"]
+    wf = alice.create_workflow(name="attempts")
+    ev = post(private, wf).json()["event_id"]
+    wait_for(lambda: event(private, ev)["status"] == "succeeded", 10, "event ran")
+    # Positive control: the owner reads its attempt.
+    assert alice.scalar("SELECT count(*) FROM webhook.attempts WHERE event_id = %s", (ev,)) == 1
+    alice.error("INSERT INTO webhook.attempts (event_id, attempt, workflow_id, started_at, ended_at, outcome) "
+                "VALUES (%s, 9, %s, now(), now(), 'succeeded')", (ev, wf), sqlstate="42501")
+    alice.error("UPDATE webhook.attempts SET outcome = 'failed' WHERE event_id = %s", (ev,), sqlstate="42501")
+    alice.error("DELETE FROM webhook.attempts WHERE event_id = %s", (ev,), sqlstate="42501")
+    alice.error("UPDATE webhook.events SET next_attempt_at = now() WHERE id = %s", (ev,), sqlstate="42501")
+    for setting in ("webhook.max_executors", "webhook.max_executors_per_owner",
+                    "webhook.executor_idle_timeout", "webhook.notify"):
+        alice.error(f"SET {setting} = 1", sqlstate="55P02")
+        alice.error(f"ALTER SYSTEM SET {setting} = 1", sqlstate="42501")
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("webhook.max_executors", "0"), ("webhook.max_executors", "129"),
+    ("webhook.max_executors_per_owner", "0"), ("webhook.executor_idle_timeout", "'5ms'"),
+    ("webhook.notify", "'maybe'"),
+])
+def test_invalid_executor_settings_are_refused(private, setting, value):
+    private.sql_error(f"ALTER SYSTEM SET {setting} = {value}", sqlstate="22023")
+
+
+def test_no_free_worker_slot_leaves_events_pending_with_a_warning(make_cluster):
+    """Executors are background workers: with no slot left in
+    max_worker_processes (2 listeners and the logical replication launcher
+    take all 3), events are stored and wait, a WARNING says why, and they run
+    once there is room (after a restart with more)."""
+    c = make_cluster(conf={"webhook.workers": 2, "max_worker_processes": 3})
+    c.sql("CREATE EXTENSION webhook_ext")
+    table = "public." + uniq("ran")
+    c.sql(f"CREATE TABLE {table} (event_id bigint)")
+    c.sql(f"CREATE FUNCTION public.{table[7:]}_h(e webhook.events) RETURNS void LANGUAGE sql "
+          f"AS $h$ INSERT INTO {table} VALUES (e.id) $h$")
+    wf = str(c.row(f"SELECT id FROM webhook_create_workflow('slots', 'public.{table[7:]}_h'::regproc)")["id"])
+    c.wait_for_listeners(2)
+    ev = wait_until(lambda: post(c, wf).json()["event_id"], timeout=15, what="listener serving")
+    c.wait_for_log(r"could not start an executor: no background worker slot is free", timeout=10)
+    time.sleep(1.5)
+    assert event(c, ev)["status"] == "pending"
+    assert c.scalar(f"SELECT count(*) FROM {table}") == 0
+    c.set_conf(max_worker_processes=8)
+    c.restart()
+    wait_for(lambda: c.scalar(f"SELECT count(*) FROM {table} WHERE event_id = %s", (ev,)) == 1, 15,
+             "event ran after the restart")
+    assert event(c, ev)["status"] == "succeeded"
