@@ -182,6 +182,26 @@ CREATE TRIGGER parameters_config_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON webhook.parameters
     FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
 
+CREATE TRIGGER verifications_config_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON webhook.verifications
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
+
+-- Every row of webhook.verifications is checked here, not by constraints
+-- (see sql/schema.sql): webhook._check_verification's errors name the
+-- problem and never a secret.
+CREATE FUNCTION webhook._verifications_check()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM webhook._check_verification(NEW.scheme, NEW.secrets, NEW.options);
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER verifications_check
+    BEFORE INSERT OR UPDATE ON webhook.verifications
+    FOR EACH ROW EXECUTE FUNCTION webhook._verifications_check();
+
 -- A workflow's parameter list in list order: what the parameter functions return.
 CREATE FUNCTION webhook._parameter_list(workflow uuid)
 RETURNS SETOF webhook.parameters
@@ -707,6 +727,77 @@ END
 $$;
 COMMENT ON FUNCTION webhook_set_ordered(uuid, boolean) IS
     'Run the workflow''s events one at a time, in arrival order (a failing event holds back the later ones until it succeeds or is dead)';
+
+-- Authenticates the workflow's requests (issue 9, README "Verifying
+-- senders"). `secret` and `secrets` together are the active secrets (more
+-- than one during a rotation); scheme 'none' (or NULL) turns verification
+-- off. Pass secrets as bind parameters: a literal in a failing statement
+-- may reach the server log with the statement text.
+CREATE FUNCTION webhook_set_verification(workflow uuid, scheme text,
+                                         secret text DEFAULT NULL,
+                                         secrets text[] DEFAULT NULL,
+                                         tolerance interval DEFAULT NULL,
+                                         header text DEFAULT NULL,
+                                         algorithm text DEFAULT NULL,
+                                         encoding text DEFAULT NULL,
+                                         prefix text DEFAULT NULL,
+                                         timestamp_header text DEFAULT NULL,
+                                         separator text DEFAULT NULL,
+                                         username text DEFAULT NULL)
+RETURNS webhook.workflows
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+    active text[];
+    opts jsonb;
+BEGIN
+    w := webhook._workflow(workflow, true);
+    IF scheme IS NULL OR scheme = 'none' THEN
+        active := '{}';
+        opts := '{}';
+        scheme := 'none';
+    ELSE
+        active := CASE WHEN secret IS NULL THEN '{}'::text[] ELSE ARRAY[secret] END
+                  || coalesce(secrets, '{}');
+        opts := pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+            'tolerance_secs', pg_catalog.ceil(extract(epoch FROM tolerance))::bigint,
+            'header', header, 'algorithm', algorithm, 'encoding', encoding, 'prefix', prefix,
+            'timestamp_header', timestamp_header, 'separator', separator, 'username', username));
+    END IF;
+    INSERT INTO webhook.verifications AS v (workflow_id, scheme, secrets, options)
+    VALUES (w.id, scheme, active, opts)
+    ON CONFLICT (workflow_id) DO UPDATE
+       SET scheme = EXCLUDED.scheme, secrets = EXCLUDED.secrets, options = EXCLUDED.options;
+    RETURN w;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_verification(uuid, text, text, text[], interval, text, text, text, text, text, text, text) IS
+    'How the workflow''s requests are authenticated: standard-webhooks, github, stripe, slack, shopify, twilio, gitlab, hmac, bearer, basic, or none';
+
+-- Headers stored redacted in this workflow's events, rejections and samples,
+-- besides authorization, proxy-authorization, cookie, x-gitlab-token and
+-- x-api-key, which every workflow redacts.
+CREATE FUNCTION webhook_set_redacted_headers(workflow uuid, headers text[])
+RETURNS webhook.workflows
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF headers IS NULL OR EXISTS (SELECT FROM pg_catalog.unnest(headers) h
+                                   WHERE h IS NULL OR h !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$') THEN
+        RAISE EXCEPTION 'headers must be an array of header names'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE webhook.workflows x
+       SET redact_headers = ARRAY(SELECT DISTINCT pg_catalog.lower(h) FROM pg_catalog.unnest(headers) h ORDER BY 1)
+     WHERE x.id = workflow
+    RETURNING * INTO w;
+    RETURN w;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_redacted_headers(uuid, text[]) IS
+    'Headers to store redacted in the workflow''s events, rejections and samples (credential headers always are)';
 
 CREATE FUNCTION webhook_set_discriminator(workflow uuid, source text, name text)
 RETURNS webhook.workflows

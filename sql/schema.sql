@@ -76,6 +76,9 @@ CREATE TABLE webhook.workflows (
     -- Run events one at a time in arrival order (webhook_set_ordered): an
     -- event waits until every earlier one succeeded or is dead.
     ordered               boolean     NOT NULL DEFAULT false,
+    -- Headers stored redacted besides the credential headers every workflow
+    -- redacts (authorization, cookie, x-gitlab-token, ...): lower-case names.
+    redact_headers        text[]      NOT NULL DEFAULT '{}',
     CONSTRAINT workflows_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 1000),
     CONSTRAINT workflows_retry_delay_check
         CHECK (retry_delay > interval '0' AND retry_max_delay >= retry_delay
@@ -250,6 +253,23 @@ CREATE TABLE webhook.deliveries (
 COMMENT ON TABLE webhook.deliveries IS
     'Delivery keys (webhook-id, X-GitHub-Delivery, Idempotency-Key, ...) and the event each delivered';
 
+-- How requests to a workflow are authenticated (webhook_set_verification):
+-- the scheme ('none': not at all), its active secrets (several during a
+-- rotation) and the scheme's options. Readable only by the workflow's owner
+-- and superusers. No constraint here may fail, because PostgreSQL would print
+-- the failing row, secrets included, in the error and the server log: the
+-- _verifications_check trigger (api.sql) checks every row instead, with
+-- errors that never contain a secret.
+CREATE TABLE webhook.verifications (
+    workflow_id uuid        PRIMARY KEY REFERENCES webhook.workflows (id) ON DELETE CASCADE,
+    scheme      text,
+    secrets     text[],
+    options     jsonb,
+    updated_at  timestamptz
+);
+COMMENT ON TABLE webhook.verifications IS
+    'How requests to each workflow are verified (webhook_set_verification); secrets visible to the owner only';
+
 -- The listener caches workflow definitions. A change to workflows or
 -- parameters sends a relcache invalidation for the table at commit (statement
 -- triggers in api.sql), which listeners receive like PostgreSQL's own cache
@@ -272,6 +292,7 @@ SELECT pg_catalog.pg_extension_config_dump('webhook.rejections_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.rejection_counts', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.attempts', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook.verifications', '');
 
 -- Row-level security: a role sees and changes only the workflows it owns, and
 -- their parameters and events. Superusers (and so the listener) bypass it.
@@ -282,6 +303,7 @@ ALTER TABLE webhook.rejections ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.rejection_counts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.deliveries ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.attempts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook.verifications ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY workflows_owner ON webhook.workflows
     USING (owner::pg_catalog.oid OPERATOR(pg_catalog.=) webhook._current_role_id())
@@ -299,6 +321,9 @@ CREATE POLICY deliveries_owner ON webhook.deliveries
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = deliveries.workflow_id));
 CREATE POLICY attempts_owner ON webhook.attempts
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = attempts.workflow_id));
+CREATE POLICY verifications_owner ON webhook.verifications
+    USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = verifications.workflow_id))
+    WITH CHECK (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = verifications.workflow_id));
 CREATE POLICY events_owner ON webhook.events
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = events.workflow_id))
     WITH CHECK (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = events.workflow_id));
@@ -316,8 +341,11 @@ GRANT UPDATE (name, handler, enabled, full_body, full_body_param, allowed_method
               response_headers, response_timeout, failure_status, failure_content_type,
               failure_body, capture_until, captured_at, updated_at, strict_types,
               discriminator_source, discriminator_name, delivery_key_source, delivery_key_name,
-              delivery_key_window, max_attempts, retry_delay, retry_max_delay, ordered)
+              delivery_key_window, max_attempts, retry_delay, retry_max_delay, ordered,
+              redact_headers)
     ON webhook.workflows TO webhook_admin;
+GRANT SELECT, INSERT, UPDATE (scheme, secrets, options, updated_at)
+    ON webhook.verifications TO webhook_admin;
 GRANT UPDATE (type, sample, required, position, depth, strict, nullable, required_for)
     ON webhook.parameters TO webhook_admin;
 GRANT SELECT ON webhook.events, webhook.rejections, webhook.rejection_counts, webhook.deliveries,

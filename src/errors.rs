@@ -6,6 +6,7 @@ use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 use webhook_core::kv::KvError;
 use webhook_core::template::TemplateError;
+use webhook_core::verify::ConfigError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {
@@ -17,6 +18,9 @@ pub enum SqlError {
     UnsupportedContentType(String),
     #[error("invalid response body template")]
     Template(#[from] TemplateError),
+    /// Its message never contains a secret (webhook_core::verify).
+    #[error("invalid verification: {0}")]
+    Verification(#[from] ConfigError),
 }
 
 impl SqlError {
@@ -24,9 +28,9 @@ impl SqlError {
         match self {
             SqlError::SampleNotObject { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             SqlError::KvSample(_) => PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
-            SqlError::UnsupportedContentType(_) | SqlError::Template(_) => {
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
-            }
+            SqlError::UnsupportedContentType(_)
+            | SqlError::Template(_)
+            | SqlError::Verification(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
         }
     }
 
@@ -38,6 +42,9 @@ impl SqlError {
                 "Custom responses are JSON, plain text, XML or HTML.".to_string()
             }
             SqlError::Template(e) => format!("{}.", capitalize(&e.to_string())),
+            SqlError::Verification(_) => {
+                "Schemes: standard-webhooks, github, stripe, slack, shopify, twilio, gitlab, hmac, bearer, basic, none.".to_string()
+            }
         }
     }
 
@@ -51,6 +58,9 @@ impl SqlError {
             }
             SqlError::UnsupportedContentType(_) => {
                 "Use application/json, text/plain, application/xml or text/html (+json and +xml types work too)."
+            }
+            SqlError::Verification(_) => {
+                "e.g. webhook_set_verification(id, 'github', secret => $1); see the README's \"Verifying senders\"."
             }
             SqlError::Template(_) => {
                 "Placeholders look like {{order_id}} or {{customer.email}}; a JSON template must be valid JSON, with placeholders as values or inside strings."

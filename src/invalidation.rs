@@ -13,8 +13,10 @@ use pgrx::pg_sys;
 /// Invalidations arrive only after the change is visible, so whatever is
 /// loaded after the flag is seen is current.
 pub static DEFINITIONS_CHANGED: AtomicBool = AtomicBool::new(false);
-/// OIDs of webhook.workflows and webhook.parameters (0 until the first batch).
-pub static WATCHED_TABLES: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
+/// OIDs of webhook.workflows, webhook.parameters and webhook.verifications
+/// (0 until the first batch).
+pub static WATCHED_TABLES: [AtomicU32; 3] =
+    [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
 
 pub fn watch_definitions() {
     unsafe extern "C-unwind" fn syscache_changed(

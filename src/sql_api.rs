@@ -37,7 +37,7 @@ fn webhook_trigger(
         Value::Null => Map::new(),
         other => Map::from_iter([("body".to_string(), other.clone())]),
     };
-    let request = IncomingRequest {
+    let mut request = IncomingRequest {
         method: method.unwrap_or("POST").trim().to_ascii_uppercase(),
         query: object(query),
         headers: object(headers)
@@ -57,6 +57,7 @@ fn webhook_trigger(
                 BodyKind::Json
             },
         }),
+        raw_body: Default::default(),
     };
     let meta = RequestMeta {
         received_at: SystemTime::now(),
@@ -70,7 +71,7 @@ fn webhook_trigger(
     let privileged = pipeline.privileged_role;
     let handled = Spi::connect_mut(|client| {
         let mut next_id = |c: &SpiClient<'_>| next_event_id(c, privileged);
-        pipeline.handle(client, workflow_id, &request, &meta, &mut next_id)
+        pipeline.handle(client, workflow_id, &mut request, &meta, &mut next_id)
     })
     .unwrap_or_else(|e| pgrx::error!("webhook_trigger failed: {e}"));
     let response = handled.into_response();
@@ -127,6 +128,7 @@ fn webhook_replay(event: i64) -> JsonB {
             text: body,
             kind: BodyKind::Other,
         }),
+        raw_body: Default::default(),
     };
     let meta = RequestMeta {
         received_at: SystemTime::now(),

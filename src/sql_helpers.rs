@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::errors::SqlError;
 use webhook_core::template::{self, ContentKind};
+use webhook_core::verify::{ConfigError, Scheme};
 use webhook_core::{config, infer, kv, lookup};
 
 /// pgrx places these in schema `webhook` (created first by sql/schema.sql).
@@ -85,6 +86,19 @@ mod webhook {
         }
     }
 
+    /// Checks a row of webhook.verifications (the _verifications_check
+    /// trigger): raises 22023 naming the problem, never a secret.
+    #[pg_extern(stable, parallel_safe)]
+    fn _check_verification(
+        scheme: Option<&str>,
+        secrets: Option<Vec<Option<String>>>,
+        options: Option<JsonB>,
+    ) {
+        if let Err(e) = check_verification(scheme, secrets, options.map(|o| o.0)) {
+            SqlError::Verification(e).report()
+        }
+    }
+
     /// Whether this server loaded webhook_ext through `shared_preload_libraries`
     /// (the only way the listener starts), and which database it serves.
     #[pg_extern(stable)]
@@ -94,6 +108,32 @@ mod webhook {
             "database": crate::gucs::database(),
         }))
     }
+}
+
+fn check_verification(
+    scheme: Option<&str>,
+    secrets: Option<Vec<Option<String>>>,
+    options: Option<Value>,
+) -> Result<(), ConfigError> {
+    let scheme = scheme.ok_or_else(|| ConfigError("the scheme must not be NULL".into()))?;
+    let mut active = Vec::new();
+    for (n, secret) in secrets.unwrap_or_default().into_iter().enumerate() {
+        active.push(secret.ok_or_else(|| ConfigError(format!("secret {} is NULL", n + 1)))?);
+    }
+    let options = match options {
+        None => serde_json::Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(ConfigError("options must be a JSON object".into())),
+    };
+    if scheme == "none" {
+        if !active.is_empty() || !options.is_empty() {
+            return Err(ConfigError(
+                "the none scheme takes no secrets or options".into(),
+            ));
+        }
+        return Ok(());
+    }
+    Scheme::from_config(scheme, &active, &options).map(|_| ())
 }
 
 fn inferred_json(map: &serde_json::Map<String, Value>) -> Value {

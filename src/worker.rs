@@ -522,7 +522,7 @@ impl Batch {
         for (watched, oid) in WATCHED_TABLES.iter().zip(tables) {
             watched.store(oid, Ordering::SeqCst);
         }
-        while let Some(job) = self.pending.pop_front() {
+        while let Some(mut job) = self.pending.pop_front() {
             let meta = RequestMeta {
                 received_at: job.received_at,
                 remote_addr: job.remote_addr.map(|ip| ip.to_string()),
@@ -538,8 +538,13 @@ impl Batch {
             }
             self.in_progress = Some(job.reply);
             let mut next_id = |_: &SpiClient<'_>| ids.pop().ok_or(pgrx::spi::Error::NoTupleTable);
-            let handled =
-                pipeline.handle(client, job.workflow_id, &job.request, &meta, &mut next_id)?;
+            let handled = pipeline.handle(
+                client,
+                job.workflow_id,
+                &mut job.request,
+                &meta,
+                &mut next_id,
+            )?;
             let deferred = pipeline.last_deferred.take();
             let reply = self.in_progress.take().expect("set above");
             match handled {

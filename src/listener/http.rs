@@ -244,6 +244,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
                 query: query.clone(),
                 headers: headers.clone(),
                 body: BodyOutcome::Parsed(webhook_core::body::ParsedBody::empty()),
+                raw_body: Bytes::new(),
             },
             remote_addr: Some(peer.ip()),
             received_at,
@@ -296,6 +297,8 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
     // that takes microseconds (the worst case measured is 26 ms per MB, see
     // the README's Limits), less than handing the body to a parser thread
     // and back. Larger or encoded bodies go to the parser threads.
+    // Kept for signature checks (a reference-counted view, not a copy).
+    let raw_body = raw.clone();
     let parsed = if raw.len() <= INLINE_PARSE_BYTES && content_encoding.is_none() {
         Ok(parse_request_body(
             content_type,
@@ -326,6 +329,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
             query,
             headers,
             body,
+            raw_body,
         },
         remote_addr: Some(peer.ip()),
         raw_path,

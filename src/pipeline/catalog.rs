@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use webhook_core::delivery::KeySource;
 use webhook_core::retry::RetryPolicy;
+use webhook_core::verify::{ConfigError, Scheme};
 
 use super::event_row::EVENT_ROW;
 use super::spi_util::reset_value;
@@ -49,6 +50,12 @@ pub struct Workflow {
     pub delivery_window_secs: f64,
     /// What happens after a failed attempt.
     pub retry: RetryPolicy,
+    /// How its requests are verified (webhook.verifications): `None` when
+    /// they are not; `Err` when the stored configuration is unusable, and
+    /// then every request is refused.
+    pub verification: Option<Result<Scheme, ConfigError>>,
+    /// Headers stored redacted besides webhook_core::verify::CREDENTIAL_HEADERS.
+    pub redact_headers: Vec<String>,
 }
 
 impl Workflow {
@@ -124,7 +131,12 @@ SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_
        w.delivery_key_source, w.delivery_key_name,
        extract(epoch FROM w.delivery_key_window)::pg_catalog.float8,
        w.max_attempts, extract(epoch FROM w.retry_delay)::pg_catalog.float8,
-       extract(epoch FROM w.retry_max_delay)::pg_catalog.float8
+       extract(epoch FROM w.retry_max_delay)::pg_catalog.float8,
+       (SELECT pg_catalog.jsonb_build_object('scheme', v.scheme, 'secrets', v.secrets,
+                                             'options', v.options)::pg_catalog.text
+          FROM webhook.verifications v
+         WHERE v.workflow_id OPERATOR(pg_catalog.=) w.id AND v.scheme OPERATOR(pg_catalog.<>) 'none'),
+       w.redact_headers
   FROM webhook.workflows w
   LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid
   LEFT JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
@@ -288,7 +300,29 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
             base_delay: seconds(row.get::<f64>(29)?.unwrap_or(10.0)),
             max_delay: seconds(row.get::<f64>(30)?.unwrap_or(3600.0)),
         },
+        verification: text(31)?.map(|config| verification(&config)),
+        redact_headers: row.get::<Vec<String>>(32)?.unwrap_or_default(),
     }))
+}
+
+/// The scheme a webhook.verifications row describes (the row as jsonb).
+fn verification(config: &str) -> Result<Scheme, ConfigError> {
+    let config: Value = serde_json::from_str(config)
+        .map_err(|_| ConfigError("the stored verification is not readable".into()))?;
+    let secrets: Vec<String> = config["secrets"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let options = config["options"].as_object().cloned().unwrap_or_default();
+    Scheme::from_config(
+        config["scheme"].as_str().unwrap_or_default(),
+        &secrets,
+        &options,
+    )
 }
 
 fn seconds(secs: f64) -> std::time::Duration {

@@ -32,6 +32,7 @@ use webhook_core::request::{
 
 use catalog::{pg_uuid, Catalog, Workflow};
 use webhook_core::delivery;
+use webhook_core::verify::{redact_headers, Scheme, SignedRequest};
 
 use crate::execution::attempts::{self, Attempt, Outcome};
 use crate::execution::handler_call::HandlerPlans;
@@ -46,7 +47,8 @@ SELECT v.epoch::pg_catalog.text,
        'webhook.workflows'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
        'webhook.parameters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
        ARRAY(SELECT pg_catalog.nextval('webhook.events_id_seq') FROM pg_catalog.generate_series(1, $1)),
-       pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5
+       pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5,
+       'webhook.verifications'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8
   FROM webhook.config_version v";
 
 /// Claims a request's delivery key: `Some((original event, its recorded
@@ -120,6 +122,54 @@ impl Handled {
             Handled::AwaitHandler { failure, .. } => failure,
         }
     }
+}
+
+/// Checks the request against the workflow's verification, if it has one:
+/// the refusal and its reason (counted in webhook.rejection_counts) when it
+/// fails. An unusable stored configuration refuses everything.
+fn verify(
+    workflow: &Workflow,
+    request: &IncomingRequest,
+    meta: &RequestMeta,
+) -> Result<(), (Response, String)> {
+    let scheme = match &workflow.verification {
+        None => return Ok(()),
+        Some(Ok(scheme)) => scheme,
+        Some(Err(_)) => {
+            return Err((
+                Response::error(401, "Invalid signature"),
+                "Invalid signature: the workflow's verification is misconfigured".into(),
+            ))
+        }
+    };
+    // Only Twilio signs the URL: the public one, as the sender called it.
+    let url = match scheme {
+        Scheme::Twilio { .. } => {
+            let base = webhook_core::config::workflow_url(
+                &crate::gucs::base_url(),
+                &workflow.rules.id.hyphenated().to_string(),
+            );
+            match &meta.raw_query {
+                Some(query) => format!("{base}?{query}"),
+                None => base,
+            }
+        }
+        _ => String::new(),
+    };
+    let signed = SignedRequest {
+        headers: &request.headers,
+        body: &request.raw_body,
+        url: &url,
+        now_unix: unix(meta.received_at) as i64,
+    };
+    scheme.verify(&signed).map_err(|failure| {
+        let refusal = scheme.refusal();
+        let msg = refusal
+            .body_json()
+            .and_then(|body| body["msg"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        (refusal, format!("{msg}: {}", failure.reason()))
+    })
 }
 
 /// Per-process state: cached workflows and prepared statements.
@@ -202,13 +252,13 @@ impl Pipeline {
     }
 
     /// Starts a batch of `count` requests: refreshes the workflow cache and
-    /// returns the OIDs of webhook.workflows and webhook.parameters and
+    /// returns the OIDs of webhook.workflows, webhook.parameters and webhook.verifications, and
     /// `count` event ids, to be taken with `Vec::pop`.
     pub fn begin_batch(
         &mut self,
         client: &mut SpiClient<'_>,
         count: usize,
-    ) -> Result<([u32; 2], Vec<i64>), pgrx::spi::Error> {
+    ) -> Result<([u32; 3], Vec<i64>), pgrx::spi::Error> {
         if self.batch_plan.is_none() {
             let types = [PgOid::from(i32::type_oid())];
             self.batch_plan = Some(client.prepare_mut(BEGIN_BATCH, &types)?.keep());
@@ -222,6 +272,7 @@ impl Pipeline {
         let tables = [
             row.get::<i64>(2)?.unwrap_or(0) as u32,
             row.get::<i64>(3)?.unwrap_or(0) as u32,
+            row.get::<i64>(6)?.unwrap_or(0) as u32,
         ];
         let mut ids = row.get::<Vec<i64>>(4)?.unwrap_or_default();
         redelivery::NOTIFY_QUEUE_HAS_ROOM.store(
@@ -232,18 +283,36 @@ impl Pipeline {
         Ok((tables, ids))
     }
 
-    /// Processes one request inside the caller's transaction.
+    /// Processes one request inside the caller's transaction. A request
+    /// over HTTP is verified first (webhook.verifications); then its
+    /// credential headers are redacted, so nothing stored from it (event,
+    /// sample, rejection) holds them.
     pub fn handle(
         &mut self,
         client: &mut SpiClient<'_>,
         workflow_id: Uuid,
-        request: &IncomingRequest,
+        request: &mut IncomingRequest,
         meta: &RequestMeta,
         event_id: &mut dyn FnMut(&SpiClient<'_>) -> Result<i64, pgrx::spi::Error>,
     ) -> Result<Handled, pgrx::spi::Error> {
         let Some(workflow) = self.catalog.get(client, workflow_id)? else {
             return Ok(Handled::Immediate(Response::workflow_not_found()));
         };
+        if meta.origin == Origin::Http {
+            if let Err((response, reason)) = verify(&workflow, request, meta) {
+                self.record_refusal_with_reason(
+                    client,
+                    workflow_id,
+                    request,
+                    &response,
+                    meta,
+                    Some(&reason),
+                )?;
+                return Ok(Handled::Immediate(response));
+            }
+        }
+        redact_headers(&mut request.headers, &workflow.redact_headers);
+        let request = &*request;
         let mut rules_now = workflow.rules.clone();
         rules_now.capture_armed =
             meta.origin == Origin::Http && workflow.capture_armed(unix(SystemTime::now()));
@@ -280,14 +349,31 @@ impl Pipeline {
         response: &Response,
         meta: &RequestMeta,
     ) -> Result<(), pgrx::spi::Error> {
-        if self.catalog.get(client, workflow_id)?.is_some() {
+        self.record_refusal_with_reason(client, workflow_id, request, response, meta, None)
+    }
+
+    fn record_refusal_with_reason(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        workflow_id: Uuid,
+        request: &IncomingRequest,
+        response: &Response,
+        meta: &RequestMeta,
+        reason: Option<&str>,
+    ) -> Result<(), pgrx::spi::Error> {
+        if let Some(workflow) = self.catalog.get(client, workflow_id)? {
+            let refusal = rejections::Refusal {
+                workflow_id,
+                request,
+                response,
+                reason,
+                redact_headers: &workflow.redact_headers,
+            };
             rejections::record(
                 client,
                 self.privileged_role,
                 self.rejections_kept,
-                workflow_id,
-                request,
-                response,
+                refusal,
                 meta,
             );
         }

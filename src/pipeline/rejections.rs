@@ -9,6 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use webhook_core::request::{IncomingRequest, Response};
+use webhook_core::verify::redact_headers as redact_headers_in;
 
 use super::catalog::pg_uuid;
 use super::event_row::unix;
@@ -43,28 +44,52 @@ DELETE FROM webhook.rejections r
 /// How much of a refused request's body `webhook.rejections` keeps.
 const REJECTED_BODY_PREFIX: usize = 4096;
 
-/// Records `response`, the refusal of `request`, keeping the newest `kept`
-/// records of the workflow.
+/// A refused request to record.
+pub struct Refusal<'a> {
+    pub workflow_id: Uuid,
+    pub request: &'a IncomingRequest,
+    pub response: &'a Response,
+    /// Why, when the response does not say it all (a failed verification
+    /// answers only "Invalid signature"): also what the refusal is counted as.
+    pub reason: Option<&'a str>,
+    /// The workflow's own headers to redact (besides the credential headers).
+    pub redact_headers: &'a [String],
+}
+
+/// Records a refusal, keeping the newest `kept` records of the workflow.
+/// Credential headers are stored redacted.
 pub fn record(
     client: &mut SpiClient<'_>,
     privileged: Option<pg_sys::Oid>,
     kept: i32,
-    workflow_id: Uuid,
-    request: &IncomingRequest,
-    response: &Response,
+    refusal: Refusal<'_>,
     meta: &RequestMeta,
 ) {
-    let reason = response
-        .body_json()
-        .and_then(|body| body["msg"].as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("HTTP {}", response.status));
+    let Refusal {
+        workflow_id,
+        request,
+        response,
+        reason: known_reason,
+        redact_headers,
+    } = refusal;
+    let reason = match known_reason {
+        Some(reason) => reason.to_string(),
+        None => response
+            .body_json()
+            .and_then(|body| body["msg"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("HTTP {}", response.status)),
+    };
     // Counted by the part of the message before any detail, which may echo
     // the request ("Invalid JSON body: … at line 1 column 14"): a client
-    // must not be able to add count rows at will.
-    let category = reason
-        .split_once(": ")
-        .map_or(reason.as_str(), |(head, _)| head)
-        .to_string();
+    // must not be able to add count rows at will. A reason given by the
+    // caller comes from a fixed set and is counted whole.
+    let category = match known_reason {
+        Some(reason) => reason.to_string(),
+        None => reason
+            .split_once(": ")
+            .map_or(reason.as_str(), |(head, _)| head)
+            .to_string(),
+    };
     let text = request.body.text();
     let mut cut = text.len().min(REJECTED_BODY_PREFIX);
     while !text.is_char_boundary(cut) {
@@ -74,7 +99,9 @@ pub fn record(
     // for carrying one): the record keeps everything else.
     let body_prefix = (!text.is_empty()).then(|| text[..cut].replace('\0', ""));
     let query = without_nul(Value::Object(request.query.clone()));
-    let headers = without_nul(Value::Object(request.headers.clone()));
+    let mut headers = request.headers.clone();
+    redact_headers_in(&mut headers, redact_headers);
+    let headers = without_nul(Value::Object(headers));
     let kept = kept.max(1);
     let recorded = in_subtransaction(|| {
         let args = [

@@ -23,6 +23,10 @@ pub struct IncomingRequest {
     /// Lower-case header names; repeated headers joined with ", ".
     pub headers: Map<String, Value>,
     pub body: BodyOutcome,
+    /// The body exactly as received (after transfer decoding, before any
+    /// Content-Encoding): what signatures are checked against. Empty for
+    /// `webhook_trigger` and `webhook_replay`, which are never verified.
+    pub raw_body: bytes::Bytes,
 }
 
 /// The body as far as the network thread could parse it without knowing the
@@ -598,6 +602,7 @@ mod tests {
             query: crate::body::parse_query("source=web&amount=3"),
             headers,
             body: outcome,
+            raw_body: bytes::Bytes::copy_from_slice(body.as_bytes()),
         }
     }
 

@@ -1,21 +1,76 @@
-//! Verifying senders (issue 9): the signature and token schemes of real
-//! webhook providers, checked against the exact bytes received, before the
-//! body is parsed. Comparisons are constant-time; several secrets may be
-//! active at once (rotation). Pure: the caller supplies the header lookup,
-//! the raw body and the current time.
+//! Verifying senders: the signature and token schemes of real webhook
+//! providers, checked against the exact bytes received, before anything of
+//! the request is used. Comparisons are constant-time; several secrets may be
+//! active at once (rotation). Pure: the caller supplies the headers, the raw
+//! body, the public URL and the current time.
 //!
-//! Not wired to SQL or the listener yet (`webhook_set_verification` is the
-//! rest of issue 9).
+//! [`Scheme::from_config`] builds a scheme from what `webhook_set_verification`
+//! stores (sql/api.sql); its errors never contain a secret.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use serde_json::{Map, Value};
+use sha1::Sha1;
+use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
+
+use crate::request::Response;
 
 /// The default tolerance for signed timestamps (Standard Webhooks, Stripe,
 /// Slack all use five minutes).
 pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
+
+/// Most secrets active at once: every request that fails verification costs
+/// one HMAC per secret, so the number is kept small.
+pub const MAX_SECRETS: usize = 10;
+
+/// Most signatures looked at in one header (Standard Webhooks, Stripe allow
+/// several); more are ignored, so a forged header cannot multiply the work.
+const MAX_SIGNATURES: usize = 10;
+
+/// The value stored in place of a credential header.
+pub const REDACTED: &str = "[redacted]";
+
+/// Headers that carry credentials: stored redacted in events, rejections and
+/// samples, after verification has used them.
+pub const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-gitlab-token",
+    "x-api-key",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Hex,
+    Base64,
+}
+
+/// The generic `hmac` scheme: a signature header over the body, or over a
+/// timestamp header, a separator and the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenericHmac {
+    pub secrets: Vec<Vec<u8>>,
+    /// Lower-case header name.
+    pub header: String,
+    pub algorithm: Algorithm,
+    pub encoding: Encoding,
+    /// Text before the signature in the header (`sha256=`); may be empty.
+    pub prefix: String,
+    /// Lower-case name of the signed timestamp header, if one is signed.
+    pub timestamp_header: Option<String>,
+    pub separator: String,
+    pub tolerance_secs: i64,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scheme {
@@ -26,7 +81,9 @@ pub enum Scheme {
         tolerance_secs: i64,
     },
     /// `X-Hub-Signature-256: sha256=<hex>` over the body.
-    GitHub { secrets: Vec<Vec<u8>> },
+    GitHub {
+        secrets: Vec<Vec<u8>>,
+    },
     /// `Stripe-Signature: t=<ts>,v1=<hex>[,v1=…]` over `t.body`.
     Stripe {
         secrets: Vec<Vec<u8>>,
@@ -39,13 +96,46 @@ pub enum Scheme {
         tolerance_secs: i64,
     },
     /// `X-Shopify-Hmac-Sha256: <base64>` over the body.
-    Shopify { secrets: Vec<Vec<u8>> },
+    Shopify {
+        secrets: Vec<Vec<u8>>,
+    },
+    /// `X-Twilio-Signature: <base64 HMAC-SHA1>` over the public URL followed
+    /// by the form parameters sorted by name (each name then value); for a
+    /// JSON body the URL carries `bodySHA256`, the body's SHA-256 in hex.
+    Twilio {
+        secrets: Vec<Vec<u8>>,
+    },
     /// `X-Gitlab-Token` equal to a secret.
-    GitLab { tokens: Vec<Vec<u8>> },
+    GitLab {
+        tokens: Vec<Vec<u8>>,
+    },
+    Hmac(GenericHmac),
     /// `Authorization: Bearer <token>`.
-    Bearer { tokens: Vec<Vec<u8>> },
+    Bearer {
+        tokens: Vec<Vec<u8>>,
+    },
     /// `Authorization: Basic base64(user:password)`.
-    Basic { credentials: Vec<Vec<u8>> },
+    Basic {
+        credentials: Vec<Vec<u8>>,
+    },
+}
+
+/// What a scheme looks at.
+pub struct SignedRequest<'a> {
+    /// Lower-case header names (repeated headers joined with ", ").
+    pub headers: &'a Map<String, Value>,
+    /// The body exactly as received.
+    pub body: &'a [u8],
+    /// The URL the sender called, as it knows it (`webhook.public_base_url`
+    /// plus path and query string): only Twilio signs it.
+    pub url: &'a str,
+    pub now_unix: i64,
+}
+
+impl SignedRequest<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(Value::as_str)
+    }
 }
 
 /// Why a request failed verification (answered 401; the reason is counted
@@ -69,6 +159,26 @@ impl Failure {
     }
 }
 
+/// A configuration `webhook_set_verification` refuses. The message names the
+/// problem and never contains a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The scheme names of `webhook_set_verification`, exactly.
+pub const SCHEME_NAMES: &[&str] = &[
+    "standard-webhooks",
+    "github",
+    "stripe",
+    "slack",
+    "shopify",
+    "twilio",
+    "gitlab",
+    "hmac",
+    "bearer",
+    "basic",
+];
+
 /// A Standard Webhooks secret: `whsec_` followed by base64 (the prefix is
 /// optional); `None` if it is not base64.
 pub fn standard_webhooks_secret(secret: &str) -> Option<Vec<u8>> {
@@ -77,13 +187,19 @@ pub fn standard_webhooks_secret(secret: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
-    for part in parts {
-        mac.update(part);
+fn mac(algorithm: Algorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    fn run<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        let mut mac = <M as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().to_vec()
     }
-    mac.finalize().into_bytes().to_vec()
+    match algorithm {
+        Algorithm::Sha1 => run::<Hmac<Sha1>>(key, parts),
+        Algorithm::Sha256 => run::<Hmac<Sha256>>(key, parts),
+        Algorithm::Sha512 => run::<Hmac<Sha512>>(key, parts),
+    }
 }
 
 fn equal(a: &[u8], b: &[u8]) -> bool {
@@ -94,46 +210,74 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Whether any secret's HMAC-SHA256 over `parts` equals one of the `given`
-/// signatures (already decoded to the encoding `encode` produces).
+fn base64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// Whether any secret's HMAC over `parts` equals one of the `given`
+/// signatures (hex compares case-insensitively, as senders differ).
 fn any_matches(
+    algorithm: Algorithm,
     secrets: &[Vec<u8>],
     parts: &[&[u8]],
     given: &[&str],
-    encode: fn(&[u8]) -> String,
+    encoding: Encoding,
 ) -> bool {
-    secrets.iter().any(|secret| {
-        let expected = encode(&hmac_sha256(secret, parts));
-        given
-            .iter()
-            .any(|sig| equal(expected.as_bytes(), sig.trim().as_bytes()))
-    })
+    let given: Vec<String> = given
+        .iter()
+        .take(MAX_SIGNATURES)
+        .map(|sig| match encoding {
+            Encoding::Hex => sig.trim().to_ascii_lowercase(),
+            Encoding::Base64 => sig.trim().to_string(),
+        })
+        .collect();
+    // Every secret and every signature is compared, matched or not, so the
+    // time taken does not tell which one matched.
+    let mut matched = false;
+    for secret in secrets {
+        let digest = mac(algorithm, secret, parts);
+        let expected = match encoding {
+            Encoding::Hex => hex(&digest),
+            Encoding::Base64 => base64(&digest),
+        };
+        for sig in &given {
+            matched |= equal(expected.as_bytes(), sig.as_bytes());
+        }
+    }
+    matched
+}
+
+fn any_token(tokens: &[Vec<u8>], given: &[u8]) -> bool {
+    let mut matched = false;
+    for token in tokens {
+        matched |= equal(token, given);
+    }
+    matched
 }
 
 fn timestamp(value: &str, now_unix: i64, tolerance_secs: i64) -> Result<i64, Failure> {
     let ts: i64 = value.trim().parse().map_err(|_| Failure::Malformed)?;
-    if (now_unix - ts).abs() > tolerance_secs {
+    if now_unix.saturating_sub(ts).saturating_abs() > tolerance_secs {
         return Err(Failure::StaleTimestamp);
     }
     Ok(ts)
 }
 
+fn outcome(matched: bool) -> Result<(), Failure> {
+    if matched {
+        Ok(())
+    } else {
+        Err(Failure::Mismatch)
+    }
+}
+
 impl Scheme {
-    /// Checks a request: `header` looks a header up by lower-case name.
-    pub fn verify(
-        &self,
-        header: &dyn Fn(&str) -> Option<String>,
-        body: &[u8],
-        now_unix: i64,
-    ) -> Result<(), Failure> {
-        let required = |name: &str| header(name).ok_or(Failure::MissingHeader);
-        let ok = |matched: bool| {
-            if matched {
-                Ok(())
-            } else {
-                Err(Failure::Mismatch)
-            }
-        };
+    /// Checks a request.
+    pub fn verify(&self, request: &SignedRequest<'_>) -> Result<(), Failure> {
+        let required = |name: &str| request.header(name).ok_or(Failure::MissingHeader);
+        let body = request.body;
+        let now = request.now_unix;
+        use Algorithm::Sha256;
         match self {
             Scheme::StandardWebhooks {
                 secrets,
@@ -141,8 +285,8 @@ impl Scheme {
             } => {
                 let id = required("webhook-id")?;
                 let ts = required("webhook-timestamp")?;
-                timestamp(&ts, now_unix, *tolerance_secs)?;
                 let signatures = required("webhook-signature")?;
+                timestamp(ts, now, *tolerance_secs)?;
                 let given: Vec<&str> = signatures
                     .split(' ')
                     .filter_map(|s| s.strip_prefix("v1,"))
@@ -150,17 +294,27 @@ impl Scheme {
                 if given.is_empty() {
                     return Err(Failure::Malformed);
                 }
-                ok(any_matches(
+                outcome(any_matches(
+                    Sha256,
                     secrets,
                     &[id.as_bytes(), b".", ts.trim().as_bytes(), b".", body],
                     &given,
-                    |mac| STANDARD.encode(mac),
+                    Encoding::Base64,
                 ))
             }
             Scheme::GitHub { secrets } => {
                 let sig = required("x-hub-signature-256")?;
-                let given = sig.strip_prefix("sha256=").ok_or(Failure::Malformed)?;
-                ok(any_matches(secrets, &[body], &[given], hex))
+                let given = sig
+                    .trim()
+                    .strip_prefix("sha256=")
+                    .ok_or(Failure::Malformed)?;
+                outcome(any_matches(
+                    Sha256,
+                    secrets,
+                    &[body],
+                    &[given],
+                    Encoding::Hex,
+                ))
             }
             Scheme::Stripe {
                 secrets,
@@ -180,12 +334,13 @@ impl Scheme {
                 if given.is_empty() {
                     return Err(Failure::Malformed);
                 }
-                timestamp(ts, now_unix, *tolerance_secs)?;
-                ok(any_matches(
+                timestamp(ts, now, *tolerance_secs)?;
+                outcome(any_matches(
+                    Sha256,
                     secrets,
                     &[ts.as_bytes(), b".", body],
                     &given,
-                    hex,
+                    Encoding::Hex,
                 ))
             }
             Scheme::Slack {
@@ -194,38 +349,293 @@ impl Scheme {
             } => {
                 let ts = required("x-slack-request-timestamp")?;
                 let sig = required("x-slack-signature")?;
-                let given = sig.strip_prefix("v0=").ok_or(Failure::Malformed)?;
-                timestamp(&ts, now_unix, *tolerance_secs)?;
-                ok(any_matches(
+                let given = sig.trim().strip_prefix("v0=").ok_or(Failure::Malformed)?;
+                timestamp(ts, now, *tolerance_secs)?;
+                outcome(any_matches(
+                    Sha256,
                     secrets,
                     &[b"v0:", ts.trim().as_bytes(), b":", body],
                     &[given],
-                    hex,
+                    Encoding::Hex,
                 ))
             }
             Scheme::Shopify { secrets } => {
                 let sig = required("x-shopify-hmac-sha256")?;
-                ok(any_matches(secrets, &[body], &[sig.as_str()], |mac| {
-                    STANDARD.encode(mac)
-                }))
+                outcome(any_matches(
+                    Sha256,
+                    secrets,
+                    &[body],
+                    &[sig],
+                    Encoding::Base64,
+                ))
+            }
+            Scheme::Twilio { secrets } => {
+                let sig = required("x-twilio-signature")?;
+                let signed = twilio_signed_text(request)?;
+                outcome(any_matches(
+                    Algorithm::Sha1,
+                    secrets,
+                    &[signed.as_bytes()],
+                    &[sig],
+                    Encoding::Base64,
+                ))
             }
             Scheme::GitLab { tokens } => {
                 let token = required("x-gitlab-token")?;
-                ok(tokens.iter().any(|t| equal(t, token.as_bytes())))
+                outcome(any_token(tokens, token.as_bytes()))
+            }
+            Scheme::Hmac(config) => {
+                let sig = required(&config.header)?;
+                let given = sig
+                    .trim()
+                    .strip_prefix(config.prefix.as_str())
+                    .ok_or(Failure::Malformed)?;
+                let encode = config.encoding;
+                let matched = match &config.timestamp_header {
+                    None => {
+                        any_matches(config.algorithm, &config.secrets, &[body], &[given], encode)
+                    }
+                    Some(name) => {
+                        let ts = required(name)?;
+                        timestamp(ts, now, config.tolerance_secs)?;
+                        any_matches(
+                            config.algorithm,
+                            &config.secrets,
+                            &[ts.trim().as_bytes(), config.separator.as_bytes(), body],
+                            &[given],
+                            encode,
+                        )
+                    }
+                };
+                outcome(matched)
             }
             Scheme::Bearer { tokens } => {
                 let auth = required("authorization")?;
-                let token = strip_auth_scheme(&auth, "bearer").ok_or(Failure::Malformed)?;
-                ok(tokens.iter().any(|t| equal(t, token.as_bytes())))
+                let token = strip_auth_scheme(auth, "bearer").ok_or(Failure::Malformed)?;
+                outcome(any_token(tokens, token.as_bytes()))
             }
             Scheme::Basic { credentials } => {
                 let auth = required("authorization")?;
-                let encoded = strip_auth_scheme(&auth, "basic").ok_or(Failure::Malformed)?;
+                let encoded = strip_auth_scheme(auth, "basic").ok_or(Failure::Malformed)?;
                 let decoded = STANDARD.decode(encoded).map_err(|_| Failure::Malformed)?;
-                ok(credentials.iter().any(|c| equal(c, &decoded)))
+                outcome(any_token(credentials, &decoded))
             }
         }
     }
+
+    /// The 401 a request that failed verification gets.
+    pub fn refusal(&self) -> Response {
+        match self {
+            Scheme::Bearer { .. } => Response::error(401, "Invalid credentials")
+                .with_header("www-authenticate", "Bearer"),
+            Scheme::Basic { .. } => Response::error(401, "Invalid credentials")
+                .with_header("www-authenticate", "Basic realm=\"webhook\""),
+            Scheme::GitLab { .. } => Response::error(401, "Invalid token"),
+            _ => Response::error(401, "Invalid signature"),
+        }
+    }
+
+    /// Builds a scheme from its stored configuration: `name` (one of
+    /// [`SCHEME_NAMES`]), the active secrets, and the scheme's options
+    /// (`tolerance_secs`; for `hmac`: `header`, `algorithm`, `encoding`,
+    /// `prefix`, `timestamp_header`, `separator`; for `basic`: `username`).
+    pub fn from_config(
+        name: &str,
+        secrets: &[String],
+        options: &Map<String, Value>,
+    ) -> Result<Scheme, ConfigError> {
+        if !SCHEME_NAMES.contains(&name) {
+            return Err(ConfigError(format!(
+                "unknown verification scheme \"{name}\" (one of {})",
+                SCHEME_NAMES.join(", ")
+            )));
+        }
+        let allowed: &[&str] = match name {
+            "standard-webhooks" | "stripe" | "slack" => &["tolerance_secs"],
+            "hmac" => &[
+                "header",
+                "algorithm",
+                "encoding",
+                "prefix",
+                "timestamp_header",
+                "separator",
+                "tolerance_secs",
+            ],
+            "basic" => &["username"],
+            _ => &[],
+        };
+        if let Some(key) = options.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(ConfigError(format!(
+                "option {key} does not apply to the {name} scheme"
+            )));
+        }
+        if secrets.is_empty() {
+            return Err(ConfigError(format!("the {name} scheme needs a secret")));
+        }
+        if secrets.len() > MAX_SECRETS {
+            return Err(ConfigError(format!(
+                "at most {MAX_SECRETS} secrets may be active at once"
+            )));
+        }
+        if let Some(n) = secrets.iter().position(|s| s.is_empty()) {
+            return Err(ConfigError(format!("secret {} is empty", n + 1)));
+        }
+        let text = |key: &str| -> Result<Option<String>, ConfigError> {
+            match options.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(ConfigError(format!("option {key} must be text"))),
+            }
+        };
+        let tolerance_secs = match options.get("tolerance_secs") {
+            None | Some(Value::Null) => DEFAULT_TOLERANCE_SECS,
+            Some(v) => match v.as_i64() {
+                Some(secs) if secs > 0 => secs,
+                _ => {
+                    return Err(ConfigError(
+                        "the tolerance must be a positive number of seconds".into(),
+                    ))
+                }
+            },
+        };
+        let raw: Vec<Vec<u8>> = secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
+        Ok(match name {
+            "standard-webhooks" => {
+                let mut decoded = Vec::new();
+                for (n, secret) in secrets.iter().enumerate() {
+                    match standard_webhooks_secret(secret) {
+                        Some(key) if !key.is_empty() => decoded.push(key),
+                        _ => {
+                            return Err(ConfigError(format!(
+                                "secret {} is not a Standard Webhooks secret (whsec_ followed by base64)",
+                                n + 1
+                            )))
+                        }
+                    }
+                }
+                Scheme::StandardWebhooks {
+                    secrets: decoded,
+                    tolerance_secs,
+                }
+            }
+            "github" => Scheme::GitHub { secrets: raw },
+            "stripe" => Scheme::Stripe {
+                secrets: raw,
+                tolerance_secs,
+            },
+            "slack" => Scheme::Slack {
+                secrets: raw,
+                tolerance_secs,
+            },
+            "shopify" => Scheme::Shopify { secrets: raw },
+            "twilio" => Scheme::Twilio { secrets: raw },
+            "gitlab" => Scheme::GitLab { tokens: raw },
+            "bearer" => Scheme::Bearer { tokens: raw },
+            "basic" => match text("username")? {
+                Some(user) if user.is_empty() || user.contains(':') => {
+                    return Err(ConfigError(
+                        "username must be non-empty and without ':'".into(),
+                    ))
+                }
+                Some(user) => Scheme::Basic {
+                    credentials: secrets
+                        .iter()
+                        .map(|password| format!("{user}:{password}").into_bytes())
+                        .collect(),
+                },
+                None => {
+                    if let Some(n) = secrets.iter().position(|s| !s.contains(':')) {
+                        return Err(ConfigError(format!(
+                            "secret {} must be user:password (or pass username => …)",
+                            n + 1
+                        )));
+                    }
+                    Scheme::Basic { credentials: raw }
+                }
+            },
+            _ => {
+                let header = text("header")?
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .ok_or_else(|| ConfigError("the hmac scheme needs header => …".into()))?;
+                let algorithm = match text("algorithm")?.as_deref() {
+                    None | Some("sha256") => Algorithm::Sha256,
+                    Some("sha1") => Algorithm::Sha1,
+                    Some("sha512") => Algorithm::Sha512,
+                    Some(other) => {
+                        return Err(ConfigError(format!(
+                            "algorithm \"{other}\" is not sha1, sha256 or sha512"
+                        )))
+                    }
+                };
+                let encoding = match text("encoding")?.as_deref() {
+                    None | Some("hex") => Encoding::Hex,
+                    Some("base64") => Encoding::Base64,
+                    Some(other) => {
+                        return Err(ConfigError(format!(
+                            "encoding \"{other}\" is not hex or base64"
+                        )))
+                    }
+                };
+                let timestamp_header = text("timestamp_header")?
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty());
+                let separator = text("separator")?;
+                if timestamp_header.is_none()
+                    && (separator.is_some() || options.contains_key("tolerance_secs"))
+                {
+                    return Err(ConfigError(
+                        "separator and tolerance apply only with timestamp_header => …".into(),
+                    ));
+                }
+                Scheme::Hmac(GenericHmac {
+                    secrets: raw,
+                    header,
+                    algorithm,
+                    encoding,
+                    prefix: text("prefix")?.unwrap_or_default(),
+                    timestamp_header,
+                    separator: separator.unwrap_or_else(|| ".".into()),
+                    tolerance_secs,
+                })
+            }
+        })
+    }
+}
+
+/// What Twilio signs: the URL, then (for a form body) each parameter's name
+/// and value, sorted by name and then value. A URL carrying `bodySHA256` (a
+/// JSON body) signs the URL alone, and the body must have that SHA-256.
+fn twilio_signed_text(request: &SignedRequest<'_>) -> Result<String, Failure> {
+    let query = request.url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    if let Some((_, hash)) =
+        form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "bodySHA256")
+    {
+        let actual = hex(&Sha256::digest(request.body));
+        if !equal(actual.as_bytes(), hash.to_ascii_lowercase().as_bytes()) {
+            return Err(Failure::Mismatch);
+        }
+        return Ok(request.url.to_string());
+    }
+    let is_form = request
+        .header("content-type")
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|mime| {
+            mime.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    let mut signed = request.url.to_string();
+    if is_form {
+        let mut params: Vec<(String, String)> = form_urlencoded::parse(request.body)
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
+        params.sort();
+        for (name, value) in params {
+            signed.push_str(&name);
+            signed.push_str(&value);
+        }
+    }
+    Ok(signed)
 }
 
 /// `Bearer xyz` → `xyz` (the scheme name is case-insensitive).
@@ -234,43 +644,100 @@ fn strip_auth_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
     name.eq_ignore_ascii_case(scheme).then(|| rest.trim())
 }
 
+/// Replaces the values of credential headers ([`CREDENTIAL_HEADERS`] and
+/// the workflow's own `extra` names, any case) with [`REDACTED`].
+pub fn redact_headers(headers: &mut Map<String, Value>, extra: &[String]) {
+    for (name, value) in headers.iter_mut() {
+        if is_credential_header(name, extra) {
+            *value = Value::String(REDACTED.into());
+        }
+    }
+}
+
+/// Whether a header (lower-case name) is stored redacted.
+pub fn is_credential_header(name: &str, extra: &[String]) -> bool {
+    CREDENTIAL_HEADERS.contains(&name) || extra.iter().any(|e| e.eq_ignore_ascii_case(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let pairs: Vec<(String, String)> = pairs
+    fn headers(pairs: &[(&str, &str)]) -> Map<String, Value> {
+        pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        }
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect()
+    }
+
+    fn check(
+        scheme: &Scheme,
+        pairs: &[(&str, &str)],
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), Failure> {
+        check_url(scheme, pairs, body, "", now)
+    }
+
+    fn check_url(
+        scheme: &Scheme,
+        pairs: &[(&str, &str)],
+        body: &[u8],
+        url: &str,
+        now: i64,
+    ) -> Result<(), Failure> {
+        let headers = headers(pairs);
+        scheme.verify(&SignedRequest {
+            headers: &headers,
+            body,
+            url,
+            now_unix: now,
+        })
+    }
+
+    fn config(name: &str, secrets: &[&str], options: Value) -> Result<Scheme, ConfigError> {
+        let secrets: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
+        Scheme::from_config(name, &secrets, options.as_object().unwrap())
     }
 
     // GitHub's documented example (docs: "Validating webhook deliveries").
     #[test]
     fn github_documented_example() {
-        let scheme = Scheme::GitHub {
-            secrets: vec![b"It's a Secret to Everybody".to_vec()],
-        };
+        let scheme = config(
+            "github",
+            &["It's a Secret to Everybody"],
+            serde_json::json!({}),
+        )
+        .unwrap();
         let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-        let h = headers(&[("x-hub-signature-256", sig)]);
-        assert_eq!(scheme.verify(&h, b"Hello, World!", 0), Ok(()));
+        let h = [("x-hub-signature-256", sig)];
+        assert_eq!(check(&scheme, &h, b"Hello, World!", 0), Ok(()));
         assert_eq!(
-            scheme.verify(&h, b"Hello, World?", 0),
+            check(&scheme, &h, b"Hello, World?", 0),
             Err(Failure::Mismatch)
         );
-        let h = headers(&[("x-hub-signature-256", &sig[7..])]);
+        // Upper-case hex is the same signature.
+        let upper = format!("sha256={}", sig[7..].to_ascii_uppercase());
         assert_eq!(
-            scheme.verify(&h, b"Hello, World!", 0),
+            check(
+                &scheme,
+                &[("x-hub-signature-256", &upper)],
+                b"Hello, World!",
+                0
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &scheme,
+                &[("x-hub-signature-256", &sig[7..])],
+                b"Hello, World!",
+                0
+            ),
             Err(Failure::Malformed)
         );
         assert_eq!(
-            scheme.verify(&headers(&[]), b"Hello, World!", 0),
+            check(&scheme, &[], b"Hello, World!", 0),
             Err(Failure::MissingHeader)
         );
     }
@@ -278,130 +745,411 @@ mod tests {
     // The Standard Webhooks reference vector (standard-webhooks spec, libraries' tests).
     #[test]
     fn standard_webhooks_reference_vector_and_rotation() {
-        let secret = standard_webhooks_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        let old = standard_webhooks_secret("whsec_c2VjcmV0LW9sZA==").unwrap();
-        let scheme = Scheme::StandardWebhooks {
-            secrets: vec![old, secret],
-            tolerance_secs: DEFAULT_TOLERANCE_SECS,
-        };
+        let scheme = config(
+            "standard-webhooks",
+            &[
+                "whsec_c2VjcmV0LW9sZA==",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ],
+            serde_json::json!({}),
+        )
+        .unwrap();
         let body = br#"{"test": 2432232314}"#;
-        let h = headers(&[
+        let h = [
             ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
             ("webhook-timestamp", "1614265330"),
             (
                 "webhook-signature",
                 "v1,bm9ldmVu v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
             ),
-        ]);
-        assert_eq!(scheme.verify(&h, body, 1_614_265_330), Ok(()));
-        assert_eq!(scheme.verify(&h, body, 1_614_265_330 + 299), Ok(()));
+        ];
+        assert_eq!(check(&scheme, &h, body, 1_614_265_330), Ok(()));
+        assert_eq!(check(&scheme, &h, body, 1_614_265_330 + 300), Ok(()));
+        assert_eq!(check(&scheme, &h, body, 1_614_265_330 - 300), Ok(()));
         assert_eq!(
-            scheme.verify(&h, body, 1_614_265_330 + 301),
+            check(&scheme, &h, body, 1_614_265_330 + 301),
             Err(Failure::StaleTimestamp)
         );
         assert_eq!(
-            scheme.verify(&h, br#"{"test": 2432232315}"#, 1_614_265_330),
+            check(&scheme, &h, br#"{"test": 2432232315}"#, 1_614_265_330),
+            Err(Failure::Mismatch)
+        );
+        // The timestamp is signed: moving it breaks the signature.
+        let mut moved = h;
+        moved[1] = ("webhook-timestamp", "1614265331");
+        assert_eq!(
+            check(&scheme, &moved, body, 1_614_265_330),
+            Err(Failure::Mismatch)
+        );
+        // Only the older secret: the new signature does not match it.
+        let old_only = config(
+            "standard-webhooks",
+            &["whsec_c2VjcmV0LW9sZA=="],
+            serde_json::json!({}),
+        )
+        .unwrap();
+        assert_eq!(
+            check(&old_only, &h, body, 1_614_265_330),
+            Err(Failure::Mismatch)
+        );
+        // A huge or negative timestamp is stale, never an overflow.
+        let mut far = h;
+        far[1] = ("webhook-timestamp", "-9223372036854775808");
+        assert_eq!(
+            check(&scheme, &far, body, 1_614_265_330),
+            Err(Failure::StaleTimestamp)
+        );
+    }
+
+    // Slack's worked example (api.slack.com "Verifying requests from Slack"),
+    // byte for byte; expected values for Stripe and Shopify computed
+    // independently with Python's hmac module.
+    #[test]
+    fn stripe_slack_and_shopify() {
+        let stripe = config("stripe", &["whsec_test_secret"], serde_json::json!({})).unwrap();
+        let body = br#"{"id":"evt_1","type":"payment_intent.succeeded"}"#;
+        let sig = "t=1700000000,v1=22d8dc182f5c588077683bd378368e29765bfe5df2560112b4f28fef120f0e31,v0=ignored";
+        let h = [("stripe-signature", sig)];
+        assert_eq!(check(&stripe, &h, body, 1_700_000_100), Ok(()));
+        assert_eq!(
+            check(&stripe, &h, body, 1_700_000_400),
+            Err(Failure::StaleTimestamp)
+        );
+        assert_eq!(
+            check(
+                &stripe,
+                &[("stripe-signature", "v1=22d8")],
+                body,
+                1_700_000_100
+            ),
+            Err(Failure::Malformed)
+        );
+
+        let slack = config(
+            "slack",
+            &["8f742231b10e8888abcd99yyyzzz85a5"],
+            serde_json::json!({"tolerance_secs": 400_000_000}),
+        )
+        .unwrap();
+        let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+        let h = [
+            ("x-slack-request-timestamp", "1531420618"),
+            (
+                "x-slack-signature",
+                "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
+            ),
+        ];
+        assert_eq!(check(&slack, &h, body, 1_700_000_000), Ok(()));
+        assert_eq!(
+            check(&slack, &h, &body[1..], 1_700_000_000),
+            Err(Failure::Mismatch)
+        );
+        let strict = config(
+            "slack",
+            &["8f742231b10e8888abcd99yyyzzz85a5"],
+            serde_json::json!({}),
+        )
+        .unwrap();
+        assert_eq!(
+            check(&strict, &h, body, 1_700_000_000),
+            Err(Failure::StaleTimestamp)
+        );
+
+        let shopify = config("shopify", &["shpss_secret"], serde_json::json!({})).unwrap();
+        let h = [(
+            "x-shopify-hmac-sha256",
+            "2/nwdMKrCfMJt6FFPLqqjMOnFaC9UHjJ/AWyUAEJ2Io=",
+        )];
+        assert_eq!(
+            check(&shopify, &h, br#"{"id":820982911946154500}"#, 0),
+            Ok(())
+        );
+        assert_eq!(
+            check(&shopify, &h, br#"{"id":820982911946154501}"#, 0),
             Err(Failure::Mismatch)
         );
     }
 
-    // Expected values computed independently with Python's hmac module.
+    // twilio-python's RequestValidator tests (tests/unit/test_request_validator.py).
     #[test]
-    fn stripe_slack_and_shopify() {
-        let stripe = Scheme::Stripe {
-            secrets: vec![b"whsec_test_secret".to_vec()],
-            tolerance_secs: DEFAULT_TOLERANCE_SECS,
-        };
-        let body = br#"{"id":"evt_1","type":"payment_intent.succeeded"}"#;
-        let sig = "t=1700000000,v1=22d8dc182f5c588077683bd378368e29765bfe5df2560112b4f28fef120f0e31,v0=ignored";
-        let h = headers(&[("stripe-signature", sig)]);
-        assert_eq!(stripe.verify(&h, body, 1_700_000_100), Ok(()));
+    fn twilio_published_vectors() {
+        let twilio = config("twilio", &["12345"], serde_json::json!({})).unwrap();
+        let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
+        let body = b"CallSid=CA1234567890ABCDE&Digits=1234&From=%2B14158675309&To=%2B18005551212&Caller=%2B14158675309";
+        fn signed(sig: &str) -> [(&str, &str); 2] {
+            [
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-twilio-signature", sig),
+            ]
+        }
         assert_eq!(
-            stripe.verify(&h, body, 1_700_000_400),
+            check_url(
+                &twilio,
+                &signed("RSOYDt4T1cUTdK1PDd93/VVr8B8="),
+                body,
+                url,
+                0
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_url(
+                &twilio,
+                &signed("RSOYDt4T1cUTdK1PDd93/VVr8B8="),
+                &body[1..],
+                url,
+                0
+            ),
+            Err(Failure::Mismatch)
+        );
+        // The URL is signed: another query string does not match.
+        assert_eq!(
+            check_url(
+                &twilio,
+                &signed("RSOYDt4T1cUTdK1PDd93/VVr8B8="),
+                body,
+                "https://mycompany.com/myapp.php?foo=1&bar=3",
+                0
+            ),
+            Err(Failure::Mismatch)
+        );
+        // Repeated names: sorted by name, then value.
+        let body = b"Sid=CA123&SidAccount=AC123&Digits=5678&Digits=1234";
+        assert_eq!(
+            check_url(
+                &twilio,
+                &signed("IK+Dwps556ElfBT0I3Rgjkr1wJU="),
+                body,
+                url,
+                0
+            ),
+            Ok(())
+        );
+        // A JSON body: the URL carries its SHA-256 and is signed alone.
+        let json = br#"{"property": "value", "boolean": true}"#;
+        let url_with_hash = format!(
+            "{url}&bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
+        );
+        let h = [
+            ("content-type", "application/json"),
+            ("x-twilio-signature", "a9nBmqA0ju/hNViExpshrM61xv4="),
+        ];
+        assert_eq!(check_url(&twilio, &h, json, &url_with_hash, 0), Ok(()));
+        assert_eq!(
+            check_url(
+                &twilio,
+                &h,
+                br#"{"property": "value", "boolean": false}"#,
+                &url_with_hash,
+                0
+            ),
+            Err(Failure::Mismatch)
+        );
+    }
+
+    #[test]
+    fn generic_hmac() {
+        // sha512 base64 over ts.body; expected from Python's hmac module:
+        // base64(hmac.new(b"k", b"1700000000.hello", "sha512").digest())
+        let scheme = config(
+            "hmac",
+            &["k"],
+            serde_json::json!({"header": "X-Sig", "algorithm": "sha512", "encoding": "base64",
+                               "prefix": "v1=", "timestamp_header": "X-Ts"}),
+        )
+        .unwrap();
+        let expected = format!(
+            "v1={}",
+            base64(&mac(Algorithm::Sha512, b"k", &[b"1700000000.hello"]))
+        );
+        let h = [("x-sig", expected.as_str()), ("x-ts", "1700000000")];
+        assert_eq!(check(&scheme, &h, b"hello", 1_700_000_010), Ok(()));
+        assert_eq!(
+            check(&scheme, &h, b"hellO", 1_700_000_010),
+            Err(Failure::Mismatch)
+        );
+        assert_eq!(
+            check(&scheme, &h, b"hello", 1_700_001_000),
             Err(Failure::StaleTimestamp)
         );
-        let h = headers(&[("stripe-signature", "v1=22d8")]);
         assert_eq!(
-            stripe.verify(&h, body, 1_700_000_100),
+            check(&scheme, &h[..1], b"hello", 1_700_000_010),
+            Err(Failure::MissingHeader)
+        );
+        let unprefixed = &expected[3..];
+        assert_eq!(
+            check(
+                &scheme,
+                &[("x-sig", unprefixed), ("x-ts", "1700000000")],
+                b"hello",
+                1_700_000_010
+            ),
             Err(Failure::Malformed)
         );
-
-        let slack = Scheme::Slack {
-            secrets: vec![b"8f742231b10e8888abcd99yyyzzz85a5".to_vec()],
-            tolerance_secs: DEFAULT_TOLERANCE_SECS,
-        };
-        let h = headers(&[
-            ("x-slack-request-timestamp", "1531420618"),
-            (
-                "x-slack-signature",
-                "v0=dc2dc5de319a1917d4e4968529e09c99f4581f86ff7d905cc6e2fa8283c45d41",
+        // sha1 hex over the body alone; known value of HMAC-SHA1("key", "The quick brown fox jumps over the lazy dog").
+        let sha1 = config(
+            "hmac",
+            &["key"],
+            serde_json::json!({"header": "x-sig", "algorithm": "sha1"}),
+        )
+        .unwrap();
+        assert_eq!(
+            check(
+                &sha1,
+                &[("x-sig", "de7c9b85b8b78aa6bc8a7a36f70a90701c9db4d9")],
+                b"The quick brown fox jumps over the lazy dog",
+                0
             ),
-        ]);
-        assert_eq!(
-            slack.verify(&h, b"token=abc&team_id=T1", 1_531_420_618),
             Ok(())
-        );
-        assert_eq!(
-            slack.verify(&h, b"token=abc&team_id=T2", 1_531_420_618),
-            Err(Failure::Mismatch)
-        );
-
-        let shopify = Scheme::Shopify {
-            secrets: vec![b"shpss_secret".to_vec()],
-        };
-        let h = headers(&[(
-            "x-shopify-hmac-sha256",
-            "2/nwdMKrCfMJt6FFPLqqjMOnFaC9UHjJ/AWyUAEJ2Io=",
-        )]);
-        assert_eq!(
-            shopify.verify(&h, br#"{"id":820982911946154500}"#, 0),
-            Ok(())
-        );
-        assert_eq!(
-            shopify.verify(&h, br#"{"id":820982911946154501}"#, 0),
-            Err(Failure::Mismatch)
         );
     }
 
     #[test]
     fn tokens_and_basic_credentials() {
-        let gitlab = Scheme::GitLab {
-            tokens: vec![b"new".to_vec(), b"old".to_vec()],
-        };
+        let gitlab = config("gitlab", &["new", "old"], serde_json::json!({})).unwrap();
+        assert_eq!(check(&gitlab, &[("x-gitlab-token", "old")], b"", 0), Ok(()));
         assert_eq!(
-            gitlab.verify(&headers(&[("x-gitlab-token", "old")]), b"", 0),
-            Ok(())
-        );
-        assert_eq!(
-            gitlab.verify(&headers(&[("x-gitlab-token", "ol")]), b"", 0),
+            check(&gitlab, &[("x-gitlab-token", "ol")], b"", 0),
             Err(Failure::Mismatch)
         );
-        let bearer = Scheme::Bearer {
-            tokens: vec![b"s3cret".to_vec()],
-        };
+        let bearer = config("bearer", &["s3cret"], serde_json::json!({})).unwrap();
         assert_eq!(
-            bearer.verify(&headers(&[("authorization", "bearer s3cret")]), b"", 0),
+            check(&bearer, &[("authorization", "bearer s3cret")], b"", 0),
             Ok(())
         );
         assert_eq!(
-            bearer.verify(&headers(&[("authorization", "Basic s3cret")]), b"", 0),
+            check(&bearer, &[("authorization", "Basic s3cret")], b"", 0),
             Err(Failure::Malformed)
         );
-        let basic = Scheme::Basic {
-            credentials: vec![b"ann:pw".to_vec()],
-        };
+        let basic = config("basic", &["ann:pw"], serde_json::json!({})).unwrap();
         // base64("ann:pw") = YW5uOnB3
         assert_eq!(
-            basic.verify(&headers(&[("authorization", "Basic YW5uOnB3")]), b"", 0),
+            check(&basic, &[("authorization", "Basic YW5uOnB3")], b"", 0),
             Ok(())
         );
         assert_eq!(
-            basic.verify(&headers(&[("authorization", "Basic YW5uOnB4")]), b"", 0),
+            check(&basic, &[("authorization", "Basic YW5uOnB4")], b"", 0),
             Err(Failure::Mismatch)
         );
         assert_eq!(
-            basic.verify(&headers(&[("authorization", "Basic !!")]), b"", 0),
+            check(&basic, &[("authorization", "Basic !!")], b"", 0),
             Err(Failure::Malformed)
+        );
+        let by_user = config("basic", &["pw"], serde_json::json!({"username": "ann"})).unwrap();
+        assert_eq!(
+            check(&by_user, &[("authorization", "Basic YW5uOnB3")], b"", 0),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn configuration_errors_name_the_problem_and_never_a_secret() {
+        let cases: &[(&str, &[&str], Value, &str)] = &[
+            (
+                "githab",
+                &["s3cret-1"],
+                serde_json::json!({}),
+                "unknown verification scheme \"githab\" (one of standard-webhooks, github, stripe, slack, shopify, twilio, gitlab, hmac, bearer, basic)",
+            ),
+            (
+                "github",
+                &[],
+                serde_json::json!({}),
+                "the github scheme needs a secret",
+            ),
+            (
+                "github",
+                &["s3cret-1", ""],
+                serde_json::json!({}),
+                "secret 2 is empty",
+            ),
+            (
+                "github",
+                &["s3cret-1"],
+                serde_json::json!({"tolerance_secs": 5}),
+                "option tolerance_secs does not apply to the github scheme",
+            ),
+            (
+                "stripe",
+                &["s3cret-1"],
+                serde_json::json!({"tolerance_secs": 0}),
+                "the tolerance must be a positive number of seconds",
+            ),
+            (
+                "standard-webhooks",
+                &["whsec_s3cret-1!"],
+                serde_json::json!({}),
+                "secret 1 is not a Standard Webhooks secret (whsec_ followed by base64)",
+            ),
+            (
+                "basic",
+                &["s3cret-1"],
+                serde_json::json!({}),
+                "secret 1 must be user:password (or pass username => …)",
+            ),
+            (
+                "hmac",
+                &["s3cret-1"],
+                serde_json::json!({}),
+                "the hmac scheme needs header => …",
+            ),
+            (
+                "hmac",
+                &["s3cret-1"],
+                serde_json::json!({"header": "x", "algorithm": "md5"}),
+                "algorithm \"md5\" is not sha1, sha256 or sha512",
+            ),
+            (
+                "hmac",
+                &["s3cret-1"],
+                serde_json::json!({"header": "x", "separator": ":"}),
+                "separator and tolerance apply only with timestamp_header => …",
+            ),
+        ];
+        for (name, secrets, options, message) in cases {
+            let err = config(name, secrets, options.clone()).unwrap_err();
+            assert_eq!(&err.0, message);
+            assert!(!err.0.contains("s3cret"), "{err}");
+        }
+        let many: Vec<&str> = vec!["x"; MAX_SECRETS + 1];
+        assert_eq!(
+            config("github", &many, serde_json::json!({}))
+                .unwrap_err()
+                .0,
+            "at most 10 secrets may be active at once"
+        );
+    }
+
+    #[test]
+    fn refusals_and_redaction() {
+        let github = config("github", &["s"], serde_json::json!({})).unwrap();
+        let refusal = github.refusal();
+        assert_eq!(
+            (refusal.status, refusal.body.as_slice()),
+            (401, br#"{"msg":"Invalid signature"}"# as &[u8])
+        );
+        let basic = config("basic", &["a:b"], serde_json::json!({})).unwrap();
+        assert_eq!(
+            basic.refusal().headers,
+            vec![
+                ("content-type".to_string(), "application/json".to_string()),
+                (
+                    "www-authenticate".to_string(),
+                    "Basic realm=\"webhook\"".to_string()
+                )
+            ]
+        );
+        let mut h = headers(&[
+            ("authorization", "Bearer t"),
+            ("x-gitlab-token", "t"),
+            ("x-custom-key", "t"),
+            ("x-hub-signature-256", "sha256=ab"),
+        ]);
+        redact_headers(&mut h, &["X-Custom-Key".to_string()]);
+        assert_eq!(
+            Value::Object(h),
+            serde_json::json!({"authorization": REDACTED, "x-gitlab-token": REDACTED,
+                               "x-custom-key": REDACTED, "x-hub-signature-256": "sha256=ab"})
         );
     }
 }
