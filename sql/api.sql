@@ -799,6 +799,60 @@ $$;
 COMMENT ON FUNCTION webhook_set_redacted_headers(uuid, text[]) IS
     'Headers to store redacted in the workflow''s events, rejections and samples (credential headers always are)';
 
+-- The client networks the workflow accepts requests from; NULL: any. The
+-- client is the connecting address, or the one a proxy in
+-- webhook.trusted_proxies reports (X-Forwarded-For, Forwarded).
+CREATE FUNCTION webhook_set_allowed_networks(workflow uuid, networks cidr[])
+RETURNS webhook.workflows
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF networks IS NOT NULL AND (cardinality(networks) = 0 OR array_position(networks, NULL) IS NOT NULL) THEN
+        RAISE EXCEPTION 'networks must be a non-empty array of networks, or NULL for any address'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE webhook.workflows x SET allowed_networks = networks WHERE x.id = workflow RETURNING * INTO w;
+    RETURN w;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_allowed_networks(uuid, cidr[]) IS
+    'Client networks (IPv4/IPv6 CIDR) allowed to send to the workflow; others get 403. NULL: any';
+
+-- Token-bucket rate limits: `rate` requests per second for the workflow as
+-- a whole (up to `burst` at once), and per client address. NULL turns a
+-- limit off. Over it: 429 with Retry-After.
+CREATE FUNCTION webhook_set_rate_limit(workflow uuid, rate double precision,
+                                       burst integer DEFAULT NULL,
+                                       per_client_rate double precision DEFAULT NULL,
+                                       per_client_burst integer DEFAULT NULL)
+RETURNS webhook.workflows
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF rate <= 0 OR per_client_rate <= 0 OR burst < 1 OR per_client_burst < 1
+       OR rate = 'Infinity' OR per_client_rate = 'Infinity' OR rate = 'NaN' OR per_client_rate = 'NaN'
+       OR (rate IS NULL AND burst IS NOT NULL) OR (per_client_rate IS NULL AND per_client_burst IS NOT NULL) THEN
+        RAISE EXCEPTION 'rates must be positive (requests per second) and bursts at least 1'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE webhook.workflows x
+       SET rate_limit = rate,
+           rate_burst = CASE WHEN rate IS NOT NULL THEN coalesce(burst, greatest(1, pg_catalog.ceil(rate)::integer)) END,
+           client_rate_limit = per_client_rate,
+           client_rate_burst = CASE WHEN per_client_rate IS NOT NULL
+                                    THEN coalesce(per_client_burst, greatest(1, pg_catalog.ceil(per_client_rate)::integer)) END
+     WHERE x.id = workflow
+    RETURNING * INTO w;
+    RETURN w;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_rate_limit(uuid, double precision, integer, double precision, integer) IS
+    'Requests per second (and burst) the workflow accepts in all and per client address; 429 beyond. NULL: no limit';
+
 CREATE FUNCTION webhook_set_discriminator(workflow uuid, source text, name text)
 RETURNS webhook.workflows
 LANGUAGE plpgsql AS $$

@@ -79,11 +79,27 @@ CREATE TABLE webhook.workflows (
     -- Headers stored redacted besides the credential headers every workflow
     -- redacts (authorization, cookie, x-gitlab-token, ...): lower-case names.
     redact_headers        text[]      NOT NULL DEFAULT '{}',
+    -- Who may send (webhook_set_allowed_networks, webhook_set_rate_limit):
+    -- the client networks requests are accepted from (NULL: any), and
+    -- token-bucket limits (requests per second, burst) for the workflow as a
+    -- whole and per client address (NULL: none).
+    allowed_networks      cidr[],
+    rate_limit            double precision,
+    rate_burst            integer,
+    client_rate_limit     double precision,
+    client_rate_burst     integer,
     CONSTRAINT workflows_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 1000),
     CONSTRAINT workflows_retry_delay_check
         CHECK (retry_delay > interval '0' AND retry_max_delay >= retry_delay
                AND retry_max_delay <= interval '30 days'),
     CONSTRAINT workflows_name_not_blank CHECK (btrim(name) <> ''),
+    CONSTRAINT workflows_allowed_networks_check
+        CHECK (cardinality(allowed_networks) > 0 AND array_position(allowed_networks, NULL) IS NULL),
+    CONSTRAINT workflows_rate_limit_check
+        CHECK ((rate_limit IS NULL) = (rate_burst IS NULL) AND rate_limit > 0 AND rate_burst >= 1),
+    CONSTRAINT workflows_client_rate_limit_check
+        CHECK ((client_rate_limit IS NULL) = (client_rate_burst IS NULL)
+               AND client_rate_limit > 0 AND client_rate_burst >= 1),
     CONSTRAINT workflows_owner_name_key UNIQUE (owner, name),
     CONSTRAINT workflows_response_method_check
         CHECK (response_method IN ('default', 'custom', 'workflow')),
@@ -342,7 +358,8 @@ GRANT UPDATE (name, handler, enabled, full_body, full_body_param, allowed_method
               failure_body, capture_until, captured_at, updated_at, strict_types,
               discriminator_source, discriminator_name, delivery_key_source, delivery_key_name,
               delivery_key_window, max_attempts, retry_delay, retry_max_delay, ordered,
-              redact_headers)
+              redact_headers, allowed_networks, rate_limit, rate_burst, client_rate_limit,
+              client_rate_burst)
     ON webhook.workflows TO webhook_admin;
 GRANT SELECT, INSERT, UPDATE (scheme, secrets, options, updated_at)
     ON webhook.verifications TO webhook_admin;

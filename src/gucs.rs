@@ -52,6 +52,7 @@ pub static MAX_CONNECTIONS_PER_CLIENT: GucSetting<i32> = GucSetting::<i32>::new(
 static mut LISTEN_ADDRESSES: *mut c_char = std::ptr::null_mut();
 static mut PUBLIC_BASE_URL: *mut c_char = std::ptr::null_mut();
 static mut TLS_CERT_FILE: *mut c_char = std::ptr::null_mut();
+static mut TRUSTED_PROXIES: *mut c_char = std::ptr::null_mut();
 static mut TLS_KEY_FILE: *mut c_char = std::ptr::null_mut();
 
 const KB: GucFlags = GucFlags::UNIT_KB;
@@ -130,6 +131,14 @@ fn define_reloadable() {
         c"",
         GucContext::Sighup,
         Some(check_public_base_url),
+    );
+    define_checked_string(
+        c"webhook.trusted_proxies",
+        c"Addresses or networks of reverse proxies whose X-Forwarded-For and Forwarded headers name the client.",
+        &raw mut TRUSTED_PROXIES,
+        c"",
+        GucContext::Sighup,
+        Some(check_trusted_proxies),
     );
     GucRegistry::define_int_guc(
         c"webhook.max_body_size",
@@ -339,6 +348,23 @@ unsafe extern "C-unwind" fn check_public_base_url(
         Ok(()) => true,
         Err(why) => reject(&why),
     }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_trusted_proxies(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    match webhook_core::access::parse_networks(new_value(newval)) {
+        Ok(_) => true,
+        Err(why) => reject(&why),
+    }
+}
+
+/// The networks of `webhook.trusted_proxies` (checked when set).
+pub fn trusted_proxies() -> Vec<ipnet::IpNet> {
+    webhook_core::access::parse_networks(&read(&raw const TRUSTED_PROXIES)).unwrap_or_default()
 }
 
 fn read(variable: *const *mut c_char) -> String {

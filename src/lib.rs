@@ -41,6 +41,7 @@ pub extern "C-unwind" fn _PG_init() {
     if preloading {
         PRELOADED.store(true, Ordering::Relaxed);
         execution::registry::request_shared_memory();
+        pipeline::rate_limits::request_shared_memory();
         worker::register();
     }
 }

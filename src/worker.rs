@@ -49,6 +49,7 @@ fn current_settings() -> Settings {
         body_timeout: Duration::from_millis(gucs::BODY_TIMEOUT_MS.get() as u64),
         max_connections: gucs::MAX_CONNECTIONS.get().max(1) as usize,
         max_connections_per_client: gucs::MAX_CONNECTIONS_PER_CLIENT.get().max(1) as usize,
+        trusted_proxies: gucs::trusted_proxies(),
     }
 }
 
@@ -570,6 +571,7 @@ impl Batch {
                 )),
             }
         }
+        pipeline.flush_rejection_counts(client);
         for (event_id, refusal) in pipeline.store_deferred(client)? {
             for (_, after_commit, deferred) in self.answered.iter_mut() {
                 if *deferred == Some(event_id) {

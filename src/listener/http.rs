@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio_rustls::TlsAcceptor;
+use webhook_core::access::client_address;
 use webhook_core::body::{parse_body, parse_query, BodyError, BodyLimits};
 use webhook_core::connections::ConnectionLimits;
 use webhook_core::request::{BodyOutcome, IncomingRequest, Response};
@@ -231,6 +232,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
     let raw_path = req.uri().path().to_string();
     let raw_query = req.uri().query().map(str::to_string);
     let headers = header_map(req.headers());
+    let client = client_address(peer.ip(), &headers, &settings.trusted_proxies);
     let content_type = header_str(req.headers(), CONTENT_TYPE);
     let content_encoding = header_str(req.headers(), CONTENT_ENCODING);
     // Refusals decided here are also recorded for the workflow's owner
@@ -246,7 +248,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
                 body: BodyOutcome::Parsed(webhook_core::body::ParsedBody::empty()),
                 raw_body: Bytes::new(),
             },
-            remote_addr: Some(peer.ip()),
+            remote_addr: Some(client),
             received_at,
             rejected: Some(response.clone()),
             raw_path: raw_path.clone(),
@@ -331,7 +333,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
             body,
             raw_body,
         },
-        remote_addr: Some(peer.ip()),
+        remote_addr: Some(client),
         raw_path,
         raw_query,
         received_at,

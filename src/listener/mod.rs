@@ -39,6 +39,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// Open connections per client IP address, per listener process.
     pub max_connections_per_client: usize,
+    /// Peers whose forwarding headers name the client (webhook.trusted_proxies).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 pub type SharedSettings = Arc<RwLock<Settings>>;
@@ -47,6 +49,7 @@ pub type SharedSettings = Arc<RwLock<Settings>>;
 pub struct Job {
     pub workflow_id: Uuid,
     pub request: IncomingRequest,
+    /// The client: the peer, or the address a trusted proxy reports.
     pub remote_addr: Option<IpAddr>,
     pub received_at: SystemTime,
     /// Set when the network thread already refused the request (413, 415,

@@ -12,6 +12,7 @@ use pgrx::spi::SpiClient;
 use serde_json::Value;
 use uuid::Uuid;
 
+use webhook_core::access::Limit;
 use webhook_core::delivery::KeySource;
 use webhook_core::retry::RetryPolicy;
 use webhook_core::verify::{ConfigError, Scheme};
@@ -56,6 +57,11 @@ pub struct Workflow {
     pub verification: Option<Result<Scheme, ConfigError>>,
     /// Headers stored redacted besides webhook_core::verify::CREDENTIAL_HEADERS.
     pub redact_headers: Vec<String>,
+    /// The client networks it accepts requests from (`None`: any).
+    pub allowed_networks: Option<Vec<ipnet::IpNet>>,
+    /// Its rate limit as a whole, and per client address.
+    pub rate_limit: Option<Limit>,
+    pub client_rate_limit: Option<Limit>,
 }
 
 impl Workflow {
@@ -136,7 +142,9 @@ SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_
                                              'options', v.options)::pg_catalog.text
           FROM webhook.verifications v
          WHERE v.workflow_id OPERATOR(pg_catalog.=) w.id AND v.scheme OPERATOR(pg_catalog.<>) 'none'),
-       w.redact_headers
+       w.redact_headers,
+       w.allowed_networks::pg_catalog.text[],
+       w.rate_limit, w.rate_burst, w.client_rate_limit, w.client_rate_burst
   FROM webhook.workflows w
   LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid
   LEFT JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
@@ -302,7 +310,24 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
         },
         verification: text(31)?.map(|config| verification(&config)),
         redact_headers: row.get::<Vec<String>>(32)?.unwrap_or_default(),
+        // A network PostgreSQL stored as cidr always parses; an empty list
+        // admits nobody.
+        allowed_networks: row.get::<Vec<String>>(33)?.map(|networks| {
+            networks
+                .iter()
+                .filter_map(|n| webhook_core::access::parse_network(n).ok())
+                .collect()
+        }),
+        rate_limit: limit(row.get::<f64>(34)?, row.get::<i32>(35)?),
+        client_rate_limit: limit(row.get::<f64>(36)?, row.get::<i32>(37)?),
     }))
+}
+
+fn limit(rate: Option<f64>, burst: Option<i32>) -> Option<Limit> {
+    Some(Limit {
+        rate: rate.filter(|r| *r > 0.0)?,
+        burst: burst.unwrap_or(1).max(1) as f64,
+    })
 }
 
 /// The scheme a webhook.verifications row describes (the row as jsonb).

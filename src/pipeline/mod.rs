@@ -8,6 +8,7 @@
 
 pub mod catalog;
 mod event_row;
+pub mod rate_limits;
 mod redelivery;
 mod rejections;
 pub mod session_reset;
@@ -124,6 +125,44 @@ impl Handled {
     }
 }
 
+/// Who may send, in this order: the client's network (403), the client's
+/// rate (429), the request's signature or credentials (401), the
+/// workflow's rate (429). The workflow-wide bucket comes after verification,
+/// so forged requests cannot use up the limit of the real sender.
+fn admit_sender(
+    workflow: &Workflow,
+    request: &IncomingRequest,
+    meta: &RequestMeta,
+) -> Result<(), (Response, String)> {
+    let client: Option<std::net::IpAddr> = meta.remote_addr.as_deref().and_then(|a| a.parse().ok());
+    if let Some(networks) = &workflow.allowed_networks {
+        if !client.is_some_and(|ip| webhook_core::access::contains(networks, ip)) {
+            return Err((
+                Response::error(403, "Address not allowed"),
+                "Address not allowed".into(),
+            ));
+        }
+    }
+    let now_ms = (unix(meta.received_at) * 1000.0) as u64;
+    let limited = |seconds: u64, reason: &str| {
+        (
+            Response::error(429, "Too many requests")
+                .with_header("retry-after", &seconds.to_string()),
+            reason.to_string(),
+        )
+    };
+    if let Some(limit) = workflow.client_rate_limit {
+        rate_limits::take(workflow.rules.id, client, limit, now_ms)
+            .map_err(|wait| limited(wait, "Too many requests: client over its rate"))?;
+    }
+    verify(workflow, request, meta)?;
+    if let Some(limit) = workflow.rate_limit {
+        rate_limits::take(workflow.rules.id, None, limit, now_ms)
+            .map_err(|wait| limited(wait, "Too many requests: workflow over its rate"))?;
+    }
+    Ok(())
+}
+
 /// Checks the request against the workflow's verification, if it has one:
 /// the refusal and its reason (counted in webhook.rejection_counts) when it
 /// fails. An unusable stored configuration refuses everything.
@@ -201,6 +240,7 @@ pub struct Pipeline {
     bulk_plan: Option<OwnedPreparedStatement>,
     /// How many refused requests per workflow `webhook.rejections` keeps.
     pub rejections_kept: i32,
+    rejection_log: rejections::RejectionLog,
     /// The lock_timeout handlers run with: the server default, read once
     /// (again after a configuration reload, see `reload_settings`).
     handler_lock_timeout: std::ffi::CString,
@@ -223,6 +263,7 @@ impl Pipeline {
             handler_timeout_ms,
             last_event_id: None,
             rejections_kept: 100,
+            rejection_log: Default::default(),
             handler_lock_timeout: spi_util::reset_value(c"lock_timeout"),
         }
     }
@@ -299,7 +340,7 @@ impl Pipeline {
             return Ok(Handled::Immediate(Response::workflow_not_found()));
         };
         if meta.origin == Origin::Http {
-            if let Err((response, reason)) = verify(&workflow, request, meta) {
+            if let Err((response, reason)) = admit_sender(&workflow, request, meta) {
                 self.record_refusal_with_reason(
                     client,
                     workflow_id,
@@ -352,6 +393,11 @@ impl Pipeline {
         self.record_refusal_with_reason(client, workflow_id, request, response, meta, None)
     }
 
+    /// Writes the refusals counted since the last call (once per batch).
+    pub fn flush_rejection_counts(&mut self, client: &mut SpiClient<'_>) {
+        self.rejection_log.flush(client, self.privileged_role);
+    }
+
     fn record_refusal_with_reason(
         &mut self,
         client: &mut SpiClient<'_>,
@@ -369,7 +415,7 @@ impl Pipeline {
                 reason,
                 redact_headers: &workflow.redact_headers,
             };
-            rejections::record(
+            self.rejection_log.record(
                 client,
                 self.privileged_role,
                 self.rejections_kept,

@@ -4,6 +4,7 @@
 //! tested with `cargo test -p webhook_core` and reused by the background worker's
 //! network threads, which must never call into PostgreSQL.
 
+pub mod access;
 pub mod body;
 pub mod config;
 pub mod connections;

@@ -1,0 +1,200 @@
+"""Issue 9 items 3 and 4: who may send.
+
+* webhook_set_allowed_networks: requests from other client networks get 403
+  {"msg":"Address not allowed"} and store nothing.
+* webhook.trusted_proxies: X-Forwarded-For / Forwarded name the client only
+  when the connecting peer is a trusted proxy; otherwise they are the client's
+  own claim and ignored. The address recorded in the event is the one checked.
+* webhook_set_rate_limit: token buckets for the workflow as a whole and per
+  client address, shared by the listener processes (shared memory): beyond
+  them 429 {"msg":"Too many requests"} with Retry-After. Forged requests are
+  refused before the workflow's bucket, so they cannot use up its limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+import requests
+
+from hookkit import count_events, events, post, ready  # noqa: F401
+
+FORBIDDEN = (403, {"msg": "Address not allowed"})
+
+
+def status_body(r):
+    return r.status_code, r.json()
+
+
+def fresh_post(c, wf, body, headers=None):
+    """One request on its own connection (so the kernel picks any listener)."""
+    with requests.Session() as s:
+        return post(c, wf, json_body=body, headers=headers, session=s)
+
+
+def counts(c, wf) -> dict:
+    rows = c.rows("SELECT status, reason, count FROM webhook.rejection_counts WHERE workflow_id = %s", (wf,))
+    return {(r["status"], r["reason"]): r["count"] for r in rows}
+
+
+def assert_counts(c, wf, expected: dict, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while counts(c, wf) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert counts(c, wf) == expected
+
+
+@pytest.fixture
+def trusting_localhost(ready):
+    """webhook.trusted_proxies = 127.0.0.1 for one test (the test client is the proxy)."""
+    c = ready
+    c.sql("ALTER SYSTEM SET webhook.trusted_proxies = '127.0.0.1'")
+    c.sql("SELECT pg_reload_conf()")
+    try:
+        yield c
+    finally:
+        c.sql("ALTER SYSTEM RESET webhook.trusted_proxies")
+        c.sql("SELECT pg_reload_conf()")
+
+
+def wait_for_forwarded_client(c, wf, address: str, timeout: float = 10.0) -> None:
+    """Waits until every listener process took in the reloaded setting: a
+    request claiming ``address`` is recorded with it, on fresh connections."""
+    deadline = time.monotonic() + timeout
+    hits = 0
+    while time.monotonic() < deadline and hits < 8:
+        r = fresh_post(c, wf, {"probe": True}, headers={"X-Forwarded-For": address})
+        assert r.status_code == 200, r.text
+        stored = c.scalar("SELECT host(remote_addr) FROM webhook.events WHERE id = %s", (r.json()["event_id"],))
+        hits = hits + 1 if stored == address else 0
+        time.sleep(0.02)
+    assert hits >= 8, "the listeners did not take in webhook.trusted_proxies"
+    c.sql("SELECT webhook_delete_events(%s)", (wf,))
+
+
+def test_allow_list(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    # Positive control: the test client (127.0.0.1) is accepted by default.
+    assert post(c, wf, json_body={"n": 1}).status_code == 200
+    c.sql("SELECT webhook_set_allowed_networks(%s, '{10.0.0.0/8, 2001:db8::/32}')", (wf,))
+    assert status_body(post(c, wf, json_body={"n": 2})) == FORBIDDEN
+    c.sql("SELECT webhook_set_allowed_networks(%s, '{10.0.0.0/8, 127.0.0.0/8}')", (wf,))
+    assert post(c, wf, json_body={"n": 3}).status_code == 200
+    c.sql("SELECT webhook_set_allowed_networks(%s, NULL)", (wf,))
+    assert post(c, wf, json_body={"n": 4}).status_code == 200
+    assert [e["params"]["n"] for e in events(c, wf)] == [1, 3, 4]
+    assert_counts(c, wf, {(403, "Address not allowed"): 1})
+    err = c.sql_error("SELECT webhook_set_allowed_networks(%s, '{}')", (wf,), sqlstate="22023")
+    assert err["message"] == "networks must be a non-empty array of networks, or NULL for any address"
+    # The rule holds on the table too.
+    c.sql_error("UPDATE webhook.workflows SET allowed_networks = '{}' WHERE id = %s", (wf,), sqlstate="23514")
+
+
+def test_forwarded_headers_are_ignored_from_untrusted_peers(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    c.sql("SELECT webhook_set_allowed_networks(%s, '{203.0.113.0/24}')", (wf,))
+    # The attack: claim an allowed address. 127.0.0.1 is no trusted proxy.
+    r = post(c, wf, json_body={}, headers={"X-Forwarded-For": "203.0.113.7"})
+    assert status_body(r) == FORBIDDEN
+    r = post(c, wf, json_body={}, headers={"Forwarded": "for=203.0.113.7"})
+    assert status_body(r) == FORBIDDEN
+    assert count_events(c, wf) == 0
+    [rejected, _] = c.rows("SELECT host(remote_addr) AS addr FROM webhook.rejections WHERE workflow_id = %s "
+                           "ORDER BY id", (wf,))
+    assert rejected["addr"] == "127.0.0.1"
+
+
+def test_trusted_proxy_names_the_client(trusting_localhost, new_workflow):
+    c = trusting_localhost
+    wf = new_workflow()["id"]
+    wait_for_forwarded_client(c, wf, "198.51.100.200")
+    c.sql("SELECT webhook_set_allowed_networks(%s, '{203.0.113.0/24, 2001:db8::/32}')", (wf,))
+    r = post(c, wf, json_body={"n": 1}, headers={"X-Forwarded-For": "203.0.113.7"})
+    assert r.status_code == 200, r.text
+    # The nearest untrusted hop is the client: a client cannot prepend an allowed one.
+    r = post(c, wf, json_body={"n": 2}, headers={"X-Forwarded-For": "203.0.113.7, 198.51.100.1"})
+    assert status_body(r) == FORBIDDEN
+    r = post(c, wf, json_body={"n": 3}, headers={"Forwarded": 'for="[2001:db8::7]:4711";proto=https'})
+    assert r.status_code == 200, r.text
+    # No forwarding header: the proxy itself is the client.
+    assert status_body(post(c, wf, json_body={"n": 4})) == FORBIDDEN
+    stored = c.rows("SELECT params->>'n' AS n, host(remote_addr) AS addr FROM webhook.events "
+                    "WHERE workflow_id = %s ORDER BY id", (wf,))
+    assert stored == [{"n": "1", "addr": "203.0.113.7"}, {"n": "3", "addr": "2001:db8::7"}]
+    refused = c.rows("SELECT host(remote_addr) AS addr FROM webhook.rejections WHERE workflow_id = %s "
+                     "ORDER BY id", (wf,))
+    assert [r["addr"] for r in refused] == ["198.51.100.1", "127.0.0.1"]
+    err = c.sql_error("ALTER SYSTEM SET webhook.trusted_proxies = '10.0.0.0/8, proxy.local'", sqlstate="22023")
+    assert err["message"] == 'invalid value for parameter "webhook.trusted_proxies": "10.0.0.0/8, proxy.local"'
+    assert err["detail"] == '"proxy.local" is not an IP address or CIDR network.'
+
+
+def test_workflow_rate_limit_holds_across_listener_processes(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    # Positive control: without a limit, 40 quick requests all pass.
+    replies = [fresh_post(c, wf, {"n": n}).status_code for n in range(40)]
+    assert replies == [200] * 40
+    c.sql("SELECT webhook_delete_events(%s)", (wf,))
+
+    c.sql("SELECT webhook_set_rate_limit(%s, 0.001, 20)", (wf,))
+    replies = [fresh_post(c, wf, {"n": n}) for n in range(40)]
+    assert [r.status_code for r in replies] == [200] * 20 + [429] * 20
+    for r in replies[20:]:
+        assert r.json() == {"msg": "Too many requests"}
+        assert int(r.headers["Retry-After"]) >= 1
+    # Both listener processes served them, and together they let 20 through.
+    pids = {e["listener_pid"] for e in events(c, wf)}
+    assert len(pids) == 2, pids
+    assert count_events(c, wf) == 20
+    assert_counts(c, wf, {(429, "Too many requests: workflow over its rate"): 20})
+
+
+def test_retry_after_and_refill(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    c.sql("SELECT webhook_set_rate_limit(%s, 1, 1)", (wf,))
+    assert post(c, wf, json_body={}).status_code == 200
+    r = post(c, wf, json_body={})
+    assert (r.status_code, r.headers["Retry-After"]) == (429, "1")
+    time.sleep(1.1)
+    assert post(c, wf, json_body={}).status_code == 200
+    c.sql("SELECT webhook_set_rate_limit(%s, NULL)", (wf,))
+    assert [post(c, wf, json_body={}).status_code for _ in range(5)] == [200] * 5
+    err = c.sql_error("SELECT webhook_set_rate_limit(%s, 0)", (wf,), sqlstate="22023")
+    assert err["message"] == "rates must be positive (requests per second) and bursts at least 1"
+
+
+def test_per_client_limit(trusting_localhost, new_workflow):
+    c = trusting_localhost
+    wf = new_workflow()["id"]
+    wait_for_forwarded_client(c, wf, "198.51.100.201")
+    c.sql("SELECT webhook_set_rate_limit(%s, NULL, per_client_rate => 0.001, per_client_burst => 3)", (wf,))
+    as_client = lambda ip: fresh_post(c, wf, {"ip": ip}, headers={"X-Forwarded-For": ip}).status_code  # noqa: E731
+    assert [as_client("203.0.113.1") for _ in range(5)] == [200, 200, 200, 429, 429]
+    # Another client has its own bucket.
+    assert [as_client("203.0.113.2") for _ in range(4)] == [200, 200, 200, 429]
+    assert_counts(c, wf, {(429, "Too many requests: client over its rate"): 3})
+
+
+def test_forged_requests_do_not_use_up_the_workflow_limit(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    secret = b"limit-secret"
+    c.sql("SELECT webhook_set_verification(%s, 'github', secret => %s)", (wf, secret.decode()))
+    c.sql("SELECT webhook_set_rate_limit(%s, 0.001, 3)", (wf,))
+    body = json.dumps({"ok": True}).encode()
+    forged = {"Content-Type": "application/json", "X-Hub-Signature-256": "sha256=" + "0" * 64}
+    signed = {"Content-Type": "application/json",
+              "X-Hub-Signature-256": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()}
+    url = c.hook_url(wf)
+    assert [requests.post(url, data=body, headers=forged, timeout=10).status_code for _ in range(10)] == [401] * 10
+    assert [requests.post(url, data=body, headers=signed, timeout=10).status_code for _ in range(4)] == \
+        [200, 200, 200, 429]
+    assert count_events(c, wf) == 3
