@@ -16,7 +16,7 @@ as_root() {
 
 ensure_packages() {
     local wanted=(postgresql-15 postgresql-server-dev-15 clang libclang-dev pkg-config sudo
-                  python3-venv python3-pip openssl)
+                  python3-venv python3-pip openssl curl)
     local missing=()
     for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -131,6 +131,13 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
             state.pipeline.reload_settings();
             apply_lock_timeout();
             state.pipeline.rejections_kept = gucs::REJECTIONS_KEPT.get();
+            match listener.reload_certificate() {
+                Some(Ok(())) => pgrx::log!("webhook_ext listener reloaded its HTTPS certificate"),
+                Some(Err(why)) => {
+                    pgrx::warning!("webhook_ext listener keeps its HTTPS certificate: {why}")
+                }
+                None => {}
+            }
         }
         let batch_size = gucs::BATCH_SIZE.get().max(1) as usize;
         let jobs: Vec<Job> = listener.jobs.try_iter().take(batch_size).collect();

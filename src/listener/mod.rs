@@ -70,6 +70,8 @@ pub struct Listener {
     pub waker: Arc<Waker>,
     shutdown: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
+    /// The HTTPS certificate, when the listener speaks HTTPS.
+    certificate: Option<Arc<tls::Certificate>>,
 }
 
 impl Listener {
@@ -83,9 +85,12 @@ impl Listener {
         tls_files: Option<(String, String)>,
         settings: SharedSettings,
     ) -> Result<Listener, String> {
-        let tls = match tls_files {
-            Some((cert, key)) => Some(tls::acceptor(&cert, &key)?),
-            None => None,
+        let (tls, certificate) = match tls_files {
+            Some((cert, key)) => {
+                let (acceptor, certificate) = tls::acceptor(&cert, &key)?;
+                (Some(acceptor), Some(certificate))
+            }
+            None => (None, None),
         };
         let sockets = bind_all(addresses, port)?;
         let waker = Arc::new(Waker::new().map_err(|e| format!("could not create eventfd: {e}"))?);
@@ -103,7 +108,16 @@ impl Listener {
             waker,
             shutdown,
             thread: Some(thread),
+            certificate,
         })
+    }
+
+    /// Reads the HTTPS certificate and key files again (after a configuration
+    /// reload); `None` when the listener speaks plain HTTP.
+    pub fn reload_certificate(&self) -> Option<Result<(), String>> {
+        self.certificate
+            .as_ref()
+            .map(|certificate| certificate.reload())
     }
 
     /// Stops accepting connections; open ones finish their current exchange.

@@ -88,3 +88,62 @@ def test_unreadable_key_keeps_the_listener_down_with_a_clear_error(make_cluster,
     with socket.socket() as s:
         s.settimeout(1)
         assert s.connect_ex(("127.0.0.1", c.http_port)) != 0
+
+
+def curl_status(url: str, cacert: str) -> tuple[int, str]:
+    """curl --cacert: (exit code, HTTP status or '')."""
+    done = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", cacert,
+                           "-X", "POST", "-H", "Content-Type: application/json", "-d", "{}", url],
+                          capture_output=True, text=True, timeout=30)
+    return done.returncode, done.stdout if done.returncode == 0 else ""
+
+
+def test_certificate_reload_keeps_established_connections(make_cluster, cert_dir):
+    import http.client
+    import ssl
+
+    cert, key = make_certificate(cert_dir)
+    c = make_cluster(conf={"webhook.tls_cert_file": cert, "webhook.tls_key_file": key})
+    c.sql("CREATE EXTENSION webhook_ext")
+    wf = create_workflow(c)
+    url = c.scalar("SELECT webhook_url(%s::uuid)", (wf,))
+    c.wait_for_http()
+    old_ca = os.path.join(cert_dir, "old-ca.crt")
+    shutil.copy(cert, old_ca)
+    assert curl_status(url, old_ca) == (0, "200")
+
+    # An established keep-alive connection, made with the old certificate.
+    context = ssl.create_default_context(cafile=old_ca)
+    conn = http.client.HTTPSConnection("127.0.0.1", c.http_port, context=context, timeout=10)
+    conn.request("POST", f"/hooks/{wf}", body=b"{}", headers={"Content-Type": "application/json"})
+    assert conn.getresponse().read() and conn.sock is not None
+    established = conn.sock
+
+    # Renewal: new files in place of the old ones, then pg_reload_conf().
+    renewed = tempfile.mkdtemp(prefix="webhook-tls-new-", dir=cert_dir)
+    new_cert, new_key = make_certificate(renewed)
+    since = c.log_position()
+    shutil.copy(new_key, key)
+    shutil.copy(new_cert, cert)
+    c.sql("SELECT pg_reload_conf()")
+    for _ in c.listener_pids():
+        since = c.wait_for_log(r"webhook_ext listener reloaded its HTTPS certificate", since=since).end()
+    # New connections get the new certificate; a client pinning the old one fails.
+    assert curl_status(url, new_cert) == (0, "200")
+    assert curl_status(url, old_ca)[0] == 60  # curl: peer certificate cannot be authenticated
+    # The established connection was not dropped.
+    conn.request("POST", f"/hooks/{wf}", body=b"{}", headers={"Content-Type": "application/json"})
+    reply = conn.getresponse()
+    assert reply.status == 200 and reply.read()
+    assert conn.sock is established
+    conn.close()
+
+    # A renewal that cannot be read leaves the current certificate in place.
+    since = c.log_position()
+    with open(cert, "w") as f:
+        f.write("not a certificate\n")
+    c.sql("SELECT pg_reload_conf()")
+    c.wait_for_log(r"WARNING:  webhook_ext listener keeps its HTTPS certificate: "
+                   r"no certificate found in", since=since)
+    assert curl_status(url, new_cert) == (0, "200")
+    assert event_count(c, wf) == 5

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The legitimate sender's latency while the listener is under attack (issue 9
+# item 6). Starts its own cluster (one listener process, so it takes the whole
+# attack), secures a workflow with the github scheme, then runs
+# tests/e2e/attackkit.py against 127.0.0.1 only: first the signed sender alone
+# (baseline), then the same sender during slowloris, header floods, forged
+# signatures at full rate and gzip bombs. Prints and saves the p50/p99 of the
+# signed requests and what every kind of traffic got.
+#
+#   SECONDS_PER_RUN (default 10)
+source "$(dirname "$0")/../scripts/common.sh"
+cd "$REPO_ROOT"
+
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+PG_PORT=${BENCH_PG_PORT:-5498}
+HTTP_PORT=${BENCH_HTTP_PORT:-8798}
+DATA="$REPO_ROOT/target/attack-data"
+OUT="$REPO_ROOT/bench/results"
+mkdir -p "$OUT"
+
+ensure_toolchain
+install_extension
+if [ -d "$DATA" ]; then as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$DATA"; fi
+start_cluster "$DATA" "$PG_PORT" "$HTTP_PORT"
+cat >> "$DATA/webhook_ext.conf" <<CONF
+webhook.workers = 1
+webhook.header_timeout = '2s'
+webhook.max_body_size = '1MB'
+CONF
+as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -m fast restart >/dev/null
+
+psql_a() { as_postgres "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DATA" -p "$PG_PORT" -U postgres -d postgres "$@"; }
+SECRET=attack-bench-secret
+psql_a <<SQL
+CREATE EXTENSION webhook_ext;
+CREATE TABLE attack_orders (event_id bigint, order_id text);
+CREATE FUNCTION attack_handler(e webhook.events) RETURNS void LANGUAGE sql
+    AS \$\$ INSERT INTO attack_orders VALUES (e.id, e.params->>'order_id') \$\$;
+SELECT FROM webhook_create_workflow('under-attack', 'attack_handler');
+SQL
+WF=$(psql_a -At -c "SELECT id FROM webhook.workflows WHERE name = 'under-attack'")
+psql_a -c "SELECT webhook_set_verification('$WF', 'github', secret => '$SECRET')" >/dev/null
+
+RESULTS="$OUT/attack-$(date +%Y%m%d-%H%M%S).json"
+say "attack for ${SECONDS_PER_RUN}s (after a quiet baseline)"
+python3 tests/e2e/attackkit.py --port "$HTTP_PORT" --workflow "$WF" --secret "$SECRET" \
+    --seconds "$SECONDS_PER_RUN" | tee "$RESULTS"
+say "stored events: $(psql_a -At -c "SELECT count(*) FROM webhook.events") (the signed ones only)"
+say "results in $RESULTS; stopping the cluster"
+as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -m fast stop >/dev/null
