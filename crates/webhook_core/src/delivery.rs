@@ -61,7 +61,11 @@ pub fn delivery_key(
     };
     match source {
         KeySource::Off => None,
-        KeySource::Header(name) => text(headers.get(name)),
+        // A redacted header (a credential) is no key: its value is gone, and
+        // every request would look like a redelivery of the first.
+        KeySource::Header(name) => {
+            text(headers.get(name)).filter(|key| key != crate::verify::REDACTED)
+        }
         KeySource::Body(path) => text(lookup_path(body, path)),
         KeySource::Default => DEFAULT_KEY_HEADERS
             .iter()
@@ -163,6 +167,10 @@ mod tests {
         assert_eq!(delivery_key(&KeySource::Body("id".into()), &h, &body), None);
         assert_eq!(KeySource::from_columns(Some("none"), None), KeySource::Off);
         assert_eq!(KeySource::from_columns(None, None), KeySource::Default);
+        // A redacted credential header is no key.
+        let redacted = obj(json!({"x-api-key": crate::verify::REDACTED}));
+        let src = KeySource::Header("x-api-key".into());
+        assert_eq!(delivery_key(&src, &redacted, &body), None);
     }
 
     #[test]

@@ -1,0 +1,344 @@
+"""Issue 10 item 3, the settings: every webhook.* setting's default and
+context exactly as the README's table says, the 22023 refusal of values out of
+range, and, for the reloadable settings no other test reloads, that
+pg_reload_conf() changes what the listener does (and changing it back
+restores it).
+
+Reloads already proven elsewhere: max_body_size, public_base_url and
+header_timeout (test_listener_lifecycle.py), max_executors
+(test_executions.py), notify (test_notifications.py), trusted_proxies
+(test_access.py), the TLS files (test_https.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections import Counter
+
+import psycopg
+import pytest
+import requests
+
+import httpkit as hk
+from tenantkit import private_cluster_fixture
+
+# name: (boot value, unit, context), as the README's settings table says.
+DEFAULTS = {
+    "webhook.batch_size": ("64", None, "sighup"),
+    "webhook.body_timeout": ("30000", "ms", "sighup"),
+    "webhook.database": ("postgres", None, "postmaster"),
+    "webhook.executor_idle_timeout": ("10000", "ms", "sighup"),
+    "webhook.handler_timeout": ("30000", "ms", "sighup"),
+    "webhook.header_timeout": ("10000", "ms", "sighup"),
+    "webhook.listen_addresses": ("127.0.0.1", None, "postmaster"),
+    "webhook.lock_timeout": ("100", "ms", "sighup"),
+    "webhook.max_body_size": ("25600", "kB", "sighup"),
+    "webhook.max_connections": ("1000", None, "sighup"),
+    "webhook.max_connections_per_client": ("100", None, "sighup"),
+    "webhook.max_executors": ("4", None, "sighup"),
+    "webhook.max_executors_per_owner": ("2", None, "sighup"),
+    "webhook.max_header_size": ("16", "kB", "sighup"),
+    "webhook.notify": ("off", None, "sighup"),
+    "webhook.port": ("8787", None, "postmaster"),
+    "webhook.public_base_url": ("", None, "sighup"),
+    "webhook.rejections_kept": ("100", None, "sighup"),
+    "webhook.tls_cert_file": ("", None, "postmaster"),
+    "webhook.tls_key_file": ("", None, "postmaster"),
+    "webhook.trusted_proxies": ("", None, "sighup"),
+    "webhook.workers": ("2", None, "postmaster"),
+}
+
+# Values each setting refuses, beyond the integer ranges tested below.
+INVALID_TEXT = {
+    "webhook.listen_addresses": "example.com",
+    "webhook.public_base_url": "ftp://x",
+    "webhook.trusted_proxies": "10.0.0.0/8, proxy.local",
+    "webhook.notify": "maybe",
+}
+
+private = private_cluster_fixture(**{"webhook.max_executors": 8})
+
+
+def test_every_setting_has_the_documented_default_and_context(cluster):
+    rows = cluster.rows("SELECT name, boot_val, unit, context FROM pg_settings WHERE name LIKE 'webhook.%'")
+    assert {r["name"]: (r["boot_val"], r["unit"], r["context"]) for r in rows} == DEFAULTS
+
+
+def test_every_setting_refuses_invalid_values_with_22023(cluster):
+    auto_conf = os.path.join(cluster.datadir, "postgresql.auto.conf")
+    before = open(auto_conf).read()
+    ranges = cluster.rows("SELECT name, min_val, max_val FROM pg_settings "
+                          "WHERE name LIKE 'webhook.%' AND vartype = 'integer'")
+    refused = []
+    for r in ranges:
+        for value in (int(r["min_val"]) - 1, int(r["max_val"]) + 1):
+            err = cluster.sql_error(f"ALTER SYSTEM SET {r['name']} = {value}", sqlstate="22023")
+            assert err["message"].startswith(f"{value} ") and r["name"] in err["message"], err
+            refused.append(r["name"])
+    for name, value in INVALID_TEXT.items():
+        err = cluster.sql_error(f"ALTER SYSTEM SET {name} = '{value}'", sqlstate="22023")
+        assert name in err["message"], err
+        refused.append(name)
+    assert open(auto_conf).read() == before
+    # Every setting but the free-form ones (database name, file paths) refuses something.
+    assert set(refused) == set(DEFAULTS) - {"webhook.database", "webhook.tls_cert_file", "webhook.tls_key_file"}
+
+
+# ----------------------------------------------------------------- reloads
+def reload_to(c, name: str, value: str | None, shown: str) -> None:
+    c.alter_system(name, value, shown=shown)
+
+
+def wait_for(predicate, what: str, timeout: float = 10.0):
+    return hk.wait_until(predicate, timeout=timeout, interval=0.1, what=what)
+
+
+def test_reload_max_header_size(private):
+    c = private
+    wf = hk.create_workflow(c)
+    head = lambda: hk.raw_exchange(c.http_port, hk.http_request_bytes(  # noqa: E731
+        "GET", f"/hooks/{wf}", c.http_port, headers={"X-Pad": "p" * 6000}), until_close=False, timeout=5)
+    assert head().status == 200
+    reload_to(c, "webhook.max_header_size", "4kB", "4kB")
+    try:
+        wait_for(lambda: head().status == 431, "431 for a 6 kB head after lowering max_header_size")
+    finally:
+        reload_to(c, "webhook.max_header_size", None, "16kB")
+    wait_for(lambda: head().status == 200, "200 again after the reset")
+
+
+def test_reload_body_timeout(private):
+    c = private
+    wf = hk.create_workflow(c)
+    stalled = [hk.http_request_bytes("POST", f"/hooks/{wf}", c.http_port, body=b"",
+                                     headers={"Content-Type": "application/json", "Content-Length": "10"}),
+               b"{\"a\""]
+    # The default (30 s): no answer within 1.5 s.
+    quiet = hk.raw_exchange(c.http_port, stalled, timeout=1.5)
+    assert (quiet.timed_out, quiet.data) == (True, b""), quiet
+    reload_to(c, "webhook.body_timeout", "500ms", "500ms")
+    try:
+        def answered():
+            r = hk.raw_exchange(c.http_port, stalled, timeout=5)
+            return r if r.status == 408 else None
+        reply = wait_for(answered, "408 after lowering body_timeout").reply()
+        assert json.loads(reply.body) == {"msg": "Request body timeout"}
+        assert reply.headers["connection"] == "close"
+    finally:
+        reload_to(c, "webhook.body_timeout", None, "30s")
+
+
+def test_reload_handler_timeout(private):
+    c = private
+    c.sql("CREATE OR REPLACE FUNCTION public.slow_result(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS "
+          "$h$ BEGIN PERFORM pg_sleep(1); RETURN '{\"done\": true}'; END $h$")
+    wf = hk.create_workflow(c, handler="public.slow_result")
+    c.sql("SELECT webhook_set_response(%s::uuid, 'workflow')", (wf,))
+    r = hk.post(c.hook_url(wf), {"n": 1})
+    assert (r.status, r.json()) == (200, {"done": True})
+    reload_to(c, "webhook.handler_timeout", "300ms", "300ms")
+    try:
+        def failed():
+            reply = hk.post(c.hook_url(wf), {"n": 2})
+            return reply if reply.status == 500 else None
+        reply = wait_for(failed, "the failure response after lowering handler_timeout", timeout=20)
+        event_id = reply.json()["event_id"]
+        assert reply.json() == {"msg": "Workflow failed", "event_id": event_id}
+        assert c.scalar("SELECT outcome FROM webhook.attempts WHERE event_id = %s AND attempt = 1",
+                        (event_id,)) == "timeout"
+    finally:
+        reload_to(c, "webhook.handler_timeout", None, "30s")
+
+
+def test_reload_rejections_kept(private):
+    c = private
+    wf = hk.create_workflow(c)
+    url = c.hook_url(wf)
+    kept = lambda: c.scalar("SELECT count(*) FROM webhook.rejections WHERE workflow_id = %s::uuid", (wf,))  # noqa: E731
+    reload_to(c, "webhook.rejections_kept", "2", "2")
+    try:
+        def trimmed():
+            assert hk.request("PUT", url, body={"x": 1}).status == 405
+            return kept() == 2 or None
+        # Five refusals, and however many the reload needed: two records.
+        for _ in range(5):
+            assert hk.request("PUT", url, body={"x": 1}).status == 405
+        wait_for(trimmed, "two records kept after lowering rejections_kept")
+    finally:
+        reload_to(c, "webhook.rejections_kept", None, "100")
+    refused = c.scalar("SELECT count FROM webhook.rejection_counts WHERE workflow_id = %s::uuid", (wf,))
+
+    def growing():
+        assert hk.request("PUT", url, body={"x": 1}).status == 405
+        return kept() > 2 or None
+    wait_for(growing, "records beyond two after the reset")
+    assert refused >= 5
+
+
+def test_reload_max_connections(private):
+    c = private
+    wf = hk.create_workflow(c)
+    reload_to(c, "webhook.max_connections", "3", "3")
+    held = []
+    try:
+        def capped():
+            for s in held:
+                s.close()
+            held.clear()
+            held.extend(hk.raw_connect(c.http_port) for _ in range(3))
+            r = hk.raw_exchange(c.http_port, hk.http_request_bytes("GET", f"/hooks/{wf}", c.http_port), timeout=3)
+            return r if r.status == 503 else None
+        reply = wait_for(capped, "503 for the 4th connection after lowering max_connections").reply()
+        assert json.loads(reply.body) == {"msg": "Too many connections"}
+        assert (reply.headers["retry-after"], reply.headers["connection"]) == ("1", "close")
+    finally:
+        for s in held:
+            s.close()
+        reload_to(c, "webhook.max_connections", None, "1000")
+    held = [hk.raw_connect(c.http_port) for _ in range(3)]
+    try:
+        wait_for(lambda: hk.post(c.hook_url(wf), {}).status == 200, "a 4th connection served after the reset")
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_reload_max_connections_per_client(private):
+    c = private
+    wf = hk.create_workflow(c)
+    reload_to(c, "webhook.max_connections_per_client", "2", "2")
+    held = []
+    try:
+        def capped():
+            for s in held:
+                s.close()
+            held.clear()
+            held.extend(hk.raw_connect(c.http_port) for _ in range(2))
+            r = hk.raw_exchange(c.http_port, hk.http_request_bytes("GET", f"/hooks/{wf}", c.http_port), timeout=3)
+            return r if r.status == 503 else None
+        reply = wait_for(capped, "503 for the 3rd connection after lowering max_connections_per_client").reply()
+        assert json.loads(reply.body) == {"msg": "Too many connections"}
+    finally:
+        for s in held:
+            s.close()
+        reload_to(c, "webhook.max_connections_per_client", None, "100")
+
+
+def test_reload_lock_timeout(private):
+    c = private
+    wf = hk.create_workflow(c)
+    url = c.hook_url(wf)
+
+    def post_while_locked(hold: float):
+        """A request while another session holds the workflow row FOR UPDATE for ``hold`` s."""
+        with psycopg.connect(**c.conninfo(), autocommit=False) as conn:
+            conn.execute("SELECT 1 FROM webhook.workflows WHERE id = %s FOR UPDATE", (wf,))
+            timer = threading.Timer(hold, conn.commit)
+            timer.start()
+            try:
+                return hk.post(url, {"n": 1}, timeout=15)
+            finally:
+                timer.join()
+
+    r = post_while_locked(1.0)
+    assert (r.status, r.json(), r.headers["retry-after"]) == (503, {"msg": "Workflow busy, retry later"}, "1")
+    reload_to(c, "webhook.lock_timeout", "5s", "5s")
+    try:
+        wait_for(lambda: post_while_locked(1.0).status == 200, "200 once the lock is released, after raising "
+                 "lock_timeout", timeout=20)
+    finally:
+        reload_to(c, "webhook.lock_timeout", None, "100ms")
+
+
+def burst_behind_a_stopped_listener(c, wf, count: int = 24) -> Counter:
+    """Stops the listener process, sends ``count`` requests, resumes it: how
+    many events each transaction (xmin) stored."""
+    [pid] = c.listener_pids()
+    url = c.hook_url(wf)
+    before = c.scalar("SELECT coalesce(max(id), 0) FROM webhook.events")
+    os.kill(pid, signal.SIGSTOP)
+    threads = [threading.Thread(target=hk.post, args=(url, {"n": n})) for n in range(count)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    for t in threads:
+        t.join(15)
+    rows = c.rows("SELECT xmin::text AS tx FROM webhook.events WHERE workflow_id = %s::uuid AND id > %s",
+                  (wf, before))
+    assert len(rows) == count
+    return Counter(r["tx"] for r in rows)
+
+
+def test_reload_batch_size(private):
+    c = private
+    wf = hk.create_workflow(c)
+    # Positive control: with the default (64), a backlog shares transactions.
+    for _ in range(3):
+        if max(burst_behind_a_stopped_listener(c, wf).values()) > 2:
+            break
+    else:
+        raise AssertionError("a backlog of 24 requests never shared a transaction")
+    reload_to(c, "webhook.batch_size", "2", "2")
+    try:
+        def capped():
+            return max(burst_behind_a_stopped_listener(c, wf).values()) <= 2 or None
+        wait_for(capped, "at most 2 events per transaction after lowering batch_size", timeout=20)
+        # And it stays capped.
+        assert max(burst_behind_a_stopped_listener(c, wf).values()) <= 2
+    finally:
+        reload_to(c, "webhook.batch_size", None, "64")
+
+
+def executor_pids(c, table: str) -> set:
+    return {r["pid"] for r in c.rows(f"SELECT DISTINCT pid FROM {table}")}
+
+
+def test_reload_executors_per_owner_and_idle_timeout(private):
+    c = private
+    table = hk.uniq("runs")
+    c.sql(f"CREATE TABLE public.{table} (event_id bigint, pid int)")
+    c.sql(f"CREATE OR REPLACE FUNCTION public.{table}_h(e webhook.events) RETURNS void LANGUAGE plpgsql AS "
+          f"$h$ BEGIN INSERT INTO public.{table} VALUES (e.id, pg_backend_pid()); PERFORM pg_sleep(0.6); END $h$")
+    wf = hk.create_workflow(c, handler=f"public.{table}_h")
+    url = c.hook_url(wf)
+
+    def run_burst(n: int = 6) -> set:
+        c.sql(f"TRUNCATE public.{table}")
+        for i in range(n):
+            assert hk.post(url, {"n": i}).status == 200
+        wait_for(lambda: c.scalar(f"SELECT count(*) FROM public.{table}") == n or None, "handlers ran", timeout=30)
+        return executor_pids(c, f"public.{table}")
+
+    def executors():
+        return c.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'webhook_ext executor'")
+
+    reload_to(c, "webhook.max_executors_per_owner", "1", "1")
+    try:
+        # Executors already running stay until idle (the cap is checked when
+        # one is started): start from none.
+        wait_for(lambda: executors() == 0 or None, "idle executors gone", timeout=20)
+        wait_for(lambda: len(run_burst()) == 1 or None, "one executor per owner after lowering the cap",
+                 timeout=40)
+        reload_to(c, "webhook.max_executors_per_owner", "3", "3")
+        wait_for(lambda: len(run_burst()) > 1 or None, "several executors after raising the cap", timeout=40)
+    finally:
+        reload_to(c, "webhook.max_executors_per_owner", None, "2")
+
+    # executor_idle_timeout: the test cluster's 2 s raised to 60 s keeps them;
+    # lowered to 1 s they leave.
+    reload_to(c, "webhook.executor_idle_timeout", "60s", "1min")
+    try:
+        run_burst(2)
+        time.sleep(3)
+        assert executors() >= 1
+        reload_to(c, "webhook.executor_idle_timeout", "1s", "1s")
+        wait_for(lambda: executors() == 0 or None, "idle executors gone after lowering the idle timeout")
+    finally:
+        reload_to(c, "webhook.executor_idle_timeout", None, "2s")
