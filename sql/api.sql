@@ -784,9 +784,10 @@ DECLARE
     w webhook.workflows;
 BEGIN
     PERFORM webhook._workflow(workflow, true);
-    IF headers IS NULL OR EXISTS (SELECT FROM pg_catalog.unnest(headers) h
-                                   WHERE h IS NULL OR h !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$') THEN
-        RAISE EXCEPTION 'headers must be an array of header names'
+    IF headers IS NULL OR cardinality(headers) > 100
+       OR EXISTS (SELECT FROM pg_catalog.unnest(headers) h
+                   WHERE h IS NULL OR h !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$') THEN
+        RAISE EXCEPTION 'headers must be an array of at most 100 header names'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     UPDATE webhook.workflows x
@@ -809,8 +810,9 @@ DECLARE
     w webhook.workflows;
 BEGIN
     PERFORM webhook._workflow(workflow, true);
-    IF networks IS NOT NULL AND (cardinality(networks) = 0 OR array_position(networks, NULL) IS NOT NULL) THEN
-        RAISE EXCEPTION 'networks must be a non-empty array of networks, or NULL for any address'
+    IF networks IS NOT NULL AND (cardinality(networks) NOT BETWEEN 1 AND 1000
+                                 OR array_position(networks, NULL) IS NOT NULL) THEN
+        RAISE EXCEPTION 'networks must be an array of 1 to 1000 networks, or NULL for any address'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     UPDATE webhook.workflows x SET allowed_networks = networks WHERE x.id = workflow RETURNING * INTO w;
@@ -834,7 +836,7 @@ DECLARE
 BEGIN
     PERFORM webhook._workflow(workflow, true);
     IF rate <= 0 OR per_client_rate <= 0 OR burst < 1 OR per_client_burst < 1
-       OR rate = 'Infinity' OR per_client_rate = 'Infinity' OR rate = 'NaN' OR per_client_rate = 'NaN'
+       OR rate >= 'Infinity' OR per_client_rate >= 'Infinity'
        OR (rate IS NULL AND burst IS NOT NULL) OR (per_client_rate IS NULL AND per_client_burst IS NOT NULL) THEN
         RAISE EXCEPTION 'rates must be positive (requests per second) and bursts at least 1'
             USING ERRCODE = 'invalid_parameter_value';

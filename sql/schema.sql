@@ -93,13 +93,18 @@ CREATE TABLE webhook.workflows (
         CHECK (retry_delay > interval '0' AND retry_max_delay >= retry_delay
                AND retry_max_delay <= interval '30 days'),
     CONSTRAINT workflows_name_not_blank CHECK (btrim(name) <> ''),
+    -- Bounded: the listener checks them for every request.
+    CONSTRAINT workflows_redact_headers_check CHECK (cardinality(redact_headers) <= 100),
     CONSTRAINT workflows_allowed_networks_check
-        CHECK (cardinality(allowed_networks) > 0 AND array_position(allowed_networks, NULL) IS NULL),
+        CHECK (cardinality(allowed_networks) BETWEEN 1 AND 1000
+               AND array_position(allowed_networks, NULL) IS NULL),
+    -- 'NaN' and 'Infinity' compare greater than every number in PostgreSQL.
     CONSTRAINT workflows_rate_limit_check
-        CHECK ((rate_limit IS NULL) = (rate_burst IS NULL) AND rate_limit > 0 AND rate_burst >= 1),
+        CHECK ((rate_limit IS NULL) = (rate_burst IS NULL)
+               AND rate_limit > 0 AND rate_limit < 'Infinity' AND rate_burst >= 1),
     CONSTRAINT workflows_client_rate_limit_check
         CHECK ((client_rate_limit IS NULL) = (client_rate_burst IS NULL)
-               AND client_rate_limit > 0 AND client_rate_burst >= 1),
+               AND client_rate_limit > 0 AND client_rate_limit < 'Infinity' AND client_rate_burst >= 1),
     CONSTRAINT workflows_owner_name_key UNIQUE (owner, name),
     CONSTRAINT workflows_response_method_check
         CHECK (response_method IN ('default', 'custom', 'workflow')),

@@ -53,6 +53,7 @@ static mut LISTEN_ADDRESSES: *mut c_char = std::ptr::null_mut();
 static mut PUBLIC_BASE_URL: *mut c_char = std::ptr::null_mut();
 static mut TLS_CERT_FILE: *mut c_char = std::ptr::null_mut();
 static mut TRUSTED_PROXIES: *mut c_char = std::ptr::null_mut();
+static mut FORWARDED_HEADER: *mut c_char = std::ptr::null_mut();
 static mut TLS_KEY_FILE: *mut c_char = std::ptr::null_mut();
 
 const KB: GucFlags = GucFlags::UNIT_KB;
@@ -139,6 +140,14 @@ fn define_reloadable() {
         c"",
         GucContext::Sighup,
         Some(check_trusted_proxies),
+    );
+    define_checked_string(
+        c"webhook.forwarded_header",
+        c"The header trusted proxies name the client in: x-forwarded-for or forwarded (the other one is never read).",
+        &raw mut FORWARDED_HEADER,
+        c"x-forwarded-for",
+        GucContext::Sighup,
+        Some(check_forwarded_header),
     );
     GucRegistry::define_int_guc(
         c"webhook.max_body_size",
@@ -360,6 +369,24 @@ unsafe extern "C-unwind" fn check_trusted_proxies(
         Ok(_) => true,
         Err(why) => reject(&why),
     }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_forwarded_header(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    match webhook_core::access::ForwardedHeader::parse(new_value(newval)) {
+        Ok(_) => true,
+        Err(why) => reject(&why),
+    }
+}
+
+/// `webhook.forwarded_header` (checked when set).
+pub fn forwarded_header() -> webhook_core::access::ForwardedHeader {
+    webhook_core::access::ForwardedHeader::parse(&read(&raw const FORWARDED_HEADER))
+        .unwrap_or_default()
 }
 
 /// The networks of `webhook.trusted_proxies` (checked when set).

@@ -50,6 +50,7 @@ fn current_settings() -> Settings {
         max_connections: gucs::MAX_CONNECTIONS.get().max(1) as usize,
         max_connections_per_client: gucs::MAX_CONNECTIONS_PER_CLIENT.get().max(1) as usize,
         trusted_proxies: gucs::trusted_proxies(),
+        forwarded_header: gucs::forwarded_header(),
     }
 }
 

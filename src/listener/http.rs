@@ -232,7 +232,12 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
     let raw_path = req.uri().path().to_string();
     let raw_query = req.uri().query().map(str::to_string);
     let headers = header_map(req.headers());
-    let client = client_address(peer.ip(), &headers, &settings.trusted_proxies);
+    let client = client_address(
+        peer.ip(),
+        &headers,
+        &settings.trusted_proxies,
+        settings.forwarded_header,
+    );
     let content_type = header_str(req.headers(), CONTENT_TYPE);
     let content_encoding = header_str(req.headers(), CONTENT_ENCODING);
     // Refusals decided here are also recorded for the workflow's owner
@@ -248,7 +253,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
                 body: BodyOutcome::Parsed(webhook_core::body::ParsedBody::empty()),
                 raw_body: Bytes::new(),
             },
-            remote_addr: Some(client),
+            remote_addr: client,
             received_at,
             rejected: Some(response.clone()),
             raw_path: raw_path.clone(),
@@ -333,7 +338,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
             body,
             raw_body,
         },
-        remote_addr: Some(client),
+        remote_addr: client,
         raw_path,
         raw_query,
         received_at,

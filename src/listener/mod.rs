@@ -41,6 +41,8 @@ pub struct Settings {
     pub max_connections_per_client: usize,
     /// Peers whose forwarding headers name the client (webhook.trusted_proxies).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The one header they name the client in (webhook.forwarded_header).
+    pub forwarded_header: webhook_core::access::ForwardedHeader,
 }
 
 pub type SharedSettings = Arc<RwLock<Settings>>;
@@ -49,7 +51,8 @@ pub type SharedSettings = Arc<RwLock<Settings>>;
 pub struct Job {
     pub workflow_id: Uuid,
     pub request: IncomingRequest,
-    /// The client: the peer, or the address a trusted proxy reports.
+    /// The client: the peer, or the address a trusted proxy reports (`None`
+    /// when that cannot be read).
     pub remote_addr: Option<IpAddr>,
     pub received_at: SystemTime,
     /// Set when the network thread already refused the request (413, 415,

@@ -339,7 +339,9 @@ impl Pipeline {
         let Some(workflow) = self.catalog.get(client, workflow_id)? else {
             return Ok(Handled::Immediate(Response::workflow_not_found()));
         };
-        if meta.origin == Origin::Http {
+        // A disabled workflow answers 404 like an unknown one (rules::admit),
+        // whatever the request: nothing about its settings shows.
+        if meta.origin == Origin::Http && workflow.rules.enabled {
             if let Err((response, reason)) = admit_sender(&workflow, request, meta) {
                 self.record_refusal_with_reason(
                     client,

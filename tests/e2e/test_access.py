@@ -90,7 +90,7 @@ def test_allow_list(ready, new_workflow):
     assert [e["params"]["n"] for e in events(c, wf)] == [1, 3, 4]
     assert_counts(c, wf, {(403, "Address not allowed"): 1})
     err = c.sql_error("SELECT webhook_set_allowed_networks(%s, '{}')", (wf,), sqlstate="22023")
-    assert err["message"] == "networks must be a non-empty array of networks, or NULL for any address"
+    assert err["message"] == "networks must be an array of 1 to 1000 networks, or NULL for any address"
     # The rule holds on the table too.
     c.sql_error("UPDATE webhook.workflows SET allowed_networks = '{}' WHERE id = %s", (wf,), sqlstate="23514")
 
@@ -120,19 +120,85 @@ def test_trusted_proxy_names_the_client(trusting_localhost, new_workflow):
     # The nearest untrusted hop is the client: a client cannot prepend an allowed one.
     r = post(c, wf, json_body={"n": 2}, headers={"X-Forwarded-For": "203.0.113.7, 198.51.100.1"})
     assert status_body(r) == FORBIDDEN
-    r = post(c, wf, json_body={"n": 3}, headers={"Forwarded": 'for="[2001:db8::7]:4711";proto=https'})
-    assert r.status_code == 200, r.text
     # No forwarding header: the proxy itself is the client.
-    assert status_body(post(c, wf, json_body={"n": 4})) == FORBIDDEN
+    assert status_body(post(c, wf, json_body={"n": 3})) == FORBIDDEN
     stored = c.rows("SELECT params->>'n' AS n, host(remote_addr) AS addr FROM webhook.events "
                     "WHERE workflow_id = %s ORDER BY id", (wf,))
-    assert stored == [{"n": "1", "addr": "203.0.113.7"}, {"n": "3", "addr": "2001:db8::7"}]
+    assert stored == [{"n": "1", "addr": "203.0.113.7"}]
     refused = c.rows("SELECT host(remote_addr) AS addr FROM webhook.rejections WHERE workflow_id = %s "
                      "ORDER BY id", (wf,))
     assert [r["addr"] for r in refused] == ["198.51.100.1", "127.0.0.1"]
     err = c.sql_error("ALTER SYSTEM SET webhook.trusted_proxies = '10.0.0.0/8, proxy.local'", sqlstate="22023")
     assert err["message"] == 'invalid value for parameter "webhook.trusted_proxies": "10.0.0.0/8, proxy.local"'
     assert err["detail"] == '"proxy.local" is not an IP address or CIDR network.'
+
+
+def test_only_the_configured_forwarded_header_is_believed(trusting_localhost, new_workflow):
+    """An X-Forwarded-For proxy appends to X-Forwarded-For and passes a
+    client's own Forwarded header through: that one must not name the client
+    (and the other way round with webhook.forwarded_header = forwarded)."""
+    c = trusting_localhost
+    wf = new_workflow()["id"]
+    wait_for_forwarded_client(c, wf, "198.51.100.202")
+    c.sql("SELECT webhook_set_allowed_networks(%s, '{203.0.113.0/24, 127.0.0.0/8}')", (wf,))
+    smuggled = {"Forwarded": "for=203.0.113.7", "X-Forwarded-For": "198.51.100.9"}
+    assert status_body(post(c, wf, json_body={"n": 1}, headers=smuggled)) == FORBIDDEN
+    # A hop that cannot be read leaves the client unknown, not the proxy.
+    assert status_body(post(c, wf, json_body={"n": 2}, headers={"X-Forwarded-For": "unknown"})) == FORBIDDEN
+    c.alter_system("webhook.forwarded_header", "forwarded")
+    try:
+        def forwarded_believed():
+            r = fresh_post(c, wf, {"n": 3}, headers={"Forwarded": 'for="[2001:db8::7]:4711";proto=https',
+                                                   "X-Forwarded-For": "203.0.113.8"})
+            return r.status_code == 403 or None
+        # Now Forwarded names the client (2001:db8::7, not allowed) and a
+        # smuggled X-Forwarded-For is ignored.
+        hk_wait(forwarded_believed, "Forwarded believed after the reload")
+        assert status_body(post(c, wf, json_body={"n": 4}, headers={"Forwarded": "for=203.0.113.9"}))[0] == 200
+        assert status_body(post(c, wf, json_body={"n": 5}, headers={"Forwarded": "for=unknown"})) == FORBIDDEN
+        r = post(c, wf, json_body={"n": 6}, headers={"X-Forwarded-For": "203.0.113.10"})
+        assert r.status_code == 200  # the proxy itself (127.0.0.1), X-Forwarded-For unread
+    finally:
+        c.alter_system("webhook.forwarded_header", None, shown="x-forwarded-for")
+    stored = c.rows("SELECT params->>'n' AS n, host(remote_addr) AS addr FROM webhook.events "
+                    "WHERE workflow_id = %s ORDER BY id", (wf,))
+    assert stored == [{"n": "4", "addr": "203.0.113.9"}, {"n": "6", "addr": "127.0.0.1"}]
+    unknown = c.rows("SELECT params_count FROM (SELECT count(*) AS params_count FROM webhook.rejections "
+                     "WHERE workflow_id = %s AND remote_addr IS NULL) x", (wf,))
+    assert unknown == [{"params_count": 2}]
+
+
+def hk_wait(predicate, what):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(what)
+
+
+def test_rate_limits_refuse_nan_and_infinity_on_the_table(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    for column, value in (("rate_limit", "NaN"), ("rate_limit", "Infinity"), ("client_rate_limit", "NaN")):
+        burst = column.replace("limit", "burst")
+        c.sql_error(f"UPDATE webhook.workflows SET {column} = %s::float8, {burst} = 1 WHERE id = %s",
+                    (value, wf), sqlstate="23514")
+    err = c.sql_error("SELECT webhook_set_rate_limit(%s, 'Infinity')", (wf,), sqlstate="22023")
+    assert err["message"] == "rates must be positive (requests per second) and bursts at least 1"
+
+
+def test_a_disabled_workflow_is_404_whatever_guards_it(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    c.sql("SELECT webhook_set_verification(%s, 'bearer', secret => 't')", (wf,))
+    c.sql("SELECT webhook_set_allowed_networks(%s, '{10.0.0.0/8}')", (wf,))
+    c.sql("SELECT webhook_set_rate_limit(%s, 0.001, 1)", (wf,))
+    # Positive control: enabled, the guards answer.
+    assert status_body(post(c, wf, json_body={})) == FORBIDDEN
+    c.sql("SELECT webhook_disable_workflow(%s)", (wf,))
+    for _ in range(3):
+        assert status_body(post(c, wf, json_body={})) == (404, {"msg": "Workflow not found"})
 
 
 def test_workflow_rate_limit_holds_across_listener_processes(ready, new_workflow):

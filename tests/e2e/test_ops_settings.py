@@ -32,6 +32,7 @@ DEFAULTS = {
     "webhook.body_timeout": ("30000", "ms", "sighup"),
     "webhook.database": ("postgres", None, "postmaster"),
     "webhook.executor_idle_timeout": ("10000", "ms", "sighup"),
+    "webhook.forwarded_header": ("x-forwarded-for", None, "sighup"),
     "webhook.handler_timeout": ("30000", "ms", "sighup"),
     "webhook.header_timeout": ("10000", "ms", "sighup"),
     "webhook.listen_addresses": ("127.0.0.1", None, "postmaster"),
@@ -58,6 +59,7 @@ INVALID_TEXT = {
     "webhook.public_base_url": "ftp://x",
     "webhook.trusted_proxies": "10.0.0.0/8, proxy.local",
     "webhook.notify": "maybe",
+    "webhook.forwarded_header": "x-real-ip",
 }
 
 private = private_cluster_fixture(**{"webhook.max_executors": 8})

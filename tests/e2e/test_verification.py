@@ -262,7 +262,15 @@ def test_twilio_post_and_get_sign_the_public_url(ready, new_workflow):
     assert r.status_code == 200, r.text
     sms_get.query = sms_get.query.replace("How+are+you", "Who+are+you")
     assert_refused(send(c, wf, sms_get))
-    assert [e["params"]["Body"] for e in events(c, wf)] == [dict(form)["Body"], "How are you doing?"]
+    # A signature over the URL alone (a GET) does not carry a body with it.
+    query = "From=%2B15550001111&Body=hello&MessageSid=SM1"
+    signature = twilio_signature(token, f"{public_url}?{query}", [])
+    for content_type, body in (("application/json", b'{"From":"+19990000000","Body":"transfer all funds"}'),
+                               ("application/xml", b"<Body>transfer all funds</Body>")):
+        assert_refused(send_raw(c, wf, body, {"Content-Type": content_type, "X-Twilio-Signature": signature},
+                                query=query))
+    assert send_raw(c, wf, b"", {"X-Twilio-Signature": signature}, query=query, method="GET").status_code == 200
+    assert [e["params"]["Body"] for e in events(c, wf)] == [dict(form)["Body"], "How are you doing?", "hello"]
 
 
 # ------------------------------------------------- GitLab, bearer and basic
@@ -395,8 +403,16 @@ def test_secrets_are_the_owners_only_and_never_printed(ready, login_role):
         ("SELECT webhook_set_verification(%s, 'standard-webhooks', secret => %s)", (wf, secret + "!"),
          "invalid verification: secret 1 is not a Standard Webhooks secret (whsec_ followed by base64)"),
         ("SELECT webhook_set_verification(%s, 'githab', secret => %s)", (wf, secret),
-         "invalid verification: unknown verification scheme \"githab\" (one of standard-webhooks, github, "
+         "invalid verification: unknown verification scheme (one of standard-webhooks, github, "
          "stripe, slack, shopify, twilio, gitlab, hmac, bearer, basic)"),
+        # A secret passed where the scheme goes is not repeated either.
+        ("SELECT webhook_set_verification(%s, %s)", (wf, secret),
+         "invalid verification: unknown verification scheme (one of standard-webhooks, github, "
+         "stripe, slack, shopify, twilio, gitlab, hmac, bearer, basic)"),
+        ("SELECT webhook_set_verification(%s, 'hmac', secret => 'k', header => 'x', algorithm => %s)", (wf, secret),
+         "invalid verification: the algorithm is not sha1, sha256 or sha512"),
+        ("SELECT webhook_set_verification(%s, 'github', secret => %s)", (wf, secret * 1000),
+         "invalid verification: secret 1 is longer than 4096 bytes"),
         ("SELECT webhook_set_verification(%s, 'github', secret => %s, tolerance => '1 minute')", (wf, secret),
          "invalid verification: option tolerance_secs does not apply to the github scheme"),
         ("SELECT webhook_set_verification(%s, 'basic', secret => %s)", (wf, secret),
@@ -423,4 +439,6 @@ def test_redacted_header_list_is_per_workflow(ready, new_workflow):
     assert (first["headers"]["x-shop-token"], first["headers"]["cookie"]) == ("t-1", "[redacted]")
     assert (second["headers"]["x-shop-token"], second["headers"]["cookie"]) == ("[redacted]", "[redacted]")
     err = c.sql_error("SELECT webhook_set_redacted_headers(%s, ARRAY['bad header'])", (wf,), sqlstate="22023")
-    assert err["message"] == "headers must be an array of header names"
+    assert err["message"] == "headers must be an array of at most 100 header names"
+    c.sql_error("UPDATE webhook.workflows SET redact_headers = array_fill('x'::text, ARRAY[101]) WHERE id = %s",
+                (wf,), sqlstate="23514")

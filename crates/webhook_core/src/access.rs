@@ -40,46 +40,75 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Which header trusted proxies name the client in (`webhook.forwarded_header`).
+/// Only that one is read: proxies append to their own header and pass any
+/// other through untouched, so a client could write the other one itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, …` (nginx, HAProxy, most balancers).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
+impl ForwardedHeader {
+    pub fn parse(text: &str) -> Result<ForwardedHeader, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(ForwardedHeader::XForwardedFor),
+            "forwarded" => Ok(ForwardedHeader::Forwarded),
+            _ => Err("the forwarded header is x-forwarded-for or forwarded".into()),
+        }
+    }
+}
+
 /// The client's address: the peer's, unless the peer is a trusted proxy; then
-/// the proxies' own record of who connected to them (`Forwarded: for=`, else
-/// `X-Forwarded-For`), read from the nearest hop backwards and skipping
-/// further trusted proxies. A header from an untrusted peer is ignored, and
-/// an unreadable entry stops the walk at the last address that was believed.
-pub fn client_address(peer: IpAddr, headers: &Map<String, Value>, trusted: &[IpNet]) -> IpAddr {
+/// the proxies' record of who connected to them (`header`), read from the
+/// nearest hop backwards, skipping further trusted proxies. A header from an
+/// untrusted peer is ignored. `None` when a hop that has to be believed
+/// cannot be read (`for=unknown`, garbage): the client is then unknown, which
+/// no allow-list admits.
+pub fn client_address(
+    peer: IpAddr,
+    headers: &Map<String, Value>,
+    trusted: &[IpNet],
+    which: ForwardedHeader,
+) -> Option<IpAddr> {
     let peer = canonical(peer);
     if !contains(trusted, peer) {
-        return peer;
+        return Some(peer);
     }
-    let hops: Vec<&str> = if let Some(forwarded) = header(headers, "forwarded") {
-        forwarded
-            .split(',')
-            .filter_map(|element| {
-                element.split(';').find_map(|pair| {
-                    let (name, value) = pair.trim().split_once('=')?;
-                    name.trim()
-                        .eq_ignore_ascii_case("for")
-                        .then_some(value.trim())
-                })
+    let hops: Vec<&str> = match which {
+        ForwardedHeader::Forwarded => header(headers, "forwarded")
+            .map(|forwarded| {
+                forwarded
+                    .split(',')
+                    .map(|element| {
+                        element
+                            .split(';')
+                            .find_map(|pair| {
+                                let (name, value) = pair.trim().split_once('=')?;
+                                name.trim()
+                                    .eq_ignore_ascii_case("for")
+                                    .then_some(value.trim())
+                            })
+                            .unwrap_or("")
+                    })
+                    .collect()
             })
-            .collect()
-    } else if let Some(list) = header(headers, "x-forwarded-for") {
-        list.split(',').map(str::trim).collect()
-    } else {
-        Vec::new()
+            .unwrap_or_default(),
+        ForwardedHeader::XForwardedFor => header(headers, "x-forwarded-for")
+            .map(|list| list.split(',').map(str::trim).collect())
+            .unwrap_or_default(),
     };
     let mut client = peer;
     for hop in hops.iter().rev() {
-        match parse_hop(hop) {
-            Some(ip) => {
-                client = ip;
-                if !contains(trusted, ip) {
-                    break;
-                }
-            }
-            None => break,
+        client = parse_hop(hop)?;
+        if !contains(trusted, client) {
+            break;
         }
     }
-    client
+    Some(client)
 }
 
 fn header<'a>(headers: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
@@ -179,53 +208,77 @@ mod tests {
 
     #[test]
     fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        use ForwardedHeader::{Forwarded, XForwardedFor};
         let trusted = parse_networks("127.0.0.1, 10.0.0.0/8").unwrap();
+        let client = |peer: &str, h: &Map<String, Value>, which| {
+            client_address(ip(peer), h, &trusted, which)
+        };
         let xff = headers(&[("x-forwarded-for", "198.51.100.9, 203.0.113.7, 10.0.0.2")]);
         // From a trusted proxy: the nearest untrusted hop.
         assert_eq!(
-            client_address(ip("127.0.0.1"), &xff, &trusted),
-            ip("203.0.113.7")
+            client("127.0.0.1", &xff, XForwardedFor),
+            Some(ip("203.0.113.7"))
         );
         // From anyone else: the header is the client's own claim, ignored.
         assert_eq!(
-            client_address(ip("192.0.2.1"), &xff, &trusted),
-            ip("192.0.2.1")
+            client("192.0.2.1", &xff, XForwardedFor),
+            Some(ip("192.0.2.1"))
         );
-        assert_eq!(client_address(ip("127.0.0.1"), &xff, &[]), ip("127.0.0.1"));
-        // RFC 7239, with ports and IPv6; Forwarded wins over X-Forwarded-For.
-        let fwd = headers(&[
-            (
-                "forwarded",
-                "for=198.51.100.9;proto=https, for=\"[2001:db8::7]:4711\";by=10.0.0.1",
-            ),
-            ("x-forwarded-for", "192.0.2.200"),
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &xff, &[], XForwardedFor),
+            Some(ip("127.0.0.1"))
+        );
+        // Only the configured header is read: a client's own Forwarded
+        // passed through by an X-Forwarded-For proxy is ignored, and the
+        // other way round.
+        let both = headers(&[
+            ("forwarded", "for=203.0.113.66"),
+            ("x-forwarded-for", "198.51.100.9"),
         ]);
         assert_eq!(
-            client_address(ip("10.0.0.1"), &fwd, &trusted),
-            ip("2001:db8::7")
+            client("127.0.0.1", &both, XForwardedFor),
+            Some(ip("198.51.100.9"))
         );
+        assert_eq!(
+            client("127.0.0.1", &both, Forwarded),
+            Some(ip("203.0.113.66"))
+        );
+        // RFC 7239, with ports and IPv6.
+        let fwd = headers(&[(
+            "forwarded",
+            "for=198.51.100.9;proto=https, for=\"[2001:db8::7]:4711\";by=10.0.0.1",
+        )]);
+        assert_eq!(client("10.0.0.1", &fwd, Forwarded), Some(ip("2001:db8::7")));
         let port = headers(&[("x-forwarded-for", "203.0.113.7:5555")]);
         assert_eq!(
-            client_address(ip("10.9.9.9"), &port, &trusted),
-            ip("203.0.113.7")
+            client("10.9.9.9", &port, XForwardedFor),
+            Some(ip("203.0.113.7"))
         );
-        // Garbage stops the walk at the last believed address.
+        // A hop that must be believed but cannot be read: the client is unknown.
         let junk = headers(&[("x-forwarded-for", "203.0.113.7, unknown")]);
+        assert_eq!(client("127.0.0.1", &junk, XForwardedFor), None);
+        let hidden = headers(&[("forwarded", "for=unknown")]);
+        assert_eq!(client("127.0.0.1", &hidden, Forwarded), None);
+        let no_for = headers(&[("forwarded", "proto=https")]);
+        assert_eq!(client("127.0.0.1", &no_for, Forwarded), None);
+        // No header at all: the proxy itself is the client.
         assert_eq!(
-            client_address(ip("127.0.0.1"), &junk, &trusted),
-            ip("127.0.0.1")
+            client("127.0.0.1", &headers(&[]), XForwardedFor),
+            Some(ip("127.0.0.1"))
         );
         // Only trusted hops: the farthest one.
         let inner = headers(&[("x-forwarded-for", "10.0.0.3, 10.0.0.2")]);
         assert_eq!(
-            client_address(ip("127.0.0.1"), &inner, &trusted),
-            ip("10.0.0.3")
+            client("127.0.0.1", &inner, XForwardedFor),
+            Some(ip("10.0.0.3"))
         );
         // An IPv4-mapped peer is its IPv4 address.
         assert_eq!(
-            client_address(ip("::ffff:192.0.2.1"), &xff, &trusted),
-            ip("192.0.2.1")
+            client("::ffff:192.0.2.1", &xff, XForwardedFor),
+            Some(ip("192.0.2.1"))
         );
+        assert_eq!(ForwardedHeader::parse("Forwarded"), Ok(Forwarded));
+        assert!(ForwardedHeader::parse("x-real-ip").is_err());
     }
 
     #[test]

@@ -25,6 +25,14 @@ pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
 /// one HMAC per secret, so the number is kept small.
 pub const MAX_SECRETS: usize = 10;
 
+/// Longest secret: HMAC hashes a longer key on every request, and a tenant
+/// must not be able to make each forged request to its workflow cost the
+/// listener milliseconds.
+pub const MAX_SECRET_BYTES: usize = 4096;
+
+/// Longest text option (header names, prefix, separator, username).
+const MAX_OPTION_BYTES: usize = 256;
+
 /// Most signatures looked at in one header (Standard Webhooks, Stripe allow
 /// several); more are ignored, so a forged header cannot multiply the work.
 const MAX_SIGNATURES: usize = 10;
@@ -445,8 +453,10 @@ impl Scheme {
         options: &Map<String, Value>,
     ) -> Result<Scheme, ConfigError> {
         if !SCHEME_NAMES.contains(&name) {
+            // The value is not repeated: a secret passed in the wrong
+            // position would end up in the error and the server log.
             return Err(ConfigError(format!(
-                "unknown verification scheme \"{name}\" (one of {})",
+                "unknown verification scheme (one of {})",
                 SCHEME_NAMES.join(", ")
             )));
         }
@@ -480,9 +490,18 @@ impl Scheme {
         if let Some(n) = secrets.iter().position(|s| s.is_empty()) {
             return Err(ConfigError(format!("secret {} is empty", n + 1)));
         }
+        if let Some(n) = secrets.iter().position(|s| s.len() > MAX_SECRET_BYTES) {
+            return Err(ConfigError(format!(
+                "secret {} is longer than {MAX_SECRET_BYTES} bytes",
+                n + 1
+            )));
+        }
         let text = |key: &str| -> Result<Option<String>, ConfigError> {
             match options.get(key) {
                 None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if s.len() > MAX_OPTION_BYTES => Err(ConfigError(format!(
+                    "option {key} is longer than {MAX_OPTION_BYTES} bytes"
+                ))),
                 Some(Value::String(s)) => Ok(Some(s.clone())),
                 Some(_) => Err(ConfigError(format!("option {key} must be text"))),
             }
@@ -562,20 +581,16 @@ impl Scheme {
                     None | Some("sha256") => Algorithm::Sha256,
                     Some("sha1") => Algorithm::Sha1,
                     Some("sha512") => Algorithm::Sha512,
-                    Some(other) => {
-                        return Err(ConfigError(format!(
-                            "algorithm \"{other}\" is not sha1, sha256 or sha512"
-                        )))
+                    Some(_) => {
+                        return Err(ConfigError(
+                            "the algorithm is not sha1, sha256 or sha512".into(),
+                        ))
                     }
                 };
                 let encoding = match text("encoding")?.as_deref() {
                     None | Some("hex") => Encoding::Hex,
                     Some("base64") => Encoding::Base64,
-                    Some(other) => {
-                        return Err(ConfigError(format!(
-                            "encoding \"{other}\" is not hex or base64"
-                        )))
-                    }
+                    Some(_) => return Err(ConfigError("the encoding is not hex or base64".into())),
                 };
                 let timestamp_header = text("timestamp_header")?
                     .map(|h| h.trim().to_ascii_lowercase())
@@ -624,6 +639,11 @@ fn twilio_signed_text(request: &SignedRequest<'_>) -> Result<String, Failure> {
             mime.trim()
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         });
+    // Twilio signs a form's parameters, or a JSON body through bodySHA256:
+    // any other body would not be covered by the signature at all.
+    if !is_form && !request.body.is_empty() {
+        return Err(Failure::Malformed);
+    }
     let mut signed = request.url.to_string();
     if is_form {
         let mut params: Vec<(String, String)> = form_urlencoded::parse(request.body)
@@ -925,6 +945,19 @@ mod tests {
             ),
             Ok(())
         );
+        // A body the signature does not cover (no form, no bodySHA256): a
+        // signature over the URL alone must not carry it.
+        let url_only = ("x-twilio-signature", "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+        assert_eq!(
+            check_url(
+                &twilio,
+                &[("content-type", "application/json"), url_only],
+                br#"{"Body":"transfer"}"#,
+                url,
+                0
+            ),
+            Err(Failure::Malformed)
+        );
         // A JSON body: the URL carries its SHA-256 and is signed alone.
         let json = br#"{"property": "value", "boolean": true}"#;
         let url_with_hash = format!(
@@ -1049,7 +1082,7 @@ mod tests {
                 "githab",
                 &["s3cret-1"],
                 serde_json::json!({}),
-                "unknown verification scheme \"githab\" (one of standard-webhooks, github, stripe, slack, shopify, twilio, gitlab, hmac, bearer, basic)",
+                "unknown verification scheme (one of standard-webhooks, github, stripe, slack, shopify, twilio, gitlab, hmac, bearer, basic)",
             ),
             (
                 "github",
@@ -1097,7 +1130,7 @@ mod tests {
                 "hmac",
                 &["s3cret-1"],
                 serde_json::json!({"header": "x", "algorithm": "md5"}),
-                "algorithm \"md5\" is not sha1, sha256 or sha512",
+                "the algorithm is not sha1, sha256 or sha512",
             ),
             (
                 "hmac",
@@ -1111,6 +1144,23 @@ mod tests {
             assert_eq!(&err.0, message);
             assert!(!err.0.contains("s3cret"), "{err}");
         }
+        let long = "k".repeat(MAX_SECRET_BYTES + 1);
+        assert_eq!(
+            config("github", &["ok", &long], serde_json::json!({}))
+                .unwrap_err()
+                .0,
+            "secret 2 is longer than 4096 bytes"
+        );
+        assert_eq!(
+            config(
+                "hmac",
+                &["k"],
+                serde_json::json!({"header": "x".repeat(300)})
+            )
+            .unwrap_err()
+            .0,
+            "option header is longer than 256 bytes"
+        );
         let many: Vec<&str> = vec!["x"; MAX_SECRETS + 1];
         assert_eq!(
             config("github", &many, serde_json::json!({}))
