@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of webhook_ext and ends with one summary line:
 #   1. unit tests of the pure core            (cargo test -p webhook_core)
-#   2. SQL-level #[pg_test]s                  (cargo pgrx test, own throwaway cluster)
-#   3. end-to-end tests against real clusters (pytest tests/e2e: real HTTP, real rows)
+#   2. end-to-end tests against real clusters (pytest tests/e2e: real HTTP, real rows)
 # Installs what is missing first (apt packages, cargo-pgrx, a Python venv).
 source "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
@@ -30,15 +29,6 @@ count() { # count LOGFILE: adds the passed/failed counts a runner printed
 say "unit tests (webhook_core)"
 if ! cargo test -p webhook_core 2>&1 | tee "$LOGS/unit.log"; then status=1; fi
 count "$LOGS/unit.log"
-
-say "SQL-level tests (cargo pgrx test)"
-# Under /tmp: the postgres OS user must reach it whatever the checkout's parents allow.
-PGRX_DATA=$(mktemp -d /tmp/webhook-pgrx-test.XXXXXX)
-trap 'rm -rf "$PGRX_DATA"' EXIT
-[ "$(id -u)" -ne 0 ] || chown postgres:postgres "$PGRX_DATA"
-runas=(); [ "$(id -u)" -ne 0 ] || runas=(--runas postgres --pgdata "$PGRX_DATA")
-if ! cargo pgrx test pg15 "${runas[@]}" 2>&1 | tee "$LOGS/pg_test.log"; then status=1; fi
-count "$LOGS/pg_test.log"
 
 install_extension
 say "end-to-end tests (pytest tests/e2e)"

@@ -172,8 +172,11 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
     }
     log!("webhook_ext listener shutting down");
     // Stop accepting, and answer what is already in flight (normally, while
-    // the grace period lasts), so no caller is left hanging.
+    // the grace period lasts), so no caller is left hanging. Callers waiting
+    // for a handler's result are answered at once, while their connections
+    // are still open (the network thread drops them when its grace ends).
     listener.begin_shutdown();
+    state.answer_waiting_at_shutdown();
     let deadline = Instant::now() + Duration::from_secs(3);
     while !listener.finished() && Instant::now() < deadline {
         let jobs: Vec<Job> = listener.jobs.try_iter().collect();
@@ -182,15 +185,8 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
             std::thread::sleep(Duration::from_millis(5));
         } else {
             state.process(jobs);
+            state.answer_waiting_at_shutdown();
         }
-    }
-    // Callers waiting for a handler's result: the event is stored and its
-    // handler will run, but this process will not see the result.
-    state.answer_waiting();
-    for waiter in state.waiting.drain(..) {
-        let _ = waiter.reply.send(Response::retry_later(
-            "Server shutting down; the event is stored and its handler will run",
-        ));
     }
     drop(listener);
     // Non-zero so the postmaster restarts us after pg_terminate_backend(); at
@@ -461,6 +457,18 @@ impl ListenerState {
             }
         }
         self.waiting = still;
+    }
+
+    /// At shutdown: results already recorded are sent; every other waiting
+    /// caller gets 503 (the event is stored and its handler will run, but
+    /// this process will not see the result).
+    fn answer_waiting_at_shutdown(&mut self) {
+        self.answer_waiting();
+        for waiter in self.waiting.drain(..) {
+            let _ = waiter.reply.send(Response::retry_later(
+                "Server shutting down; the event is stored and its handler will run",
+            ));
+        }
     }
 
     /// Starts executors for due events and records attempts cut short.

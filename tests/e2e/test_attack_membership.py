@@ -55,7 +55,13 @@ def test_handler_is_refused_once_the_owner_leaves_the_group_that_granted_it(priv
     time.sleep(0.5)
 
     r = post(private, wf, json_body={})
-    assert r.status_code == 500, f"alice still runs {sch}.export: {r.status_code} {r.text}"
-    ev = private.row("SELECT status, error FROM webhook.events WHERE workflow_id = %s "
+    ev = private.row("SELECT id, status, error FROM webhook.events WHERE workflow_id = %s "
                      "ORDER BY id DESC LIMIT 1", (wf,))
-    assert ev["status"] == "failed" and ev["error"].startswith("42501"), ev
+    # README: a failed handler → 500 {"msg":"Workflow failed","event_id":N}.
+    assert (r.status_code, r.json()) == (500, {"msg": "Workflow failed", "event_id": ev["id"]}), \
+        f"alice still runs {sch}.export: {r.status_code} {r.text}"
+    assert (ev["status"], ev["error"]) == (
+        "failed", "42501: permission denied: the workflow's owner may not call its handler "
+                  "(USAGE on its schema and EXECUTE on it are required)"), ev
+    # Nothing of the ledger reached alice through the refused run.
+    assert private.scalar("SELECT count(*) FROM webhook.events WHERE workflow_id = %s", (wf,)) == 2

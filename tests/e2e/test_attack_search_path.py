@@ -43,6 +43,23 @@ def tenants(private):
     finally:
         drop_tenants(private, names.values())
 
+def assert_escalates_when_a_superuser_calls(private, mallory, query: str, fn: str) -> None:
+    """Positive control of the trap itself: ``query``, run by the superuser on
+    the default search_path, calls the planted ``fn``, which logs the call and
+    makes mallory a superuser. Done in a transaction that is rolled back, so
+    afterwards neither the log row nor SUPERUSER remain."""
+    before = calls(private, mallory)
+    with private.connect() as conn:
+        with conn.transaction(force_rollback=True):
+            conn.execute(query)
+            logged = conn.execute(f"SELECT fn, who FROM {mallory.name}.calls ORDER BY at").fetchall()
+            assert [tuple(r) for r in logged] == before + [(fn, "postgres")], logged
+            assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s",
+                                (mallory.name,)).fetchone()[0] is True, "the trap does not escalate"
+    assert calls(private, mallory) == before
+    assert mallory.is_superuser() is False
+
+
 def calls(private, mallory) -> list[tuple[str, str]]:
     return [tuple(r) for r in private.sql(f"SELECT fn, who FROM {mallory.name}.calls ORDER BY at")]
 
@@ -61,6 +78,8 @@ def test_planted_format_is_not_called_by_the_listener(private, tenants):
     assert alice.scalar("SELECT format('%I.%I', 'a'::name, 'b'::name)") == "a.b"
     assert calls(private, mallory) == [("format", alice.name)]
     assert mallory.is_superuser() is False
+    assert_escalates_when_a_superuser_calls(private, mallory, "SELECT format('%I.%I', 'a'::name, 'b'::name)",
+                                            "format")
 
     wf = alice.create_workflow()
     r = post(private, wf, json_body={"order": 1})
@@ -82,6 +101,7 @@ def test_planted_operator_is_not_used_by_the_listener(private, tenants):
     # Positive control: the default search_path finds the planted operator.
     assert alice.scalar("SELECT 3802::oid = 'jsonb'::regtype") is True
     assert calls(private, mallory) == [("=", alice.name)]
+    assert_escalates_when_a_superuser_calls(private, mallory, "SELECT 3802::oid = 'jsonb'::regtype", "=")
 
     wf = alice.create_workflow()
     r = post(private, wf, json_body={"n": 2})
@@ -108,6 +128,7 @@ def test_planted_to_jsonb_does_not_run_inside_another_tenants_handler(private, t
     # Positive control: the default search_path finds the planted to_jsonb.
     assert alice.scalar("SELECT to_jsonb(NULL::webhook.events)") == {"forged": True}
     assert calls(private, mallory) == [("to_jsonb", alice.name)]
+    assert_escalates_when_a_superuser_calls(private, mallory, "SELECT to_jsonb(NULL::webhook.events)", "to_jsonb")
 
     wf = bob.create_workflow(handler=f"{bob.name}.on_event")
     r = post(private, wf, json_body={"secret": "bob's"})
@@ -135,6 +156,8 @@ def test_planted_aggregate_is_not_used_when_capturing_a_sample(private, tenants)
     # Positive control.
     assert alice.scalar("SELECT array_agg(x) FROM (VALUES ('v'::text)) t(x)") == ["v"]
     assert calls(private, mallory) == [("array_agg", alice.name)]
+    assert_escalates_when_a_superuser_calls(private, mallory,
+                                            "SELECT array_agg(x) FROM (VALUES ('v'::text)) t(x)", "array_agg")
 
     alice.sql("SELECT webhook_capture_sample(%s)", (wf,))
     r = post(private, wf, json_body={"a": 5, "b": "x"})
@@ -152,6 +175,7 @@ def test_superuser_calling_the_sql_api_runs_no_planted_code(private, tenants):
     plant_format(mallory, args="fmt text, a name", call="fmt, a")
     assert alice.scalar("SELECT format('%I', 'x'::name)") == "x"
     assert calls(private, mallory) == [("format", alice.name)]
+    assert_escalates_when_a_superuser_calls(private, mallory, "SELECT format('%I', 'x'::name)", "format")
 
     wf = alice.create_workflow()
     # webhook_trigger runs the pipeline (workflow load, event, handler) in the

@@ -181,10 +181,10 @@ def test_unknown_parameter_names_are_42704_and_nothing_changes(cluster, prepared
     before = snapshot(cluster, prepared["id"])
     err = cluster.sql_error("SELECT webhook_set_required(%s::uuid, ARRAY['b', 'nope', 'c.d', 'c.zzz'])",
                             (prepared["id"],), sqlstate="42704")
-    assert "nope" in err["message"] and "c.zzz" in err["message"]
+    assert err["message"] == f"unknown parameter(s) for workflow {prepared['id']}: c.zzz, nope", err
     for known in ("a", "b", "c", "c.d"):
         assert known in err["detail"]
-    assert err["detail"].startswith("Known parameters:")
+    assert err["detail"] == "Known parameters: a, b, c, c.d.", err
     assert "webhook_sample_from_json" in err["hint"]
     assert snapshot(cluster, prepared["id"]) == before
     # Same with required => false: a stays required.
@@ -218,7 +218,7 @@ def test_non_object_json_sample_is_22023_with_hint(cluster, prepared, sample, fo
     before = snapshot(cluster, prepared["id"])
     err = cluster.sql_error("SELECT webhook_sample_from_json(%s::uuid, %s::jsonb)", (prepared["id"], sample),
                             sqlstate="22023")
-    assert "object" in err["message"]
+    assert err["message"] == "a JSON sample must be an object or an array", err
     assert found in err["detail"]
     assert err["hint"] and '"order_id"' in err["hint"]
     assert snapshot(cluster, prepared["id"]) == before
@@ -400,11 +400,11 @@ def test_set_public_base_url_in_session_fails(cluster):
 
 
 def test_set_port_fails(cluster):
-    err = cluster.sql_error("SET webhook.port = 70000")
-    assert err["sqlstate"] in ("22023", "55P02"), err
-    # A valid value fails too: the port is fixed at server start.
-    err = cluster.sql_error("SET webhook.port = 1", sqlstate="55P02")
-    assert "webhook.port" in err["message"]
+    # PostgreSQL refuses a postmaster setting in a session before it checks the
+    # value: out of range or not, the answer is 55P02.
+    for value in ("70000", "1"):
+        err = cluster.sql_error(f"SET webhook.port = {value}", sqlstate="55P02")
+        assert err["message"] == 'parameter "webhook.port" cannot be changed without restarting the server', err
     assert cluster.scalar("SHOW webhook.port") == str(cluster.http_port)
 
 
@@ -413,29 +413,3 @@ def test_set_port_fails(cluster):
 def test_postmaster_settings_cannot_change_in_session(cluster, setting):
     value = {"webhook.workers": "1", "webhook.listen_addresses": "127.0.0.1"}.get(setting, "x")
     cluster.sql_error(f"SET {setting} = '{value}'", sqlstate="55P02")
-
-
-def test_gucs_are_defined_with_defaults(cluster):
-    rows = {r["name"]: r for r in cluster.rows(
-        "SELECT name, setting, context, unit FROM pg_settings WHERE name LIKE 'webhook.%'")}
-    expected = {
-        "webhook.database": ("postgres", "postmaster"),
-        "webhook.listen_addresses": ("127.0.0.1", "postmaster"),
-        "webhook.port": (str(cluster.http_port), "postmaster"),
-        "webhook.workers": (None, "postmaster"),
-        "webhook.public_base_url": ("", "sighup"),
-        "webhook.tls_cert_file": ("", "postmaster"),
-        "webhook.tls_key_file": ("", "postmaster"),
-    }
-    for name, (setting, context) in expected.items():
-        assert name in rows, f"{name} is not defined: {sorted(rows)}"
-        if setting is not None:
-            assert rows[name]["setting"] == setting, rows[name]
-        assert rows[name]["context"] == context, rows[name]
-    # Size limits and timeouts exist and reload on SIGHUP.
-    assert any("body" in n and "size" in n for n in rows)
-    assert any("header" in n and "size" in n for n in rows)
-    assert any("timeout" in n for n in rows)
-    for n, r in rows.items():
-        if "size" in n or "timeout" in n:
-            assert r["context"] == "sighup", r

@@ -8,9 +8,9 @@ import gzip
 import http.client
 import json
 import threading
-import time
 import zlib
 
+import pytest
 import requests
 
 from hookkit import (add_parameter, count_events, create_workflow, events, login_role, parameters,  # noqa: F401
@@ -219,7 +219,7 @@ def test_query_string_always_recorded(ready, new_workflow):
     assert ev["method"] == "GET"
     assert ev["query"] == {"event": "ping", "id": "5"}
     assert ev["params"] == {"event": "ping", "id": "5"}
-    assert ev["body"] in (None, "")
+    assert ev["body"] is None  # no body: the column is NULL, not ""
 
 
 def test_required_query_parameter(ready, new_workflow):
@@ -498,91 +498,121 @@ def test_big_integers_keep_their_digits(ready, new_workflow):
     assert p["big"] == 123456789012345678901234567890, p
 
 
-def test_nul_byte_in_body_is_not_silently_truncated(ready, new_workflow):
-    """PostgreSQL text cannot hold NUL: the body must be refused (4xx, nothing
-    stored) or stored without losing what follows the NUL; a binary upload must
-    still be accepted."""
+NUL_REFUSED = {"msg": "Request contains a NUL character (\\u0000), which PostgreSQL text cannot store"}
+
+
+def test_nul_byte_in_body_is_refused_and_binary_uploads_accepted(ready, new_workflow):
+    """README: PostgreSQL text cannot hold U+0000: a request with a NUL in a
+    text body gets 400 and nothing is stored; a multipart body with binary
+    file parts is accepted, its parts in params and the body column NULL."""
     c = ready
     wf = new_workflow()["id"]
     r = post(c, wf, b"abc\x00def", headers={"Content-Type": "text/plain"})
-    if r.status_code == 200:
-        ev = events(c, wf)[-1]
-        assert "def" in (ev["body"] or ""), f"body stored truncated at the NUL byte: {ev['body']!r}"
-    else:
-        assert 400 <= r.status_code < 500, r.text
-        assert count_events(c, wf) == 0
+    assert (r.status_code, response_json(r)) == (400, NUL_REFUSED), r.text
+    assert count_events(c, wf) == 0
+    # Positive control: the same body without the NUL is stored whole.
+    r = post(c, wf, b"abcdef", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 200, r.text
+    assert [e["body"] for e in events(c, wf)] == ["abcdef"]
 
     wf2 = new_workflow()["id"]
     r = post(c, wf2, data={"f": "v"}, files={"x": ("a.bin", b"AB\x00CD", "application/octet-stream")})
     assert r.status_code == 200, r.text
     ev = only_event(c, wf2)
-    assert base64.b64decode(ev["params"]["x"]["content_base64"]) == b"AB\x00CD"
-    # A binary multipart body cannot be PostgreSQL text: its parts are kept in
-    # params and the raw body is not stored, rather than stored cut short.
-    assert ev["body"] is None or ev["body"].rstrip().endswith("--"), \
-        f"multipart body stored truncated: {ev['body']!r}"
+    assert ev["params"]["f"] == "v"
+    assert ev["params"]["x"] == {"filename": "a.bin", "content_type": "application/octet-stream", "size": 5,
+                                 "content_base64": base64.b64encode(b"AB\x00CD").decode()}
+    assert ev["body"] is None, f"binary multipart body stored as text: {ev['body']!r}"
 
 
 def test_nul_in_parameter_values_is_a_client_error(solo, uniq):
-    """A NUL in a JSON string, query or form value cannot go into jsonb: the
-    caller gets a 4xx (or the value is stored some other way), never a 5xx."""
+    """README: a NUL character in a value, key or text body → 400, nothing stored."""
     c = solo
     wf = create_workflow(c, "public.params_handler", uniq)
     cases = [
-        ("json", lambda: post(c, wf, b'{"a": "x\\u0000y"}', headers={"Content-Type": "application/json"})),
+        ("json value", lambda: post(c, wf, b'{"a": "x\\u0000y"}', headers={"Content-Type": "application/json"})),
+        ("json key", lambda: post(c, wf, b'{"x\\u0000y": 1}', headers={"Content-Type": "application/json"})),
         ("query", lambda: requests.get(c.hook_url(wf) + "?a=%00", timeout=10)),
         ("form", lambda: post(c, wf, b"a=x%00y", headers={"Content-Type": "application/x-www-form-urlencoded"})),
         ("multipart field", lambda: post(c, wf, files={"a": (None, b"x\x00y")})),
     ]
     outcomes = {}
     for label, send in cases:
-        before = count_events(c, wf)
         r = send()
-        outcomes[label] = (r.status_code, r.text)
-        wait_ready(c)
-        if r.status_code != 200:
-            assert count_events(c, wf) == before
-    bad = {k: v for k, v in outcomes.items() if not (v[0] == 200 or 400 <= v[0] < 500)}
-    assert not bad, f"requests with a NUL in a value got server errors: {bad}"
-    assert post(c, wf, json_body={"ok": 1}).status_code == 200
+        outcomes[label] = (r.status_code, response_json(r))
+    assert outcomes == {label: (400, NUL_REFUSED) for label, _ in cases}, outcomes
+    assert count_events(c, wf) == 0
+    # Positive control: the same requests without the NUL are stored.
+    assert post(c, wf, json_body={"a": "xy"}).status_code == 200
+    assert requests.get(c.hook_url(wf) + "?a=0", timeout=10).status_code == 200
+    assert [e["params"] for e in events(c, wf)] == [{"a": "xy"}, {"a": "0"}]
 
 
-def test_bad_request_does_not_fail_its_batch(solo, uniq):
-    """Requests are committed in batches; one request that cannot be stored must
-    not turn its neighbours into 503s."""
+@pytest.fixture
+def xact_trace(solo, uniq):
+    """Records, for every row inserted into webhook.events or webhook.rejections,
+    the top-level transaction id that inserted it (an AFTER INSERT trigger; an
+    event's own xmin changes when its executor updates it, and a request's rows
+    may be written in subtransactions). Yields the trace table's name."""
     c = solo
-    c.sql("CREATE OR REPLACE FUNCTION public.sleepy(e webhook.events) RETURNS jsonb "
-          "LANGUAGE sql AS $h$ SELECT pg_sleep(0.8); SELECT NULL::jsonb $h$")
-    slow = create_workflow(c, "public.sleepy", uniq)
+    table, fn, trig = f"public.{uniq('xacts')}", f"public.{uniq('trace')}", uniq("trace")
+    c.sql(f"CREATE TABLE {table} (tbl text, id bigint, xid xid8)")
+    c.sql(f"""CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+              SET search_path = pg_catalog AS $t$
+              BEGIN INSERT INTO {table} VALUES (TG_TABLE_NAME, NEW.id, pg_current_xact_id()); RETURN NULL; END $t$""")
+    for tbl in ("events", "rejections"):
+        c.sql(f"CREATE TRIGGER {trig} AFTER INSERT ON webhook.{tbl} FOR EACH ROW EXECUTE FUNCTION {fn}()")
+    try:
+        yield table
+    finally:
+        for tbl in ("events", "rejections"):
+            c.sql(f"DROP TRIGGER IF EXISTS {trig} ON webhook.{tbl}")
+        c.sql(f"DROP FUNCTION IF EXISTS {fn}()")
+        c.sql(f"DROP TABLE IF EXISTS {table}")
+
+
+def test_bad_request_does_not_fail_its_batch(solo, uniq, xact_trace):
+    """Requests are committed in batches; one request refused inside a batch
+    (a NUL: 400, recorded in webhook.rejections by the batch's transaction)
+    must not turn its neighbours into 503s. Proof that they shared the batch:
+    the rejection row and stored neighbours were inserted by one transaction."""
+    c = solo
     wf = create_workflow(c, "public.params_handler", uniq)
-    results: dict = {}
+    for attempt in range(5):
+        results: dict = {}
+        barrier = threading.Barrier(21)
 
-    def send(label, fn):
-        try:
-            r = fn()
-            results[label] = (r.status_code, r.text)
-        except Exception as e:  # noqa: BLE001
-            results[label] = (None, repr(e))
+        def send(label, body):
+            barrier.wait(10)
+            r = post(c, wf, body, headers={"Content-Type": "application/json"},
+                     params={"try": str(attempt), "who": label})
+            results[label] = (r.status_code, r.json())
 
-    threads = [threading.Thread(target=send, args=("slow", lambda: post(c, slow, json_body={})))]
-    threads[0].start()
-    time.sleep(0.3)  # the single listener is now busy with the slow handler
-    for label, fn in [
-        ("good1", lambda: post(c, wf, json_body={"n": 1})),
-        ("bad", lambda: post(c, wf, b'{"n": "\\u0000"}', headers={"Content-Type": "application/json"})),
-        ("good2", lambda: post(c, wf, json_body={"n": 2})),
-    ]:
-        t = threading.Thread(target=send, args=(label, fn))
-        t.start()
-        threads.append(t)
-        time.sleep(0.05)
-    for t in threads:
-        t.join(15)
-    wait_ready(c)
-    assert results["slow"][0] == 200, results
-    assert results["good1"][0] == 200 and results["good2"][0] == 200, results
-    assert results["bad"][0] is not None and results["bad"][0] < 500, results
-    assert sorted(e["params"].get("n") for e in events(c, wf)) == [1, 2]
+        threads = [threading.Thread(target=send, args=(f"good{i}", json.dumps({"n": i}).encode()))
+                   for i in range(20)]
+        threads.insert(10, threading.Thread(target=send, args=("bad", b'{"n": "\\u0000"}')))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        assert results.pop("bad") == (400, NUL_REFUSED), results
+        assert sorted(results) == sorted(f"good{i}" for i in range(20))
+        ids = {}
+        for label, (status, body) in results.items():
+            assert status == 200 and body["msg"] == "success", (label, status, body)
+            ids[label] = body["event_id"]
+        rows = c.rows("SELECT e.id, e.params, t.xid::text AS xid FROM webhook.events e "
+                      f"JOIN {xact_trace} t ON t.tbl = 'events' AND t.id = e.id "
+                      "WHERE e.workflow_id = %s AND e.query->>'try' = %s ORDER BY e.id", (wf, str(attempt)))
+        assert [r["id"] for r in rows] == sorted(ids.values())
+        assert {r["params"]["who"]: r["params"]["n"] for r in rows} == {f"good{i}": i for i in range(20)}
+        rejected = c.rows("SELECT r.status, r.reason, t.xid::text AS xid FROM webhook.rejections r "
+                          f"JOIN {xact_trace} t ON t.tbl = 'rejections' AND t.id = r.id "
+                          "WHERE r.workflow_id = %s AND r.query->>'try' = %s", (wf, str(attempt)))
+        assert [(x["status"], x["reason"]) for x in rejected] == [(400, NUL_REFUSED["msg"])], rejected
+        if rejected[0]["xid"] in {r["xid"] for r in rows}:
+            return  # the refused request and at least one stored neighbour: one transaction
+    pytest.fail("the refused request never shared a batch with a stored one in 5 tries")
 
 
 def test_declared_header_parameter_name_is_case_insensitive(ready, new_workflow):

@@ -53,6 +53,15 @@ def roles(cluster, uniq):
             cluster.sql(f"DROP ROLE {name}")
 
 
+def succeeds_in_rollback(cluster, role, query, params=None):
+    """Positive control: ``query`` runs without error as ``role`` (in a
+    transaction that is rolled back, so it changes nothing); returns its
+    rowcount."""
+    with cluster.connect(user=role.name) as conn:
+        with conn.transaction(force_rollback=True):
+            return conn.execute(query, params).rowcount
+
+
 def create(role, name="orders"):
     row = role.rows("SELECT * FROM webhook_create_workflow(%s, %s::regproc)", (name, role.handler))[0]
     row["id"] = str(row["id"])
@@ -130,18 +139,22 @@ def test_roles_cannot_see_or_change_each_others_workflows(cluster, roles):
         "SELECT webhook._delete_parameters(%s::uuid, 'body')",
         "SELECT webhook._delete_events(%s::uuid, 'infinity')",
     ]:
+        # Positive control: the owner may make the call.
+        # (webhook_set_handler: with her own handler; bob's schema is not hers to use.)
+        succeeds_in_rollback(cluster, alice, call.replace(bob.handler, alice.handler), (wa["id"],))
         err = bob.error(call, (wa["id"],), sqlstate="42704")
-        assert "does not exist" in err["message"], call
+        assert err["message"] == f"workflow {wa['id']} does not exist", (call, err)
     # drop ... if_exists quietly does nothing.
     assert bob.scalar("SELECT webhook_drop_workflow(%s::uuid, true)", (wa["id"],)) is False
 
     # ...nor with plain DML: updates see no row, and tenants hold no DELETE
     # privilege at all (it would let them LOCK the tables; issue 6).
+    steal = ("UPDATE webhook.workflows SET name = 'stolen', enabled = false WHERE id = %s::uuid",
+             "UPDATE webhook.parameters SET required = false WHERE workflow_id = %s::uuid")
+    # Positive control: the same updates reach alice's rows when alice runs them.
+    assert [succeeds_in_rollback(cluster, alice, q, (wa["id"],)) for q in steal] == [1, 3]  # a, c, c.d
     with cluster.connect(user=bob.name) as conn:
-        assert conn.execute("UPDATE webhook.workflows SET name = 'stolen', enabled = false "
-                            "WHERE id = %s::uuid", (wa["id"],)).rowcount == 0
-        assert conn.execute("UPDATE webhook.parameters SET required = false WHERE workflow_id = %s::uuid",
-                            (wa["id"],)).rowcount == 0
+        assert [conn.execute(q, (wa["id"],)).rowcount for q in steal] == [0, 0]
     for table in ("parameters", "workflows"):
         column = "id" if table == "workflows" else "workflow_id"
         err = bob.error(f"DELETE FROM webhook.{table} WHERE {column} = %s::uuid", (wa["id"],), sqlstate="42501")
@@ -160,9 +173,14 @@ def test_cannot_write_rows_owned_by_another_role(cluster, roles):
     # INSERT a workflow owned by alice.
     # (With a handler alice may call, given by OID: bob cannot name her schema.)
     alice_handler_oid = cluster.scalar(f"SELECT '{alice.handler}'::regproc::oid")
+    # Positive control: alice herself may insert that row, and parameters of hers.
+    assert succeeds_in_rollback(cluster, alice, "INSERT INTO webhook.workflows (name, handler, owner) "
+                                "VALUES ('fake', %s::oid::regproc, %s)", (alice_handler_oid, alice.name)) == 1
+    assert succeeds_in_rollback(cluster, alice, "INSERT INTO webhook.parameters (workflow_id, name, source, "
+                                "type, position) VALUES (%s::uuid, 'evil', 'body', 'text', 1)", (wa["id"],)) == 1
     err = bob.error("INSERT INTO webhook.workflows (name, handler, owner) VALUES ('fake', %s::oid::regproc, %s)",
                     (alice_handler_oid, alice.name), sqlstate="42501")
-    assert "row-level security" in err["message"]
+    assert err["message"] == 'new row violates row-level security policy for table "workflows"', err
     # Give his own workflow away: the owner column is not his to update.
     err = bob.error("UPDATE webhook.workflows SET owner = %s WHERE id = %s::uuid", (alice.name, wb["id"]),
                     sqlstate="42501")
@@ -170,7 +188,7 @@ def test_cannot_write_rows_owned_by_another_role(cluster, roles):
     # Add parameters to alice's workflow.
     err = bob.error("INSERT INTO webhook.parameters (workflow_id, name, source, type, position) "
                     "VALUES (%s::uuid, 'evil', 'body', 'text', 1)", (wa["id"],), sqlstate="42501")
-    assert "row-level security" in err["message"]
+    assert err["message"] == 'new row violates row-level security policy for table "parameters"', err
     assert cluster.scalar("SELECT count(*) FROM webhook.workflows WHERE owner = %s::regrole", (alice.name,)) == 1
     assert cluster.scalar("SELECT owner::text FROM webhook.workflows WHERE id = %s::uuid", (wb["id"],)) == bob.name
     assert cluster.scalar("SELECT count(*) FROM webhook.parameters WHERE workflow_id = %s::uuid", (wa["id"],)) == 0
@@ -199,21 +217,31 @@ def test_events_are_visible_only_to_the_owner(cluster, roles):
 def test_handler_the_owner_cannot_execute_is_rejected(cluster, roles):
     alice, bob = roles["alice"], roles["bob"]
     cluster.sql(f"GRANT USAGE ON SCHEMA {alice.name} TO {bob.name}")
+    create_x = "SELECT webhook_create_workflow('x', %s::regproc)"
+    # Positive control: while EXECUTE is PUBLIC's, bob may use alice's handler.
+    succeeds_in_rollback(cluster, bob, create_x, (alice.handler,))
     cluster.sql(f"REVOKE EXECUTE ON FUNCTION {alice.handler}(webhook.events) FROM PUBLIC")
-    err = bob.error("SELECT webhook_create_workflow('x', %s::regproc)", (alice.handler,), sqlstate="42501")
-    assert bob.name in (err["detail"] or "")
+    err = bob.error(create_x, (alice.handler,), sqlstate="42501")
+    assert (err["message"], err["detail"], err["hint"]) == (
+        f"permission denied to use {alice.handler}(webhook.events) as a handler",
+        f"Role {bob.name} cannot execute it (it needs USAGE on schema {alice.name} and EXECUTE on the "
+        f"function), and handlers run as the workflow owner.",
+        "Use a function in a schema the owner can use."), err
 
 
-@pytest.mark.parametrize("query", [
-    "SELECT webhook_create_workflow('x', 'public.e2e_handler'::regproc)",
-    "SELECT * FROM webhook_find_workflow('abcd')",
-    "SELECT * FROM webhook.workflows",
-    "SELECT * FROM webhook.events",
+@pytest.mark.parametrize("query, message", [
+    ("SELECT webhook_create_workflow('x', 'public.e2e_handler'::regproc)",
+     "permission denied for function webhook_create_workflow"),
+    ("SELECT * FROM webhook_find_workflow('abcd')", "permission denied for function webhook_find_workflow"),
+    ("SELECT * FROM webhook.workflows", "permission denied for schema webhook"),
+    ("SELECT * FROM webhook.events", "permission denied for schema webhook"),
 ])
-def test_role_without_webhook_admin_is_denied(cluster, handler, roles, query):
-    carol = roles["carol"]
+def test_role_without_webhook_admin_is_denied(cluster, handler, roles, query, message):
+    carol, alice = roles["carol"], roles["alice"]
+    # Positive control: a webhook_admin member may run it.
+    succeeds_in_rollback(cluster, alice, query)
     err = carol.error(query, sqlstate="42501")
-    assert "permission denied" in err["message"]
+    assert err["message"] == message, err
     assert cluster.scalar("SELECT count(*) FROM webhook.workflows WHERE owner = %s::regrole", (carol.name,)) == 0
 
 

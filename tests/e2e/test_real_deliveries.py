@@ -519,12 +519,6 @@ def test_sendgrid_event_batches_are_the_items_parameter(c):
     rejected_missing(c, wf, single, ["items"])
 
 
-# ---------------------------------------------------------------- settings
-def test_max_body_size_default_fits_providers(c):
-    # GitHub caps payloads at 25 MB; the default accepts what providers send.
-    assert c.scalar("SELECT current_setting('webhook.max_body_size')") == "25MB"
-
-
 # ---------------------------------------------------------------- property
 CORPUS = all_deliveries()
 

@@ -264,6 +264,9 @@ def test_sample_from_kv_lines(cluster, new_workflow):
     assert set(rows) == {"order_id", "customer", "zip", "sci", "flag", "off", "token", "url", "empty",
                          "tag", "名前"}
     assert {r["name"] for r in returned} == set(rows)
+    # Parameters keep the order of the lines (a repeated key at its first line).
+    assert [r["name"] for r in params_of(cluster, wf["id"])] == [
+        "order_id", "customer", "zip", "sci", "flag", "off", "token", "url", "empty", "tag", "名前"]
     got = {n: (r["type"], r["sample"]) for n, r in rows.items()}
     assert got["order_id"] == ("number", 42)
     assert got["customer"] == ("text", "Ann Lee")

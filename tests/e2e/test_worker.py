@@ -2,6 +2,7 @@
 shared_preload_libraries, waiting for the extension, surviving DROP/CREATE
 EXTENSION, prompt shutdown; and no listener without preload."""
 
+import os
 import re
 import time
 
@@ -58,19 +59,47 @@ def test_create_extension_outside_webhook_database_says_so(make_cluster):
     # (it forces client_min_messages >= WARNING while the script runs), so what
     # matters is that the message reaches the client at all.
     matching = [n for n in notices if '"hooks"' in n["message"] and '"postgres"' in n["message"]]
-    assert matching, f"no message about the listener serving database hooks; got {notices}"
-    assert matching[0]["severity"] in ("NOTICE", "WARNING")
-    assert "webhook.database" in (matching[0]["hint"] or "")
+    assert [(n["severity"], n["message"], n["hint"]) for n in matching] == [
+        ("WARNING", 'webhook_ext listener serves database "hooks", not "postgres"',
+         "Set webhook.database = 'postgres' and restart PostgreSQL to receive webhooks here.")], notices
     assert c.scalar("SELECT count(*) FROM pg_extension WHERE extname = 'webhook_ext'") == 1
 
 
-def test_listener_count_follows_workers_setting(cluster):
-    workers = int(cluster.scalar("SHOW webhook.workers"))
-    pids = cluster.wait_for_listeners(workers)
-    assert len(pids) == workers >= 1
-    rows = cluster.rows("SELECT datname, usename, backend_type FROM pg_stat_activity "
-                        "WHERE backend_type = 'webhook_ext listener'")
-    assert all(r["datname"] == "postgres" for r in rows), rows
+def postmaster_children(c, title: str) -> list[int]:
+    """PIDs of the postmaster's child processes whose command line (the
+    process title) contains ``title``, read from /proc, not from PostgreSQL."""
+    with open(os.path.join(c.datadir, "postmaster.pid")) as f:
+        postmaster = int(f.readline())
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile
+        if ppid == postmaster and title in cmdline:
+            found.append(int(entry))
+    return sorted(found)
+
+
+def test_listener_count_follows_workers_setting(cluster, make_cluster):
+    # The session cluster does not set webhook.workers: the README's default, 2.
+    assert "webhook.workers" not in cluster.settings()
+    assert cluster.scalar("SHOW webhook.workers") == "2"
+    pids = cluster.wait_for_listeners(2)
+    assert postmaster_children(cluster, "webhook_ext listener") == pids
+    # A configured value other than the default: that many processes, all
+    # serving the configured database.
+    c = make_cluster(conf={"webhook.workers": 3})
+    assert c.scalar("SHOW webhook.workers") == "3"
+    pids = c.wait_for_listeners(3)
+    assert postmaster_children(c, "webhook_ext listener") == pids
+    rows = c.rows("SELECT datname FROM pg_stat_activity WHERE backend_type = 'webhook_ext listener'")
+    assert [r["datname"] for r in rows] == ["postgres"] * 3, rows
 
 
 def test_session_cluster_log_shows_listener_started(cluster):
@@ -83,11 +112,10 @@ def test_without_preload_create_extension_notices_and_no_listener(make_cluster):
     _, notices = c.sql_notices("CREATE EXTENSION webhook_ext")
     assert c.scalar("SELECT count(*) FROM pg_extension WHERE extname = 'webhook_ext'") == 1
     matching = [n for n in notices if n["message"] == "webhook_ext listener is not running"]
-    assert matching, f"no 'listener is not running' message reached the client; got {notices}"
-    # NOTICE is what the issue asks for; PostgreSQL filters NOTICEs raised inside
-    # extension scripts, so a WARNING is accepted too.
-    assert matching[0]["severity"] in ("NOTICE", "WARNING")
-    assert "shared_preload_libraries" in (matching[0]["hint"] or "")
+    # A WARNING: PostgreSQL filters NOTICEs raised inside extension scripts.
+    assert [(n["severity"], n["detail"], n["hint"]) for n in matching] == [
+        ("WARNING", "The SQL API works, but no HTTP requests are received.",
+         "Add webhook_ext to shared_preload_libraries in postgresql.conf and restart PostgreSQL.")], notices
     assert c.listener_pids() == []
     assert c.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'webhook%'") == 0
     assert "webhook_ext listener started" not in c.log()
@@ -100,24 +128,3 @@ def test_without_preload_create_extension_notices_and_no_listener(make_cluster):
     time.sleep(1)
     assert c.listener_pids() == []
     assert c.stop("fast") < 5
-
-
-def test_terminated_listener_is_restarted(make_cluster):
-    """DESIGN §7: listeners restart after 1 s. A listener ended with
-    pg_terminate_backend must come back (a worker that exits with status 0 is
-    never restarted by the postmaster), or the HTTP port stays dead until the
-    server restarts."""
-    c = make_cluster(conf={"webhook.workers": 1})
-    c.sql("CREATE EXTENSION webhook_ext")
-    [pid] = c.wait_for_listeners(1)
-    c.sql("SELECT pg_terminate_backend(%s)", (pid,))
-    deadline = time.monotonic() + 5  # restart time is 1 s
-    new = []
-    while time.monotonic() < deadline:
-        new = c.listener_pids()
-        if new and new != [pid]:
-            break
-        time.sleep(0.1)
-    assert new and new != [pid], f"listener not restarted: {new}"
-    # Regular backends were not affected.
-    assert c.scalar("SELECT 1") == 1
