@@ -63,14 +63,39 @@ def test_create_extension_warns_and_a_schema_of_its_own_keeps_overloads_out(priv
         _, notices = private.sql_notices("CREATE EXTENSION webhook_ext", dbname=db)
         warnings = [n for n in notices if n["severity"] == "WARNING"
                     and n["message"].startswith("roles that are not superusers may create objects in schema")]
-        assert len(warnings) == 1, notices
-        assert "SCHEMA" in warnings[0]["hint"]
+        assert warnings == [{
+            "sqlstate": "01000", "severity": "WARNING",
+            "message": "roles that are not superusers may create objects in schema public, "
+                       "which holds the webhook_* functions",
+            "detail": "Such a role can plant an overload of an API function that a superuser's call resolves to.",
+            "hint": "Revoke CREATE on that schema from them, or install the extension into a schema of its own: "
+                    "CREATE EXTENSION webhook_ext SCHEMA webhook_api."}], notices
+        # Positive control: mallory plants webhook_url(text) next to the real
+        # webhook_url(uuid); a superuser's call with an untyped literal runs
+        # it, with superuser rights (in a transaction that is rolled back).
+        private.sql(f'CREATE SCHEMA "{m}" AUTHORIZATION "{m}"', dbname=db)
+        private.sql(f"CREATE TABLE {m}.calls (fn text, who text)", user=m, dbname=db)
+        private.sql(f"GRANT USAGE ON SCHEMA {m} TO PUBLIC", user=m, dbname=db)
+        private.sql(f"GRANT INSERT, SELECT ON {m}.calls TO PUBLIC", user=m, dbname=db)
+        private.sql(PLANT.format(fn="webhook_url", args="w text", ret="text", m=m), user=m, dbname=db)
+        wf_id = "00000000-0000-4000-8000-000000000000"
+        with private.connect(dbname=db) as conn:
+            with conn.transaction(force_rollback=True):
+                assert conn.execute(f"SELECT webhook_url('{wf_id}')").fetchone()[0] is None
+                assert conn.execute(f"SELECT fn, who FROM {m}.calls").fetchall() == [("webhook_url", "postgres")]
+                assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s",
+                                    (m,)).fetchone()[0] is True, "the planted overload does not escalate"
+        assert mallory.is_superuser() is False
+        assert private.sql(f"SELECT fn, who FROM {m}.calls", dbname=db) == []
+        private.sql("DROP FUNCTION public.webhook_url(text)", dbname=db)
         private.sql("DROP EXTENSION webhook_ext", dbname=db)
 
         # Installed into a schema of its own, the API is out of mallory's reach.
         private.sql("CREATE SCHEMA webhook_api", dbname=db)
         _, notices = private.sql_notices("CREATE EXTENSION webhook_ext SCHEMA webhook_api", dbname=db)
-        assert not [n for n in notices if n["message"].startswith("roles that are not superusers")], notices
+        # Only the warning that the listener serves another database remains.
+        assert [n["message"] for n in notices] == [
+            f'webhook_ext listener serves database "postgres", not "{db}"'], notices
         err = private.sql_error("CREATE FUNCTION webhook_api.webhook_url(w text) RETURNS text "
                                 "LANGUAGE sql AS 'SELECT w'", user=m, dbname=db, sqlstate="42501")
         assert err["message"] == "permission denied for schema webhook_api"

@@ -46,10 +46,26 @@ def test_deferred_trigger_of_a_handler_cannot_become_superuser(private, tenants)
     alice = tenants["alice"]
     a = alice.name
     alice.sql(TRAP.format(s=a))
-    # Positive control: the deferred trigger fires at commit in a plain session.
+    # Positive control: the deferred trigger fires at commit in alice's own
+    # session, where it cannot escalate ...
     alice.sql(f"INSERT INTO {a}.armed VALUES (0)")
-    assert [r["what"] for r in alice.rows(f"SELECT what FROM {a}.log")][0] == "fired"
+    assert alice.rows(f"SELECT what, cur, sess FROM {a}.log") == [
+        {"what": "fired", "cur": a, "sess": a},
+        {"what": "refused: permission denied to set session authorization \"postgres\"", "cur": a, "sess": a}]
     alice.sql(f"DELETE FROM {a}.log")
+    # ... and in a session that a superuser opened and handed to alice (as an
+    # executor's is), it becomes the superuser and makes alice one. Fired by
+    # SET CONSTRAINTS ALL IMMEDIATE in a transaction that is rolled back.
+    with private.connect() as conn:
+        with conn.transaction(force_rollback=True):
+            conn.execute(f'SET SESSION AUTHORIZATION "{a}"')
+            conn.execute(f"INSERT INTO {a}.armed VALUES (-1)")
+            conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            assert conn.execute(f"SELECT what, cur, sess FROM {a}.log").fetchall() == [
+                ("fired", a, a), ("escalated", "postgres", "postgres")]
+            assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (a,)).fetchone()[0] is True
+    assert alice.is_superuser() is False
+    assert alice.rows(f"SELECT what FROM {a}.log") == []
 
     wf = alice.create_workflow(handler=f"{a}.arm")
     alice.sql("SELECT webhook_set_retry(%s, 1)", (wf,))

@@ -65,6 +65,11 @@ def test_an_open_workflow_change_holds_up_no_other_owner(private, tenants):
         conn.execute("SELECT webhook_set_response(%s, 'custom', body => 'changed', content_type => 'text/plain')",
                      (wf_alice,))
         conn.execute("SELECT count(*) FROM webhook_sample_from_json(%s, '{\"x\": 1}')", (wf_alice,))
+        # Positive control: alice's open change holds her workflow row; a
+        # plain session that wants to share-lock it would wait.
+        err = private.sql_error("SELECT id FROM webhook.workflows WHERE id = %s FOR SHARE NOWAIT", (wf_alice,),
+                                sqlstate="55P03")
+        assert err["message"] == 'could not obtain lock on row in relation "workflows"'
         # While alice's transaction stays open: bob's requests, bob's own
         # changes and a capture of bob's (which writes parameters) all go on.
         r = post(private, wf_bob, json_body={"a": 1}, timeout=5)
@@ -96,6 +101,13 @@ def test_an_owner_locking_its_own_workflow_row_gets_503s_others_do_not_notice(pr
         # Positive control: a tenant may lock its own row (FOR UPDATE needs
         # only its column-level UPDATE privilege), which blocks event inserts.
         conn.execute("SELECT id FROM webhook.workflows WHERE id = %s FOR UPDATE", (wf_alice,))
+        # A plain session cannot take the KEY SHARE lock an event's foreign
+        # key takes on alice's row, and can on bob's.
+        err = private.sql_error("SELECT id FROM webhook.workflows WHERE id = %s FOR KEY SHARE NOWAIT",
+                                (wf_alice,), sqlstate="55P03")
+        assert err["message"] == 'could not obtain lock on row in relation "workflows"'
+        assert private.sql("SELECT id::text FROM webhook.workflows WHERE id = %s FOR KEY SHARE NOWAIT",
+                           (wf_bob,)) == [(wf_bob,)]
         threads = [threading.Thread(target=send, args=(k, w))
                    for k, w in (("alice", wf_alice), ("bob", wf_bob))]
         for t in threads:
@@ -110,12 +122,26 @@ def test_an_owner_locking_its_own_workflow_row_gets_503s_others_do_not_notice(pr
     assert count_events(private, wf_alice) == 0
     assert count_events(private, wf_bob) == 1
     r = post(private, wf_alice, json_body={})
-    assert r.status_code == 200
+    assert (r.status_code, r.json()["msg"]) == (200, "success"), r.text
+    assert count_events(private, wf_alice) == 1
 
 
 def test_tenants_cannot_signal_config_changes_themselves(private, tenants):
     alice = tenants["alice"]
     workflows = private.scalar("SELECT 'webhook.workflows'::regclass::oid")
+    # Positive control: the signal is what makes the listeners reload. A
+    # change written with triggers off (no signal) is not seen until a
+    # superuser calls it.
+    wf0 = alice.create_workflow(name="signalled")
+    assert post(private, wf0, json_body={}).json()["msg"] == "success"
+    with private.connect() as su:
+        su.execute("SET session_replication_role = replica")
+        su.execute("UPDATE webhook.workflows SET response_method = 'custom', response_body = 'unsignalled', "
+                   "response_content_type = 'text/plain' WHERE id = %s", (wf0,))
+    assert post(private, wf0, json_body={}).json()["msg"] == "success"
+    private.sql("SELECT webhook._signal_config_change(%s::oid)", (workflows,))
+    r = post(private, wf0, json_body={})
+    assert (r.status_code, r.text) == (200, "unsignalled")
     err = alice.error("SELECT webhook._signal_config_change(%s::oid)", (workflows,), sqlstate="42501")
     assert err["message"] == "permission denied for function _signal_config_change"
     # Positive control: her own changes still reach the listener at once.

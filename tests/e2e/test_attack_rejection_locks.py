@@ -13,6 +13,7 @@ import time
 import requests
 
 from hookkit import post
+from httpkit import wait_until
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 private = private_cluster_fixture(**{"webhook.rejections_kept": 3, "webhook.lock_timeout": "200ms"})
@@ -45,15 +46,25 @@ def fire(private, alice_wf, bob_wf, n=10):
 def test_a_held_rejection_count_row_does_not_stall_other_tenants(private, tenants):
     alice, bob = tenants["alice"], tenants["bob"]
     wa, wb = alice.create_workflow(), bob.create_workflow()
-    assert post(private, wa, b"{broken", headers={"Content-Type": "application/json"}).status_code == 400
-    time.sleep(0.3)
+    r = post(private, wa, b"{broken", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    reason = r.json()["msg"]
+    counted = ("SELECT status, reason, count FROM webhook.rejection_counts WHERE workflow_id = %s")
+    wait_until(lambda: private.rows(counted, (wa,)) == [{"status": 400, "reason": "Invalid JSON body",
+                                                         "count": 1}], 5, what="first rejection counted")
     # Positive control: nothing held, everything is quick.
     out = fire(private, wa, wb)
     print("free", out)
     assert out["bob"][0] == 200 and out["bob"][1] < 0.5
     with private.connect() as conn:
         conn.execute("BEGIN")
-        conn.execute("UPDATE webhook.rejection_counts SET count = count WHERE workflow_id = %s", (wa,))
+        held = conn.execute("UPDATE webhook.rejection_counts SET count = count WHERE workflow_id = %s", (wa,))
+        assert held.rowcount == 1
+        # Positive control: the row is really held; a plain session that
+        # wants it would wait.
+        err = private.sql_error("SELECT count FROM webhook.rejection_counts WHERE workflow_id = %s "
+                                "FOR UPDATE NOWAIT", (wa,), sqlstate="55P03")
+        assert err["message"] == 'could not obtain lock on row in relation "rejection_counts"'
         out = fire(private, wa, wb)
         conn.execute("ROLLBACK")
     print("held", out)
@@ -61,3 +72,10 @@ def test_a_held_rejection_count_row_does_not_stall_other_tenants(private, tenant
     assert out["bob"][0] == 200
     assert out["bob"][1] < 0.5, f"bob waited {out['bob'][1]:.2f}s behind alice's rejection records"
     assert slowest < 0.5, f"a 400 took {slowest:.2f}s"
+    assert sorted(v[0] for k, v in out.items() if k.startswith("rej")) == [400] * 10
+    # The counts that could not be written while the row was held are
+    # written with a later batch: none is lost (1 + 10 + 10, and one more
+    # rejection to make a batch).
+    assert post(private, wa, b"{broken", headers={"Content-Type": "application/json"}).json()["msg"] == reason
+    wait_until(lambda: private.rows(counted, (wa,)) == [{"status": 400, "reason": "Invalid JSON body",
+                                                         "count": 22}], 5, what="every rejection counted")

@@ -90,8 +90,8 @@ def assert_refused(result: hk.RawResult) -> None:
     assert result.status == 503 and result.closed and not result.timed_out, result
     reply = result.reply()
     assert reply.json() == REFUSED, result
-    assert reply.headers.get("retry-after") == "1", result
-    assert reply.headers.get("connection") == "close", result
+    assert reply.headers["retry-after"] == "1", result
+    assert reply.headers["connection"] == "close", result
 
 
 def still_silent(s: socket.socket) -> bool:
@@ -109,6 +109,8 @@ def still_silent(s: socket.socket) -> bool:
 def test_3000_idle_sockets_do_not_delay_another_client(make_cluster):
     """Defaults: max_connections 1000, max_connections_per_client 100."""
     c, wf = serving_cluster(make_cluster)
+    # Positive control: before the flood, the flooding client is served.
+    hk.assert_success(post_from(c, wf, "127.0.0.1", {"before": 1}), wf)
     before = hk.event_count(c, wf)
     sockets: list[socket.socket] = []
     try:
@@ -139,19 +141,25 @@ def test_per_client_cap_refuses_that_client_only_and_frees_slots(make_cluster):
         "webhook.header_timeout": 60_000,
     })
     before = hk.event_count(c, wf)
-    held = [idle_socket(c.http_port) for _ in range(5)]
+    held = [idle_socket(c.http_port) for _ in range(4)]
     try:
+        # Positive control: with four idle connections held, the client's
+        # fifth connection is still served.
+        time.sleep(0.5)  # all four accepted before the fifth arrives
+        hk.assert_success(post_from(c, wf, "127.0.0.1", {"fifth": 1}), wf)
+        assert hk.event_count(c, wf) == before + 1
+        held.append(idle_socket(c.http_port))
         time.sleep(0.5)  # all five accepted (in order) before the sixth arrives
         assert_refused(raw_post_from(c, wf, "127.0.0.1"))
         hk.assert_success(post_from(c, wf, OTHER_CLIENT, {"other": 1}), wf)
-        assert hk.event_count(c, wf) == before + 1
+        assert hk.event_count(c, wf) == before + 2
         # Closing one idle connection frees its slot for the same client.
         held.pop().close()
         hk.wait_until(lambda: post_from(c, wf, "127.0.0.1", {"again": 1}).status == 200, timeout=5,
                       what="slot freed after close")
     finally:
         close_all(held)
-    assert hk.event_count(c, wf) == before + 2  # the refused POST stored nothing
+    assert hk.event_count(c, wf) == before + 3  # the refused POST stored nothing
     assert c.scalar("SELECT count(*) FROM webhook.events WHERE params ? 'refused'") == 0
 
 
@@ -162,17 +170,21 @@ def test_global_cap_refuses_every_client_until_a_slot_frees(make_cluster):
         "webhook.header_timeout": 60_000,
     })
     before = hk.event_count(c, wf)
-    held = [idle_socket(c.http_port) for _ in range(10)]
+    held = [idle_socket(c.http_port) for _ in range(9)]
     try:
+        # Positive control: with nine connections held, the tenth is served.
+        time.sleep(0.5)
+        hk.assert_success(post_from(c, wf, OTHER_CLIENT, {"tenth": 1}), wf)
+        held.append(idle_socket(c.http_port))
         time.sleep(0.5)
         assert_refused(raw_post_from(c, wf, OTHER_CLIENT))
         assert_refused(raw_post_from(c, wf, "127.0.0.1"))
-        assert hk.event_count(c, wf) == before
+        assert hk.event_count(c, wf) == before + 1
     finally:
         close_all(held)
     hk.wait_until(lambda: post_from(c, wf, OTHER_CLIENT, {"after": 1}).status == 200, timeout=5,
                   what="slots freed after closing the idle connections")
-    assert hk.event_count(c, wf) == before + 1
+    assert hk.event_count(c, wf) == before + 2
 
 
 def test_idle_connections_are_closed_after_header_timeout(make_cluster):
@@ -181,8 +193,12 @@ def test_idle_connections_are_closed_after_header_timeout(make_cluster):
     c, wf = serving_cluster(make_cluster, **{"webhook.header_timeout": 1000})
     silent = idle_socket(c.http_port)
     try:
+        # Positive control: both are open to begin with.
+        assert still_silent(silent)
+        silent.setblocking(True)
         with hk.KeepAlive(c.base_url) as ka:
             hk.assert_success(ka.request("POST", c.hook_url(wf), {"ka": 1}), wf)
+            assert ka.still_open()
             hk.wait_until(lambda: not ka.still_open(), timeout=5, what="idle keep-alive connection closed")
         result = hk.raw_read(silent, 5.0)
         assert result.closed and not result.timed_out, result

@@ -5,10 +5,25 @@ keeps the event row, and never stops the listener."""
 
 import json
 
+import psycopg
+import pytest
 import requests
 
 from hookkit import (count_events, create_workflow, event, events, handler_rows, login_role, post,  # noqa: F401
                      make_login_role, ready, recording_handler, response_json, settle, wait_ready)
+
+
+def runs_as_superuser(c, fn: str, table: str) -> None:
+    """Positive control: ``fn`` called directly by the superuser (as the
+    listener's and executors' connections are) gets through to its insert;
+    rolled back, so afterwards ``table`` is as it was."""
+    before = c.scalar(f"SELECT count(*) FROM {table}")
+    with c.connect() as conn:
+        with conn.transaction(force_rollback=True):
+            conn.execute(f"SELECT {fn}(NULL::webhook.events)")
+            assert conn.execute(f"SELECT who FROM {table} ORDER BY at DESC LIMIT 1").fetchone() == ("postgres",)
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == before + 1
+    assert c.scalar(f"SELECT count(*) FROM {table}") == before
 
 
 def one_event(c, wf) -> dict:
@@ -41,6 +56,7 @@ def test_handler_reading_pg_authid_fails_and_listener_keeps_serving(ready, login
     role = login_role()
     fn, table = recording_handler(c, uniq, schema=role, user=role,
                                   extra="PERFORM count(*) FROM pg_catalog.pg_authid;")
+    runs_as_superuser(c, fn, table)
     wf = create_workflow(c, fn, uniq, user=role)
 
     r = post(c, wf, json_body={"order_id": "secret"})
@@ -48,9 +64,7 @@ def test_handler_reading_pg_authid_fails_and_listener_keeps_serving(ready, login
     assert r.status_code == 200, r.text
     ev = one_event(c, wf)
     assert response_json(r) == {"msg": "success", "event_id": ev["id"], "workflow_id": wf}
-    assert ev["status"] == "failed"
-    assert ev["error"].startswith("42501"), ev["error"]
-    assert "pg_authid" in ev["error"]
+    assert (ev["status"], ev["error"]) == ("failed", "42501: permission denied for table pg_authid")
     assert ev["params"] == {"order_id": "secret"}
     # The handler's own insert before the failure was rolled back.
     assert handler_rows(c, table) == []
@@ -74,12 +88,14 @@ def test_handler_set_role_superuser_fails(ready, login_role, uniq):
     }
     for label, stmt in variants.items():
         fn, table = recording_handler(c, uniq, schema=role, user=role, extra=stmt)
+        runs_as_superuser(c, fn, table)
         wf = create_workflow(c, fn, uniq, user=role)
         r = post(c, wf, json_body={"v": label})
         assert r.status_code == 200, (label, r.text)
         ev = one_event(c, wf)
-        assert ev["status"] == "failed", (label, ev)
-        assert ev["error"] and ev["error"].startswith("42501"), (label, ev["error"])
+        param = "session_authorization" if label == "session_authorization" else "role"
+        assert (ev["status"], ev["error"]) == (
+            "failed", f'42501: cannot set parameter "{param}" within security-definer function'), label
         assert handler_rows(c, table) == [], label
 
 
@@ -168,13 +184,17 @@ def test_handler_inserting_fk_to_events(ready, new_workflow, new_handler, uniq):
 def test_handler_guc_changes_do_not_leak(make_cluster, uniq):
     # A private cluster: if settings do leak, they must not disturb other tests'
     # handlers on the shared session cluster.
-    c = make_cluster(conf={"webhook.workers": 1})
+    # One executor for the owner, so that every handler runs in one session.
+    c = make_cluster(conf={"webhook.workers": 1, "webhook.max_executors_per_owner": 1})
     c.sql("CREATE EXTENSION webhook_ext")
     wait_ready(c)
     table = "public." + uniq("gucs")
-    c.sql(f"CREATE TABLE {table} (n serial, search_path text, marker text, work_mem text)")
-    c.sql("""CREATE FUNCTION public.guc_setter(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$
+    c.sql(f"CREATE TABLE {table} (n serial, search_path text, marker text, work_mem text, "
+          f"pid int DEFAULT pg_backend_pid())")
+    c.sql(f"CREATE TABLE {table}_setters (pid int DEFAULT pg_backend_pid())")
+    c.sql(f"""CREATE FUNCTION public.guc_setter(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$
         BEGIN
+            INSERT INTO {table}_setters DEFAULT VALUES;
             PERFORM set_config('search_path', 'pg_catalog, pg_temp', false);
             PERFORM set_config('hookkit.marker', 'leaked', false);
             PERFORM set_config('work_mem', '77kB', false);
@@ -184,6 +204,16 @@ def test_handler_guc_changes_do_not_leak(make_cluster, uniq):
           f"BEGIN INSERT INTO {table} (search_path, marker, work_mem) VALUES "
           "(current_setting('search_path'), current_setting('hookkit.marker', true), "
           "current_setting('work_mem')); RETURN NULL; END $h$")
+    # Positive control: called directly, the setter's changes outlive the
+    # call in its session (set_config(..., false) is session-wide).
+    with c.connect() as conn:
+        with conn.transaction(force_rollback=True):
+            conn.execute("SELECT public.guc_setter(NULL::webhook.events)")
+        # (The rollback undoes them; a committed call keeps them.)
+        conn.execute("SELECT public.guc_setter(NULL::webhook.events)")
+        assert conn.execute("SELECT current_setting('search_path'), current_setting('hookkit.marker'), "
+                            "current_setting('work_mem')").fetchone() == ("pg_catalog, pg_temp", "leaked", "77kB")
+    c.sql(f"DELETE FROM {table}_setters")
     wf_set = create_workflow(c, "public.guc_setter", uniq)
     wf_read = create_workflow(c, "public.guc_reader", uniq)
     # One listener process and one keep-alive connection.
@@ -192,18 +222,16 @@ def test_handler_guc_changes_do_not_leak(make_cluster, uniq):
             r = post(c, wf, json_body={"x": 1}, session=s)
             assert r.status_code == 200, r.text
     assert [e["status"] for e in events(c, wf_set)] == ["succeeded"] * 2
-    rows = c.rows(f"SELECT search_path, marker, work_mem FROM {table} ORDER BY n")
-    assert len(rows) == 3
-    baseline = rows[0]
-    assert baseline["search_path"] != "pg_catalog, pg_temp"
-    assert baseline["marker"] in (None, "")
-    assert baseline["work_mem"] != "77kB"
+    assert [e["status"] for e in events(c, wf_read)] == ["succeeded"] * 3
+    rows = c.rows(f"SELECT search_path, marker, work_mem, pid FROM {table} ORDER BY n")
+    # Positive control: every run, setters' and readers', was in one executor
+    # session, so whatever a setter left in it would reach the next reader.
+    pids = {r["pid"] for r in rows} | {r[0] for r in c.sql(f"SELECT pid FROM {table}_setters")}
+    assert len(pids) == 1, (pids, rows)
     # A custom placeholder setting, once created, reads '' rather than NULL
     # after its value is reverted (PostgreSQL semantics); only a leaked value counts.
-    normalize = lambda r: {**r, "marker": r["marker"] or None}
-    rows = [normalize(r) for r in rows]
-    baseline = rows[0]
-    assert rows[1] == baseline and rows[2] == baseline, (
+    assert [(r["search_path"], r["marker"], r["work_mem"]) for r in rows] == [
+        ('"$user", public', None, "4MB"), ('"$user", public', "", "4MB"), ('"$user", public', "", "4MB")], (
         f"settings changed by one handler leaked into the next handler: {rows}")
 
 
@@ -270,6 +298,15 @@ def test_handler_sees_only_its_owners_rows(ready, login_role, uniq, new_workflow
             RETURN NULL;
         END $h$""", user=role)
     wf = create_workflow(c, f"{role}.h", uniq, user=role)
+    # Positive control: called by the superuser (as the executors connect),
+    # the same function sees every event and workflow.
+    with c.connect() as conn:
+        with conn.transaction(force_rollback=True):
+            conn.execute(f"SELECT {role}.h(NULL::webhook.events)")
+            seen = conn.execute(f"SELECT * FROM {role}.seen").fetchall()
+            total = conn.execute("SELECT (SELECT count(*) FROM webhook.events), "
+                                 "(SELECT count(*) FROM webhook.workflows)").fetchone()
+            assert seen == [total] and total[0] >= 1 and total[1] >= 2, (seen, total)
     assert post(c, wf, json_body={}).status_code == 200
     ev = one_event(c, wf)
     assert ev["status"] == "succeeded", ev["error"]
@@ -281,14 +318,21 @@ def test_handler_cannot_write_events_directly(ready, login_role, uniq):
     role = login_role()
     c.sql(f"""CREATE FUNCTION {role}.h(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$
         BEGIN
-            UPDATE webhook.events SET status = 'succeeded', error = NULL WHERE id = e.id;
+            UPDATE webhook.events SET status = 'succeeded', error = NULL, next_attempt_at = NULL WHERE id = e.id;
             RETURN NULL;
         END $h$""", user=role)
     wf = create_workflow(c, f"{role}.h", uniq, user=role)
     assert post(c, wf, json_body={}).status_code == 200
     ev = one_event(c, wf)
-    assert ev["status"] == "failed"
-    assert ev["error"].startswith("42501"), ev["error"]
+    # Positive control: run by the superuser, the same function does mark
+    # the event succeeded (rolled back).
+    with c.connect() as conn:
+        with conn.transaction(force_rollback=True):
+            conn.execute(f"SELECT {role}.h(e) FROM webhook.events e WHERE id = %s", (ev["id"],))
+            assert conn.execute("SELECT status, error FROM webhook.events WHERE id = %s",
+                                (ev["id"],)).fetchone() == ("succeeded", None)
+    assert (ev["status"], ev["error"]) == ("failed", "42501: permission denied for table events")
+    assert one_event(c, wf)["status"] == "failed"
 
 
 def test_procedure_handler_with_commit_fails_cleanly(ready, new_workflow, new_handler, uniq):
@@ -393,16 +437,24 @@ def test_renamed_handler_keeps_working(ready, new_workflow, uniq):
 
 
 def test_handler_cannot_leave_temporary_objects_in_the_listener_session(ready, new_workflow, uniq):
-    """Handlers share the listener's session: a temp table would outlive the
-    handler and shadow the same-named table of the next owner's handler, so
-    handlers run as a security-restricted operation and cannot create one."""
+    """An owner's handlers share an executor session: a temp table would
+    outlive the handler and shadow the same-named table of the next handler,
+    so handlers run as a security-restricted operation and cannot create one."""
     c = ready
-    fn, _ = recording_handler(c, uniq, extra=f"CREATE TEMP TABLE {uniq('scratch')} (x int);")
+    scratch = uniq("scratch")
+    fn, table = recording_handler(c, uniq, extra=f"CREATE TEMP TABLE {scratch} (x int);")
+    # Positive control: called directly, the function leaves its temp table
+    # in the session after it returned.
+    with c.connect() as conn:
+        conn.execute(f"SELECT {fn}(NULL::webhook.events)")
+        assert conn.execute(f"SELECT to_regclass('pg_temp.{scratch}') IS NOT NULL").fetchone()[0] is True
+    c.sql(f"DELETE FROM {table}")
     wf = new_workflow(handler=fn)["id"]
     assert post(c, wf, json_body={"n": 1}).status_code == 200
-    ev = events(c, wf)[-1]
-    assert ev["status"] == "failed"
-    assert ev["error"].startswith("42501: cannot create temporary table within security-restricted operation"), ev["error"]
+    ev = one_event(c, wf)
+    assert (ev["status"], ev["error"]) == (
+        "failed", "42501: cannot create temporary table within security-restricted operation")
+    assert handler_rows(c, table) == []
 
 
 def test_failed_commit_answers_503_and_stores_nothing(make_cluster):
@@ -443,6 +495,12 @@ def test_handler_cannot_queue_deferred_triggers(ready, new_workflow, uniq):
     c.sql(f"CREATE TABLE {parent} (id int PRIMARY KEY)")
     c.sql(f"CREATE TABLE {child} (parent_id int REFERENCES {parent} DEFERRABLE INITIALLY DEFERRED)")
     fn, _ = recording_handler(c, uniq, extra=f"INSERT INTO {child} VALUES (42);")
+    # Positive control: in a plain session the insert is taken and its
+    # deferred check fires at commit.
+    with c.connect(autocommit=False) as conn:
+        conn.execute(f"INSERT INTO {child} VALUES (42)")
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.commit()
     wf = new_workflow(handler=fn)["id"]
     assert post(c, wf, json_body={"n": 1}).status_code == 200
     ev = events(c, wf)[-1]
