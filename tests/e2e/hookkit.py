@@ -229,6 +229,22 @@ def wait_for_rows(cluster, query: str, params: Any, count: int, timeout: float =
     return rows
 
 
+def rejection_counts(cluster, wf_id) -> dict:
+    """webhook.rejection_counts of a workflow: {(status, reason): count}."""
+    rows = cluster.rows("SELECT status, reason, count FROM webhook.rejection_counts WHERE workflow_id = %s",
+                        (wf_id,))
+    return {(r["status"], r["reason"]): r["count"] for r in rows}
+
+
+def assert_rejection_counts(cluster, wf_id, expected: dict, timeout: float = 5.0) -> None:
+    """The refusals counted for the workflow are exactly ``expected`` (counts
+    are written with the batch that answered them, so polled briefly)."""
+    deadline = time.monotonic() + timeout
+    while rejection_counts(cluster, wf_id) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rejection_counts(cluster, wf_id) == expected
+
+
 def response_json(r: requests.Response) -> Any:
     try:
         return r.json()

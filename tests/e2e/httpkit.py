@@ -199,6 +199,20 @@ def raw_connect(port: int, timeout: float = DEFAULT_TIMEOUT) -> socket.socket:
     return s
 
 
+def still_silent(s: socket.socket) -> bool:
+    """Open, and the server has sent nothing (neither an answer nor EOF)."""
+    s.setblocking(False)
+    try:
+        s.recv(1, socket.MSG_PEEK)
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        s.setblocking(True)
+
+
 def raw_read(sock: socket.socket, timeout: float, t0: float | None = None,
              until_close: bool = True) -> RawResult:
     """Reads until the server closes or ``timeout`` seconds pass. With

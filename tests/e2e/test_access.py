@@ -21,7 +21,7 @@ import time
 import pytest
 import requests
 
-from hookkit import count_events, events, post, ready  # noqa: F401
+from hookkit import assert_rejection_counts, count_events, events, post, ready  # noqa: F401
 
 FORBIDDEN = (403, {"msg": "Address not allowed"})
 
@@ -36,16 +36,7 @@ def fresh_post(c, wf, body, headers=None):
         return post(c, wf, json_body=body, headers=headers, session=s)
 
 
-def counts(c, wf) -> dict:
-    rows = c.rows("SELECT status, reason, count FROM webhook.rejection_counts WHERE workflow_id = %s", (wf,))
-    return {(r["status"], r["reason"]): r["count"] for r in rows}
 
-
-def assert_counts(c, wf, expected: dict, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while counts(c, wf) != expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert counts(c, wf) == expected
 
 
 @pytest.fixture
@@ -88,7 +79,7 @@ def test_allow_list(ready, new_workflow):
     c.sql("SELECT webhook_set_allowed_networks(%s, NULL)", (wf,))
     assert post(c, wf, json_body={"n": 4}).status_code == 200
     assert [e["params"]["n"] for e in events(c, wf)] == [1, 3, 4]
-    assert_counts(c, wf, {(403, "Address not allowed"): 1})
+    assert_rejection_counts(c, wf, {(403, "Address not allowed"): 1})
     err = c.sql_error("SELECT webhook_set_allowed_networks(%s, '{}')", (wf,), sqlstate="22023")
     assert err["message"] == "networks must be an array of 1 to 1000 networks, or NULL for any address"
     # The rule holds on the table too.
@@ -219,7 +210,7 @@ def test_workflow_rate_limit_holds_across_listener_processes(ready, new_workflow
     pids = {e["listener_pid"] for e in events(c, wf)}
     assert len(pids) == 2, pids
     assert count_events(c, wf) == 20
-    assert_counts(c, wf, {(429, "Too many requests: workflow over its rate"): 20})
+    assert_rejection_counts(c, wf, {(429, "Too many requests: workflow over its rate"): 20})
 
 
 def test_retry_after_and_refill(ready, new_workflow):
@@ -246,7 +237,7 @@ def test_per_client_limit(trusting_localhost, new_workflow):
     assert [as_client("203.0.113.1") for _ in range(5)] == [200, 200, 200, 429, 429]
     # Another client has its own bucket.
     assert [as_client("203.0.113.2") for _ in range(4)] == [200, 200, 200, 429]
-    assert_counts(c, wf, {(429, "Too many requests: client over its rate"): 3})
+    assert_rejection_counts(c, wf, {(429, "Too many requests: client over its rate"): 3})
 
 
 def test_forged_requests_do_not_use_up_the_workflow_limit(ready, new_workflow):

@@ -8,6 +8,7 @@ import time
 
 import requests
 
+from httpkit import still_silent
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 private = private_cluster_fixture(**{"webhook.body_timeout": "10s"})
@@ -18,20 +19,6 @@ def hold(port, path, extra):
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.sendall((f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}\r\n").encode())
     return s
-
-
-def still_silent(s: socket.socket) -> bool:
-    """Open, and the listener has sent nothing (neither an answer nor EOF)."""
-    s.setblocking(False)
-    try:
-        s.recv(1, socket.MSG_PEEK)
-        return False
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        s.setblocking(True)
 
 
 def test_one_client_cannot_exhaust_the_body_budget(private, tenants):

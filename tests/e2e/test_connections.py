@@ -20,6 +20,7 @@ import pytest
 
 import httpkit as hk
 from hookkit import wait_ready
+from httpkit import still_silent
 
 OTHER_CLIENT = "127.0.0.2"
 FLOOD = 3000
@@ -92,18 +93,6 @@ def assert_refused(result: hk.RawResult) -> None:
     assert reply.json() == REFUSED, result
     assert reply.headers["retry-after"] == "1", result
     assert reply.headers["connection"] == "close", result
-
-
-def still_silent(s: socket.socket) -> bool:
-    """Open, and the server has sent nothing (neither an answer nor EOF)."""
-    s.setblocking(False)
-    try:
-        s.recv(1, socket.MSG_PEEK)
-        return False
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
 
 
 def test_3000_idle_sockets_do_not_delay_another_client(make_cluster):

@@ -25,7 +25,6 @@ import tempfile
 import threading
 import time
 
-import psycopg
 import pytest
 import requests
 
@@ -137,8 +136,8 @@ def serving(c, host: str, family=socket.AF_INET) -> bool:
         with socket.socket(family, socket.SOCK_STREAM) as s:
             s.settimeout(3)
             s.connect((host, c.http_port))
-            s.sendall(f"GET /hooks/00000000-0000-0000-0000-000000000000 HTTP/1.1\r\nHost: x\r\n"
-                      f"Connection: close\r\n\r\n".encode())
+            s.sendall(b"GET /hooks/00000000-0000-0000-0000-000000000000 HTTP/1.1\r\nHost: x\r\n"
+                      b"Connection: close\r\n\r\n")
             return s.recv(64).startswith(b"HTTP/1.1 404")
     except OSError:
         return False

@@ -21,7 +21,6 @@ from collections import Counter
 
 import psycopg
 import pytest
-import requests
 
 import httpkit as hk
 from tenantkit import private_cluster_fixture

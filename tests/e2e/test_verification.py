@@ -24,12 +24,10 @@ import json
 import time
 import urllib.parse
 
-import psycopg
-import pytest
 import requests
 
 from corpuskit import load, send
-from hookkit import count_events, events, handler_rows, login_role, post, ready, recording_handler  # noqa: F401
+from hookkit import assert_rejection_counts, count_events, events, handler_rows, login_role, post, ready, recording_handler  # noqa: F401
 from tenantkit import TENANT_HANDLER, Tenant
 
 INVALID_SIGNATURE = {"msg": "Invalid signature"}
@@ -49,18 +47,7 @@ def verify_with(c, wf, scheme, user="postgres", **options):
     return c.scalar(query, (wf, scheme, *options.values()), user=user)
 
 
-def counts(c, wf) -> dict:
-    rows = c.rows("SELECT status, reason, count FROM webhook.rejection_counts WHERE workflow_id = %s", (wf,))
-    return {(r["status"], r["reason"]): r["count"] for r in rows}
 
-
-def assert_counts(c, wf, expected: dict, timeout: float = 5.0) -> None:
-    """The refusals counted for the workflow (recorded in the batch that
-    answered them, so polled briefly) are exactly ``expected``."""
-    deadline = time.monotonic() + timeout
-    while counts(c, wf) != expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert counts(c, wf) == expected
 
 
 def assert_refused(r, body=INVALID_SIGNATURE):
@@ -99,7 +86,7 @@ def test_github_documented_example(ready, new_workflow, uniq):
                                                    "X-Hub-Signature-256": "sha256=00"}))
     assert count_events(c, wf) == 2
     assert len(handler_rows(c, table)) == 2
-    assert_counts(c, wf, {
+    assert_rejection_counts(c, wf, {
         (401, "Invalid signature: signature does not match"): 3,
         (401, "Invalid signature: signature header missing"): 1,
         (401, "Invalid signature: signature header malformed"): 1,
@@ -139,7 +126,7 @@ def test_standard_webhooks_reference_vector_and_fresh_signatures(ready, new_work
     # The vector's timestamp is from 2021: accepted only with a wide tolerance.
     verify_with(c, wf, "standard-webhooks", secret=secret)
     assert_refused(send_raw(c, wf, body, vector))
-    assert_counts(c, wf, {(401, "Invalid signature: timestamp outside the tolerance"): 1})
+    assert_rejection_counts(c, wf, {(401, "Invalid signature: timestamp outside the tolerance"): 1})
     verify_with(c, wf, "standard-webhooks", secret=secret, tolerance="10 years")
     r = send_raw(c, wf, body, vector)
     assert r.status_code == 200, r.text
@@ -188,7 +175,7 @@ def test_stripe_signed_corpus_delivery(ready, new_workflow):
     delivery.headers["Stripe-Signature"] = "v1=" + "0" * 64
     assert_refused(send(c, wf, delivery))
     assert [e["params"]["id"] for e in events(c, wf)] == [delivery.body["id"]]
-    assert_counts(c, wf, {
+    assert_rejection_counts(c, wf, {
         (401, "Invalid signature: timestamp outside the tolerance"): 1,
         (401, "Invalid signature: signature does not match"): 1,
         (401, "Invalid signature: signature header malformed"): 1,

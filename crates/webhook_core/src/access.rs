@@ -174,12 +174,7 @@ impl Bucket {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> Map<String, Value> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-            .collect()
-    }
+    use crate::test_support::headers;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()

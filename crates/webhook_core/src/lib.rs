@@ -18,3 +18,17 @@ pub mod route;
 pub mod template;
 pub mod validate;
 pub mod verify;
+
+/// Helpers shared by the unit tests of several modules.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use serde_json::{Map, Value};
+
+    /// A header map (lower-case names, as the listener builds it) from pairs.
+    pub fn headers(pairs: &[(&str, &str)]) -> Map<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect()
+    }
+}

@@ -683,12 +683,7 @@ pub fn is_credential_header(name: &str, extra: &[String]) -> bool {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> Map<String, Value> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-            .collect()
-    }
+    use crate::test_support::headers;
 
     fn check(
         scheme: &Scheme,
