@@ -11,7 +11,8 @@
 * CREATE EXTENSION in a schema of its own: the API lives there and the
   listener serves as usual.
 * HTTPS: TLS 1.2 and 1.3 both work; an unreadable certificate keeps the
-  listener down with a log line.
+  listener down with a log line. (Older versions are not offered by rustls,
+  and Debian's OpenSSL would not try them either, so no test can show it.)
 """
 
 from __future__ import annotations
@@ -263,12 +264,6 @@ def test_tls_1_2_and_1_3(tls_cluster, version):
                 reply += chunk
     assert reply.startswith(b"HTTP/1.1 200"), reply
     assert c.scalar("SELECT params->>'tls' FROM webhook.events WHERE workflow_id = %s::uuid", (wf,)) == version
-    # TLS 1.1 is refused.
-    old = ssl.create_default_context(cafile=cert)
-    old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
-    with pytest.raises(ssl.SSLError):
-        with socket.create_connection(("127.0.0.1", c.http_port), timeout=10) as raw:
-            old.wrap_socket(raw, server_hostname="127.0.0.1")
 
 
 def test_unreadable_certificate_keeps_the_listener_down(make_cluster):
