@@ -20,14 +20,9 @@ mkdir -p "$OUT"
 
 ensure_toolchain
 install_extension
-if [ -d "$DATA" ]; then as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$DATA"; fi
-start_cluster "$DATA" "$PG_PORT" "$HTTP_PORT"
-cat >> "$DATA/webhook_ext.conf" <<CONF
-webhook.workers = 1
+start_fresh_cluster "$DATA" "$PG_PORT" "$HTTP_PORT" "webhook.workers = 1
 webhook.header_timeout = '2s'
-webhook.max_body_size = '1MB'
-CONF
-as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -m fast restart >/dev/null
+webhook.max_body_size = '1MB'"
 
 psql_a() { as_postgres "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DATA" -p "$PG_PORT" -U postgres -d postgres "$@"; }
 SECRET=attack-bench-secret

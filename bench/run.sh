@@ -39,15 +39,10 @@ say "building the load generator"
 cargo build --release -q -p loadgen
 LOADGEN="$REPO_ROOT/target/release/loadgen"
 
-if [ -d "$DATA" ]; then as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$DATA"; fi
-start_cluster "$DATA" "$PG_PORT" "$HTTP_PORT"
-cat >> "$DATA/webhook_ext.conf" <<CONF
-webhook.workers = $WORKERS
+start_fresh_cluster "$DATA" "$PG_PORT" "$HTTP_PORT" "webhook.workers = $WORKERS
 shared_buffers = '512MB'
 max_connections = 200
-track_commit_timestamp = on
-CONF
-as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -m fast restart >/dev/null
+track_commit_timestamp = on"
 
 psql_b() { as_postgres "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DATA" -p "$PG_PORT" -U postgres -d postgres "$@"; }
 psql_b <<'SQL'

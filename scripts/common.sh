@@ -54,9 +54,10 @@ as_postgres() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-# start_cluster DATADIR PG_PORT HTTP_PORT: a private cluster with the listener.
+# start_cluster DATADIR PG_PORT HTTP_PORT [SETTINGS]: a private cluster with
+# the listener; SETTINGS (postgresql.conf lines) come after the defaults.
 start_cluster() {
-    local datadir=$1 pg_port=$2 http_port=$3
+    local datadir=$1 pg_port=$2 http_port=$3 settings=${4:-}
     if [ ! -s "$datadir/PG_VERSION" ]; then
         say "creating cluster in $datadir"
         mkdir -p "$datadir"
@@ -74,6 +75,7 @@ webhook.port = $http_port
 # Executors (one per workflow owner running handlers) are background workers.
 max_worker_processes = 32
 webhook.max_executors = 8
+$settings
 CONF
     [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$datadir/webhook_ext.conf"
     grep -q "^include_if_exists = 'webhook_ext.conf'" "$datadir/postgresql.conf" ||
@@ -85,4 +87,14 @@ CONF
         say "starting cluster on port $pg_port"
         as_postgres "$PG_BIN/pg_ctl" -D "$datadir" -l "$datadir/server.log" -w start >/dev/null
     fi
+}
+
+# start_fresh_cluster DATADIR PG_PORT HTTP_PORT [SETTINGS]: start_cluster on a
+# new data directory (an old one is stopped and removed), for benchmarks.
+start_fresh_cluster() {
+    if [ -d "$1" ]; then
+        as_postgres "$PG_BIN/pg_ctl" -D "$1" -m immediate stop >/dev/null 2>&1 || true
+        rm -rf "$1"
+    fi
+    start_cluster "$@"
 }

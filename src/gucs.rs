@@ -335,53 +335,31 @@ unsafe fn new_value<'a>(newval: *mut *mut c_char) -> &'a str {
     CStr::from_ptr(*newval).to_str().unwrap_or("\u{fffd}")
 }
 
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn check_listen_addresses(
-    newval: *mut *mut c_char,
-    _extra: *mut *mut c_void,
-    _source: pg_sys::GucSource::Type,
-) -> bool {
-    match config::parse_listen_addresses(new_value(newval)) {
-        Ok(_) => true,
-        Err(why) => reject(&why),
-    }
+/// A GUC check hook from a webhook_core parser: a value that parses is
+/// accepted; otherwise 22023 with the parser's message as DETAIL.
+macro_rules! check_hook {
+    ($name:ident, $parse:path) => {
+        #[pgrx::pg_guard]
+        unsafe extern "C-unwind" fn $name(
+            newval: *mut *mut c_char,
+            _extra: *mut *mut c_void,
+            _source: pg_sys::GucSource::Type,
+        ) -> bool {
+            match $parse(new_value(newval)) {
+                Ok(_) => true,
+                Err(why) => reject(&why),
+            }
+        }
+    };
 }
 
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn check_public_base_url(
-    newval: *mut *mut c_char,
-    _extra: *mut *mut c_void,
-    _source: pg_sys::GucSource::Type,
-) -> bool {
-    match config::check_public_base_url(new_value(newval)) {
-        Ok(()) => true,
-        Err(why) => reject(&why),
-    }
-}
-
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn check_trusted_proxies(
-    newval: *mut *mut c_char,
-    _extra: *mut *mut c_void,
-    _source: pg_sys::GucSource::Type,
-) -> bool {
-    match webhook_core::access::parse_networks(new_value(newval)) {
-        Ok(_) => true,
-        Err(why) => reject(&why),
-    }
-}
-
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn check_forwarded_header(
-    newval: *mut *mut c_char,
-    _extra: *mut *mut c_void,
-    _source: pg_sys::GucSource::Type,
-) -> bool {
-    match webhook_core::access::ForwardedHeader::parse(new_value(newval)) {
-        Ok(_) => true,
-        Err(why) => reject(&why),
-    }
-}
+check_hook!(check_listen_addresses, config::parse_listen_addresses);
+check_hook!(check_public_base_url, config::check_public_base_url);
+check_hook!(check_trusted_proxies, webhook_core::access::parse_networks);
+check_hook!(
+    check_forwarded_header,
+    webhook_core::access::ForwardedHeader::parse
+);
 
 /// `webhook.forwarded_header` (checked when set).
 pub fn forwarded_header() -> webhook_core::access::ForwardedHeader {

@@ -17,6 +17,7 @@ mod execution;
 mod gucs;
 mod invalidation;
 mod listener;
+mod log_rarely;
 mod pipeline;
 mod privileged;
 mod signals;

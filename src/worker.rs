@@ -49,7 +49,7 @@ fn current_settings() -> Settings {
         body_timeout: Duration::from_millis(gucs::BODY_TIMEOUT_MS.get() as u64),
         max_connections: gucs::MAX_CONNECTIONS.get().max(1) as usize,
         max_connections_per_client: gucs::MAX_CONNECTIONS_PER_CLIENT.get().max(1) as usize,
-        trusted_proxies: gucs::trusted_proxies(),
+        trusted_proxies: gucs::trusted_proxies().into(),
         forwarded_header: gucs::forwarded_header(),
     }
 }
@@ -542,7 +542,7 @@ impl Batch {
         while let Some(mut job) = self.pending.pop_front() {
             let meta = RequestMeta {
                 received_at: job.received_at,
-                remote_addr: job.remote_addr.map(|ip| ip.to_string()),
+                remote_addr: job.remote_addr,
                 origin: Origin::Http,
                 replay_of: None,
                 raw_path: Some(job.raw_path.clone()),

@@ -13,6 +13,7 @@ use pgrx::spi::SpiClient;
 use super::attempts::{self, LostAttempt};
 use super::registry::{now_ms, wake, SlotState, MAX_EXECUTOR_SLOTS, REGISTRY};
 use crate::gucs;
+use crate::log_rarely::OncePerMinute;
 use crate::pipeline::catalog::Catalog;
 use crate::pipeline::spi_util::{in_subtransaction, with_settings, CaughtSqlError};
 
@@ -116,7 +117,10 @@ pub fn wake_or_start(owner: pg_sys::Oid) {
         .load_dynamic();
     if started.is_err() {
         REGISTRY.exclusive().executors[slot] = Default::default();
-        log_rarely("webhook_ext could not start an executor: no background worker slot is free (raise max_worker_processes)");
+        static NO_WORKER_SLOT: OncePerMinute = OncePerMinute::new();
+        if NO_WORKER_SLOT.due() {
+            pgrx::warning!("webhook_ext could not start an executor: no background worker slot is free (raise max_worker_processes)");
+        }
     }
 }
 
@@ -156,15 +160,6 @@ fn busiest_to_retire(executors: &[super::registry::ExecutorSlot]) -> Option<usiz
 /// How many executors may run at once (`webhook.max_executors`).
 pub fn pool_limit() -> usize {
     (gucs::MAX_EXECUTORS.get().max(1) as usize).min(MAX_EXECUTOR_SLOTS)
-}
-
-fn log_rarely(message: &str) {
-    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-    let now = now_ms();
-    if now - LAST.load(std::sync::atomic::Ordering::Relaxed) > 60_000 {
-        LAST.store(now, std::sync::atomic::Ordering::Relaxed);
-        pgrx::warning!("{message}");
-    }
 }
 
 /// Owners (still existing) of the first events due, walking events_due_idx

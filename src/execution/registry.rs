@@ -93,10 +93,7 @@ pub fn request_shared_memory() {
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    (crate::pipeline::unix(std::time::SystemTime::now()) * 1000.0) as i64
 }
 
 /// This process's procno (its latch's index in ProcGlobal->allProcs).

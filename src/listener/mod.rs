@@ -39,8 +39,9 @@ pub struct Settings {
     pub max_connections: usize,
     /// Open connections per client IP address, per listener process.
     pub max_connections_per_client: usize,
-    /// Peers whose forwarding headers name the client (webhook.trusted_proxies).
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Peers whose forwarding headers name the client (webhook.trusted_proxies);
+    /// shared, since the settings are cloned for every request.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// The one header they name the client in (webhook.forwarded_header).
     pub forwarded_header: webhook_core::access::ForwardedHeader,
 }

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
+use pgrx::JsonB;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -138,14 +139,13 @@ SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_
        extract(epoch FROM w.delivery_key_window)::pg_catalog.float8,
        w.max_attempts, extract(epoch FROM w.retry_delay)::pg_catalog.float8,
        extract(epoch FROM w.retry_max_delay)::pg_catalog.float8,
-       (SELECT pg_catalog.jsonb_build_object('scheme', v.scheme, 'secrets', v.secrets,
-                                             'options', v.options)::pg_catalog.text
-          FROM webhook.verifications v
-         WHERE v.workflow_id OPERATOR(pg_catalog.=) w.id AND v.scheme OPERATOR(pg_catalog.<>) 'none'),
        w.redact_headers,
        w.allowed_networks::pg_catalog.text[],
-       w.rate_limit, w.rate_burst, w.client_rate_limit, w.client_rate_burst
+       w.rate_limit, w.rate_burst, w.client_rate_limit, w.client_rate_burst,
+       v.scheme, v.secrets, v.options
   FROM webhook.workflows w
+  LEFT JOIN webhook.verifications v ON v.workflow_id OPERATOR(pg_catalog.=) w.id
+                                   AND v.scheme OPERATOR(pg_catalog.<>) 'none'
   LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid
   LEFT JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
   LEFT JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) w.handler
@@ -308,18 +308,28 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
             base_delay: seconds(row.get::<f64>(29)?.unwrap_or(10.0)),
             max_delay: seconds(row.get::<f64>(30)?.unwrap_or(3600.0)),
         },
-        verification: text(31)?.map(|config| verification(&config)),
-        redact_headers: row.get::<Vec<String>>(32)?.unwrap_or_default(),
+        verification: match text(37)? {
+            Some(scheme) => Some(Scheme::from_config(
+                &scheme,
+                &row.get::<Vec<String>>(38)?.unwrap_or_default(),
+                &match row.get::<JsonB>(39)? {
+                    Some(JsonB(Value::Object(options))) => options,
+                    _ => serde_json::Map::new(),
+                },
+            )),
+            None => None,
+        },
+        redact_headers: row.get::<Vec<String>>(31)?.unwrap_or_default(),
         // A network PostgreSQL stored as cidr always parses; an empty list
         // admits nobody.
-        allowed_networks: row.get::<Vec<String>>(33)?.map(|networks| {
+        allowed_networks: row.get::<Vec<String>>(32)?.map(|networks| {
             networks
                 .iter()
                 .filter_map(|n| webhook_core::access::parse_network(n).ok())
                 .collect()
         }),
-        rate_limit: limit(row.get::<f64>(34)?, row.get::<i32>(35)?),
-        client_rate_limit: limit(row.get::<f64>(36)?, row.get::<i32>(37)?),
+        rate_limit: limit(row.get::<f64>(33)?, row.get::<i32>(34)?),
+        client_rate_limit: limit(row.get::<f64>(35)?, row.get::<i32>(36)?),
     }))
 }
 
@@ -328,26 +338,6 @@ fn limit(rate: Option<f64>, burst: Option<i32>) -> Option<Limit> {
         rate: rate.filter(|r| *r > 0.0)?,
         burst: burst.unwrap_or(1).max(1) as f64,
     })
-}
-
-/// The scheme a webhook.verifications row describes (the row as jsonb).
-fn verification(config: &str) -> Result<Scheme, ConfigError> {
-    let config: Value = serde_json::from_str(config)
-        .map_err(|_| ConfigError("the stored verification is not readable".into()))?;
-    let secrets: Vec<String> = config["secrets"]
-        .as_array()
-        .map(|all| {
-            all.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let options = config["options"].as_object().cloned().unwrap_or_default();
-    Scheme::from_config(
-        config["scheme"].as_str().unwrap_or_default(),
-        &secrets,
-        &options,
-    )
 }
 
 fn seconds(secs: f64) -> std::time::Duration {

@@ -90,7 +90,8 @@ impl Origin {
 #[derive(Debug, Clone)]
 pub struct RequestMeta {
     pub received_at: SystemTime,
-    pub remote_addr: Option<String>,
+    /// The client checked and recorded (see webhook_core::access::client_address).
+    pub remote_addr: Option<std::net::IpAddr>,
     pub origin: Origin,
     pub replay_of: Option<i64>,
     /// The request target as received: path, and query string (original order).
@@ -134,7 +135,7 @@ fn admit_sender(
     request: &IncomingRequest,
     meta: &RequestMeta,
 ) -> Result<(), (Response, String)> {
-    let client: Option<std::net::IpAddr> = meta.remote_addr.as_deref().and_then(|a| a.parse().ok());
+    let client = meta.remote_addr;
     if let Some(networks) = &workflow.allowed_networks {
         if !client.is_some_and(|ip| webhook_core::access::contains(networks, ip)) {
             return Err((
@@ -202,12 +203,8 @@ fn verify(
         now_unix: unix(meta.received_at) as i64,
     };
     scheme.verify(&signed).map_err(|failure| {
-        let refusal = scheme.refusal();
-        let msg = refusal
-            .body_json()
-            .and_then(|body| body["msg"].as_str().map(str::to_string))
-            .unwrap_or_default();
-        (refusal, format!("{msg}: {}", failure.reason()))
+        let reason = format!("{}: {}", scheme.refusal_message(), failure.reason());
+        (scheme.refusal(), reason)
     })
 }
 
@@ -343,14 +340,7 @@ impl Pipeline {
         // whatever the request: nothing about its settings shows.
         if meta.origin == Origin::Http && workflow.rules.enabled {
             if let Err((response, reason)) = admit_sender(&workflow, request, meta) {
-                self.record_refusal_with_reason(
-                    client,
-                    workflow_id,
-                    request,
-                    &response,
-                    meta,
-                    Some(&reason),
-                )?;
+                self.record_refusal_of(client, &workflow, request, &response, meta, Some(&reason));
                 return Ok(Handled::Immediate(response));
             }
         }
@@ -363,7 +353,7 @@ impl Pipeline {
             match rules::admit(&rules_now, request) {
                 Admission::Rejected(response) => {
                     if meta.origin == Origin::Http {
-                        self.record_refusal(client, workflow_id, request, &response, meta)?;
+                        self.record_refusal_of(client, &workflow, request, &response, meta, None);
                     }
                     return Ok(Handled::Immediate(response));
                 }
@@ -392,7 +382,10 @@ impl Pipeline {
         response: &Response,
         meta: &RequestMeta,
     ) -> Result<(), pgrx::spi::Error> {
-        self.record_refusal_with_reason(client, workflow_id, request, response, meta, None)
+        if let Some(workflow) = self.catalog.get(client, workflow_id)? {
+            self.record_refusal_of(client, &workflow, request, response, meta, None);
+        }
+        Ok(())
     }
 
     /// Writes the refusals counted since the last call (once per batch).
@@ -400,32 +393,31 @@ impl Pipeline {
         self.rejection_log.flush(client, self.privileged_role);
     }
 
-    fn record_refusal_with_reason(
+    /// Records a refusal of a request to `workflow`; `reason` when the
+    /// response does not say it all (see rejections::Refusal).
+    fn record_refusal_of(
         &mut self,
         client: &mut SpiClient<'_>,
-        workflow_id: Uuid,
+        workflow: &Workflow,
         request: &IncomingRequest,
         response: &Response,
         meta: &RequestMeta,
         reason: Option<&str>,
-    ) -> Result<(), pgrx::spi::Error> {
-        if let Some(workflow) = self.catalog.get(client, workflow_id)? {
-            let refusal = rejections::Refusal {
-                workflow_id,
-                request,
-                response,
-                reason,
-                redact_headers: &workflow.redact_headers,
-            };
-            self.rejection_log.record(
-                client,
-                self.privileged_role,
-                self.rejections_kept,
-                refusal,
-                meta,
-            );
-        }
-        Ok(())
+    ) {
+        let refusal = rejections::Refusal {
+            workflow_id: workflow.rules.id,
+            request,
+            response,
+            reason,
+            redact_headers: &workflow.redact_headers,
+        };
+        self.rejection_log.record(
+            client,
+            self.privileged_role,
+            self.rejections_kept,
+            refusal,
+            meta,
+        );
     }
 
     /// Stores the captured sample as the workflow's parameter list. `None` when
@@ -516,7 +508,7 @@ impl Pipeline {
             error: None,
             response: success.as_ref().map(response_json),
             origin: meta.origin,
-            remote_addr: meta.remote_addr.clone(),
+            remote_addr: meta.remote_addr.map(|ip| ip.to_string()),
             handled_at: now,
             replay_of: meta.replay_of,
             raw_path: meta.raw_path.clone(),

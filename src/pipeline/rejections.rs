@@ -18,6 +18,8 @@ use uuid::Uuid;
 use webhook_core::request::{IncomingRequest, Response};
 use webhook_core::verify::redact_headers as redact_headers_in;
 
+use crate::log_rarely::OncePerMinute;
+
 use super::catalog::pg_uuid;
 use super::event_row::unix;
 use super::spi_util::{self, in_subtransaction};
@@ -171,7 +173,7 @@ impl RejectionLog {
                 DatumWithOid::from(JsonB(query)),
                 DatumWithOid::from(JsonB(headers)),
                 DatumWithOid::from(body_prefix),
-                DatumWithOid::from(meta.remote_addr.clone()),
+                DatumWithOid::from(meta.remote_addr.map(|ip| ip.to_string())),
                 DatumWithOid::from(kept),
                 DatumWithOid::from(reason.replace('\0', "")),
             ];
@@ -228,12 +230,8 @@ impl RejectionLog {
 /// Logs `message` at most once a minute (per process): refusals can come
 /// as fast as a client sends them.
 fn log_rarely(message: &str) {
-    use std::sync::Mutex;
-    use std::time::{Duration, Instant};
-    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
-    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-    if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-        *last = Some(Instant::now());
+    static RECORD_FAILED: OncePerMinute = OncePerMinute::new();
+    if RECORD_FAILED.due() {
         pgrx::log!("{message} (further ones are not logged for a minute)");
     }
 }

@@ -21,7 +21,8 @@ import time
 import pytest
 import requests
 
-from hookkit import assert_rejection_counts, count_events, events, post, ready  # noqa: F401
+from httpkit import wait_until
+from hookkit import assert_rejection_counts, count_events, events, login_role, post, ready  # noqa: F401
 
 FORBIDDEN = (403, {"msg": "Address not allowed"})
 
@@ -144,7 +145,7 @@ def test_only_the_configured_forwarded_header_is_believed(trusting_localhost, ne
             return r.status_code == 403 or None
         # Now Forwarded names the client (2001:db8::7, not allowed) and a
         # smuggled X-Forwarded-For is ignored.
-        hk_wait(forwarded_believed, "Forwarded believed after the reload")
+        wait_until(forwarded_believed, timeout=10, what="Forwarded believed after the reload")
         assert status_body(post(c, wf, json_body={"n": 4}, headers={"Forwarded": "for=203.0.113.9"}))[0] == 200
         assert status_body(post(c, wf, json_body={"n": 5}, headers={"Forwarded": "for=unknown"})) == FORBIDDEN
         r = post(c, wf, json_body={"n": 6}, headers={"X-Forwarded-For": "203.0.113.10"})
@@ -157,15 +158,6 @@ def test_only_the_configured_forwarded_header_is_believed(trusting_localhost, ne
     unknown = c.rows("SELECT params_count FROM (SELECT count(*) AS params_count FROM webhook.rejections "
                      "WHERE workflow_id = %s AND remote_addr IS NULL) x", (wf,))
     assert unknown == [{"params_count": 2}]
-
-
-def hk_wait(predicate, what):
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(what)
 
 
 def test_rate_limits_refuse_nan_and_infinity_on_the_table(ready, new_workflow):
@@ -255,3 +247,56 @@ def test_forged_requests_do_not_use_up_the_workflow_limit(ready, new_workflow):
     assert [requests.post(url, data=body, headers=signed, timeout=10).status_code for _ in range(4)] == \
         [200, 200, 200, 429]
     assert count_events(c, wf) == 3
+
+
+def test_lists_are_bounded_on_the_table_too(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    def networks(count: int) -> str:
+        return (f"ARRAY(SELECT ('10.0.' || (i / 256) || '.' || mod(i, 256))::cidr "
+                f"FROM generate_series(1, {count}) i)")
+
+    # Positive control: 1000 networks are accepted, through the API and on the table.
+    c.sql(f"SELECT webhook_set_allowed_networks(%s, {networks(1000)})", (wf,))
+    c.sql(f"UPDATE webhook.workflows SET allowed_networks = {networks(1000)} WHERE id = %s", (wf,))
+    err = c.sql_error(f"SELECT webhook_set_allowed_networks(%s, {networks(1001)})", (wf,), sqlstate="22023")
+    assert err["message"] == "networks must be an array of 1 to 1000 networks, or NULL for any address"
+    c.sql_error(f"UPDATE webhook.workflows SET allowed_networks = {networks(1001)} WHERE id = %s", (wf,),
+                sqlstate="23514")
+    assert c.scalar("SELECT cardinality(allowed_networks) FROM webhook.workflows WHERE id = %s", (wf,)) == 1000
+
+
+def test_tenants_cannot_set_guards_on_others_workflows_or_the_server(ready, login_role):
+    from tenantkit import TENANT_HANDLER, Tenant
+    c = ready
+    alice, bob = (Tenant(c, login_role()) for _ in range(2))
+    for t in (alice, bob):
+        c.sql(TENANT_HANDLER.format(schema=f'"{t.name}"'), user=t.name)
+    wf = alice.create_workflow()
+    calls = [
+        ("SELECT id FROM webhook_set_allowed_networks(%s, '{10.0.0.0/8}')", (wf,)),
+        ("SELECT id FROM webhook_set_rate_limit(%s, 1, 1)", (wf,)),
+        ("SELECT id FROM webhook_set_redacted_headers(%s, '{x-shop-token}')", (wf,)),
+        ("SELECT id FROM webhook_set_verification(%s, 'bearer', secret => 'mine')", (wf,)),
+    ]
+    # Positive control: the owner may make each call.
+    for query, args in calls:
+        assert str(alice.scalar(query, args)) == wf
+    before = c.row("SELECT allowed_networks::text[], rate_limit, rate_burst, redact_headers FROM webhook.workflows "
+                   "WHERE id = %s", (wf,))
+    # Another tenant: the workflow does not exist for it, and direct writes reach no row.
+    for query, args in calls:
+        err = bob.error(query, args, sqlstate="42704")
+        assert err["message"] == f"workflow {wf} does not exist"
+    assert bob.rows("UPDATE webhook.workflows SET allowed_networks = NULL, rate_limit = NULL, rate_burst = NULL, "
+                    "redact_headers = '{}' WHERE id = %s RETURNING id", (wf,)) == []
+    assert c.row("SELECT allowed_networks::text[], rate_limit, rate_burst, redact_headers FROM webhook.workflows "
+                 "WHERE id = %s", (wf,)) == before
+    # The server-wide settings are the DBA's: a tenant can neither set them
+    # for its session nor for the server.
+    for setting, value in (("webhook.trusted_proxies", "0.0.0.0/0"), ("webhook.forwarded_header", "forwarded")):
+        err = bob.error(f"SET {setting} = '{value}'", sqlstate="55P02")
+        assert err["message"] == f'parameter "{setting}" cannot be changed now'
+        err = bob.error(f"ALTER SYSTEM SET {setting} = '{value}'", sqlstate="42501")
+        assert err["message"] == f'permission denied to set parameter "{setting}"'
+    assert c.scalar("SHOW webhook.trusted_proxies") == ""

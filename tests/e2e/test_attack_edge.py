@@ -58,4 +58,9 @@ def test_good_requests_pass_during_an_attack(make_cluster):
         time.sleep(0.1)
     assert c.rows("SELECT reason, count FROM webhook.rejection_counts WHERE workflow_id = %s AND status = 401",
                   (wf,)) == [{"reason": "Invalid signature: signature does not match", "count": forged}]
+    # A flood of refusals is counted whole but kept in full at most 10 per
+    # workflow and second (one listener process here).
+    per_second = c.rows("SELECT count(*) AS n FROM webhook.rejections WHERE workflow_id = %s AND status = 401 "
+                        "GROUP BY date_trunc('second', received_at)", (wf,))
+    assert max(r["n"] for r in per_second) == 10
     assert c.listener_pids() == [pid]

@@ -19,16 +19,16 @@ use crate::request::Response;
 
 /// The default tolerance for signed timestamps (Standard Webhooks, Stripe,
 /// Slack all use five minutes).
-pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
+const DEFAULT_TOLERANCE_SECS: i64 = 300;
 
 /// Most secrets active at once: every request that fails verification costs
 /// one HMAC per secret, so the number is kept small.
-pub const MAX_SECRETS: usize = 10;
+const MAX_SECRETS: usize = 10;
 
 /// Longest secret: HMAC hashes a longer key on every request, and a tenant
 /// must not be able to make each forged request to its workflow cost the
 /// listener milliseconds.
-pub const MAX_SECRET_BYTES: usize = 4096;
+const MAX_SECRET_BYTES: usize = 4096;
 
 /// Longest text option (header names, prefix, separator, username).
 const MAX_OPTION_BYTES: usize = 256;
@@ -174,7 +174,7 @@ impl Failure {
 pub struct ConfigError(pub String);
 
 /// The scheme names of `webhook_set_verification`, exactly.
-pub const SCHEME_NAMES: &[&str] = &[
+const SCHEME_NAMES: &[&str] = &[
     "standard-webhooks",
     "github",
     "stripe",
@@ -189,7 +189,7 @@ pub const SCHEME_NAMES: &[&str] = &[
 
 /// A Standard Webhooks secret: `whsec_` followed by base64 (the prefix is
 /// optional); `None` if it is not base64.
-pub fn standard_webhooks_secret(secret: &str) -> Option<Vec<u8>> {
+fn standard_webhooks_secret(secret: &str) -> Option<Vec<u8>> {
     STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
         .ok()
@@ -433,13 +433,23 @@ impl Scheme {
 
     /// The 401 a request that failed verification gets.
     pub fn refusal(&self) -> Response {
+        let refusal = Response::error(401, self.refusal_message());
         match self {
-            Scheme::Bearer { .. } => Response::error(401, "Invalid credentials")
-                .with_header("www-authenticate", "Bearer"),
-            Scheme::Basic { .. } => Response::error(401, "Invalid credentials")
-                .with_header("www-authenticate", "Basic realm=\"webhook\""),
-            Scheme::GitLab { .. } => Response::error(401, "Invalid token"),
-            _ => Response::error(401, "Invalid signature"),
+            Scheme::Bearer { .. } => refusal.with_header("www-authenticate", "Bearer"),
+            Scheme::Basic { .. } => {
+                refusal.with_header("www-authenticate", "Basic realm=\"webhook\"")
+            }
+            _ => refusal,
+        }
+    }
+
+    /// The `msg` of [`Scheme::refusal`]; with a [`Failure::reason`] after it,
+    /// what the refusal is counted as.
+    pub fn refusal_message(&self) -> &'static str {
+        match self {
+            Scheme::Bearer { .. } | Scheme::Basic { .. } => "Invalid credentials",
+            Scheme::GitLab { .. } => "Invalid token",
+            _ => "Invalid signature",
         }
     }
 
@@ -675,7 +685,7 @@ pub fn redact_headers(headers: &mut Map<String, Value>, extra: &[String]) {
 }
 
 /// Whether a header (lower-case name) is stored redacted.
-pub fn is_credential_header(name: &str, extra: &[String]) -> bool {
+fn is_credential_header(name: &str, extra: &[String]) -> bool {
     CREDENTIAL_HEADERS.contains(&name) || extra.iter().any(|e| e.eq_ignore_ascii_case(name))
 }
 
