@@ -7,6 +7,9 @@ Everything here builds on the ``Cluster`` of conftest.py: real HTTP over
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 import time
 import uuid
 from typing import Any
@@ -227,6 +230,25 @@ def wait_for_rows(cluster, query: str, params: Any, count: int, timeout: float =
             return rows
         time.sleep(0.05)
     return rows
+
+
+def sent_behind_a_stopped_listener(cluster, sends: list, gap: float = 0.0) -> None:
+    """Stops the cluster's one listener process, starts each of ``sends`` (a
+    callable sending one request) on a thread, ``gap`` seconds apart so that
+    they connect in this order, lets them arrive, resumes the listener and
+    waits for them: the requests were waiting together, as under load."""
+    [pid] = cluster.listener_pids()
+    threads = [threading.Thread(target=send) for send in sends]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for t in threads:
+            t.start()
+            time.sleep(gap)
+        time.sleep(0.5)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    for t in threads:
+        t.join(20)
 
 
 def rejection_counts(cluster, wf_id) -> dict:

@@ -7,17 +7,14 @@ import base64
 import gzip
 import http.client
 import json
-import os
-import signal
-import threading
-import time
 import zlib
 
 import pytest
 import requests
 
 from hookkit import (add_parameter, count_events, create_workflow, events, login_role, parameters,  # noqa: F401
-                     post, get, ready, response_json, sample_json, set_required, solo, wait_ready)
+                     post, get, ready, response_json, sample_json, sent_behind_a_stopped_listener, set_required,
+                     solo, wait_ready)
 
 MISSING_MSG = "Missing required parameter(s)"
 
@@ -581,7 +578,6 @@ def test_bad_request_does_not_fail_its_batch(solo, uniq, xact_trace):
     the rejection row and stored neighbours were inserted by one transaction."""
     c = solo
     wf = create_workflow(c, "public.params_handler", uniq)
-    [pid] = c.listener_pids()
     for attempt in range(5):
         results: dict = {}
 
@@ -590,20 +586,9 @@ def test_bad_request_does_not_fail_its_batch(solo, uniq, xact_trace):
                      params={"try": str(attempt), "who": label})
             results[label] = (r.status_code, r.json())
 
-        threads = [threading.Thread(target=send, args=(f"good{i}", json.dumps({"n": i}).encode()))
-                   for i in range(20)]
-        threads.insert(10, threading.Thread(target=send, args=("bad", b'{"n": "\\u0000"}')))
-        # The listener stopped while the requests arrive: when it resumes they
-        # are waiting together, as under load.
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            for t in threads:
-                t.start()
-            time.sleep(0.5)
-        finally:
-            os.kill(pid, signal.SIGCONT)
-        for t in threads:
-            t.join(20)
+        sends = [lambda i=i: send(f"good{i}", json.dumps({"n": i}).encode()) for i in range(20)]
+        sends.insert(10, lambda: send("bad", b'{"n": "\\u0000"}'))
+        sent_behind_a_stopped_listener(c, sends)
         assert results.pop("bad") == (400, NUL_REFUSED), results
         assert sorted(results) == sorted(f"good{i}" for i in range(20))
         ids = {}

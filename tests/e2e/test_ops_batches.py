@@ -17,15 +17,14 @@ One listener process, so that every request goes through the same queue.
 from __future__ import annotations
 
 import asyncio
-import os
 import resource
-import signal
 import threading
 import time
 
 import psycopg
 
 import httpkit as hk
+from hookkit import sent_behind_a_stopped_listener
 from tenantkit import private_cluster_fixture
 
 private = private_cluster_fixture()
@@ -54,18 +53,9 @@ def test_a_batch_whose_commit_fails_answers_503_and_the_next_batch_stores_once(p
 
             # The listener stopped, the requests connect in this order and
             # are taken two by two when it resumes: [before, boom], [after-1, after-2].
-            os.kill(pid, signal.SIGSTOP)
-            threads = []
-            try:
-                for name in ("before", "boom", "after-1", "after-2"):
-                    t = threading.Thread(target=send, args=(name,))
-                    t.start()
-                    threads.append(t)
-                    time.sleep(0.15)
-            finally:
-                os.kill(pid, signal.SIGCONT)
-            for t in threads:
-                t.join(15)
+            sent_behind_a_stopped_listener(
+                c, [lambda name=name: send(name) for name in ("before", "boom", "after-1", "after-2")],
+                gap=0.15)
             stored = {r["name"]: r["n"] for r in c.rows(
                 "SELECT params->>'name' AS name, count(*) AS n FROM webhook.events "
                 "WHERE workflow_id = %s::uuid AND (params->>'attempt')::int = %s GROUP BY 1", (wf, attempt))}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import threading
 import time
 from collections import Counter
@@ -23,6 +22,7 @@ import psycopg
 import pytest
 
 import httpkit as hk
+from hookkit import sent_behind_a_stopped_listener
 from tenantkit import private_cluster_fixture
 
 # name: (boot value, unit, context), as the README's settings table says.
@@ -262,19 +262,9 @@ def listener_transactions(private):
 def burst_behind_a_stopped_listener(c, wf, table: str, count: int = 24) -> Counter:
     """Stops the listener process, sends ``count`` requests, resumes it: how
     many events each of its transactions stored."""
-    [pid] = c.listener_pids()
     url = c.hook_url(wf)
     c.sql(f"TRUNCATE {table}")
-    os.kill(pid, signal.SIGSTOP)
-    threads = [threading.Thread(target=hk.post, args=(url, {"n": n})) for n in range(count)]
-    try:
-        for t in threads:
-            t.start()
-        time.sleep(0.5)
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    for t in threads:
-        t.join(15)
+    sent_behind_a_stopped_listener(c, [lambda n=n: hk.post(url, {"n": n}) for n in range(count)])
     rows = c.rows(f"SELECT tx::text AS tx FROM {table}")
     assert len(rows) == count
     return Counter(r["tx"] for r in rows)
