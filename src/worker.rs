@@ -21,7 +21,7 @@ use crate::gucs;
 use crate::invalidation::{watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES};
 use crate::listener::{Job, Listener, Settings, SharedSettings};
 use crate::pipeline::spi_util::{in_transaction, set_session_setting, SAFE_SEARCH_PATH};
-use crate::pipeline::{Handled, Origin, Pipeline, RequestMeta};
+use crate::pipeline::{next_event_id, Handled, Origin, Pipeline, RequestMeta};
 use crate::signals;
 use pgrx::datum::DatumWithOid;
 
@@ -535,9 +535,11 @@ impl Batch {
         if DEFINITIONS_CHANGED.swap(false, Ordering::SeqCst) {
             pipeline.forget_workflows();
         }
-        let (tables, mut ids) = pipeline.begin_batch(client, self.pending.len())?;
-        for (watched, oid) in WATCHED_TABLES.iter().zip(tables) {
-            watched.store(oid, Ordering::SeqCst);
+        let (sequence, tables) = pipeline.begin_batch(client)?;
+        for (watched, oid) in WATCHED_TABLES.iter().zip(tables.unwrap_or_default()) {
+            if tables.is_some() {
+                watched.store(oid, Ordering::SeqCst);
+            }
         }
         while let Some(mut job) = self.pending.pop_front() {
             let meta = RequestMeta {
@@ -554,7 +556,7 @@ impl Batch {
                 continue;
             }
             self.in_progress = Some(job.reply);
-            let mut next_id = |_: &SpiClient<'_>| ids.pop().ok_or(pgrx::spi::Error::NoTupleTable);
+            let mut next_id = |_: &SpiClient<'_>| Ok(next_event_id(sequence));
             let handled = pipeline.handle(
                 client,
                 job.workflow_id,

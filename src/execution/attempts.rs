@@ -4,25 +4,33 @@
 //! new status commit together or not at all.
 
 use pgrx::datum::DatumWithOid;
-use pgrx::datum::IntoDatum;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::JsonB;
 use pgrx::PgOid;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use webhook_core::retry::{AfterFailure, RetryPolicy};
 
-use crate::pipeline::catalog::Catalog;
+use crate::pipeline::catalog::{pg_uuid, Catalog};
 use crate::pipeline::spi_util::{with_settings, CaughtSqlError};
 
 const RECORD_ATTEMPTS: &str = "
 WITH a AS (
-    SELECT * FROM pg_catalog.jsonb_to_recordset($1)
-        AS a (event_id pg_catalog.int8, workflow_id pg_catalog.uuid, attempt pg_catalog.int4,
-              started pg_catalog.float8, ended pg_catalog.float8, outcome pg_catalog.text,
-              sqlstate pg_catalog.text, message pg_catalog.text, status pg_catalog.text,
-              error pg_catalog.text, next_at pg_catalog.float8, response pg_catalog.jsonb)
+    SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),
+                             pg_catalog.unnest($2::pg_catalog.uuid[]),
+                             pg_catalog.unnest($3::pg_catalog.int4[]),
+                             pg_catalog.unnest($4::pg_catalog.float8[]),
+                             pg_catalog.unnest($5::pg_catalog.float8[]),
+                             pg_catalog.unnest($6::pg_catalog.text[]),
+                             pg_catalog.unnest($7::pg_catalog.text[]),
+                             pg_catalog.unnest($8::pg_catalog.text[]),
+                             pg_catalog.unnest($9::pg_catalog.text[]),
+                             pg_catalog.unnest($10::pg_catalog.text[]),
+                             pg_catalog.unnest($11::pg_catalog.float8[]),
+                             pg_catalog.unnest($12::pg_catalog.jsonb[]))
+        AS a (event_id, workflow_id, attempt, started, ended, outcome, sqlstate, message,
+              status, error, next_at, response)
 ), events AS (
     UPDATE webhook.events e
        SET status = a.status, error = a.error, attempts = a.attempt,
@@ -42,12 +50,14 @@ SELECT a.event_id, a.attempt, a.workflow_id, pg_catalog.to_timestamp(a.started),
 /// later time would not fit in a timestamp for long.
 const MAX_RETRY_DELAY_SECS: f64 = 30.0 * 86_400.0;
 
-/// One primary-key probe per attempt, never a scan of the events.
+/// One primary-key probe per attempt, never a scan of the events; planned
+/// once, not again for each batch's document.
 const RECORD_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
     (c"enable_hashjoin", c"off"),
     (c"enable_mergejoin", c"off"),
     (c"enable_seqscan", c"off"),
     (c"jit", c"off"),
+    (c"plan_cache_mode", c"force_generic_plan"),
 ];
 
 /// How an attempt ended.
@@ -148,27 +158,56 @@ impl Attempt {
         }
     }
 
-    fn to_json(&self) -> Value {
-        let (outcome, error) = match &self.outcome {
-            Outcome::Succeeded => ("succeeded", None),
-            Outcome::Failed(e) => ("failed", Some(e)),
-            Outcome::TimedOut(e) => ("timeout", Some(e)),
-        };
-        json!({
-            "event_id": self.event_id,
-            "workflow_id": self.workflow_id.to_string(),
-            "attempt": self.attempt,
-            "started": self.started,
-            "ended": self.ended,
-            "outcome": outcome,
-            "sqlstate": error.map(|e| e.sqlstate.clone()),
-            "message": error.map(|e| e.message.clone()),
-            "status": self.status,
-            "error": error.map(CaughtSqlError::describe),
-            "next_at": self.next_attempt_at,
-            "response": self.response,
-        })
+    fn error(&self) -> Option<&CaughtSqlError> {
+        match &self.outcome {
+            Outcome::Succeeded => None,
+            Outcome::Failed(e) | Outcome::TimedOut(e) => Some(e),
+        }
     }
+
+    fn outcome_name(&self) -> &'static str {
+        match &self.outcome {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed(_) => "failed",
+            Outcome::TimedOut(_) => "timeout",
+        }
+    }
+}
+
+/// [`RECORD_ATTEMPTS`]'s parameters: one array per column.
+fn record_args(attempts: &[Attempt]) -> Vec<DatumWithOid<'static>> {
+    let column = |f: &dyn Fn(&Attempt) -> Option<String>| -> Vec<Option<String>> {
+        attempts.iter().map(f).collect()
+    };
+    vec![
+        DatumWithOid::from(attempts.iter().map(|a| a.event_id).collect::<Vec<_>>()),
+        DatumWithOid::from(
+            attempts
+                .iter()
+                .map(|a| pg_uuid(a.workflow_id))
+                .collect::<Vec<_>>(),
+        ),
+        DatumWithOid::from(attempts.iter().map(|a| a.attempt).collect::<Vec<_>>()),
+        DatumWithOid::from(attempts.iter().map(|a| a.started).collect::<Vec<_>>()),
+        DatumWithOid::from(attempts.iter().map(|a| a.ended).collect::<Vec<_>>()),
+        DatumWithOid::from(column(&|a| Some(a.outcome_name().to_string()))),
+        DatumWithOid::from(column(&|a| a.error().map(|e| e.sqlstate.clone()))),
+        DatumWithOid::from(column(&|a| a.error().map(|e| e.message.clone()))),
+        DatumWithOid::from(column(&|a| Some(a.status.to_string()))),
+        DatumWithOid::from(column(&|a| a.error().map(CaughtSqlError::describe))),
+        DatumWithOid::from(
+            attempts
+                .iter()
+                .map(|a| a.next_attempt_at)
+                .collect::<Vec<_>>(),
+        ),
+        DatumWithOid::from(
+            attempts
+                .iter()
+                .map(|a| a.response.clone().map(JsonB))
+                .collect::<Vec<_>>(),
+        ),
+    ]
 }
 
 /// Records the attempts and their events' new status (run as a role that
@@ -179,9 +218,11 @@ pub fn record(client: &mut SpiClient<'_>, attempts: &[Attempt]) -> Result<(), pg
 
 /// The recording statement, prepared once by a process that records often.
 pub fn prepare_record(client: &SpiClient<'_>) -> Result<OwnedPreparedStatement, pgrx::spi::Error> {
-    Ok(client
-        .prepare_mut(RECORD_ATTEMPTS, &[PgOid::from(JsonB::type_oid())])?
-        .keep())
+    let types = record_args(&[])
+        .iter()
+        .map(|arg| PgOid::from(arg.oid()))
+        .collect::<Vec<_>>();
+    Ok(client.prepare_mut(RECORD_ATTEMPTS, &types)?.keep())
 }
 
 /// [`record`] through a statement from [`prepare_record`], if given.
@@ -193,9 +234,8 @@ pub fn record_with(
     if attempts.is_empty() {
         return Ok(());
     }
-    let rows = Value::Array(attempts.iter().map(Attempt::to_json).collect());
-    let args = [DatumWithOid::from(JsonB(rows))];
-    // The planner cannot know how many attempts the document holds; a hash
+    let args = record_args(attempts);
+    // The planner cannot know how many attempts the arrays hold; a hash
     // join would read all of webhook.events for each batch.
     with_settings(RECORD_SETTINGS, || {
         match plan {

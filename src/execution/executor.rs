@@ -45,8 +45,8 @@ use crate::gucs;
 use crate::invalidation::{watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES};
 use crate::pipeline::catalog::Catalog;
 use crate::pipeline::spi_util::{
-    as_role_with_safe_path, in_subtransaction, in_transaction, reset_value, set_session_setting,
-    with_settings, CaughtSqlError, SAFE_SEARCH_PATH,
+    as_role_with_safe_path, commit_without_waiting_for_flush, in_subtransaction, in_transaction,
+    reset_value, set_session_setting, with_settings, CaughtSqlError, SAFE_SEARCH_PATH,
 };
 use crate::pipeline::{check_notify_queue, notify_event, response_json, unix, EventRow, Origin};
 use crate::signals;
@@ -100,11 +100,13 @@ SELECT extract(epoch FROM e.next_attempt_at)::pg_catalog.float8
 /// marks those entries dead as it passes them, so later scans skip them).
 /// Without sorts the ordered index scan is the only plan left. JIT compiling
 /// these small statements (whose cost estimates the disabled plans inflate)
-/// would cost more than running them.
+/// would cost more than running them, and so would planning them again for
+/// each batch's values (the plan is the same for all).
 pub const QUEUE_SCAN_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
     (c"enable_bitmapscan", c"off"),
     (c"enable_sort", c"off"),
     (c"jit", c"off"),
+    (c"plan_cache_mode", c"force_generic_plan"),
 ];
 
 /// Pause after a batch that was not full, before claiming the next one
@@ -449,7 +451,7 @@ impl Executor {
                 let events = events?;
                 let mut batch = Batch::default();
                 let mut records = Vec::with_capacity(events.len());
-                for mut row in events {
+                for (mut row, stored) in events {
                     if self.asked_to_retire() {
                         // Another owner needs the slot: the events not run
                         // yet are released at commit, unattempted.
@@ -469,7 +471,7 @@ impl Executor {
                         .unwrap_or_else(|| gucs::HANDLER_TIMEOUT_MS.get());
                     self.set_running(row.id, attempt, timeout_ms);
                     row.attempts = attempt;
-                    let args = row.args();
+                    let args = row.args_with_json(stored.json_args());
                     let plans = &mut self.plans;
                     let lock_timeout = &self.handler_lock_timeout;
                     let result = in_subtransaction(|| {
@@ -485,7 +487,7 @@ impl Executor {
                         Ok(returned) => (Outcome::Succeeded, workflow.handler_response(returned)),
                         Err(error) => (
                             Outcome::from_error(error),
-                            rules::failure_response(&workflow.rules, row.id, &row.params_map()),
+                            rules::failure_response(&workflow.rules, row.id, &stored.params()),
                         ),
                     };
                     records.push(Attempt::finished(
@@ -510,6 +512,11 @@ impl Executor {
                 }
                 for record in &records {
                     notify_event(record.event_id, record.status);
+                }
+                if !batch.awaited {
+                    // Nobody is told this batch's outcome, so its commit need
+                    // not wait for the WAL flush (see README, "Execution").
+                    commit_without_waiting_for_flush();
                 }
                 Ok(batch)
             })
@@ -575,13 +582,46 @@ impl Executor {
     }
 }
 
+/// An event's jsonb columns as the claim read them: datums in the claim's
+/// result, which lives until the batch's SPI connection ends (subtransaction
+/// aborts do not free it: it was made outside them). Handlers get them as
+/// they are; only a failure template needs the params as JSON.
+struct StoredJson {
+    query: Option<pg_sys::Datum>,
+    headers: Option<pg_sys::Datum>,
+    params: Option<pg_sys::Datum>,
+}
+
+impl StoredJson {
+    fn json_args(&self) -> [DatumWithOid<'static>; 3] {
+        let jsonb = |datum: Option<pg_sys::Datum>| match datum {
+            // SAFETY: a jsonb datum of the claim's result, valid while the
+            // batch's SPI connection lasts, and the handler call is inside it.
+            Some(datum) => unsafe { DatumWithOid::new(datum, pg_sys::JSONBOID) },
+            None => DatumWithOid::null_oid(pg_sys::JSONBOID),
+        };
+        [jsonb(self.query), jsonb(self.headers), jsonb(self.params)]
+    }
+
+    fn params(&self) -> serde_json::Map<String, Value> {
+        // SAFETY: as in json_args: a live jsonb datum of the claim's result.
+        let params = self
+            .params
+            .and_then(|datum| unsafe { JsonB::from_datum(datum, false) });
+        match params {
+            Some(JsonB(Value::Object(map))) => map,
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
 fn claim(
     client: &mut SpiClient<'_>,
     plan: &OwnedPreparedStatement,
     owner: pg_sys::Oid,
     limit: i32,
     unrecorded: &[i64],
-) -> Result<Vec<EventRow>, pgrx::spi::Error> {
+) -> Result<Vec<(EventRow, StoredJson)>, pgrx::spi::Error> {
     let table = client.update(
         plan,
         None,
@@ -592,36 +632,44 @@ fn claim(
         ],
     )?;
     let mut rows = Vec::new();
-    for row in table {
-        let json = |n: usize| -> Result<Value, pgrx::spi::Error> {
-            Ok(row.get::<JsonB>(n)?.map(|j| j.0).unwrap_or(Value::Null))
+    let mut table = table;
+    while table.next().is_some() {
+        let row = &table;
+        let stored = StoredJson {
+            query: row.get_datum_by_ordinal(5)?,
+            headers: row.get_datum_by_ordinal(6)?,
+            params: row.get_datum_by_ordinal(7)?,
         };
         let workflow_id: Uuid = row
             .get::<String>(2)?
             .and_then(|id| id.parse().ok())
             .unwrap_or_default();
-        rows.push(EventRow {
-            id: row.get::<i64>(1)?.unwrap_or(0),
-            workflow_id,
-            received_at: row.get::<f64>(3)?.unwrap_or(0.0),
-            method: row.get::<String>(4)?.unwrap_or_default(),
-            query: json(5)?,
-            headers: json(6)?,
-            params: json(7)?,
-            body: row.get::<String>(8)?,
-            status: "pending",
-            error: None,
-            response: None,
-            origin: Origin::parse(&row.get::<String>(9)?.unwrap_or_default()),
-            remote_addr: row.get::<String>(10)?,
-            handled_at: unix(SystemTime::now()),
-            replay_of: row.get::<i64>(11)?,
-            raw_path: row.get::<String>(12)?,
-            raw_query: row.get::<String>(13)?,
-            attempts: row.get::<i32>(14)?.unwrap_or(0),
-            next_attempt_at: None,
-            listener_pid: row.get::<i32>(15)?,
-        });
+        rows.push((
+            EventRow {
+                id: row.get::<i64>(1)?.unwrap_or(0),
+                workflow_id,
+                received_at: row.get::<f64>(3)?.unwrap_or(0.0),
+                method: row.get::<String>(4)?.unwrap_or_default(),
+                // Passed on as stored (StoredJson).
+                query: Value::Null,
+                headers: Value::Null,
+                params: Value::Null,
+                body: row.get::<String>(8)?,
+                status: "pending",
+                error: None,
+                response: None,
+                origin: Origin::parse(&row.get::<String>(9)?.unwrap_or_default()),
+                remote_addr: row.get::<String>(10)?,
+                handled_at: unix(SystemTime::now()),
+                replay_of: row.get::<i64>(11)?,
+                raw_path: row.get::<String>(12)?,
+                raw_query: row.get::<String>(13)?,
+                attempts: row.get::<i32>(14)?.unwrap_or(0),
+                next_attempt_at: None,
+                listener_pid: row.get::<i32>(15)?,
+            },
+            stored,
+        ));
     }
     Ok(rows)
 }

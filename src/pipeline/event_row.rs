@@ -23,8 +23,9 @@ VALUES ($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8,
         $9, $10, $11, $12, $13::pg_catalog.inet, pg_catalog.to_timestamp($14), $15, $16, $17,
         $18, pg_catalog.to_timestamp($19), $20)";
 
-/// The same INSERT for many rows at once ([`EventRow::to_json`] of each, as
-/// one jsonb array): the listener stores a batch's events with one statement.
+/// The same INSERT for many rows at once ([`EventRow::columns`] of the rows,
+/// one array per column): the listener stores a batch's events with one
+/// statement.
 pub const INSERT_EVENTS: &str = "
 INSERT INTO webhook.events (id, workflow_id, received_at, method, query, headers, params, body,
                             status, error, response, origin, remote_addr, handled_at, replay_of,
@@ -33,14 +34,29 @@ SELECT r.id, r.workflow_id, pg_catalog.to_timestamp(r.received_at), r.method, r.
        r.params, r.body, r.status, r.error, r.response, r.origin, r.remote_addr::pg_catalog.inet,
        pg_catalog.to_timestamp(r.handled_at), r.replay_of, r.raw_path, r.raw_query, r.attempts,
        pg_catalog.to_timestamp(r.next_attempt_at), r.listener_pid
-  FROM pg_catalog.jsonb_to_recordset($1)
-    AS r (id pg_catalog.int8, workflow_id pg_catalog.uuid, received_at pg_catalog.float8,
-          method pg_catalog.text, query pg_catalog.jsonb, headers pg_catalog.jsonb,
-          params pg_catalog.jsonb, body pg_catalog.text, status pg_catalog.text,
-          error pg_catalog.text, response pg_catalog.jsonb, origin pg_catalog.text,
-          remote_addr pg_catalog.text, handled_at pg_catalog.float8, replay_of pg_catalog.int8,
-          raw_path pg_catalog.text, raw_query pg_catalog.text, attempts pg_catalog.int4,
-          next_attempt_at pg_catalog.float8, listener_pid pg_catalog.int4)";
+  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),
+                  pg_catalog.unnest($2::pg_catalog.uuid[]),
+                  pg_catalog.unnest($3::pg_catalog.float8[]),
+                  pg_catalog.unnest($4::pg_catalog.text[]),
+                  pg_catalog.unnest($5::pg_catalog.jsonb[]),
+                  pg_catalog.unnest($6::pg_catalog.jsonb[]),
+                  pg_catalog.unnest($7::pg_catalog.jsonb[]),
+                  pg_catalog.unnest($8::pg_catalog.text[]),
+                  pg_catalog.unnest($9::pg_catalog.text[]),
+                  pg_catalog.unnest($10::pg_catalog.text[]),
+                  pg_catalog.unnest($11::pg_catalog.jsonb[]),
+                  pg_catalog.unnest($12::pg_catalog.text[]),
+                  pg_catalog.unnest($13::pg_catalog.text[]),
+                  pg_catalog.unnest($14::pg_catalog.float8[]),
+                  pg_catalog.unnest($15::pg_catalog.int8[]),
+                  pg_catalog.unnest($16::pg_catalog.text[]),
+                  pg_catalog.unnest($17::pg_catalog.text[]),
+                  pg_catalog.unnest($18::pg_catalog.int4[]),
+                  pg_catalog.unnest($19::pg_catalog.float8[]),
+                  pg_catalog.unnest($20::pg_catalog.int4[]))
+    AS r (id, workflow_id, received_at, method, query, headers, params, body, status, error,
+          response, origin, remote_addr, handled_at, replay_of, raw_path, raw_query, attempts,
+          next_attempt_at, listener_pid)";
 
 /// The handler's argument, in table column order, from the INSERT's
 /// parameters: status `pending`, and `attempts` the number of the attempt
@@ -115,30 +131,38 @@ impl EventRow {
         }
     }
 
-    /// The row as one element of [`INSERT_EVENTS`]'s array.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "workflow_id": self.workflow_id.to_string(),
-            "received_at": self.received_at,
-            "method": self.method,
-            "query": self.query,
-            "headers": self.headers,
-            "params": self.params,
-            "body": self.body,
-            "status": self.status,
-            "error": self.error,
-            "response": self.response,
-            "origin": self.origin.as_str(),
-            "remote_addr": self.remote_addr,
-            "handled_at": self.handled_at,
-            "replay_of": self.replay_of,
-            "raw_path": self.raw_path,
-            "raw_query": self.raw_query,
-            "attempts": self.attempts,
-            "next_attempt_at": self.next_attempt_at,
-            "listener_pid": self.listener_pid,
-        })
+    /// [`INSERT_EVENTS`]'s parameters for these rows: one array per column.
+    pub fn columns<'a>(
+        rows: impl Iterator<Item = &'a EventRow> + Clone,
+    ) -> Vec<DatumWithOid<'static>> {
+        fn column<'a, T: IntoDatum>(
+            rows: impl Iterator<Item = &'a EventRow>,
+            value: impl Fn(&'a EventRow) -> T,
+        ) -> DatumWithOid<'static> {
+            DatumWithOid::from(rows.map(value).collect::<Vec<T>>())
+        }
+        vec![
+            column(rows.clone(), |r| r.id),
+            column(rows.clone(), |r| pg_uuid(r.workflow_id)),
+            column(rows.clone(), |r| r.received_at),
+            column(rows.clone(), |r| r.method.as_str()),
+            column(rows.clone(), |r| JsonB(r.query.clone())),
+            column(rows.clone(), |r| JsonB(r.headers.clone())),
+            column(rows.clone(), |r| JsonB(r.params.clone())),
+            column(rows.clone(), |r| r.body.as_deref()),
+            column(rows.clone(), |r| r.status),
+            column(rows.clone(), |r| r.error.as_deref()),
+            column(rows.clone(), |r| r.response.clone().map(JsonB)),
+            column(rows.clone(), |r| r.origin.as_str()),
+            column(rows.clone(), |r| r.remote_addr.as_deref()),
+            column(rows.clone(), |r| r.handled_at),
+            column(rows.clone(), |r| r.replay_of),
+            column(rows.clone(), |r| r.raw_path.as_deref()),
+            column(rows.clone(), |r| r.raw_query.as_deref()),
+            column(rows.clone(), |r| r.attempts),
+            column(rows.clone(), |r| r.next_attempt_at),
+            column(rows, |r| r.listener_pid),
+        ]
     }
 
     pub fn arg_types() -> Vec<PgOid> {
@@ -169,14 +193,27 @@ impl EventRow {
     }
 
     pub fn args(&self) -> Vec<DatumWithOid<'static>> {
+        self.args_with_json([
+            DatumWithOid::from(JsonB(self.query.clone())),
+            DatumWithOid::from(JsonB(self.headers.clone())),
+            DatumWithOid::from(JsonB(self.params.clone())),
+        ])
+    }
+
+    /// [`EventRow::args`] with query, headers and params given as datums
+    /// (as an executor read them from the table: no conversion either way).
+    pub fn args_with_json<'a>(
+        &self,
+        [query, headers, params]: [DatumWithOid<'a>; 3],
+    ) -> Vec<DatumWithOid<'a>> {
         vec![
             DatumWithOid::from(self.id),
             DatumWithOid::from(pg_uuid(self.workflow_id)),
             DatumWithOid::from(self.received_at),
             DatumWithOid::from(self.method.clone()),
-            DatumWithOid::from(JsonB(self.query.clone())),
-            DatumWithOid::from(JsonB(self.headers.clone())),
-            DatumWithOid::from(JsonB(self.params.clone())),
+            query,
+            headers,
+            params,
             DatumWithOid::from(self.body.clone()),
             DatumWithOid::from(self.status),
             DatumWithOid::from(self.error.clone()),

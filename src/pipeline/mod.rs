@@ -20,10 +20,10 @@ pub use redelivery::{check_notify_queue, notify_event};
 
 use std::time::SystemTime;
 
-use pgrx::datum::{DatumWithOid, IntoDatum};
+use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::{JsonB, PgOid};
+use pgrx::PgOid;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -39,17 +39,18 @@ use crate::execution::attempts::{self, Attempt, Outcome};
 use crate::execution::handler_call::HandlerPlans;
 use spi_util::{as_role_with_safe_path, in_subtransaction, ok_or_raise};
 
-/// Once per batch, in one kept statement: the extension's epoch (to forget
-/// cached workflows of a dropped and re-created extension), the tables whose
-/// invalidations mean "definitions changed" (worker.rs), and an event id for
-/// every request. Fails, and so fails the batch, when the extension is gone.
+/// At the first batch, and again whenever cached definitions may be stale
+/// (worker.rs): the extension's epoch (to forget cached workflows of a
+/// dropped and re-created extension), the tables whose invalidations mean
+/// "definitions changed" (src/invalidation.rs), and the events' sequence.
+/// Fails, and so fails the batch, when the extension is gone. (Dropping the
+/// extension invalidates those tables, so a batch after it runs this again.)
 const BEGIN_BATCH: &str = "
 SELECT v.epoch::pg_catalog.text,
        'webhook.workflows'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
        'webhook.parameters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
-       ARRAY(SELECT pg_catalog.nextval('webhook.events_id_seq') FROM pg_catalog.generate_series(1, $1)),
-       pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5,
-       'webhook.verifications'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8
+       'webhook.verifications'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
+       'webhook.events_id_seq'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8
   FROM webhook.config_version v";
 
 /// Claims a request's delivery key: `Some((original event, its recorded
@@ -235,6 +236,9 @@ pub struct Pipeline {
     /// The id of the event the last `handle` deferred, if it did.
     pub last_deferred: Option<i64>,
     bulk_plan: Option<OwnedPreparedStatement>,
+    /// webhook.events_id_seq, once [`BEGIN_BATCH`] read it (again after
+    /// definitions changed).
+    events_sequence: Option<pg_sys::Oid>,
     /// How many refused requests per workflow `webhook.rejections` keeps.
     pub rejections_kept: i32,
     rejection_log: rejections::RejectionLog,
@@ -256,6 +260,7 @@ impl Pipeline {
             deferred: Vec::new(),
             last_deferred: None,
             bulk_plan: None,
+            events_sequence: None,
             privileged_role,
             handler_timeout_ms,
             last_event_id: None,
@@ -287,38 +292,38 @@ impl Pipeline {
     pub fn forget_workflows(&mut self) {
         self.catalog.clear();
         self.handler_plans.clear();
+        self.events_sequence = None;
     }
 
-    /// Starts a batch of `count` requests: refreshes the workflow cache and
-    /// returns the OIDs of webhook.workflows, webhook.parameters and webhook.verifications, and
-    /// `count` event ids, to be taken with `Vec::pop`.
+    /// Starts a batch: refreshes what [`BEGIN_BATCH`] reads if definitions
+    /// changed since the last batch (then it returns the OIDs of
+    /// webhook.workflows, webhook.parameters and webhook.verifications, to
+    /// watch), and whether the NOTIFY queue has room. Returns the events'
+    /// sequence, for [`next_event_id`].
     pub fn begin_batch(
         &mut self,
         client: &mut SpiClient<'_>,
-        count: usize,
-    ) -> Result<([u32; 3], Vec<i64>), pgrx::spi::Error> {
+    ) -> Result<(pg_sys::Oid, Option<[u32; 3]>), pgrx::spi::Error> {
+        redelivery::check_notify_queue_room();
+        if let Some(sequence) = self.events_sequence {
+            return Ok((sequence, None));
+        }
         if self.batch_plan.is_none() {
-            let types = [PgOid::from(i32::type_oid())];
-            self.batch_plan = Some(client.prepare_mut(BEGIN_BATCH, &types)?.keep());
+            self.batch_plan = Some(client.prepare_mut(BEGIN_BATCH, &[])?.keep());
         }
         let plan = self.batch_plan.as_ref().expect("prepared above");
-        let table = client.update(plan, Some(1), &[DatumWithOid::from(count.max(1) as i32)])?;
+        let table = client.update(plan, Some(1), &[])?;
         let row = table.first();
         if let Some(epoch) = row.get::<String>(1)? {
             self.catalog.observe_epoch(epoch);
         }
-        let tables = [
-            row.get::<i64>(2)?.unwrap_or(0) as u32,
-            row.get::<i64>(3)?.unwrap_or(0) as u32,
-            row.get::<i64>(6)?.unwrap_or(0) as u32,
-        ];
-        let mut ids = row.get::<Vec<i64>>(4)?.unwrap_or_default();
-        redelivery::NOTIFY_QUEUE_HAS_ROOM.store(
-            row.get::<bool>(5)?.unwrap_or(true),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        ids.reverse();
-        Ok((tables, ids))
+        let oid = |n: usize| -> Result<u32, pgrx::spi::Error> {
+            Ok(row.get::<i64>(n)?.unwrap_or(0) as u32)
+        };
+        let tables = [oid(2)?, oid(3)?, oid(4)?];
+        let sequence = pg_sys::Oid::from(oid(5)?);
+        self.events_sequence = Some(sequence);
+        Ok((sequence, Some(tables)))
     }
 
     /// Processes one request inside the caller's transaction. A request
@@ -614,17 +619,17 @@ impl Pipeline {
         if deferred.is_empty() {
             return Ok(Vec::new());
         }
+        let columns = EventRow::columns(deferred.iter().map(|(row, _)| row));
         if self.bulk_plan.is_none() {
-            let types = [PgOid::from(JsonB::type_oid())];
+            let types: Vec<PgOid> = columns.iter().map(|c| PgOid::from(c.oid())).collect();
             self.bulk_plan = Some(client.prepare_mut(INSERT_EVENTS, &types)?.keep());
         }
         self.prepare_insert(client)?;
         let privileged = self.privileged_role;
-        let rows = Value::Array(deferred.iter().map(|(row, _)| row.to_json()).collect());
         let bulk = self.bulk_plan.as_ref().expect("prepared above");
         let all = in_subtransaction(|| {
             ok_or_raise(run_privileged(privileged, || {
-                client.update(bulk, None, &[DatumWithOid::from(JsonB(rows))])
+                client.update(bulk, None, &columns)
             }));
         });
         let mut failures = Vec::new();
@@ -765,6 +770,21 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// The next event id from the events' sequence (see [`Pipeline::begin_batch`]),
+/// without a statement to run: ids are taken in arrival order, as requests
+/// are accepted.
+pub fn next_event_id(sequence: pg_sys::Oid) -> i64 {
+    // SAFETY: the SQL function nextval(regclass), called directly on the main
+    // thread inside a transaction; it raises an ERROR if the sequence is gone.
+    unsafe {
+        pgrx::direct_function_call::<i64>(
+            pg_sys::nextval_oid,
+            &[Some(pg_sys::Datum::from(sequence))],
+        )
+    }
+    .expect("nextval never returns NULL")
 }
 
 /// Another session holds a lock this request needs (webhook.lock_timeout).

@@ -33,12 +33,18 @@ pub fn check_notify_queue() {
     if !crate::gucs::NOTIFY_EVENTS.get() {
         return;
     }
-    let room = pgrx::Spi::get_one::<bool>(
-        "SELECT pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5",
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false);
+    check_notify_queue_room();
+}
+
+/// Reads whether the NOTIFY queue has room (at the start of each of the
+/// listener's batches).
+pub fn check_notify_queue_room() {
+    // SAFETY: the SQL function pg_notification_queue_usage(), called directly
+    // (no statement to plan) on the main thread inside a transaction.
+    let usage = unsafe {
+        pgrx::direct_function_call::<f64>(pgrx::pg_sys::pg_notification_queue_usage, &[])
+    };
+    let room = usage.is_some_and(|usage| usage < 0.5);
     NOTIFY_QUEUE_HAS_ROOM.store(room, std::sync::atomic::Ordering::Relaxed);
 }
 

@@ -141,10 +141,13 @@ impl RejectionLog {
         count.1 = count.1.max(received);
         let second = received as u64;
         let kept_now = self.details.entry(workflow_id).or_insert((second, 0));
-        if kept_now.0 != second {
+        // Requests reach the main thread in the order their bodies were
+        // read, not quite in receipt order: one stamped in a second already
+        // left behind is only counted, so no second ever gets more.
+        if second > kept_now.0 {
             *kept_now = (second, 0);
         }
-        if kept_now.1 >= DETAILS_PER_SECOND {
+        if second < kept_now.0 || kept_now.1 >= DETAILS_PER_SECOND {
             return;
         }
         kept_now.1 += 1;

@@ -169,6 +169,26 @@ pub fn set_session_setting(name: &std::ffi::CStr, value: &std::ffi::CStr) {
     }
 }
 
+/// Lets the current transaction commit without waiting for its WAL to reach
+/// disk (`SET LOCAL synchronous_commit = off`): a crash may then lose the
+/// transaction as a whole, never part of it.
+pub fn commit_without_waiting_for_flush() {
+    // SAFETY: a transaction-local GUC assignment on the main thread, inside
+    // the transaction it applies to; reverted at its end.
+    unsafe {
+        pg_sys::set_config_option(
+            c"synchronous_commit".as_ptr(),
+            c"off".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
 /// Runs `f` with these settings, reverted afterwards (even if `f` changed them).
 pub fn with_settings<R>(
     settings: &[(&std::ffi::CStr, &std::ffi::CStr)],
