@@ -39,6 +39,7 @@ WITH a AS (
            response = COALESCE(a.response, e.response)
       FROM a
      WHERE e.id OPERATOR(pg_catalog.=) a.event_id
+       AND e.id OPERATOR(pg_catalog.=) ANY ($1)
 )
 INSERT INTO webhook.attempts (event_id, attempt, workflow_id, started_at, ended_at, outcome,
                               sqlstate, message)
@@ -51,7 +52,9 @@ SELECT a.event_id, a.attempt, a.workflow_id, pg_catalog.to_timestamp(a.started),
 const MAX_RETRY_DELAY_SECS: f64 = 30.0 * 86_400.0;
 
 /// One primary-key probe per attempt, never a scan of the events; planned
-/// once, not again for each batch's document.
+/// once, not again for each batch's arrays. (`e.id = ANY ($1)` keeps the plan
+/// to the batch's events whichever side of the join the planner starts from:
+/// a plan made while the table was empty would otherwise read all of it.)
 const RECORD_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
     (c"enable_hashjoin", c"off"),
     (c"enable_mergejoin", c"off"),
