@@ -20,7 +20,10 @@ use webhook_core::request::Response;
 use crate::gucs;
 use crate::invalidation::{watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES};
 use crate::listener::{Job, Listener, Settings, SharedSettings};
-use crate::pipeline::spi_util::{in_transaction, set_session_setting, SAFE_SEARCH_PATH};
+use crate::pipeline::spi_util::{
+    forget_kept, in_transaction, report_table_statistics, run_kept, set_session_setting,
+    SAFE_SEARCH_PATH,
+};
 use crate::pipeline::{next_event_id, Handled, Origin, Pipeline, RequestMeta};
 use crate::signals;
 use pgrx::datum::DatumWithOid;
@@ -110,6 +113,8 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
         announced_wait: false,
         last_check: None,
         waiting: Vec::new(),
+        results_seen: 0,
+        waiting_checked: Instant::now(),
     };
     let mut backlog = false;
     loop {
@@ -163,12 +168,14 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
         } else if duties.start_waiting {
             crate::execution::pool::start_waiting_owners();
         }
+        // Results first: a caller whose handler finished need not wait for
+        // this batch's commit.
+        state.answer_waiting_if_due();
         if !jobs.is_empty() {
             state.process(jobs);
         }
-        if !state.waiting.is_empty() {
-            state.answer_waiting();
-        }
+        state.answer_waiting_if_due();
+        report_table_statistics(false);
     }
     log!("webhook_ext listener shutting down");
     // Stop accepting, and answer what is already in flight (normally, while
@@ -199,19 +206,22 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
 /// at a time, when the listener is idle (rows another listener is deleting
 /// are skipped).
 fn forget_expired_deliveries() {
-    let _ = in_transaction(|| {
-        Spi::run(
-            "DELETE FROM webhook.deliveries d
+    let deleted = in_transaction(|| {
+        Spi::connect_mut(|client| run_kept::<i64>(client, FORGET_EXPIRED_DELIVERIES))
+    });
+    if !matches!(deleted, Ok(Ok(_))) {
+        forget_kept();
+    }
+}
+
+const FORGET_EXPIRED_DELIVERIES: &str = "DELETE FROM webhook.deliveries d
               WHERE d.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(
                     SELECT x.ctid FROM webhook.deliveries x
                       JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) x.workflow_id
                      WHERE x.received_at OPERATOR(pg_catalog.<)
                            (pg_catalog.now() OPERATOR(pg_catalog.-) w.delivery_key_window)
                      LIMIT 1000
-                       FOR UPDATE OF x SKIP LOCKED))",
-        )
-    });
-}
+                       FOR UPDATE OF x SKIP LOCKED))";
 
 /// The listener's own lock_timeout (webhook.lock_timeout), for its session.
 fn apply_lock_timeout() {
@@ -261,6 +271,10 @@ struct ListenerState {
     /// `workflow`-method requests whose events are stored, waiting for an
     /// executor's result.
     waiting: Vec<Waiter>,
+    /// The executors' announcement count at the last look-up of results, and
+    /// when that was.
+    results_seen: u64,
+    waiting_checked: Instant,
 }
 
 /// A caller waiting for its event's handler (the `workflow` method).
@@ -272,6 +286,10 @@ struct Waiter {
     /// recorded no response.
     failure: Response,
 }
+
+/// How often waiting callers' results are looked up when no executor
+/// announced any.
+const RESULTS_POLL: Duration = Duration::from_millis(100);
 
 /// Extra wait, past the handler's deadline, for the executor to record a
 /// cancelled handler (or a listener to record a terminated one).
@@ -303,6 +321,7 @@ impl ListenerState {
             );
             self.announced_wait = true;
             self.pipeline.reset();
+            forget_kept();
         }
         self.ready = installed;
     }
@@ -398,8 +417,30 @@ impl ListenerState {
         }
     }
 
+    /// The next time the waiting callers must be looked at: a deadline, or
+    /// the periodic look-up that [`Self::answer_waiting_if_due`] makes.
     fn next_wait_deadline(&self) -> Option<Instant> {
-        self.waiting.iter().map(|w| w.deadline).min()
+        let deadline = self.waiting.iter().map(|w| w.deadline).min()?;
+        Some(deadline.min(self.waiting_checked + RESULTS_POLL))
+    }
+
+    /// Answers the waiting callers if executors announced results since the
+    /// last look-up, a deadline passed, or the last look-up is old (a
+    /// listener that records a lost attempt announces nothing).
+    fn answer_waiting_if_due(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let announced = crate::execution::registry::results_announced();
+        let now = Instant::now();
+        let due = announced != self.results_seen
+            || now >= self.waiting_checked + RESULTS_POLL
+            || self.waiting.iter().any(|w| now >= w.deadline);
+        if due {
+            self.results_seen = announced;
+            self.waiting_checked = now;
+            self.answer_waiting();
+        }
     }
 
     /// Answers the waiting callers whose events an executor finished, and
@@ -484,6 +525,7 @@ impl ListenerState {
         };
         pgrx::warning!("webhook_ext listener could not tend the executors: {failure}");
         self.pipeline.forget_workflows();
+        forget_kept();
     }
 }
 

@@ -46,7 +46,8 @@ use crate::invalidation::{watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES
 use crate::pipeline::catalog::Catalog;
 use crate::pipeline::spi_util::{
     as_role_with_safe_path, commit_without_waiting_for_flush, in_subtransaction, in_transaction,
-    reset_value, set_session_setting, with_settings, CaughtSqlError, SAFE_SEARCH_PATH,
+    report_table_statistics, reset_value, set_session_setting, with_settings, CaughtSqlError,
+    SAFE_SEARCH_PATH,
 };
 use crate::pipeline::{check_notify_queue, notify_event, response_json, unix, EventRow, Origin};
 use crate::signals;
@@ -57,16 +58,19 @@ use crate::signals;
 /// The owner's due events, oldest due first (walking events_due_idx, so a
 /// long backlog costs nothing more per batch); in an ordered workflow only
 /// the oldest unfinished event is due; `$3` are events whose lost attempt a
-/// listener has yet to record (registry.rs). The row lock is the claim:
-/// another executor skips what this one holds.
+/// listener has yet to record (registry.rs); `$4` is the scan's start
+/// ([`Executor::scan_from`]). The row lock is the claim: another executor
+/// skips what this one holds.
 const CLAIM: &str = "
 SELECT e.id, e.workflow_id::pg_catalog.text,
        extract(epoch FROM e.received_at)::pg_catalog.float8, e.method, e.query, e.headers,
        e.params, e.body, e.origin, e.remote_addr::pg_catalog.text, e.replay_of, e.raw_path,
-       e.raw_query, e.attempts, e.listener_pid
+       e.raw_query, e.attempts, e.listener_pid,
+       extract(epoch FROM e.next_attempt_at)::pg_catalog.float8
   FROM webhook.workflows w
   JOIN webhook.events e ON e.workflow_id OPERATOR(pg_catalog.=) w.id
  WHERE e.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
+   AND e.next_attempt_at OPERATOR(pg_catalog.>=) pg_catalog.to_timestamp($4)
    AND w.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1
    AND e.id OPERATOR(pg_catalog.<>) ALL ($3)
    AND (NOT w.ordered OR NOT EXISTS (
@@ -84,7 +88,7 @@ const NEXT_DUE: &str = "
 SELECT extract(epoch FROM e.next_attempt_at)::pg_catalog.float8
   FROM webhook.workflows w
   JOIN webhook.events e ON e.workflow_id OPERATOR(pg_catalog.=) w.id
- WHERE e.next_attempt_at IS NOT NULL
+ WHERE e.next_attempt_at OPERATOR(pg_catalog.>=) pg_catalog.to_timestamp($2)
    AND w.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1
    AND (NOT w.ordered OR NOT EXISTS (
         SELECT FROM webhook.events p
@@ -108,6 +112,12 @@ pub const QUEUE_SCAN_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
     (c"jit", c"off"),
     (c"plan_cache_mode", c"force_generic_plan"),
 ];
+
+/// How far before the oldest event the last claim took the next scan
+/// starts ([`Executor::scan_from`]), and how often a scan starts from the
+/// beginning whatever the last claim took.
+const SCAN_MARGIN_SECS: f64 = 0.25;
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(1);
 
 /// Pause after a batch that was not full, before claiming the next one
 /// (not when a caller may be waiting for one of its events: the `workflow`
@@ -133,6 +143,10 @@ struct Executor {
     /// Recent handler run time (ms, exponentially weighted); starts high, so
     /// the first batches are small until the handlers prove fast.
     handler_ms: f64,
+    /// Where the queue scans may start (Unix seconds), and when a scan last
+    /// started from the beginning (see [`Executor::scan_from`]).
+    scan_floor: Option<f64>,
+    full_scan_at: Instant,
 }
 
 struct Statements {
@@ -145,11 +159,15 @@ impl Statements {
     fn prepare(client: &SpiClient<'_>) -> Result<Statements, pgrx::spi::Error> {
         let oid = PgOid::from(pg_sys::Oid::type_oid());
         let int4 = PgOid::from(i32::type_oid());
+        let float8 = PgOid::from(f64::type_oid());
         Ok(Statements {
             claim: client
-                .prepare_mut(CLAIM, &[oid, int4, PgOid::from(Vec::<i64>::type_oid())])?
+                .prepare_mut(
+                    CLAIM,
+                    &[oid, int4, PgOid::from(Vec::<i64>::type_oid()), float8],
+                )?
                 .keep(),
-            next_due: client.prepare_mut(NEXT_DUE, &[oid])?.keep(),
+            next_due: client.prepare_mut(NEXT_DUE, &[oid, float8])?.keep(),
             record: attempts::prepare_record(client)?,
         })
     }
@@ -240,6 +258,8 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
         statements: None,
         handler_lock_timeout: reset_value(c"lock_timeout"),
         handler_ms: BATCH_BUDGET_MS,
+        scan_floor: None,
+        full_scan_at: Instant::now(),
     };
     executor.run();
     // SAFETY: exits the process at the end of its loop, outside any transaction.
@@ -293,6 +313,8 @@ impl Executor {
     fn run(&mut self) {
         let mut limit = self.batch_limit();
         let mut idle_since = Instant::now();
+        // Whether the statistics of the last busy stretch were flushed.
+        let mut reported_idle = false;
         loop {
             if signals::shutdown_requested() || self.asked_to_retire() {
                 return;
@@ -306,11 +328,13 @@ impl Executor {
                 self.handler_lock_timeout = reset_value(c"lock_timeout");
                 self.forget();
             }
+            report_table_statistics(false);
             let claimed = std::cell::RefCell::new(Vec::new());
             match self.run_batch(limit, &claimed) {
                 Ok(batch) if batch.ran > 0 => {
                     self.set_idle(false);
                     idle_since = Instant::now();
+                    reported_idle = false;
                     let full = batch.ran >= limit as usize;
                     limit = self.batch_limit();
                     if batch.awaited {
@@ -355,6 +379,10 @@ impl Executor {
             if let Some(due) = self.next_due() {
                 let until_due = Duration::from_secs_f64((due - unix(SystemTime::now())).max(0.0));
                 wait = wait.min(until_due);
+            }
+            if !reported_idle {
+                report_table_statistics(true);
+                reported_idle = true;
             }
             // Something may be due yet not claimable (held by the owner's
             // other executor, or behind an ordered workflow's head): a new
@@ -402,15 +430,40 @@ impl Executor {
         Ok(self.statements.as_ref().expect("prepared above"))
     }
 
+    /// Where the next queue scan starts (Unix seconds; 0: the beginning).
+    ///
+    /// events_due_idx keeps an entry for every event finished since the
+    /// last VACUUM, ahead of the pending ones (they were due earlier), and a
+    /// scan from the beginning reads them all: milliseconds per claim once a
+    /// few hundred thousand events ran. So scans start a little before the
+    /// oldest event the last claim took (a listener's batch may commit an
+    /// event due a moment earlier), and from the beginning at least once a
+    /// second, for anything still older: events another executor released,
+    /// a batch that took longer to commit.
+    fn scan_from(&mut self) -> f64 {
+        match self.scan_floor {
+            Some(floor) if self.full_scan_at.elapsed() < FULL_SCAN_EVERY => floor,
+            _ => {
+                self.full_scan_at = Instant::now();
+                0.0
+            }
+        }
+    }
+
     fn next_due(&mut self) -> Option<f64> {
         let owner = self.owner;
         let privileged = self.privileged;
+        let from = self.scan_from();
         in_transaction(|| {
             Spi::connect_mut(|client| {
                 let plan = &self.statements(client)?.next_due;
                 with_settings(QUEUE_SCAN_SETTINGS, || {
                     as_role_with_safe_path(privileged, || {
-                        let table = client.update(plan, Some(1), &[DatumWithOid::from(owner)])?;
+                        let table = client.update(
+                            plan,
+                            Some(1),
+                            &[DatumWithOid::from(owner), DatumWithOid::from(from)],
+                        )?;
                         if table.is_empty() {
                             Ok(None)
                         } else {
@@ -442,13 +495,17 @@ impl Executor {
                 self.statements(client)?;
                 let statements = self.statements.take().expect("prepared above");
                 let unrecorded = registry::unrecorded_events();
+                let from = self.scan_from();
                 let events = with_settings(QUEUE_SCAN_SETTINGS, || {
                     as_role_with_safe_path(privileged, || {
-                        claim(client, &statements.claim, owner, limit, &unrecorded)
+                        claim(client, &statements.claim, owner, limit, &unrecorded, from)
                     })
                 });
                 self.statements = Some(statements);
-                let events = events?;
+                let (events, oldest_due) = events?;
+                if let Some(oldest) = oldest_due {
+                    self.scan_floor = Some(oldest - SCAN_MARGIN_SECS);
+                }
                 let mut batch = Batch::default();
                 let mut records = Vec::with_capacity(events.len());
                 for (mut row, stored) in events {
@@ -615,13 +672,19 @@ impl StoredJson {
     }
 }
 
+/// Claimed events, with their jsonb columns as stored.
+type Claimed = Vec<(EventRow, StoredJson)>;
+
+/// Claims up to `limit` due events of `owner`, scanning from `from` (Unix
+/// seconds); also returns when the oldest of them became due.
 fn claim(
     client: &mut SpiClient<'_>,
     plan: &OwnedPreparedStatement,
     owner: pg_sys::Oid,
     limit: i32,
     unrecorded: &[i64],
-) -> Result<Vec<(EventRow, StoredJson)>, pgrx::spi::Error> {
+    from: f64,
+) -> Result<(Claimed, Option<f64>), pgrx::spi::Error> {
     let table = client.update(
         plan,
         None,
@@ -629,12 +692,17 @@ fn claim(
             DatumWithOid::from(owner),
             DatumWithOid::from(limit),
             DatumWithOid::from(unrecorded.to_vec()),
+            DatumWithOid::from(from),
         ],
     )?;
+    let mut oldest_due: Option<f64> = None;
     let mut rows = Vec::new();
     let mut table = table;
     while table.next().is_some() {
         let row = &table;
+        if let Some(due) = row.get::<f64>(16)? {
+            oldest_due = Some(oldest_due.map_or(due, |oldest| oldest.min(due)));
+        }
         let stored = StoredJson {
             query: row.get_datum_by_ordinal(5)?,
             headers: row.get_datum_by_ordinal(6)?,
@@ -671,7 +739,7 @@ fn claim(
             stored,
         ));
     }
-    Ok(rows)
+    Ok((rows, oldest_due))
 }
 
 fn wait_latch(timeout: Duration) {

@@ -15,7 +15,7 @@ use super::registry::{now_ms, wake, SlotState, MAX_EXECUTOR_SLOTS, REGISTRY};
 use crate::gucs;
 use crate::log_rarely::OncePerMinute;
 use crate::pipeline::catalog::Catalog;
-use crate::pipeline::spi_util::{in_subtransaction, with_settings, CaughtSqlError};
+use crate::pipeline::spi_util::{in_subtransaction, run_kept, with_settings, CaughtSqlError};
 
 /// A slot whose executor has not attached after this long is taken back
 /// (the postmaster could not start it).
@@ -179,12 +179,7 @@ pub fn tend(client: &mut SpiClient<'_>, catalog: &mut Catalog) -> Result<(), pgr
     record_ended_executors(client, catalog)?;
     start_waiting_owners();
     let mut owners: Vec<i64> = with_settings(super::executor::QUEUE_SCAN_SETTINGS, || {
-        Ok::<_, pgrx::spi::Error>(
-            client
-                .select(DUE_OWNERS, None, &[])?
-                .filter_map(|row| row.get::<i64>(1).ok().flatten())
-                .collect(),
-        )
+        run_kept::<i64>(client, DUE_OWNERS)
     })?;
     owners.sort_unstable();
     owners.dedup();

@@ -64,6 +64,9 @@ pub struct Registry {
     /// Owners that found the pool full (0: none), served first when a slot
     /// frees.
     pub waiting: [u32; MAX_WAITING_OWNERS],
+    /// Counts [`wake_listeners`] calls: a listener with callers waiting for
+    /// results looks them up only when it moved (or now and then).
+    pub results: u64,
 }
 
 /// Owners remembered as waiting for a free executor slot.
@@ -75,6 +78,7 @@ impl Default for Registry {
             executors: [ExecutorSlot::default(); MAX_EXECUTOR_SLOTS],
             listeners: [0; MAX_LISTENER_SLOTS],
             waiting: [0; MAX_WAITING_OWNERS],
+            results: 0,
         }
     }
 }
@@ -124,12 +128,22 @@ pub fn register_listener(number: usize) {
     }
 }
 
-/// Wakes every listener (an executor finished an event someone may wait for).
+/// Wakes every listener (an executor finished an event someone may wait
+/// for); called after the commit that recorded it.
 pub fn wake_listeners() {
-    let listeners = REGISTRY.share().listeners;
+    let listeners = {
+        let mut registry = REGISTRY.exclusive();
+        registry.results = registry.results.wrapping_add(1);
+        registry.listeners
+    };
     for procno in listeners.iter().filter(|p| **p > 0) {
         wake(procno - 1);
     }
+}
+
+/// How many times executors announced results ([`wake_listeners`]).
+pub fn results_announced() -> u64 {
+    REGISTRY.share().results
 }
 
 /// What a listener has to do for the executors, read at once in every turn

@@ -301,6 +301,61 @@ pub fn with_deadline<R>(timeout_ms: i32, f: impl FnOnce() -> R) -> R {
     result
 }
 
+/// Hands the process's table statistics (rows inserted, updated, dead) to
+/// the cumulative statistics system, at most once a second. Ordinary
+/// backends do this when idle; a background worker that never idles must, or
+/// autovacuum never learns that webhook.events changed, and the queue's
+/// index fills with entries of finished events that every claim walks.
+/// Only between transactions; `now` flushes whatever the last second held
+/// back (before a process goes idle).
+pub fn report_table_statistics(now: bool) {
+    // SAFETY: the documented call for long-running processes, on the main
+    // thread, outside any transaction (the callers' loops, between batches).
+    unsafe {
+        pg_sys::pgstat_report_stat(now);
+    }
+}
+
+thread_local! {
+    /// Plans of the statements run through [`run_kept`], by their text.
+    static KEPT: std::cell::RefCell<std::collections::HashMap<&'static str, pgrx::spi::OwnedPreparedStatement>> =
+        Default::default();
+}
+
+/// Runs a statement of the process's own housekeeping through a plan kept
+/// for the life of the process (PostgreSQL replans it when what it reads
+/// changes), instead of parsing and planning it on each run: planning some
+/// of them takes milliseconds, which every request waiting meanwhile would
+/// wait too. Returns the number of rows processed and the first column of
+/// each row as `T`.
+pub fn run_kept<T: pgrx::FromDatum + pgrx::IntoDatum>(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    sql: &'static str,
+) -> Result<Vec<T>, pgrx::spi::Error> {
+    KEPT.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        if !kept.contains_key(sql) {
+            kept.insert(sql, client.prepare_mut(sql, &[])?.keep());
+        }
+        let table = client.update(&kept[sql], None, &[])?;
+        let mut values = Vec::with_capacity(table.len());
+        for row in table {
+            if row.columns() > 0 {
+                if let Some(value) = row.get::<T>(1)? {
+                    values.push(value);
+                }
+            }
+        }
+        Ok(values)
+    })
+}
+
+/// Forgets the plans [`run_kept`] keeps (after a failure, or when the
+/// extension went away).
+pub fn forget_kept() {
+    KEPT.with(|kept| kept.borrow_mut().clear());
+}
+
 /// Raises an ERROR (caught by the enclosing subtransaction): the one way the
 /// extension's Rust code raises SQL errors in the middle of its work.
 pub fn raise(code: PgSqlErrorCode, message: &str) -> ! {
