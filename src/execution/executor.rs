@@ -66,7 +66,9 @@ SELECT e.id, e.workflow_id::pg_catalog.text,
        extract(epoch FROM e.received_at)::pg_catalog.float8, e.method, e.query, e.headers,
        e.params, e.body, e.origin, e.remote_addr::pg_catalog.text, e.replay_of, e.raw_path,
        e.raw_query, e.attempts, e.listener_pid,
-       extract(epoch FROM e.next_attempt_at)::pg_catalog.float8
+       extract(epoch FROM e.next_attempt_at)::pg_catalog.float8,
+       e.response IS NULL AND e.attempts OPERATOR(pg_catalog.=) 0
+           AND e.listener_pid IS NOT NULL
   FROM webhook.workflows w
   JOIN webhook.events e ON e.workflow_id OPERATOR(pg_catalog.=) w.id
  WHERE e.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
@@ -118,6 +120,9 @@ pub const QUEUE_SCAN_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
 /// beginning whatever the last claim took.
 const SCAN_MARGIN_SECS: f64 = 0.25;
 const FULL_SCAN_EVERY: Duration = Duration::from_secs(1);
+/// The same once the last claim found nothing (nor will an idle executor
+/// wait longer than this while it has a floor).
+const FULL_SCAN_WHEN_IDLE_EVERY: Duration = Duration::from_millis(100);
 
 /// Pause after a batch that was not full, before claiming the next one
 /// (not when a caller may be waiting for one of its events: the `workflow`
@@ -147,6 +152,8 @@ struct Executor {
     /// started from the beginning (see [`Executor::scan_from`]).
     scan_floor: Option<f64>,
     full_scan_at: Instant,
+    last_scan_was_full: bool,
+    last_claim_found_nothing: bool,
 }
 
 struct Statements {
@@ -260,6 +267,8 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
         handler_ms: BATCH_BUDGET_MS,
         scan_floor: None,
         full_scan_at: Instant::now(),
+        last_scan_was_full: false,
+        last_claim_found_nothing: false,
     };
     executor.run();
     // SAFETY: exits the process at the end of its loop, outside any transaction.
@@ -373,12 +382,22 @@ impl Executor {
             self.set_idle(true);
             let idle_timeout = Duration::from_millis(gucs::EXECUTOR_IDLE_TIMEOUT_MS.get() as u64);
             if idle_since.elapsed() >= idle_timeout {
+                if !self.last_scan_was_full {
+                    // Only a scan from the beginning may say nothing is left.
+                    self.scan_floor = None;
+                    continue;
+                }
                 return;
             }
             let mut wait = idle_timeout - idle_since.elapsed();
             if let Some(due) = self.next_due() {
                 let until_due = Duration::from_secs_f64((due - unix(SystemTime::now())).max(0.0));
                 wait = wait.min(until_due);
+            }
+            if self.scan_floor.is_some() {
+                // Something older than the floor may be due (see scan_from):
+                // the next claim scans from the beginning.
+                wait = wait.min(FULL_SCAN_WHEN_IDLE_EVERY);
             }
             if !reported_idle {
                 report_table_statistics(true);
@@ -437,23 +456,36 @@ impl Executor {
     /// scan from the beginning reads them all: milliseconds per claim once a
     /// few hundred thousand events ran. So scans start a little before the
     /// oldest event the last claim took (a listener's batch may commit an
-    /// event due a moment earlier), and from the beginning at least once a
-    /// second, for anything still older: events another executor released,
-    /// a batch that took longer to commit.
+    /// event due a moment earlier), and from the beginning once a second
+    /// (every 100 ms once a claim found nothing), for anything still older:
+    /// events another executor released or rolled back, an ordered
+    /// workflow's next event once its retried head succeeded, a batch that
+    /// took longer to commit. An idle executor waits at most 100 ms while it
+    /// has a floor, and exits only after a scan from the beginning found
+    /// nothing.
     fn scan_from(&mut self) -> f64 {
-        match self.scan_floor {
-            Some(floor) if self.full_scan_at.elapsed() < FULL_SCAN_EVERY => floor,
+        let every = if self.last_claim_found_nothing {
+            FULL_SCAN_WHEN_IDLE_EVERY
+        } else {
+            FULL_SCAN_EVERY
+        };
+        let from = match self.scan_floor {
+            Some(floor) if self.full_scan_at.elapsed() < every => floor,
             _ => {
                 self.full_scan_at = Instant::now();
                 0.0
             }
-        }
+        };
+        self.last_scan_was_full = from == 0.0;
+        from
     }
 
     fn next_due(&mut self) -> Option<f64> {
         let owner = self.owner;
         let privileged = self.privileged;
-        let from = self.scan_from();
+        // From the floor without using up the next scan from the beginning:
+        // the wait is capped while a floor is in effect (Executor::run).
+        let from = self.scan_floor.unwrap_or(0.0);
         in_transaction(|| {
             Spi::connect_mut(|client| {
                 let plan = &self.statements(client)?.next_due;
@@ -503,6 +535,7 @@ impl Executor {
                 });
                 self.statements = Some(statements);
                 let (events, oldest_due) = events?;
+                self.last_claim_found_nothing = events.is_empty();
                 if let Some(oldest) = oldest_due {
                     self.scan_floor = Some(oldest - SCAN_MARGIN_SECS);
                 }
@@ -539,7 +572,7 @@ impl Executor {
                     self.handler_ms = 0.8 * self.handler_ms + 0.2 * (ended - started) * 1000.0;
                     let is_workflow_method =
                         matches!(workflow.rules.response, ResponseConfig::Workflow { .. });
-                    batch.awaited |= is_workflow_method;
+                    batch.awaited |= is_workflow_method || stored.awaited;
                     let (outcome, response) = match result {
                         Ok(returned) => (Outcome::Succeeded, workflow.handler_response(returned)),
                         Err(error) => (
@@ -570,7 +603,7 @@ impl Executor {
                 for record in &records {
                     notify_event(record.event_id, record.status);
                 }
-                if !batch.awaited {
+                if !batch.awaited && !crate::gucs::NOTIFY_EVENTS.get() {
                     // Nobody is told this batch's outcome, so its commit need
                     // not wait for the WAL flush (see README, "Execution").
                     commit_without_waiting_for_flush();
@@ -647,6 +680,10 @@ struct StoredJson {
     query: Option<pg_sys::Datum>,
     headers: Option<pg_sys::Datum>,
     params: Option<pg_sys::Datum>,
+    /// A caller may be waiting for this run's result: a listener stored the
+    /// event with no response (the `workflow` method, whatever the workflow
+    /// says now) and this is its first attempt.
+    awaited: bool,
 }
 
 impl StoredJson {
@@ -707,6 +744,7 @@ fn claim(
             query: row.get_datum_by_ordinal(5)?,
             headers: row.get_datum_by_ordinal(6)?,
             params: row.get_datum_by_ordinal(7)?,
+            awaited: row.get::<bool>(17)?.unwrap_or(false),
         };
         let workflow_id: Uuid = row
             .get::<String>(2)?

@@ -144,7 +144,8 @@ impl RejectionLog {
         // Requests reach the main thread in the order their bodies were
         // read, not quite in receipt order: one stamped in a second already
         // left behind is only counted, so no second ever gets more.
-        if second > kept_now.0 {
+        // (A clock stepped back by more than that starts afresh.)
+        if second > kept_now.0 || second + 2 < kept_now.0 {
             *kept_now = (second, 0);
         }
         if second < kept_now.0 || kept_now.1 >= DETAILS_PER_SECOND {
