@@ -45,6 +45,11 @@ impl Waker {
         self.queued.fetch_sub(count, Ordering::SeqCst);
     }
 
+    /// Whether jobs are queued for the main thread.
+    pub fn has_jobs(&self) -> bool {
+        self.queued.load(Ordering::SeqCst) > 0
+    }
+
     /// The main thread is about to sleep: false if a job is already queued
     /// (it must not sleep then). A job queued after this wakes it.
     pub fn prepare_to_sleep(&self) -> bool {
