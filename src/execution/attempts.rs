@@ -13,7 +13,7 @@ use uuid::Uuid;
 use webhook_core::retry::{AfterFailure, RetryPolicy};
 
 use crate::pipeline::catalog::{pg_uuid, Catalog};
-use crate::pipeline::spi_util::{with_settings, CaughtSqlError};
+use crate::pipeline::spi_util::{array_column as column, with_settings, CaughtSqlError};
 
 const RECORD_ATTEMPTS: &str = "
 WITH a AS (
@@ -179,37 +179,20 @@ impl Attempt {
 
 /// [`RECORD_ATTEMPTS`]'s parameters: one array per column.
 fn record_args(attempts: &[Attempt]) -> Vec<DatumWithOid<'static>> {
-    let column = |f: &dyn Fn(&Attempt) -> Option<String>| -> Vec<Option<String>> {
-        attempts.iter().map(f).collect()
-    };
+    let rows = || attempts.iter();
     vec![
-        DatumWithOid::from(attempts.iter().map(|a| a.event_id).collect::<Vec<_>>()),
-        DatumWithOid::from(
-            attempts
-                .iter()
-                .map(|a| pg_uuid(a.workflow_id))
-                .collect::<Vec<_>>(),
-        ),
-        DatumWithOid::from(attempts.iter().map(|a| a.attempt).collect::<Vec<_>>()),
-        DatumWithOid::from(attempts.iter().map(|a| a.started).collect::<Vec<_>>()),
-        DatumWithOid::from(attempts.iter().map(|a| a.ended).collect::<Vec<_>>()),
-        DatumWithOid::from(column(&|a| Some(a.outcome_name().to_string()))),
-        DatumWithOid::from(column(&|a| a.error().map(|e| e.sqlstate.clone()))),
-        DatumWithOid::from(column(&|a| a.error().map(|e| e.message.clone()))),
-        DatumWithOid::from(column(&|a| Some(a.status.to_string()))),
-        DatumWithOid::from(column(&|a| a.error().map(CaughtSqlError::describe))),
-        DatumWithOid::from(
-            attempts
-                .iter()
-                .map(|a| a.next_attempt_at)
-                .collect::<Vec<_>>(),
-        ),
-        DatumWithOid::from(
-            attempts
-                .iter()
-                .map(|a| a.response.clone().map(JsonB))
-                .collect::<Vec<_>>(),
-        ),
+        column(rows(), |a| a.event_id),
+        column(rows(), |a| pg_uuid(a.workflow_id)),
+        column(rows(), |a| a.attempt),
+        column(rows(), |a| a.started),
+        column(rows(), |a| a.ended),
+        column(rows(), |a| a.outcome_name()),
+        column(rows(), |a| a.error().map(|e| e.sqlstate.as_str())),
+        column(rows(), |a| a.error().map(|e| e.message.as_str())),
+        column(rows(), |a| a.status),
+        column(rows(), |a| a.error().map(CaughtSqlError::describe)),
+        column(rows(), |a| a.next_attempt_at),
+        column(rows(), |a| a.response.clone().map(JsonB)),
     ]
 }
 

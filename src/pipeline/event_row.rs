@@ -142,12 +142,7 @@ impl EventRow {
     pub fn columns<'a>(
         rows: impl Iterator<Item = &'a EventRow> + Clone,
     ) -> Vec<DatumWithOid<'static>> {
-        fn column<'a, T: IntoDatum>(
-            rows: impl Iterator<Item = &'a EventRow>,
-            value: impl Fn(&'a EventRow) -> T,
-        ) -> DatumWithOid<'static> {
-            DatumWithOid::from(rows.map(value).collect::<Vec<T>>())
-        }
+        use super::spi_util::array_column as column;
         vec![
             column(rows.clone(), |r| r.id),
             column(rows.clone(), |r| pg_uuid(r.workflow_id)),

@@ -304,7 +304,7 @@ impl Pipeline {
         &mut self,
         client: &mut SpiClient<'_>,
     ) -> Result<(pg_sys::Oid, Option<[u32; 3]>), pgrx::spi::Error> {
-        redelivery::check_notify_queue_room();
+        check_notify_queue();
         if let Some(sequence) = self.events_sequence {
             return Ok((sequence, None));
         }

@@ -13,8 +13,7 @@ use super::catalog::pg_uuid;
 /// Whether events are announced: not while the NOTIFY queue is more than
 /// half full (a session that LISTENs inside a transaction it never ends pins
 /// the queue; once it is full every commit that notifies fails). Updated by
-/// `Pipeline::begin_batch` in listeners and [`check_notify_queue`] in
-/// executors.
+/// [`check_notify_queue`].
 pub static NOTIFY_QUEUE_HAS_ROOM: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(true);
 
@@ -27,18 +26,13 @@ unsafe extern "C-unwind" {
 }
 
 /// Reads whether the NOTIFY queue has room, when events are announced at all
-/// (`webhook.notify`): processes that announce outside the listener's batch
-/// (executors, listeners recording lost attempts) call it before notifying.
+/// (`webhook.notify`): every process that announces calls it once per batch
+/// before notifying (listeners as a batch starts, executors before their
+/// batch's notifications, listeners recording lost attempts).
 pub fn check_notify_queue() {
     if !crate::gucs::NOTIFY_EVENTS.get() {
         return;
     }
-    check_notify_queue_room();
-}
-
-/// Reads whether the NOTIFY queue has room (at the start of each of the
-/// listener's batches).
-pub fn check_notify_queue_room() {
     // SAFETY: the SQL function pg_notification_queue_usage(), called directly
     // (no statement to plan) on the main thread inside a transaction.
     let usage = unsafe {

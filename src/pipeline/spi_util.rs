@@ -356,6 +356,15 @@ pub fn forget_kept() {
     KEPT.with(|kept| kept.borrow_mut().clear());
 }
 
+/// One column of a batch statement's rows as an array parameter (the
+/// statements take `ROWS FROM (unnest($1), unnest($2), …)`).
+pub fn array_column<R, T: pgrx::IntoDatum>(
+    rows: impl Iterator<Item = R>,
+    value: impl Fn(R) -> T,
+) -> pgrx::datum::DatumWithOid<'static> {
+    pgrx::datum::DatumWithOid::from(rows.map(value).collect::<Vec<T>>())
+}
+
 /// Raises an ERROR (caught by the enclosing subtransaction): the one way the
 /// extension's Rust code raises SQL errors in the middle of its work.
 pub fn raise(code: PgSqlErrorCode, message: &str) -> ! {

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import ssl
-import tempfile
 import threading
 import time
 
@@ -230,21 +228,16 @@ def test_create_extension_in_a_schema_of_its_own(make_cluster):
 
 
 # ------------------------------------------------------------------ HTTPS
-def make_certificate(directory: str) -> tuple[str, str]:
-    from test_https import make_certificate as make
-    return make(directory)
+from test_https import cert_dir, make_certificate  # noqa: E402,F401  (cert_dir: a fixture)
 
 
 @pytest.fixture
-def tls_cluster(make_cluster):
-    directory = tempfile.mkdtemp(prefix="webhook-tls-")
-    os.chmod(directory, 0o755)
-    cert, key = make_certificate(directory)
+def tls_cluster(make_cluster, cert_dir):
+    cert, key = make_certificate(cert_dir)
     c = make_cluster(conf={"webhook.tls_cert_file": cert, "webhook.tls_key_file": key, "webhook.workers": 1})
     c.sql("CREATE EXTENSION webhook_ext")
     c.wait_for_http()
-    yield c, cert
-    shutil.rmtree(directory, ignore_errors=True)
+    return c, cert
 
 
 @pytest.mark.parametrize("version", ["TLSv1_2", "TLSv1_3"])
@@ -266,18 +259,13 @@ def test_tls_1_2_and_1_3(tls_cluster, version):
     assert c.scalar("SELECT params->>'tls' FROM webhook.events WHERE workflow_id = %s::uuid", (wf,)) == version
 
 
-def test_unreadable_certificate_keeps_the_listener_down(make_cluster):
-    directory = tempfile.mkdtemp(prefix="webhook-tls-")
-    os.chmod(directory, 0o755)
-    try:
-        _, key = make_certificate(directory)
-        c = make_cluster(conf={"webhook.tls_cert_file": os.path.join(directory, "missing.crt"),
-                               "webhook.tls_key_file": key})
-        c.wait_for_log(r"webhook_ext listener cannot start: cannot read webhook.tls_cert_file "
-                       r"\"[^\"]*missing.crt\"", timeout=10)
-        assert c.listener_pids() == []
-        with socket.socket() as s:
-            s.settimeout(1)
-            assert s.connect_ex(("127.0.0.1", c.http_port)) != 0
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+def test_unreadable_certificate_keeps_the_listener_down(make_cluster, cert_dir):
+    _, key = make_certificate(cert_dir)
+    c = make_cluster(conf={"webhook.tls_cert_file": os.path.join(cert_dir, "missing.crt"),
+                           "webhook.tls_key_file": key})
+    c.wait_for_log(r"webhook_ext listener cannot start: cannot read webhook.tls_cert_file "
+                   r"\"[^\"]*missing.crt\"", timeout=10)
+    assert c.listener_pids() == []
+    with socket.socket() as s:
+        s.settimeout(1)
+        assert s.connect_ex(("127.0.0.1", c.http_port)) != 0
