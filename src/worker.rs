@@ -600,8 +600,8 @@ impl Batch {
             pipeline.forget_workflows();
         }
         let (sequence, tables) = pipeline.begin_batch(client)?;
-        for (watched, oid) in WATCHED_TABLES.iter().zip(tables.unwrap_or_default()) {
-            if tables.is_some() {
+        if let Some(tables) = tables {
+            for (watched, oid) in WATCHED_TABLES.iter().zip(tables) {
                 watched.store(oid, Ordering::SeqCst);
             }
         }

@@ -722,7 +722,7 @@ fn claim(
     unrecorded: &[i64],
     from: f64,
 ) -> Result<(Claimed, Option<f64>), pgrx::spi::Error> {
-    let table = client.update(
+    let mut table = client.update(
         plan,
         None,
         &[
@@ -734,7 +734,6 @@ fn claim(
     )?;
     let mut oldest_due: Option<f64> = None;
     let mut rows = Vec::new();
-    let mut table = table;
     while table.next().is_some() {
         let row = &table;
         if let Some(due) = row.get::<f64>(16)? {

@@ -326,8 +326,7 @@ thread_local! {
 /// for the life of the process (PostgreSQL replans it when what it reads
 /// changes), instead of parsing and planning it on each run: planning some
 /// of them takes milliseconds, which every request waiting meanwhile would
-/// wait too. Returns the number of rows processed and the first column of
-/// each row as `T`.
+/// wait too. Returns the first column of each row it returned, as `T`.
 pub fn run_kept<T: pgrx::FromDatum + pgrx::IntoDatum>(
     client: &mut pgrx::spi::SpiClient<'_>,
     sql: &'static str,

@@ -77,17 +77,21 @@ def test_https_round_trip(make_cluster, cert_dir):
     assert event_count(c, wf) == 6
 
 
-def test_unreadable_key_keeps_the_listener_down_with_a_clear_error(make_cluster, cert_dir):
-    directory = cert_dir
-    cert, _ = make_certificate(directory)
-    c = make_cluster(conf={"webhook.tls_cert_file": cert,
-                           "webhook.tls_key_file": os.path.join(directory, "missing.key")})
-    c.wait_for_log(r"webhook_ext listener cannot start: cannot read a private key from "
-                   r"webhook.tls_key_file", timeout=10)
+def assert_listener_down(c) -> None:
+    """No listener process runs and nothing accepts on the HTTP port."""
     assert c.listener_pids() == []
     with socket.socket() as s:
         s.settimeout(1)
         assert s.connect_ex(("127.0.0.1", c.http_port)) != 0
+
+
+def test_unreadable_key_keeps_the_listener_down_with_a_clear_error(make_cluster, cert_dir):
+    cert, _ = make_certificate(cert_dir)
+    c = make_cluster(conf={"webhook.tls_cert_file": cert,
+                           "webhook.tls_key_file": os.path.join(cert_dir, "missing.key")})
+    c.wait_for_log(r"webhook_ext listener cannot start: cannot read a private key from "
+                   r"webhook.tls_key_file", timeout=10)
+    assert_listener_down(c)
 
 
 def curl_status(url: str, cacert: str) -> tuple[int, str]:

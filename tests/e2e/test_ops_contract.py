@@ -228,7 +228,7 @@ def test_create_extension_in_a_schema_of_its_own(make_cluster):
 
 
 # ------------------------------------------------------------------ HTTPS
-from test_https import cert_dir, make_certificate  # noqa: E402,F401  (cert_dir: a fixture)
+from test_https import assert_listener_down, cert_dir, make_certificate  # noqa: E402,F401  (cert_dir: a fixture)
 
 
 @pytest.fixture
@@ -265,7 +265,4 @@ def test_unreadable_certificate_keeps_the_listener_down(make_cluster, cert_dir):
                            "webhook.tls_key_file": key})
     c.wait_for_log(r"webhook_ext listener cannot start: cannot read webhook.tls_cert_file "
                    r"\"[^\"]*missing.crt\"", timeout=10)
-    assert c.listener_pids() == []
-    with socket.socket() as s:
-        s.settimeout(1)
-        assert s.connect_ex(("127.0.0.1", c.http_port)) != 0
+    assert_listener_down(c)
