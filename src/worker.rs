@@ -115,6 +115,7 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
         waiting: Vec::new(),
         results_seen: 0,
         waiting_checked: Instant::now(),
+        rechecks: Vec::new(),
     };
     let mut backlog = false;
     let mut last_batch = 0;
@@ -174,6 +175,7 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
         } else if duties.start_waiting {
             crate::execution::pool::start_waiting_owners();
         }
+        state.recheck_executors_if_due();
         // Results first: a caller whose handler finished need not wait for
         // this batch's commit.
         state.answer_waiting_if_due();
@@ -297,6 +299,8 @@ struct ListenerState {
     /// when that was.
     results_seen: u64,
     waiting_checked: Instant,
+    /// Owners whose busy executor is to take the events just stored.
+    rechecks: Vec<crate::execution::pool::Recheck>,
 }
 
 /// A caller waiting for its event's handler (the `workflow` method).
@@ -435,15 +439,37 @@ impl ListenerState {
         owners.sort_unstable_by_key(|owner| owner.to_u32());
         owners.dedup();
         for owner in owners {
-            crate::execution::pool::wake_or_start(owner);
+            let recheck = crate::execution::pool::wake_or_start(owner);
+            // One pending look per owner: the first is due soonest.
+            if let Some(recheck) =
+                recheck.filter(|r| !self.rechecks.iter().any(|p| p.owner == r.owner))
+            {
+                self.rechecks.push(recheck);
+            }
         }
     }
 
-    /// The next time the waiting callers must be looked at: a deadline, or
-    /// the periodic look-up that [`Self::answer_waiting_if_due`] makes.
+    /// Gives an owner whose trusted executor did not come back for the new
+    /// events in time another one (pool.rs `Recheck`).
+    fn recheck_executors_if_due(&mut self) {
+        let now = Instant::now();
+        for recheck in self.rechecks.extract_if(.., |recheck| recheck.due <= now) {
+            crate::execution::pool::recheck(recheck);
+        }
+    }
+
+    /// The next time the waiting callers must be looked at (a deadline, or
+    /// the periodic look-up that [`Self::answer_waiting_if_due`] makes), or an
+    /// owner's executor (see [`Self::recheck_executors_if_due`]).
     fn next_wait_deadline(&self) -> Option<Instant> {
-        let deadline = self.waiting.iter().map(|w| w.deadline).min()?;
-        Some(deadline.min(self.waiting_checked + RESULTS_POLL))
+        let waiting = self
+            .waiting
+            .iter()
+            .map(|w| w.deadline)
+            .min()
+            .map(|deadline| deadline.min(self.waiting_checked + RESULTS_POLL));
+        let recheck = self.rechecks.iter().map(|recheck| recheck.due).min();
+        waiting.into_iter().chain(recheck).min()
     }
 
     /// Answers the waiting callers if executors announced results since the

@@ -287,6 +287,7 @@ fn attach(slot: usize) -> Option<pg_sys::Oid> {
     entry.pid = unsafe { pg_sys::MyProcPid };
     entry.procno = registry::my_procno();
     entry.idle_since_ms = 0;
+    entry.claimed_ms = now_ms();
     Some(pg_sys::Oid::from(entry.owner))
 }
 
@@ -432,6 +433,17 @@ impl Executor {
         }
     }
 
+    /// Tells the listeners this executor claimed events at `started_ms`, the
+    /// oldest of them due since `oldest_due` (Unix seconds; see
+    /// `ExecutorSlot::claimed_ms`).
+    fn note_claim(&self, started_ms: i64, oldest_due: Option<f64>) {
+        let mut registry = REGISTRY.exclusive();
+        let entry = &mut registry.executors[self.slot];
+        entry.claimed_ms = started_ms;
+        entry.claim_lateness_ms =
+            oldest_due.map_or(0, |due| (started_ms - (due * 1000.0) as i64).max(0));
+    }
+
     fn forget(&mut self) {
         self.catalog.clear();
         self.plans.clear();
@@ -528,6 +540,9 @@ impl Executor {
                 let statements = self.statements.take().expect("prepared above");
                 let unrecorded = registry::unrecorded_events();
                 let from = self.scan_from();
+                // Before the claim's snapshot: a claim noted after an event's
+                // commit sees that event (pool.rs `recheck`).
+                let claim_started_ms = now_ms();
                 let events = with_settings(QUEUE_SCAN_SETTINGS, || {
                     as_role_with_safe_path(privileged, || {
                         claim(client, &statements.claim, owner, limit, &unrecorded, from)
@@ -536,6 +551,7 @@ impl Executor {
                 self.statements = Some(statements);
                 let (events, oldest_due) = events?;
                 self.last_claim_found_nothing = events.is_empty();
+                self.note_claim(claim_started_ms, oldest_due);
                 if let Some(oldest) = oldest_due {
                     self.scan_floor = Some(oldest - SCAN_MARGIN_SECS);
                 }

@@ -21,12 +21,52 @@ use crate::pipeline::spi_util::{in_subtransaction, run_kept, with_settings, Caug
 /// (the postmaster could not start it).
 const START_TIMEOUT_MS: i64 = 10_000;
 
+/// A busy executor that claimed less than this long ago (its pause between
+/// batches is 10 ms, src/execution/executor.rs `GATHER`), and whose claim
+/// found its oldest event due for less than [`BEHIND_MS`], keeps up with its
+/// owner's events: another executor for the owner would only split the same
+/// events into smaller batches (more commits, more processor time per
+/// event). One that has not claimed for longer is in slow handlers, one that
+/// finds events long due has a backlog: events behind it get another
+/// executor.
+const KEEPING_UP_MS: i64 = 25;
+const BEHIND_MS: i64 = 100;
+
 /// Wakes an idle executor of the owner; if all of the owner's executors are
-/// busy (a slow handler must not hold up the owner's other events), starts
+/// busy (a slow handler must not hold up the owner's other events) and none
+/// keeps up (see [`KEEPING_UP_MS`]), starts
 /// another one, up to `webhook.max_executors_per_owner`, if the pool has
 /// room. When it has none, asks the executor that has been idle longest to
 /// exit, so the owner gets one at the next round.
-pub fn wake_or_start(owner: pg_sys::Oid) {
+pub fn wake_or_start(owner: pg_sys::Oid) -> Option<Recheck> {
+    wake_or_start_trusting(owner, true)
+}
+
+/// An owner whose busy executor was trusted to take the events just stored
+/// (see [`KEEPING_UP_MS`]): if it has not started another claim by `due`, it
+/// is held up in slow handlers, and [`recheck`] gives the owner another
+/// executor.
+pub struct Recheck {
+    pub owner: pg_sys::Oid,
+    since_ms: i64,
+    pub due: std::time::Instant,
+}
+
+/// See [`Recheck`].
+pub fn recheck(recheck: Recheck) {
+    let owner = recheck.owner.to_u32();
+    let claimed_since = REGISTRY.share().executors.iter().any(|slot| {
+        slot.owner == owner
+            && slot.state == SlotState::Running
+            && (slot.idle_since_ms > 0 || slot.claimed_ms > recheck.since_ms)
+    });
+    if !claimed_since {
+        wake_or_start_trusting(recheck.owner, false);
+    }
+}
+
+fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<Recheck> {
+    let owner_oid = owner;
     let owner = owner.to_u32();
     let limit = pool_limit();
     let per_owner = gucs::MAX_EXECUTORS_PER_OWNER.get().max(1) as usize;
@@ -51,14 +91,29 @@ pub fn wake_or_start(owner: pg_sys::Oid) {
                 owners_executors += 1;
                 match slot.state {
                     // It will claim what is due once it runs.
-                    SlotState::Starting => return,
+                    SlotState::Starting => return None,
                     // Its lost attempt is recorded at the next round; other
                     // executors skip that event until then.
                     SlotState::Exited | SlotState::Recording => {}
                     SlotState::Running if slot.idle_since_ms > 0 => {
                         slot.retire = false;
                         wake(slot.procno);
-                        return;
+                        return None;
+                    }
+                    // Between batches (gathering) or in a short one, and
+                    // not behind: it takes the new events at its next claim,
+                    // in a moment.
+                    SlotState::Running
+                        if trust_keeping_up
+                            && now - slot.claimed_ms < KEEPING_UP_MS
+                            && slot.claim_lateness_ms < BEHIND_MS =>
+                    {
+                        return Some(Recheck {
+                            owner: owner_oid,
+                            since_ms: now,
+                            due: std::time::Instant::now()
+                                + std::time::Duration::from_millis(KEEPING_UP_MS as u64),
+                        });
                     }
                     _ => owner_busy_procnos.push(slot.procno),
                 }
@@ -75,7 +130,7 @@ pub fn wake_or_start(owner: pg_sys::Oid) {
             wake(procno);
         }
         if owners_executors >= per_owner {
-            return;
+            return None;
         }
         match free {
             Some(index) if in_use < limit => {
@@ -103,7 +158,7 @@ pub fn wake_or_start(owner: pg_sys::Oid) {
                     slot.retire = true;
                     wake(slot.procno);
                 }
-                return;
+                return None;
             }
         }
     };
@@ -122,6 +177,7 @@ pub fn wake_or_start(owner: pg_sys::Oid) {
             pgrx::warning!("webhook_ext could not start an executor: no background worker slot is free (raise max_worker_processes)");
         }
     }
+    None
 }
 
 /// Starts executors for owners that found the pool full, once slots are
@@ -131,6 +187,7 @@ pub fn start_waiting_owners() {
         return;
     }
     for owner in super::registry::take_waiting() {
+        // An owner found waiting has no executor to trust.
         wake_or_start(pg_sys::Oid::from(owner));
     }
 }
@@ -184,6 +241,7 @@ pub fn tend(client: &mut SpiClient<'_>, catalog: &mut Catalog) -> Result<(), pgr
     owners.sort_unstable();
     owners.dedup();
     for owner in owners {
+        // A trusted executor that is held up gets company at the next round.
         wake_or_start(pg_sys::Oid::from(owner as u32));
     }
     Ok(())
