@@ -619,24 +619,35 @@ impl Pipeline {
         if deferred.is_empty() {
             return Ok(Vec::new());
         }
-        let columns = EventRow::columns(deferred.iter().map(|(row, _)| row));
-        if self.bulk_plan.is_none() {
-            let types: Vec<PgOid> = columns.iter().map(|c| PgOid::from(c.oid())).collect();
-            self.bulk_plan = Some(client.prepare_mut(INSERT_EVENTS, &types)?.keep());
-        }
         self.prepare_insert(client)?;
         let privileged = self.privileged_role;
-        let bulk = self.bulk_plan.as_ref().expect("prepared above");
-        let all = in_subtransaction(|| {
-            ok_or_raise(run_privileged(privileged, || {
-                client.update(bulk, None, &columns)
-            }));
-        });
-        let mut failures = Vec::new();
         let insert_plan = self.insert_plan.as_ref().expect("prepared above");
+        let all = if let [(row, _)] = deferred.as_slice() {
+            // A lone request (one caller): the one-row INSERT, without
+            // building arrays and unnesting them again.
+            in_subtransaction(|| {
+                ok_or_raise(run_privileged(privileged, || {
+                    client.update(insert_plan, None, &row.args())
+                }));
+            })
+        } else {
+            let columns = EventRow::columns(deferred.iter().map(|(row, _)| row));
+            if self.bulk_plan.is_none() {
+                let types: Vec<PgOid> = columns.iter().map(|c| PgOid::from(c.oid())).collect();
+                self.bulk_plan = Some(client.prepare_mut(INSERT_EVENTS, &types)?.keep());
+            }
+            let bulk = self.bulk_plan.as_ref().expect("prepared above");
+            in_subtransaction(|| {
+                ok_or_raise(run_privileged(privileged, || {
+                    client.update(bulk, None, &columns)
+                }));
+            })
+        };
+        let mut failures = Vec::new();
         for (row, owner) in &deferred {
             let stored = match &all {
                 Ok(()) => Ok(()),
+                Err(error) if deferred.len() == 1 => Err(error.clone()),
                 // One of them is bad: find which, one subtransaction each.
                 Err(_) => in_subtransaction(|| {
                     ok_or_raise(run_privileged(privileged, || {
