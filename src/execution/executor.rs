@@ -566,9 +566,13 @@ impl Executor {
                     let attempt = row.attempts + 1;
                     let started = unix(SystemTime::now());
                     claimed.borrow_mut().push((row.id, attempt, started));
-                    let workflow = as_role_with_safe_path(privileged, || {
-                        self.catalog.get(client, row.workflow_id)
-                    })?;
+                    // Loaded as the extension's owner; most events find it cached.
+                    let workflow = match self.catalog.cached(row.workflow_id) {
+                        Some(workflow) => workflow,
+                        None => as_role_with_safe_path(privileged, || {
+                            self.catalog.get(client, row.workflow_id)
+                        })?,
+                    };
                     let Some(workflow) = workflow else {
                         continue; // deleted, or its owner dropped, since the claim
                     };

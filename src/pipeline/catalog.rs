@@ -174,6 +174,12 @@ impl Catalog {
     }
 
     /// The workflow, or `None` when it does not exist.
+    /// The workflow if it is cached (`Some(None)`: cached as gone), without
+    /// running anything.
+    pub fn cached(&self, id: Uuid) -> Option<Option<Rc<Workflow>>> {
+        self.workflows.get(&id).cloned()
+    }
+
     pub fn get(
         &mut self,
         client: &SpiClient<'_>,
