@@ -611,6 +611,10 @@ impl Executor {
                         is_workflow_method.then(|| response_json(&response)),
                     ));
                     batch.ran += 1;
+                    // Lets a listener thread waiting for this processor run
+                    // now rather than at the end of this process's time
+                    // slice (the scheduler does not preempt for it).
+                    std::thread::yield_now();
                 }
                 self.set_running(0, 0, 0);
                 let record_plan = self.statements.as_ref().map(|s| &s.record);
