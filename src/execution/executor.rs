@@ -148,6 +148,8 @@ struct Executor {
     /// Recent handler run time (ms, exponentially weighted); starts high, so
     /// the first batches are small until the handlers prove fast.
     handler_ms: f64,
+    /// When this executor started running (ms since the Unix epoch).
+    running_since_ms: i64,
     /// Where the queue scans may start (Unix seconds), and when a scan last
     /// started from the beginning (see [`Executor::scan_from`]).
     scan_floor: Option<f64>,
@@ -265,6 +267,7 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
         statements: None,
         handler_lock_timeout: reset_value(c"lock_timeout"),
         handler_ms: BATCH_BUDGET_MS,
+        running_since_ms: now_ms(),
         scan_floor: None,
         full_scan_at: Instant::now(),
         last_scan_was_full: false,
@@ -440,8 +443,11 @@ impl Executor {
         let mut registry = REGISTRY.exclusive();
         let entry = &mut registry.executors[self.slot];
         entry.claimed_ms = started_ms;
-        entry.claim_lateness_ms =
-            oldest_due.map_or(0, |due| (started_ms - (due * 1000.0) as i64).max(0));
+        // Events that were due before this executor ran (it was starting)
+        // say nothing about whether it keeps up.
+        entry.claim_lateness_ms = oldest_due.map_or(0, |due| {
+            (started_ms - ((due * 1000.0) as i64).max(self.running_since_ms)).max(0)
+        });
     }
 
     fn forget(&mut self) {
