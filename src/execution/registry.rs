@@ -52,10 +52,11 @@ pub struct ExecutorSlot {
     pub running_deadline_ms: i64,
     /// Since when it has had nothing to do (ms since the Unix epoch; 0: busy).
     pub idle_since_ms: i64,
-    /// When it last started to claim events (ms since the Unix epoch), and how long
-    /// the oldest of them had been due then (ms): a busy executor that claims
-    /// often and finds events soon after they are due keeps up with its
-    /// owner's events, so no second one starts (src/execution/pool.rs).
+    /// When it last started to claim events (ms since the Unix epoch), and
+    /// how long the oldest of them had been due then (ms): a busy executor
+    /// that claims often and finds events soon after they are due keeps up
+    /// with its owner's events, so no second one starts
+    /// (src/execution/pool.rs).
     pub claimed_ms: i64,
     pub claim_lateness_ms: i64,
     /// Asked to exit (the pool is full and another owner needs an executor).

@@ -173,13 +173,13 @@ impl Catalog {
         self.epoch = None;
     }
 
-    /// The workflow, or `None` when it does not exist.
     /// The workflow if it is cached (`Some(None)`: cached as gone), without
     /// running anything.
     pub fn cached(&self, id: Uuid) -> Option<Option<Rc<Workflow>>> {
         self.workflows.get(&id).cloned()
     }
 
+    /// The workflow, or `None` when it does not exist.
     pub fn get(
         &mut self,
         client: &SpiClient<'_>,
