@@ -439,12 +439,12 @@ impl ListenerState {
         owners.sort_unstable_by_key(|owner| owner.to_u32());
         owners.dedup();
         for owner in owners {
-            let recheck = crate::execution::pool::wake_or_start(owner);
-            // One pending look per owner: the first is due soonest.
-            if let Some(recheck) =
-                recheck.filter(|r| !self.rechecks.iter().any(|p| p.owner == r.owner))
-            {
-                self.rechecks.push(recheck);
+            if let Some(recheck) = crate::execution::pool::wake_or_start(owner) {
+                // One pending look per owner: after the latest events.
+                match self.rechecks.iter_mut().find(|p| p.owner == recheck.owner) {
+                    Some(pending) => *pending = recheck,
+                    None => self.rechecks.push(recheck),
+                }
             }
         }
     }

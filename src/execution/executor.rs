@@ -135,6 +135,10 @@ const GATHER: Duration = Duration::from_millis(10);
 /// rest.
 const BATCH_BUDGET_MS: f64 = 50.0;
 
+/// Handlers an executor runs before its batch size says whether they are
+/// slow (by then `handler_ms` keeps about 1 % of its starting value).
+const HANDLERS_BEFORE_JUDGING: u64 = 20;
+
 struct Executor {
     slot: usize,
     owner: pg_sys::Oid,
@@ -150,6 +154,8 @@ struct Executor {
     handler_ms: f64,
     /// When this executor started running (ms since the Unix epoch).
     running_since_ms: i64,
+    /// Handlers it has run.
+    handlers_run: u64,
     /// Where the queue scans may start (Unix seconds), and when a scan last
     /// started from the beginning (see [`Executor::scan_from`]).
     scan_floor: Option<f64>,
@@ -268,6 +274,7 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
         handler_lock_timeout: reset_value(c"lock_timeout"),
         handler_ms: BATCH_BUDGET_MS,
         running_since_ms: now_ms(),
+        handlers_run: 0,
         scan_floor: None,
         full_scan_at: Instant::now(),
         last_scan_was_full: false,
@@ -290,7 +297,6 @@ fn attach(slot: usize) -> Option<pg_sys::Oid> {
     entry.pid = unsafe { pg_sys::MyProcPid };
     entry.procno = registry::my_procno();
     entry.idle_since_ms = 0;
-    entry.claimed_ms = now_ms();
     Some(pg_sys::Oid::from(entry.owner))
 }
 
@@ -436,13 +442,17 @@ impl Executor {
         }
     }
 
-    /// Tells the listeners this executor claimed events at `started_ms`, the
-    /// oldest of them due since `oldest_due` (Unix seconds; see
-    /// `ExecutorSlot::claimed_ms`).
-    fn note_claim(&self, started_ms: i64, oldest_due: Option<f64>) {
+    /// Tells the listeners this executor claimed at most `limit` events at
+    /// `started_ms`, the oldest of them due since `oldest_due` (Unix seconds;
+    /// see `ExecutorSlot::claimed_ms`).
+    fn note_claim(&self, started_ms: i64, oldest_due: Option<f64>, limit: i32) {
         let mut registry = REGISTRY.exclusive();
         let entry = &mut registry.executors[self.slot];
         entry.claimed_ms = started_ms;
+        // Every executor starts with small batches (see `handler_ms`): only
+        // once its handlers have shown their speed does a small one tell.
+        entry.slow_handlers =
+            self.handlers_run >= HANDLERS_BEFORE_JUDGING && limit < gucs::BATCH_SIZE.get();
         // Events that were due before this executor ran (it was starting)
         // say nothing about whether it keeps up.
         entry.claim_lateness_ms = oldest_due.map_or(0, |due| {
@@ -557,7 +567,7 @@ impl Executor {
                 self.statements = Some(statements);
                 let (events, oldest_due) = events?;
                 self.last_claim_found_nothing = events.is_empty();
-                self.note_claim(claim_started_ms, oldest_due);
+                self.note_claim(claim_started_ms, oldest_due, limit);
                 if let Some(oldest) = oldest_due {
                     self.scan_floor = Some(oldest - SCAN_MARGIN_SECS);
                 }
@@ -596,6 +606,7 @@ impl Executor {
                     crate::pipeline::session_reset::discard_handler_state();
                     let ended = unix(SystemTime::now());
                     self.handler_ms = 0.8 * self.handler_ms + 0.2 * (ended - started) * 1000.0;
+                    self.handlers_run += 1;
                     let is_workflow_method =
                         matches!(workflow.rules.response, ResponseConfig::Workflow { .. });
                     batch.awaited |= is_workflow_method || stored.awaited;

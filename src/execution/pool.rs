@@ -21,14 +21,15 @@ use crate::pipeline::spi_util::{in_subtransaction, run_kept, with_settings, Caug
 /// (the postmaster could not start it).
 const START_TIMEOUT_MS: i64 = 10_000;
 
-/// A busy executor that claimed less than this long ago (its pause between
-/// batches is 10 ms, src/execution/executor.rs `GATHER`), and whose claim
-/// found its oldest event due for less than [`BEHIND_MS`], keeps up with its
-/// owner's events: another executor for the owner would only split the same
-/// events into smaller batches (more commits, more processor time per
-/// event). One that has not claimed for longer is in slow handlers, one that
-/// finds events long due has a backlog: events behind it get another
-/// executor.
+/// A busy executor that started a claim less than this long ago (its pause
+/// between batches is 10 ms, src/execution/executor.rs `GATHER`), whose
+/// handlers are fast (it claims full batches' worth, not fewer to fit their
+/// run time) and whose claim found its oldest event due for less than
+/// [`BEHIND_MS`], keeps up with its owner's events: another executor for the
+/// owner would only split the same events into smaller batches (more
+/// commits, more processor time per event). One that has not claimed for
+/// longer is in slow handlers, one that finds events long due has a backlog:
+/// events behind it get another executor.
 const KEEPING_UP_MS: i64 = 25;
 const BEHIND_MS: i64 = 100;
 
@@ -45,7 +46,8 @@ pub fn wake_or_start(owner: pg_sys::Oid) -> Option<Recheck> {
 /// An owner whose busy executor was trusted to take the events just stored
 /// (see [`KEEPING_UP_MS`]): if it has not started another claim by `due`, it
 /// is held up in slow handlers, and [`recheck`] gives the owner another
-/// executor.
+/// executor. A listener keeps one per owner, the latest (under steady
+/// traffic, an executor held up stops being trusted at the next batch).
 pub struct Recheck {
     pub owner: pg_sys::Oid,
     since_ms: i64,
@@ -55,10 +57,13 @@ pub struct Recheck {
 /// See [`Recheck`].
 pub fn recheck(recheck: Recheck) {
     let owner = recheck.owner.to_u32();
+    // A claim started after the events committed sees them (an idle
+    // executor is woken below instead).
     let claimed_since = REGISTRY.share().executors.iter().any(|slot| {
         slot.owner == owner
             && slot.state == SlotState::Running
-            && (slot.idle_since_ms > 0 || slot.claimed_ms > recheck.since_ms)
+            && slot.idle_since_ms == 0
+            && slot.claimed_ms > recheck.since_ms
     });
     if !claimed_since {
         wake_or_start_trusting(recheck.owner, false);
@@ -78,6 +83,7 @@ fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<
         let mut free = None;
         let mut idlest: Option<(usize, i64)> = None;
         let mut owner_busy_procnos = Vec::new();
+        let mut trusted = false;
         for (index, slot) in registry.executors.iter_mut().enumerate() {
             if slot.state == SlotState::Starting && now - slot.since_ms > START_TIMEOUT_MS {
                 *slot = Default::default();
@@ -90,8 +96,14 @@ fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<
             if slot.owner == owner {
                 owners_executors += 1;
                 match slot.state {
-                    // It will claim what is due once it runs.
+                    // It will claim what is due once it runs (unless its
+                    // start-up got stuck).
                     SlotState::Starting => return None,
+                    SlotState::Running
+                        if slot.claimed_ms == 0 && now - slot.since_ms < START_TIMEOUT_MS =>
+                    {
+                        return None
+                    }
                     // Its lost attempt is recorded at the next round; other
                     // executors skip that event until then.
                     SlotState::Exited | SlotState::Recording => {}
@@ -100,20 +112,19 @@ fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<
                         wake(slot.procno);
                         return None;
                     }
-                    // Between batches (gathering) or in a short one, and
-                    // not behind: it takes the new events at its next claim,
-                    // in a moment.
+                    // Between batches (gathering) or in a short one of fast
+                    // handlers, and not behind: it takes the new events at
+                    // its next claim, in a moment. (Its latch is set too,
+                    // in case that claim comes up empty as they commit.)
                     SlotState::Running
                         if trust_keeping_up
+                            && !slot.retire
+                            && !slot.slow_handlers
                             && now - slot.claimed_ms < KEEPING_UP_MS
                             && slot.claim_lateness_ms < BEHIND_MS =>
                     {
-                        return Some(Recheck {
-                            owner: owner_oid,
-                            since_ms: now,
-                            due: std::time::Instant::now()
-                                + std::time::Duration::from_millis(KEEPING_UP_MS as u64),
-                        });
+                        trusted = true;
+                        owner_busy_procnos.push(slot.procno);
                     }
                     _ => owner_busy_procnos.push(slot.procno),
                 }
@@ -128,6 +139,14 @@ fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<
         }
         for procno in owner_busy_procnos {
             wake(procno);
+        }
+        if trusted {
+            return Some(Recheck {
+                owner: owner_oid,
+                since_ms: now,
+                due: std::time::Instant::now()
+                    + std::time::Duration::from_millis(KEEPING_UP_MS as u64),
+            });
         }
         if owners_executors >= per_owner {
             return None;

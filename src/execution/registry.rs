@@ -59,6 +59,9 @@ pub struct ExecutorSlot {
     /// (src/execution/pool.rs).
     pub claimed_ms: i64,
     pub claim_lateness_ms: i64,
+    /// Its handlers are slow enough that it claims fewer events than
+    /// `webhook.batch_size` at once.
+    pub slow_handlers: bool,
     /// Asked to exit (the pool is full and another owner needs an executor).
     pub retire: bool,
 }
