@@ -139,6 +139,10 @@ const BATCH_BUDGET_MS: f64 = 50.0;
 /// slow (by then `handler_ms` keeps about 1 % of its starting value).
 const HANDLERS_BEFORE_JUDGING: u64 = 20;
 
+/// A claim whose oldest event had been due this long finds a backlog: the
+/// owner gets another executor (src/execution/pool.rs `KEEPING_UP_MS`).
+const BEHIND_MS: i64 = 100;
+
 struct Executor {
     slot: usize,
     owner: pg_sys::Oid,
@@ -264,11 +268,12 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
     // may become any role); outside any transaction, on the main thread.
     unsafe { pg_sys::SetSessionAuthorization(owner, superuser) };
 
+    let privileged = pg_sys::Oid::from(table_owner as u32);
     let mut executor = Executor {
         slot,
         owner,
-        privileged: pg_sys::Oid::from(table_owner as u32),
-        catalog: Catalog::default(),
+        privileged,
+        catalog: Catalog::loading_as(privileged),
         plans: HandlerPlans::default(),
         statements: None,
         handler_lock_timeout: reset_value(c"lock_timeout"),
@@ -446,18 +451,19 @@ impl Executor {
     /// `started_ms`, the oldest of them due since `oldest_due` (Unix seconds;
     /// see `ExecutorSlot::claimed_ms`).
     fn note_claim(&self, started_ms: i64, oldest_due: Option<f64>, limit: i32) {
-        let mut registry = REGISTRY.exclusive();
-        let entry = &mut registry.executors[self.slot];
-        entry.claimed_ms = started_ms;
         // Every executor starts with small batches (see `handler_ms`): only
         // once its handlers have shown their speed does a small one tell.
-        entry.slow_handlers =
+        let slow_handlers =
             self.handlers_run >= HANDLERS_BEFORE_JUDGING && limit < gucs::BATCH_SIZE.get();
         // Events that were due before this executor ran (it was starting)
         // say nothing about whether it keeps up.
-        entry.claim_lateness_ms = oldest_due.map_or(0, |due| {
-            (started_ms - ((due * 1000.0) as i64).max(self.running_since_ms)).max(0)
+        let lateness_ms = oldest_due.map_or(0, |due| {
+            started_ms - ((due * 1000.0) as i64).max(self.running_since_ms)
         });
+        let mut registry = REGISTRY.exclusive();
+        let entry = &mut registry.executors[self.slot];
+        entry.claimed_ms = started_ms;
+        entry.claim_on_time = !slow_handlers && lateness_ms < BEHIND_MS;
     }
 
     fn forget(&mut self) {
@@ -582,13 +588,7 @@ impl Executor {
                     let attempt = row.attempts + 1;
                     let started = unix(SystemTime::now());
                     claimed.borrow_mut().push((row.id, attempt, started));
-                    // Loaded as the extension's owner; most events find it cached.
-                    let workflow = match self.catalog.cached(row.workflow_id) {
-                        Some(workflow) => workflow,
-                        None => as_role_with_safe_path(privileged, || {
-                            self.catalog.get(client, row.workflow_id)
-                        })?,
-                    };
+                    let workflow = self.catalog.get(client, row.workflow_id)?;
                     let Some(workflow) = workflow else {
                         continue; // deleted, or its owner dropped, since the claim
                     };

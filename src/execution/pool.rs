@@ -22,16 +22,13 @@ use crate::pipeline::spi_util::{in_subtransaction, run_kept, with_settings, Caug
 const START_TIMEOUT_MS: i64 = 10_000;
 
 /// A busy executor that started a claim less than this long ago (its pause
-/// between batches is 10 ms, src/execution/executor.rs `GATHER`), whose
-/// handlers are fast (it claims full batches' worth, not fewer to fit their
-/// run time) and whose claim found its oldest event due for less than
-/// [`BEHIND_MS`], keeps up with its owner's events: another executor for the
-/// owner would only split the same events into smaller batches (more
-/// commits, more processor time per event). One that has not claimed for
-/// longer is in slow handlers, one that finds events long due has a backlog:
-/// events behind it get another executor.
+/// between batches is 10 ms, src/execution/executor.rs `GATHER`), a claim on
+/// time (`ExecutorSlot::claimed_ms`), keeps up with its owner's events:
+/// another executor for the owner would only split the same events into
+/// smaller batches (more commits, more processor time per event). One that
+/// has not claimed for longer is in slow handlers, one whose claim was late
+/// has slow handlers or a backlog: events behind it get another executor.
 const KEEPING_UP_MS: i64 = 25;
-const BEHIND_MS: i64 = 100;
 
 /// Wakes an idle executor of the owner; if all of the owner's executors are
 /// busy (a slow handler must not hold up the owner's other events) and none
@@ -55,18 +52,18 @@ pub struct Recheck {
 }
 
 /// See [`Recheck`].
-pub fn recheck(recheck: Recheck) {
-    let owner = recheck.owner.to_u32();
+pub fn recheck(pending: Recheck) {
+    let owner = pending.owner.to_u32();
     // A claim started after the events committed sees them (an idle
     // executor is woken below instead).
     let claimed_since = REGISTRY.share().executors.iter().any(|slot| {
         slot.owner == owner
             && slot.state == SlotState::Running
             && slot.idle_since_ms == 0
-            && slot.claimed_ms > recheck.since_ms
+            && slot.claimed_ms > pending.since_ms
     });
     if !claimed_since {
-        wake_or_start_trusting(recheck.owner, false);
+        wake_or_start_trusting(pending.owner, false);
     }
 }
 
@@ -112,21 +109,17 @@ fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<
                         wake(slot.procno);
                         return None;
                     }
-                    // Between batches (gathering) or in a short one of fast
-                    // handlers, and not behind: it takes the new events at
-                    // its next claim, in a moment. (Its latch is set too,
-                    // in case that claim comes up empty as they commit.)
-                    SlotState::Running
-                        if trust_keeping_up
+                    _ => {
+                        // Between batches (gathering) or in a short one, on
+                        // time: it takes the new events at its next claim, in
+                        // a moment. (Its latch is set too, in case that claim
+                        // comes up empty as they commit.)
+                        trusted |= trust_keeping_up
                             && !slot.retire
-                            && !slot.slow_handlers
-                            && now - slot.claimed_ms < KEEPING_UP_MS
-                            && slot.claim_lateness_ms < BEHIND_MS =>
-                    {
-                        trusted = true;
+                            && slot.claim_on_time
+                            && now - slot.claimed_ms < KEEPING_UP_MS;
                         owner_busy_procnos.push(slot.procno);
                     }
-                    _ => owner_busy_procnos.push(slot.procno),
                 }
                 continue;
             }

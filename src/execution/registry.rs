@@ -52,16 +52,14 @@ pub struct ExecutorSlot {
     pub running_deadline_ms: i64,
     /// Since when it has had nothing to do (ms since the Unix epoch; 0: busy).
     pub idle_since_ms: i64,
-    /// When it last started to claim events (ms since the Unix epoch), and
-    /// how long the oldest of them had been due then (ms): a busy executor
-    /// that claims often and finds events soon after they are due keeps up
-    /// with its owner's events, so no second one starts
-    /// (src/execution/pool.rs).
+    /// When it last started to claim events (ms since the Unix epoch; 0: not
+    /// yet), and whether that claim kept up: its handlers are fast (it claims
+    /// full `webhook.batch_size` batches) and nothing it found had long been
+    /// due (src/execution/executor.rs `note_claim`). A busy executor that
+    /// claims often and on time takes its owner's new events, so no second
+    /// one starts (src/execution/pool.rs).
     pub claimed_ms: i64,
-    pub claim_lateness_ms: i64,
-    /// Its handlers are slow enough that it claims fewer events than
-    /// `webhook.batch_size` at once.
-    pub slow_handlers: bool,
+    pub claim_on_time: bool,
     /// Asked to exit (the pool is full and another owner needs an executor).
     pub retire: bool,
 }

@@ -19,7 +19,7 @@ use webhook_core::retry::RetryPolicy;
 use webhook_core::verify::{ConfigError, Scheme};
 
 use super::event_row::EVENT_ROW;
-use super::spi_util::reset_value;
+use super::spi_util::{as_role_with_safe_path, reset_value};
 use webhook_core::request::{HandlerOutput, ResponseConfig, WorkflowRules};
 use webhook_core::validate::{ParamSpec, Source};
 
@@ -95,6 +95,10 @@ const MAX_CACHED_WORKFLOWS: usize = 10_000;
 pub struct Catalog {
     epoch: Option<String>,
     workflows: HashMap<Uuid, Option<Rc<Workflow>>>,
+    /// The role definitions are loaded as (with the pinned search_path),
+    /// when the session's own is not the one to read them with (an
+    /// executor's session is its owner's).
+    load_as: Option<pg_sys::Oid>,
 }
 
 /// Every name is schema-qualified and the listener's session pins
@@ -154,6 +158,14 @@ SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_
  WHERE w.id OPERATOR(pg_catalog.=) $1";
 
 impl Catalog {
+    /// A catalog that loads definitions as `role`; cache hits switch nothing.
+    pub fn loading_as(role: pg_sys::Oid) -> Catalog {
+        Catalog {
+            load_as: Some(role),
+            ..Catalog::default()
+        }
+    }
+
     /// Drops cached definitions when the extension was re-created since the
     /// last batch (`webhook.config_version.epoch`, read by `Pipeline::begin_batch`).
     pub fn observe_epoch(&mut self, epoch: String) {
@@ -173,12 +185,6 @@ impl Catalog {
         self.epoch = None;
     }
 
-    /// The workflow if it is cached (`Some(None)`: cached as gone), without
-    /// running anything.
-    pub fn cached(&self, id: Uuid) -> Option<Option<Rc<Workflow>>> {
-        self.workflows.get(&id).cloned()
-    }
-
     /// The workflow, or `None` when it does not exist.
     pub fn get(
         &mut self,
@@ -192,7 +198,11 @@ impl Catalog {
             // Bounded memory for traffic spread over very many workflows.
             self.workflows.clear();
         }
-        let loaded = load(client, id)?.map(Rc::new);
+        let loaded = match self.load_as {
+            Some(role) => as_role_with_safe_path(role, || load(client, id)),
+            None => load(client, id),
+        }?
+        .map(Rc::new);
         self.workflows.insert(id, loaded.clone());
         Ok(loaded)
     }

@@ -621,16 +621,10 @@ impl Pipeline {
         }
         self.prepare_insert(client)?;
         let privileged = self.privileged_role;
-        let insert_plan = self.insert_plan.as_ref().expect("prepared above");
-        let all = if let [(row, _)] = deferred.as_slice() {
-            // A lone request (one caller): the one-row INSERT, without
-            // building arrays and unnesting them again.
-            in_subtransaction(|| {
-                ok_or_raise(run_privileged(privileged, || {
-                    client.update(insert_plan, None, &row.args())
-                }));
-            })
-        } else {
+        // One statement for the whole batch; a lone request (or a batch with
+        // a bad row) goes row by row through the one-row INSERT, which needs
+        // no arrays built and unnested.
+        let stored_all = if deferred.len() > 1 {
             let columns = EventRow::columns(deferred.iter().map(|(row, _)| row));
             if self.bulk_plan.is_none() {
                 let types: Vec<PgOid> = columns.iter().map(|c| PgOid::from(c.oid())).collect();
@@ -642,18 +636,21 @@ impl Pipeline {
                     client.update(bulk, None, &columns)
                 }));
             })
+            .is_ok()
+        } else {
+            false
         };
         let mut failures = Vec::new();
+        let insert_plan = self.insert_plan.as_ref().expect("prepared above");
         for (row, owner) in &deferred {
-            let stored = match &all {
-                Ok(()) => Ok(()),
-                Err(error) if deferred.len() == 1 => Err(error.clone()),
-                // One of them is bad: find which, one subtransaction each.
-                Err(_) => in_subtransaction(|| {
+            let stored = if stored_all {
+                Ok(())
+            } else {
+                in_subtransaction(|| {
                     ok_or_raise(run_privileged(privileged, || {
                         client.update(insert_plan, None, &row.args())
                     }));
-                }),
+                })
             };
             match stored {
                 Ok(()) => {
