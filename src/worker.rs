@@ -19,7 +19,7 @@ use webhook_core::request::Response;
 
 use crate::gucs;
 use crate::invalidation::{watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES};
-use crate::listener::{Job, Listener, Settings, SharedSettings};
+use crate::listener::{Job, Listener, Outbox, Reply, Settings, SharedSettings};
 use crate::pipeline::spi_util::{
     forget_kept, in_transaction, report_table_statistics, run_kept, set_session_setting,
     SAFE_SEARCH_PATH,
@@ -116,6 +116,7 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
         results_seen: 0,
         waiting_checked: Instant::now(),
         rechecks: Vec::new(),
+        outbox: listener.outbox.clone(),
     };
     let mut backlog = false;
     let mut last_batch = 0;
@@ -301,6 +302,7 @@ struct ListenerState {
     waiting_checked: Instant,
     /// Owners whose busy executor is to take the events just stored.
     rechecks: Vec<crate::execution::pool::Recheck>,
+    outbox: Arc<Outbox>,
 }
 
 /// A caller waiting for its event's handler (the `workflow` method).
@@ -411,11 +413,10 @@ impl ListenerState {
     /// The batch committed: answer its callers, start waiting for the
     /// `workflow`-method results, and wake the owners' executors.
     fn committed(&mut self, batch: Batch) {
+        let mut answers = Vec::with_capacity(batch.answered.len());
         for (reply, after_commit, _) in batch.answered {
             match after_commit {
-                AfterCommit::Answer(response) => {
-                    let _ = reply.send(response);
-                }
+                AfterCommit::Answer(response) => answers.push((reply, response)),
                 AfterCommit::Await {
                     event_id,
                     timeout_ms,
@@ -435,6 +436,7 @@ impl ListenerState {
                 }
             }
         }
+        self.outbox.send_all(answers);
         let mut owners = std::mem::take(&mut self.pipeline.stored_for_owners);
         owners.sort_unstable_by_key(|owner| owner.to_u32());
         owners.dedup();
@@ -690,5 +692,3 @@ impl Batch {
         Ok(())
     }
 }
-
-type Reply = tokio::sync::oneshot::Sender<Response>;

@@ -27,7 +27,7 @@ use webhook_core::route::{route, Route};
 
 use super::body_budget::{client_share_kib, BodyBudget, Reservation};
 use super::connection_slots::ConnectionSlots;
-use super::{fd_limit, Job, SharedSettings, Waker};
+use super::{fd_limit, Job, Outbox, SharedSettings, Waker};
 
 /// How long open connections get to finish after shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -58,6 +58,7 @@ pub(super) fn run(
     settings: SharedSettings,
     jobs: SyncSender<Job>,
     waker: Arc<Waker>,
+    outbox: Arc<Outbox>,
     shutdown: watch::Receiver<bool>,
 ) {
     let fd_budget = fd_limit::raise_to_hard_limit().unwrap_or(usize::MAX);
@@ -85,6 +86,7 @@ pub(super) fn run(
         body_memory: Arc::default(),
     });
     runtime.block_on(async move {
+        tokio::spawn(async move { outbox.deliver().await });
         let graceful = GracefulShutdown::new();
         let mut listeners = Vec::new();
         for socket in sockets {

@@ -10,6 +10,7 @@ mod body_budget;
 mod connection_slots;
 mod fd_limit;
 mod http;
+mod outbox;
 mod tls;
 mod waker;
 
@@ -19,12 +20,13 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use webhook_core::config::ListenAddress;
 use webhook_core::request::{IncomingRequest, Response};
 
+pub use outbox::{Outbox, Reply};
 pub use waker::Waker;
 
 /// Settings the network thread reads per connection or request; the main
@@ -62,7 +64,7 @@ pub struct Job {
     /// The request target as received (for signatures over the URL).
     pub raw_path: String,
     pub raw_query: Option<String>,
-    pub reply: oneshot::Sender<Response>,
+    pub reply: Reply,
 }
 
 /// Most requests waiting for the main thread; beyond it callers get 503 and
@@ -72,6 +74,8 @@ const QUEUE_CAPACITY: usize = 4096;
 pub struct Listener {
     pub jobs: Receiver<Job>,
     pub waker: Arc<Waker>,
+    /// Committed batches' answers, on their way to the network thread.
+    pub outbox: Arc<Outbox>,
     shutdown: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
     /// The HTTPS certificate, when the listener speaks HTTPS.
@@ -101,15 +105,26 @@ impl Listener {
         let (jobs_tx, jobs) = sync_channel(QUEUE_CAPACITY);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let thread_waker = waker.clone();
+        let outbox = Arc::new(Outbox::default());
+        let thread_outbox = outbox.clone();
         let thread = std::thread::Builder::new()
             .name("webhook-http".into())
             .spawn(move || {
-                http::run(sockets, tls, settings, jobs_tx, thread_waker, shutdown_rx);
+                http::run(
+                    sockets,
+                    tls,
+                    settings,
+                    jobs_tx,
+                    thread_waker,
+                    thread_outbox,
+                    shutdown_rx,
+                );
             })
             .map_err(|e| format!("could not start the network thread: {e}"))?;
         Ok(Listener {
             jobs,
             waker,
+            outbox,
             shutdown,
             thread: Some(thread),
             certificate,
