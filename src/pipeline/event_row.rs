@@ -13,6 +13,7 @@ use uuid::Uuid;
 use webhook_core::request::Response;
 
 use super::catalog::pg_uuid;
+use super::jsonb::to_jsonb;
 use super::Origin;
 
 pub const INSERT_EVENT: &str = "
@@ -24,28 +25,28 @@ VALUES ($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6, $7, $8,
         $18, pg_catalog.to_timestamp($19), $20)";
 
 /// The same INSERT for many rows at once ([`EventRow::columns`] of the rows,
-/// one array per column, jsonb as text): the listener stores a batch's events with one
+/// one array per column): the listener stores a batch's events with one
 /// statement.
 pub const INSERT_EVENTS: &str = "
 INSERT INTO webhook.events (id, workflow_id, received_at, method, query, headers, params, body,
                             status, error, response, origin, remote_addr, handled_at, replay_of,
                             raw_path, raw_query, attempts, next_attempt_at, listener_pid)
 SELECT r.id, r.workflow_id, pg_catalog.to_timestamp(r.received_at), r.method,
-       r.query::pg_catalog.jsonb, r.headers::pg_catalog.jsonb, r.params::pg_catalog.jsonb, r.body,
-       r.status, r.error, r.response::pg_catalog.jsonb, r.origin, r.remote_addr::pg_catalog.inet,
+       r.query, r.headers, r.params, r.body,
+       r.status, r.error, r.response, r.origin, r.remote_addr::pg_catalog.inet,
        pg_catalog.to_timestamp(r.handled_at), r.replay_of, r.raw_path, r.raw_query, r.attempts,
        pg_catalog.to_timestamp(r.next_attempt_at), r.listener_pid
   FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),
                   pg_catalog.unnest($2::pg_catalog.uuid[]),
                   pg_catalog.unnest($3::pg_catalog.float8[]),
                   pg_catalog.unnest($4::pg_catalog.text[]),
-                  pg_catalog.unnest($5::pg_catalog.text[]),
-                  pg_catalog.unnest($6::pg_catalog.text[]),
-                  pg_catalog.unnest($7::pg_catalog.text[]),
+                  pg_catalog.unnest($5::pg_catalog.jsonb[]),
+                  pg_catalog.unnest($6::pg_catalog.jsonb[]),
+                  pg_catalog.unnest($7::pg_catalog.jsonb[]),
                   pg_catalog.unnest($8::pg_catalog.text[]),
                   pg_catalog.unnest($9::pg_catalog.text[]),
                   pg_catalog.unnest($10::pg_catalog.text[]),
-                  pg_catalog.unnest($11::pg_catalog.text[]),
+                  pg_catalog.unnest($11::pg_catalog.jsonb[]),
                   pg_catalog.unnest($12::pg_catalog.text[]),
                   pg_catalog.unnest($13::pg_catalog.text[]),
                   pg_catalog.unnest($14::pg_catalog.float8[]),
@@ -97,12 +98,6 @@ pub fn response_json(response: &Response) -> Value {
     json!({"status": response.status, "headers": headers, "body": body})
 }
 
-/// A jsonb column's value as text, for [`INSERT_EVENTS`] (PostgreSQL parses
-/// it once; handing it over as jsonb would take a copy of the value first).
-fn json_text(value: &Value) -> String {
-    value.to_string()
-}
-
 /// One `webhook.events` row, as the INSERT and the handler call take it.
 pub struct EventRow {
     pub id: i64,
@@ -148,13 +143,13 @@ impl EventRow {
             column(rows.clone(), |r| pg_uuid(r.workflow_id)),
             column(rows.clone(), |r| r.received_at),
             column(rows.clone(), |r| r.method.as_str()),
-            column(rows.clone(), |r| json_text(&r.query)),
-            column(rows.clone(), |r| json_text(&r.headers)),
-            column(rows.clone(), |r| json_text(&r.params)),
+            column(rows.clone(), |r| to_jsonb(&r.query)),
+            column(rows.clone(), |r| to_jsonb(&r.headers)),
+            column(rows.clone(), |r| to_jsonb(&r.params)),
             column(rows.clone(), |r| r.body.as_deref()),
             column(rows.clone(), |r| r.status),
             column(rows.clone(), |r| r.error.as_deref()),
-            column(rows.clone(), |r| r.response.as_ref().map(json_text)),
+            column(rows.clone(), |r| r.response.as_ref().map(to_jsonb)),
             column(rows.clone(), |r| r.origin.as_str()),
             column(rows.clone(), |r| r.remote_addr.as_deref()),
             column(rows.clone(), |r| r.handled_at),
@@ -196,9 +191,9 @@ impl EventRow {
 
     pub fn args(&self) -> Vec<DatumWithOid<'static>> {
         self.args_with_json([
-            DatumWithOid::from(JsonB(self.query.clone())),
-            DatumWithOid::from(JsonB(self.headers.clone())),
-            DatumWithOid::from(JsonB(self.params.clone())),
+            DatumWithOid::from(to_jsonb(&self.query)),
+            DatumWithOid::from(to_jsonb(&self.headers)),
+            DatumWithOid::from(to_jsonb(&self.params)),
         ])
     }
 
@@ -219,7 +214,7 @@ impl EventRow {
             DatumWithOid::from(self.body.clone()),
             DatumWithOid::from(self.status),
             DatumWithOid::from(self.error.clone()),
-            DatumWithOid::from(self.response.clone().map(JsonB)),
+            DatumWithOid::from(self.response.as_ref().map(to_jsonb)),
             DatumWithOid::from(self.origin.as_str()),
             DatumWithOid::from(self.remote_addr.clone()),
             DatumWithOid::from(self.handled_at),

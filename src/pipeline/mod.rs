@@ -8,6 +8,7 @@
 
 pub mod catalog;
 mod event_row;
+mod jsonb;
 pub mod rate_limits;
 mod redelivery;
 mod rejections;

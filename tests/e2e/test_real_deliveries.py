@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 
 from conftest import HANDLER_SQL, uniq
 from corpuskit import Delivery, all_deliveries, load, send
@@ -541,3 +542,56 @@ def test_every_delivery_passes_a_workflow_captured_from_itself_with_all_non_null
     raw = delivery.raw_body()
     if raw:
         assert ev["body"] == raw.decode()
+
+
+# ------------------------------------------------ stored jsonb, byte for byte
+# The listener builds its jsonb columns from the parsed values itself
+# (src/pipeline/jsonb.rs) instead of printing them for jsonb_in: each one must
+# be exactly the jsonb PostgreSQL makes of the same JSON. The same printed
+# text, the same size once detoasted (`#> '{}'` returns the value whole), and
+# containment both ways, which looks every key up by binary search in the
+# sorted binary form and so fails on a misplaced key.
+SAME_AS_POSTGRES = """
+    {v}::text = {ref}::text AND {v} = {ref}
+    AND pg_catalog.pg_column_size({v} #> '{{}}') = pg_catalog.pg_column_size({ref})
+    AND {v} @> {ref} AND {ref} @> {v}"""
+
+JSONB_COLUMNS_NOT_AS_POSTGRES = """
+SELECT e.id, c.name, c.v::text
+  FROM webhook.events e,
+       LATERAL (VALUES ('query', e.query), ('headers', e.headers), ('params', e.params),
+                       ('response', e.response)) AS c (name, v)
+ WHERE e.workflow_id = %s AND c.v IS NOT NULL
+   AND NOT (""" + SAME_AS_POSTGRES.format(v="c.v", ref="c.v::text::jsonb") + ")"
+
+
+def test_every_delivery_is_stored_as_the_jsonb_postgresql_makes_of_it(c):
+    wf = workflow(c)
+    deliveries = all_deliveries()
+    for d in deliveries:
+        r = send(c, wf, d)
+        assert r.status_code == 200, (d.id, r.status_code, r.text)
+    # Numbers as jsonb keeps them (scale, exponents, more digits than a
+    # double), strings that need escaping, an empty key, keys that sort by
+    # length before bytes, and nesting.
+    tricky = ('{"zero": 0, "negative_zero": -0, "one": 1.0, "scaled": -12.50, "exp": 1e3, '
+              '"small": 1E-7, "big": 123456789012345678901234567890.000001, '
+              '"text": "caf\\u00e9 \\u2713 \\ud83d\\ude00 tab\\t quote\\" back\\\\", "": "empty key", '
+              '"b": [1, 2.5, {"aa": false, "a": null, "A": true, "ab": {"x": []}}], "aaa": {}}')
+    r = requests.post(c.hook_url(wf), data=tricky.encode(), headers={"Content-Type": "application/json"},
+                      timeout=10)
+    assert r.status_code == 200, r.text
+    stored = c.row("SELECT count(*) AS events, count(*) FILTER (WHERE body = %s AND "
+                   + SAME_AS_POSTGRES.format(v="params", ref="body::jsonb")
+                   + ") AS tricky_as_postgres FROM webhook.events WHERE workflow_id = %s", (tricky, wf))
+    assert stored == {"events": len(deliveries) + 1, "tricky_as_postgres": 1}
+    # With no parameter list, a JSON body is its params whole (an array as
+    # "items").
+    whole_body = "(CASE jsonb_typeof(body::jsonb) WHEN 'array' THEN params -> 'items' ELSE params END)"
+    json_bodies = c.row("SELECT count(*) AS events, count(*) FILTER (WHERE "
+                        + SAME_AS_POSTGRES.format(v=whole_body, ref="body::jsonb")
+                        + ") AS as_postgres FROM webhook.events WHERE workflow_id = %s "
+                        "AND headers->>'content-type' LIKE 'application/json%%'", (wf,))
+    expected = sum(1 for d in deliveries if (d.content_type or "").startswith("application/json")) + 1
+    assert json_bodies == {"events": expected, "as_postgres": expected}
+    assert c.rows(JSONB_COLUMNS_NOT_AS_POSTGRES, (wf,)) == []
