@@ -1,16 +1,17 @@
-//! serde_json values as jsonb datums, built by PostgreSQL's own jsonb builder
-//! (`pushJsonbValue`, as `jsonb_in` builds them) from the value itself,
-//! instead of printing it as text for `jsonb_in` to parse again: that round
-//! trip was about a tenth of the listener's work per request. Numbers go
-//! through `numeric_in`, as `jsonb_in` sends them, so both give the same
-//! jsonb, byte for byte.
+//! serde_json values as jsonb datums, written in jsonb's binary format by
+//! `webhook_core::jsonb` instead of printed as text for `jsonb_in` to parse
+//! again: that round trip was about a tenth of the listener's work per
+//! request. Numbers other than integers are made by `numeric_in`, as
+//! `jsonb_in` makes them, so both give the same jsonb, byte for byte
+//! (tests/e2e/test_real_deliveries.py compares them on every delivery of the
+//! corpus).
 
 use std::ffi::CString;
 
 use pgrx::datum::IntoDatum;
 use pgrx::pg_sys;
 use pgrx::JsonB;
-use serde_json::Value;
+use serde_json::{Number, Value};
 
 /// A jsonb datum made by [`to_jsonb`], for statement parameters and arrays.
 #[derive(Clone, Copy)]
@@ -28,147 +29,65 @@ impl IntoDatum for JsonbDatum {
 
 /// The value as jsonb, in the current memory context. A value PostgreSQL
 /// would refuse (a string holding U+0000, which text cannot hold, or one
-/// longer than a jsonb string can be) goes through `jsonb_in`, which raises
-/// its own error for it.
+/// too long for jsonb) goes through `jsonb_in`, which raises its own error.
 pub fn to_jsonb(value: &Value) -> JsonbDatum {
-    if refused_by_jsonb(value) {
-        let datum = JsonB(value.clone())
-            .into_datum()
-            .expect("jsonb_in returns a value or raises an error");
-        return JsonbDatum(datum);
+    if !has_nul(value) {
+        if let Ok(bytes) = webhook_core::jsonb::encode(value, &mut numeric) {
+            // SAFETY: main thread; palloc raises an error rather than return
+            // NULL, and the copy fills exactly the bytes allocated.
+            let copy = unsafe {
+                let copy = pg_sys::palloc(bytes.len()).cast::<u8>();
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), copy, bytes.len());
+                copy
+            };
+            return JsonbDatum(pg_sys::Datum::from(copy));
+        }
     }
-    let mut state: *mut pg_sys::JsonbParseState = std::ptr::null_mut();
-    // SAFETY: main thread, inside a transaction. Every JsonbValue pushed
-    // points into `value` (strings) or into numerics just made; PostgreSQL
-    // copies them into the result before this returns, and `value` outlives
-    // the call.
+    let datum = JsonB(value.clone())
+        .into_datum()
+        .expect("jsonb_in returns a value or raises an error");
+    JsonbDatum(datum)
+}
+
+/// The numeric varlena `numeric_in` makes of the number's text (arbitrary
+/// precision: the digits as the request had them); integers, the usual kind,
+/// are written here without calling it.
+fn numeric(number: &Number) -> Vec<u8> {
+    let text = number.to_string();
+    if let Some(bytes) = webhook_core::jsonb::integer_numeric(&text) {
+        return bytes;
+    }
+    let text = CString::new(text).expect("a number has no NUL");
+    // SAFETY: numeric_in with the arguments jsonb_in gives it (no type
+    // modifier); it returns a palloc'd numeric or raises an error. Its bytes
+    // are copied, then it is freed.
     unsafe {
-        let root = match value {
-            Value::Object(_) | Value::Array(_) => push(&mut state, value, None),
-            scalar => {
-                // jsonb_in's form for a lone scalar: a one-element "raw
-                // scalar" array.
-                let mut array: pg_sys::JsonbValue = std::mem::zeroed();
-                array.type_ = pg_sys::jbvType::jbvArray;
-                array.val.array.rawScalar = true;
-                array.val.array.nElems = 1;
-                pg_sys::pushJsonbValue(
-                    &mut state,
-                    pg_sys::JsonbIteratorToken::WJB_BEGIN_ARRAY,
-                    &mut array,
-                );
-                push(
-                    &mut state,
-                    scalar,
-                    Some(pg_sys::JsonbIteratorToken::WJB_ELEM),
-                );
-                pg_sys::pushJsonbValue(
-                    &mut state,
-                    pg_sys::JsonbIteratorToken::WJB_END_ARRAY,
-                    std::ptr::null_mut(),
-                )
-            }
-        };
-        JsonbDatum(pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(root)))
+        let datum = pgrx::fcinfo::direct_function_call_as_datum(
+            pg_sys::numeric_in,
+            &[
+                Some(pg_sys::Datum::from(text.as_ptr())),
+                Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
+                Some(pg_sys::Datum::from(-1i32)),
+            ],
+        )
+        .expect("numeric_in returns a value");
+        let varlena = datum.cast_mut_ptr::<pg_sys::varlena>();
+        let bytes =
+            std::slice::from_raw_parts(varlena.cast::<u8>(), pgrx::varlena::varsize_any(varlena))
+                .to_vec();
+        pg_sys::pfree(varlena.cast());
+        bytes
     }
 }
 
-/// Pushes `value`: a container as its begin, contents and end tokens (the
-/// end returns the finished container), a scalar with `token` (`WJB_VALUE`
-/// in an object, `WJB_ELEM` in an array).
-///
-/// # Safety
-/// As in [`to_jsonb`]: `value` must outlive the building of the result.
-unsafe fn push(
-    state: &mut *mut pg_sys::JsonbParseState,
-    value: &Value,
-    token: Option<pg_sys::JsonbIteratorToken::Type>,
-) -> *mut pg_sys::JsonbValue {
-    use pg_sys::JsonbIteratorToken::*;
-    let null = std::ptr::null_mut();
+/// Whether a string or key anywhere in the value holds U+0000.
+fn has_nul(value: &Value) -> bool {
     match value {
-        Value::Object(map) => {
-            pg_sys::pushJsonbValue(state, WJB_BEGIN_OBJECT, null);
-            for (key, member) in map {
-                let mut key = string(key);
-                pg_sys::pushJsonbValue(state, WJB_KEY, &mut key);
-                push(state, member, Some(WJB_VALUE));
-            }
-            pg_sys::pushJsonbValue(state, WJB_END_OBJECT, null)
-        }
-        Value::Array(items) => {
-            pg_sys::pushJsonbValue(state, WJB_BEGIN_ARRAY, null);
-            for item in items {
-                push(state, item, Some(WJB_ELEM));
-            }
-            pg_sys::pushJsonbValue(state, WJB_END_ARRAY, null)
-        }
-        scalar_value => {
-            let mut scalar = scalar(scalar_value);
-            pg_sys::pushJsonbValue(state, token.unwrap_or(WJB_ELEM), &mut scalar)
-        }
-    }
-}
-
-/// A string, key or value, pointing into `text` (not copied).
-fn string(text: &str) -> pg_sys::JsonbValue {
-    // SAFETY: a zeroed JsonbValue is a valid jbvNull; the fields set below
-    // are the string variant's.
-    let mut value: pg_sys::JsonbValue = unsafe { std::mem::zeroed() };
-    value.type_ = pg_sys::jbvType::jbvString;
-    value.val.string = pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_1 {
-        len: text.len() as std::ffi::c_int,
-        val: text.as_ptr() as *mut std::ffi::c_char,
-    };
-    value
-}
-
-/// A scalar (not an object or array) as a JsonbValue.
-fn scalar(value: &Value) -> pg_sys::JsonbValue {
-    // SAFETY: as in `string`: zeroed is jbvNull, and each arm sets one
-    // variant with its type.
-    let mut scalar: pg_sys::JsonbValue = unsafe { std::mem::zeroed() };
-    match value {
-        Value::Null => scalar.type_ = pg_sys::jbvType::jbvNull,
-        Value::Bool(b) => {
-            scalar.type_ = pg_sys::jbvType::jbvBool;
-            scalar.val.boolean = *b;
-        }
-        Value::Number(number) => {
-            let text = CString::new(number.to_string()).expect("a number has no NUL");
-            // SAFETY: numeric_in with the arguments jsonb_in gives it (no
-            // type modifier); it returns a numeric or raises an error.
-            let numeric = unsafe {
-                pgrx::fcinfo::direct_function_call_as_datum(
-                    pg_sys::numeric_in,
-                    &[
-                        Some(pg_sys::Datum::from(text.as_ptr())),
-                        Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
-                        Some(pg_sys::Datum::from(-1i32)),
-                    ],
-                )
-            }
-            .expect("numeric_in returns a value");
-            scalar.type_ = pg_sys::jbvType::jbvNumeric;
-            scalar.val.numeric = numeric.cast_mut_ptr();
-        }
-        Value::String(text) => return string(text),
-        Value::Object(_) | Value::Array(_) => unreachable!("containers are pushed whole"),
-    }
-    scalar
-}
-
-/// Whether a string or key anywhere in the value is one jsonb cannot hold.
-fn refused_by_jsonb(value: &Value) -> bool {
-    // JENTRY_OFFLENMASK: the longest string a jsonb entry can hold.
-    const LONGEST_STRING: usize = 0x0FFF_FFFF;
-    let refused = |text: &str| text.len() > LONGEST_STRING || text.contains('\0');
-    match value {
-        Value::String(text) => refused(text),
-        Value::Array(items) => items.iter().any(refused_by_jsonb),
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
         Value::Object(map) => map
             .iter()
-            .any(|(key, member)| refused(key) || refused_by_jsonb(member)),
+            .any(|(key, member)| key.contains('\0') || has_nul(member)),
         _ => false,
     }
 }

@@ -577,7 +577,9 @@ def test_every_delivery_is_stored_as_the_jsonb_postgresql_makes_of_it(c):
     tricky = ('{"zero": 0, "negative_zero": -0, "one": 1.0, "scaled": -12.50, "exp": 1e3, '
               '"small": 1E-7, "big": 123456789012345678901234567890.000001, '
               '"text": "caf\\u00e9 \\u2713 \\ud83d\\ude00 tab\\t quote\\" back\\\\", "": "empty key", '
-              '"b": [1, 2.5, {"aa": false, "a": null, "A": true, "ab": {"x": []}}], "aaa": {}}')
+              '"b": [1, 2.5, {"aa": false, "a": null, "A": true, "ab": {"x": []}}], "aaa": {}, '
+              '"ints": [7, -7, 10000, -99990000, 1700000010, 18446744073709551616, -9223372036854775808, '
+              + "9" * 256 + ", " + "9" * 257 + ']}')
     r = requests.post(c.hook_url(wf), data=tricky.encode(), headers={"Content-Type": "application/json"},
                       timeout=10)
     assert r.status_code == 200, r.text

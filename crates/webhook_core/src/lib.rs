@@ -10,6 +10,7 @@ pub mod config;
 pub mod connections;
 pub mod delivery;
 pub mod infer;
+pub mod jsonb;
 pub mod kv;
 pub mod lookup;
 pub mod request;
