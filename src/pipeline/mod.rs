@@ -352,9 +352,14 @@ impl Pipeline {
         }
         redact_headers(&mut request.headers, &workflow.redact_headers);
         let request = &*request;
-        let mut rules_now = workflow.rules.clone();
-        rules_now.capture_armed =
+        // The workflow's rules as they are, unless a capture is armed now
+        // (no copy of them per request).
+        let mut rules_now = std::borrow::Cow::Borrowed(&workflow.rules);
+        let capture_armed =
             meta.origin == Origin::Http && workflow.capture_armed(unix(SystemTime::now()));
+        if rules_now.capture_armed != capture_armed {
+            rules_now.to_mut().capture_armed = capture_armed;
+        }
         loop {
             match rules::admit(&rules_now, request) {
                 Admission::Rejected(response) => {
@@ -367,7 +372,7 @@ impl Pipeline {
                     Some(response) => return Ok(Handled::AfterCommit(response)),
                     // Another listener process took this capture first: an
                     // ordinary request after all.
-                    None => rules_now.capture_armed = false,
+                    None => rules_now.to_mut().capture_armed = false,
                 },
                 Admission::Accepted(accepted) => {
                     let id = event_id(client)?;

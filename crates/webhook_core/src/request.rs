@@ -260,10 +260,14 @@ fn collect_params(
     request: &IncomingRequest,
     body_params: Map<String, Value>,
 ) -> Map<String, Value> {
-    let mut params = request.query.clone();
-    for (name, value) in body_params {
-        params.insert(name, value);
-    }
+    // Body parameters win over query ones of the same name.
+    let mut params = if request.query.is_empty() {
+        body_params
+    } else {
+        let mut params = request.query.clone();
+        params.extend(body_params);
+        params
+    };
     let view = RequestParams {
         body: &Map::new(),
         query: &request.query,
