@@ -153,6 +153,9 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
             }
         }
         let batch_size = gucs::BATCH_SIZE.get().max(1) as usize;
+        if last_batch >= GROUP_COMMIT_FROM {
+            wait_for_company(&listener, last_batch.min(batch_size));
+        }
         let jobs: Vec<Job> = listener.jobs.try_iter().take(batch_size).collect();
         last_batch = jobs.len();
         listener.waker.jobs_taken(jobs.len());
@@ -242,6 +245,27 @@ fn apply_lock_timeout() {
 /// How long the main thread keeps looking for requests before it sleeps,
 /// after a small batch (see wait_for_work).
 const SPIN_US: u64 = 100;
+
+/// Group commit. After a batch of at least `GROUP_COMMIT_FROM` requests,
+/// the main thread waits up to `GROUP_COMMIT_WAIT` for as many to be queued
+/// before it starts the next one. Callers that arrive together (a sender's
+/// burst, or the callers just answered sending again) then share one commit
+/// and one WAL flush, instead of splitting into batches half as large that
+/// each pay for a flush: 16 connections went from about 11,600 to 13,100
+/// acknowledgements a second, 8 from 8,200 to 9,200, with lower p99 (README,
+/// Performance). PostgreSQL's commit_delay does the same for backends.
+/// Smaller batches do not wait: a lone caller's event commits at once.
+const GROUP_COMMIT_FROM: usize = 4;
+const GROUP_COMMIT_WAIT: Duration = Duration::from_micros(250);
+
+/// Waits, yielding the processor, until `count` requests are queued or
+/// `GROUP_COMMIT_WAIT` has passed.
+fn wait_for_company(listener: &Listener, count: usize) {
+    let until = Instant::now() + GROUP_COMMIT_WAIT;
+    while listener.waker.queued() < count && Instant::now() < until {
+        std::thread::yield_now();
+    }
+}
 
 /// Sleeps until the latch is set (signals, or an executor finished an event),
 /// a request arrives (eventfd), a second passes, or `deadline`.

@@ -45,9 +45,14 @@ impl Waker {
         self.queued.fetch_sub(count, Ordering::SeqCst);
     }
 
+    /// Jobs queued for the main thread.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
+    }
+
     /// Whether jobs are queued for the main thread.
     pub fn has_jobs(&self) -> bool {
-        self.queued.load(Ordering::SeqCst) > 0
+        self.queued() > 0
     }
 
     /// The main thread is about to sleep: false if a job is already queued
