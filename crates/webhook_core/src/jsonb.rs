@@ -19,6 +19,8 @@
 
 use serde_json::{Map, Number, Value};
 
+// Container header flags and JEntry fields, as PostgreSQL's jsonb.h names
+// them.
 const JB_FSCALAR: u32 = 0x1000_0000;
 const JB_FOBJECT: u32 = 0x2000_0000;
 const JB_FARRAY: u32 = 0x4000_0000;
