@@ -251,11 +251,12 @@ const SPIN_US: u64 = 100;
 /// before it starts the next one. Callers that arrive together (a sender's
 /// burst, or the callers just answered sending again) then share one commit
 /// and one WAL flush, instead of splitting into batches half as large that
-/// each pay for a flush: 16 connections went from about 11,600 to 13,100
-/// acknowledgements a second, 8 from 8,200 to 9,200, with lower p99 (README,
-/// Performance). PostgreSQL's commit_delay does the same for backends.
-/// Smaller batches do not wait: a lone caller's event commits at once.
-const GROUP_COMMIT_FROM: usize = 4;
+/// each pay for a flush: 16 connections went from about 12,900 to 14,200
+/// acknowledgements a second, 8 from 8,200 to 9,200 and 2 from 3,300 to
+/// 3,800, with lower p99 (README, Performance). PostgreSQL's commit_delay
+/// does the same for backends. A lone caller does not wait: its event
+/// commits at once.
+const GROUP_COMMIT_FROM: usize = 2;
 const GROUP_COMMIT_WAIT: Duration = Duration::from_micros(250);
 
 /// Waits, yielding the processor, until `count` requests are queued or
