@@ -120,6 +120,7 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
     };
     let mut backlog = false;
     let mut last_batch = 0;
+    let mut last_batch_done = Instant::now();
     loop {
         if !backlog {
             wait_for_work(
@@ -153,7 +154,7 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
             }
         }
         let batch_size = gucs::BATCH_SIZE.get().max(1) as usize;
-        if last_batch >= GROUP_COMMIT_FROM {
+        if last_batch >= GROUP_COMMIT_FROM && last_batch_done.elapsed() < GROUP_COMMIT_RECENT {
             wait_for_company(&listener, last_batch.min(batch_size));
         }
         let jobs: Vec<Job> = listener.jobs.try_iter().take(batch_size).collect();
@@ -185,6 +186,7 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
         state.answer_waiting_if_due();
         if !jobs.is_empty() {
             state.process(jobs);
+            last_batch_done = Instant::now();
         }
         state.answer_waiting_if_due();
         report_table_statistics(false);
@@ -255,9 +257,12 @@ const SPIN_US: u64 = 100;
 /// acknowledgements a second, 8 from 8,200 to 9,200 and 2 from 3,300 to
 /// 3,800, with lower p99 (README, Performance). PostgreSQL's commit_delay
 /// does the same for backends. A lone caller does not wait: its event
-/// commits at once.
+/// commits at once; nor does the first request after a pause longer than
+/// `GROUP_COMMIT_RECENT` (callers answered together come back well within
+/// it).
 const GROUP_COMMIT_FROM: usize = 2;
 const GROUP_COMMIT_WAIT: Duration = Duration::from_micros(250);
+const GROUP_COMMIT_RECENT: Duration = Duration::from_millis(2);
 
 /// Waits, yielding the processor, until `count` requests are queued or
 /// `GROUP_COMMIT_WAIT` has passed.

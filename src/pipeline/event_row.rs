@@ -162,6 +162,16 @@ impl EventRow {
         ]
     }
 
+    /// [`INSERT_EVENTS`]'s parameter types: an array of each column's type.
+    pub fn column_types() -> Vec<PgOid> {
+        Self::arg_types()
+            .into_iter()
+            // SAFETY: a catalog lookup of built-in types' array types, on the
+            // main thread inside a transaction.
+            .map(|element| PgOid::from(unsafe { pgrx::pg_sys::get_array_type(element.value()) }))
+            .collect()
+    }
+
     pub fn arg_types() -> Vec<PgOid> {
         let text = PgOid::from(String::type_oid());
         let jsonb = PgOid::from(JsonB::type_oid());

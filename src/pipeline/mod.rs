@@ -24,7 +24,6 @@ use std::time::SystemTime;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::PgOid;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -631,13 +630,16 @@ impl Pipeline {
         // a bad row) goes row by row through the one-row INSERT, which needs
         // no arrays built and unnested.
         let stored_all = if deferred.len() > 1 {
-            let columns = EventRow::columns(deferred.iter().map(|(row, _)| row));
             if self.bulk_plan.is_none() {
-                let types: Vec<PgOid> = columns.iter().map(|c| PgOid::from(c.oid())).collect();
+                let types = EventRow::column_types();
                 self.bulk_plan = Some(client.prepare_mut(INSERT_EVENTS, &types)?.keep());
             }
             let bulk = self.bulk_plan.as_ref().expect("prepared above");
+            // The columns are built inside the subtransaction too: a value
+            // PostgreSQL refuses (a number numeric_in cannot hold) fails this
+            // statement, and then only its own row, not the batch.
             in_subtransaction(|| {
+                let columns = EventRow::columns(deferred.iter().map(|(row, _)| row));
                 ok_or_raise(run_privileged(privileged, || {
                     client.update(bulk, None, &columns)
                 }));

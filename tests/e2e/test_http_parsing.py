@@ -609,6 +609,39 @@ def test_bad_request_does_not_fail_its_batch(solo, uniq, xact_trace):
     pytest.fail("the refused request never shared a batch with a stored one in 5 tries")
 
 
+def test_a_number_postgresql_cannot_store_fails_only_its_own_request(solo, uniq, xact_trace):
+    """jsonb keeps numbers as numerics: 0e1073741823 passes the body parser,
+    but numeric_in refuses it. Sent among other requests that wait for the
+    same batch, it gets its own 400 and its neighbours are stored (a build
+    that wrote the batch's jsonb before the statement's subtransaction
+    answered all of them 503). Proof that they shared the batch: the
+    neighbours sent before and after it behind a stopped listener were stored
+    by one transaction (the network thread may hand them over in two
+    batches, hence the tries)."""
+    c = solo
+    wf = create_workflow(c, "public.params_handler", uniq)
+    for attempt in range(5):
+        results: dict = {}
+
+        def send(label, body):
+            r = post(c, wf, body, headers={"Content-Type": "application/json"},
+                     params={"try": str(attempt), "who": label})
+            results[label] = (r.status_code, r.json())
+
+        sends = [lambda i=i: send(f"good{i}", json.dumps({"n": i}).encode()) for i in range(10)]
+        sends.insert(5, lambda: send("bad", b'{"n": 0e1073741823}'))
+        sent_behind_a_stopped_listener(c, sends)
+        assert results.pop("bad") == (400, {"msg": "Request cannot be stored: value overflows numeric format"})
+        assert {label: status for label, (status, _) in results.items()} == {f"good{i}": 200 for i in range(10)}
+        rows = c.rows("SELECT e.params, t.xid::text AS xid FROM webhook.events e "
+                      f"JOIN {xact_trace} t ON t.tbl = 'events' AND t.id = e.id "
+                      "WHERE e.workflow_id = %s AND e.query->>'try' = %s", (wf, str(attempt)))
+        assert sorted(r["params"]["who"] for r in rows) == sorted(f"good{i}" for i in range(10))
+        if len({r["xid"] for r in rows}) == 1:
+            return
+    pytest.fail("the requests around the refused one never shared a batch in 5 tries")
+
+
 def test_declared_header_parameter_name_is_case_insensitive(ready, new_workflow):
     """Header names are case-insensitive: a header parameter declared as
     'X-Shop-Id' is checked and recorded whatever case the caller uses."""
