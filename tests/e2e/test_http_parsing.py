@@ -571,6 +571,23 @@ def xact_trace(solo, uniq):
         c.sql(f"DROP TABLE IF EXISTS {table}")
 
 
+def sent_around_a_bad_one(c, wf: str, attempt: int, goods: int, bad_body: bytes) -> dict:
+    """Sends ``goods`` good JSON requests with ``bad_body`` in the middle, all
+    waiting behind a stopped listener (so that they can share a batch), each
+    tagged with the attempt; returns {label: (status, answer)}."""
+    results: dict = {}
+
+    def send(label, body):
+        r = post(c, wf, body, headers={"Content-Type": "application/json"},
+                 params={"try": str(attempt), "who": label})
+        results[label] = (r.status_code, r.json())
+
+    sends = [lambda i=i: send(f"good{i}", json.dumps({"n": i}).encode()) for i in range(goods)]
+    sends.insert(goods // 2, lambda: send("bad", bad_body))
+    sent_behind_a_stopped_listener(c, sends)
+    return results
+
+
 def test_bad_request_does_not_fail_its_batch(solo, uniq, xact_trace):
     """Requests are committed in batches; one request refused inside a batch
     (a NUL: 400, recorded in webhook.rejections by the batch's transaction)
@@ -579,16 +596,7 @@ def test_bad_request_does_not_fail_its_batch(solo, uniq, xact_trace):
     c = solo
     wf = create_workflow(c, "public.params_handler", uniq)
     for attempt in range(5):
-        results: dict = {}
-
-        def send(label, body):
-            r = post(c, wf, body, headers={"Content-Type": "application/json"},
-                     params={"try": str(attempt), "who": label})
-            results[label] = (r.status_code, r.json())
-
-        sends = [lambda i=i: send(f"good{i}", json.dumps({"n": i}).encode()) for i in range(20)]
-        sends.insert(10, lambda: send("bad", b'{"n": "\\u0000"}'))
-        sent_behind_a_stopped_listener(c, sends)
+        results = sent_around_a_bad_one(c, wf, attempt, 20, b'{"n": "\\u0000"}')
         assert results.pop("bad") == (400, NUL_REFUSED), results
         assert sorted(results) == sorted(f"good{i}" for i in range(20))
         ids = {}
@@ -621,16 +629,7 @@ def test_a_number_postgresql_cannot_store_fails_only_its_own_request(solo, uniq,
     c = solo
     wf = create_workflow(c, "public.params_handler", uniq)
     for attempt in range(5):
-        results: dict = {}
-
-        def send(label, body):
-            r = post(c, wf, body, headers={"Content-Type": "application/json"},
-                     params={"try": str(attempt), "who": label})
-            results[label] = (r.status_code, r.json())
-
-        sends = [lambda i=i: send(f"good{i}", json.dumps({"n": i}).encode()) for i in range(10)]
-        sends.insert(5, lambda: send("bad", b'{"n": 0e1073741823}'))
-        sent_behind_a_stopped_listener(c, sends)
+        results = sent_around_a_bad_one(c, wf, attempt, 10, b'{"n": 0e1073741823}')
         assert results.pop("bad") == (400, {"msg": "Request cannot be stored: value overflows numeric format"})
         assert {label: status for label, (status, _) in results.items()} == {f"good{i}": 200 for i in range(10)}
         rows = c.rows("SELECT e.params, t.xid::text AS xid FROM webhook.events e "
