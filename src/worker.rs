@@ -155,7 +155,7 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
         }
         let batch_size = gucs::BATCH_SIZE.get().max(1) as usize;
         if last_batch >= GROUP_COMMIT_FROM && last_batch_done.elapsed() < GROUP_COMMIT_RECENT {
-            wait_for_company(&listener, last_batch.min(batch_size));
+            wait_for_company(&listener, last_batch);
         }
         let jobs: Vec<Job> = listener.jobs.try_iter().take(batch_size).collect();
         last_batch = jobs.len();

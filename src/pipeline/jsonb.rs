@@ -31,17 +31,15 @@ impl IntoDatum for JsonbDatum {
 /// would refuse (a string holding U+0000, which text cannot hold, or one
 /// too long for jsonb) goes through `jsonb_in`, which raises its own error.
 pub fn to_jsonb(value: &Value) -> JsonbDatum {
-    if !has_nul(value) {
-        if let Ok(bytes) = webhook_core::jsonb::encode(value, &mut numeric) {
-            // SAFETY: main thread; palloc raises an error rather than return
-            // NULL, and the copy fills exactly the bytes allocated.
-            let copy = unsafe {
-                let copy = pg_sys::palloc(bytes.len()).cast::<u8>();
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), copy, bytes.len());
-                copy
-            };
-            return JsonbDatum(pg_sys::Datum::from(copy));
-        }
+    if let Ok(bytes) = webhook_core::jsonb::encode(value, &mut numeric) {
+        // SAFETY: main thread; palloc raises an error rather than return
+        // NULL, and the copy fills exactly the bytes allocated.
+        let copy = unsafe {
+            let copy = pg_sys::palloc(bytes.len()).cast::<u8>();
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), copy, bytes.len());
+            copy
+        };
+        return JsonbDatum(pg_sys::Datum::from(copy));
     }
     let datum = JsonB(value.clone())
         .into_datum()
@@ -77,17 +75,5 @@ fn numeric(number: &Number) -> Vec<u8> {
                 .to_vec();
         pg_sys::pfree(varlena.cast());
         bytes
-    }
-}
-
-/// Whether a string or key anywhere in the value holds U+0000.
-fn has_nul(value: &Value) -> bool {
-    match value {
-        Value::String(text) => text.contains('\0'),
-        Value::Array(items) => items.iter().any(has_nul),
-        Value::Object(map) => map
-            .iter()
-            .any(|(key, member)| key.contains('\0') || has_nul(member)),
-        _ => false,
     }
 }

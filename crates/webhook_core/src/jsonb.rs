@@ -40,9 +40,11 @@ const JB_OFFSET_STRIDE: usize = 32;
 
 /// Why a value cannot be written as jsonb (PostgreSQL refuses it too).
 #[derive(Debug, PartialEq, Eq)]
-pub enum TooLarge {
+pub enum Unstorable {
     /// A string, or a container's data, longer than a JEntry can say.
-    Element,
+    TooLong,
+    /// A string or key holding U+0000, which PostgreSQL text cannot hold.
+    Nul,
 }
 
 /// The jsonb varlena (4-byte header included, in the machine's byte order,
@@ -51,7 +53,7 @@ pub enum TooLarge {
 pub fn encode(
     value: &Value,
     numeric: &mut dyn FnMut(&Number) -> Vec<u8>,
-) -> Result<Vec<u8>, TooLarge> {
+) -> Result<Vec<u8>, Unstorable> {
     let mut buffer = vec![0u8; 4]; // the varlena header, set at the end
     match value {
         Value::Object(map) => {
@@ -75,7 +77,7 @@ fn element(
     buffer: &mut Vec<u8>,
     value: &Value,
     numeric: &mut dyn FnMut(&Number) -> Vec<u8>,
-) -> Result<u32, TooLarge> {
+) -> Result<u32, Unstorable> {
     Ok(match value {
         Value::Null => JENTRY_ISNULL,
         Value::Bool(true) => JENTRY_ISBOOL_TRUE,
@@ -92,7 +94,10 @@ fn element(
     })
 }
 
-fn string(buffer: &mut Vec<u8>, text: &str) -> Result<u32, TooLarge> {
+fn string(buffer: &mut Vec<u8>, text: &str) -> Result<u32, Unstorable> {
+    if text.contains('\0') {
+        return Err(Unstorable::Nul);
+    }
     let len = length(text.len())?;
     buffer.extend_from_slice(text.as_bytes());
     Ok(len)
@@ -106,7 +111,7 @@ fn container<'a>(
     header: u32,
     elements: impl ExactSizeIterator<Item = Element<'a>>,
     numeric: &mut dyn FnMut(&Number) -> Vec<u8>,
-) -> Result<u32, TooLarge> {
+) -> Result<u32, Unstorable> {
     let start = buffer.len();
     pad_to_int(buffer);
     let count = elements.len();
@@ -139,7 +144,7 @@ fn object(
     buffer: &mut Vec<u8>,
     map: &Map<String, Value>,
     numeric: &mut dyn FnMut(&Number) -> Vec<u8>,
-) -> Result<u32, TooLarge> {
+) -> Result<u32, Unstorable> {
     // jsonb's key order: shorter keys first, equal lengths bytewise. (A
     // serde_json map has no duplicate keys to drop.)
     let mut pairs: Vec<(&String, &Value)> = map.iter().collect();
@@ -164,7 +169,7 @@ fn array(
     items: &[Value],
     raw_scalar: bool,
     numeric: &mut dyn FnMut(&Number) -> Vec<u8>,
-) -> Result<u32, TooLarge> {
+) -> Result<u32, Unstorable> {
     let header = if raw_scalar {
         JB_FARRAY | JB_FSCALAR | 1
     } else {
@@ -246,11 +251,11 @@ fn pad_to_int(buffer: &mut Vec<u8>) -> usize {
     padding
 }
 
-fn length(len: usize) -> Result<u32, TooLarge> {
+fn length(len: usize) -> Result<u32, Unstorable> {
     u32::try_from(len)
         .ok()
         .filter(|&len| len <= JENTRY_OFFLENMASK)
-        .ok_or(TooLarge::Element)
+        .ok_or(Unstorable::TooLong)
 }
 
 #[cfg(test)]
@@ -380,11 +385,22 @@ mod tests {
     }
 
     #[test]
+    fn a_nul_in_a_string_or_key_is_refused() {
+        for value in [json!({"k": "a\0b"}), json!({"a\0": 1}), json!([["\0"]])] {
+            assert_eq!(
+                encode(&value, &mut fake_numeric),
+                Err(Unstorable::Nul),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
     fn a_string_longer_than_a_jentry_can_say_is_refused() {
         let long = "x".repeat(JENTRY_OFFLENMASK as usize + 1);
         assert_eq!(
             encode(&json!({ "k": long }), &mut fake_numeric),
-            Err(TooLarge::Element)
+            Err(Unstorable::TooLong)
         );
     }
 }
