@@ -21,6 +21,8 @@
 # handler's result from its executor): requests/s, p50 and p99.
 #
 #   SECONDS_PER_RUN (default 10)  CLIENTS (default "1 16 64")  WORKERS (default 1)
+#   ROUNDS (default 3): rounds per connection count; each figure is reported
+#   per round and as the median of the rounds
 #
 # One listener process by default: on a 2-core machine its main thread, its
 # network thread, the executors and the load generator already share the
@@ -32,6 +34,7 @@ source "$(dirname "$0")/../scripts/common.sh"
 cd "$REPO_ROOT"
 
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-"1 16 64"}
 WORKERS=${WORKERS:-1}
 PG_PORT=${BENCH_PG_PORT:-5499}
@@ -117,31 +120,61 @@ say "warm-up"
 drain 0
 
 RESULTS="$OUT/results-$(date +%Y%m%d-%H%M%S).txt"
-HEADER='%-7s %8s %8s %7s %7s %8s %8s %7s %9s %9s %7s %8s %8s %7s\n'
-printf "$HEADER" clients ack/s pgb_ins ratio p99_ms done/s pgb_both ratio lag_p50 lag_p99 2xx=rows lis_MB exe_MB rows | tee "$RESULTS"
+ROUND_LINE='%-7s %5s %8s %8s %6s %7s %8s %8s %6s %8s %8s %7s %7s %8s\n'
+SUMMARY_LINE='%-7s %8s %8s %-16s %7s %8s %8s %-16s %8s %8s %7s %7s\n'
+# One round: our run (drained), then pgbench's two runs right after it, so
+# that each ratio compares runs seconds apart: this machine's speed drifts by
+# up to a fifth within minutes, for pgbench as much as for us.
+echo "rounds ($ROUNDS per connection count, $SECONDS_PER_RUN s each run)" | tee "$RESULTS"
+printf "$ROUND_LINE" clients round ack/s pgb_ins ratio p99_ms done/s pgb_both ratio lag_p50 lag_p99 lis_MB exe_MB 2xx=rows | tee -a "$RESULTS"
 all_equal=1
+SUMMARY=""
 for c in $CLIENTS; do
-    before=$(last_event)
-    json=$("$LOADGEN" "$URL" "$c" "$SECONDS_PER_RUN" "$BODY")
-    lis_mb=$(max_anon_mb listener); exe_mb=$(max_anon_mb executor)
-    drain "$before"
-    ok=$(echo "$json" | field ok); rps=$(echo "$json" | field rps); p99=$(echo "$json" | field p99_ms 2)
-    IFS='|' read -r events handled done_rps lag50 lag99 < <(psql_b -At -c "
-      WITH e AS (SELECT id, received_at, handled_at FROM webhook.events WHERE id > $before),
-           h AS (SELECT e.received_at, pg_xact_commit_timestamp(o.xmin) AS committed
-                   FROM e JOIN bench_orders o ON o.event_id = e.id)
-      SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM h),
-             round((SELECT count(*) FROM e) / extract(epoch FROM (SELECT max(handled_at) - min(received_at) FROM e))),
-             round(1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY committed - received_at)))::numeric(10,1),
-             round(1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY committed - received_at)))::numeric(10,1)
-        FROM h")
-    [ "$events" -eq "$ok" ] && [ "$handled" -eq "$ok" ] || all_equal=0
-    tps_ack=$(pgbench_tps "$c" "$PGB_ACK"); tps_done=$(pgbench_tps "$c" "$PGB_DONE")
-    ratio_ack=$(python3 -c "print('%.2f' % ($rps / max($tps_ack, 1)))")
-    ratio_done=$(python3 -c "print('%.2f' % ($done_rps / max($tps_done, 1)))")
-    printf "$HEADER" "$c" "$rps" "$tps_ack" "$ratio_ack" "$p99" "$done_rps" "$tps_done" "$ratio_done" "$lag50" "$lag99" \
-        "$([ "$events" -eq "$ok" ] && echo yes || echo NO)" "$lis_mb" "$exe_mb" "$events/$handled" | tee -a "$RESULTS"
+    rounds_file=$(mktemp)
+    for r in $(seq "$ROUNDS"); do
+        before=$(last_event)
+        json=$("$LOADGEN" "$URL" "$c" "$SECONDS_PER_RUN" "$BODY")
+        lis_mb=$(max_anon_mb listener); exe_mb=$(max_anon_mb executor)
+        drain "$before"
+        ok=$(echo "$json" | field ok); rps=$(echo "$json" | field rps); p99=$(echo "$json" | field p99_ms 2)
+        IFS='|' read -r events handled done_rps lag50 lag99 < <(psql_b -At -c "
+          WITH e AS (SELECT id, received_at, handled_at FROM webhook.events WHERE id > $before),
+               h AS (SELECT e.received_at, pg_xact_commit_timestamp(o.xmin) AS committed
+                       FROM e JOIN bench_orders o ON o.event_id = e.id)
+          SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM h),
+                 round((SELECT count(*) FROM e) / extract(epoch FROM (SELECT max(handled_at) - min(received_at) FROM e))),
+                 round(1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY committed - received_at)))::numeric(10,1),
+                 round(1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY committed - received_at)))::numeric(10,1)
+            FROM h")
+        [ "$events" -eq "$ok" ] && [ "$handled" -eq "$ok" ] || all_equal=0
+        tps_ack=$(pgbench_tps "$c" "$PGB_ACK"); tps_done=$(pgbench_tps "$c" "$PGB_DONE")
+        ratio_ack=$(python3 -c "print('%.2f' % ($rps / max($tps_ack, 1)))")
+        ratio_done=$(python3 -c "print('%.2f' % ($done_rps / max($tps_done, 1)))")
+        printf "$ROUND_LINE" "$c" "$r" "$rps" "$tps_ack" "$ratio_ack" "$p99" "$done_rps" "$tps_done" "$ratio_done" \
+            "$lag50" "$lag99" "$lis_mb" "$exe_mb" "$([ "$events" -eq "$ok" ] && [ "$handled" -eq "$ok" ] && echo yes || echo "NO:$events/$handled")" | tee -a "$RESULTS"
+        echo "$rps $tps_ack $ratio_ack $p99 $done_rps $tps_done $ratio_done $lag50 $lag99 $lis_mb $exe_mb" >> "$rounds_file"
+    done
+    # Per connection count: medians of the rounds (ratios: the median of
+    # the rounds' own ratios, with their range), the worst lag p99 and the
+    # largest memory.
+    SUMMARY+=$(python3 - "$rounds_file" "$c" "$SUMMARY_LINE" <<'PY'
+import statistics, sys
+rows = [list(map(float, line.split())) for line in open(sys.argv[1]) if line.strip()]
+col = lambda i: [row[i] for row in rows]
+med = lambda i: statistics.median(col(i))
+ratio = lambda i: "%.2f (%.2f-%.2f)" % (med(i), min(col(i)), max(col(i)))
+print(sys.argv[3].replace("\\n", "") % (
+    sys.argv[2], "%.0f" % med(0), "%.0f" % med(1), ratio(2), "%.2f" % med(3),
+    "%.0f" % med(4), "%.0f" % med(5), ratio(6), "%.1f" % med(7), "%.1f" % max(col(8)),
+    "%.0f" % max(col(9)), "%.0f" % max(col(10))))
+PY
+)$'\n'
+    rm -f "$rounds_file"
 done
+echo | tee -a "$RESULTS"
+echo "medians of $ROUNDS rounds (ratio: median of the rounds' ratios, with their range; lag p99: the worst round)" | tee -a "$RESULTS"
+printf "$SUMMARY_LINE" clients ack/s pgb_ins ratio p99_ms done/s pgb_both ratio lag_p50 lag_p99 lis_MB exe_MB | tee -a "$RESULTS"
+printf '%s' "$SUMMARY" | tee -a "$RESULTS"
 before=$(last_event)
 json=$("$LOADGEN" "$URL_RESULT" 16 "$SECONDS_PER_RUN" "$BODY")
 drain "$before"
