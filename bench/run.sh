@@ -146,29 +146,30 @@ for c in $CLIENTS; do
                  round(1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY committed - received_at)))::numeric(10,1),
                  round(1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY committed - received_at)))::numeric(10,1)
             FROM h")
-        [ "$events" -eq "$ok" ] && [ "$handled" -eq "$ok" ] || all_equal=0
+        rows="NO:$events/$handled"
+        if [ "$events" -eq "$ok" ] && [ "$handled" -eq "$ok" ]; then rows=yes; else all_equal=0; fi
         tps_ack=$(pgbench_tps "$c" "$PGB_ACK"); tps_done=$(pgbench_tps "$c" "$PGB_DONE")
         ratio_ack=$(python3 -c "print('%.2f' % ($rps / max($tps_ack, 1)))")
         ratio_done=$(python3 -c "print('%.2f' % ($done_rps / max($tps_done, 1)))")
         printf "$ROUND_LINE" "$c" "$r" "$rps" "$tps_ack" "$ratio_ack" "$p99" "$done_rps" "$tps_done" "$ratio_done" \
-            "$lag50" "$lag99" "$lis_mb" "$exe_mb" "$([ "$events" -eq "$ok" ] && [ "$handled" -eq "$ok" ] && echo yes || echo "NO:$events/$handled")" | tee -a "$RESULTS"
+            "$lag50" "$lag99" "$lis_mb" "$exe_mb" "$rows" | tee -a "$RESULTS"
         echo "$rps $tps_ack $ratio_ack $p99 $done_rps $tps_done $ratio_done $lag50 $lag99 $lis_mb $exe_mb" >> "$rounds_file"
     done
     # Per connection count: medians of the rounds (ratios: the median of
     # the rounds' own ratios, with their range), the worst lag p99 and the
     # largest memory.
-    SUMMARY+=$(python3 - "$rounds_file" "$c" "$SUMMARY_LINE" <<'PY'
+    IFS='|' read -r -a summary < <(python3 - "$rounds_file" <<'PY'
 import statistics, sys
 rows = [list(map(float, line.split())) for line in open(sys.argv[1]) if line.strip()]
 col = lambda i: [row[i] for row in rows]
 med = lambda i: statistics.median(col(i))
 ratio = lambda i: "%.2f (%.2f-%.2f)" % (med(i), min(col(i)), max(col(i)))
-print(sys.argv[3].replace("\\n", "") % (
-    sys.argv[2], "%.0f" % med(0), "%.0f" % med(1), ratio(2), "%.2f" % med(3),
-    "%.0f" % med(4), "%.0f" % med(5), ratio(6), "%.1f" % med(7), "%.1f" % max(col(8)),
-    "%.0f" % max(col(9)), "%.0f" % max(col(10))))
+print("|".join(["%.0f" % med(0), "%.0f" % med(1), ratio(2), "%.2f" % med(3),
+                "%.0f" % med(4), "%.0f" % med(5), ratio(6), "%.1f" % med(7),
+                "%.1f" % max(col(8)), "%.0f" % max(col(9)), "%.0f" % max(col(10))]))
 PY
-)$'\n'
+)
+    SUMMARY+=$(printf "$SUMMARY_LINE" "$c" "${summary[@]}")$'\n'
     rm -f "$rounds_file"
 done
 echo | tee -a "$RESULTS"
