@@ -16,6 +16,9 @@ pub static DATABASE: GucSetting<Option<CString>> =
 pub static PORT: GucSetting<i32> = GucSetting::<i32>::new(8787);
 pub static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub static MAX_BODY_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(25 * 1024);
+/// Request-body memory one listener process holds at once: bodies as they
+/// arrive, decoded, and parsed (src/listener/body_budget.rs).
+pub static MAX_BODY_MEMORY_KB: GucSetting<i32> = GucSetting::<i32>::new(256 * 1024);
 pub static MAX_HEADER_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(16);
 pub static HEADER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static BODY_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
@@ -70,6 +73,16 @@ pub fn define(preloading: bool) {
 }
 
 fn define_postmaster() {
+    GucRegistry::define_int_guc(
+        c"webhook.max_body_memory",
+        c"Request-body memory one listener process holds at once.",
+        c"Bodies as they arrive, decoded and parsed; a request that would pass it gets 503 with Retry-After.",
+        &MAX_BODY_MEMORY_KB,
+        1024,
+        64 * 1024 * 1024,
+        GucContext::Postmaster,
+        KB,
+    );
     GucRegistry::define_string_guc(
         c"webhook.database",
         c"Database the webhook listener connects to.",

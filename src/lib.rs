@@ -14,6 +14,7 @@ use pgrx::prelude::*;
 
 mod errors;
 mod execution;
+mod front_door;
 mod gucs;
 mod invalidation;
 mod listener;

@@ -66,6 +66,7 @@ fn webhook_trigger(
         replay_of: None,
         raw_path: None,
         raw_query: None,
+        verdict: None,
     };
     let mut pipeline = Pipeline::new(Some(crate::privileged::extension_owner()), None);
     let privileged = pipeline.privileged_role;
@@ -137,6 +138,7 @@ fn webhook_replay(event: i64) -> JsonB {
         replay_of: Some(event),
         raw_path: None,
         raw_query: None,
+        verdict: None,
     };
     let mut pipeline = Pipeline::new(Some(crate::privileged::extension_owner()), None);
     let privileged = pipeline.privileged_role;

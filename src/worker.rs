@@ -19,7 +19,8 @@ use webhook_core::request::Response;
 
 use crate::gucs;
 use crate::invalidation::{watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES};
-use crate::listener::{Job, Listener, Outbox, Reply, Settings, SharedSettings};
+use crate::listener::{Job, Listener, Outbox, Purpose, Reply, Settings, SharedSettings};
+use crate::pipeline::catalog::Catalog;
 use crate::pipeline::spi_util::{
     forget_kept, in_transaction, report_table_statistics, run_kept, set_session_setting,
     SAFE_SEARCH_PATH,
@@ -47,6 +48,7 @@ pub fn register() {
 fn current_settings() -> Settings {
     Settings {
         max_body_bytes: gucs::MAX_BODY_SIZE_KB.get() as usize * 1024,
+        body_memory_kib: gucs::MAX_BODY_MEMORY_KB.get().max(1) as u32,
         max_header_bytes: gucs::MAX_HEADER_SIZE_KB.get() as usize * 1024,
         header_timeout: Duration::from_millis(gucs::HEADER_TIMEOUT_MS.get() as u64),
         body_timeout: Duration::from_millis(gucs::BODY_TIMEOUT_MS.get() as u64),
@@ -54,6 +56,7 @@ fn current_settings() -> Settings {
         max_connections_per_client: gucs::MAX_CONNECTIONS_PER_CLIENT.get().max(1) as usize,
         trusted_proxies: gucs::trusted_proxies().into(),
         forwarded_header: gucs::forwarded_header(),
+        base_url: gucs::base_url(),
     }
 }
 
@@ -103,6 +106,7 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
     );
 
     let mut pipeline = Pipeline::new(None, Some(gucs::HANDLER_TIMEOUT_MS.get()));
+    pipeline.catalog = Catalog::publishing_to(listener.directory.clone());
     pipeline.run_handlers_now = false;
     pipeline.defer_inserts = true;
     pipeline.rejections_kept = gucs::REJECTIONS_KEPT.get();
@@ -671,11 +675,26 @@ impl Batch {
                 replay_of: None,
                 raw_path: Some(job.raw_path.clone()),
                 raw_query: job.raw_query.clone(),
+                verdict: job.verdict.take(),
             };
-            if let Some(refused) = &job.rejected {
-                // Already answered by the network thread.
-                pipeline.record_refusal(client, job.workflow_id, &job.request, refused, &meta)?;
-                continue;
+            match &job.purpose {
+                Purpose::Handle => {}
+                Purpose::RecordRefusal(refused) => {
+                    // Already answered by the network thread.
+                    pipeline.record_refusal(
+                        client,
+                        job.workflow_id,
+                        &job.request,
+                        refused,
+                        &meta,
+                    )?;
+                    continue;
+                }
+                Purpose::LookUp => {
+                    let answer = pipeline.look_up(client, job.workflow_id, &job.request, &meta)?;
+                    let _ = job.reply.send(answer);
+                    continue;
+                }
             }
             self.in_progress = Some(job.reply);
             let mut next_id = |_: &SpiClient<'_>| Ok(next_event_id(sequence));

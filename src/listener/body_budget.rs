@@ -7,34 +7,42 @@
 //! everyone else's requests out. Over either limit the request gets 503 with
 //! Retry-After. Reservations last until the request is answered, because its
 //! parsed body lives that long.
+//!
+//! Decoding and parsing reserve what they will hold (the decoded body, its
+//! text, the parsed values: see webhook_core::body) before they allocate it,
+//! through [`MemoryBudget`]. That counts against the process's total only,
+//! not the client's share: a legitimate body's parsed values can take several
+//! times its size, for milliseconds, and the share is there to keep slow or
+//! unfinished uploads from holding memory, not to refuse large deliveries.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-/// Request bodies one listener process buffers at once, in KiB.
-pub const BODY_MEMORY_KIB: u32 = 256 * 1024;
-
-/// The share of [`BODY_MEMORY_KIB`] one client address may hold: an eighth,
-/// but always enough for two bodies of the largest allowed size.
-pub fn client_share_kib(max_body_bytes: usize) -> u32 {
-    let two_bodies = (2 * max_body_bytes as u64).div_ceil(1024);
-    (BODY_MEMORY_KIB / 8).max(two_bodies.min(u64::from(BODY_MEMORY_KIB)) as u32)
-}
+use webhook_core::body::MemoryBudget;
 
 pub struct BodyBudget {
+    /// The whole budget (webhook.max_body_memory), in KiB.
+    kib: u32,
     total: Arc<Semaphore>,
     by_client: Mutex<HashMap<IpAddr, u32>>,
 }
 
-impl Default for BodyBudget {
-    fn default() -> Self {
+impl BodyBudget {
+    pub fn new(kib: u32) -> BodyBudget {
         BodyBudget {
-            total: Arc::new(Semaphore::new(BODY_MEMORY_KIB as usize)),
+            kib,
+            total: Arc::new(Semaphore::new(kib as usize)),
             by_client: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The share of the budget one client address may hold: an eighth, but
+    /// always enough for two bodies of the largest allowed size.
+    pub fn client_share_kib(&self, max_body_bytes: usize) -> u32 {
+        let two_bodies = (2 * max_body_bytes as u64).div_ceil(1024);
+        (self.kib / 8).max(two_bodies.min(u64::from(self.kib)) as u32)
     }
 }
 
@@ -44,7 +52,11 @@ pub struct Reservation {
     client: IpAddr,
     client_share_kib: u32,
     permit: Option<OwnedSemaphorePermit>,
+    /// Held for the body as it arrived (counted in the client's share too).
     kib: u32,
+    /// Reserved for decoding and parsing (the process's total only).
+    parse_bytes: u64,
+    parse_kib: u32,
 }
 
 impl BodyBudget {
@@ -56,6 +68,8 @@ impl BodyBudget {
             client_share_kib,
             permit: None,
             kib: 0,
+            parse_bytes: 0,
+            parse_kib: 0,
         }
     }
 }
@@ -84,12 +98,39 @@ impl Reservation {
         let Ok(permit) = self.budget.total.clone().try_acquire_many_owned(extra) else {
             return false;
         };
-        match &mut self.permit {
-            Some(existing) => existing.merge(permit),
-            None => self.permit = Some(permit),
-        }
+        hold(&mut self.permit, permit);
         by_client.insert(self.client, held + extra);
         self.kib = needed;
+        true
+    }
+}
+
+fn hold(held: &mut Option<OwnedSemaphorePermit>, permit: OwnedSemaphorePermit) {
+    match held {
+        Some(existing) => existing.merge(permit),
+        None => *held = Some(permit),
+    }
+}
+
+impl MemoryBudget for Reservation {
+    fn reserve(&mut self, bytes: usize) -> bool {
+        let total = self.parse_bytes.saturating_add(bytes as u64);
+        let Ok(needed) = u32::try_from(total.div_ceil(1024)) else {
+            return false;
+        };
+        if needed > self.parse_kib {
+            let Ok(permit) = self
+                .budget
+                .total
+                .clone()
+                .try_acquire_many_owned(needed - self.parse_kib)
+            else {
+                return false;
+            };
+            hold(&mut self.permit, permit);
+            self.parse_kib = needed;
+        }
+        self.parse_bytes = total;
         true
     }
 }
@@ -118,12 +159,14 @@ impl Drop for Reservation {
 mod tests {
     use super::*;
 
+    const BODY_MEMORY_KIB: u32 = 256 * 1024;
+
     #[test]
     fn reservations_grow_and_are_capped_per_client_and_in_total() {
-        let budget = Arc::new(BodyBudget::default());
+        let budget = Arc::new(BodyBudget::new(BODY_MEMORY_KIB));
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
-        let share = client_share_kib(25 * 1024 * 1024);
+        let share = budget.client_share_kib(25 * 1024 * 1024);
         assert_eq!(share, 50 * 1024);
         let mut first = budget.start(a, share);
         assert!(first.cover(10));
@@ -142,6 +185,34 @@ mod tests {
             "dropping gives the share back"
         );
         drop((second, other));
+        assert!(budget.by_client.lock().unwrap().is_empty());
+        assert_eq!(budget.total.available_permits(), BODY_MEMORY_KIB as usize);
+    }
+
+    #[test]
+    fn parsing_reserves_from_the_total_only() {
+        let budget = Arc::new(BodyBudget::new(BODY_MEMORY_KIB));
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let share = budget.client_share_kib(25 * 1024 * 1024);
+        let mut first = budget.start(a, share);
+        assert!(first.cover(50 * 1024 * 1024), "the client's whole share");
+        assert!(
+            first.reserve(100 * 1024 * 1024),
+            "parsing is not held to the share"
+        );
+        assert!(
+            first.reserve(1) && first.reserve(1023),
+            "bytes add up to whole KiB"
+        );
+        assert_eq!(
+            budget.total.available_permits(),
+            (BODY_MEMORY_KIB - 150 * 1024 - 1) as usize
+        );
+        assert!(
+            !first.reserve(BODY_MEMORY_KIB as usize * 1024),
+            "but it is to the total"
+        );
+        drop(first);
         assert!(budget.by_client.lock().unwrap().is_empty());
         assert_eq!(budget.total.available_permits(), BODY_MEMORY_KIB as usize);
     }

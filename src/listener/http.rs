@@ -3,7 +3,7 @@
 //! thread.
 
 use std::convert::Infallible;
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener as StdTcpListener};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,15 +19,20 @@ use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio_rustls::TlsAcceptor;
+use uuid::Uuid;
 use webhook_core::access::client_address;
-use webhook_core::body::{parse_body, parse_query, BodyError, BodyLimits};
+use webhook_core::body::{
+    decode_text_within, parse_body_within, parse_query, BodyError, BodyKind, BodyLimits, ParsedBody,
+};
 use webhook_core::connections::ConnectionLimits;
 use webhook_core::request::{BodyOutcome, IncomingRequest, Response};
 use webhook_core::route::{route, Route};
+use webhook_core::verify::{Scheme, SignedRequest};
 
-use super::body_budget::{client_share_kib, BodyBudget, Reservation};
+use super::body_budget::{BodyBudget, Reservation};
 use super::connection_slots::ConnectionSlots;
-use super::{fd_limit, Job, Outbox, SharedSettings, Waker};
+use super::{fd_limit, Job, Outbox, Purpose, SharedSettings, Waker};
+use crate::front_door::{self, signed_url, Directory, FrontDoor, Refusal, Verdict};
 
 /// How long open connections get to finish after shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -49,6 +54,16 @@ struct Shared {
     fd_budget: usize,
     /// Request-body memory this process may hold (body_budget.rs).
     body_memory: Arc<BodyBudget>,
+    /// The workflows as the main thread last loaded them.
+    directory: Arc<Directory>,
+}
+
+/// What the network thread shares with the process's main thread.
+pub(super) struct MainThread {
+    pub jobs: SyncSender<Job>,
+    pub waker: Arc<Waker>,
+    pub outbox: Arc<Outbox>,
+    pub directory: Arc<Directory>,
 }
 
 /// Runs the network thread until `shutdown` turns true.
@@ -56,11 +71,15 @@ pub(super) fn run(
     sockets: Vec<StdTcpListener>,
     tls: Option<TlsAcceptor>,
     settings: SharedSettings,
-    jobs: SyncSender<Job>,
-    waker: Arc<Waker>,
-    outbox: Arc<Outbox>,
+    main_thread: MainThread,
     shutdown: watch::Receiver<bool>,
 ) {
+    let MainThread {
+        jobs,
+        waker,
+        outbox,
+        directory,
+    } = main_thread;
     let fd_budget = fd_limit::raise_to_hard_limit().unwrap_or(usize::MAX);
     // The blocking pool's threads are spawned from this thread, so they inherit
     // its signal mask (all blocked) and, like it, never call PostgreSQL: they
@@ -77,13 +96,15 @@ pub(super) fn run(
             return;
         }
     };
+    let body_memory_kib = settings.read().map_or(0, |s| s.body_memory_kib);
     let shared = Arc::new(Shared {
         settings,
         jobs,
         waker,
         slots: Arc::default(),
         fd_budget,
-        body_memory: Arc::default(),
+        body_memory: Arc::new(BodyBudget::new(body_memory_kib)),
+        directory,
     });
     runtime.block_on(async move {
         tokio::spawn(async move { outbox.deliver().await });
@@ -217,6 +238,88 @@ fn closing(response: Response) -> Reply {
     to_http(response.with_header("connection", "close"))
 }
 
+/// A request's head, as every job made of it carries it.
+struct Head {
+    workflow_id: Uuid,
+    method: String,
+    query: Map<String, Value>,
+    headers: Map<String, Value>,
+    client: Option<IpAddr>,
+    received_at: SystemTime,
+    raw_path: String,
+    raw_query: Option<String>,
+}
+
+impl Head {
+    fn job(&self, body: BodyOutcome, raw_body: Bytes, purpose: Purpose) -> (Job, Answer) {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            workflow_id: self.workflow_id,
+            request: IncomingRequest {
+                method: self.method.clone(),
+                query: self.query.clone(),
+                headers: self.headers.clone(),
+                body,
+                raw_body,
+            },
+            remote_addr: self.client,
+            received_at: self.received_at,
+            purpose,
+            verdict: None,
+            raw_path: self.raw_path.clone(),
+            raw_query: self.raw_query.clone(),
+            reply,
+        };
+        (job, answer)
+    }
+
+    fn empty_job(&self, purpose: Purpose) -> (Job, Answer) {
+        self.job(
+            BodyOutcome::Parsed(ParsedBody::empty()),
+            Bytes::new(),
+            purpose,
+        )
+    }
+}
+
+type Answer = oneshot::Receiver<Response>;
+
+/// Hands a job to the main thread; the answer to give at once if it cannot.
+fn queue(shared: &Shared, job: Job) -> Result<(), Response> {
+    match shared.jobs.try_send(job) {
+        Ok(()) => {
+            shared.waker.job_queued();
+            Ok(())
+        }
+        Err(TrySendError::Full(_)) => Err(Response::retry_later("Listener busy, retry later")),
+        Err(TrySendError::Disconnected(_)) => Err(Response::retry_later("Listener unavailable")),
+    }
+}
+
+/// How many times a workflow is looked up for one request: the directory
+/// can be emptied (a definition changed) between the main thread filling it
+/// and this thread reading it.
+const LOOKUPS: usize = 3;
+
+/// The workflow as the main thread last loaded it, asking the main thread
+/// when the directory does not have it; what to answer instead when it does
+/// not take requests, or the main thread cannot say.
+async fn door_of(shared: &Shared, head: &Head) -> Result<Arc<FrontDoor>, Response> {
+    for _ in 0..LOOKUPS {
+        if let Some(door) = shared.directory.get(head.workflow_id) {
+            return Ok(door);
+        }
+        let (job, answer) = head.empty_job(Purpose::LookUp);
+        queue(shared, job)?;
+        match answer.await {
+            Ok(done) if done.status == 200 => {}
+            Ok(refusal) => return Err(refusal),
+            Err(_) => return Err(Response::retry_later("Listener shutting down")),
+        }
+    }
+    Err(Response::retry_later("Listener busy, retry later"))
+}
+
 async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Reply {
     let received_at = SystemTime::now();
     let workflow_id = match route(req.uri().path()) {
@@ -228,50 +331,43 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
         Ok(settings) => settings.clone(),
         Err(_) => return to_http(Response::error(503, "Listener unavailable")),
     };
-    // As sent: method names are case-sensitive, and `get` must not pass as GET.
-    let method = req.method().as_str().to_string();
-    let query = parse_query(req.uri().query().unwrap_or(""));
-    let raw_path = req.uri().path().to_string();
-    let raw_query = req.uri().query().map(str::to_string);
     let headers = header_map(req.headers());
-    let client = client_address(
-        peer.ip(),
-        &headers,
-        &settings.trusted_proxies,
-        settings.forwarded_header,
-    );
-    let content_type = header_str(req.headers(), CONTENT_TYPE);
-    let content_encoding = header_str(req.headers(), CONTENT_ENCODING);
+    let head = Head {
+        workflow_id,
+        // As sent: method names are case-sensitive, and `get` must not pass as GET.
+        method: req.method().as_str().to_string(),
+        query: parse_query(req.uri().query().unwrap_or("")),
+        client: client_address(
+            peer.ip(),
+            &headers,
+            &settings.trusted_proxies,
+            settings.forwarded_header,
+        ),
+        headers,
+        received_at,
+        raw_path: req.uri().path().to_string(),
+        raw_query: req.uri().query().map(str::to_string),
+    };
     // Refusals decided here are also recorded for the workflow's owner
     // (webhook.rejections), through the main thread.
     let record_refusal = |response: &Response| {
-        let (reply, _) = oneshot::channel();
-        let job = Job {
-            workflow_id,
-            request: IncomingRequest {
-                method: method.clone(),
-                query: query.clone(),
-                headers: headers.clone(),
-                body: BodyOutcome::Parsed(webhook_core::body::ParsedBody::empty()),
-                raw_body: Bytes::new(),
-            },
-            remote_addr: client,
-            received_at,
-            rejected: Some(response.clone()),
-            raw_path: raw_path.clone(),
-            raw_query: raw_query.clone(),
-            reply,
-        };
+        let (job, _) = head.empty_job(Purpose::RecordRefusal(response.clone()));
         // Best effort: a full queue drops the record, never the answer.
-        if shared.jobs.try_send(job).is_ok() {
-            shared.waker.job_queued();
-        }
+        let _ = queue(shared, job);
     };
     // Refused before the body was read completely: the connection closes.
     let refuse = |response: Response| {
         record_refusal(&response);
         closing(response)
     };
+    // Which workflow, before a byte of the body is read: nothing is read,
+    // decompressed or parsed for one that does not take requests.
+    let mut door = match door_of(shared, &head).await {
+        Ok(door) => door,
+        Err(response) => return closing_if_body(&req, response),
+    };
+    let content_type = header_str(req.headers(), CONTENT_TYPE);
+    let content_encoding = header_str(req.headers(), CONTENT_ENCODING);
     let declared_length = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -282,9 +378,10 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
     }
     // Held until this request is answered (its parsed body lives that long),
     // grown as the body arrives.
-    let mut body_memory = shared
-        .body_memory
-        .start(peer.ip(), client_share_kib(settings.max_body_bytes));
+    let mut body_memory = shared.body_memory.start(
+        peer.ip(),
+        shared.body_memory.client_share_kib(settings.max_body_bytes),
+    );
     let read = read_body(req.into_body(), settings.max_body_bytes, &mut body_memory);
     let raw = match tokio::time::timeout(settings.body_timeout, read).await {
         Ok(Ok(raw)) => raw,
@@ -298,95 +395,210 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
         Err(_) => return refuse(Response::error(408, "Request body timeout")),
     };
 
-    let limits = BodyLimits {
-        max_decoded_bytes: settings.max_body_bytes,
-        ..BodyLimits::default()
+    let mut arrived = Arrived {
+        url: signed_url(
+            &door,
+            &settings.base_url,
+            workflow_id,
+            head.raw_query.as_deref(),
+        ),
+        headers: head.headers.clone(),
+        now_unix: received_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+        content_type,
+        content_encoding,
+        limits: BodyLimits {
+            max_decoded_bytes: settings.max_body_bytes,
+            ..BodyLimits::default()
+        },
+        // Kept for signature checks (a reference-counted view, not a copy).
+        raw,
     };
-    // Small plain bodies are parsed right here: every parser is linear, so
-    // that takes microseconds (the worst case measured is 26 ms per MB, see
-    // the README's Limits), less than handing the body to a parser thread
-    // and back. Larger or encoded bodies go to the parser threads.
-    // Kept for signature checks (a reference-counted view, not a copy).
-    let raw_body = raw.clone();
-    let parsed = if raw.len() <= INLINE_PARSE_BYTES && content_encoding.is_none() {
-        Ok(parse_request_body(
-            content_type,
-            content_encoding,
-            raw,
-            limits,
-        ))
-    } else {
-        tokio::task::spawn_blocking(move || {
-            parse_request_body(content_type, content_encoding, raw, limits)
-        })
-        .await
-    };
-    let body = match parsed {
-        Ok(Ok(body)) => body,
-        Ok(Err(refusal)) => {
-            record_refusal(&refusal);
+    let mut checks = 0;
+    loop {
+        checks += 1;
+        let Some((checked, back, memory)) =
+            check_off_the_main_thread(door, arrived, body_memory).await
+        else {
+            return to_http(Response::error(500, "Could not parse the request body"));
+        };
+        (arrived, body_memory) = (back, memory);
+        let (verdict, body) = match checked {
+            Ok(checked) => checked,
+            Err(refusal) => {
+                record_refusal(&refusal);
+                return to_http(refusal);
+            }
+        };
+        let (mut job, answer) = head.job(body, arrived.raw.clone(), Purpose::Handle);
+        job.verdict = Some(verdict);
+        if let Err(refusal) = queue(shared, job) {
             return to_http(refusal);
         }
-        Err(_) => return to_http(Response::error(500, "Could not parse the request body")),
-    };
-
-    let (reply, answer) = oneshot::channel();
-    let job = Job {
-        workflow_id,
-        request: IncomingRequest {
-            method,
-            query,
-            headers,
-            body,
-            raw_body,
-        },
-        remote_addr: client,
-        raw_path,
-        raw_query,
-        received_at,
-        rejected: None,
-        reply,
-    };
-    match shared.jobs.try_send(job) {
-        Ok(()) => shared.waker.job_queued(),
-        Err(TrySendError::Full(_)) => {
-            return to_http(Response::retry_later("Listener busy, retry later"));
+        let response = match answer.await {
+            Ok(response) => response,
+            // The main thread dropped the job: it is exiting and stored nothing.
+            Err(_) => return to_http(Response::retry_later("Listener shutting down")),
+        };
+        // Checked against rules that changed since (the main thread learns of
+        // a change when it next starts a transaction, so this is the first
+        // request after one): once more, against the rules it now has.
+        if response != front_door::workflow_changed() || checks == RECHECKS {
+            return to_http(response);
         }
-        Err(TrySendError::Disconnected(_)) => {
-            return to_http(Response::retry_later("Listener unavailable"));
-        }
-    }
-    match answer.await {
-        Ok(response) => to_http(response),
-        // The main thread dropped the job: it is exiting and stored nothing.
-        Err(_) => to_http(Response::retry_later("Listener shutting down")),
+        door = match door_of(shared, &head).await {
+            Ok(door) => door,
+            Err(response) => return to_http(response),
+        };
     }
 }
 
-/// Runs on the blocking pool: pure webhook_core code, never PostgreSQL. A
-/// transfer-level failure (size, encoding, charset, part count) is the same for
-/// every workflow and answered at once; a syntax error is left to the workflow,
-/// which may take the raw body instead.
-fn parse_request_body(
+/// How many times a request is checked and parsed at most, when the
+/// workflow's rules change under it.
+const RECHECKS: usize = 2;
+
+/// Runs [`check_and_parse`] on the network thread for small plain bodies
+/// (every parser is linear, so that takes microseconds, less than handing
+/// the body to a parser thread and back; the worst case measured is 26 ms
+/// per MB, see the README's Limits), else on a parser thread, and so always
+/// for Twilio's check, which sorts the form's pairs. Gives back the body and
+/// the memory reservation, which is kept until the request is answered;
+/// `None` if the parser thread panicked.
+async fn check_off_the_main_thread(
+    door: Arc<FrontDoor>,
+    arrived: Arrived,
+    mut memory: Reservation,
+) -> Option<(
+    Result<(Verdict, BodyOutcome), Response>,
+    Arrived,
+    Reservation,
+)> {
+    let inline = arrived.raw.len() <= INLINE_PARSE_BYTES
+        && arrived.content_encoding.is_none()
+        && !matches!(door.verification, Some(Ok(Scheme::Twilio { .. })));
+    if inline {
+        let checked = check_and_parse(&door, &arrived, &mut memory);
+        return Some((checked, arrived, memory));
+    }
+    tokio::task::spawn_blocking(move || {
+        let checked = check_and_parse(&door, &arrived, &mut memory);
+        (checked, arrived, memory)
+    })
+    .await
+    .ok()
+}
+
+/// A request's body and what checking it needs, once it has all arrived.
+struct Arrived {
+    raw: Bytes,
+    headers: Map<String, Value>,
     content_type: Option<String>,
     content_encoding: Option<String>,
-    raw: Bytes,
+    /// The URL its signature may cover (see front_door::signed_url).
+    url: String,
+    now_unix: i64,
     limits: BodyLimits,
+}
+
+/// Verifies the sender, then (only if that passed) decodes and parses the
+/// body within the process's memory budget. Pure webhook_core work, never
+/// PostgreSQL: it runs on the network thread or a parser thread.
+fn check_and_parse(
+    door: &Arc<FrontDoor>,
+    arrived: &Arrived,
+    memory: &mut Reservation,
+) -> Result<(Verdict, BodyOutcome), Response> {
+    let signed = SignedRequest {
+        headers: &arrived.headers,
+        body: &arrived.raw,
+        url: &arrived.url,
+        now_unix: arrived.now_unix,
+    };
+    let outcome: Result<(), Refusal> =
+        front_door::verify_within(door, &signed, memory).map_err(body_refusal)?;
+    let body = if outcome.is_err() {
+        // A forged request is never decoded or parsed; its rejection keeps
+        // the start of the body as sent, when that is readable.
+        Ok(BodyOutcome::Unparseable {
+            error: "Request not verified".into(),
+            text: unverified_text(arrived),
+        })
+    } else if door.full_body {
+        decode_text_within(
+            arrived.content_type.as_deref(),
+            arrived.content_encoding.as_deref(),
+            &arrived.raw,
+            &arrived.limits,
+            memory,
+        )
+        .map(|text| {
+            BodyOutcome::Parsed(ParsedBody {
+                params: Map::new(),
+                text,
+                kind: BodyKind::Text,
+            })
+        })
+        .map_err(body_refusal)
+    } else {
+        parse_request_body(arrived, memory)
+    };
+    let verdict = Verdict {
+        door: door.clone(),
+        outcome,
+    };
+    Ok((verdict, body?))
+}
+
+/// How much of a forged request's body its rejection keeps, at most.
+const UNVERIFIED_TEXT_BYTES: usize = 4096;
+
+fn unverified_text(arrived: &Arrived) -> String {
+    if arrived.content_encoding.is_some() {
+        return String::new();
+    }
+    let end = arrived.raw.len().min(UNVERIFIED_TEXT_BYTES);
+    String::from_utf8_lossy(&arrived.raw[..end]).into_owned()
+}
+
+/// A transfer-level failure (size, encoding, charset, part count, memory)
+/// is the same for every workflow and answered at once; a syntax error is
+/// left to the workflow, which may take the raw body instead.
+fn parse_request_body(
+    arrived: &Arrived,
+    memory: &mut Reservation,
 ) -> Result<BodyOutcome, Response> {
-    match parse_body(
-        content_type.as_deref(),
-        content_encoding.as_deref(),
-        &raw,
-        &limits,
+    let content_encoding = arrived.content_encoding.as_deref();
+    match parse_body_within(
+        arrived.content_type.as_deref(),
+        content_encoding,
+        &arrived.raw,
+        &arrived.limits,
+        memory,
     ) {
         Ok(parsed) => Ok(BodyOutcome::Parsed(parsed)),
-        // The same answer as a body that is too large on the wire.
-        Err(BodyError::TooLarge { limit }) => Err(too_large(limit)),
-        Err(e) if is_transport_error(&e) => Err(Response::error(e.http_status(), &e.to_string())),
+        Err(e) if e.is_transport_level() => Err(body_refusal(e)),
         Err(e) => Ok(BodyOutcome::Unparseable {
             error: e.to_string(),
-            text: body_as_text(content_encoding.as_deref(), &raw, &limits),
+            text: decode_text_within(
+                Some("text/plain"),
+                content_encoding,
+                &arrived.raw,
+                &arrived.limits,
+                memory,
+            )
+            .unwrap_or_else(|_| String::from_utf8_lossy(&arrived.raw).into_owned()),
         }),
+    }
+}
+
+/// The answer to a body refused for its transfer: a body too large (as sent,
+/// decoded, or parsed) gets the same answer as one too large on the wire.
+fn body_refusal(e: BodyError) -> Response {
+    match e {
+        BodyError::TooLarge { limit } => too_large(limit),
+        BodyError::Busy => Response::retry_later(&e.to_string()),
+        e => Response::error(e.http_status(), &e.to_string()),
     }
 }
 
@@ -436,25 +648,6 @@ fn too_large(limit: usize) -> Response {
         413,
         &serde_json::json!({"msg": "Request body too large", "limit_bytes": limit}),
     )
-}
-
-/// Errors about the transfer itself (encoding, size, charset) are the same for
-/// every workflow; parse errors depend on whether the workflow takes the raw body.
-fn is_transport_error(e: &BodyError) -> bool {
-    matches!(
-        e,
-        BodyError::UnsupportedEncoding(_)
-            | BodyError::InvalidCompression(_)
-            | BodyError::TooLarge { .. }
-            | BodyError::UnsupportedCharset(_)
-            | BodyError::TooManyParts { .. }
-    )
-}
-
-fn body_as_text(content_encoding: Option<&str>, raw: &[u8], limits: &BodyLimits) -> String {
-    parse_body(Some("text/plain"), content_encoding, raw, limits)
-        .map(|parsed| parsed.text)
-        .unwrap_or_else(|_| String::from_utf8_lossy(raw).into_owned())
 }
 
 fn header_str(headers: &hyper::HeaderMap, name: hyper::header::HeaderName) -> Option<String> {

@@ -26,6 +26,8 @@ use uuid::Uuid;
 use webhook_core::config::ListenAddress;
 use webhook_core::request::{IncomingRequest, Response};
 
+use crate::front_door::{Directory, Verdict};
+
 pub use outbox::{Outbox, Reply};
 pub use waker::Waker;
 
@@ -34,6 +36,9 @@ pub use waker::Waker;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub max_body_bytes: usize,
+    /// Request-body memory of the process, in KiB (webhook.max_body_memory;
+    /// read at start only).
+    pub body_memory_kib: u32,
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
@@ -46,6 +51,9 @@ pub struct Settings {
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// The one header they name the client in (webhook.forwarded_header).
     pub forwarded_header: webhook_core::access::ForwardedHeader,
+    /// What webhook_url() prints before `/hooks/{id}`: the URL senders
+    /// call, which Twilio signs.
+    pub base_url: String,
 }
 
 pub type SharedSettings = Arc<RwLock<Settings>>;
@@ -58,13 +66,30 @@ pub struct Job {
     /// when that cannot be read).
     pub remote_addr: Option<IpAddr>,
     pub received_at: SystemTime,
-    /// Set when the network thread already refused the request (413, 415,
-    /// 408, …): the main thread only records the rejection, nobody waits.
-    pub rejected: Option<Response>,
+    pub purpose: Purpose,
+    /// What the network thread found checking the sender against the
+    /// workflow's verification (`None` when it could not look the workflow up).
+    pub verdict: Option<Verdict>,
     /// The request target as received (for signatures over the URL).
     pub raw_path: String,
     pub raw_query: Option<String>,
     pub reply: Reply,
+}
+
+/// What the main thread is to do with a [`Job`].
+#[derive(Debug)]
+pub enum Purpose {
+    /// Admit the request, store its event, and answer.
+    Handle,
+    /// The network thread already refused the request (413, 415, 408, 404
+    /// for a disabled workflow, …): only record the refusal, nobody waits.
+    RecordRefusal(Response),
+    /// Before the body is read: does the workflow take requests? The
+    /// answer is 200 when it does (it is then in the directory the network
+    /// thread reads, src/front_door.rs), else what to answer the caller (404
+    /// for an unknown or disabled workflow, 503 when the extension is not
+    /// installed or the transaction failed). Never sent as such.
+    LookUp,
 }
 
 /// Most requests waiting for the main thread; beyond it callers get 503 and
@@ -80,6 +105,9 @@ pub struct Listener {
     thread: Option<JoinHandle<()>>,
     /// The HTTPS certificate, when the listener speaks HTTPS.
     certificate: Option<Arc<tls::Certificate>>,
+    /// The workflows as the network thread knows them; the main thread's
+    /// catalog fills it.
+    pub directory: Arc<Directory>,
 }
 
 impl Listener {
@@ -107,18 +135,18 @@ impl Listener {
         let thread_waker = waker.clone();
         let outbox = Arc::new(Outbox::default());
         let thread_outbox = outbox.clone();
+        let directory = Arc::new(Directory::default());
+        let thread_directory = directory.clone();
         let thread = std::thread::Builder::new()
             .name("webhook-http".into())
             .spawn(move || {
-                http::run(
-                    sockets,
-                    tls,
-                    settings,
-                    jobs_tx,
-                    thread_waker,
-                    thread_outbox,
-                    shutdown_rx,
-                );
+                let main_thread = http::MainThread {
+                    jobs: jobs_tx,
+                    waker: thread_waker,
+                    outbox: thread_outbox,
+                    directory: thread_directory,
+                };
+                http::run(sockets, tls, settings, main_thread, shutdown_rx);
             })
             .map_err(|e| format!("could not start the network thread: {e}"))?;
         Ok(Listener {
@@ -128,6 +156,7 @@ impl Listener {
             shutdown,
             thread: Some(thread),
             certificate,
+            directory,
         })
     }
 

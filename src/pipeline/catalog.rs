@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -16,7 +17,9 @@ use uuid::Uuid;
 use webhook_core::access::Limit;
 use webhook_core::delivery::KeySource;
 use webhook_core::retry::RetryPolicy;
-use webhook_core::verify::{ConfigError, Scheme};
+use webhook_core::verify::Scheme;
+
+use crate::front_door::{Directory, FrontDoor};
 
 use super::event_row::EVENT_ROW;
 use super::spi_util::{as_role_with_safe_path, reset_value};
@@ -52,10 +55,9 @@ pub struct Workflow {
     pub delivery_window_secs: f64,
     /// What happens after a failed attempt.
     pub retry: RetryPolicy,
-    /// How its requests are verified (webhook.verifications): `None` when
-    /// they are not; `Err` when the stored configuration is unusable, and
-    /// then every request is refused.
-    pub verification: Option<Result<Scheme, ConfigError>>,
+    /// How its request bodies are read and verified, as the network thread
+    /// sees it too (src/front_door.rs).
+    pub front_door: Arc<FrontDoor>,
     /// Headers stored redacted besides webhook_core::verify::CREDENTIAL_HEADERS.
     pub redact_headers: Vec<String>,
     /// The client networks it accepts requests from (`None`: any).
@@ -99,6 +101,9 @@ pub struct Catalog {
     /// when the session's own is not the one to read them with (an
     /// executor's session is its owner's).
     load_as: Option<pg_sys::Oid>,
+    /// Where a listener's network thread reads what it needs of each
+    /// workflow; kept the same as this cache.
+    directory: Option<Arc<Directory>>,
 }
 
 /// Every name is schema-qualified and the listener's session pins
@@ -166,23 +171,41 @@ impl Catalog {
         }
     }
 
+    /// A catalog that publishes what it loads to a listener's network thread.
+    pub fn publishing_to(directory: Arc<Directory>) -> Catalog {
+        Catalog {
+            directory: Some(directory),
+            ..Catalog::default()
+        }
+    }
+
     /// Drops cached definitions when the extension was re-created since the
     /// last batch (`webhook.config_version.epoch`, read by `Pipeline::begin_batch`).
     pub fn observe_epoch(&mut self, epoch: String) {
         let current = Some(epoch);
         if current != self.epoch {
-            self.workflows.clear();
+            self.clear_workflows();
             self.epoch = current;
         }
     }
 
     pub fn forget(&mut self, id: Uuid) {
         self.workflows.remove(&id);
+        if let Some(directory) = &self.directory {
+            directory.forget(id);
+        }
     }
 
     pub fn clear(&mut self) {
-        self.workflows.clear();
+        self.clear_workflows();
         self.epoch = None;
+    }
+
+    fn clear_workflows(&mut self) {
+        self.workflows.clear();
+        if let Some(directory) = &self.directory {
+            directory.clear();
+        }
     }
 
     /// The workflow, or `None` when it does not exist.
@@ -196,15 +219,41 @@ impl Catalog {
         }
         if self.workflows.len() >= MAX_CACHED_WORKFLOWS {
             // Bounded memory for traffic spread over very many workflows.
-            self.workflows.clear();
+            self.clear_workflows();
         }
         let loaded = match self.load_as {
             Some(role) => as_role_with_safe_path(role, || load(client, id)),
             None => load(client, id),
         }?
         .map(Rc::new);
+        self.publish(id, loaded.as_deref());
         self.workflows.insert(id, loaded.clone());
         Ok(loaded)
+    }
+
+    /// The workflow, loaded if it is not cached, and published to the
+    /// network thread either way when it is enabled (the directory can have
+    /// been emptied on its own, see src/front_door.rs).
+    pub fn look_up(
+        &mut self,
+        client: &SpiClient<'_>,
+        id: Uuid,
+    ) -> Result<Option<Rc<Workflow>>, pgrx::spi::Error> {
+        let workflow = self.get(client, id)?;
+        self.publish(id, workflow.as_deref());
+        Ok(workflow)
+    }
+
+    /// Only enabled workflows are published: see src/front_door.rs.
+    fn publish(&self, id: Uuid, workflow: Option<&Workflow>) {
+        if let Some(directory) = &self.directory {
+            match workflow {
+                Some(workflow) if workflow.rules.enabled => {
+                    directory.publish(id, workflow.front_door.clone())
+                }
+                _ => directory.forget(id),
+            }
+        }
     }
 }
 
@@ -324,17 +373,20 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
             base_delay: seconds(row.get::<f64>(29)?.unwrap_or(10.0)),
             max_delay: seconds(row.get::<f64>(30)?.unwrap_or(3600.0)),
         },
-        verification: match text(37)? {
-            Some(scheme) => Some(Scheme::from_config(
-                &scheme,
-                &row.get::<Vec<String>>(38)?.unwrap_or_default(),
-                &match row.get::<JsonB>(39)? {
-                    Some(JsonB(Value::Object(options))) => options,
-                    _ => serde_json::Map::new(),
-                },
-            )),
-            None => None,
-        },
+        front_door: Arc::new(FrontDoor {
+            full_body,
+            verification: match text(37)? {
+                Some(scheme) => Some(Scheme::from_config(
+                    &scheme,
+                    &row.get::<Vec<String>>(38)?.unwrap_or_default(),
+                    &match row.get::<JsonB>(39)? {
+                        Some(JsonB(Value::Object(options))) => options,
+                        _ => serde_json::Map::new(),
+                    },
+                )),
+                None => None,
+            },
+        }),
         redact_headers: row.get::<Vec<String>>(31)?.unwrap_or_default(),
         // A network PostgreSQL stored as cidr always parses; an empty list
         // admits nobody.

@@ -33,7 +33,9 @@ use webhook_core::request::{
 
 use catalog::{pg_uuid, Catalog, Workflow};
 use webhook_core::delivery;
-use webhook_core::verify::{redact_headers, Scheme, SignedRequest};
+use webhook_core::verify::redact_headers;
+
+use crate::front_door::{self, Verdict};
 
 use crate::execution::attempts::{self, Attempt, Outcome};
 use crate::execution::handler_call::HandlerPlans;
@@ -98,6 +100,8 @@ pub struct RequestMeta {
     /// The request target as received: path, and query string (original order).
     pub raw_path: Option<String>,
     pub raw_query: Option<String>,
+    /// What the network thread found checking the sender (HTTP only).
+    pub verdict: Option<Verdict>,
 }
 
 /// What to answer, and whether only after the transaction commits.
@@ -131,11 +135,7 @@ impl Handled {
 /// rate (429), the request's signature or credentials (401), the
 /// workflow's rate (429). The workflow-wide bucket comes after verification,
 /// so forged requests cannot use up the limit of the real sender.
-fn admit_sender(
-    workflow: &Workflow,
-    request: &IncomingRequest,
-    meta: &RequestMeta,
-) -> Result<(), (Response, String)> {
+fn admit_sender(workflow: &Workflow, meta: &RequestMeta) -> Result<(), (Response, String)> {
     let client = meta.remote_addr;
     if let Some(networks) = &workflow.allowed_networks {
         if !client.is_some_and(|ip| webhook_core::access::contains(networks, ip)) {
@@ -157,7 +157,7 @@ fn admit_sender(
         rate_limits::take(workflow.rules.id, client, limit, now_ms)
             .map_err(|wait| limited(wait, "Too many requests: client over its rate"))?;
     }
-    verify(workflow, request, meta)?;
+    verify(meta)?;
     if let Some(limit) = workflow.rate_limit {
         rate_limits::take(workflow.rules.id, None, limit, now_ms)
             .map_err(|wait| limited(wait, "Too many requests: workflow over its rate"))?;
@@ -165,48 +165,15 @@ fn admit_sender(
     Ok(())
 }
 
-/// Checks the request against the workflow's verification, if it has one:
-/// the refusal and its reason (counted in webhook.rejection_counts) when it
-/// fails. An unusable stored configuration refuses everything.
-fn verify(
-    workflow: &Workflow,
-    request: &IncomingRequest,
-    meta: &RequestMeta,
-) -> Result<(), (Response, String)> {
-    let scheme = match &workflow.verification {
-        None => return Ok(()),
-        Some(Ok(scheme)) => scheme,
-        Some(Err(_)) => {
-            return Err((
-                Response::error(401, "Invalid signature"),
-                "Invalid signature: the workflow's verification is misconfigured".into(),
-            ))
-        }
-    };
-    // Only Twilio signs the URL: the public one, as the sender called it.
-    let url = match scheme {
-        Scheme::Twilio { .. } => {
-            let base = webhook_core::config::workflow_url(
-                &crate::gucs::base_url(),
-                &workflow.rules.id.hyphenated().to_string(),
-            );
-            match &meta.raw_query {
-                Some(query) => format!("{base}?{query}"),
-                None => base,
-            }
-        }
-        _ => String::new(),
-    };
-    let signed = SignedRequest {
-        headers: &request.headers,
-        body: &request.raw_body,
-        url: &url,
-        now_unix: unix(meta.received_at) as i64,
-    };
-    scheme.verify(&signed).map_err(|failure| {
-        let reason = format!("{}: {}", scheme.refusal_message(), failure.reason());
-        (scheme.refusal(), reason)
-    })
+/// The network thread's verdict on the request's sender (src/front_door.rs):
+/// a request over HTTP is always verified there, on a parser thread, never
+/// here. [`Pipeline::handle`] has made sure it was checked against the
+/// workflow's current rules.
+fn verify(meta: &RequestMeta) -> Result<(), (Response, String)> {
+    match &meta.verdict {
+        Some(verdict) => verdict.outcome.clone(),
+        None => Err((front_door::workflow_changed(), "Workflow changed".into())),
+    }
 }
 
 /// Per-process state: cached workflows and prepared statements.
@@ -344,7 +311,16 @@ impl Pipeline {
         // A disabled workflow answers 404 like an unknown one (rules::admit),
         // whatever the request: nothing about its settings shows.
         if meta.origin == Origin::Http && workflow.rules.enabled {
-            if let Err((response, reason)) = admit_sender(&workflow, request, meta) {
+            if !meta
+                .verdict
+                .as_ref()
+                .is_some_and(|verdict| verdict.is_for(&workflow.front_door))
+            {
+                // Read and checked by rules that changed since: back to the
+                // network thread, to be checked by the current ones.
+                return Ok(Handled::Immediate(front_door::workflow_changed()));
+            }
+            if let Err((response, reason)) = admit_sender(&workflow, meta) {
                 self.record_refusal_of(client, &workflow, request, &response, meta, Some(&reason));
                 return Ok(Handled::Immediate(response));
             }
@@ -378,6 +354,28 @@ impl Pipeline {
                     return self.accept(client, &workflow, request, accepted, meta, id);
                 }
             }
+        }
+    }
+
+    /// Answers the network thread before it reads a request's body: 200
+    /// when the workflow takes requests (it is then in the network thread's
+    /// directory), else the 404 to answer, recorded for the owner when the
+    /// workflow is disabled.
+    pub fn look_up(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        workflow_id: Uuid,
+        request: &IncomingRequest,
+        meta: &RequestMeta,
+    ) -> Result<Response, pgrx::spi::Error> {
+        let not_found = Response::workflow_not_found();
+        match self.catalog.look_up(client, workflow_id)? {
+            Some(workflow) if workflow.rules.enabled => Ok(Response::error(200, "Workflow found")),
+            Some(workflow) => {
+                self.record_refusal_of(client, &workflow, request, &not_found, meta, None);
+                Ok(not_found)
+            }
+            None => Ok(not_found),
         }
     }
 

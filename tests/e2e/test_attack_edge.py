@@ -5,7 +5,8 @@ floods, forged signatures at the highest rate four connections reach, and
 gzip decompression bombs (tests/e2e/attackkit.py), while a legitimate sender
 delivers GitHub-signed requests on its own connection. Every legitimate
 request gets 200 and is stored once; every attack request gets its exact
-refusal and stores nothing; the listener keeps its pid. Timings are reported
+refusal and stores nothing (a bomb, unsigned like every forged request, is
+refused before it is decompressed); the listener keeps its pid. Timings are reported
 by bench/attack.sh, not asserted here.
 """
 
@@ -40,7 +41,7 @@ def test_good_requests_pass_during_an_attack(make_cluster):
     legit = out.statuses["legitimate"]
     assert set(legit) == {200} and legit[200] > 0, out.statuses
     assert set(out.statuses["forged"]) == {401}, out.statuses
-    assert set(out.statuses["decompression bomb"]) == {413}, out.statuses
+    assert set(out.statuses["decompression bomb"]) == {401}, out.statuses
     assert set(out.statuses["header flood (one huge header)"]) == {431}, out.statuses
     assert set(out.statuses["header flood (400 headers)"]) == {431}, out.statuses
     # Slow heads are cut off by webhook.header_timeout.
@@ -50,7 +51,7 @@ def test_good_requests_pass_during_an_attack(make_cluster):
                     "ORDER BY id", (wf,))
     assert [r["id"] for r in stored] == sorted(out.legit_event_ids)
     assert all(r["order_id"].startswith("legit-") for r in stored)
-    forged = out.statuses["forged"][401]
+    forged = out.statuses["forged"][401] + out.statuses["decompression bomb"][401]
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and c.scalar(
             "SELECT coalesce(sum(count), 0) FROM webhook.rejection_counts WHERE workflow_id = %s AND status = 401",

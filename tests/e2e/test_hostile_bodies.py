@@ -1,8 +1,10 @@
-"""Hostile bodies (issue 6, item 7): every worst-case body of every supported
-type (1 MB each, max_body_size 1MB) gets its exact expected answer, both at a
-real workflow and at one that does not exist, while a second client keeps
-sending good requests to the same listener process; every good request is
-answered 200 and its event row exists.
+"""Hostile bodies: every worst-case body of every supported type (1 MB each,
+max_body_size 1MB) gets its exact expected answer, both at a real workflow
+and at one that does not exist (404 for every body: nothing is read for it),
+while a second client keeps sending good requests to the same listener
+process; every good request is answered 200 and its event row exists. A body
+whose parsed values would take more than 32 times its decoded size (plus
+1 MiB) is refused before they are built.
 
 The corpus mirrors crates/webhook_core/src/body/worst_case.rs (whose unit tests
 check the parse outcomes and whose example times them). Parsing runs on the
@@ -28,6 +30,13 @@ MISSING = "00000000-0000-4000-8000-000000000000"
 BOUNDARY = "worstcaseboundary"
 TOO_LARGE = {"msg": "Request body too large", "limit_bytes": SIZE}
 WORKFLOW_NOT_FOUND = {"msg": "Workflow not found"}
+
+
+def too_many_values(decoded_len: int) -> tuple[int, dict]:
+    """The answer to a body whose parsed values would pass their allowance:
+    32 bytes of memory per decoded byte, plus 1 MiB."""
+    allowance = 32 * decoded_len + 1024 * 1024
+    return 413, {"msg": f"Request body too large: its parameters would take more than {allowance} bytes of memory"}
 GOOD_LATENCY_LIMIT = 2.0
 
 
@@ -98,24 +107,27 @@ MULTIPART = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 # name -> (headers, body, answer at a real workflow, answer at a missing one).
 # An answer is (status, exact JSON body) or (status, exact msg).
 CORPUS = {
-    "json_huge_exponents": (JSON, repeat_list("[", "1e1000", ",", "]"), (413, TOO_LARGE), (413, TOO_LARGE)),
+    "json_huge_exponents": (JSON, repeat_list("[", "1e1000", ",", "]"), (413, TOO_LARGE), (404, WORKFLOW_NOT_FOUND)),
     "json_exponent_out_of_numeric_range": (
         JSON, b"[1e999999999]",
         (400, {"msg": "Invalid JSON body: number 1e+999999999 is out of range"}), (404, WORKFLOW_NOT_FOUND)),
     "json_many_keys": (JSON, numbered_list("{", '"k', '":0', ",", "}"), 200, (404, WORKFLOW_NOT_FOUND)),
-    "json_duplicate_keys": (JSON, repeat_list("{", '"a":1', ",", "}"), 200, (404, WORKFLOW_NOT_FOUND)),
+    "json_duplicate_keys": (JSON, repeat_list("{", '"a":1', ",", "}"),
+                            too_many_values(len(repeat_list("{", '"a":1', ",", "}"))), (404, WORKFLOW_NOT_FOUND)),
     "json_deep_nesting": (JSON, b"[" * SIZE,
                           (400, "Invalid JSON body: recursion limit exceeded at line 1 column 128"),
                           (404, WORKFLOW_NOT_FOUND)),
     "json_escaped_strings": (JSON, repeat_list("[", '"\\u00e9\\n"', ",", "]"), 200, (404, WORKFLOW_NOT_FOUND)),
-    "form_repeated_key": (FORM, repeat_list("", "a=1", "&", ""), 200, (404, WORKFLOW_NOT_FOUND)),
-    "form_many_keys": (FORM, numbered_list("", "k", "=", "&", ""), 200, (404, WORKFLOW_NOT_FOUND)),
+    "form_repeated_key": (FORM, repeat_list("", "a=1", "&", ""),
+                          too_many_values(len(repeat_list("", "a=1", "&", ""))), (404, WORKFLOW_NOT_FOUND)),
+    "form_many_keys": (FORM, numbered_list("", "k", "=", "&", ""),
+                       too_many_values(len(numbered_list("", "k", "=", "&", ""))), (404, WORKFLOW_NOT_FOUND)),
     "form_empty_pairs": (FORM, b"&" * SIZE, 200, (404, WORKFLOW_NOT_FOUND)),
     "form_percent_escapes": (FORM, repeat_list("a=", "%C3%A9", "", ""), 200, (404, WORKFLOW_NOT_FOUND)),
     "multipart_too_many_parts": (
         MULTIPART, multipart_parts(),
         (413, {"msg": "Too many multipart parts: more than 1000"}),
-        (413, {"msg": "Too many multipart parts: more than 1000"})),
+        (404, WORKFLOW_NOT_FOUND)),
     "multipart_boundary_prefixes": (MULTIPART, multipart_near_boundaries(), 200, (404, WORKFLOW_NOT_FOUND)),
     "text_shift_jis": ({"Content-Type": "text/plain; charset=shift_jis"},
                        repeat_list("", "\u3042x", "", ""), 200, (404, WORKFLOW_NOT_FOUND)),
@@ -124,7 +136,8 @@ CORPUS = {
                                      (400, "Invalid XML body: duplicate attribute a0 (in the tag at byte 0)"),
                                      (404, WORKFLOW_NOT_FOUND)),
     "xml_many_repeated_siblings": (XML, repeat_list("<r>", "<a>1</a>", "", "</r>"), 200, (404, WORKFLOW_NOT_FOUND)),
-    "xml_many_distinct_siblings": (XML, numbered_list("<r>", "<a", "/>", "", "</r>"), 200,
+    "xml_many_distinct_siblings": (XML, numbered_list("<r>", "<a", "/>", "", "</r>"),
+                                   too_many_values(len(numbered_list("<r>", "<a", "/>", "", "</r>"))),
                                    (404, WORKFLOW_NOT_FOUND)),
     "xml_deep_nesting": (XML, repeat_list("", "<a>", "", ""),
                          (400, {"msg": "Invalid XML body: nesting deeper than 128 levels"}),
@@ -135,9 +148,10 @@ CORPUS = {
     "xml_entity_declarations": (XML, entity_bomb(), (400, unknown_entity_message(entity_bomb())),
                                 (404, WORKFLOW_NOT_FOUND)),
     "gzip_bomb": ({**JSON, "Content-Encoding": "gzip"}, gzip.compress(b"0" * (100 * SIZE), 9),
-                  (413, TOO_LARGE), (413, TOO_LARGE)),
+                  (413, TOO_LARGE), (404, WORKFLOW_NOT_FOUND)),
     "deflate_form_many_keys": ({**FORM, "Content-Encoding": "deflate"},
-                               zlib.compress(numbered_list("", "k", "=", "&", "")), 200,
+                               zlib.compress(numbered_list("", "k", "=", "&", "")),
+                               too_many_values(len(numbered_list("", "k", "=", "&", ""))),
                                (404, WORKFLOW_NOT_FOUND)),
 }
 

@@ -36,6 +36,7 @@ DEFAULTS = {
     "webhook.header_timeout": ("10000", "ms", "sighup"),
     "webhook.listen_addresses": ("127.0.0.1", None, "postmaster"),
     "webhook.lock_timeout": ("100", "ms", "sighup"),
+    "webhook.max_body_memory": ("262144", "kB", "postmaster"),
     "webhook.max_body_size": ("25600", "kB", "sighup"),
     "webhook.max_connections": ("1000", None, "sighup"),
     "webhook.max_connections_per_client": ("100", None, "sighup"),

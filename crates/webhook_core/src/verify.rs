@@ -15,6 +15,8 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
+use crate::body::cost::block as cost_block;
+use crate::body::{form_split, form_unescape, BodyError, MemoryBudget, Meter, Unbudgeted};
 use crate::request::Response;
 
 /// The default tolerance for signed timestamps (Standard Webhooks, Stripe,
@@ -280,7 +282,9 @@ fn outcome(matched: bool) -> Result<(), Failure> {
 }
 
 impl Scheme {
-    /// Checks a request.
+    /// Checks a request, without a memory budget ([`Scheme::verify_within`] with
+    /// [`Unbudgeted`]). A Twilio form whose parameters would take more memory than
+    /// its allowance fails as malformed.
     pub fn verify(&self, request: &SignedRequest<'_>) -> Result<(), Failure> {
         let required = |name: &str| request.header(name).ok_or(Failure::MissingHeader);
         let body = request.body;
@@ -378,15 +382,7 @@ impl Scheme {
                 ))
             }
             Scheme::Twilio { secrets } => {
-                let sig = required("x-twilio-signature")?;
-                let signed = twilio_signed_text(request)?;
-                outcome(any_matches(
-                    Algorithm::Sha1,
-                    secrets,
-                    &[signed.as_bytes()],
-                    &[sig],
-                    Encoding::Base64,
-                ))
+                twilio(secrets, request, &mut Unbudgeted).unwrap_or(Err(Failure::Malformed))
             }
             Scheme::GitLab { tokens } => {
                 let token = required("x-gitlab-token")?;
@@ -428,6 +424,22 @@ impl Scheme {
                 let decoded = STANDARD.decode(encoded).map_err(|_| Failure::Malformed)?;
                 outcome(any_token(credentials, &decoded))
             }
+        }
+    }
+
+    /// Checks a request, asking `budget` first for the memory the check takes
+    /// beyond the body. Only Twilio's scheme needs memory in proportion to the
+    /// body (it sorts the form's parameters); the others take a fixed amount. The
+    /// outer error is [`BodyError::Busy`] or [`BodyError::ParamsTooLarge`] (the
+    /// parameters' allowance is that of a parsed body of the same length).
+    pub fn verify_within(
+        &self,
+        request: &SignedRequest<'_>,
+        budget: &mut dyn MemoryBudget,
+    ) -> Result<Result<(), Failure>, BodyError> {
+        match self {
+            Scheme::Twilio { secrets } => twilio(secrets, request, budget),
+            _ => Ok(self.verify(request)),
         }
     }
 
@@ -628,19 +640,48 @@ impl Scheme {
     }
 }
 
+/// Twilio's check: `X-Twilio-Signature` against the signed text.
+fn twilio(
+    secrets: &[Vec<u8>],
+    request: &SignedRequest<'_>,
+    budget: &mut dyn MemoryBudget,
+) -> Result<Result<(), Failure>, BodyError> {
+    let Some(sig) = request.header("x-twilio-signature") else {
+        return Ok(Err(Failure::MissingHeader));
+    };
+    let mut meter = Meter::new(budget);
+    meter.allow_for(request.body.len());
+    let signed = match twilio_signed_text(request, &mut meter)? {
+        Ok(signed) => signed,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    Ok(outcome(any_matches(
+        Algorithm::Sha1,
+        secrets,
+        &[signed.as_bytes()],
+        &[sig],
+        Encoding::Base64,
+    )))
+}
+
 /// What Twilio signs: the URL, then (for a form body) each parameter's name
 /// and value, sorted by name and then value. A URL carrying `bodySHA256` (a
-/// JSON body) signs the URL alone, and the body must have that SHA-256.
-fn twilio_signed_text(request: &SignedRequest<'_>) -> Result<String, Failure> {
+/// JSON body) signs the URL alone, and the body must have that SHA-256. The
+/// parameters are decoded as `form_urlencoded` decodes them (UTF-8, lossy),
+/// and their memory is charged to `meter` before they are collected.
+fn twilio_signed_text(
+    request: &SignedRequest<'_>,
+    meter: &mut Meter<'_>,
+) -> Result<Result<String, Failure>, BodyError> {
     let query = request.url.split_once('?').map(|(_, q)| q).unwrap_or("");
     if let Some((_, hash)) =
         form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "bodySHA256")
     {
         let actual = hex(&Sha256::digest(request.body));
         if !equal(actual.as_bytes(), hash.to_ascii_lowercase().as_bytes()) {
-            return Err(Failure::Mismatch);
+            return Ok(Err(Failure::Mismatch));
         }
-        return Ok(request.url.to_string());
+        return Ok(Ok(request.url.to_string()));
     }
     let is_form = request
         .header("content-type")
@@ -652,20 +693,36 @@ fn twilio_signed_text(request: &SignedRequest<'_>) -> Result<String, Failure> {
     // Twilio signs a form's parameters, or a JSON body through bodySHA256:
     // any other body would not be covered by the signature at all.
     if !is_form && !request.body.is_empty() {
-        return Err(Failure::Malformed);
+        return Ok(Err(Failure::Malformed));
     }
-    let mut signed = request.url.to_string();
-    if is_form {
-        let mut params: Vec<(String, String)> = form_urlencoded::parse(request.body)
-            .map(|(name, value)| (name.into_owned(), value.into_owned()))
-            .collect();
-        params.sort();
-        for (name, value) in params {
-            signed.push_str(&name);
-            signed.push_str(&value);
-        }
+    if !is_form {
+        return Ok(Ok(request.url.to_string()));
     }
-    Ok(signed)
+    // Counted first, so that the vector is allocated once at its final size.
+    let count = form_split(request.body).count();
+    meter.charge(cost_block(
+        count.saturating_mul(std::mem::size_of::<(String, String)>()),
+    ))?;
+    let mut params: Vec<(String, String)> = Vec::with_capacity(count);
+    for (name, value) in form_split(request.body) {
+        let name = form_unescape(name, encoding_rs::UTF_8, meter)?;
+        let value = form_unescape(value, encoding_rs::UTF_8, meter)?;
+        params.push((name, value));
+    }
+    // Equal pairs are indistinguishable, so an unstable sort signs the same
+    // text as a stable one, and it sorts in place.
+    params.sort_unstable();
+    let len = params.iter().fold(request.url.len(), |len, (name, value)| {
+        len.saturating_add(name.len()).saturating_add(value.len())
+    });
+    meter.charge(cost_block(len))?;
+    let mut signed = String::with_capacity(len);
+    signed.push_str(request.url);
+    for (name, value) in &params {
+        signed.push_str(name);
+        signed.push_str(value);
+    }
+    Ok(Ok(signed))
 }
 
 /// `Bearer xyz` → `xyz` (the scheme name is case-insensitive).

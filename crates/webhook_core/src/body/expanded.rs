@@ -15,7 +15,7 @@
 
 use serde_json::{Map, Value};
 
-use super::BodyError;
+use super::{cost, BodyError};
 
 /// Most digits before the decimal point a PostgreSQL numeric holds
 /// (NUMERIC_WEIGHT_MAX + 1 base-10000 digits).
@@ -23,17 +23,30 @@ const NUMERIC_MAX_INTEGER_DIGITS: u64 = 131_072;
 /// Most digits after the decimal point a PostgreSQL numeric holds (NUMERIC_DSCALE_MAX).
 const NUMERIC_MAX_SCALE: u64 = 16_383;
 
+/// The walk keeps one iterator per level of nesting. JSON and XML stop at 128
+/// levels and a form field holding JSON adds one, so the stack never grows past
+/// this and is one allocation.
+const WALK_DEPTH: usize = 256;
+
+/// The walk's stack, charged before the walk.
+pub(super) const WALK_BYTES: usize = cost::block(WALK_DEPTH * std::mem::size_of::<Level<'_>>());
+
+enum Level<'a> {
+    Items(std::slice::Iter<'a, Value>),
+    Entries(serde_json::map::Iter<'a>),
+}
+
 /// Fails with [`BodyError::TooLarge`] as soon as the parameters' text passes
 /// `cap` bytes, and with [`BodyError::InvalidJson`] for a number PostgreSQL
 /// cannot store. Linear in the size of `params`; no recursion (an explicit
-/// stack), so a deeply nested value cannot overflow the thread's stack.
+/// stack of iterators, so a deeply nested value cannot overflow the thread's
+/// stack, and the walk allocates only [`WALK_BYTES`]).
 pub(super) fn check_expanded_size(
     params: &Map<String, Value>,
     cap: usize,
 ) -> Result<(), BodyError> {
     let cap = cap as u64;
     let mut total: u64 = 0;
-    let mut pending: Vec<&Value> = Vec::new();
     let mut add = |len: u64| {
         total = total.saturating_add(len);
         if total > cap {
@@ -44,23 +57,30 @@ pub(super) fn check_expanded_size(
             Ok(())
         }
     };
-    for (key, value) in params {
-        add(key.len() as u64)?;
-        pending.push(value);
-    }
-    while let Some(value) = pending.pop() {
+    let mut stack = Vec::with_capacity(WALK_DEPTH);
+    stack.push(Level::Entries(params.iter()));
+    while let Some(level) = stack.last_mut() {
+        let next = match level {
+            Level::Items(items) => items.next(),
+            Level::Entries(entries) => match entries.next() {
+                Some((key, value)) => {
+                    add(key.len() as u64)?;
+                    Some(value)
+                }
+                None => None,
+            },
+        };
+        let Some(value) = next else {
+            stack.pop();
+            continue;
+        };
         match value {
             Value::Null | Value::Bool(_) => add(5)?,
-            Value::Number(n) => add(printed_number_len(&n.to_string())?)?,
+            Value::Number(n) => add(printed_number_len(n.as_str())?)?,
             Value::String(s) => add(s.len() as u64)?,
-            Value::Array(items) => pending.extend(items),
+            Value::Array(items) => stack.push(Level::Items(items.iter())),
             Value::Object(map) if is_file_part(map) => add(file_part_len(map))?,
-            Value::Object(map) => {
-                for (key, value) in map {
-                    add(key.len() as u64)?;
-                    pending.push(value);
-                }
-            }
+            Value::Object(map) => stack.push(Level::Entries(map.iter())),
         }
     }
     Ok(())

@@ -1294,8 +1294,250 @@ fn xml_duplicate_attribute_is_found_among_many() {
 
 #[test]
 fn many_repeated_form_keys_collect_in_one_array() {
-    let body = vec!["a=1"; 100_000].join("&");
+    let body = vec!["a=1"; 2_000].join("&");
     let parsed = ok(FORM, body.as_bytes());
     assert_eq!(parsed.params.len(), 1);
-    assert_eq!(parsed.params["a"].as_array().map(Vec::len), Some(100_000));
+    assert_eq!(parsed.params["a"].as_array().map(Vec::len), Some(2_000));
+    // Each takes a value slot and two strings, far more than its 4 bytes.
+    let body = vec!["a=1"; 100_000].join("&");
+    assert_eq!(
+        err(FORM, body.as_bytes()),
+        BodyError::ParamsTooLarge {
+            limit: parse_allowance(body.len())
+        }
+    );
+}
+
+// ----------------------------------------------------------------- memory budget
+
+#[test]
+fn budget_errors_are_transport_level() {
+    let busy = BodyError::Busy;
+    assert_eq!(busy.to_string(), "Listener busy, retry later");
+    assert_eq!(busy.http_status(), 503);
+    let costly = BodyError::ParamsTooLarge { limit: 1234 };
+    assert_eq!(
+        costly.to_string(),
+        "Request body too large: its parameters would take more than 1234 bytes of memory"
+    );
+    assert_eq!(costly.http_status(), 413);
+    for e in [
+        busy,
+        costly,
+        BodyError::TooLarge { limit: 1 },
+        BodyError::TooManyParts { limit: 1 },
+        BodyError::UnsupportedEncoding("br".into()),
+        BodyError::UnsupportedCharset("x".into()),
+        BodyError::InvalidCompression("gzip"),
+    ] {
+        assert!(e.is_transport_level(), "{e}");
+    }
+    for e in [
+        BodyError::InvalidJson("x".into()),
+        BodyError::InvalidMultipart("x".into()),
+        BodyError::InvalidXml("x".into()),
+    ] {
+        assert!(!e.is_transport_level(), "{e}");
+    }
+    assert_eq!(
+        parse_allowance(1000),
+        1000 * PARSE_COST_FACTOR + PARSE_COST_FLOOR
+    );
+    assert_eq!(parse_allowance(usize::MAX), usize::MAX);
+}
+
+/// A budget that refuses everything: the smallest body that needs memory is busy,
+/// one that needs none is not.
+#[test]
+fn a_budget_that_refuses_everything() {
+    struct Refuse;
+    impl MemoryBudget for Refuse {
+        fn reserve(&mut self, _: usize) -> bool {
+            false
+        }
+    }
+    let limits = BodyLimits::default();
+    let e = parse_body_within(JSON, None, b"{\"a\":1}", &limits, &mut Refuse).unwrap_err();
+    assert_eq!(e, BodyError::Busy);
+    let e = parse_body_within(JSON, Some("gzip"), &gzip(b"{}"), &limits, &mut Refuse);
+    assert_eq!(e, Err(BodyError::Busy));
+    assert_eq!(
+        parse_body_within(JSON, None, b"", &limits, &mut Refuse),
+        Ok(ParsedBody::empty())
+    );
+    assert_eq!(
+        decode_text_within(Some("text/plain"), None, b"", &limits, &mut Refuse),
+        Ok(String::new())
+    );
+}
+
+#[test]
+fn form_unescaping_is_that_of_form_urlencoded() {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let alphabet = b"%+=&aZ09fF\xff\xc3\xa9\xe2\x82\xac\xed\xa0\x80 ";
+    for _ in 0..5000 {
+        let len = rng.below(40);
+        let input = rng.bytes(len, alphabet);
+        let expected: Vec<(String, String)> = form_urlencoded::parse(&input)
+            .map(|(n, v)| (n.into_owned(), v.into_owned()))
+            .collect();
+        let mut unbudgeted = Unbudgeted;
+        let mut meter = Meter::new(&mut unbudgeted);
+        let ours: Vec<(String, String)> = form_split(&input)
+            .map(|(n, v)| {
+                (
+                    form_unescape(n, UTF_8, &mut meter).unwrap(),
+                    form_unescape(v, UTF_8, &mut meter).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(ours, expected, "{:?}", String::from_utf8_lossy(&input));
+    }
+}
+
+#[test]
+fn lossy_utf8_is_that_of_std() {
+    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    let alphabet = b"a\x80\xbf\xc2\xc3\xe0\xe2\xed\xef\xf0\xf4\xf5\xff\xa0\x9f\x90";
+    for _ in 0..5000 {
+        let len = rng.below(24);
+        let input = rng.bytes(len, alphabet);
+        let (ours, _) = UTF_8.decode_without_bom_handling(&input);
+        assert_eq!(ours, String::from_utf8_lossy(&input), "{input:?}");
+    }
+}
+
+/// gzip members with the optional header fields (name, comment, extra, header
+/// CRC) are read without copying them; a broken header is invalid.
+#[test]
+fn gzip_header_fields() {
+    let data = br#"{"a":"b"}"#;
+    let with_fields = flate2::GzBuilder::new()
+        .filename("name.json")
+        .comment("a comment")
+        .extra(vec![1, 2, 3])
+        .write(Vec::new(), flate2::Compression::default());
+    let mut w = with_fields;
+    w.write_all(data).unwrap();
+    let body = w.finish().unwrap();
+    let p = parse_body(JSON, Some("gzip"), &body, &BodyLimits::default()).unwrap();
+    assert_eq!(params(&p), json!({"a": "b"}));
+
+    // A header CRC (FHCRC), which GzBuilder does not write.
+    let mut header = vec![0x1f, 0x8b, 8, 0x02 | 0x08, 0, 0, 0, 0, 0, 255];
+    header.extend_from_slice(b"n\0");
+    let mut crc = flate2::Crc::new();
+    crc.update(&header);
+    let with_hcrc = |hcrc: u16| {
+        let mut body = header.clone();
+        body.extend_from_slice(&hcrc.to_le_bytes());
+        body.extend(raw_deflate(data));
+        let mut crc = flate2::Crc::new();
+        crc.update(data);
+        body.extend_from_slice(&crc.sum().to_le_bytes());
+        body.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        body
+    };
+    let good = with_hcrc(crc.sum() as u16);
+    let p = parse_body(JSON, Some("gzip"), &good, &BodyLimits::default()).unwrap();
+    assert_eq!(params(&p), json!({"a": "b"}));
+    let invalid = Err(BodyError::InvalidCompression("gzip"));
+    let bad = with_hcrc(crc.sum() as u16 ^ 1);
+    assert_eq!(
+        parse_body(JSON, Some("gzip"), &bad, &BodyLimits::default()),
+        invalid
+    );
+    let mut reserved = good.clone();
+    reserved[3] |= 0x20;
+    assert_eq!(
+        parse_body(JSON, Some("gzip"), &reserved, &BodyLimits::default()),
+        invalid
+    );
+    let mut trailing = gzip(data);
+    trailing.extend_from_slice(b"\0\0");
+    assert_eq!(
+        parse_body(JSON, Some("gzip"), &trailing, &BodyLimits::default()),
+        invalid
+    );
+    let mut wrong_length = gzip(data);
+    let n = wrong_length.len();
+    wrong_length[n - 4] ^= 1;
+    assert_eq!(
+        parse_body(JSON, Some("gzip"), &wrong_length, &BodyLimits::default()),
+        invalid
+    );
+    for cut in [1, 5, 10, 11] {
+        let truncated = &good[..cut];
+        assert_eq!(
+            parse_body(JSON, Some("gzip"), truncated, &BodyLimits::default()),
+            invalid
+        );
+    }
+}
+
+/// What decode_text_within gives is the text parse_body gives, for every kind.
+#[test]
+fn decoded_text_is_the_parsed_text() {
+    let multipart = multipart_ct();
+    let cases: Vec<(Option<&str>, Vec<u8>)> = vec![
+        (None, b"{\"a\":1}".to_vec()),
+        (None, b"\xef\xbb\xbfplain \xff text".to_vec()),
+        (JSON, b"\xef\xbb\xbf[1,2]".to_vec()),
+        (
+            Some("application/json; charset=utf-16le"),
+            b"[\x001\x00]\x00".to_vec(),
+        ),
+        (FORM, b"a=%E9&b=\xe9".to_vec()),
+        (
+            Some("application/x-www-form-urlencoded; charset=latin1"),
+            b"a=%E9&b=\xe9".to_vec(),
+        ),
+        (Some("text/plain; charset=shift_jis"), b"\x82\xa0x".to_vec()),
+        (
+            XML,
+            b"<?xml version='1.0' encoding='latin1'?><r>\xe9</r>".to_vec(),
+        ),
+        (
+            XML,
+            "\u{feff}<r/>"
+                .encode_utf16()
+                .flat_map(u16::to_be_bytes)
+                .collect(),
+        ),
+        (
+            Some(multipart.as_str()),
+            multipart_body(&[
+                ("a", None, b"1\xff"),
+                ("f", Some(("x", "y/z")), b"\x00\xfe"),
+            ]),
+        ),
+        (
+            Some("application/octet-stream; charset=nope"),
+            b"\x80[1]".to_vec(),
+        ),
+        (Some("text/json"), b"{\"a\":[]}".to_vec()),
+    ];
+    for (ct, body) in cases {
+        let parsed = parse_body(ct, None, &body, &BodyLimits::default())
+            .unwrap_or_else(|e| panic!("{ct:?}: {e}"));
+        let text = decode_text_within(ct, None, &body, &BodyLimits::default(), &mut Unbudgeted);
+        assert_eq!(text, Ok(parsed.text), "{ct:?}");
+    }
+    // Not parseable, but it has a text; an unknown charset is refused alike.
+    let text = decode_text_within(
+        XML,
+        None,
+        b"<a>\xff",
+        &BodyLimits::default(),
+        &mut Unbudgeted,
+    );
+    assert_eq!(text, Ok("<a>\u{fffd}".to_string()));
+    let e = decode_text_within(
+        Some("text/plain; charset=nope"),
+        None,
+        b"x",
+        &BodyLimits::default(),
+        &mut Unbudgeted,
+    );
+    assert_eq!(e, Err(BodyError::UnsupportedCharset("nope".into())));
 }

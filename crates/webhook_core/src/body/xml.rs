@@ -10,6 +10,10 @@
 //! external resources (XXE) or expand entity bombs; a reference to any other entity
 //! is an error. Nesting is capped so neither parsing nor dropping the result can run
 //! away with the stack.
+//!
+//! Memory: every name, attribute, text node and map or array growth is charged to
+//! the [`Meter`] just before it is allocated, so a body of many small elements is
+//! stopped as soon as it passes its allowance.
 
 use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, UTF_8};
 use quick_xml::escape::EscapeError;
@@ -18,13 +22,21 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 use serde_json::{Map, Value};
 
-use super::{insert_multi, lookup_charset, BodyError};
+use super::{cost, insert_multi, lookup_charset, BodyError, Meter};
 
 /// Same depth as serde_json's recursion limit, so XML and JSON bodies agree.
 const MAX_DEPTH: usize = 128;
 
 /// How far into the body the `<?xml ... ?>` declaration is looked for.
 const MAX_DECL_BYTES: usize = 1024;
+
+/// quick-xml's bookkeeping apart from the names it stores: the start offsets of
+/// the open elements, at most [`MAX_DEPTH`] of them, in a doubling vector.
+const READER_BYTES: usize = 4 * 1024;
+
+/// quick-xml keeps the names of the open elements in one buffer that grows by
+/// doubling: charging this many times each start tag's name covers its blocks.
+const OPEN_NAME_FACTOR: usize = 4;
 
 fn invalid(msg: impl Into<String>) -> BodyError {
     BodyError::InvalidXml(msg.into())
@@ -76,18 +88,29 @@ fn attr_error(err: AttrError, tag_at: u64) -> BodyError {
 pub(super) fn parse_xml(
     bytes: &[u8],
     charset: Option<&'static Encoding>,
+    meter: &mut Meter<'_>,
 ) -> Result<(Map<String, Value>, String), BodyError> {
-    let enc = match charset {
-        Some(enc) => enc,
-        None => sniff_encoding(bytes)?,
-    };
-    // decode() lets a BOM override the label, as the XML spec requires.
-    let (text, used, had_errors) = enc.decode(bytes);
+    let enc = text_encoding(bytes, charset)?;
+    // Decoding lets a BOM override the label, as the XML spec requires.
+    let (text, used, had_errors) = super::decode_charged(enc, bytes, meter)?;
     if had_errors {
         return Err(invalid(format!("invalid {} byte sequence", used.name())));
     }
-    let params = convert(&text)?;
-    Ok((params, text.into_owned()))
+    let params = convert(&text, meter)?;
+    Ok((params, super::owned(text, meter)?))
+}
+
+/// The encoding an XML body is decoded with (before a BOM is looked at): the
+/// Content-Type's charset, else what the document's first bytes or its
+/// declaration say.
+pub(super) fn text_encoding(
+    bytes: &[u8],
+    charset: Option<&'static Encoding>,
+) -> Result<&'static Encoding, BodyError> {
+    match charset {
+        Some(enc) => Ok(enc),
+        None => sniff_encoding(bytes),
+    }
 }
 
 /// Encoding from the BOM / first bytes (XML 1.0 Appendix F), then the declaration.
@@ -159,8 +182,10 @@ struct Frame {
 }
 
 impl Frame {
-    fn open(e: &BytesStart<'_>, at: u64) -> Result<Frame, BodyError> {
-        let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+    fn open(e: &BytesStart<'_>, at: u64, meter: &mut Meter<'_>) -> Result<Frame, BodyError> {
+        let raw_name = e.name();
+        meter.charge(cost::block(raw_name.as_ref().len()))?;
+        let name = String::from_utf8_lossy(raw_name.as_ref()).into_owned();
         if !valid_name(&name) {
             return Err(invalid(format!(
                 "invalid element name <{}>",
@@ -173,21 +198,31 @@ impl Frame {
         // duplicates in constant time per attribute instead.
         for attr in e.attributes().with_checks(false) {
             let attr = attr.map_err(|err| attr_error(err, at))?;
-            let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
-            if !valid_name(&key) {
+            let raw_key = attr.key.as_ref();
+            // The key with its '@', the value (unescaping never lengthens it), the
+            // entry.
+            meter.charge(
+                cost::block(1 + raw_key.len())
+                    .saturating_add(cost::block(attr.value.len()))
+                    .saturating_add(cost::map_growth(fields.len())),
+            )?;
+            let mut key = String::with_capacity(1 + raw_key.len());
+            key.push('@');
+            key.push_str(&String::from_utf8_lossy(raw_key));
+            if !valid_name(&key[1..]) {
                 return Err(invalid(format!(
                     "invalid attribute name {}",
-                    super::clip(&key)
+                    super::clip(&key[1..])
                 )));
             }
             let value = attr.unescape_value().map_err(|err| xml_error(err, at))?;
             if fields
-                .insert(format!("@{key}"), Value::String(value.into_owned()))
+                .insert(key, Value::String(value.into_owned()))
                 .is_some()
             {
                 return Err(invalid(format!(
                     "duplicate attribute {} (in the tag at byte {at})",
-                    super::clip(&key)
+                    super::clip(&String::from_utf8_lossy(raw_key))
                 )));
             }
         }
@@ -199,37 +234,48 @@ impl Frame {
     }
 
     /// Attributes, children, and `#text` if there is any non-blank text.
-    fn into_object(mut self) -> Map<String, Value> {
-        let text = self.text.trim_matches(is_xml_space);
+    fn into_object(self, meter: &mut Meter<'_>) -> Result<Map<String, Value>, BodyError> {
+        let Frame {
+            mut fields, text, ..
+        } = self;
+        let text = text.trim_matches(is_xml_space);
         if !text.is_empty() {
+            meter.charge(cost::block("#text".len()).saturating_add(cost::block(text.len())))?;
             insert_multi(
-                &mut self.fields,
+                &mut fields,
                 "#text".to_string(),
                 Value::String(text.to_string()),
-            );
+                meter,
+            )?;
         }
-        self.fields
+        Ok(fields)
     }
 
-    fn into_value(self) -> (String, Value) {
+    fn into_value(mut self, meter: &mut Meter<'_>) -> Result<(String, Value), BodyError> {
         if self.fields.is_empty() {
-            let text = self.text.trim_matches(is_xml_space).to_string();
-            (self.name, Value::String(text))
+            let text = self.text.trim_matches(is_xml_space);
+            meter.charge(cost::block(text.len()))?;
+            let text = text.to_string();
+            Ok((self.name, Value::String(text)))
         } else {
-            let name = self.name.clone();
-            (name, Value::Object(self.into_object()))
+            let name = std::mem::take(&mut self.name);
+            Ok((name, Value::Object(self.into_object(meter)?)))
         }
     }
 }
 
 /// Walk the events with an explicit stack, enforcing the well-formedness rules that
-/// quick-xml leaves to the caller (one root, no stray text, everything closed).
-fn convert(text: &str) -> Result<Map<String, Value>, BodyError> {
+/// quick-xml leaves to the caller (one root, no stray text, everything closed, end
+/// tags matching: checked here against the frames, so that a mismatch costs no
+/// copies of the names).
+fn convert(text: &str, meter: &mut Meter<'_>) -> Result<Map<String, Value>, BodyError> {
     let mut reader = Reader::from_str(text);
     let config = reader.config_mut();
-    config.check_end_names = true;
+    config.check_end_names = false;
+    config.allow_unmatched_ends = true;
     config.check_comments = true;
     config.expand_empty_elements = false;
+    meter.charge(READER_BYTES)?;
 
     let mut stack: Vec<Frame> = Vec::new();
     let mut root: Option<Map<String, Value>> = None;
@@ -251,23 +297,42 @@ fn convert(text: &str) -> Result<Map<String, Value>, BodyError> {
                 if stack.len() >= MAX_DEPTH {
                     return Err(invalid(format!("nesting deeper than {MAX_DEPTH} levels")));
                 }
-                stack.push(Frame::open(e, at)?);
+                if matches!(event, Event::Start(_)) {
+                    meter.charge(e.name().as_ref().len().saturating_mul(OPEN_NAME_FACTOR))?;
+                }
+                if stack.len() == stack.capacity() {
+                    let grown = (stack.capacity() * 2).max(4);
+                    meter.charge(cost::block(grown * std::mem::size_of::<Frame>()))?;
+                }
+                stack.push(Frame::open(e, at, meter)?);
                 if matches!(event, Event::Empty(_)) {
-                    close(&mut stack, &mut root)?;
+                    close(&mut stack, &mut root, meter)?;
                 }
             }
-            Event::End(_) => {
+            Event::End(ref e) => {
                 seen_markup = true;
-                close(&mut stack, &mut root)?;
+                if let Some(open) = stack.last() {
+                    if e.name().as_ref() != open.name.as_bytes() {
+                        return Err(invalid(format!(
+                            "ill-formed document: expected `</{}>`, but `</{}>` was found (at byte {at})",
+                            super::clip(&open.name),
+                            super::clip(&String::from_utf8_lossy(e.name().as_ref()))
+                        )));
+                    }
+                }
+                close(&mut stack, &mut root, meter)?;
             }
             Event::Text(t) => {
+                // The unescaped copy (at most as long as the raw text), or the
+                // name of an unknown entity in its place.
+                meter.scratch(cost::block(t.len()).saturating_mul(2))?;
                 let s = t.unescape().map_err(|err| xml_error(err, at))?;
-                push_text(&mut stack, &s)?;
+                push_text(&mut stack, &s, meter)?;
             }
             Event::CData(c) => {
                 seen_markup = true;
                 let s = c.decode().map_err(|err| xml_error(err.into(), at))?;
-                push_text(&mut stack, &s)?;
+                push_text(&mut stack, &s, meter)?;
             }
             Event::Decl(_) => {
                 if seen_markup {
@@ -294,25 +359,36 @@ fn convert(text: &str) -> Result<Map<String, Value>, BodyError> {
     root.ok_or_else(|| invalid("no root element"))
 }
 
-fn push_text(stack: &mut [Frame], s: &str) -> Result<(), BodyError> {
+fn push_text(stack: &mut [Frame], s: &str, meter: &mut Meter<'_>) -> Result<(), BodyError> {
     match stack.last_mut() {
-        Some(frame) => frame.text.push_str(s),
+        Some(frame) => {
+            meter.charge(cost::string_growth(
+                frame.text.len(),
+                frame.text.capacity(),
+                s.len(),
+            ))?;
+            frame.text.push_str(s);
+        }
         None if s.chars().all(is_xml_space) => {}
         None => return Err(invalid("text outside the root element")),
     }
     Ok(())
 }
 
-fn close(stack: &mut Vec<Frame>, root: &mut Option<Map<String, Value>>) -> Result<(), BodyError> {
+fn close(
+    stack: &mut Vec<Frame>,
+    root: &mut Option<Map<String, Value>>,
+    meter: &mut Meter<'_>,
+) -> Result<(), BodyError> {
     let frame = stack
         .pop()
         .ok_or_else(|| invalid("closing tag without an open element"))?;
     match stack.last_mut() {
         Some(parent) => {
-            let (name, value) = frame.into_value();
-            insert_multi(&mut parent.fields, name, value);
+            let (name, value) = frame.into_value(meter)?;
+            insert_multi(&mut parent.fields, name, value, meter)?;
         }
-        None => *root = Some(frame.into_object()),
+        None => *root = Some(frame.into_object(meter)?),
     }
     Ok(())
 }

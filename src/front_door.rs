@@ -1,0 +1,146 @@
+//! What a listener's network thread knows of a workflow before it reads a
+//! request's body: whether the workflow takes requests at all, whether it
+//! wants its body parsed, and how its senders are verified.
+//!
+//! The main thread owns the workflow definitions (only it may read them
+//! through SPI) and publishes this much of each enabled one it loads into a
+//! [`Directory`] the network thread reads. For a workflow not there, the
+//! network thread asks the main thread before it reads a byte of the body,
+//! so an unknown or disabled workflow is answered without reading,
+//! decompressing or parsing anything. (Only enabled workflows are kept: the
+//! main thread learns of changes when it next starts a transaction, so an
+//! answer "no such workflow" from a copy could outlive the commit that
+//! created or enabled it; an enabled one that is gone meanwhile is still
+//! refused by the main thread.) With the directory the network thread also
+//! checks a signature over the raw body on its parser threads before parsing
+//! it, so a forged body costs an HMAC and never a parse, and the main thread
+//! spends time on neither.
+//!
+//! A request carries the [`FrontDoor`] it was checked against. The main
+//! thread compares it with the workflow's current one: if the workflow's
+//! verification or body handling changed meanwhile, the request is answered
+//! 503 with `Retry-After` rather than judged by rules it was not checked
+//! against. Nothing here calls PostgreSQL.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use uuid::Uuid;
+use webhook_core::body::{BodyError, MemoryBudget};
+use webhook_core::request::Response;
+use webhook_core::verify::{ConfigError, Scheme, SignedRequest};
+
+/// The part of a workflow that decides how its request bodies are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontDoor {
+    /// The whole body is one text parameter: it is decoded, never parsed.
+    pub full_body: bool,
+    /// How its requests are verified (webhook.verifications): `None` when
+    /// they are not; `Err` when the stored configuration is unusable, and
+    /// then every request is refused.
+    pub verification: Option<Result<Scheme, ConfigError>>,
+}
+
+/// Most workflows the directory holds; past it, it starts again empty, as
+/// the main thread's own cache does (src/pipeline/catalog.rs).
+const MAX_DOORS: usize = 10_000;
+
+/// The enabled workflows the main thread has loaded, shared with the network
+/// thread.
+#[derive(Default)]
+pub struct Directory {
+    doors: Mutex<HashMap<Uuid, Arc<FrontDoor>>>,
+}
+
+impl Directory {
+    pub fn get(&self, id: Uuid) -> Option<Arc<FrontDoor>> {
+        self.lock().get(&id).cloned()
+    }
+
+    pub fn publish(&self, id: Uuid, door: Arc<FrontDoor>) {
+        let mut doors = self.lock();
+        if doors.len() >= MAX_DOORS && !doors.contains_key(&id) {
+            doors.clear();
+        }
+        doors.insert(id, door);
+    }
+
+    pub fn forget(&self, id: Uuid) {
+        self.lock().remove(&id);
+    }
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<FrontDoor>>> {
+        // A panic while holding the lock leaves a map that is still whole.
+        self.doors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A refused verification: the answer, and the reason counted with the
+/// rejection (webhook.rejection_counts), which is never sent.
+pub type Refusal = (Response, String);
+
+/// Checks a request against the workflow's verification, if it has one,
+/// holding what the check allocates to `budget` (Twilio's sorts the form's
+/// pairs); `Err` when the budget refuses. An unusable stored configuration
+/// refuses everything.
+pub fn verify_within(
+    door: &FrontDoor,
+    signed: &SignedRequest<'_>,
+    budget: &mut dyn MemoryBudget,
+) -> Result<Result<(), Refusal>, BodyError> {
+    let scheme = match &door.verification {
+        None => return Ok(Ok(())),
+        Some(Ok(scheme)) => scheme,
+        Some(Err(_)) => {
+            return Ok(Err((
+                Response::error(401, "Invalid signature"),
+                "Invalid signature: the workflow's verification is misconfigured".into(),
+            )))
+        }
+    };
+    Ok(scheme.verify_within(signed, budget)?.map_err(|failure| {
+        let reason = format!("{}: {}", scheme.refusal_message(), failure.reason());
+        (scheme.refusal(), reason)
+    }))
+}
+
+/// The URL a scheme signs, as the sender called it: only Twilio signs one
+/// (the public base URL, the workflow's path and the query string as sent).
+pub fn signed_url(door: &FrontDoor, base_url: &str, id: Uuid, raw_query: Option<&str>) -> String {
+    if !matches!(door.verification, Some(Ok(Scheme::Twilio { .. }))) {
+        return String::new();
+    }
+    let base = webhook_core::config::workflow_url(base_url, &id.hyphenated().to_string());
+    match raw_query {
+        Some(query) => format!("{base}?{query}"),
+        None => base,
+    }
+}
+
+/// What the network thread concluded about a request's sender, handed to the
+/// main thread with the request.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The rules the request was checked against.
+    pub door: Arc<FrontDoor>,
+    pub outcome: Result<(), Refusal>,
+}
+
+impl Verdict {
+    /// Whether the request was checked against the workflow's rules as they
+    /// are now.
+    pub fn is_for(&self, current: &FrontDoor) -> bool {
+        *self.door == *current
+    }
+}
+
+/// The main thread's answer to a request checked against rules that have
+/// changed since: the network thread checks it again (once), and only if
+/// that happens again does the sender get it, as a 503 to retry.
+pub fn workflow_changed() -> Response {
+    Response::retry_later("Workflow changed, retry later")
+}
