@@ -106,7 +106,9 @@ fn watchdog() {
 
 /// Runs a workflow handler so that SIGTERM can end it.
 pub fn while_running_handler<R>(f: impl FnOnce() -> R) -> R {
-    RUNNING_HANDLER.store(true, Ordering::SeqCst);
+    // Nested (a handler calling webhook_trigger): the outer handler is still
+    // running when the inner one returns.
+    let outer = RUNNING_HANDLER.swap(true, Ordering::SeqCst);
     if DIE_NOW.load(Ordering::SeqCst) {
         // The grace period is over: no new handler starts.
         // SAFETY: the flags die() sets, set on the main thread; checked at the next CHECK_FOR_INTERRUPTS.
@@ -116,6 +118,6 @@ pub fn while_running_handler<R>(f: impl FnOnce() -> R) -> R {
         }
     }
     PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
-        .finally(|| RUNNING_HANDLER.store(false, Ordering::SeqCst))
+        .finally(|| RUNNING_HANDLER.store(outer, Ordering::SeqCst))
         .execute()
 }

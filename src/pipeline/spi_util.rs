@@ -259,6 +259,31 @@ unsafe extern "C-unwind" {
 /// How often a handler past its deadline is cancelled again.
 const RECANCEL_EVERY_MS: i32 = 100;
 
+/// When the running handler must be done.
+#[derive(Clone, Copy)]
+struct Deadline {
+    at: std::time::Instant,
+    /// The same moment on PostgreSQL's clock, for timeout.c.
+    fin_time: pg_sys::TimestampTz,
+}
+
+impl Deadline {
+    /// Cancels whatever runs past it (again every 100 ms), and arms the
+    /// watchdog for it; a deadline already past cancels at once.
+    fn arm(self) {
+        // SAFETY: timeout.c API on the main thread; STATEMENT_TIMEOUT is the
+        // built-in timeout whose handler sets QueryCancelPending.
+        unsafe { enable_timeout_every(STATEMENT_TIMEOUT, self.fin_time, RECANCEL_EVERY_MS) };
+        crate::signals::set_handler_deadline(Some(self.at));
+    }
+}
+
+thread_local! {
+    /// The deadline in force, while a handler runs (only the main thread
+    /// runs handlers).
+    static DEADLINE: std::cell::Cell<Option<Deadline>> = const { std::cell::Cell::new(None) };
+}
+
 /// Runs `f` with a deadline: past `timeout_ms` PostgreSQL cancels it with
 /// "canceling statement due to statement timeout" (57014), exactly as
 /// statement_timeout does for a client query, and again every 100 ms while
@@ -267,30 +292,45 @@ const RECANCEL_EVERY_MS: i32 = 100;
 /// the executor's watchdog (src/signals.rs), which ends the executor:
 /// nothing of its batch is committed, and a listener records the attempt
 /// (src/execution/pool.rs).
+///
+/// Deadlines nest: a handler that calls `webhook_trigger` or
+/// `webhook_replay` runs another handler under that one's deadline, but
+/// never past its own, and its own is in force again when the inner call
+/// returns.
 pub fn with_deadline<R>(timeout_ms: i32, f: impl FnOnce() -> R) -> R {
     let started = std::time::Instant::now();
     let timeout_ms = timeout_ms.max(1);
-    // SAFETY: timeout.c API on the main thread; STATEMENT_TIMEOUT is the
-    // built-in timeout whose handler sets QueryCancelPending.
-    unsafe {
-        let fin_time = pg_sys::GetCurrentTimestamp() + i64::from(timeout_ms) * 1000;
-        enable_timeout_every(STATEMENT_TIMEOUT, fin_time, RECANCEL_EVERY_MS);
-    }
-    crate::signals::set_handler_deadline(Some(
-        started + std::time::Duration::from_millis(timeout_ms as u64),
-    ));
+    // SAFETY: reads the clock, on the main thread.
+    let own = Deadline {
+        at: started + std::time::Duration::from_millis(timeout_ms as u64),
+        fin_time: unsafe { pg_sys::GetCurrentTimestamp() } + i64::from(timeout_ms) * 1000,
+    };
+    let outer = DEADLINE.get();
+    let deadline = match outer {
+        Some(outer) if outer.at < own.at => outer,
+        _ => own,
+    };
+    deadline.arm();
+    DEADLINE.set(Some(deadline));
     let f = AssertUnwindSafe(f);
     let result = PgTryBuilder::new(f)
-        // SAFETY: timeout.c on the main thread: disarms what was armed above.
-        .finally(|| unsafe {
-            crate::signals::set_handler_deadline(None);
-            disable_timeout(STATEMENT_TIMEOUT, false);
-            // A timeout that fired just after `f` returned must not cancel
-            // whatever runs next.
-            pg_sys::QueryCancelPending = 0;
+        .finally(|| {
+            DEADLINE.set(outer);
+            match outer {
+                Some(outer) => outer.arm(),
+                // SAFETY: timeout.c on the main thread: disarms what was armed above.
+                None => unsafe {
+                    crate::signals::set_handler_deadline(None);
+                    disable_timeout(STATEMENT_TIMEOUT, false);
+                    // A timeout that fired just after `f` returned must not cancel
+                    // whatever runs next.
+                    pg_sys::QueryCancelPending = 0;
+                },
+            }
         })
         .execute();
-    if started.elapsed() > std::time::Duration::from_millis(timeout_ms.max(1) as u64) {
+    let timeout_ms = deadline.at.saturating_duration_since(started).as_millis();
+    if std::time::Instant::now() > deadline.at {
         ErrorReport::new(
             PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
             format!("handler exceeded its deadline of {timeout_ms} ms"),

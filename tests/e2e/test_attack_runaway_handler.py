@@ -136,3 +136,35 @@ def test_a_cancellable_handler_past_its_deadline_records_a_timeout(private, tena
     assert [(a["attempt"], a["outcome"], a["sqlstate"]) for a in rows] == [(1, "timeout", "57014"),
                                                                           (2, "timeout", "57014")], rows
     assert all(0.3 <= float(a["took"]) < 2.0 for a in rows), rows
+
+
+NESTING = """
+CREATE FUNCTION {s}.nesting(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$
+BEGIN
+    PERFORM webhook_trigger('{inner}');
+    PERFORM pg_sleep(4);
+    RETURN '{{"finished": true}}';
+END $h$"""
+
+
+def test_a_handler_calling_webhook_trigger_keeps_its_own_deadline(private, tenants):
+    alice = tenants["alice"]
+    inner = alice.create_workflow(name="inner")
+    alice.sql(NESTING.format(s=alice.name, inner=inner))
+    wf = alice.create_workflow(handler=f"{alice.name}.nesting", name="nesting")
+    set_response(private, wf, "workflow", user=alice.name, timeout="1 s")
+    alice.sql("SELECT webhook_set_retry(%s, 1)", (wf,))
+    # Positive control: under no deadline of its own the handler finishes,
+    # inner trigger included, after sleeping past 1 s.
+    assert alice.scalar(f"SELECT {alice.name}.nesting(NULL::webhook.events)") == {"finished": True}
+    assert private.scalar("SELECT count(*) FROM webhook.events WHERE workflow_id = %s", (inner,)) == 1
+    r = requests.post(private.hook_url(wf), json={}, timeout=20)
+    ev_id = private.scalar("SELECT id FROM webhook.events WHERE workflow_id = %s", (wf,))
+    assert (r.status_code, r.json()) == (500, {"msg": "Workflow failed", "event_id": ev_id}), r.text
+    wait_for(lambda: private.scalar("SELECT status = 'dead' FROM webhook.events WHERE id = %s", (ev_id,)),
+             10, "the nesting handler's event dead")
+    rows = attempts(private, wf)
+    # Cancelled at its own deadline after the inner call's cleanup, not
+    # finished 4 s later (the inner call used to disarm the outer deadline).
+    assert [(a["attempt"], a["outcome"], a["sqlstate"]) for a in rows] == [(1, "timeout", "57014")], rows
+    assert float(rows[0]["took"]) < 3.5, rows
