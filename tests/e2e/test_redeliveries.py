@@ -125,3 +125,27 @@ def test_trigger_dedupes_replay_does_not(ready, new_workflow, uniq):
     assert replayed["event_id"] != one["event_id"]
     assert count_events(c, wf) == 2
     assert len(handler_rows(c, table)) == 2
+
+
+def test_a_redacted_header_is_never_a_delivery_key(ready, new_workflow, uniq):
+    c = ready
+    fn, table = recording_handler(c, uniq)
+    wf = new_workflow(handler=fn)["id"]
+    # Positive control: Idempotency-Key is a default key, so a second request
+    # with the same value is a redelivery.
+    first = post(c, wf, json_body={"n": 1}, headers={"Idempotency-Key": "same"})
+    again = post(c, wf, json_body={"n": 2}, headers={"Idempotency-Key": "same"})
+    assert again.json() == first.json()
+    assert count_events(c, wf) == 1
+    # Redacted, its value is gone: distinct deliveries are distinct events
+    # (they used to share the key "[redacted]", so the second got the first's
+    # answer and was never stored).
+    c.scalar("SELECT id FROM webhook_set_redacted_headers(%s, '{idempotency-key}')", (wf,))
+    a = post(c, wf, json_body={"n": 3}, headers={"Idempotency-Key": "first"})
+    b = post(c, wf, json_body={"n": 4}, headers={"Idempotency-Key": "second"})
+    assert a.status_code == b.status_code == 200
+    assert a.json()["event_id"] != b.json()["event_id"]
+    rows = c.rows("SELECT params->>'n' AS n, headers->>'idempotency-key' AS key FROM webhook.events "
+                  "WHERE workflow_id = %s ORDER BY id", (wf,))
+    assert rows == [{"n": "1", "key": "same"}, {"n": "3", "key": "[redacted]"}, {"n": "4", "key": "[redacted]"}]
+    assert deliveries(c, wf) == [{"key": "same", "event_id": first.json()["event_id"]}]

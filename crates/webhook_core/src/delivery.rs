@@ -59,17 +59,15 @@ pub fn delivery_key(
             _ => None,
         }
     };
+    // A redacted header (a credential, or one the workflow redacts) is never
+    // a key, whichever header it is: its value is gone, and every request
+    // would look like a redelivery of the first.
+    let header = |name: &str| text(headers.get(name)).filter(|key| key != crate::verify::REDACTED);
     match source {
         KeySource::Off => None,
-        // A redacted header (a credential) is no key: its value is gone, and
-        // every request would look like a redelivery of the first.
-        KeySource::Header(name) => {
-            text(headers.get(name)).filter(|key| key != crate::verify::REDACTED)
-        }
+        KeySource::Header(name) => header(name),
         KeySource::Body(path) => text(lookup_path(body, path)),
-        KeySource::Default => DEFAULT_KEY_HEADERS
-            .iter()
-            .find_map(|name| text(headers.get(*name))),
+        KeySource::Default => DEFAULT_KEY_HEADERS.iter().find_map(|name| header(name)),
     }
 }
 
@@ -145,6 +143,24 @@ mod tests {
         );
         assert_eq!(delivery_key(&KeySource::Default, &Map::new(), &body), None);
         assert_eq!(delivery_key(&KeySource::Off, &h, &body), None);
+    }
+
+    #[test]
+    fn a_redacted_header_is_never_a_key() {
+        let body = Map::new();
+        let redacted = crate::verify::REDACTED;
+        let h = obj(json!({"idempotency-key": redacted}));
+        assert_eq!(delivery_key(&KeySource::Default, &h, &body), None);
+        let h = obj(json!({"webhook-id": redacted, "idempotency-key": "ik-3"}));
+        assert_eq!(
+            delivery_key(&KeySource::Default, &h, &body),
+            Some("ik-3".into())
+        );
+        let h = obj(json!({"x-request-id": redacted}));
+        assert_eq!(
+            delivery_key(&KeySource::Header("x-request-id".into()), &h, &body),
+            None
+        );
     }
 
     #[test]
