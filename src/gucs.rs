@@ -23,6 +23,13 @@ pub static MAX_HEADER_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(16);
 pub static HEADER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static BODY_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 pub static HANDLER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+/// The longest deadline any handler gets, whatever its workflow asks for.
+pub static MAX_HANDLER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(300_000);
+/// No retry of a failed handler comes sooner than this, whatever its
+/// workflow's policy asks for.
+pub static MIN_RETRY_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
+/// Attempts per event at most, whatever its workflow's policy asks for.
+pub static MAX_RETRY_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(100);
 /// Executor processes at most (one owner each), within max_worker_processes.
 pub static MAX_EXECUTORS: GucSetting<i32> = GucSetting::<i32>::new(4);
 /// Executors one owner may have at once (a slow handler does not hold up the
@@ -211,6 +218,36 @@ fn define_reloadable() {
         3_600_000,
         GucContext::Sighup,
         MS,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.max_handler_timeout",
+        c"The longest deadline of any handler run, whatever its workflow's timeout.",
+        c"",
+        &MAX_HANDLER_TIMEOUT_MS,
+        1,
+        86_400_000,
+        GucContext::Sighup,
+        MS,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.min_retry_delay",
+        c"No retry of a failed handler comes sooner, whatever its workflow's retry policy.",
+        c"",
+        &MIN_RETRY_DELAY_MS,
+        1,
+        3_600_000,
+        GucContext::Sighup,
+        MS,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.max_retry_attempts",
+        c"Attempts per event at most, whatever its workflow's retry policy.",
+        c"",
+        &MAX_RETRY_ATTEMPTS,
+        1,
+        1000,
+        GucContext::Sighup,
+        GucFlags::empty(),
     );
     GucRegistry::define_int_guc(
         c"webhook.max_executors",
@@ -467,5 +504,21 @@ pub fn base_url() -> String {
         config::default_base_url(&listen_addresses(), port(), tls)
     } else {
         configured
+    }
+}
+
+/// A handler's deadline: its workflow's own (`timeout`), else
+/// webhook.handler_timeout, and never more than webhook.max_handler_timeout.
+pub fn handler_deadline_ms(workflow_timeout_ms: Option<i32>) -> i32 {
+    workflow_timeout_ms
+        .unwrap_or_else(|| HANDLER_TIMEOUT_MS.get())
+        .min(MAX_HANDLER_TIMEOUT_MS.get())
+}
+
+/// What the server allows every workflow's retry policy.
+pub fn retry_limits() -> webhook_core::retry::RetryLimits {
+    webhook_core::retry::RetryLimits {
+        min_delay: std::time::Duration::from_millis(MIN_RETRY_DELAY_MS.get().max(1) as u64),
+        max_attempts: MAX_RETRY_ATTEMPTS.get().max(1) as u32,
     }
 }

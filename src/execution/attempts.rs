@@ -111,6 +111,7 @@ pub fn next_status(
     if matches!(outcome, Outcome::Succeeded) {
         return ("succeeded", None);
     }
+    let policy = policy.within(crate::gucs::retry_limits());
     match policy.after_failure(attempt.max(1) as u32, jitter()) {
         AfterFailure::RetryIn(delay) => (
             "failed",

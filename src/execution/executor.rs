@@ -592,9 +592,7 @@ impl Executor {
                     let Some(workflow) = workflow else {
                         continue; // deleted, or its owner dropped, since the claim
                     };
-                    let timeout_ms = workflow
-                        .timeout_ms
-                        .unwrap_or_else(|| gucs::HANDLER_TIMEOUT_MS.get());
+                    let timeout_ms = gucs::handler_deadline_ms(workflow.timeout_ms);
                     self.set_running(row.id, attempt, timeout_ms);
                     row.attempts = attempt;
                     let args = row.args_with_json(stored.json_args());

@@ -372,6 +372,7 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
             max_attempts: row.get::<i32>(28)?.unwrap_or(5).max(1) as u32,
             base_delay: seconds(row.get::<f64>(29)?.unwrap_or(10.0)),
             max_delay: seconds(row.get::<f64>(30)?.unwrap_or(3600.0)),
+            min_delay: std::time::Duration::ZERO,
         },
         front_door: Arc::new(FrontDoor {
             full_body,

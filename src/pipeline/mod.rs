@@ -669,9 +669,17 @@ impl Pipeline {
         Ok(failures)
     }
 
-    /// The deadline of the workflow's handler: its own, else webhook.handler_timeout.
+    /// The deadline of the workflow's handler: its own, else
+    /// webhook.handler_timeout (in `webhook_trigger`, the session's
+    /// statement_timeout), never more than webhook.max_handler_timeout.
     pub fn handler_timeout(&self, workflow: &Workflow) -> Option<i32> {
-        workflow.timeout_ms.or(self.handler_timeout_ms)
+        let cap = crate::gucs::MAX_HANDLER_TIMEOUT_MS.get();
+        Some(
+            workflow
+                .timeout_ms
+                .or(self.handler_timeout_ms)
+                .map_or(cap, |ms| ms.min(cap)),
+        )
     }
 
     /// `webhook_trigger` and `webhook_replay`: stores the event and runs its

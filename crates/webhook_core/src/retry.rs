@@ -14,6 +14,18 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// No delay is longer than this.
     pub max_delay: Duration,
+    /// No delay is shorter than this (the server's floor, see [`RetryLimits`]).
+    pub min_delay: Duration,
+}
+
+/// What the server allows any workflow's retry policy, whatever the
+/// workflow asks for: a superuser's floor on every delay and ceiling on the
+/// attempts, so that a failing handler cannot be made to run again and again
+/// at the cost of everyone else's executors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryLimits {
+    pub min_delay: Duration,
+    pub max_attempts: u32,
 }
 
 impl Default for RetryPolicy {
@@ -22,6 +34,7 @@ impl Default for RetryPolicy {
             max_attempts: 5,
             base_delay: Duration::from_secs(10),
             max_delay: Duration::from_secs(3600),
+            min_delay: Duration::ZERO,
         }
     }
 }
@@ -36,6 +49,17 @@ pub enum AfterFailure {
 }
 
 impl RetryPolicy {
+    /// The policy as the server's limits allow it: at most their attempts,
+    /// and no delay under their floor.
+    pub fn within(self, limits: RetryLimits) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts.clamp(1, limits.max_attempts.max(1)),
+            base_delay: self.base_delay.max(limits.min_delay),
+            max_delay: self.max_delay.max(limits.min_delay),
+            min_delay: self.min_delay.max(limits.min_delay),
+        }
+    }
+
     /// `attempt` is the number of the attempt that failed (1 for the first);
     /// `jitter` is uniform in `[0, 1)`. The delay is drawn from the upper half
     /// of the exponential step (`[d/2, d)`), so that events that failed
@@ -52,7 +76,7 @@ impl RetryPolicy {
             .unwrap_or(self.max_delay)
             .min(self.max_delay);
         let jitter = jitter.clamp(0.0, 1.0);
-        AfterFailure::RetryIn(step.mul_f64(0.5 + jitter / 2.0))
+        AfterFailure::RetryIn(step.mul_f64(0.5 + jitter / 2.0).max(self.min_delay))
     }
 }
 
@@ -65,7 +89,43 @@ mod tests {
             max_attempts,
             base_delay: Duration::from_millis(base_ms),
             max_delay: Duration::from_millis(max_ms),
+            min_delay: Duration::ZERO,
         }
+    }
+
+    #[test]
+    fn the_servers_limits_hold_whatever_the_workflow_asks() {
+        let limits = RetryLimits {
+            min_delay: Duration::from_millis(500),
+            max_attempts: 3,
+        };
+        // One microsecond, a thousand times: three attempts, never sooner
+        // than the floor, jitter or not.
+        let greedy = RetryPolicy {
+            max_attempts: 1000,
+            base_delay: Duration::from_micros(1),
+            max_delay: Duration::from_micros(1),
+            min_delay: Duration::ZERO,
+        }
+        .within(limits);
+        for jitter in [0.0, 0.5, 0.999] {
+            assert_eq!(
+                greedy.after_failure(1, jitter),
+                AfterFailure::RetryIn(Duration::from_millis(500))
+            );
+        }
+        assert!(matches!(
+            greedy.after_failure(2, 0.0),
+            AfterFailure::RetryIn(_)
+        ));
+        assert_eq!(greedy.after_failure(3, 0.0), AfterFailure::Dead);
+        // A policy inside the limits is unchanged.
+        let modest = policy(2, 1000, 60_000);
+        assert_eq!(modest.within(limits).max_attempts, 2);
+        assert_eq!(
+            modest.within(limits).after_failure(1, 0.0),
+            modest.after_failure(1, 0.0)
+        );
     }
 
     #[test]
@@ -112,6 +172,7 @@ mod tests {
             max_attempts: 100,
             base_delay: Duration::from_secs(u64::MAX / 4),
             max_delay: Duration::from_secs(u64::MAX / 2),
+            min_delay: Duration::ZERO,
         };
         assert!(matches!(
             huge.after_failure(50, 0.3),
