@@ -31,7 +31,7 @@ use webhook_core::verify::{Scheme, SignedRequest};
 
 use super::body_budget::{BodyBudget, Reservation};
 use super::connection_slots::ConnectionSlots;
-use super::{fd_limit, Job, Outbox, Purpose, SharedSettings, Waker};
+use super::{fd_limit, Job, Outbox, Purpose, Settings, SharedSettings, Waker};
 use crate::front_door::{self, signed_url, Directory, FrontDoor, Refusal, Verdict};
 
 /// How long open connections get to finish after shutdown starts.
@@ -364,7 +364,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
     // decompressed or parsed for one that does not take requests.
     let mut door = match door_of(shared, &head).await {
         Ok(door) => door,
-        Err(response) => return closing_if_body(&req, response),
+        Err(response) => return drained(req, response, &settings).await,
     };
     let content_type = header_str(req.headers(), CONTENT_TYPE);
     let content_encoding = header_str(req.headers(), CONTENT_ENCODING);
@@ -631,6 +631,31 @@ async fn read_body(
         buffer.extend_from_slice(&data);
     }
     Ok(buffer.freeze())
+}
+
+/// Answers after reading and dropping the request's body, so that the client
+/// reads the answer rather than a reset connection, while nothing of the
+/// body is kept, decoded or parsed. A body longer than webhook.max_body_size,
+/// or slower than webhook.body_timeout, is not waited for: the connection
+/// closes after the answer.
+async fn drained(req: Request<Incoming>, response: Response, settings: &Settings) -> Reply {
+    let limit = settings.max_body_bytes;
+    let mut body = req.into_body();
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            seen += frame.data_ref().map_or(0, |data| data.len());
+            if seen > limit {
+                return false;
+            }
+        }
+        true
+    };
+    match tokio::time::timeout(settings.body_timeout, drain).await {
+        Ok(true) => to_http(response),
+        _ => closing(response),
+    }
 }
 
 fn closing_if_body(req: &Request<Incoming>, response: Response) -> Reply {

@@ -154,12 +154,12 @@ fn admit_sender(workflow: &Workflow, meta: &RequestMeta) -> Result<(), (Response
         )
     };
     if let Some(limit) = workflow.client_rate_limit {
-        rate_limits::take(workflow.rules.id, client, limit, now_ms)
+        rate_limits::take(workflow.rules.id, workflow.owner, client, limit, now_ms)
             .map_err(|wait| limited(wait, "Too many requests: client over its rate"))?;
     }
     verify(meta)?;
     if let Some(limit) = workflow.rate_limit {
-        rate_limits::take(workflow.rules.id, None, limit, now_ms)
+        rate_limits::take(workflow.rules.id, workflow.owner, None, limit, now_ms)
             .map_err(|wait| limited(wait, "Too many requests: workflow over its rate"))?;
     }
     Ok(())

@@ -242,7 +242,10 @@ def test_reload_applies_reloadable_settings(make_cluster):
     assert hk.event_count(c, wf) == before + len(accepted)
     stored = [r[0] for r in c.sql("SELECT id FROM webhook.events WHERE id = ANY(%s) ORDER BY id", (accepted,))]
     assert stored == sorted(accepted)
-    assert c.scalar(f"SELECT count(*) FROM {table} WHERE event_id = ANY(%s)", (accepted,)) == len(accepted)
+    # Handlers run after the answer: every accepted event's, once.
+    hk.wait_until(lambda: c.scalar(f"SELECT count(*) FROM {table} WHERE event_id = ANY(%s)",
+                                   (accepted,)) == len(accepted),
+                  timeout=15, what="the handler of every accepted event ran")
 
 
 # --------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 //! Who may send: the client's address behind trusted proxies, per-workflow
 //! allow-lists of networks, and token-bucket rate limits. Pure: the listener
-//! keeps the buckets in shared memory (src/listener/rate_limits.rs) and the
-//! networks in its settings and workflow cache.
+//! keeps the buckets in shared memory (src/pipeline/rate_limits.rs, which
+//! hashes their keys with a keyed SipHash and fills its sets with
+//! [`take_in_set`]) and the networks in its settings and workflow cache.
 
 use std::net::IpAddr;
 
@@ -168,6 +169,116 @@ impl Bucket {
         let wait = (1.0 - tokens) / limit.rate.max(f64::MIN_POSITIVE);
         Err((wait.ceil() as u64).max(1))
     }
+
+    /// When the bucket, refilling under `limit`, holds `burst` tokens again:
+    /// from then on it is as if it had never been used, so forgetting it
+    /// gives nobody anything. `u64::MAX` when that is never (or not
+    /// representable); the rounding is up, so never before it is full.
+    pub fn full_at(self, limit: Limit) -> u64 {
+        let missing = limit.burst - self.tokens;
+        if missing <= 0.0 {
+            return self.at_ms;
+        }
+        if limit.rate.is_nan() || limit.rate <= 0.0 || missing.is_nan() {
+            return u64::MAX;
+        }
+        // `as` saturates: an infinite or huge wait is u64::MAX.
+        let ms = (missing / limit.rate * 1000.0).ceil() as u64;
+        self.at_ms.saturating_add(ms)
+    }
+}
+
+/// One way of a set-associative table of token buckets. Plain old data of a
+/// fixed size: the table lives in shared memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[repr(C)]
+pub struct Slot {
+    /// The bucket's key (never 0); 0: the slot is free.
+    pub key: u64,
+    /// The workflow owner whose bucket it is (see [`MAX_WAYS_PER_OWNER`]).
+    pub owner: u32,
+    pub tokens: f64,
+    pub at_ms: u64,
+    /// [`Bucket::full_at`] under the limit the bucket was last seen with.
+    /// Until then the bucket is limiting its key and is never dropped:
+    /// dropping it would let the key start again with a full bucket.
+    pub full_at_ms: u64,
+}
+
+/// Most slots of one set the buckets of one workflow owner may hold: a
+/// tenant whose limiting buckets fill its share waits for its own, and the
+/// rest of the set stays for the other owners.
+pub const MAX_WAYS_PER_OWNER: usize = 4;
+
+/// Takes a token for `key` (not 0), a bucket of `owner`'s, from its bucket in
+/// `set`, one set of the table: `Err(seconds)` to wait when there is none.
+///
+/// A key without a bucket gets a free slot, or else the slot of the bucket
+/// used longest ago among those that are full again; an owner that already
+/// holds [`MAX_WAYS_PER_OWNER`] slots of the set takes only from its own.
+/// When no such bucket is full again, none is dropped and the new key is
+/// refused, with the seconds until the first of them is full again: a key
+/// that finds no room is held back, never let through unlimited, no amount
+/// of traffic to other keys makes a limiting bucket start full again, and
+/// one owner's limiting buckets can keep only its own keys out.
+pub fn take_in_set(
+    set: &mut [Slot],
+    key: u64,
+    owner: u32,
+    limit: Limit,
+    now_ms: u64,
+) -> Result<(), u64> {
+    debug_assert_ne!(key, 0, "key 0 marks a free slot");
+    let index = match set.iter().position(|s| s.key == key) {
+        Some(found) => found,
+        None => {
+            let own = set
+                .iter()
+                .filter(|s| s.key != 0 && s.owner == owner)
+                .count();
+            let mine_only = own >= MAX_WAYS_PER_OWNER;
+            let may_take = |slot: &Slot| !mine_only || (slot.key != 0 && slot.owner == owner);
+            let evictable = set
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| may_take(s) && (s.key == 0 || s.full_at_ms <= now_ms))
+                // Free slots first, then the stalest.
+                .min_by_key(|(_, s)| (s.key != 0, s.at_ms))
+                .map(|(i, _)| i);
+            let Some(index) = evictable else {
+                let soonest = set
+                    .iter()
+                    .filter(|s| may_take(s))
+                    .map(|s| s.full_at_ms)
+                    .min()
+                    .unwrap_or(u64::MAX);
+                let wait_ms = soonest.saturating_sub(now_ms);
+                return Err(wait_ms.div_ceil(1000).max(1));
+            };
+            let full = Bucket::full(limit, now_ms);
+            set[index] = Slot {
+                key,
+                owner,
+                tokens: full.tokens,
+                at_ms: full.at_ms,
+                full_at_ms: full.at_ms,
+            };
+            index
+        }
+    };
+    let slot = &mut set[index];
+    let bucket = Bucket {
+        tokens: slot.tokens,
+        at_ms: slot.at_ms,
+    };
+    // Judged by the limit in force now, also when no token is taken: a limit
+    // made stricter since the last token keeps the bucket for longer.
+    let result = bucket.take(limit, now_ms);
+    let after = result.unwrap_or(bucket);
+    slot.tokens = after.tokens;
+    slot.at_ms = after.at_ms;
+    slot.full_at_ms = after.full_at(limit);
+    result.map(|_| ())
 }
 
 #[cfg(test)]
@@ -303,5 +414,253 @@ mod tests {
         assert_eq!(empty.take(slow, 5_000), Err(5));
         // A clock that went backwards takes nothing back.
         assert_eq!(empty.take(slow, 0).unwrap_err(), 10);
+    }
+
+    #[test]
+    fn full_at_is_when_the_refill_reaches_the_burst() {
+        let limit = Limit {
+            rate: 2.0,
+            burst: 3.0,
+        };
+        // Full: nothing to wait for.
+        assert_eq!(Bucket::full(limit, 1_000).full_at(limit), 1_000);
+        // Two tokens short at 2 per second: one second.
+        let bucket = Bucket {
+            tokens: 1.0,
+            at_ms: 1_000,
+        };
+        assert_eq!(bucket.full_at(limit), 2_000);
+        // More than the burst (a limit lowered since): full already.
+        let lowered = Limit {
+            rate: 2.0,
+            burst: 0.5,
+        };
+        assert_eq!(bucket.full_at(lowered), 1_000);
+        // Rounded up to the millisecond, never down.
+        let third = Limit {
+            rate: 3.0,
+            burst: 1.0,
+        };
+        assert_eq!(
+            Bucket {
+                tokens: 0.0,
+                at_ms: 0
+            }
+            .full_at(third),
+            334
+        );
+        // Never, or too far to count: u64::MAX.
+        let stopped = Limit {
+            rate: 0.0,
+            burst: 1.0,
+        };
+        assert_eq!(
+            Bucket {
+                tokens: 0.0,
+                at_ms: 5
+            }
+            .full_at(stopped),
+            u64::MAX
+        );
+        let glacial = Limit {
+            rate: 1e-300,
+            burst: 1.0,
+        };
+        assert_eq!(
+            Bucket {
+                tokens: 0.0,
+                at_ms: 5
+            }
+            .full_at(glacial),
+            u64::MAX
+        );
+        let broken = Limit {
+            rate: f64::NAN,
+            burst: 1.0,
+        };
+        assert_eq!(
+            Bucket {
+                tokens: 0.0,
+                at_ms: 5
+            }
+            .full_at(broken),
+            u64::MAX
+        );
+        // It agrees with take's refill: at full_at the bucket gives `burst`
+        // tokens in a row; a millisecond before, it holds fewer than `burst`.
+        for (rate, burst, tokens) in [
+            (0.1, 1.0, 0.0),
+            (7.0, 5.0, 0.3),
+            (0.37, 20.0, 19.5),
+            (1000.0, 3.0, 2.0),
+        ] {
+            let limit = Limit { rate, burst };
+            let bucket = Bucket {
+                tokens,
+                at_ms: 10_000,
+            };
+            let at = bucket.full_at(limit);
+            assert!(at > 10_000);
+            let mut later = bucket;
+            for _ in 0..burst as usize {
+                later = later.take(limit, at).unwrap();
+            }
+            let before = bucket.take(limit, at - 1).map(|b| b.tokens);
+            assert!(
+                before.map_or(true, |t| t < burst - 1.0),
+                "{rate} {burst} {tokens}: {before:?}"
+            );
+        }
+    }
+
+    /// In these tests every key is its own owner's, unless a test says.
+    fn owner_of(key: u64) -> u32 {
+        key as u32
+    }
+
+    const LIMITING: Limit = Limit {
+        rate: 0.001,
+        burst: 1.0,
+    };
+    const QUICK: Limit = Limit {
+        rate: 1000.0,
+        burst: 1.0,
+    };
+
+    #[test]
+    fn a_set_keeps_a_bucket_until_it_is_full_again() {
+        let mut set = [Slot::default(); 4];
+        // The victim uses its only token: limited for 1,000 seconds.
+        assert_eq!(take_in_set(&mut set, 7, owner_of(7), LIMITING, 0), Ok(()));
+        assert_eq!(
+            take_in_set(&mut set, 7, owner_of(7), LIMITING, 0),
+            Err(1000)
+        );
+        // Others fill the set, and many more come after them: the stalest
+        // full bucket gives way each time, never the victim's.
+        for n in 0..1_000u64 {
+            assert_eq!(
+                take_in_set(&mut set, 100 + n, owner_of(100 + n), QUICK, 10 + 10 * n),
+                Ok(())
+            );
+        }
+        assert!(set.iter().any(|s| s.key == 7));
+        assert_eq!(
+            take_in_set(&mut set, 7, owner_of(7), LIMITING, 20_000),
+            Err(980)
+        );
+        // Once it is full again it may go like any other.
+        let refilled = 1_000_000;
+        for n in 0..4u64 {
+            assert_eq!(
+                take_in_set(
+                    &mut set,
+                    5_000 + n,
+                    owner_of(5_000 + n),
+                    QUICK,
+                    refilled + n
+                ),
+                Ok(())
+            );
+        }
+        assert!(set.iter().all(|s| s.key != 7));
+        // And it comes back full, which it was.
+        assert_eq!(
+            take_in_set(&mut set, 7, owner_of(7), LIMITING, refilled + 10),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn the_stalest_full_bucket_gives_way_and_a_free_slot_before_it() {
+        let mut set = [Slot::default(); 3];
+        assert_eq!(take_in_set(&mut set, 1, owner_of(1), QUICK, 100), Ok(()));
+        assert_eq!(take_in_set(&mut set, 2, owner_of(2), QUICK, 50), Ok(()));
+        // A free slot is taken before any full bucket is dropped.
+        assert_eq!(take_in_set(&mut set, 3, owner_of(3), QUICK, 200), Ok(()));
+        assert_eq!(set.map(|s| s.key), [1, 2, 3]);
+        // All full again: the one used longest ago (2, at 50) goes.
+        assert_eq!(take_in_set(&mut set, 4, owner_of(4), QUICK, 300), Ok(()));
+        assert_eq!(set.map(|s| s.key), [1, 4, 3]);
+        // A key found is its own bucket, wherever it is.
+        assert_eq!(take_in_set(&mut set, 3, owner_of(3), QUICK, 400), Ok(()));
+        assert_eq!(set.map(|s| s.key), [1, 4, 3]);
+        assert_eq!(set[2].at_ms, 400);
+    }
+
+    #[test]
+    fn a_new_key_in_a_set_of_limiting_buckets_waits() {
+        let mut set = [Slot::default(); 2];
+        let ten_seconds = Limit {
+            rate: 0.1,
+            burst: 1.0,
+        };
+        assert_eq!(
+            take_in_set(&mut set, 1, owner_of(1), ten_seconds, 0),
+            Ok(())
+        );
+        assert_eq!(take_in_set(&mut set, 2, owner_of(2), LIMITING, 0), Ok(()));
+        // No room, and nobody is dropped: the new key is refused until the
+        // first bucket is full again (key 1, at 10 s).
+        assert_eq!(take_in_set(&mut set, 3, owner_of(3), QUICK, 2_500), Err(8));
+        assert_eq!(take_in_set(&mut set, 3, owner_of(3), QUICK, 9_999), Err(1));
+        assert_eq!(set.map(|s| s.key), [1, 2]);
+        // The refusals took nothing from the others.
+        assert_eq!(
+            take_in_set(&mut set, 2, owner_of(2), LIMITING, 9_999),
+            Err(991)
+        );
+        assert_eq!(take_in_set(&mut set, 3, owner_of(3), QUICK, 10_000), Ok(()));
+        assert_eq!(set.map(|s| s.key), [3, 2]);
+        // Never full again: refused with the longest wait there is.
+        let mut never = [Slot::default(); 1];
+        let stopped = Limit {
+            rate: 1e-300,
+            burst: 1.0,
+        };
+        assert_eq!(take_in_set(&mut never, 1, owner_of(1), stopped, 0), Ok(()));
+        assert_eq!(
+            take_in_set(&mut never, 2, owner_of(2), QUICK, 0),
+            Err(u64::MAX.div_ceil(1000))
+        );
+    }
+
+    #[test]
+    fn one_owner_holds_at_most_its_share_of_a_set() {
+        let mut set = [Slot::default(); 8];
+        let (attacker, victim) = (1, 2);
+        // The attacker's limiting buckets take half the set; its next key
+        // must wait for one of its own, not take the others' room.
+        for key in 10..14 {
+            assert_eq!(take_in_set(&mut set, key, attacker, LIMITING, 0), Ok(()));
+        }
+        assert_eq!(take_in_set(&mut set, 14, attacker, LIMITING, 0), Err(1000));
+        // The victim's keys still find room, and limit as they should.
+        assert_eq!(take_in_set(&mut set, 20, victim, LIMITING, 1), Ok(()));
+        assert_eq!(take_in_set(&mut set, 21, victim, LIMITING, 1), Ok(()));
+        assert_eq!(take_in_set(&mut set, 20, victim, LIMITING, 2), Err(1000));
+        // An owner at its share reuses its own full buckets.
+        let mut quick = [Slot::default(); 8];
+        for key in 30..40 {
+            assert_eq!(
+                take_in_set(&mut quick, key, attacker, QUICK, key * 10),
+                Ok(())
+            );
+        }
+        assert_eq!(quick.iter().filter(|s| s.key != 0).count(), 4);
+    }
+
+    #[test]
+    fn a_stricter_limit_keeps_the_bucket_longer() {
+        let mut set = [Slot::default(); 1];
+        assert_eq!(take_in_set(&mut set, 1, owner_of(1), QUICK, 0), Ok(()));
+        // The limit became 0.001/s: judged by it, the empty bucket is
+        // limiting until 1,000 s, even though no token is taken.
+        assert_eq!(
+            take_in_set(&mut set, 1, owner_of(1), LIMITING, 0),
+            Err(1000)
+        );
+        assert_eq!(set[0].full_at_ms, 1_000_000);
+        assert_eq!(take_in_set(&mut set, 2, owner_of(2), QUICK, 10), Err(1000));
     }
 }
