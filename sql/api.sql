@@ -202,6 +202,149 @@ CREATE TRIGGER verifications_check
     BEFORE INSERT OR UPDATE ON webhook.verifications
     FOR EACH ROW EXECUTE FUNCTION webhook._verifications_check();
 
+-- ---------------------------------------------------------------------------
+-- Limits of a parameter list
+-- ---------------------------------------------------------------------------
+-- The listener checks every request against its workflow's whole parameter
+-- list on the one thread that stores every tenant's requests, so the list is
+-- bounded: at most 1000 parameters per workflow (body, query and header
+-- together), names of at most 256 bytes (a dotted name costs a lookup per
+-- dot), and at most 100 event types of at most 256 bytes in a parameter's
+-- required_for. The API functions check before they change anything, and the
+-- triggers below hold direct writes to webhook.parameters to the same limits,
+-- with the same errors (SQLSTATE 54000). webhook_core's MAX_PARAMETERS and
+-- MAX_NAME_BYTES are the same numbers (a captured sample over them is refused
+-- with 413).
+
+CREATE FUNCTION webhook._check_parameter_count(workflow uuid, total bigint)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF total > 1000 THEN
+        RAISE EXCEPTION 'a workflow may have at most 1000 parameters'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('Workflow %s would have %s (body, query and header parameters together).',
+                                  workflow, total),
+                  HINT = 'Drop parameters it does not need with webhook_drop_parameter(), or derive the list '
+                      || 'from a smaller sample: each top-level key and each nested leaf is a parameter.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION webhook._check_parameter_name(name text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF octet_length(name) > 256 THEN
+        RAISE EXCEPTION 'parameter names may be at most 256 bytes'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('The name beginning %L is %s bytes long.', left(name, 32), octet_length(name)),
+                  HINT = 'A nested leaf is named by its whole dotted path, e.g. customer.address.zip.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION webhook._check_event_types(events text[])
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    too_long text;
+    advice constant text := 'A pattern ending in * matches every event type that begins with it, '
+                            'e.g. ''payment_intent.*''.';
+BEGIN
+    IF cardinality(events) > 100 THEN
+        RAISE EXCEPTION 'a parameter may be required for at most 100 event types'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('%s were given.', cardinality(events)), HINT = advice;
+    END IF;
+    SELECT e INTO too_long FROM unnest(events) e WHERE octet_length(e) > 256 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'event types may be at most 256 bytes'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('The one beginning %L is %s bytes long.', left(too_long, 32),
+                                  octet_length(too_long)),
+                  HINT = advice;
+    END IF;
+END
+$$;
+
+-- Per row, so cheap: the checks run only when a value is near a limit.
+CREATE FUNCTION webhook._parameters_before_write()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF octet_length(NEW.name) > 256 THEN
+        PERFORM webhook._check_parameter_name(NEW.name);
+    END IF;
+    IF NEW.required_for IS NOT NULL THEN
+        PERFORM webhook._check_event_types(NEW.required_for);
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER parameters_before_write
+    BEFORE INSERT OR UPDATE ON webhook.parameters
+    FOR EACH ROW EXECUTE FUNCTION webhook._parameters_before_write();
+
+-- Once per statement: one count per workflow that got rows, whatever their
+-- number (a row-level count would make a 1000-row sample cost a million).
+--
+-- Two transactions adding parameters to one workflow at once would each count
+-- without the other's rows, so the workflow row serializes them first. For
+-- tenants that is a write of the row (updated_at, as the API functions do
+-- anyway): a plain FOR NO KEY UPDATE lock only orders READ COMMITTED
+-- transactions, whose count statement then sees what the other committed,
+-- while a REPEATABLE READ one would still count from its older snapshot; a
+-- write makes it fail with a serialization error instead (40001). The
+-- extension's owner and superusers (the listener storing a capture, a
+-- restore, which must keep updated_at as dumped) only take the lock. An
+-- UPDATE can add rows to a workflow only by moving them (workflow_id, which
+-- tenants cannot change).
+CREATE FUNCTION webhook._parameters_count_check()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    grown uuid[];
+    wf uuid;
+    trusted boolean;
+    total bigint;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        grown := ARRAY(SELECT DISTINCT n.workflow_id FROM new_rows n ORDER BY 1);
+    ELSE
+        grown := ARRAY(SELECT n.workflow_id
+                         FROM (SELECT workflow_id, count(*) AS c FROM new_rows GROUP BY 1) n
+                         LEFT JOIN (SELECT workflow_id, count(*) AS c FROM old_rows GROUP BY 1) o
+                                ON o.workflow_id = n.workflow_id
+                        WHERE n.c > coalesce(o.c, 0)
+                        ORDER BY 1);
+    END IF;
+    IF cardinality(grown) = 0 THEN
+        RETURN NULL;
+    END IF;
+    SELECT pg_has_role(current_user, c.relowner, 'USAGE') INTO trusted
+      FROM pg_class c WHERE c.oid = TG_RELID;
+    FOREACH wf IN ARRAY grown LOOP
+        IF trusted THEN
+            PERFORM 1 FROM webhook.workflows w WHERE w.id = wf FOR NO KEY UPDATE;
+        ELSE
+            UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = wf;
+        END IF;
+        SELECT count(*) INTO total FROM webhook.parameters p WHERE p.workflow_id = wf;
+        PERFORM webhook._check_parameter_count(wf, total);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER parameters_count_after_insert
+    AFTER INSERT ON webhook.parameters
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._parameters_count_check();
+CREATE TRIGGER parameters_count_after_update
+    AFTER UPDATE ON webhook.parameters
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._parameters_count_check();
+
 -- A workflow's parameter list in list order: what the parameter functions return.
 CREATE FUNCTION webhook._parameter_list(workflow uuid)
 RETURNS SETOF webhook.parameters
@@ -219,7 +362,15 @@ RETURNS SETOF webhook.parameters
 LANGUAGE plpgsql AS $$
 DECLARE
     kept jsonb;
+    others bigint;
 BEGIN
+    -- The limits first: nothing is deleted for a list that cannot be stored.
+    SELECT count(*) INTO others
+      FROM webhook.parameters p WHERE p.workflow_id = workflow AND p.source <> param_source;
+    PERFORM webhook._check_parameter_count(workflow, others + jsonb_array_length(inferred));
+    PERFORM webhook._check_parameter_name(i.name)
+       FROM jsonb_to_recordset(inferred) AS i (name text)
+      WHERE octet_length(i.name) > 256;
     SELECT coalesce(jsonb_object_agg(p.name, jsonb_build_object(
                'required', p.required, 'strict', p.strict, 'nullable', p.nullable,
                'required_for', to_jsonb(p.required_for))), '{}')
@@ -499,6 +650,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'For example: ARRAY[''push''] or ARRAY[''payment_intent.*''].';
     END IF;
+    IF for_events IS NOT NULL THEN
+        PERFORM webhook._check_event_types(for_events);
+    END IF;
     IF for_events IS NOT NULL AND NOT EXISTS (
            SELECT FROM webhook.workflows w WHERE w.id = workflow AND w.discriminator_source IS NOT NULL) THEN
         RAISE EXCEPTION 'workflow % has no event discriminator', workflow
@@ -536,6 +690,8 @@ CREATE FUNCTION webhook_add_parameter(workflow uuid, name text, source text DEFA
                                       type text DEFAULT 'any', required boolean DEFAULT false)
 RETURNS SETOF webhook.parameters
 LANGUAGE plpgsql AS $$
+DECLARE
+    total bigint;
 BEGIN
     PERFORM webhook._workflow(workflow, true);
     IF name IS NULL OR btrim(name) = '' OR source IS NULL OR type IS NULL OR required IS NULL THEN
@@ -543,12 +699,15 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM webhook._check_parameter_args(lower(source), lower(type));
+    PERFORM webhook._check_parameter_name($2);
     IF EXISTS (SELECT FROM webhook.parameters p WHERE p.workflow_id = workflow
                   AND p.source = lower($3) AND p.name = $2) THEN
         RAISE EXCEPTION 'parameter "%" (%) already exists', $2, lower($3)
             USING ERRCODE = 'duplicate_object',
                   HINT = 'Change it with webhook_alter_parameter().';
     END IF;
+    SELECT count(*) + 1 INTO total FROM webhook.parameters p WHERE p.workflow_id = workflow;
+    PERFORM webhook._check_parameter_count(workflow, total);
     INSERT INTO webhook.parameters (workflow_id, name, source, type, sample, required, position, depth)
     SELECT workflow, $2, lower($3), lower($4), NULL, $5,
            coalesce(max(p.position), 0) + 1,

@@ -326,7 +326,6 @@ impl Pipeline {
             }
         }
         redact_headers(&mut request.headers, &workflow.redact_headers);
-        let request = &*request;
         // The workflow's rules as they are, unless a capture is armed now
         // (no copy of them per request).
         let mut rules_now = std::borrow::Cow::Borrowed(&workflow.rules);
@@ -336,6 +335,9 @@ impl Pipeline {
             rules_now.to_mut().capture_armed = capture_armed;
         }
         loop {
+            // Only an accepted request gives up its body's parameters (moved
+            // into the event, not copied): a refused one is recorded whole,
+            // and a capture taken first elsewhere is admitted again here.
             match rules::admit(&rules_now, request) {
                 Admission::Rejected(response) => {
                     if meta.origin == Origin::Http {

@@ -42,6 +42,45 @@ pub fn infer_parameters(sample: &Map<String, Value>) -> Vec<InferredParam> {
     out
 }
 
+/// How many parameters [`infer_parameters`] lists for `sample`, counted only
+/// up to `limit + 1`: the walk stops there, and none of the sample's values
+/// is copied, so an oversized sample is refused cheaply.
+pub fn count_parameters(sample: &Map<String, Value>, limit: usize) -> usize {
+    // Distinct names, as infer_parameters keeps them.
+    fn walk(
+        seen: &mut std::collections::HashSet<String>,
+        prefix: &str,
+        object: &Map<String, Value>,
+        limit: usize,
+    ) {
+        for (key, value) in object {
+            if seen.len() > limit {
+                return;
+            }
+            let name = format!("{prefix}.{key}");
+            match value {
+                Value::Object(children) if !children.is_empty() => {
+                    walk(seen, &name, children, limit)
+                }
+                _ => {
+                    seen.insert(name);
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (key, value) in sample {
+        if seen.len() > limit {
+            break;
+        }
+        seen.insert(key.clone());
+        if let Value::Object(children) = value {
+            walk(&mut seen, key, children, limit);
+        }
+    }
+    seen.len().min(limit + 1)
+}
+
 fn push_nested_leaves(
     out: &mut Vec<InferredParam>,
     prefix: &str,
@@ -193,6 +232,30 @@ mod tests {
         let params = infer_parameters(&map);
         assert_eq!(params[0].sample, json!({"b": "é"}));
         assert_eq!(params[1].sample, json!("é"));
+    }
+
+    #[test]
+    fn counted_as_listed_up_to_the_limit() {
+        for sample in [
+            json!({}),
+            json!({"a": 1, "b": {}, "c": {"d": {"e": 1, "f": [1]}, "g": null}}),
+            // A top-level key spelled like a nested leaf is one parameter.
+            json!({"a": {"b": 1}, "a.b": 2, "x": {"y": {"z": 1}}, "x.y.z": 3}),
+        ] {
+            let Value::Object(map) = sample else { panic!() };
+            let listed = infer_parameters(&map).len();
+            assert_eq!(count_parameters(&map, 1000), listed, "{map:?}");
+            assert_eq!(count_parameters(&map, listed), listed);
+            if listed > 0 {
+                assert_eq!(count_parameters(&map, listed - 1), listed);
+            }
+        }
+        let mut wide = Map::new();
+        for i in 0..5000 {
+            wide.insert(format!("k{i}"), json!({"leaf": i, "more": {"x": i}}));
+        }
+        assert_eq!(count_parameters(&wide, 1000), 1001);
+        assert_eq!(count_parameters(&wide, 20_000), 15_000);
     }
 
     #[test]

@@ -10,9 +10,11 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::body::ParsedBody;
-use crate::infer::{infer_parameters, InferredParam};
+use crate::infer::{count_parameters, infer_parameters, InferredParam};
 use crate::template::{self, ContentKind};
-use crate::validate::{self, ParamSpec, ParamType, RequestParams, Source};
+use crate::validate::{
+    self, ParamSpec, ParamType, RequestParams, Source, MAX_NAME_BYTES, MAX_PARAMETERS,
+};
 
 /// A request as the network thread hands it over.
 #[derive(Debug, Clone)]
@@ -163,13 +165,49 @@ const TRANSPORT_HEADERS: &[&str] = &[
 ];
 
 /// Decides what happens to `request` sent to the workflow `rules`.
-pub fn admit(rules: &WorkflowRules, request: &IncomingRequest) -> Admission {
+///
+/// Only an accepted request is changed: its body's parameters are moved out
+/// of `request.body` into [`Accepted::params`] (the body's text stays, for
+/// [`stored_body`]). The caller runs on the listener's main thread, which
+/// serves every tenant, so a large body is not copied there; a rejected
+/// request is still whole for the record of the refusal, and a capture that
+/// another listener process took first can be admitted again.
+pub fn admit(rules: &WorkflowRules, request: &mut IncomingRequest) -> Admission {
+    let full_body = match decide(rules, request) {
+        Decision::Done(admission) => return admission,
+        Decision::Accept { full_body } => full_body,
+    };
+    let body_params = match full_body {
+        Some(map) => map,
+        None => match &mut request.body {
+            BodyOutcome::Parsed(parsed) => std::mem::take(&mut parsed.params),
+            // Refused by decide unless the workflow takes its full body.
+            BodyOutcome::Unparseable { .. } => Map::new(),
+        },
+    };
+    Admission::Accepted(Accepted {
+        params: collect_params(rules, request, body_params),
+    })
+}
+
+/// What [`decide`] found: the answer, or that the request is accepted (with
+/// the body's one parameter when the workflow takes its full body).
+enum Decision {
+    Done(Admission),
+    Accept {
+        full_body: Option<Map<String, Value>>,
+    },
+}
+
+/// Every check of [`admit`], on the request as received.
+fn decide(rules: &WorkflowRules, request: &IncomingRequest) -> Decision {
+    let reject = |response| Decision::Done(Admission::Rejected(response));
     if !rules.enabled {
-        return Admission::Rejected(Response::workflow_not_found());
+        return reject(Response::workflow_not_found());
     }
     // Method names are case-sensitive (RFC 9110 §9.1): `get` is not GET.
     if !rules.allowed_methods.contains(&request.method) {
-        return Admission::Rejected(
+        return reject(
             Response::json(
                 405,
                 &json!({"msg": "Method not allowed", "allowed": rules.allowed_methods}),
@@ -177,28 +215,32 @@ pub fn admit(rules: &WorkflowRules, request: &IncomingRequest) -> Admission {
             .with_header("allow", &rules.allowed_methods.join(", ")),
         );
     }
-    let body_params = match (&rules.full_body_param, &request.body) {
-        (Some(name), body) => {
-            let mut map = Map::new();
-            map.insert(name.clone(), Value::String(body.text().to_string()));
-            map
-        }
-        (None, BodyOutcome::Parsed(parsed)) => parsed.params.clone(),
+    let full_body = rules.full_body_param.as_ref().map(|name| {
+        let mut map = Map::new();
+        map.insert(name.clone(), Value::String(request.body.text().to_string()));
+        map
+    });
+    let body_params = match (&full_body, &request.body) {
+        (Some(map), _) => map,
+        (None, BodyOutcome::Parsed(parsed)) => &parsed.params,
         (None, BodyOutcome::Unparseable { error, .. }) => {
-            return Admission::Rejected(Response::error(400, error));
+            return reject(Response::error(400, error));
         }
     };
-    if has_nul(request, &body_params) {
-        return Admission::Rejected(Response::error(
+    if has_nul(request, body_params) {
+        return reject(Response::error(
             400,
             "Request contains a NUL character (\\u0000), which PostgreSQL text cannot store",
         ));
     }
     if rules.capture_armed {
-        return Admission::Capture(capture(rules, request, &body_params));
+        return Decision::Done(match capture(rules, request, body_params) {
+            Ok(sample) => Admission::Capture(sample),
+            Err(response) => Admission::Rejected(response),
+        });
     }
     let view = RequestParams {
-        body: &body_params,
+        body: body_params,
         query: &request.query,
         headers: &request.headers,
     };
@@ -213,11 +255,9 @@ pub fn admit(rules: &WorkflowRules, request: &IncomingRequest) -> Admission {
             _ => None,
         });
     if let Err(e) = validate::validate(&rules.params, &view, event_type.as_deref()) {
-        return Admission::Rejected(Response::json(400, &e.to_json()));
+        return reject(Response::json(400, &e.to_json()));
     }
-    Admission::Accepted(Accepted {
-        params: collect_params(rules, request, body_params),
-    })
+    Decision::Accept { full_body }
 }
 
 /// PostgreSQL text and jsonb cannot hold U+0000. Such a request is refused
@@ -293,29 +333,68 @@ fn collect_params(
     params
 }
 
+/// The sample a captured request gives; a 413 when the parameter list it
+/// would make is over the limits a workflow's list is held to (sql/api.sql
+/// would refuse to store it). The capture then stays armed for a smaller
+/// request.
 fn capture(
     rules: &WorkflowRules,
     request: &IncomingRequest,
     body_params: &Map<String, Value>,
-) -> CapturedSample {
+) -> Result<CapturedSample, Response> {
     let headers: Map<String, Value> = request
         .headers
         .iter()
         .filter(|(name, _)| !TRANSPORT_HEADERS.contains(&name.as_str()))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
+    let sampled_body = rules.full_body_param.is_none();
+    // Counted before anything is inferred, so an oversized request is refused
+    // without copying its values. A full-body workflow keeps its body
+    // parameters.
+    let body_count = if sampled_body {
+        count_parameters(body_params, MAX_PARAMETERS)
+    } else {
+        rules
+            .params
+            .iter()
+            .filter(|p| p.source == Source::Body)
+            .count()
+    };
+    let total = body_count
+        + count_parameters(&request.query, MAX_PARAMETERS)
+        + count_parameters(&headers, MAX_PARAMETERS);
+    if total > MAX_PARAMETERS {
+        return Err(Response::error(
+            413,
+            &format!("Sample has more than {MAX_PARAMETERS} parameters"),
+        ));
+    }
     // Exactly the structure a request gets at run time (form fields holding
     // JSON are already parsed by the body parser), so any captured request
     // passes validation when sent again. Strings from the wire (query, headers,
     // form fields) are text: `94070` today may be `tomorrow in Paris` tomorrow.
-    CapturedSample {
-        body: rules
-            .full_body_param
-            .is_none()
-            .then(|| infer_parameters(body_params)),
+    let sample = CapturedSample {
+        body: sampled_body.then(|| infer_parameters(body_params)),
         query: infer_parameters(&request.query),
         headers: infer_parameters(&headers),
+    };
+    let lists = [
+        sample.body.as_deref().unwrap_or_default(),
+        &sample.query,
+        &sample.headers,
+    ];
+    if lists
+        .iter()
+        .flat_map(|list| list.iter())
+        .any(|p| p.name.len() > MAX_NAME_BYTES)
+    {
+        return Err(Response::error(
+            413,
+            &format!("Sample has a parameter name longer than {MAX_NAME_BYTES} bytes"),
+        ));
     }
+    Ok(sample)
 }
 
 /// The response for a captured sample.
@@ -612,12 +691,12 @@ mod tests {
 
     #[test]
     fn accepted_params_merge_and_coerce() {
-        let req = request(
+        let mut req = request(
             "POST",
             "application/x-www-form-urlencoded",
             "order_id=7&amount=12.5",
         );
-        let Admission::Accepted(accepted) = admit(&rules(), &req) else {
+        let Admission::Accepted(accepted) = admit(&rules(), &mut req) else {
             panic!("not accepted")
         };
         assert_eq!(
@@ -628,8 +707,8 @@ mod tests {
 
     #[test]
     fn missing_required_is_the_contract_body() {
-        let req = request("POST", "application/json", r#"{"amount": 1}"#);
-        let Admission::Rejected(response) = admit(&rules(), &req) else {
+        let mut req = request("POST", "application/json", r#"{"amount": 1}"#);
+        let Admission::Rejected(response) = admit(&rules(), &mut req) else {
             panic!()
         };
         assert_eq!(response.status, 400);
@@ -641,12 +720,12 @@ mod tests {
 
     #[test]
     fn wrong_type_is_400() {
-        let req = request(
+        let mut req = request(
             "POST",
             "application/json",
             r#"{"order_id": "1", "amount": "lots"}"#,
         );
-        let Admission::Rejected(response) = admit(&rules(), &req) else {
+        let Admission::Rejected(response) = admit(&rules(), &mut req) else {
             panic!()
         };
         assert_eq!(response.status, 400);
@@ -656,8 +735,8 @@ mod tests {
     #[test]
     fn disabled_is_404_and_wrong_method_405() {
         let mut r = rules();
-        let req = request("PUT", "application/json", "{}");
-        let Admission::Rejected(response) = admit(&r, &req) else {
+        let mut req = request("PUT", "application/json", "{}");
+        let Admission::Rejected(response) = admit(&r, &mut req) else {
             panic!()
         };
         assert_eq!(response.status, 405);
@@ -665,7 +744,7 @@ mod tests {
             .headers
             .contains(&("allow".into(), "GET, POST".into())));
         r.enabled = false;
-        let Admission::Rejected(response) = admit(&r, &req) else {
+        let Admission::Rejected(response) = admit(&r, &mut req) else {
             panic!()
         };
         assert_eq!(response.status, 404);
@@ -675,7 +754,8 @@ mod tests {
     #[test]
     fn method_names_are_case_sensitive() {
         let r = rules();
-        let Admission::Rejected(response) = admit(&r, &request("post", "application/json", "{}"))
+        let Admission::Rejected(response) =
+            admit(&r, &mut request("post", "application/json", "{}"))
         else {
             panic!("a lower-case method was admitted")
         };
@@ -688,8 +768,8 @@ mod tests {
 
     #[test]
     fn unparseable_body_is_400_unless_full_body() {
-        let req = request("POST", "application/json", "{nope");
-        let Admission::Rejected(response) = admit(&rules(), &req) else {
+        let mut req = request("POST", "application/json", "{nope");
+        let Admission::Rejected(response) = admit(&rules(), &mut req) else {
             panic!()
         };
         assert_eq!(response.status, 400);
@@ -709,7 +789,7 @@ mod tests {
             nullable: true,
             required_for: None,
         }];
-        let Admission::Accepted(accepted) = admit(&r, &req) else {
+        let Admission::Accepted(accepted) = admit(&r, &mut req) else {
             panic!()
         };
         assert_eq!(accepted.params["raw"], json!("{nope"));
@@ -719,8 +799,8 @@ mod tests {
     fn capture_groups_by_source_and_skips_transport_headers() {
         let mut r = rules();
         r.capture_armed = true;
-        let req = request("POST", "application/x-www-form-urlencoded", "n=5&flag=true");
-        let Admission::Capture(sample) = admit(&r, &req) else {
+        let mut req = request("POST", "application/x-www-form-urlencoded", "n=5&flag=true");
+        let Admission::Capture(sample) = admit(&r, &mut req) else {
             panic!()
         };
         // Strings from the wire are text: Twilio's FromZip=60517 may be empty next time.
@@ -748,20 +828,160 @@ mod tests {
         assert_eq!(response.body_json().unwrap()["msg"], "Sample captured");
     }
 
+    fn body_params(req: &IncomingRequest) -> &Map<String, Value> {
+        match &req.body {
+            BodyOutcome::Parsed(parsed) => &parsed.params,
+            BodyOutcome::Unparseable { .. } => panic!("unparseable"),
+        }
+    }
+
     #[test]
-    fn nul_characters_are_refused_except_in_multipart_raw_text() {
-        let req = request("POST", "application/json", r#"{"order_id": "a\u0000b"}"#);
-        let Admission::Rejected(response) = admit(&rules(), &req) else {
+    fn only_an_accepted_request_gives_up_its_body_parameters() {
+        let body = r#"{"order_id": "7", "deep": {"a": [1, 2]}}"#;
+        let mut req = request("POST", "application/json", r#"{"amount": 1}"#);
+        assert!(matches!(admit(&rules(), &mut req), Admission::Rejected(_)));
+        assert_eq!(
+            Value::Object(body_params(&req).clone()),
+            json!({"amount": 1})
+        );
+
+        // A capture another listener took first is admitted again, whole.
+        let mut r = rules();
+        r.capture_armed = true;
+        let mut req = request("POST", "application/json", body);
+        assert!(matches!(admit(&r, &mut req), Admission::Capture(_)));
+        r.capture_armed = false;
+        let Admission::Accepted(accepted) = admit(&r, &mut req) else {
+            panic!("not accepted")
+        };
+        assert_eq!(accepted.params["deep"], json!({"a": [1, 2]}));
+        assert_eq!(accepted.params["amount"], json!(3));
+        // Moved, not copied; the text stays for events.body.
+        assert!(body_params(&req).is_empty());
+        assert_eq!(stored_body(&req.body).as_deref(), Some(body));
+    }
+
+    #[test]
+    fn a_long_missing_list_is_the_contract_body() {
+        let mut r = rules();
+        r.params = (0..MAX_PARAMETERS)
+            .map(|i| ParamSpec {
+                name: format!("p{i}"),
+                source: Source::Body,
+                ty: ParamType::Text,
+                required: true,
+                strict: false,
+                nullable: true,
+                required_for: None,
+            })
+            .collect();
+        let mut req = request("POST", "application/json", "{}");
+        let Admission::Rejected(response) = admit(&r, &mut req) else {
             panic!()
         };
         assert_eq!(response.status, 400);
-        let req = request("POST", "text/plain", "abc\0def");
+        let names: Vec<String> = (0..MAX_PARAMETERS).map(|i| format!("p{i}")).collect();
+        assert_eq!(
+            response.body_json().unwrap(),
+            json!({"msg": "Missing required parameter(s)", "missing": names})
+        );
+    }
+
+    /// `count` query parameters and `body` in the form body, to a workflow
+    /// whose capture is armed.
+    fn capture_of(r: &WorkflowRules, query_count: usize, body: &str) -> Admission {
+        let mut req = request("POST", "application/x-www-form-urlencoded", body);
+        req.query = (0..query_count)
+            .map(|i| (format!("q{i}"), json!("v")))
+            .collect();
+        req.headers.clear();
+        admit(r, &mut req)
+    }
+
+    #[test]
+    fn a_sample_over_the_parameter_limits_is_refused_and_the_capture_stays_armed() {
+        let mut r = rules();
+        r.capture_armed = true;
+        let too_many = br#"{"msg":"Sample has more than 1000 parameters"}"#;
+        // At the limit, body and query together.
+        let Admission::Capture(sample) = capture_of(&r, MAX_PARAMETERS - 2, "a=1&b=2") else {
+            panic!("a sample at the limit is taken")
+        };
+        assert_eq!(
+            sample.query.len() + sample.body.unwrap().len(),
+            MAX_PARAMETERS
+        );
+        let Admission::Rejected(response) = capture_of(&r, MAX_PARAMETERS - 1, "a=1&b=2") else {
+            panic!("one over the limit is refused")
+        };
+        assert_eq!(
+            (response.status, response.body.as_slice()),
+            (413, &too_many[..])
+        );
+        let wide: String = (0..5000).map(|i| format!("k{i}=1&")).collect();
+        let Admission::Rejected(response) = capture_of(&r, 0, &wide) else {
+            panic!()
+        };
+        assert_eq!(response.body, too_many);
+
+        // A full-body workflow keeps its body parameters: they count.
+        let mut full = r.clone();
+        full.full_body_param = Some("raw".into());
+        full.params = vec![ParamSpec {
+            name: "raw".into(),
+            source: Source::Body,
+            ty: ParamType::Text,
+            required: false,
+            strict: false,
+            nullable: true,
+            required_for: None,
+        }];
+        assert!(matches!(
+            capture_of(&full, MAX_PARAMETERS - 1, &wide),
+            Admission::Capture(_)
+        ));
+        assert!(matches!(
+            capture_of(&full, MAX_PARAMETERS, "x"),
+            Admission::Rejected(_)
+        ));
+
+        // Names: a nested leaf's dotted path counts in full.
+        let name = |len: usize| "n".repeat(len);
+        let at = format!("{}=1", name(MAX_NAME_BYTES));
+        assert!(matches!(capture_of(&r, 0, &at), Admission::Capture(_)));
+        let over = format!("{}=1", name(MAX_NAME_BYTES + 1));
+        let Admission::Rejected(response) = capture_of(&r, 0, &over) else {
+            panic!()
+        };
+        assert_eq!(
+            (response.status, response.body_json().unwrap()),
+            (
+                413,
+                json!({"msg": "Sample has a parameter name longer than 256 bytes"})
+            )
+        );
+        let mut req = request(
+            "POST",
+            "application/json",
+            &format!(r#"{{"a": {{"{}": 1}}}}"#, name(MAX_NAME_BYTES - 1)),
+        );
+        assert!(matches!(admit(&r, &mut req), Admission::Rejected(_)));
+    }
+
+    #[test]
+    fn nul_characters_are_refused_except_in_multipart_raw_text() {
+        let mut req = request("POST", "application/json", r#"{"order_id": "a\u0000b"}"#);
+        let Admission::Rejected(response) = admit(&rules(), &mut req) else {
+            panic!()
+        };
+        assert_eq!(response.status, 400);
+        let mut req = request("POST", "text/plain", "abc\0def");
         let mut r = rules();
         r.params.clear();
-        assert!(matches!(admit(&r, &req), Admission::Rejected(_)));
+        assert!(matches!(admit(&r, &mut req), Admission::Rejected(_)));
         let multipart = "--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x.bin\"\r\n\r\n\0\x01\r\n--b--\r\n";
-        let req = request("POST", "multipart/form-data; boundary=b", multipart);
-        let Admission::Accepted(accepted) = admit(&r, &req) else {
+        let mut req = request("POST", "multipart/form-data; boundary=b", multipart);
+        let Admission::Accepted(accepted) = admit(&r, &mut req) else {
             panic!("multipart with a binary file is accepted")
         };
         assert_eq!(accepted.params["f"]["size"], json!(2));
@@ -780,8 +1000,8 @@ mod tests {
             nullable: true,
             required_for: None,
         }];
-        let req = request("POST", "application/json", "{}");
-        let Admission::Accepted(accepted) = admit(&r, &req) else {
+        let mut req = request("POST", "application/json", "{}");
+        let Admission::Accepted(accepted) = admit(&r, &mut req) else {
             panic!()
         };
         assert_eq!(accepted.params["X-Shop"], json!("berlin"));

@@ -12,10 +12,22 @@
 //! received. [`coerce`] converts a value to the declared type only when nothing is
 //! lost (`"42"` → `42`, but `"007"`, `""` and `"94070 "` stay strings).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
 use serde_json::{json, Map, Value};
+
+/// The most parameters a workflow may have, body, query and header together.
+/// Every request is checked against the whole list on the listener's main
+/// thread, which serves all tenants, so the list is bounded; sql/api.sql holds
+/// `webhook.parameters` to the same number.
+pub const MAX_PARAMETERS: usize = 1000;
+
+/// The longest parameter name, in bytes (sql/api.sql holds the table to it
+/// too). A dotted name is resolved by trying each of its dots as a split
+/// point, so its length bounds the cost of every lookup.
+pub const MAX_NAME_BYTES: usize = 256;
 
 /// Where a parameter is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -206,16 +218,17 @@ impl<'a> RequestParams<'a> {
     /// the same fields as a POST body or as a GET query string (Twilio does
     /// both), whichever the sample came from. The declared source wins.
     pub fn get(&self, source: Source, name: &str) -> Option<&'a Value> {
-        let non_null = |v: &&Value| !v.is_null();
+        // Each map is searched once: a dotted name costs a lookup per dot.
+        let declared_first = |own: &'a Map<String, Value>, other: &'a Map<String, Value>| {
+            let found = lookup_path(own, name);
+            found
+                .filter(|v| !v.is_null())
+                .or_else(|| lookup_path(other, name))
+                .or(found)
+        };
         match source {
-            Source::Body => lookup_path(self.body, name)
-                .filter(non_null)
-                .or_else(|| lookup_path(self.query, name))
-                .or_else(|| lookup_path(self.body, name)),
-            Source::Query => lookup_path(self.query, name)
-                .filter(non_null)
-                .or_else(|| lookup_path(self.body, name))
-                .or_else(|| lookup_path(self.query, name)),
+            Source::Body => declared_first(self.body, self.query),
+            Source::Query => declared_first(self.query, self.body),
             Source::Header => lookup_header(self.headers, name),
         }
     }
@@ -292,10 +305,13 @@ pub fn validate(
     req: &RequestParams,
     event_type: Option<&str>,
 ) -> Result<(), ValidationError> {
+    // A name declared in several sources is reported once. The set keeps this
+    // linear in the list: the listener's main thread runs it for every request.
     let mut missing: Vec<String> = Vec::new();
+    let mut reported: HashSet<&str> = HashSet::new();
     for p in spec.iter().filter(|p| p.required_for_event(event_type)) {
         let present = matches!(req.get(p.source, &p.name), Some(v) if !v.is_null());
-        if !present && !missing.contains(&p.name) {
+        if !present && reported.insert(&p.name) {
             missing.push(p.name.clone());
         }
     }
@@ -580,6 +596,41 @@ mod tests {
         assert_eq!(
             json,
             r#"{"msg":"Missing required parameter(s)","missing":["b","a","x-sig"]}"#
+        );
+    }
+
+    #[test]
+    fn a_long_missing_list_is_exact_and_in_list_order() {
+        // Far more than a workflow may have (MAX_PARAMETERS): the check must
+        // stay linear whatever the list. Every tenth name is declared again
+        // further down as a header, and some optional parameters are mixed in:
+        // each missing name is reported once, where it is first declared.
+        let n = 100_000;
+        let mut spec = Vec::new();
+        for i in 0..n {
+            spec.push(p(
+                &format!("param_{i}"),
+                Source::Body,
+                ParamType::Text,
+                true,
+            ));
+            if i % 10 == 9 {
+                let earlier = format!("param_{}", i - 5);
+                spec.push(p(&earlier, Source::Header, ParamType::Text, true));
+            }
+            if i % 1000 == 0 {
+                spec.push(p(
+                    &format!("opt_{i}"),
+                    Source::Query,
+                    ParamType::Text,
+                    false,
+                ));
+            }
+        }
+        let expected: Vec<String> = (0..n).map(|i| format!("param_{i}")).collect();
+        assert_eq!(
+            body_only(&spec, json!({})),
+            Err(ValidationError::Missing(expected))
         );
     }
 
@@ -874,6 +925,27 @@ mod tests {
         assert_eq!(r.get(Source::Query, "o.id"), Some(&json!(1)));
         assert_eq!(r.get(Source::Body, "x-a"), None);
         assert_eq!(r.get(Source::Header, "t"), None);
+        // A null in the declared source gives way to the other source's value
+        // (null too), and is what is found when the other has nothing.
+        let (b, q) = (
+            obj(json!({"n": null, "m": null})),
+            obj(json!({"n": 1, "m": null})),
+        );
+        let r = RequestParams {
+            body: &b,
+            query: &q,
+            headers: &h,
+        };
+        assert_eq!(r.get(Source::Body, "n"), Some(&json!(1)));
+        assert_eq!(r.get(Source::Query, "n"), Some(&json!(1)));
+        assert_eq!(r.get(Source::Body, "m"), Some(&Value::Null));
+        let r = RequestParams {
+            body: &b,
+            query: &Map::new(),
+            headers: &h,
+        };
+        assert_eq!(r.get(Source::Body, "n"), Some(&Value::Null));
+        assert_eq!(r.get(Source::Query, "n"), Some(&Value::Null));
     }
 
     #[test]
