@@ -33,6 +33,8 @@ use webhook_core::request::{
 
 use catalog::{pg_uuid, Catalog, Workflow};
 use webhook_core::delivery;
+use webhook_core::infer::InferredParam;
+use webhook_core::validate::Source;
 use webhook_core::verify::redact_headers;
 
 use crate::front_door::{self, Verdict};
@@ -439,13 +441,30 @@ impl Pipeline {
         sample: &CapturedSample,
     ) -> Result<Option<Response>, pgrx::spi::Error> {
         let id = workflow.rules.id;
-        let mut sources: Vec<(&str, Value)> = vec![
-            ("query", rules::inferred_to_json(&sample.query)),
-            ("header", rules::inferred_to_json(&sample.headers)),
+        let mut sources: Vec<(Source, &[InferredParam])> = vec![
+            (Source::Query, &sample.query),
+            (Source::Header, &sample.headers),
         ];
         if let Some(body) = &sample.body {
-            sources.push(("body", rules::inferred_to_json(body)));
+            sources.push((Source::Body, body));
         }
+        // The sources whose lists shrink are replaced first: the workflow's
+        // parameter count then only falls and rises to its final value, and
+        // never passes its cap (checked at every statement) on the way when
+        // neither the list before nor the sample does.
+        let held = |source: Source| {
+            workflow
+                .rules
+                .params
+                .iter()
+                .filter(|p| p.source == source)
+                .count()
+        };
+        sources.sort_by_key(|(source, new)| new.len() as i64 - held(*source) as i64);
+        let sources: Vec<(&str, Value)> = sources
+            .into_iter()
+            .map(|(source, new)| (source.as_str(), rules::inferred_to_json(new)))
+            .collect();
         let privileged = self.privileged_role;
         let result = in_subtransaction(|| {
             run_privileged(privileged, || -> Result<bool, pgrx::spi::Error> {

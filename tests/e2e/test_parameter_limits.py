@@ -286,3 +286,20 @@ def test_a_captured_request_over_the_limits_is_refused_and_the_capture_stays_arm
     assert total <= LIMIT
     assert len(param_list(alice, wf)) == total
     assert alice.scalar("SELECT state FROM webhook_capture_status(%s)", (wf,)) == "captured"
+
+
+def test_a_capture_that_fits_replaces_a_large_list_whatever_the_order(private, tenants):
+    alice = tenants["alice"]
+    wf = alice.create_workflow(name="recaptured")
+    fill(alice, wf, 1, 900)  # 900 body parameters, from before
+    assert alice.scalar("SELECT state FROM webhook_capture_sample(%s)", (wf,)) == "waiting"
+    # 200 query parameters and 50 body ones: 250 and the headers in the end,
+    # but 1,100 and more had the query list been replaced before the body's.
+    query = {f"q{i:03d}": "v" for i in range(200)}
+    r = post(private, wf, json_body={f"b{i:02d}": i for i in range(50)}, params=query)
+    assert r.status_code == 200, r.text
+    counts = r.json()["parameters"]
+    assert (r.json()["msg"], counts["body"], counts["query"]) == ("Sample captured", 50, 200)
+    rows = param_list(alice, wf)
+    assert len(rows) == 250 + counts["header"]
+    assert sorted(p["name"] for p in rows if p["source"] == "body") == [f"b{i:02d}" for i in range(50)]
