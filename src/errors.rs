@@ -60,7 +60,7 @@ impl SqlError {
                 "Use application/json, text/plain, application/xml or text/html (+json and +xml types work too)."
             }
             SqlError::Verification(_) => {
-                "e.g. webhook_set_verification(id, 'github', secret => $1); see the README's \"Verifying senders\"."
+                "e.g. webhook_set_verification(id, 'github', secret => $1); see docs/verification.md in the extension's repository."
             }
             SqlError::Template(_) => {
                 "Placeholders look like {{order_id}} or {{customer.email}}; a JSON template must be valid JSON, with placeholders as values or inside strings."

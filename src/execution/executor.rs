@@ -644,7 +644,7 @@ impl Executor {
                 }
                 if !batch.awaited && !crate::gucs::NOTIFY_EVENTS.get() {
                     // Nobody is told this batch's outcome, so its commit need
-                    // not wait for the WAL flush (see README, "Execution").
+                    // not wait for the WAL flush (see docs/execution.md).
                     commit_without_waiting_for_flush();
                 }
                 Ok(batch)

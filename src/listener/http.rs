@@ -461,7 +461,7 @@ const RECHECKS: usize = 2;
 /// Runs [`check_and_parse`] on the network thread for small plain bodies
 /// (every parser is linear, so that takes microseconds, less than handing
 /// the body to a parser thread and back; the worst case measured is 26 ms
-/// per MB, see the README's Limits), else on a parser thread, and so always
+/// per MB, see docs/limits.md), else on a parser thread, and so always
 /// for Twilio's check, which sorts the form's pairs. Gives back the body and
 /// the memory reservation, which is kept until the request is answered;
 /// `None` if the parser thread panicked.

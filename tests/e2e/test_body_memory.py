@@ -27,7 +27,7 @@ tenants = tenants_fixture("alice")
 MIB = 1024 * 1024
 ZEROS = b"[" + b"0," * (12_000_000 - 1) + b"0]"  # 24 MB of JSON, 12 million values
 BOMB = gzip.compress(ZEROS, 9)
-# What the listener may take for a body it decodes and refuses: the README's
+# What the listener may take for a body it decodes and refuses: docs/limits.md's
 # bound (three times the decoded size, plus a constant for the process).
 DECODED_BOUND = 3 * len(ZEROS) + 16 * MIB
 # A body that is never decoded costs what was sent, and the request itself.
