@@ -711,6 +711,10 @@ impl Batch {
                 Handled::Immediate(response) => {
                     let _ = reply.send(response);
                 }
+                Handled::CheckAgain => {
+                    job.check_again.store(true, Ordering::Release);
+                    let _ = reply.send(crate::front_door::workflow_changed());
+                }
                 Handled::AfterCommit(response) => {
                     self.answered
                         .push((reply, AfterCommit::Answer(response), deferred));

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr, TcpListener as StdTcpListener};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -269,6 +270,7 @@ impl Head {
             raw_path: self.raw_path.clone(),
             raw_query: self.raw_query.clone(),
             reply,
+            check_again: Default::default(),
         };
         (job, answer)
     }
@@ -433,6 +435,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
         };
         let (mut job, answer) = head.job(body, arrived.raw.clone(), Purpose::Handle);
         job.verdict = Some(verdict);
+        let check_again = job.check_again.clone();
         if let Err(refusal) = queue(shared, job) {
             return to_http(refusal);
         }
@@ -444,7 +447,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
         // Checked against rules that changed since (the main thread learns of
         // a change when it next starts a transaction, so this is the first
         // request after one): once more, against the rules it now has.
-        if response != front_door::workflow_changed() || checks == RECHECKS {
+        if !check_again.load(Ordering::Acquire) || checks == RECHECKS {
             return to_http(response);
         }
         door = match door_of(shared, &head).await {

@@ -15,6 +15,7 @@ mod tls;
 mod waker;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
@@ -74,6 +75,9 @@ pub struct Job {
     pub raw_path: String,
     pub raw_query: Option<String>,
     pub reply: Reply,
+    /// Set by the main thread before it answers a request it hands back to
+    /// be checked again ([`crate::pipeline::Handled::CheckAgain`]).
+    pub check_again: Arc<AtomicBool>,
 }
 
 /// What the main thread is to do with a [`Job`].

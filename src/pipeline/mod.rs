@@ -120,6 +120,11 @@ pub enum Handled {
         timeout_ms: Option<i32>,
         failure: Response,
     },
+    /// Nothing was written: the request was checked against rules that
+    /// changed since, and goes back to the network thread to be checked
+    /// against the current ones (src/listener/http.rs). Said apart from any
+    /// answer, so that no workflow's own response can pass for it.
+    CheckAgain,
 }
 
 impl Handled {
@@ -129,6 +134,7 @@ impl Handled {
         match self {
             Handled::Immediate(response) | Handled::AfterCommit(response) => response,
             Handled::AwaitHandler { failure, .. } => failure,
+            Handled::CheckAgain => front_door::workflow_changed(),
         }
     }
 }
@@ -320,7 +326,7 @@ impl Pipeline {
             {
                 // Read and checked by rules that changed since: back to the
                 // network thread, to be checked by the current ones.
-                return Ok(Handled::Immediate(front_door::workflow_changed()));
+                return Ok(Handled::CheckAgain);
             }
             if let Err((response, reason)) = admit_sender(&workflow, meta) {
                 self.record_refusal_of(client, &workflow, request, &response, meta, Some(&reason));

@@ -324,3 +324,19 @@ def test_late_handler_that_swallows_the_cancel_still_fails(solo, uniq):
         f"handler ran 0.5 s past a 200 ms deadline and the caller got {r.status_code} {r.text}")
     assert response_json(r) == {"msg": "Workflow failed", "event_id": ev["id"]}
     assert ev["status"] == "failed" and ev["error"].startswith("57014"), ev
+
+
+def test_a_custom_response_like_the_listeners_own_503_is_stored_once(ready, new_workflow):
+    """The listener's main thread answers a request checked against rules
+    that changed meanwhile with 503 "Workflow changed, retry later", and the
+    network thread then checks it again. A workflow whose custom response is
+    that same 503, byte for byte, used to be taken for it: every request was
+    stored again (two events for one request)."""
+    c = ready
+    wf = new_workflow()["id"]
+    set_response(c, wf, "custom", status=503, content_type="application/json",
+                 body='{"msg":"Workflow changed, retry later"}', headers={"retry-after": "1"})
+    r = post(c, wf, json_body={"a": 1})
+    assert (r.status_code, r.headers["retry-after"], r.json()) == (
+        503, "1", {"msg": "Workflow changed, retry later"})
+    assert [e["params"] for e in events(c, wf)] == [{"a": 1}]
