@@ -210,6 +210,11 @@ CREATE INDEX events_due_idx ON webhook.events (next_attempt_at) WHERE next_attem
 -- a probe of this (small) index, not of every event the workflow ever had.
 CREATE INDEX events_unfinished_idx ON webhook.events (workflow_id, id)
     WHERE next_attempt_at IS NOT NULL;
+-- Whether any of a workflow's events is due: one probe per workflow, so the
+-- listeners find every owner with due work however long others' queues are
+-- (src/execution/pool.rs DUE_OWNERS).
+CREATE INDEX events_workflow_due_idx ON webhook.events (workflow_id, next_attempt_at)
+    WHERE next_attempt_at IS NOT NULL;
 
 -- Every handler attempt of every event: when, and how it ended.
 CREATE TABLE webhook.attempts (

@@ -30,6 +30,9 @@ pub static MAX_HANDLER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(300_
 pub static MIN_RETRY_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
 /// Attempts per event at most, whatever its workflow's policy asks for.
 pub static MAX_RETRY_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(100);
+/// Retry attempts per second, at most, of one owner's events (shared by the
+/// owner's executors); first attempts are not counted.
+pub static MAX_RETRIES_PER_SECOND: GucSetting<i32> = GucSetting::<i32>::new(100);
 /// Executor processes at most (one owner each), within max_worker_processes.
 pub static MAX_EXECUTORS: GucSetting<i32> = GucSetting::<i32>::new(4);
 /// Executors one owner may have at once (a slow handler does not hold up the
@@ -238,6 +241,16 @@ fn define_reloadable() {
         3_600_000,
         GucContext::Sighup,
         MS,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.max_retries_per_second",
+        c"Retry attempts per second at most for one owner's events, whatever their workflows' retry policies; first attempts do not count.",
+        c"",
+        &MAX_RETRIES_PER_SECOND,
+        1,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::empty(),
     );
     GucRegistry::define_int_guc(
         c"webhook.max_retry_attempts",

@@ -59,7 +59,8 @@ use crate::signals;
 /// long backlog costs nothing more per batch); in an ordered workflow only
 /// the oldest unfinished event is due; `$3` are events whose lost attempt a
 /// listener has yet to record (registry.rs); `$4` is the scan's start
-/// ([`Executor::scan_from`]). The row lock is the claim: another executor
+/// ([`Executor::scan_from`]); `$5` false leaves retries out (the owner's
+/// retry budget is spent, [`RetryBudget`]). The row lock is the claim: another executor
 /// skips what this one holds.
 const CLAIM: &str = "
 SELECT e.id, e.workflow_id::pg_catalog.text,
@@ -75,6 +76,7 @@ SELECT e.id, e.workflow_id::pg_catalog.text,
    AND e.next_attempt_at OPERATOR(pg_catalog.>=) pg_catalog.to_timestamp($4)
    AND w.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1
    AND e.id OPERATOR(pg_catalog.<>) ALL ($3)
+   AND ($5 OR e.attempts OPERATOR(pg_catalog.=) 0)
    AND (NOT w.ordered OR NOT EXISTS (
         SELECT FROM webhook.events p
          WHERE p.workflow_id OPERATOR(pg_catalog.=) e.workflow_id
@@ -143,6 +145,67 @@ const HANDLERS_BEFORE_JUDGING: u64 = 20;
 /// owner gets another executor (src/execution/pool.rs `KEEPING_UP_MS`).
 const BEHIND_MS: i64 = 100;
 
+/// Retries this executor may start now: `webhook.max_retries_per_second`
+/// shared by the owner's executors running at the time, refilled
+/// continuously up to one second's worth. A failing workflow (or many) then
+/// cannot turn an owner's executors into a retry loop that takes the
+/// processors from everyone else, whatever its retry policy says.
+struct RetryBudget {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl RetryBudget {
+    fn new() -> RetryBudget {
+        RetryBudget {
+            tokens: 1.0,
+            refilled: Instant::now(),
+        }
+    }
+
+    /// This executor's share of the owner's rate (retries per second).
+    fn rate(owner: u32) -> f64 {
+        let executors = REGISTRY
+            .share()
+            .executors
+            .iter()
+            .filter(|slot| slot.owner == owner && slot.state == SlotState::Running)
+            .count()
+            .max(1);
+        f64::from(gucs::MAX_RETRIES_PER_SECOND.get().max(1)) / executors as f64
+    }
+
+    fn refill(&mut self, owner: u32) {
+        let rate = Self::rate(owner);
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * rate;
+        self.tokens = (self.tokens + earned).min(rate.max(1.0));
+        self.refilled = now;
+    }
+
+    fn allows_one(&self) -> bool {
+        self.tokens >= 1.0
+    }
+
+    fn take_one(&mut self) -> bool {
+        if self.allows_one() {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// How long until the next retry may start.
+    fn until_next(&self, owner: u32) -> Duration {
+        if self.allows_one() {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - self.tokens) / Self::rate(owner))
+        }
+    }
+}
+
 struct Executor {
     slot: usize,
     owner: pg_sys::Oid,
@@ -166,6 +229,7 @@ struct Executor {
     full_scan_at: Instant,
     last_scan_was_full: bool,
     last_claim_found_nothing: bool,
+    retries: RetryBudget,
 }
 
 struct Statements {
@@ -183,7 +247,13 @@ impl Statements {
             claim: client
                 .prepare_mut(
                     CLAIM,
-                    &[oid, int4, PgOid::from(Vec::<i64>::type_oid()), float8],
+                    &[
+                        oid,
+                        int4,
+                        PgOid::from(Vec::<i64>::type_oid()),
+                        float8,
+                        PgOid::from(bool::type_oid()),
+                    ],
                 )?
                 .keep(),
             next_due: client.prepare_mut(NEXT_DUE, &[oid, float8])?.keep(),
@@ -207,8 +277,14 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
     // Threads (the watchdog) start before signals are unblocked.
     signals::install_sigterm_handler();
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
-    let Some(owner) = attach(slot) else {
-        return;
+    let pooled = slot < registry::pool_size();
+    let owner = if pooled {
+        wait_for_owner(slot)
+    } else {
+        match attach(slot) {
+            Some(owner) => owner,
+            None => return,
+        }
     };
     BackgroundWorker::connect_worker_to_spi(Some(&gucs::database()), None);
     // Registered after connecting, so that it runs before PostgreSQL's own
@@ -255,8 +331,7 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
     ))) = setup
     else {
         // The owner was dropped, or the extension is not installed.
-        // SAFETY: exits the process before it did anything.
-        unsafe { pg_sys::proc_exit(0) };
+        leave(pooled);
     };
     // pg_stat_activity.application_name names the owner it serves.
     if let Ok(name) = CString::new(application_name) {
@@ -284,10 +359,34 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
         full_scan_at: Instant::now(),
         last_scan_was_full: false,
         last_claim_found_nothing: false,
+        retries: RetryBudget::new(),
     };
     executor.run();
-    // SAFETY: exits the process at the end of its loop, outside any transaction.
-    unsafe { pg_sys::proc_exit(0) };
+    leave(pooled);
+}
+
+/// A pool process (src/execution/pool.rs) waits, unconnected, until a
+/// listener gives its slot an owner.
+fn wait_for_owner(slot: usize) -> pg_sys::Oid {
+    registry::join_pool(slot);
+    loop {
+        if signals::shutdown_requested() {
+            leave(true);
+        }
+        if let Some(owner) = attach(slot) {
+            return owner;
+        }
+        wait_latch(Duration::from_secs(10));
+    }
+}
+
+/// Ends the process, outside any transaction. A pool process exits with code
+/// 1, which tells the postmaster to start it again (for the next owner, with
+/// nothing of this one's session); any other exits with 0, for good.
+fn leave(pooled: bool) -> ! {
+    // SAFETY: proc_exit runs PostgreSQL's exit callbacks and ends the process;
+    // no transaction is open here.
+    unsafe { pg_sys::proc_exit(i32::from(pooled)) }
 }
 
 /// Takes the slot the listener reserved; `None` if it is not ours.
@@ -407,7 +506,9 @@ impl Executor {
             let mut wait = idle_timeout - idle_since.elapsed();
             if let Some(due) = self.next_due() {
                 let until_due = Duration::from_secs_f64((due - unix(SystemTime::now())).max(0.0));
-                wait = wait.min(until_due);
+                // A due retry waits for the budget (a new event still wakes
+                // us through the latch).
+                wait = wait.min(until_due.max(self.retries.until_next(self.owner.to_u32())));
             }
             if self.scan_floor.is_some() {
                 // Something older than the floor may be due (see scan_from):
@@ -562,12 +663,20 @@ impl Executor {
                 let statements = self.statements.take().expect("prepared above");
                 let unrecorded = registry::unrecorded_events();
                 let from = self.scan_from();
+                self.retries.refill(owner.to_u32());
+                let retries_allowed = self.retries.allows_one();
                 // Before the claim's snapshot: a claim noted after an event's
                 // commit sees that event (pool.rs `recheck`).
                 let claim_started_ms = now_ms();
                 let events = with_settings(QUEUE_SCAN_SETTINGS, || {
                     as_role_with_safe_path(privileged, || {
-                        claim(client, &statements.claim, owner, limit, &unrecorded, from)
+                        let scan = Scan {
+                            limit,
+                            unrecorded: &unrecorded,
+                            from,
+                            retries_allowed,
+                        };
+                        claim(client, &statements.claim, owner, &scan)
                     })
                 });
                 self.statements = Some(statements);
@@ -584,6 +693,11 @@ impl Executor {
                         // Another owner needs the slot: the events not run
                         // yet are released at commit, unattempted.
                         break;
+                    }
+                    if row.attempts > 0 && !self.retries.take_one() {
+                        // Over the owner's retry budget: released at commit,
+                        // unattempted, due as before.
+                        continue;
                     }
                     let attempt = row.attempts + 1;
                     let started = unix(SystemTime::now());
@@ -751,24 +865,35 @@ impl StoredJson {
 /// Claimed events, with their jsonb columns as stored.
 type Claimed = Vec<(EventRow, StoredJson)>;
 
-/// Claims up to `limit` due events of `owner`, scanning from `from` (Unix
-/// seconds); also returns when the oldest of them became due.
+/// What one claim looks for.
+struct Scan<'a> {
+    /// Events at most.
+    limit: i32,
+    /// Events whose lost attempt a listener has yet to record.
+    unrecorded: &'a [i64],
+    /// Where the scan starts (Unix seconds; see [`Executor::scan_from`]).
+    from: f64,
+    /// Whether retries may be claimed ([`RetryBudget`]).
+    retries_allowed: bool,
+}
+
+/// Claims due events of `owner`; also returns when the oldest of them became
+/// due.
 fn claim(
     client: &mut SpiClient<'_>,
     plan: &OwnedPreparedStatement,
     owner: pg_sys::Oid,
-    limit: i32,
-    unrecorded: &[i64],
-    from: f64,
+    scan: &Scan<'_>,
 ) -> Result<(Claimed, Option<f64>), pgrx::spi::Error> {
     let mut table = client.update(
         plan,
         None,
         &[
             DatumWithOid::from(owner),
-            DatumWithOid::from(limit),
-            DatumWithOid::from(unrecorded.to_vec()),
-            DatumWithOid::from(from),
+            DatumWithOid::from(scan.limit),
+            DatumWithOid::from(scan.unrecorded.to_vec()),
+            DatumWithOid::from(scan.from),
+            DatumWithOid::from(scan.retries_allowed),
         ],
     )?;
     let mut oldest_due: Option<f64> = None;

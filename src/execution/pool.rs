@@ -4,6 +4,22 @@
 //! owner); once a second, start
 //! executors for owners with due events (retries, events left by a restart)
 //! and record the attempts of executors that ended in the middle of a handler.
+//!
+//! Executors are background workers, and background-worker slots are shared
+//! with parallel queries, which any role may ask for. So the postmaster
+//! starts a pool of executor processes with the server (`register_pool`),
+//! one per slot up to `webhook.max_executors`: each holds its
+//! background-worker slot for the server's lifetime, waits unconnected until
+//! a listener gives it an owner, serves that owner, and exits; the postmaster
+//! starts it again at once, so no session state of one owner ever reaches
+//! another. Slots above the pool (`webhook.max_executors` raised by a reload)
+//! start processes on demand, as slots do when max_worker_processes leaves no
+//! room for the pool.
+//!
+//! Sharing: an owner's second and later executors start only while another
+//! slot stays free, so an owner without any executor finds one at once
+//! however busy the others are; when that slot is taken, an idle executor or
+//! an extra executor of a busy owner gives way (after its current handler).
 
 use pgrx::bgworkers::BackgroundWorkerBuilder;
 use pgrx::datum::IntoDatum;
@@ -15,7 +31,7 @@ use super::registry::{now_ms, wake, SlotState, MAX_EXECUTOR_SLOTS, REGISTRY};
 use crate::gucs;
 use crate::log_rarely::OncePerMinute;
 use crate::pipeline::catalog::Catalog;
-use crate::pipeline::spi_util::{in_subtransaction, run_kept, with_settings, CaughtSqlError};
+use crate::pipeline::spi_util::{in_subtransaction, run_kept, CaughtSqlError};
 
 /// A slot whose executor has not attached after this long is taken back
 /// (the postmaster could not start it).
@@ -144,15 +160,30 @@ fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<
         if owners_executors >= per_owner {
             return None;
         }
+        // An owner's first executor may take the last free slot; further
+        // ones leave it for an owner that has none.
+        let room = if owners_executors == 0 { 1 } else { 2 };
         match free {
-            Some(index) if in_use < limit => {
+            Some(index) if in_use + room <= limit => {
                 let slot = &mut registry.executors[index];
                 *slot = Default::default();
                 slot.state = SlotState::Starting;
                 slot.owner = owner;
                 slot.since_ms = now;
+                if in_use + 1 == limit {
+                    // The reserve is gone: get it back.
+                    if let Some(victim) = idlest
+                        .map(|(index, _)| index)
+                        .or_else(|| extra_to_retire(&registry.executors))
+                    {
+                        let slot = &mut registry.executors[victim];
+                        slot.retire = true;
+                        wake(slot.procno);
+                    }
+                }
                 index
             }
+            Some(_) if owners_executors > 0 => return None,
             _ => {
                 if owners_executors == 0 {
                     super::registry::note_waiting(&mut registry, owner);
@@ -174,6 +205,11 @@ fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<
             }
         }
     };
+    if slot < super::registry::pool_size() {
+        // Its pool process waits for it (or is being started again).
+        wake(REGISTRY.share().pool_members[slot] - 1);
+        return None;
+    }
     let started = BackgroundWorkerBuilder::new(&format!("webhook_ext executor for role {owner}"))
         .set_type("webhook_ext executor")
         .set_library("webhook_ext")
@@ -226,33 +262,125 @@ fn busiest_to_retire(executors: &[super::registry::ExecutorSlot]) -> Option<usiz
         .map(|(index, _)| index)
 }
 
+/// An executor of an owner that has several (the one that started longest
+/// ago), to give its slot back to the reserve; none while another is already
+/// giving way.
+fn extra_to_retire(executors: &[super::registry::ExecutorSlot]) -> Option<usize> {
+    let running = || {
+        executors
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.state == SlotState::Running)
+    };
+    if running().any(|(_, slot)| slot.retire) {
+        return None;
+    }
+    running()
+        .filter(|(_, slot)| running().filter(|(_, s)| s.owner == slot.owner).count() > 1)
+        .min_by_key(|(_, slot)| slot.since_ms)
+        .map(|(index, _)| index)
+}
+
+/// Registers the executor pool with the postmaster (from `_PG_init`, after
+/// the listeners): `webhook.max_executors` processes, as many as
+/// max_worker_processes leaves room for.
+pub fn register_pool() {
+    let wanted = (gucs::MAX_EXECUTORS.get().max(0) as usize).min(MAX_EXECUTOR_SLOTS);
+    // SAFETY: read in the postmaster while shared_preload_libraries load,
+    // where max_worker_processes is final and nothing else runs.
+    let room = unsafe { pg_sys::max_worker_processes.max(0) as usize }
+        .saturating_sub(registered_background_workers());
+    let size = wanted.min(room);
+    for slot in 0..size {
+        BackgroundWorkerBuilder::new(&format!("webhook_ext executor {slot}"))
+            .set_type("webhook_ext executor")
+            .set_library("webhook_ext")
+            .set_function("webhook_executor_main")
+            .set_argument((slot as i32).into_datum())
+            .enable_spi_access()
+            // Each exits after serving an owner: start it again at once.
+            .set_restart_time(Some(std::time::Duration::ZERO))
+            .load();
+    }
+    super::registry::set_pool_size(size);
+    if size < wanted {
+        pgrx::log!(
+            "webhook_ext starts {size} of webhook.max_executors = {wanted} executors with the server: max_worker_processes leaves no room for more (the rest start on demand, when a slot is free)"
+        );
+    }
+}
+
+/// Background workers registered with the postmaster so far (the
+/// postmaster's own, other libraries', the listeners).
+fn registered_background_workers() -> usize {
+    unsafe extern "C" {
+        // The postmaster's list of registered workers (bgworker.c).
+        static BackgroundWorkerList: pg_sys::slist_head;
+    }
+    let mut count = 0;
+    // SAFETY: only the postmaster calls this, while it loads
+    // shared_preload_libraries: the list is complete up to here and nothing
+    // changes it meanwhile; each node's `next` is a valid pointer or null.
+    unsafe {
+        let mut node = BackgroundWorkerList.head.next;
+        while !node.is_null() {
+            count += 1;
+            node = (*node).next;
+        }
+    }
+    count
+}
+
 /// How many executors may run at once (`webhook.max_executors`).
 pub fn pool_limit() -> usize {
     (gucs::MAX_EXECUTORS.get().max(1) as usize).min(MAX_EXECUTOR_SLOTS)
 }
 
-/// Owners (still existing) of the first events due, walking events_due_idx
-/// in order (see QUEUE_SCAN_SETTINGS in executor.rs): owners whose events are
-/// further back are found once the ones before them are done.
+/// Owners (still existing) with an event their executor could claim now,
+/// however long other owners' queues are. A loose scan of
+/// events_workflow_due_idx jumps from one workflow with unfinished events to
+/// the next, reading only each one's first (soonest due) entry; an ordered
+/// workflow costs one more probe, of events_unfinished_idx, for its oldest
+/// unfinished event (the only one it may run). Followers of an ordered
+/// workflow's failing head are never counted, and no backlog is read.
+///
+/// The head probe bounds `workflow_id` by a range rather than `=`: with `=`
+/// the planner drops `workflow_id` from the ORDER BY and may walk the primary
+/// key (every event the workflow ever had) instead.
 const DUE_OWNERS: &str = "
-SELECT w.owner::pg_catalog.oid::pg_catalog.int8
-  FROM webhook.workflows w
-  JOIN (SELECT e.workflow_id FROM webhook.events e
-         WHERE e.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
-         ORDER BY e.next_attempt_at
-         LIMIT 1000) d ON d.workflow_id OPERATOR(pg_catalog.=) w.id
-  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid";
+WITH RECURSIVE unfinished(workflow_id, first_due) AS (
+    (SELECT e.workflow_id, e.next_attempt_at FROM webhook.events e
+      WHERE e.next_attempt_at IS NOT NULL
+      ORDER BY e.workflow_id, e.next_attempt_at
+      LIMIT 1)
+  UNION ALL
+    SELECT n.workflow_id, n.next_attempt_at
+      FROM unfinished u
+     CROSS JOIN LATERAL (
+           SELECT e.workflow_id, e.next_attempt_at FROM webhook.events e
+            WHERE e.next_attempt_at IS NOT NULL
+              AND e.workflow_id OPERATOR(pg_catalog.>) u.workflow_id
+            ORDER BY e.workflow_id, e.next_attempt_at
+            LIMIT 1) n
+)
+SELECT DISTINCT w.owner::pg_catalog.oid::pg_catalog.int8
+  FROM unfinished u
+  JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) u.workflow_id
+  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid
+ WHERE u.first_due OPERATOR(pg_catalog.<=) pg_catalog.now()
+   AND (NOT w.ordered OR
+        (SELECT h.next_attempt_at FROM webhook.events h
+          WHERE h.workflow_id OPERATOR(pg_catalog.>=) u.workflow_id
+            AND h.workflow_id OPERATOR(pg_catalog.<=) u.workflow_id
+            AND h.next_attempt_at IS NOT NULL
+          ORDER BY h.workflow_id, h.id
+          LIMIT 1) OPERATOR(pg_catalog.<=) pg_catalog.now())";
 
 /// The once-a-second round (inside the caller's transaction).
 pub fn tend(client: &mut SpiClient<'_>, catalog: &mut Catalog) -> Result<(), pgrx::spi::Error> {
     record_ended_executors(client, catalog)?;
     start_waiting_owners();
-    let mut owners: Vec<i64> = with_settings(super::executor::QUEUE_SCAN_SETTINGS, || {
-        run_kept::<i64>(client, DUE_OWNERS)
-    })?;
-    owners.sort_unstable();
-    owners.dedup();
-    for owner in owners {
+    for owner in run_kept::<i64>(client, DUE_OWNERS)? {
         // A trusted executor that is held up gets company at the next round.
         wake_or_start(pg_sys::Oid::from(owner as u32));
     }

@@ -10,6 +10,8 @@
 //! backend makes the postmaster reinitialise shared memory: slots start empty
 //! and events whose transaction was cut short are simply pending again.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use pgrx::lwlock::PgLwLock;
 use pgrx::pg_guard;
 use pgrx::pg_sys;
@@ -69,16 +71,21 @@ pub struct Registry {
     pub executors: [ExecutorSlot; MAX_EXECUTOR_SLOTS],
     /// procno + 1 of each listener process (0: none), by listener number.
     pub listeners: [i32; MAX_LISTENER_SLOTS],
-    /// Owners that found the pool full (0: none), served first when a slot
-    /// frees.
+    /// Owners that found the pool full (0: none), oldest first, served first
+    /// when a slot frees.
     pub waiting: [u32; MAX_WAITING_OWNERS],
+    /// procno + 1 of the pool process waiting for each slot (0: none yet;
+    /// only slots below [`pool_size`] have one).
+    pub pool_members: [i32; MAX_EXECUTOR_SLOTS],
     /// Counts [`wake_listeners`] calls: a listener with callers waiting for
     /// results looks them up only when it moved (or now and then).
     pub results: u64,
 }
 
-/// Owners remembered as waiting for a free executor slot.
-pub const MAX_WAITING_OWNERS: usize = 32;
+/// Owners remembered as waiting for a free executor slot. Past this many, an
+/// owner is found again by the listeners' once-a-second round
+/// (src/execution/pool.rs `tend`) and remembered once there is room.
+pub const MAX_WAITING_OWNERS: usize = 1024;
 
 impl Default for Registry {
     fn default() -> Registry {
@@ -86,6 +93,7 @@ impl Default for Registry {
             executors: [ExecutorSlot::default(); MAX_EXECUTOR_SLOTS],
             listeners: [0; MAX_LISTENER_SLOTS],
             waiting: [0; MAX_WAITING_OWNERS],
+            pool_members: [0; MAX_EXECUTOR_SLOTS],
             results: 0,
         }
     }
@@ -102,6 +110,27 @@ pub static REGISTRY: PgLwLock<Registry> = unsafe { PgLwLock::new(c"webhook_ext e
 #[allow(unexpected_cfgs)]
 pub fn request_shared_memory() {
     pgrx::pg_shmem_init!(REGISTRY);
+}
+
+/// How many executor processes the postmaster started with the server (the
+/// pool, src/execution/pool.rs `register_pool`): slots below this number are
+/// served by them, any above by processes started on demand. Set in the
+/// postmaster before it forks anything, so every process sees the same.
+static POOL_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+pub fn pool_size() -> usize {
+    POOL_SIZE.load(Ordering::Relaxed)
+}
+
+pub fn set_pool_size(size: usize) {
+    POOL_SIZE.store(size.min(MAX_EXECUTOR_SLOTS), Ordering::Relaxed);
+}
+
+/// A pool process says it waits for work in `slot`.
+pub fn join_pool(slot: usize) {
+    if let Some(member) = REGISTRY.exclusive().pool_members.get_mut(slot) {
+        *member = my_procno() + 1;
+    }
 }
 
 pub fn now_ms() -> i64 {
