@@ -162,28 +162,83 @@ CREATE TRIGGER workflows_before_write
     BEFORE INSERT OR UPDATE ON webhook.workflows
     FOR EACH ROW EXECUTE FUNCTION webhook._workflows_before_write();
 
--- Tells the listeners to reload cached definitions once the change commits
--- (an invalidation message: it locks nothing, so an open tenant transaction
--- cannot hold anyone up). SECURITY DEFINER so that tenants need no EXECUTE on
+-- Tells the listeners and executors which cached workflows to reload once
+-- the change commits: the workflows the statement wrote (their rows, their
+-- parameters or their verification) are noted in webhook.workflow_changes,
+-- and an invalidation message for the table (it locks nothing, so an open
+-- tenant transaction cannot hold anyone up) makes every process look there.
+-- TRUNCATE names no rows: every cached workflow goes (an invalidation of
+-- webhook.config_version). SECURITY DEFINER so that tenants need no EXECUTE on
 -- webhook._signal_config_change, which would let them make every listener
--- reload its cache at will; a trigger function cannot be called directly.
+-- look at will, nor any privilege on webhook.workflow_changes; a trigger
+-- function cannot be called directly.
 CREATE FUNCTION webhook._config_changed()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER AS $$
+DECLARE
+    changed uuid[] := '{}';
 BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        PERFORM webhook._signal_config_change('webhook.config_version'::pg_catalog.regclass);
+        RETURN NULL;
+    END IF;
+    -- Each branch is planned only when it runs: the transition tables it
+    -- names exist for that event's trigger.
+    IF TG_TABLE_NAME = 'workflows' THEN
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            changed := changed OPERATOR(pg_catalog.||) ARRAY(SELECT n.id FROM new_rows n);
+        END IF;
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            changed := changed OPERATOR(pg_catalog.||) ARRAY(SELECT o.id FROM old_rows o);
+        END IF;
+    ELSE
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            changed := changed OPERATOR(pg_catalog.||) ARRAY(SELECT n.workflow_id FROM new_rows n);
+        END IF;
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            changed := changed OPERATOR(pg_catalog.||) ARRAY(SELECT o.workflow_id FROM old_rows o);
+        END IF;
+    END IF;
+    IF pg_catalog.cardinality(changed) OPERATOR(pg_catalog.=) 0 THEN
+        RETURN NULL;
+    END IF;
+    -- In id order, so two statements never wait on each other in a cycle.
+    INSERT INTO webhook.workflow_changes AS c (workflow_id, changed_xid, changed_at)
+    SELECT DISTINCT u.id, pg_catalog.pg_current_xact_id(), pg_catalog.now()
+      FROM pg_catalog.unnest(changed) AS u(id)
+     ORDER BY u.id
+    ON CONFLICT (workflow_id) DO UPDATE
+       SET changed_xid = EXCLUDED.changed_xid, changed_at = EXCLUDED.changed_at;
     PERFORM webhook._signal_config_change(TG_RELID);
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER workflows_config_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON webhook.workflows
+CREATE TRIGGER workflows_inserted AFTER INSERT ON webhook.workflows
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
+CREATE TRIGGER workflows_updated AFTER UPDATE ON webhook.workflows
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
-CREATE TRIGGER parameters_config_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON webhook.parameters
+CREATE TRIGGER workflows_deleted AFTER DELETE ON webhook.workflows
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
+CREATE TRIGGER workflows_truncated AFTER TRUNCATE ON webhook.workflows
     FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
-
-CREATE TRIGGER verifications_config_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON webhook.verifications
+CREATE TRIGGER parameters_inserted AFTER INSERT ON webhook.parameters
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
+CREATE TRIGGER parameters_updated AFTER UPDATE ON webhook.parameters
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
+CREATE TRIGGER parameters_deleted AFTER DELETE ON webhook.parameters
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
+CREATE TRIGGER parameters_truncated AFTER TRUNCATE ON webhook.parameters
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
+CREATE TRIGGER verifications_inserted AFTER INSERT ON webhook.verifications
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
+CREATE TRIGGER verifications_updated AFTER UPDATE ON webhook.verifications
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
+CREATE TRIGGER verifications_deleted AFTER DELETE ON webhook.verifications
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
+CREATE TRIGGER verifications_truncated AFTER TRUNCATE ON webhook.verifications
     FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
 
 -- Every row of webhook.verifications is checked here, not by constraints
@@ -1013,6 +1068,32 @@ END
 $$;
 COMMENT ON FUNCTION webhook_set_rate_limit(uuid, double precision, integer, double precision, integer) IS
     'Requests per second (and burst) the workflow accepts in all and per client address; 429 beyond. NULL: no limit';
+
+-- Storage: `quota` bytes of events stored per webhook.storage_quota_window at
+-- most (NULL: the server's webhook.storage_quota, which is also the most any
+-- workflow gets), and whether events keep the raw body text besides the
+-- parameters parsed from it. Over the quota: 429 with Retry-After until the
+-- window ends.
+CREATE FUNCTION webhook_set_storage(workflow uuid, quota bigint, keep_body boolean DEFAULT true)
+RETURNS webhook.workflows
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF quota <= 0 OR keep_body IS NULL THEN
+        RAISE EXCEPTION 'quota must be positive (bytes per webhook.storage_quota_window) or NULL, and keep_body true or false'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE webhook.workflows x
+       SET storage_quota = quota, keep_body = webhook_set_storage.keep_body
+     WHERE x.id = workflow
+    RETURNING * INTO w;
+    RETURN w;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_storage(uuid, bigint, boolean) IS
+    'Bytes of events the workflow may store per webhook.storage_quota_window (NULL: the server''s quota, also the most any workflow gets; 429 beyond), and whether events keep the raw body besides the parameters';
 
 CREATE FUNCTION webhook_set_discriminator(workflow uuid, source text, name text)
 RETURNS webhook.workflows

@@ -88,6 +88,12 @@ CREATE TABLE webhook.workflows (
     rate_burst            integer,
     client_rate_limit     double precision,
     client_rate_burst     integer,
+    -- Storage (webhook_set_storage): bytes of events stored per
+    -- webhook.storage_quota_window at most (NULL: the server's
+    -- webhook.storage_quota; never more than it), and whether events keep the
+    -- raw body text besides the parameters parsed from it.
+    storage_quota         bigint,
+    keep_body             boolean     NOT NULL DEFAULT true,
     CONSTRAINT workflows_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 1000),
     CONSTRAINT workflows_retry_delay_check
         CHECK (retry_delay > interval '0' AND retry_max_delay >= retry_delay
@@ -105,6 +111,7 @@ CREATE TABLE webhook.workflows (
     CONSTRAINT workflows_client_rate_limit_check
         CHECK ((client_rate_limit IS NULL) = (client_rate_burst IS NULL)
                AND client_rate_limit > 0 AND client_rate_limit < 'Infinity' AND client_rate_burst >= 1),
+    CONSTRAINT workflows_storage_quota_check CHECK (storage_quota > 0),
     CONSTRAINT workflows_owner_name_key UNIQUE (owner, name),
     CONSTRAINT workflows_response_method_check
         CHECK (response_method IN ('default', 'custom', 'workflow')),
@@ -308,6 +315,22 @@ CREATE TABLE webhook.config_version (
 );
 INSERT INTO webhook.config_version DEFAULT VALUES;
 
+-- Which workflows changed, so that listeners and executors reload just those
+-- (src/pipeline/catalog.rs `Catalog::forget_changed`): per workflow, the last
+-- transaction that wrote it, its parameters or its verification (the
+-- _config_changed triggers in api.sql). A process reads the rows written
+-- since the oldest transaction still running at its last look. Rows of
+-- deleted workflows go an hour later (src/worker.rs); a process that has not
+-- looked for half an hour reloads everything instead.
+CREATE TABLE webhook.workflow_changes (
+    workflow_id uuid        PRIMARY KEY,
+    changed_xid xid8        NOT NULL,
+    changed_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX workflow_changes_xid_idx ON webhook.workflow_changes (changed_xid);
+COMMENT ON TABLE webhook.workflow_changes IS
+    'Internal: the last transaction that changed each workflow, for the listeners'' and executors'' caches';
+
 -- pg_dump keeps the users' data of these extension tables.
 SELECT pg_catalog.pg_extension_config_dump('webhook.workflows', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.parameters', '');
@@ -369,7 +392,7 @@ GRANT UPDATE (name, handler, enabled, full_body, full_body_param, allowed_method
               discriminator_source, discriminator_name, delivery_key_source, delivery_key_name,
               delivery_key_window, max_attempts, retry_delay, retry_max_delay, ordered,
               redact_headers, allowed_networks, rate_limit, rate_burst, client_rate_limit,
-              client_rate_burst)
+              client_rate_burst, storage_quota, keep_body)
     ON webhook.workflows TO webhook_admin;
 GRANT SELECT, INSERT, UPDATE (scheme, secrets, options, updated_at)
     ON webhook.verifications TO webhook_admin;

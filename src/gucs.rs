@@ -35,6 +35,11 @@ pub static MAX_RETRY_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static MAX_RETRIES_PER_SECOND: GucSetting<i32> = GucSetting::<i32>::new(100);
 /// Executor processes at most (one owner each), within max_worker_processes.
 pub static MAX_EXECUTORS: GucSetting<i32> = GucSetting::<i32>::new(4);
+/// Bytes of events (kB) one workflow may store per storage window, at most;
+/// a workflow's own quota can only be lower.
+pub static STORAGE_QUOTA_KB: GucSetting<i32> = GucSetting::<i32>::new(10 * 1024 * 1024);
+/// The window storage quotas count in (seconds).
+pub static STORAGE_QUOTA_WINDOW_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 /// Executors one owner may have at once (a slow handler does not hold up the
 /// owner's other events while another executor is free to start).
 pub static MAX_EXECUTORS_PER_OWNER: GucSetting<i32> = GucSetting::<i32>::new(2);
@@ -71,6 +76,7 @@ static mut TLS_KEY_FILE: *mut c_char = std::ptr::null_mut();
 
 const KB: GucFlags = GucFlags::UNIT_KB;
 const MS: GucFlags = GucFlags::UNIT_MS;
+const S: GucFlags = GucFlags::UNIT_S;
 
 /// Defines the settings. PostgreSQL only accepts new `PGC_POSTMASTER` settings
 /// while preloading; otherwise those are read as plain configuration values
@@ -241,6 +247,26 @@ fn define_reloadable() {
         3_600_000,
         GucContext::Sighup,
         MS,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.storage_quota",
+        c"Bytes of events one workflow may store per webhook.storage_quota_window, at most, whatever its own quota.",
+        c"Past it, requests get 429 with Retry-After until the window ends.",
+        &STORAGE_QUOTA_KB,
+        1,
+        1024 * 1024 * 1024,
+        GucContext::Sighup,
+        KB,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.storage_quota_window",
+        c"The window of time storage quotas count bytes in.",
+        c"",
+        &STORAGE_QUOTA_WINDOW_S,
+        1,
+        30 * 86_400,
+        GucContext::Sighup,
+        S,
     );
     GucRegistry::define_int_guc(
         c"webhook.max_retries_per_second",
@@ -533,5 +559,15 @@ pub fn retry_limits() -> webhook_core::retry::RetryLimits {
     webhook_core::retry::RetryLimits {
         min_delay: std::time::Duration::from_millis(MIN_RETRY_DELAY_MS.get().max(1) as u64),
         max_attempts: MAX_RETRY_ATTEMPTS.get().max(1) as u32,
+    }
+}
+
+/// A workflow's storage quota: its own (bytes), or the server's, whichever
+/// is lower, per the server's window.
+pub fn storage_quota(own_bytes: Option<i64>) -> webhook_core::quota::Quota {
+    let server = STORAGE_QUOTA_KB.get().max(1) as u64 * 1024;
+    webhook_core::quota::Quota {
+        bytes: own_bytes.map_or(server, |own| (own.max(0) as u64).min(server)),
+        window_secs: STORAGE_QUOTA_WINDOW_S.get().max(1) as u64,
     }
 }

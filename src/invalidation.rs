@@ -6,17 +6,27 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use pgrx::pg_sys;
 
-/// Set when cached workflows may be stale: a workflow or parameter changed
-/// (a relcache invalidation of one of the two tables, sent at commit by the
-/// `_config_changed` triggers), or a function, schema or role changed
-/// (cached workflows name their handler, its schema's privileges and owner).
-/// Invalidations arrive only after the change is visible, so whatever is
-/// loaded after the flag is seen is current.
+/// Set when every cached workflow may be stale: a function, schema or role
+/// changed (cached workflows name their handler, its schema's privileges and
+/// owner), one of the watched tables was truncated (an invalidation of
+/// webhook.config_version), or PostgreSQL reset its caches. Invalidations
+/// arrive only after the change is visible, so whatever is loaded after the
+/// flag is seen is current.
 pub static DEFINITIONS_CHANGED: AtomicBool = AtomicBool::new(false);
-/// OIDs of webhook.workflows, webhook.parameters and webhook.verifications
-/// (0 until the first batch).
-pub static WATCHED_TABLES: [AtomicU32; 3] =
-    [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
+/// Set when some workflows changed (a relcache invalidation of
+/// webhook.workflows, webhook.parameters or webhook.verifications, sent at
+/// commit by the `_config_changed` triggers): the next batch reloads those
+/// named in webhook.workflow_changes (src/pipeline/catalog.rs
+/// `Catalog::forget_changed`), not the whole cache.
+pub static WORKFLOWS_CHANGED: AtomicBool = AtomicBool::new(false);
+/// OIDs of webhook.workflows, webhook.parameters, webhook.verifications and
+/// webhook.config_version (0 until the first batch).
+pub static WATCHED_TABLES: [AtomicU32; 4] = [
+    AtomicU32::new(0),
+    AtomicU32::new(0),
+    AtomicU32::new(0),
+    AtomicU32::new(0),
+];
 
 pub fn watch_definitions() {
     unsafe extern "C-unwind" fn syscache_changed(
@@ -29,12 +39,13 @@ pub fn watch_definitions() {
     unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
         let relid = relid.to_u32();
         // InvalidOid: "every relation" (after a cache reset).
-        if relid == 0
-            || WATCHED_TABLES
-                .iter()
-                .any(|t| t.load(Ordering::SeqCst) == relid)
-        {
+        if relid == 0 || WATCHED_TABLES[3].load(Ordering::SeqCst) == relid {
             DEFINITIONS_CHANGED.store(true, Ordering::SeqCst);
+        } else if WATCHED_TABLES[..3]
+            .iter()
+            .any(|t| t.load(Ordering::SeqCst) == relid)
+        {
+            WORKFLOWS_CHANGED.store(true, Ordering::SeqCst);
         }
     }
     for cache in [

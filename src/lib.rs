@@ -44,6 +44,7 @@ pub extern "C-unwind" fn _PG_init() {
         PRELOADED.store(true, Ordering::Relaxed);
         execution::registry::request_shared_memory();
         pipeline::rate_limits::request_shared_memory();
+        pipeline::storage_quota::request_shared_memory();
         worker::register();
         execution::pool::register_pool();
     }

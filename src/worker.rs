@@ -18,7 +18,9 @@ use webhook_core::config;
 use webhook_core::request::Response;
 
 use crate::gucs;
-use crate::invalidation::{watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES};
+use crate::invalidation::{
+    watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES, WORKFLOWS_CHANGED,
+};
 use crate::listener::{Job, Listener, Outbox, Purpose, Reply, Settings, SharedSettings};
 use crate::pipeline::catalog::Catalog;
 use crate::pipeline::spi_util::{
@@ -177,6 +179,7 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
             state.check_extension();
             if state.ready {
                 forget_expired_deliveries();
+                forget_old_workflow_changes();
                 state.tend_executors();
             }
         } else if duties.record_exited {
@@ -238,6 +241,29 @@ const FORGET_EXPIRED_DELIVERIES: &str = "DELETE FROM webhook.deliveries d
                       JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) x.workflow_id
                      WHERE x.received_at OPERATOR(pg_catalog.<)
                            (pg_catalog.now() OPERATOR(pg_catalog.-) w.delivery_key_window)
+                     LIMIT 1000
+                       FOR UPDATE OF x SKIP LOCKED))";
+
+/// Deletes the change notes of workflows deleted more than an hour ago
+/// (every process has looked since, or reloads everything: see
+/// src/pipeline/catalog.rs `MAX_UNSEEN`), a bounded number at a time; a
+/// workflow that exists keeps its one row.
+fn forget_old_workflow_changes() {
+    let deleted = in_transaction(|| {
+        Spi::connect_mut(|client| run_kept::<i64>(client, FORGET_OLD_WORKFLOW_CHANGES))
+    });
+    if !matches!(deleted, Ok(Ok(_))) {
+        forget_kept();
+    }
+}
+
+const FORGET_OLD_WORKFLOW_CHANGES: &str = "DELETE FROM webhook.workflow_changes c
+              WHERE c.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(
+                    SELECT x.ctid FROM webhook.workflow_changes x
+                     WHERE x.changed_at OPERATOR(pg_catalog.<)
+                           (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval)
+                       AND NOT EXISTS (SELECT FROM webhook.workflows w
+                                        WHERE w.id OPERATOR(pg_catalog.=) x.workflow_id)
                      LIMIT 1000
                        FOR UPDATE OF x SKIP LOCKED))";
 
@@ -658,7 +684,9 @@ impl Batch {
         pipeline: &mut Pipeline,
     ) -> Result<(), pgrx::spi::Error> {
         // Invalidations were taken in when the transaction started.
-        if DEFINITIONS_CHANGED.swap(false, Ordering::SeqCst) {
+        let everything = DEFINITIONS_CHANGED.swap(false, Ordering::SeqCst);
+        let some = WORKFLOWS_CHANGED.swap(false, Ordering::SeqCst);
+        if everything {
             pipeline.forget_workflows();
         }
         let (sequence, tables) = pipeline.begin_batch(client)?;
@@ -666,6 +694,9 @@ impl Batch {
             for (watched, oid) in WATCHED_TABLES.iter().zip(tables) {
                 watched.store(oid, Ordering::SeqCst);
             }
+        }
+        if everything || some || pipeline.catalog_needs_look() {
+            pipeline.forget_changed_workflows(client)?;
         }
         while let Some(mut job) = self.pending.pop_front() {
             let meta = RequestMeta {

@@ -42,7 +42,9 @@ use super::attempts::{self, Attempt, Outcome};
 use super::handler_call::HandlerPlans;
 use super::registry::{self, now_ms, SlotState, REGISTRY};
 use crate::gucs;
-use crate::invalidation::{watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES};
+use crate::invalidation::{
+    watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES, WORKFLOWS_CHANGED,
+};
 use crate::pipeline::catalog::Catalog;
 use crate::pipeline::spi_util::{
     as_role_with_safe_path, commit_without_waiting_for_flush, in_subtransaction, in_transaction,
@@ -59,8 +61,7 @@ use crate::signals;
 /// long backlog costs nothing more per batch); in an ordered workflow only
 /// the oldest unfinished event is due; `$3` are events whose lost attempt a
 /// listener has yet to record (registry.rs); `$4` is the scan's start
-/// ([`Executor::scan_from`]); `$5` false leaves retries out (the owner's
-/// retry budget is spent, [`RetryBudget`]). The row lock is the claim: another executor
+/// ([`Executor::scan_from`]). The row lock is the claim: another executor
 /// skips what this one holds.
 const CLAIM: &str = "
 SELECT e.id, e.workflow_id::pg_catalog.text,
@@ -76,7 +77,6 @@ SELECT e.id, e.workflow_id::pg_catalog.text,
    AND e.next_attempt_at OPERATOR(pg_catalog.>=) pg_catalog.to_timestamp($4)
    AND w.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1
    AND e.id OPERATOR(pg_catalog.<>) ALL ($3)
-   AND ($5 OR e.attempts OPERATOR(pg_catalog.=) 0)
    AND (NOT w.ordered OR NOT EXISTS (
         SELECT FROM webhook.events p
          WHERE p.workflow_id OPERATOR(pg_catalog.=) e.workflow_id
@@ -145,14 +145,19 @@ const HANDLERS_BEFORE_JUDGING: u64 = 20;
 /// owner gets another executor (src/execution/pool.rs `KEEPING_UP_MS`).
 const BEHIND_MS: i64 = 100;
 
-/// Retries this executor may start now: `webhook.max_retries_per_second`
-/// shared by the owner's executors running at the time, refilled
-/// continuously up to one second's worth. A failing workflow (or many) then
-/// cannot turn an owner's executors into a retry loop that takes the
-/// processors from everyone else, whatever its retry policy says.
+/// Retries this executor may start: `webhook.max_retries_per_second` shared
+/// by the owner's executors running at the time, refilled continuously up to
+/// one second's worth. A retry claimed beyond it is not run but postponed to
+/// the next free place in the budget's schedule (its `next_attempt_at`
+/// moves), so a backlog of due retries is spread out at the budget's rate
+/// once, and never stands in front of the owner's first attempts. Failing
+/// workflows then cannot turn an owner's executors into a retry loop that
+/// takes the processors from everyone else, whatever their retry policies.
 struct RetryBudget {
     tokens: f64,
     refilled: Instant,
+    /// Where the last postponed retry was put (Unix seconds).
+    scheduled_until: f64,
 }
 
 impl RetryBudget {
@@ -160,6 +165,7 @@ impl RetryBudget {
         RetryBudget {
             tokens: 1.0,
             refilled: Instant::now(),
+            scheduled_until: 0.0,
         }
     }
 
@@ -175,34 +181,19 @@ impl RetryBudget {
         f64::from(gucs::MAX_RETRIES_PER_SECOND.get().max(1)) / executors as f64
     }
 
-    fn refill(&mut self, owner: u32) {
+    /// `Ok` when a retry may run now, else when it may (Unix seconds).
+    fn admit(&mut self, owner: u32, now_unix: f64) -> Result<(), f64> {
         let rate = Self::rate(owner);
         let now = Instant::now();
         let earned = now.duration_since(self.refilled).as_secs_f64() * rate;
         self.tokens = (self.tokens + earned).min(rate.max(1.0));
         self.refilled = now;
-    }
-
-    fn allows_one(&self) -> bool {
-        self.tokens >= 1.0
-    }
-
-    fn take_one(&mut self) -> bool {
-        if self.allows_one() {
+        if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            true
-        } else {
-            false
+            return Ok(());
         }
-    }
-
-    /// How long until the next retry may start.
-    fn until_next(&self, owner: u32) -> Duration {
-        if self.allows_one() {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64((1.0 - self.tokens) / Self::rate(owner))
-        }
+        self.scheduled_until = self.scheduled_until.max(now_unix) + 1.0 / rate;
+        Err(self.scheduled_until)
     }
 }
 
@@ -247,13 +238,7 @@ impl Statements {
             claim: client
                 .prepare_mut(
                     CLAIM,
-                    &[
-                        oid,
-                        int4,
-                        PgOid::from(Vec::<i64>::type_oid()),
-                        float8,
-                        PgOid::from(bool::type_oid()),
-                    ],
+                    &[oid, int4, PgOid::from(Vec::<i64>::type_oid()), float8],
                 )?
                 .keep(),
             next_due: client.prepare_mut(NEXT_DUE, &[oid, float8])?.keep(),
@@ -305,7 +290,8 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
                     "SELECT r.rolsuper, c.relowner::pg_catalog.int8,
                             'webhook_ext executor for ' OPERATOR(pg_catalog.||) r.rolname::pg_catalog.text,
                             'webhook.workflows'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
-                            'webhook.parameters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8
+                            'webhook.parameters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
+                            'webhook.config_version'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8
                        FROM pg_catalog.pg_roles r, pg_catalog.pg_class c
                       WHERE r.oid OPERATOR(pg_catalog.=) $1
                         AND c.oid OPERATOR(pg_catalog.=) 'webhook.events'::pg_catalog.regclass",
@@ -319,6 +305,7 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
                 row.get::<String>(3)?,
                 row.get::<i64>(4)?,
                 row.get::<i64>(5)?,
+                row.get::<i64>(6)?,
             ))
         })
     });
@@ -328,6 +315,7 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
         Some(application_name),
         Some(workflows),
         Some(parameters),
+        Some(config_version),
     ))) = setup
     else {
         // The owner was dropped, or the extension is not installed.
@@ -339,6 +327,7 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
     }
     WATCHED_TABLES[0].store(workflows as u32, Ordering::SeqCst);
     WATCHED_TABLES[1].store(parameters as u32, Ordering::SeqCst);
+    WATCHED_TABLES[3].store(config_version as u32, Ordering::SeqCst);
     // SAFETY: the session is authenticated (as the bootstrap superuser, who
     // may become any role); outside any transaction, on the main thread.
     unsafe { pg_sys::SetSessionAuthorization(owner, superuser) };
@@ -381,8 +370,9 @@ fn wait_for_owner(slot: usize) -> pg_sys::Oid {
 }
 
 /// Ends the process, outside any transaction. A pool process exits with code
-/// 1, which tells the postmaster to start it again (for the next owner, with
-/// nothing of this one's session); any other exits with 0, for good.
+/// 1, which tells the postmaster to start it again a second later (for the
+/// next owner, with nothing of this one's session; its slot goes to others
+/// meanwhile, src/execution/pool.rs); any other exits with 0, for good.
 fn leave(pooled: bool) -> ! {
     // SAFETY: proc_exit runs PostgreSQL's exit callbacks and ends the process;
     // no transaction is open here.
@@ -401,7 +391,13 @@ fn attach(slot: usize) -> Option<pg_sys::Oid> {
     entry.pid = unsafe { pg_sys::MyProcPid };
     entry.procno = registry::my_procno();
     entry.idle_since_ms = 0;
-    Some(pg_sys::Oid::from(entry.owner))
+    let owner = pg_sys::Oid::from(entry.owner);
+    // No longer waiting: its slot is not ready for another owner until the
+    // process that replaces this one joins the pool.
+    if let Some(member) = registry.pool_members.get_mut(slot) {
+        *member = 0;
+    }
+    Some(owner)
 }
 
 /// At exit: free the slot, or leave it `Exited` with the event whose
@@ -506,9 +502,7 @@ impl Executor {
             let mut wait = idle_timeout - idle_since.elapsed();
             if let Some(due) = self.next_due() {
                 let until_due = Duration::from_secs_f64((due - unix(SystemTime::now())).max(0.0));
-                // A due retry waits for the budget (a new event still wakes
-                // us through the latch).
-                wait = wait.min(until_due.max(self.retries.until_next(self.owner.to_u32())));
+                wait = wait.min(until_due);
             }
             if self.scan_floor.is_some() {
                 // Something older than the floor may be due (see scan_from):
@@ -654,17 +648,21 @@ impl Executor {
     ) -> Result<Batch, CaughtSqlError> {
         let result = in_transaction(|| {
             Spi::connect_mut(|client| -> Result<Batch, pgrx::spi::Error> {
-                if DEFINITIONS_CHANGED.swap(false, Ordering::SeqCst) {
+                let everything = DEFINITIONS_CHANGED.swap(false, Ordering::SeqCst);
+                let some = WORKFLOWS_CHANGED.swap(false, Ordering::SeqCst);
+                if everything {
                     self.forget();
                 }
                 let privileged = self.privileged;
+                if everything || some || self.catalog.needs_look() {
+                    let catalog = &mut self.catalog;
+                    as_role_with_safe_path(privileged, || catalog.forget_changed(client))?;
+                }
                 let owner = self.owner;
                 self.statements(client)?;
                 let statements = self.statements.take().expect("prepared above");
                 let unrecorded = registry::unrecorded_events();
                 let from = self.scan_from();
-                self.retries.refill(owner.to_u32());
-                let retries_allowed = self.retries.allows_one();
                 // Before the claim's snapshot: a claim noted after an event's
                 // commit sees that event (pool.rs `recheck`).
                 let claim_started_ms = now_ms();
@@ -674,7 +672,6 @@ impl Executor {
                             limit,
                             unrecorded: &unrecorded,
                             from,
-                            retries_allowed,
                         };
                         claim(client, &statements.claim, owner, &scan)
                     })
@@ -688,16 +685,21 @@ impl Executor {
                 }
                 let mut batch = Batch::default();
                 let mut records = Vec::with_capacity(events.len());
+                let mut postponed: Vec<(i64, f64)> = Vec::new();
                 for (mut row, stored) in events {
                     if self.asked_to_retire() {
                         // Another owner needs the slot: the events not run
                         // yet are released at commit, unattempted.
                         break;
                     }
-                    if row.attempts > 0 && !self.retries.take_one() {
-                        // Over the owner's retry budget: released at commit,
-                        // unattempted, due as before.
-                        continue;
+                    if row.attempts > 0 {
+                        let now = unix(SystemTime::now());
+                        if let Err(at) = self.retries.admit(owner.to_u32(), now) {
+                            // Over the owner's retry budget: unattempted,
+                            // due again at its place in the budget's schedule.
+                            postponed.push((row.id, at));
+                            continue;
+                        }
                     }
                     let attempt = row.attempts + 1;
                     let started = unix(SystemTime::now());
@@ -748,7 +750,8 @@ impl Executor {
                 self.set_running(0, 0, 0);
                 let record_plan = self.statements.as_ref().map(|s| &s.record);
                 as_role_with_safe_path(privileged, || {
-                    attempts::record_with(client, record_plan, &records)
+                    attempts::record_with(client, record_plan, &records)?;
+                    postpone(client, &postponed)
                 })?;
                 if !records.is_empty() {
                     check_notify_queue();
@@ -873,8 +876,6 @@ struct Scan<'a> {
     unrecorded: &'a [i64],
     /// Where the scan starts (Unix seconds; see [`Executor::scan_from`]).
     from: f64,
-    /// Whether retries may be claimed ([`RetryBudget`]).
-    retries_allowed: bool,
 }
 
 /// Claims due events of `owner`; also returns when the oldest of them became
@@ -893,7 +894,6 @@ fn claim(
             DatumWithOid::from(scan.limit),
             DatumWithOid::from(scan.unrecorded.to_vec()),
             DatumWithOid::from(scan.from),
-            DatumWithOid::from(scan.retries_allowed),
         ],
     )?;
     let mut oldest_due: Option<f64> = None;
@@ -941,6 +941,26 @@ fn claim(
         ));
     }
     Ok((rows, oldest_due))
+}
+
+/// Moves claimed retries that are over the owner's budget to their place in
+/// its schedule ([`RetryBudget`]): (event id, Unix seconds).
+fn postpone(client: &mut SpiClient<'_>, postponed: &[(i64, f64)]) -> Result<(), pgrx::spi::Error> {
+    if postponed.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = postponed.iter().map(|(id, _)| *id).collect();
+    let at: Vec<f64> = postponed.iter().map(|(_, at)| *at).collect();
+    client.update(
+        "UPDATE webhook.events e
+            SET next_attempt_at = pg_catalog.to_timestamp(p.at)
+           FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),
+                           pg_catalog.unnest($2::pg_catalog.float8[])) AS p(id, at)
+          WHERE e.id OPERATOR(pg_catalog.=) p.id",
+        None,
+        &[DatumWithOid::from(ids), DatumWithOid::from(at)],
+    )?;
+    Ok(())
 }
 
 fn wait_latch(timeout: Duration) {

@@ -89,6 +89,7 @@ fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<
     let limit = pool_limit();
     let per_owner = gucs::MAX_EXECUTORS_PER_OWNER.get().max(1) as usize;
     let now = now_ms();
+    let pool = super::registry::pool_size();
     let slot = {
         let mut registry = REGISTRY.exclusive();
         let mut in_use = 0;
@@ -97,12 +98,18 @@ fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<
         let mut idlest: Option<(usize, i64)> = None;
         let mut owner_busy_procnos = Vec::new();
         let mut trusted = false;
+        let members = registry.pool_members;
         for (index, slot) in registry.executors.iter_mut().enumerate() {
             if slot.state == SlotState::Starting && now - slot.since_ms > START_TIMEOUT_MS {
                 *slot = Default::default();
             }
             if slot.state == SlotState::Free {
-                free = free.or(Some(index));
+                // A slot whose pool process waits is served at once; one
+                // whose process is being started again, a second later.
+                let ready = index >= pool || members[index] > 0;
+                if free.is_none_or(|(_, free_ready): (usize, bool)| ready && !free_ready) {
+                    free = Some((index, ready));
+                }
                 continue;
             }
             in_use += 1;
@@ -163,7 +170,7 @@ fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<
         // An owner's first executor may take the last free slot; further
         // ones leave it for an owner that has none.
         let room = if owners_executors == 0 { 1 } else { 2 };
-        match free {
+        match free.map(|(index, _)| index) {
             Some(index) if in_use + room <= limit => {
                 let slot = &mut registry.executors[index];
                 *slot = Default::default();
@@ -171,19 +178,22 @@ fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<
                 slot.owner = owner;
                 slot.since_ms = now;
                 if in_use + 1 == limit {
-                    // The reserve is gone: get it back.
-                    if let Some(victim) = idlest
-                        .map(|(index, _)| index)
-                        .or_else(|| extra_to_retire(&registry.executors))
+                    // The reserve is gone: get it back, from an executor
+                    // idle for a while (not one between two events) or an
+                    // extra one of a busy owner.
+                    let long_idle = idlest
+                        .filter(|(_, since)| now - since >= RESERVE_IDLE_MS)
+                        .map(|(index, _)| index);
+                    if let Some(victim) = long_idle.or_else(|| extra_to_retire(&registry.executors))
                     {
                         let slot = &mut registry.executors[victim];
                         slot.retire = true;
                         wake(slot.procno);
                     }
                 }
-                index
+                (index, owners_executors)
             }
-            Some(_) if owners_executors > 0 => return None,
+            // No room (for a second executor: none beside the reserve).
             _ => {
                 if owners_executors == 0 {
                     super::registry::note_waiting(&mut registry, owner);
@@ -205,7 +215,8 @@ fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<
             }
         }
     };
-    if slot < super::registry::pool_size() {
+    let (slot, owners_executors) = slot;
+    if slot < pool {
         // Its pool process waits for it (or is being started again).
         wake(REGISTRY.share().pool_members[slot] - 1);
         return None;
@@ -219,7 +230,19 @@ fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<
         .set_restart_time(None)
         .load_dynamic();
     if started.is_err() {
-        REGISTRY.exclusive().executors[slot] = Default::default();
+        // As if the pool were full: the owner waits for an executor to give
+        // way, rather than for a background-worker slot that may never free.
+        let mut registry = REGISTRY.exclusive();
+        registry.executors[slot] = Default::default();
+        if owners_executors == 0 {
+            super::registry::note_waiting(&mut registry, owner);
+            if let Some(victim) = busiest_to_retire(&registry.executors) {
+                let slot = &mut registry.executors[victim];
+                slot.retire = true;
+                wake(slot.procno);
+            }
+        }
+        drop(registry);
         static NO_WORKER_SLOT: OncePerMinute = OncePerMinute::new();
         if NO_WORKER_SLOT.due() {
             pgrx::warning!("webhook_ext could not start an executor: no background worker slot is free (raise max_worker_processes)");
@@ -240,57 +263,68 @@ pub fn start_waiting_owners() {
     }
 }
 
-/// Which busy executor gives way to a waiting owner: one of an owner that has
-/// several, else the one that started longest ago; none while another is
-/// already giving way.
+/// Which busy executor gives way to a waiting owner: one of an owner that
+/// has several, else any; of those, one between handlers, else the one whose
+/// handler started last (one that has run long is likely stuck in a slow
+/// handler). Never one that has not claimed yet (it would leave having run
+/// nothing, and the next one too); none while another is already giving way
+/// between handlers or in a handler that started less than a second ago.
 fn busiest_to_retire(executors: &[super::registry::ExecutorSlot]) -> Option<usize> {
-    if executors
-        .iter()
-        .any(|slot| slot.retire && slot.state == SlotState::Running)
-    {
-        return None;
-    }
-    let running = || {
-        executors
-            .iter()
-            .enumerate()
-            .filter(|(_, slot)| slot.state == SlotState::Running)
-    };
-    let count = |owner: u32| running().filter(|(_, s)| s.owner == owner).count();
-    running()
-        .max_by_key(|(_, slot)| (count(slot.owner), -slot.since_ms))
-        .map(|(index, _)| index)
+    retire_choice(executors, 1)
 }
 
-/// An executor of an owner that has several (the one that started longest
-/// ago), to give its slot back to the reserve; none while another is already
-/// giving way.
+/// An executor of an owner that has several, chosen as in
+/// [`busiest_to_retire`], to give its slot back to the reserve.
 fn extra_to_retire(executors: &[super::registry::ExecutorSlot]) -> Option<usize> {
+    retire_choice(executors, 2)
+}
+
+fn retire_choice(
+    executors: &[super::registry::ExecutorSlot],
+    owners_at_least: usize,
+) -> Option<usize> {
+    let now = now_ms();
     let running = || {
         executors
             .iter()
             .enumerate()
             .filter(|(_, slot)| slot.state == SlotState::Running)
     };
-    if running().any(|(_, slot)| slot.retire) {
+    let giving_way_soon = running().any(|(_, slot)| {
+        slot.retire && (slot.running_event == 0 || now - slot.running_started_ms < 1000)
+    });
+    if giving_way_soon {
         return None;
     }
+    let count = |owner: u32| running().filter(|(_, s)| s.owner == owner).count();
     running()
-        .filter(|(_, slot)| running().filter(|(_, s)| s.owner == slot.owner).count() > 1)
-        .min_by_key(|(_, slot)| slot.since_ms)
+        .filter(|(_, slot)| !slot.retire && slot.claimed_ms != 0)
+        .filter(|(_, slot)| count(slot.owner) >= owners_at_least)
+        .max_by_key(|(_, slot)| {
+            (
+                count(slot.owner),
+                slot.running_event == 0,
+                slot.running_started_ms,
+            )
+        })
         .map(|(index, _)| index)
 }
 
 /// Registers the executor pool with the postmaster (from `_PG_init`, after
 /// the listeners): `webhook.max_executors` processes, as many as
-/// max_worker_processes leaves room for.
+/// max_worker_processes leaves room for while keeping [`SPARE_WORKERS`] for
+/// libraries loaded after this one and for what starts on demand.
 pub fn register_pool() {
     let wanted = (gucs::MAX_EXECUTORS.get().max(0) as usize).min(MAX_EXECUTOR_SLOTS);
     // SAFETY: read in the postmaster while shared_preload_libraries load,
     // where max_worker_processes is final and nothing else runs.
     let room = unsafe { pg_sys::max_worker_processes.max(0) as usize }
         .saturating_sub(registered_background_workers());
-    let size = wanted.min(room);
+    let size = if wanted + SPARE_WORKERS <= room {
+        wanted
+    } else {
+        wanted.min(room.saturating_sub(SPARE_WORKERS))
+    };
     for slot in 0..size {
         BackgroundWorkerBuilder::new(&format!("webhook_ext executor {slot}"))
             .set_type("webhook_ext executor")
@@ -298,14 +332,15 @@ pub fn register_pool() {
             .set_function("webhook_executor_main")
             .set_argument((slot as i32).into_datum())
             .enable_spi_access()
-            // Each exits after serving an owner: start it again at once.
-            .set_restart_time(Some(std::time::Duration::ZERO))
+            // Each exits after serving an owner. Not at once: a start that
+            // fails (fork, no slot) would be retried in a tight loop.
+            .set_restart_time(Some(std::time::Duration::from_secs(1)))
             .load();
     }
     super::registry::set_pool_size(size);
     if size < wanted {
-        pgrx::log!(
-            "webhook_ext starts {size} of webhook.max_executors = {wanted} executors with the server: max_worker_processes leaves no room for more (the rest start on demand, when a slot is free)"
+        pgrx::warning!(
+            "webhook_ext starts {size} of webhook.max_executors = {wanted} executors with the server: max_worker_processes leaves no room for more (the rest start on demand, when a slot is free); see docs/execution.md"
         );
     }
 }
@@ -314,15 +349,17 @@ pub fn register_pool() {
 /// postmaster's own, other libraries', the listeners).
 fn registered_background_workers() -> usize {
     unsafe extern "C" {
-        // The postmaster's list of registered workers (bgworker.c).
-        static BackgroundWorkerList: pg_sys::slist_head;
+        // The postmaster's list of registered workers (bgworker.c): a
+        // null-terminated slist in PostgreSQL 15.
+        static mut BackgroundWorkerList: pg_sys::slist_head;
     }
     let mut count = 0;
     // SAFETY: only the postmaster calls this, while it loads
     // shared_preload_libraries: the list is complete up to here and nothing
     // changes it meanwhile; each node's `next` is a valid pointer or null.
     unsafe {
-        let mut node = BackgroundWorkerList.head.next;
+        let list = &raw const BackgroundWorkerList;
+        let mut node = (*list).head.next;
         while !node.is_null() {
             count += 1;
             node = (*node).next;
@@ -330,6 +367,16 @@ fn registered_background_workers() -> usize {
     }
     count
 }
+
+/// Background-worker slots the pool leaves free when max_worker_processes is
+/// short: for libraries loaded after this one (their own workers) and for
+/// executors started on demand.
+const SPARE_WORKERS: usize = 2;
+
+/// An idle executor gives its slot back to the reserve only after this long
+/// (one idle between two events would be replaced by a new process for every
+/// event).
+const RESERVE_IDLE_MS: i64 = 1000;
 
 /// How many executors may run at once (`webhook.max_executors`).
 pub fn pool_limit() -> usize {

@@ -1,6 +1,8 @@
 //! Workflow definitions as the pipeline needs them, loaded through SPI and
-//! cached per process until a change to workflows or parameters is signalled
-//! (see `webhook._signal_config_change` and src/invalidation.rs).
+//! cached per process until a change is signalled (see the `_config_changed`
+//! triggers in sql/api.sql and src/invalidation.rs): a change to some
+//! workflows reloads those, and only a change to functions, schemas or roles
+//! (or a TRUNCATE) reloads them all.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -65,6 +67,11 @@ pub struct Workflow {
     /// Its rate limit as a whole, and per client address.
     pub rate_limit: Option<Limit>,
     pub client_rate_limit: Option<Limit>,
+    /// Its own storage quota (bytes per webhook.storage_quota_window), if
+    /// lower than the server's (`gucs::storage_quota`).
+    pub storage_quota: Option<i64>,
+    /// Whether events keep the raw body text besides the parameters.
+    pub keep_body: bool,
 }
 
 impl Workflow {
@@ -104,7 +111,25 @@ pub struct Catalog {
     /// Where a listener's network thread reads what it needs of each
     /// workflow; kept the same as this cache.
     directory: Option<Arc<Directory>>,
+    /// The horizon of the last look at webhook.workflow_changes (the oldest
+    /// transaction still running then, as an xid8), and when it was taken.
+    changes_seen: Option<(i64, std::time::Instant)>,
 }
+
+/// A process that has not looked at webhook.workflow_changes for this long
+/// reloads everything instead: rows of deleted workflows are kept an hour
+/// (src/worker.rs), so a look this late could miss one.
+const MAX_UNSEEN: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// The workflows changed by transactions at or after `$1` (an xid8 as int8;
+/// `ARRAY[]` for the first look), and the new horizon: the oldest transaction
+/// running now. A transaction that commits later has an xid at or after it,
+/// so the next look, from there, sees its rows.
+const CHANGED_SINCE: &str = "
+SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::pg_catalog.text::pg_catalog.int8,
+       ARRAY(SELECT c.workflow_id::pg_catalog.text FROM webhook.workflow_changes c
+              WHERE $1 IS NOT NULL
+                AND c.changed_xid OPERATOR(pg_catalog.>=) $1::pg_catalog.text::pg_catalog.xid8)";
 
 /// Every name is schema-qualified and the listener's session pins
 /// `search_path = pg_catalog, pg_temp` (worker.rs): this runs as a superuser,
@@ -151,7 +176,8 @@ SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_
        w.redact_headers,
        w.allowed_networks::pg_catalog.text[],
        w.rate_limit, w.rate_burst, w.client_rate_limit, w.client_rate_burst,
-       v.scheme, v.secrets, v.options
+       v.scheme, v.secrets, v.options,
+       w.storage_quota, w.keep_body
   FROM webhook.workflows w
   LEFT JOIN webhook.verifications v ON v.workflow_id OPERATOR(pg_catalog.=) w.id
                                    AND v.scheme OPERATOR(pg_catalog.<>) 'none'
@@ -187,6 +213,38 @@ impl Catalog {
             self.clear_workflows();
             self.epoch = current;
         }
+    }
+
+    /// Whether [`Catalog::forget_changed`] is due even without a signal: the
+    /// first time, and after [`MAX_UNSEEN`].
+    pub fn needs_look(&self) -> bool {
+        self.changes_seen
+            .is_none_or(|(_, at)| at.elapsed() > MAX_UNSEEN)
+    }
+
+    /// Forgets the workflows changed since the last look (everything, on
+    /// the first look or one after [`MAX_UNSEEN`]). Runs in the caller's
+    /// transaction, after the invalidations that signalled the change.
+    pub fn forget_changed(&mut self, client: &SpiClient<'_>) -> Result<(), pgrx::spi::Error> {
+        let horizon = match self.changes_seen {
+            Some((xmin, at)) if at.elapsed() <= MAX_UNSEEN => Some(xmin),
+            _ => None,
+        };
+        let table = client.select(CHANGED_SINCE, Some(1), &[DatumWithOid::from(horizon)])?;
+        let row = table.first();
+        let xmin = row.get::<i64>(1)?.unwrap_or(0);
+        match horizon {
+            None => self.clear_workflows(),
+            Some(_) => {
+                for id in row.get::<Vec<String>>(2)?.unwrap_or_default() {
+                    if let Ok(id) = id.parse() {
+                        self.forget(id);
+                    }
+                }
+            }
+        }
+        self.changes_seen = Some((xmin, std::time::Instant::now()));
+        Ok(())
     }
 
     pub fn forget(&mut self, id: Uuid) {
@@ -399,6 +457,8 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
         }),
         rate_limit: limit(row.get::<f64>(33)?, row.get::<i32>(34)?),
         client_rate_limit: limit(row.get::<f64>(35)?, row.get::<i32>(36)?),
+        storage_quota: row.get::<i64>(40)?,
+        keep_body: row.get::<bool>(41)?.unwrap_or(true),
     }))
 }
 

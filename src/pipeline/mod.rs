@@ -14,6 +14,7 @@ mod redelivery;
 mod rejections;
 pub mod session_reset;
 pub mod spi_util;
+pub mod storage_quota;
 
 pub use event_row::{response_json, unix, EventRow};
 use event_row::{INSERT_EVENT, INSERT_EVENTS};
@@ -38,6 +39,7 @@ use webhook_core::validate::Source;
 use webhook_core::verify::redact_headers;
 
 use crate::front_door::{self, Verdict};
+use crate::gucs;
 
 use crate::execution::attempts::{self, Attempt, Outcome};
 use crate::execution::handler_call::HandlerPlans;
@@ -54,6 +56,7 @@ SELECT v.epoch::pg_catalog.text,
        'webhook.workflows'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
        'webhook.parameters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
        'webhook.verifications'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
+       'webhook.config_version'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
        'webhook.events_id_seq'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8
   FROM webhook.config_version v";
 
@@ -264,6 +267,22 @@ impl Pipeline {
 
     /// Forgets cached workflows and their handler plans (a handler function or
     /// an owner role changed).
+    /// Whether the catalog must look for changed workflows even without a
+    /// signal (`Catalog::needs_look`).
+    pub fn catalog_needs_look(&self) -> bool {
+        self.catalog.needs_look()
+    }
+
+    /// Forgets the cached workflows that changed since the last look
+    /// (`Catalog::forget_changed`).
+    pub fn forget_changed_workflows(
+        &mut self,
+        client: &SpiClient<'_>,
+    ) -> Result<(), pgrx::spi::Error> {
+        let catalog = &mut self.catalog;
+        run_privileged(self.privileged_role, || catalog.forget_changed(client))
+    }
+
     pub fn forget_workflows(&mut self) {
         self.catalog.clear();
         self.handler_plans.clear();
@@ -278,7 +297,7 @@ impl Pipeline {
     pub fn begin_batch(
         &mut self,
         client: &mut SpiClient<'_>,
-    ) -> Result<(pg_sys::Oid, Option<[u32; 3]>), pgrx::spi::Error> {
+    ) -> Result<(pg_sys::Oid, Option<[u32; 4]>), pgrx::spi::Error> {
         check_notify_queue();
         if let Some(sequence) = self.events_sequence {
             return Ok((sequence, None));
@@ -295,8 +314,8 @@ impl Pipeline {
         let oid = |n: usize| -> Result<u32, pgrx::spi::Error> {
             Ok(row.get::<i64>(n)?.unwrap_or(0) as u32)
         };
-        let tables = [oid(2)?, oid(3)?, oid(4)?];
-        let sequence = pg_sys::Oid::from(oid(5)?);
+        let tables = [oid(2)?, oid(3)?, oid(4)?, oid(5)?];
+        let sequence = pg_sys::Oid::from(oid(6)?);
         self.events_sequence = Some(sequence);
         Ok((sequence, Some(tables)))
     }
@@ -538,7 +557,7 @@ impl Pipeline {
             query: Value::Object(request.query.clone()),
             headers: Value::Object(request.headers.clone()),
             params: Value::Object(accepted.params),
-            body: rules::stored_body(&request.body),
+            body: stored_body(workflow, request),
             status: "pending",
             error: None,
             response: success.as_ref().map(response_json),
@@ -565,6 +584,32 @@ impl Pipeline {
                 _ => None,
             },
         };
+        // Storage quotas bound what senders store, not what the owner's own
+        // SQL (webhook_trigger, webhook_replay) does. Checked after the
+        // delivery key is known: a redelivery still gets its original's answer.
+        let quota = (meta.origin == Origin::Http).then(|| {
+            (
+                gucs::storage_quota(workflow.storage_quota),
+                webhook_core::quota::stored_bytes(request, workflow.keep_body),
+            )
+        });
+        if let Some((limit, _)) = quota {
+            if let Err(wait) = storage_quota::check(wf_rules.id, limit) {
+                return self.over_storage_quota(
+                    client,
+                    workflow,
+                    request,
+                    meta,
+                    key.as_deref(),
+                    wait,
+                );
+            }
+        }
+        let charge = || {
+            if let Some((limit, bytes)) = quota {
+                storage_quota::charge(wf_rules.id, bytes, limit);
+            }
+        };
         let claim = |client: &mut SpiClient<'_>| -> Option<(i64, Option<Value>)> {
             let key = key.as_deref()?;
             ok_or_raise(run_privileged(privileged, || {
@@ -583,6 +628,7 @@ impl Pipeline {
 
         if key.is_none() && self.defer_inserts {
             // Stored with the rest of the batch (store_deferred).
+            charge();
             self.last_deferred = Some(id);
             let handled = self.stored_response(workflow, &row, success);
             self.deferred.push((row, workflow.owner));
@@ -613,12 +659,48 @@ impl Pipeline {
         Ok(match stored {
             Ok(Err(duplicate)) => Handled::AfterCommit(duplicate),
             Ok(Ok(())) => {
+                charge();
                 redelivery::notify_event(id, "pending");
                 self.stored_for_owners.push(workflow.owner);
                 self.stored_response(workflow, &row, success)
             }
             Err(error) => Handled::Immediate(not_stored(&error)),
         })
+    }
+
+    /// The answer to a request whose workflow has stored its quota in the
+    /// current window: a redelivery of an event still gets the original's
+    /// answer, anything else 429 until the window ends (counted as a
+    /// rejection); nothing is stored.
+    fn over_storage_quota(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        workflow: &Workflow,
+        request: &IncomingRequest,
+        meta: &RequestMeta,
+        key: Option<&str>,
+        wait_secs: u64,
+    ) -> Result<Handled, pgrx::spi::Error> {
+        let id = workflow.rules.id;
+        self.last_event_id = None;
+        if let Some(key) = key {
+            let window = workflow.delivery_window_secs;
+            let original = run_privileged(self.privileged_role, || {
+                redelivery::find_delivery(client, id, key, window)
+            })?;
+            if let Some((original, recorded)) = original {
+                self.last_event_id = Some(original);
+                return Ok(Handled::Immediate(delivery::duplicate_response(
+                    id,
+                    original,
+                    recorded.as_ref(),
+                )));
+            }
+        }
+        let response = Response::error(429, "Storage quota exceeded")
+            .with_header("retry-after", &wait_secs.to_string());
+        self.record_refusal_of(client, workflow, request, &response, meta, None);
+        Ok(Handled::Immediate(response))
     }
 
     /// The answer for a stored (pending) event.
@@ -843,6 +925,19 @@ fn is_lock_timeout(error: &spi_util::CaughtSqlError) -> bool {
 
 fn busy_retry_later() -> Response {
     Response::retry_later("Workflow busy, retry later")
+}
+
+/// What `webhook.events.body` keeps: the body text, unless the workflow
+/// keeps only the parameters and they hold the body (it was parsed, or it is
+/// the whole-body parameter); a body that could not be parsed is kept
+/// whatever the setting, since it is all there is.
+fn stored_body(workflow: &Workflow, request: &IncomingRequest) -> Option<String> {
+    let parsed = matches!(request.body, webhook_core::request::BodyOutcome::Parsed(_));
+    if workflow.keep_body || !parsed {
+        rules::stored_body(&request.body)
+    } else {
+        None
+    }
 }
 
 fn run_privileged<R>(role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> R {

@@ -61,7 +61,7 @@ pub fn request_shared_memory() {
 /// 128 random bits from PostgreSQL's strong random source; should that fail,
 /// from the ones std seeds its hash maps with (also the operating system's),
 /// rather than a key anyone could know.
-fn random_key() -> [u64; 2] {
+pub(crate) fn random_key() -> [u64; 2] {
     let mut key = [0u64; 2];
     // SAFETY: writes exactly the 16 bytes of `key`, any bit pattern is a u64.
     if unsafe { pg_sys::pg_strong_random(key.as_mut_ptr().cast(), size_of_val(&key)) } {

@@ -62,6 +62,38 @@ pub fn notify_event(event_id: i64, status: &str) {
     unsafe { Async_Notify(EVENTS_CHANNEL.as_ptr(), payload.as_ptr()) };
 }
 
+/// The event that claimed `key` within the last `window_secs`, and its
+/// recorded response, if any; claims nothing.
+pub fn find_delivery(
+    client: &mut SpiClient<'_>,
+    workflow_id: Uuid,
+    key: &str,
+    window_secs: f64,
+) -> Result<Option<(i64, Option<Value>)>, pgrx::spi::Error> {
+    let found = client.select(
+        "SELECT d.event_id, e.response
+           FROM webhook.deliveries d
+           LEFT JOIN webhook.events e ON e.id OPERATOR(pg_catalog.=) d.event_id
+          WHERE d.workflow_id OPERATOR(pg_catalog.=) $1 AND d.key OPERATOR(pg_catalog.=) $2
+            AND d.received_at OPERATOR(pg_catalog.>=)
+                (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $3))",
+        Some(1),
+        &[
+            DatumWithOid::from(pg_uuid(workflow_id)),
+            DatumWithOid::from(key),
+            DatumWithOid::from(window_secs),
+        ],
+    )?;
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let row = found.first();
+    let Some(original_id) = row.get::<i64>(1)? else {
+        return Ok(None);
+    };
+    Ok(Some((original_id, row.get::<JsonB>(2)?.map(|j| j.0))))
+}
+
 /// Claims `key` for event `event_id`: `None` when this is the first delivery
 /// with that key within the window (or the last one is older), else the
 /// original event's id and recorded response. A concurrent first delivery

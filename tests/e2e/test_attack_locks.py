@@ -128,10 +128,11 @@ def test_an_owner_locking_its_own_workflow_row_gets_503s_others_do_not_notice(pr
 
 def test_tenants_cannot_signal_config_changes_themselves(private, tenants):
     alice = tenants["alice"]
-    workflows = private.scalar("SELECT 'webhook.workflows'::regclass::oid")
+    everything = private.scalar("SELECT 'webhook.config_version'::regclass::oid")
     # Positive control: the signal is what makes the listeners reload. A
-    # change written with triggers off (no signal) is not seen until a
-    # superuser calls it.
+    # change written with triggers off (no signal, no note of which workflow
+    # changed) is not seen until a superuser signals that everything may
+    # have changed.
     wf0 = alice.create_workflow(name="signalled")
     assert post(private, wf0, json_body={}).json()["msg"] == "success"
     with private.connect() as su:
@@ -139,10 +140,10 @@ def test_tenants_cannot_signal_config_changes_themselves(private, tenants):
         su.execute("UPDATE webhook.workflows SET response_method = 'custom', response_body = 'unsignalled', "
                    "response_content_type = 'text/plain' WHERE id = %s", (wf0,))
     assert post(private, wf0, json_body={}).json()["msg"] == "success"
-    private.sql("SELECT webhook._signal_config_change(%s::oid)", (workflows,))
+    private.sql("SELECT webhook._signal_config_change(%s::oid)", (everything,))
     r = post(private, wf0, json_body={})
     assert (r.status_code, r.text) == (200, "unsignalled")
-    err = alice.error("SELECT webhook._signal_config_change(%s::oid)", (workflows,), sqlstate="42501")
+    err = alice.error("SELECT webhook._signal_config_change(%s::oid)", (everything,), sqlstate="42501")
     assert err["message"] == "permission denied for function _signal_config_change"
     # Positive control: her own changes still reach the listener at once.
     wf = alice.create_workflow()

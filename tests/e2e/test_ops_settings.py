@@ -51,6 +51,8 @@ DEFAULTS = {
     "webhook.port": ("8787", None, "postmaster"),
     "webhook.public_base_url": ("", None, "sighup"),
     "webhook.rejections_kept": ("100", None, "sighup"),
+    "webhook.storage_quota": ("10485760", "kB", "sighup"),
+    "webhook.storage_quota_window": ("3600", "s", "sighup"),
     "webhook.tls_cert_file": ("", None, "postmaster"),
     "webhook.tls_key_file": ("", None, "postmaster"),
     "webhook.trusted_proxies": ("", None, "sighup"),

@@ -13,6 +13,7 @@ pub mod infer;
 pub mod jsonb;
 pub mod kv;
 pub mod lookup;
+pub mod quota;
 pub mod request;
 pub mod retry;
 pub mod route;

@@ -1,0 +1,96 @@
+"""Listeners and executors cache workflow definitions. A change to one
+workflow (its row, its parameters, its verification) makes them reload that
+workflow only, at their next batch; a TRUNCATE, or a change to functions,
+schemas or roles, reloads everything. Every change is seen by the next
+request, whichever way it was written.
+
+How many times definitions are loaded is read from PostgreSQL's own
+statistics: each load reads webhook.verifications once (the listener and
+the executors report their table statistics at least once a second).
+"""
+
+import time
+
+import requests
+
+from tenantkit import private_cluster_fixture, tenants_fixture
+
+private = private_cluster_fixture()
+tenants = tenants_fixture("alice", "mallory")
+
+
+def post(c, wf, body=None):
+    return requests.post(c.hook_url(wf), json=body if body is not None else {}, timeout=10)
+
+
+def loads(c) -> int:
+    """Definition loads so far: reads of webhook.verifications, once the
+    listener and its executors have reported their statistics."""
+    time.sleep(1.5)
+    with c.connect() as conn:
+        return conn.execute("SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_user_tables "
+                            "WHERE relid = 'webhook.verifications'::regclass").fetchone()[0]
+
+
+def test_another_tenants_changes_reload_nothing_of_this_one(private, tenants):
+    """mallory commits 30 changes to her own workflow, each followed by a
+    request to alice's: alice's workflow used to be loaded again after every
+    one of them (every change made every listener and executor reload its
+    whole cache); now it is never loaded again."""
+    alice, mallory = tenants["alice"], tenants["mallory"]
+    wf = alice.create_workflow(name="steady")
+    churn = mallory.create_workflow(name="churn")
+    assert post(private, wf, {"n": 0}).status_code == 200  # cached from here on
+    before = loads(private)
+    for n in range(1, 31):
+        mallory.sql("UPDATE webhook.workflows SET enabled = true WHERE id = %s", (churn,))
+        r = post(private, wf, {"n": n})
+        assert r.status_code == 200, r.text
+    assert loads(private) - before == 0
+    assert private.scalar("SELECT count(*) FROM webhook.events WHERE workflow_id = %s AND status = 'succeeded'",
+                          (wf,)) == 31
+    # Positive control: a change to alice's own workflow is loaded (by the
+    # listener, and by the executor that runs its handler).
+    alice.sql("SELECT webhook_set_response(%s, 'custom', body => 'changed', content_type => 'text/plain')", (wf,))
+    before = loads(private)
+    r = post(private, wf)
+    assert (r.status_code, r.text) == (200, "changed")
+    assert loads(private) - before >= 1
+
+
+def test_every_kind_of_change_is_seen_by_the_next_request(private, tenants):
+    alice = tenants["alice"]
+    wf = alice.create_workflow(name="changing")
+    other = alice.create_workflow(name="bystander")
+    assert post(private, wf).status_code == 200
+    assert post(private, other).status_code == 200
+    # The workflow row.
+    alice.sql("UPDATE webhook.workflows SET enabled = false WHERE id = %s", (wf,))
+    assert (post(private, wf).status_code, post(private, other).status_code) == (404, 200)
+    alice.sql("UPDATE webhook.workflows SET enabled = true WHERE id = %s", (wf,))
+    assert post(private, wf).status_code == 200
+    # Its parameters, through the API and by direct writes.
+    alice.sql("SELECT webhook_sample_from_json(%s, '{\"order_id\": \"A-1\"}'::jsonb)", (wf,))
+    assert post(private, wf, {}).status_code == 200  # sampled parameters are optional
+    alice.sql("SELECT webhook_set_required(%s, '{order_id}')", (wf,))
+    r = post(private, wf, {})
+    assert (r.status_code, r.json()["missing"]) == (400, ["order_id"]), r.text
+    alice.sql("UPDATE webhook.parameters SET required = false WHERE workflow_id = %s", (wf,))
+    assert post(private, wf, {}).status_code == 200
+    alice.sql("UPDATE webhook.parameters SET required = true WHERE workflow_id = %s", (wf,))
+    assert post(private, wf, {}).status_code == 400
+    # Its verification.
+    alice.sql("SELECT webhook_set_verification(%s, 'bearer', secret => 'token-1')", (wf,))
+    assert post(private, wf, {"order_id": "A-2"}).status_code == 401
+    r = requests.post(private.hook_url(wf), json={"order_id": "A-3"},
+                      headers={"Authorization": "Bearer token-1"}, timeout=10)
+    assert r.status_code == 200, r.text
+    # TRUNCATE names no rows: everything is reloaded (a superuser's).
+    private.sql("TRUNCATE webhook.verifications")
+    assert post(private, wf, {"order_id": "A-4"}).status_code == 200
+    # A deleted workflow.
+    alice.sql("SELECT webhook_drop_workflow(%s)", (wf,))
+    assert (post(private, wf, {"order_id": "A-5"}).status_code, post(private, other).status_code) == (404, 200)
+    # Each change above was noted once per workflow, not once per change.
+    assert private.scalar("SELECT count(*) FROM webhook.workflow_changes WHERE workflow_id IN (%s, %s)",
+                          (wf, other)) == 2
