@@ -12,12 +12,19 @@
 # commits per second of mallory's loop.
 #
 #   SECONDS_PER_RUN (default 5)  ROUNDS (default 5)  CLIENTS (default 16)
+#   PACE: webhook.max_config_changes_per_second (default: the server's, 50;
+#     100000 lets the loop commit as fast as it can)
+#   CHURN=table: mallory's loop updates a row of her own table instead, the
+#     same commits without touching any workflow (what the commits alone cost)
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$REPO_ROOT"
 
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
 ROUNDS=${ROUNDS:-5}
 CLIENTS=${CLIENTS:-16}
+CHURN=${CHURN:-workflow}
+PACE_SETTING=""
+[ -z "${PACE:-}" ] || PACE_SETTING="webhook.max_config_changes_per_second = $PACE"
 PG_PORT=${BENCH_PG_PORT:-5497}
 HTTP_PORT=${BENCH_HTTP_PORT:-8797}
 DATA="$REPO_ROOT/target/reload-data"
@@ -32,7 +39,8 @@ LOADGEN="$REPO_ROOT/target/release/loadgen"
 
 start_fresh_cluster "$DATA" "$PG_PORT" "$HTTP_PORT" "webhook.workers = 1
 shared_buffers = '512MB'
-max_connections = 200"
+max_connections = 200
+$PACE_SETTING"
 
 psql_r() { as_postgres "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DATA" -p "$PG_PORT" -U "${ROLE:-postgres}" -d postgres "$@"; }
 psql_r <<'SQL'
@@ -53,6 +61,8 @@ SELECT FROM webhook_create_workflow('steady', 'alice.handler');
 SQL
 ROLE=mallory psql_r <<'SQL'
 CREATE FUNCTION mallory.handler(e webhook.events) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+CREATE TABLE mallory.counter (n bigint);
+INSERT INTO mallory.counter VALUES (0);
 SELECT FROM webhook_create_workflow('churn', 'mallory.handler');
 SQL
 WF=$(psql_r -At -c "SELECT id FROM webhook.workflows WHERE name = 'steady'")
@@ -61,7 +71,11 @@ URL="http://127.0.0.1:$HTTP_PORT/hooks/$WF"
 BODY="$OUT/body.json"
 printf '%s' '{"order_id":"A-1001","amount":19.99,"currency":"EUR","customer":{"email":"ann@example.com","name":"Ann Lee","tier":"gold"},"items":[{"sku":"X-100","qty":2,"price":4.5},{"sku":"Y-200","qty":1,"price":10.99}],"note":"leave at the door","created_at":"2026-11-28T10:00:00Z"}' > "$BODY"
 CHURN_SQL=$(mktemp)
-echo "UPDATE webhook.workflows SET enabled = true WHERE id = '$WF_CHURN';" > "$CHURN_SQL"
+if [ "$CHURN" = table ]; then
+    echo "UPDATE mallory.counter SET n = n + 1;" > "$CHURN_SQL"
+else
+    echo "UPDATE webhook.workflows SET enabled = true WHERE id = '$WF_CHURN';" > "$CHURN_SQL"
+fi
 chmod 644 "$CHURN_SQL"
 
 field() { python3 -c "import json,sys; print('%.${2:-0}f' % json.load(sys.stdin)['$1'])"; }
@@ -80,7 +94,7 @@ quiet_run >/dev/null
 
 RESULTS="$OUT/reload-$(date +%Y%m%d-%H%M%S).txt"
 {
-    echo "alice's workflow at $CLIENTS connections, $SECONDS_PER_RUN s per run; mallory's loop: one UPDATE of her own workflow per transaction"
+    echo "alice's workflow at $CLIENTS connections, $SECONDS_PER_RUN s per run; mallory's loop: one UPDATE of her own $CHURN per transaction${PACE:+, webhook.max_config_changes_per_second = $PACE}"
     printf '%-6s %10s %10s %12s %12s %14s\n' round quiet_ack/s quiet_p99 churn_ack/s churn_p99 churn_commits/s
 } | tee "$RESULTS"
 rows=$(mktemp)

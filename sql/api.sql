@@ -165,7 +165,7 @@ CREATE TRIGGER workflows_before_write
 -- Tells the listeners and executors which cached workflows to reload once
 -- the change commits: the workflows the statement wrote (their rows, their
 -- parameters or their verification) are noted in webhook.workflow_changes,
--- and an invalidation message for the table (it locks nothing, so an open
+-- and an invalidation message for that table (it locks nothing, so an open
 -- tenant transaction cannot hold anyone up) makes every process look there.
 -- TRUNCATE names no rows: every cached workflow goes (an invalidation of
 -- webhook.config_version). SECURITY DEFINER so that tenants need no EXECUTE on
@@ -202,6 +202,9 @@ BEGIN
     IF pg_catalog.cardinality(changed) OPERATOR(pg_catalog.=) 0 THEN
         RETURN NULL;
     END IF;
+    -- A role changing definitions faster than
+    -- webhook.max_config_changes_per_second waits its turn here.
+    PERFORM webhook._pace_config_change();
     -- In id order, so two statements never wait on each other in a cycle.
     INSERT INTO webhook.workflow_changes AS c (workflow_id, changed_xid, changed_at)
     SELECT DISTINCT u.id, pg_catalog.pg_current_xact_id(), pg_catalog.now()
@@ -209,7 +212,11 @@ BEGIN
      ORDER BY u.id
     ON CONFLICT (workflow_id) DO UPDATE
        SET changed_xid = EXCLUDED.changed_xid, changed_at = EXCLUDED.changed_at;
-    PERFORM webhook._signal_config_change(TG_RELID);
+    -- Signalled on webhook.workflow_changes, which only the look for changes
+    -- reads: an invalidation of webhook.workflows would also make every
+    -- process plan again each statement that reads it (the event insert's
+    -- foreign-key check, the executors' claim).
+    PERFORM webhook._signal_config_change('webhook.workflow_changes'::pg_catalog.regclass);
     RETURN NULL;
 END
 $$;
@@ -1390,8 +1397,9 @@ BEGIN
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO webhook_admin', f);
     END LOOP;
-    -- Only the _config_changed trigger (as the extension's owner) calls it.
+    -- Only the _config_changed trigger (as the extension's owner) calls them.
     REVOKE EXECUTE ON FUNCTION webhook._signal_config_change(pg_catalog.oid) FROM webhook_admin;
+    REVOKE EXECUTE ON FUNCTION webhook._pace_config_change() FROM webhook_admin;
 END
 $$;
 

@@ -303,10 +303,11 @@ CREATE TABLE webhook.verifications (
 COMMENT ON TABLE webhook.verifications IS
     'How requests to each workflow are verified (webhook_set_verification); secrets visible to the owner only';
 
--- The listener caches workflow definitions. A change to workflows or
--- parameters sends a relcache invalidation for the table at commit (statement
--- triggers in api.sql), which listeners receive like PostgreSQL's own cache
--- invalidations: nothing is locked, so no open tenant transaction can hold a
+-- Listeners and executors cache workflow definitions (see
+-- webhook.workflow_changes below). A relcache invalidation of this table,
+-- sent at commit by a TRUNCATE of workflows, parameters or verifications,
+-- or by a superuser with webhook._signal_config_change, makes them reload
+-- everything: nothing is locked, so no open tenant transaction can hold a
 -- listener up. The random epoch tells a re-created extension apart; this row
 -- is never updated.
 CREATE TABLE webhook.config_version (

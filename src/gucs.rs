@@ -38,6 +38,8 @@ pub static MAX_EXECUTORS: GucSetting<i32> = GucSetting::<i32>::new(4);
 /// Bytes of events (kB) one workflow may store per storage window, at most;
 /// a workflow's own quota can only be lower.
 pub static STORAGE_QUOTA_KB: GucSetting<i32> = GucSetting::<i32>::new(10 * 1024 * 1024);
+/// Transactions changing workflow definitions per second and role, at most.
+pub static MAX_CONFIG_CHANGES_PER_SECOND: GucSetting<i32> = GucSetting::<i32>::new(100);
 /// The window storage quotas count in (seconds).
 pub static STORAGE_QUOTA_WINDOW_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 /// Executors one owner may have at once (a slow handler does not hold up the
@@ -247,6 +249,16 @@ fn define_reloadable() {
         3_600_000,
         GucContext::Sighup,
         MS,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.max_config_changes_per_second",
+        c"Transactions changing workflows, parameters or verifications per second and role, at most; more wait their turn.",
+        c"Each change makes every listener and executor look for what changed; superusers and the extension's owner are not paced.",
+        &MAX_CONFIG_CHANGES_PER_SECOND,
+        1,
+        100_000,
+        GucContext::Sighup,
+        GucFlags::empty(),
     );
     GucRegistry::define_int_guc(
         c"webhook.storage_quota",

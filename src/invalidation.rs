@@ -14,19 +14,13 @@ use pgrx::pg_sys;
 /// flag is seen is current.
 pub static DEFINITIONS_CHANGED: AtomicBool = AtomicBool::new(false);
 /// Set when some workflows changed (a relcache invalidation of
-/// webhook.workflows, webhook.parameters or webhook.verifications, sent at
-/// commit by the `_config_changed` triggers): the next batch reloads those
-/// named in webhook.workflow_changes (src/pipeline/catalog.rs
-/// `Catalog::forget_changed`), not the whole cache.
+/// webhook.workflow_changes, sent at commit by the `_config_changed`
+/// triggers): the next batch reloads those named there
+/// (src/pipeline/catalog.rs `Catalog::forget_changed`), not the whole cache.
 pub static WORKFLOWS_CHANGED: AtomicBool = AtomicBool::new(false);
-/// OIDs of webhook.workflows, webhook.parameters, webhook.verifications and
-/// webhook.config_version (0 until the first batch).
-pub static WATCHED_TABLES: [AtomicU32; 4] = [
-    AtomicU32::new(0),
-    AtomicU32::new(0),
-    AtomicU32::new(0),
-    AtomicU32::new(0),
-];
+/// OIDs of webhook.workflow_changes (some workflows changed) and
+/// webhook.config_version (everything may have), 0 until the first batch.
+pub static WATCHED_TABLES: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
 
 pub fn watch_definitions() {
     unsafe extern "C-unwind" fn syscache_changed(
@@ -39,12 +33,9 @@ pub fn watch_definitions() {
     unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
         let relid = relid.to_u32();
         // InvalidOid: "every relation" (after a cache reset).
-        if relid == 0 || WATCHED_TABLES[3].load(Ordering::SeqCst) == relid {
+        if relid == 0 || WATCHED_TABLES[1].load(Ordering::SeqCst) == relid {
             DEFINITIONS_CHANGED.store(true, Ordering::SeqCst);
-        } else if WATCHED_TABLES[..3]
-            .iter()
-            .any(|t| t.load(Ordering::SeqCst) == relid)
-        {
+        } else if WATCHED_TABLES[0].load(Ordering::SeqCst) == relid {
             WORKFLOWS_CHANGED.store(true, Ordering::SeqCst);
         }
     }

@@ -45,6 +45,7 @@ pub extern "C-unwind" fn _PG_init() {
         execution::registry::request_shared_memory();
         pipeline::rate_limits::request_shared_memory();
         pipeline::storage_quota::request_shared_memory();
+        pipeline::change_pace::request_shared_memory();
         worker::register();
         execution::pool::register_pool();
     }

@@ -122,6 +122,61 @@ mod webhook {
         )
     }
 
+    /// Makes the session's role wait its turn when its transactions change
+    /// workflow definitions faster than
+    /// `webhook.max_config_changes_per_second` (src/pipeline/change_pace.rs),
+    /// with a burst of as many. Counted per transaction, the first time it
+    /// changes any: its commit is what makes every listener and executor
+    /// look, however many statements and workflows it changed. Superusers
+    /// and the extension's owner (restores, the listener storing a captured
+    /// sample) are not paced. The wait can be cancelled like any statement.
+    #[pg_extern(volatile)]
+    fn _pace_config_change() {
+        thread_local! {
+            static PACED_TRANSACTION: std::cell::Cell<Option<u32>> =
+                const { std::cell::Cell::new(None) };
+        }
+        // SAFETY: MyProc is this backend's own PGPROC, set before any
+        // extension code runs; lxid numbers its transactions.
+        let transaction = unsafe { (*pg_sys::MyProc).lxid };
+        if PACED_TRANSACTION.with(|paced| paced.replace(Some(transaction))) == Some(transaction) {
+            return;
+        }
+        // SAFETY: plain reads of the session's identity, set at connection.
+        let role = unsafe { pg_sys::GetSessionUserId() };
+        // SAFETY: a catalog lookup by OID inside a transaction.
+        if unsafe { pg_sys::superuser_arg(role) } || role == extension_owner() {
+            return;
+        }
+        let rate = f64::from(crate::gucs::MAX_CONFIG_CHANGES_PER_SECOND.get().max(1));
+        let limit = webhook_core::access::Limit { rate, burst: rate };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let wait_ms = crate::pipeline::change_pace::reserve(role, limit, now_ms);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            // SAFETY: waits on the backend's own latch, on its main thread;
+            // interrupts (cancel, statement_timeout, termination) are
+            // processed right after.
+            unsafe {
+                pg_sys::WaitLatch(
+                    pg_sys::MyLatch,
+                    (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH)
+                        as i32,
+                    left.as_millis().clamp(1, 1000) as std::ffi::c_long,
+                    pg_sys::PG_WAIT_EXTENSION,
+                );
+                pg_sys::ResetLatch(pg_sys::MyLatch);
+            }
+            pgrx::check_for_interrupts!();
+        }
+    }
+
     /// Tells every listener, at commit, that workflows or parameters changed:
     /// a relcache invalidation of the table, delivered like PostgreSQL's own
     /// cache invalidations (worker.rs watches for it). Takes no lock.

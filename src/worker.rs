@@ -515,8 +515,14 @@ impl ListenerState {
     /// events in time another one (pool.rs `Recheck`).
     fn recheck_executors_if_due(&mut self) {
         let now = Instant::now();
-        for recheck in self.rechecks.extract_if(.., |recheck| recheck.due <= now) {
-            crate::execution::pool::recheck(recheck);
+        let due: Vec<_> = self
+            .rechecks
+            .extract_if(.., |recheck| recheck.due <= now)
+            .collect();
+        for recheck in due {
+            if let Some(again) = crate::execution::pool::recheck(recheck) {
+                self.rechecks.push(again);
+            }
         }
     }
 

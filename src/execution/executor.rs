@@ -289,8 +289,7 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
                 .select(
                     "SELECT r.rolsuper, c.relowner::pg_catalog.int8,
                             'webhook_ext executor for ' OPERATOR(pg_catalog.||) r.rolname::pg_catalog.text,
-                            'webhook.workflows'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
-                            'webhook.parameters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
+                            'webhook.workflow_changes'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
                             'webhook.config_version'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8
                        FROM pg_catalog.pg_roles r, pg_catalog.pg_class c
                       WHERE r.oid OPERATOR(pg_catalog.=) $1
@@ -305,7 +304,6 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
                 row.get::<String>(3)?,
                 row.get::<i64>(4)?,
                 row.get::<i64>(5)?,
-                row.get::<i64>(6)?,
             ))
         })
     });
@@ -313,8 +311,7 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
         Some(superuser),
         Some(table_owner),
         Some(application_name),
-        Some(workflows),
-        Some(parameters),
+        Some(workflow_changes),
         Some(config_version),
     ))) = setup
     else {
@@ -325,9 +322,8 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
     if let Ok(name) = CString::new(application_name) {
         set_session_setting(c"application_name", &name);
     }
-    WATCHED_TABLES[0].store(workflows as u32, Ordering::SeqCst);
-    WATCHED_TABLES[1].store(parameters as u32, Ordering::SeqCst);
-    WATCHED_TABLES[3].store(config_version as u32, Ordering::SeqCst);
+    WATCHED_TABLES[0].store(workflow_changes as u32, Ordering::SeqCst);
+    WATCHED_TABLES[1].store(config_version as u32, Ordering::SeqCst);
     // SAFETY: the session is authenticated (as the bootstrap superuser, who
     // may become any role); outside any transaction, on the main thread.
     unsafe { pg_sys::SetSessionAuthorization(owner, superuser) };

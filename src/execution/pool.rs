@@ -67,8 +67,8 @@ pub struct Recheck {
     pub due: std::time::Instant,
 }
 
-/// See [`Recheck`].
-pub fn recheck(pending: Recheck) {
+/// See [`Recheck`]; returns the next one, if any.
+pub fn recheck(pending: Recheck) -> Option<Recheck> {
     let owner = pending.owner.to_u32();
     // A claim started after the events committed sees them (an idle
     // executor is woken below instead).
@@ -78,9 +78,10 @@ pub fn recheck(pending: Recheck) {
             && slot.idle_since_ms == 0
             && slot.claimed_ms > pending.since_ms
     });
-    if !claimed_since {
-        wake_or_start_trusting(pending.owner, false);
+    if claimed_since {
+        return None;
     }
+    wake_or_start_trusting(pending.owner, false)
 }
 
 fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<Recheck> {
@@ -210,6 +211,16 @@ fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<
                     let slot = &mut registry.executors[index];
                     slot.retire = true;
                     wake(slot.procno);
+                    if owners_executors > 0 {
+                        // A busy owner's next executor, once the idle one
+                        // has left (in a moment): look again then.
+                        return Some(Recheck {
+                            owner: owner_oid,
+                            since_ms: now,
+                            due: std::time::Instant::now()
+                                + std::time::Duration::from_millis(KEEPING_UP_MS as u64),
+                        });
+                    }
                 }
                 return None;
             }

@@ -7,6 +7,7 @@
 //! `webhook_replay` in ordinary backends, which run the handler at once.
 
 pub mod catalog;
+pub mod change_pace;
 mod event_row;
 mod jsonb;
 pub mod rate_limits;
@@ -53,9 +54,7 @@ use spi_util::{as_role_with_safe_path, in_subtransaction, ok_or_raise};
 /// extension invalidates those tables, so a batch after it runs this again.)
 const BEGIN_BATCH: &str = "
 SELECT v.epoch::pg_catalog.text,
-       'webhook.workflows'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
-       'webhook.parameters'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
-       'webhook.verifications'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
+       'webhook.workflow_changes'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
        'webhook.config_version'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
        'webhook.events_id_seq'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8
   FROM webhook.config_version v";
@@ -297,7 +296,7 @@ impl Pipeline {
     pub fn begin_batch(
         &mut self,
         client: &mut SpiClient<'_>,
-    ) -> Result<(pg_sys::Oid, Option<[u32; 4]>), pgrx::spi::Error> {
+    ) -> Result<(pg_sys::Oid, Option<[u32; 2]>), pgrx::spi::Error> {
         check_notify_queue();
         if let Some(sequence) = self.events_sequence {
             return Ok((sequence, None));
@@ -314,8 +313,8 @@ impl Pipeline {
         let oid = |n: usize| -> Result<u32, pgrx::spi::Error> {
             Ok(row.get::<i64>(n)?.unwrap_or(0) as u32)
         };
-        let tables = [oid(2)?, oid(3)?, oid(4)?, oid(5)?];
-        let sequence = pg_sys::Oid::from(oid(6)?);
+        let tables = [oid(2)?, oid(3)?];
+        let sequence = pg_sys::Oid::from(oid(4)?);
         self.events_sequence = Some(sequence);
         Ok((sequence, Some(tables)))
     }

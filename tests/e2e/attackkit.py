@@ -15,6 +15,13 @@ The attacks, each on its own threads, for ``seconds``:
 The legitimate sender signs each request (GitHub scheme) and sends it on its
 own keep-alive connection at a steady pace; its latencies are reported.
 
+With ``--heavy``, a second phase: another tenant's heavy requests to its own
+workflows, each a finding of the budget review, while the legitimate sender
+goes on: 24 MB bodies of ``[0,0,…]`` (parsed values would take ~90 times
+their size: 413 after the cost check), 24 MB bodies with forged signatures to
+a workflow checking HMAC-SHA512 against 10 secrets (401), and ``{}`` to a
+workflow with 1,000 required parameters (400 listing them).
+
 Used by tests/e2e/test_attack_edge.py (which asserts what every request got)
 and by bench/attack.sh (which reports the legitimate p99 during the attack).
 Only the standard library, so ``python3 tests/e2e/attackkit.py`` runs anywhere.
@@ -58,12 +65,16 @@ def sign(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def _connection(port: int) -> http.client.HTTPConnection:
-    return http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def _connection(port: int, source: str | None = None) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=10,
+                                      source_address=(source, 0) if source else None)
 
 
-def legitimate(port: int, path: str, secret: bytes, until: float, out: Outcome, pace: float) -> None:
-    conn = _connection(port)
+def legitimate(port: int, path: str, secret: bytes, until: float, out: Outcome, pace: float,
+               source: str | None = None) -> None:
+    """``source``: the local address to send from (another 127.x address
+    is another client to the listener)."""
+    conn = _connection(port, source)
     n = 0
     while time.monotonic() < until:
         n += 1
@@ -77,7 +88,7 @@ def legitimate(port: int, path: str, secret: bytes, until: float, out: Outcome, 
             status = reply.status
         except (OSError, http.client.HTTPException):
             conn.close()
-            conn = _connection(port)
+            conn = _connection(port, source)
             status, data = "error", b""
         elapsed = (time.monotonic() - started) * 1000
         out.count("legitimate", status)
@@ -169,6 +180,51 @@ def decompression_bomb(port: int, path: str, until: float, out: Outcome, inflate
             conn.close()
 
 
+def heavy(port: int, path: str, until: float, out: Outcome, kind: str, body: bytes,
+          headers: dict[str, str]) -> None:
+    """Sends the same heavy request over and over on one connection."""
+    conn = _connection(port)
+    while time.monotonic() < until:
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+            reply = conn.getresponse()
+            reply.read()
+            out.count(kind, reply.status)
+        except (OSError, http.client.HTTPException):
+            out.count(kind, "error")
+            conn.close()
+            conn = _connection(port)
+    conn.close()
+
+
+def run_heavy(port: int, workflow_id: str, secret: bytes, seconds: float, zeros_workflow: str,
+              sha512_workflow: str, required_workflow: str, *, pace: float = 0.01) -> Outcome:
+    """The heavy phase (see the module's comment): two threads of each heavy
+    request, the legitimate sender starting first and stopping last, from
+    another address (127.0.0.2: another tenant's sender is another client)."""
+    out = Outcome()
+    until = time.monotonic() + seconds
+    zeros = b"[" + b"0," * (12 * 1024 * 1024 - 1) + b"0]"
+    json_type = {"Content-Type": "application/json"}
+    forged_sha512 = {**json_type, "X-Signature": "sha512=" + "0" * 128}
+    attacks = [
+        ("24 MB [0,0,...]", f"/hooks/{zeros_workflow}", zeros, json_type),
+        ("24 MB forged HMAC-SHA512, 10 secrets", f"/hooks/{sha512_workflow}", zeros, forged_sha512),
+        ("{} to 1,000 required parameters", f"/hooks/{required_workflow}", b"{}", json_type),
+    ]
+    threads = [threading.Thread(target=legitimate,
+                                args=(port, f"/hooks/{workflow_id}", secret, until + 0.5, out, pace,
+                                      "127.0.0.2"))]
+    for kind, path, body, headers in attacks:
+        threads += [threading.Thread(target=heavy, args=(port, path, until, out, kind, body, headers))
+                    for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 120)
+    return out
+
+
 def run(port: int, workflow_id: str, secret: bytes, seconds: float, *, forgers: int = 4,
         slow_connections: int = 50, bomb_bytes: int = 64 * 1024 * 1024, pace: float = 0.01) -> Outcome:
     """Runs every attack and the legitimate sender for ``seconds``; returns
@@ -194,7 +250,25 @@ def main() -> None:
     parser.add_argument("--workflow", required=True)
     parser.add_argument("--secret", required=True)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--heavy", nargs=3, metavar=("ZEROS_WF", "SHA512_WF", "REQUIRED_WF"),
+                        help="run the heavy phase instead, against these workflows of another tenant")
     args = parser.parse_args()
+    if args.heavy:
+        quiet = Outcome()
+        path = f"/hooks/{args.workflow}"
+        legitimate(args.port, path, args.secret.encode(), time.monotonic() + min(args.seconds, 5), quiet, 0.01,
+                   "127.0.0.2")
+        out = run_heavy(args.port, args.workflow, args.secret.encode(), args.seconds, *args.heavy)
+        print(json.dumps({
+            "seconds": args.seconds,
+            "other_tenant_alone": {"ok": len(quiet.legit_ms), "p50_ms": round(quiet.percentile(0.5), 2),
+                                   "p99_ms": round(quiet.percentile(0.99), 2)},
+            "other_tenant_during_heavy_requests": {
+                "ok": len(out.legit_ms), "p50_ms": round(out.percentile(0.5), 2),
+                "p99_ms": round(out.percentile(0.99), 2), "max_ms": round(max(out.legit_ms, default=0), 2)},
+            "statuses": {kind: {str(k): v for k, v in counts.items()} for kind, counts in out.statuses.items()},
+        }, indent=2))
+        return
     # Baseline: the legitimate sender alone.
     quiet = Outcome()
     path = f"/hooks/{args.workflow}"

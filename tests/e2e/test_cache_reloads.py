@@ -7,6 +7,10 @@ request, whichever way it was written.
 How many times definitions are loaded is read from PostgreSQL's own
 statistics: each load reads webhook.verifications once (the listener and
 the executors report their table statistics at least once a second).
+
+Each role's changing transactions are paced
+(webhook.max_config_changes_per_second, 20 here, with a burst of as many):
+beyond the rate, a transaction's first change waits its turn.
 """
 
 import time
@@ -15,7 +19,7 @@ import requests
 
 from tenantkit import private_cluster_fixture, tenants_fixture
 
-private = private_cluster_fixture()
+private = private_cluster_fixture(**{"webhook.max_config_changes_per_second": 20})
 tenants = tenants_fixture("alice", "mallory")
 
 
@@ -94,3 +98,46 @@ def test_every_kind_of_change_is_seen_by_the_next_request(private, tenants):
     # Each change above was noted once per workflow, not once per change.
     assert private.scalar("SELECT count(*) FROM webhook.workflow_changes WHERE workflow_id IN (%s, %s)",
                           (wf, other)) == 2
+
+
+def test_a_roles_changes_beyond_the_rate_wait_their_turn(private, tenants):
+    """40 changes: 20 from the burst at once, then 20 at 20 a second, so the
+    loop takes about a second; another tenant's change meanwhile does not
+    wait, nor do a superuser's."""
+    alice, mallory = tenants["alice"], tenants["mallory"]
+    churn = mallory.create_workflow(name="paced")
+    own = alice.create_workflow(name="unpaced")
+    time.sleep(1.1)  # the burst is full again
+    other_took = {}
+
+    def alice_changes_once():
+        t0 = time.monotonic()
+        alice.sql("UPDATE webhook.workflows SET enabled = true WHERE id = %s", (own,))
+        other_took["s"] = time.monotonic() - t0
+
+    with mallory.connect() as conn:
+        t0 = time.monotonic()
+        for n in range(40):
+            if n == 30:
+                alice_changes_once()
+            conn.execute("UPDATE webhook.workflows SET enabled = true WHERE id = %s", (churn,))
+        took = time.monotonic() - t0
+    assert took >= 0.9, took
+    assert other_took["s"] < 0.3, other_took
+    # Positive control: the same loop by a superuser is not paced.
+    t0 = time.monotonic()
+    with private.connect() as conn:
+        for _ in range(40):
+            conn.execute("UPDATE webhook.workflows SET enabled = true WHERE id = %s", (churn,))
+    assert time.monotonic() - t0 < 0.9
+    # A transaction counts once, however many changes it makes.
+    time.sleep(1.1)
+    t0 = time.monotonic()
+    with mallory.connect() as conn:
+        with conn.transaction():
+            for _ in range(100):
+                conn.execute("UPDATE webhook.workflows SET enabled = true WHERE id = %s", (churn,))
+    assert time.monotonic() - t0 < 0.9
+    # Every change still counted: the listener sees the last one.
+    mallory.sql("UPDATE webhook.workflows SET enabled = false WHERE id = %s", (churn,))
+    assert post(private, churn).status_code == 404

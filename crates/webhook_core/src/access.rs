@@ -170,6 +170,27 @@ impl Bucket {
         Err((wait.ceil() as u64).max(1))
     }
 
+    /// Reserves one token, whether or not it is there yet: the new state
+    /// (tokens below zero are tokens promised to callers that wait) and the
+    /// milliseconds the caller must wait for its token. Callers that each
+    /// wait their turn this way pass at `limit.rate` however many there are.
+    pub fn reserve(self, limit: Limit, now_ms: u64) -> (Bucket, u64) {
+        let elapsed = now_ms.saturating_sub(self.at_ms) as f64 / 1000.0;
+        let tokens = (self.tokens + elapsed * limit.rate).min(limit.burst) - 1.0;
+        let wait_ms = if tokens >= 0.0 {
+            0
+        } else {
+            (-tokens / limit.rate.max(f64::MIN_POSITIVE) * 1000.0).ceil() as u64
+        };
+        (
+            Bucket {
+                tokens,
+                at_ms: now_ms.max(self.at_ms),
+            },
+            wait_ms,
+        )
+    }
+
     /// When the bucket, refilling under `limit`, holds `burst` tokens again:
     /// from then on it is as if it had never been used, so forgetting it
     /// gives nobody anything. `u64::MAX` when that is never (or not
@@ -283,6 +304,28 @@ pub fn take_in_set(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reservations_beyond_the_burst_wait_their_turn_at_the_rate() {
+        let limit = Limit {
+            rate: 10.0,
+            burst: 2.0,
+        };
+        let mut bucket = Bucket::full(limit, 1_000);
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            let (next, wait) = bucket.reserve(limit, 1_000);
+            bucket = next;
+            waits.push(wait);
+        }
+        // Two from the burst, then one every 100 ms.
+        assert_eq!(waits, vec![0, 0, 100, 200, 300]);
+        // Half a second later the three promised tokens are paid, the burst
+        // is full again, and this one takes one of its two.
+        let (bucket, wait) = bucket.reserve(limit, 1_500);
+        assert_eq!(wait, 0);
+        assert!((bucket.tokens - 1.0).abs() < 1e-9, "{bucket:?}");
+    }
+
     use super::*;
 
     use crate::test_support::headers;
