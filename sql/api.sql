@@ -177,27 +177,31 @@ RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER AS $$
 DECLARE
     changed uuid[] := '{}';
+    -- The workflow's id: webhook.workflows.id, else the workflow_id column.
+    id_column text := CASE WHEN TG_TABLE_NAME OPERATOR(pg_catalog.=) 'workflows' THEN 'id' ELSE 'workflow_id' END;
 BEGIN
+    -- Only as the triggers below: attached to any other table, it would let
+    -- its owner note changes, or empty every cache, at will.
+    IF TG_RELID OPERATOR(pg_catalog.<>) ALL (ARRAY['webhook.workflows'::pg_catalog.regclass,
+                                                   'webhook.parameters'::pg_catalog.regclass,
+                                                   'webhook.verifications'::pg_catalog.regclass]::pg_catalog.oid[]) THEN
+        RAISE EXCEPTION 'webhook._config_changed() is a trigger of webhook.workflows, webhook.parameters and webhook.verifications only'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
     IF TG_OP = 'TRUNCATE' THEN
         PERFORM webhook._signal_config_change('webhook.config_version'::pg_catalog.regclass);
         RETURN NULL;
     END IF;
-    -- Each branch is planned only when it runs: the transition tables it
+    -- Each query is planned only when it runs: the transition tables it
     -- names exist for that event's trigger.
-    IF TG_TABLE_NAME = 'workflows' THEN
-        IF TG_OP IN ('INSERT', 'UPDATE') THEN
-            changed := changed OPERATOR(pg_catalog.||) ARRAY(SELECT n.id FROM new_rows n);
-        END IF;
-        IF TG_OP IN ('UPDATE', 'DELETE') THEN
-            changed := changed OPERATOR(pg_catalog.||) ARRAY(SELECT o.id FROM old_rows o);
-        END IF;
-    ELSE
-        IF TG_OP IN ('INSERT', 'UPDATE') THEN
-            changed := changed OPERATOR(pg_catalog.||) ARRAY(SELECT n.workflow_id FROM new_rows n);
-        END IF;
-        IF TG_OP IN ('UPDATE', 'DELETE') THEN
-            changed := changed OPERATOR(pg_catalog.||) ARRAY(SELECT o.workflow_id FROM old_rows o);
-        END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        changed := ARRAY(SELECT (pg_catalog.to_jsonb(n) OPERATOR(pg_catalog.->>) id_column)::uuid
+                           FROM new_rows n);
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        changed := changed OPERATOR(pg_catalog.||)
+                   ARRAY(SELECT (pg_catalog.to_jsonb(o) OPERATOR(pg_catalog.->>) id_column)::uuid
+                           FROM old_rows o);
     END IF;
     IF pg_catalog.cardinality(changed) OPERATOR(pg_catalog.=) 0 THEN
         RETURN NULL;
@@ -211,7 +215,7 @@ BEGIN
       FROM pg_catalog.unnest(changed) AS u(id)
      ORDER BY u.id
     ON CONFLICT (workflow_id) DO UPDATE
-       SET changed_xid = EXCLUDED.changed_xid, changed_at = EXCLUDED.changed_at;
+       SET changed_xid = EXCLUDED.changed_xid, changed_at = EXCLUDED.changed_at, gone_at = NULL;
     -- Signalled on webhook.workflow_changes, which only the look for changes
     -- reads: an invalidation of webhook.workflows would also make every
     -- process plan again each statement that reads it (the event insert's
@@ -220,33 +224,25 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER workflows_inserted AFTER INSERT ON webhook.workflows
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
-CREATE TRIGGER workflows_updated AFTER UPDATE ON webhook.workflows
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
-CREATE TRIGGER workflows_deleted AFTER DELETE ON webhook.workflows
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
-CREATE TRIGGER workflows_truncated AFTER TRUNCATE ON webhook.workflows
-    FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
-CREATE TRIGGER parameters_inserted AFTER INSERT ON webhook.parameters
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
-CREATE TRIGGER parameters_updated AFTER UPDATE ON webhook.parameters
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
-CREATE TRIGGER parameters_deleted AFTER DELETE ON webhook.parameters
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
-CREATE TRIGGER parameters_truncated AFTER TRUNCATE ON webhook.parameters
-    FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
-CREATE TRIGGER verifications_inserted AFTER INSERT ON webhook.verifications
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
-CREATE TRIGGER verifications_updated AFTER UPDATE ON webhook.verifications
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
-CREATE TRIGGER verifications_deleted AFTER DELETE ON webhook.verifications
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
-CREATE TRIGGER verifications_truncated AFTER TRUNCATE ON webhook.verifications
-    FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed();
+-- One trigger per table and event: a trigger with transition tables fires
+-- for one event only.
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['workflows', 'parameters', 'verifications'] LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON webhook.%I REFERENCING NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed()', t || '_inserted', t);
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON webhook.%I '
+                       'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed()', t || '_updated', t);
+        EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON webhook.%I REFERENCING OLD TABLE AS old_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed()', t || '_deleted', t);
+        EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON webhook.%I '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed()', t || '_truncated', t);
+    END LOOP;
+END
+$$;
 
 -- Every row of webhook.verifications is checked here, not by constraints
 -- (see sql/schema.sql): webhook._check_verification's errors name the
@@ -1400,6 +1396,9 @@ BEGIN
     -- Only the _config_changed trigger (as the extension's owner) calls them.
     REVOKE EXECUTE ON FUNCTION webhook._signal_config_change(pg_catalog.oid) FROM webhook_admin;
     REVOKE EXECUTE ON FUNCTION webhook._pace_config_change() FROM webhook_admin;
+    -- CREATE TRIGGER needs EXECUTE on the function: nobody may attach this
+    -- SECURITY DEFINER trigger function to a table of their own.
+    REVOKE EXECUTE ON FUNCTION webhook._config_changed() FROM webhook_admin;
 END
 $$;
 

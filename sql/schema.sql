@@ -321,12 +321,15 @@ INSERT INTO webhook.config_version DEFAULT VALUES;
 -- transaction that wrote it, its parameters or its verification (the
 -- _config_changed triggers in api.sql). A process reads the rows written
 -- since the oldest transaction still running at its last look. Rows of
--- deleted workflows go an hour later (src/worker.rs); a process that has not
--- looked for half an hour reloads everything instead.
+-- deleted workflows go an hour after a listener first finds them gone
+-- (src/worker.rs); a process that has not looked for half an hour reloads
+-- everything instead.
 CREATE TABLE webhook.workflow_changes (
     workflow_id uuid        PRIMARY KEY,
     changed_xid xid8        NOT NULL,
-    changed_at  timestamptz NOT NULL DEFAULT now()
+    changed_at  timestamptz NOT NULL DEFAULT now(),
+    -- When a listener first found the workflow gone (its deletion committed).
+    gone_at     timestamptz
 );
 CREATE INDEX workflow_changes_xid_idx ON webhook.workflow_changes (changed_xid);
 COMMENT ON TABLE webhook.workflow_changes IS

@@ -39,7 +39,7 @@ pub static MAX_EXECUTORS: GucSetting<i32> = GucSetting::<i32>::new(4);
 /// a workflow's own quota can only be lower.
 pub static STORAGE_QUOTA_KB: GucSetting<i32> = GucSetting::<i32>::new(10 * 1024 * 1024);
 /// Transactions changing workflow definitions per second and role, at most.
-pub static MAX_CONFIG_CHANGES_PER_SECOND: GucSetting<i32> = GucSetting::<i32>::new(100);
+pub static MAX_CONFIG_CHANGES_PER_SECOND: GucSetting<i32> = GucSetting::<i32>::new(20);
 /// The window storage quotas count in (seconds).
 pub static STORAGE_QUOTA_WINDOW_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 /// Executors one owner may have at once (a slow handler does not hold up the

@@ -153,7 +153,23 @@ mod webhook {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let wait_ms = crate::pipeline::change_pace::reserve(role, limit, now_ms);
+        let wait_ms = match crate::pipeline::change_pace::reserve(role, limit, now_ms) {
+            Ok(wait_ms) => wait_ms,
+            Err(wait_ms) => {
+                ErrorReport::new(
+                    PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+                    "too many changes to workflow definitions by this role at once",
+                    "webhook._pace_config_change",
+                )
+                .set_detail(format!(
+                    "Its turn would come in {} s; webhook.max_config_changes_per_second allows {rate} transactions a second.",
+                    wait_ms.div_ceil(1000)
+                ))
+                .set_hint("Make several changes in one transaction, or wait.")
+                .report(PgLogLevel::ERROR);
+                unreachable!("ERROR does not return")
+            }
+        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());

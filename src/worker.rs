@@ -227,9 +227,13 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
 /// at a time, when the listener is idle (rows another listener is deleting
 /// are skipped).
 fn forget_expired_deliveries() {
-    let deleted = in_transaction(|| {
-        Spi::connect_mut(|client| run_kept::<i64>(client, FORGET_EXPIRED_DELIVERIES))
-    });
+    run_housekeeping(FORGET_EXPIRED_DELIVERIES);
+}
+
+/// Runs one bounded housekeeping statement in its own transaction; a failure
+/// only forgets the kept plans (the next round tries again).
+fn run_housekeeping(statement: &'static str) {
+    let deleted = in_transaction(|| Spi::connect_mut(|client| run_kept::<i64>(client, statement)));
     if !matches!(deleted, Ok(Ok(_))) {
         forget_kept();
     }
@@ -244,23 +248,30 @@ const FORGET_EXPIRED_DELIVERIES: &str = "DELETE FROM webhook.deliveries d
                      LIMIT 1000
                        FOR UPDATE OF x SKIP LOCKED))";
 
-/// Deletes the change notes of workflows deleted more than an hour ago
-/// (every process has looked since, or reloads everything: see
-/// src/pipeline/catalog.rs `MAX_UNSEEN`), a bounded number at a time; a
-/// workflow that exists keeps its one row.
+/// Deletes the change notes of workflows that were found gone more than an
+/// hour ago (every process has looked since, or reloads everything: see
+/// src/pipeline/catalog.rs `MAX_UNSEEN`), after stamping when notes were
+/// first found gone (a deletion is found only once it is committed), a
+/// bounded number at a time; a workflow that exists keeps its one row.
 fn forget_old_workflow_changes() {
-    let deleted = in_transaction(|| {
-        Spi::connect_mut(|client| run_kept::<i64>(client, FORGET_OLD_WORKFLOW_CHANGES))
-    });
-    if !matches!(deleted, Ok(Ok(_))) {
-        forget_kept();
-    }
+    run_housekeeping(STAMP_GONE_WORKFLOW_CHANGES);
+    run_housekeeping(FORGET_OLD_WORKFLOW_CHANGES);
 }
+
+const STAMP_GONE_WORKFLOW_CHANGES: &str = "UPDATE webhook.workflow_changes c
+                SET gone_at = pg_catalog.now()
+              WHERE c.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(
+                    SELECT x.ctid FROM webhook.workflow_changes x
+                     WHERE x.gone_at IS NULL
+                       AND NOT EXISTS (SELECT FROM webhook.workflows w
+                                        WHERE w.id OPERATOR(pg_catalog.=) x.workflow_id)
+                     LIMIT 1000
+                       FOR UPDATE OF x SKIP LOCKED))";
 
 const FORGET_OLD_WORKFLOW_CHANGES: &str = "DELETE FROM webhook.workflow_changes c
               WHERE c.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(
                     SELECT x.ctid FROM webhook.workflow_changes x
-                     WHERE x.changed_at OPERATOR(pg_catalog.<)
+                     WHERE x.gone_at OPERATOR(pg_catalog.<)
                            (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval)
                        AND NOT EXISTS (SELECT FROM webhook.workflows w
                                         WHERE w.id OPERATOR(pg_catalog.=) x.workflow_id)

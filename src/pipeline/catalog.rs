@@ -114,6 +114,10 @@ pub struct Catalog {
     /// The horizon of the last look at webhook.workflow_changes (the oldest
     /// transaction still running then, as an xid8), and when it was taken.
     changes_seen: Option<(i64, std::time::Instant)>,
+    /// What that look found: (workflow, the transaction that changed it).
+    /// While an old transaction holds the horizon back, every look finds
+    /// the same rows again; only new ones are forgotten.
+    changes_found: HashMap<Uuid, i64>,
 }
 
 /// A process that has not looked at webhook.workflow_changes for this long
@@ -121,15 +125,23 @@ pub struct Catalog {
 /// (src/worker.rs), so a look this late could miss one.
 const MAX_UNSEEN: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
-/// The workflows changed by transactions at or after `$1` (an xid8 as int8;
-/// `ARRAY[]` for the first look), and the new horizon: the oldest transaction
-/// running now. A transaction that commits later has an xid at or after it,
-/// so the next look, from there, sees its rows.
+/// The new horizon: the oldest transaction running now (a transaction that
+/// commits later has an xid at or after it, so the next look, from there,
+/// sees its rows); and the workflows changed by transactions at or after
+/// `$1` (an xid8 as int8; NULL on the first look: the new horizon), with the
+/// transactions that changed them.
 const CHANGED_SINCE: &str = "
-SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::pg_catalog.text::pg_catalog.int8,
-       ARRAY(SELECT c.workflow_id::pg_catalog.text FROM webhook.workflow_changes c
-              WHERE $1 IS NOT NULL
-                AND c.changed_xid OPERATOR(pg_catalog.>=) $1::pg_catalog.text::pg_catalog.xid8)";
+WITH horizon AS (
+    SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()) AS xmin
+), changed AS (
+    SELECT c.workflow_id, c.changed_xid FROM webhook.workflow_changes c, horizon h
+     WHERE c.changed_xid OPERATOR(pg_catalog.>=)
+           coalesce($1::pg_catalog.text::pg_catalog.xid8, h.xmin)
+)
+SELECT (SELECT h.xmin::pg_catalog.text::pg_catalog.int8 FROM horizon h),
+       ARRAY(SELECT c.workflow_id::pg_catalog.text FROM changed c ORDER BY c.changed_xid, c.workflow_id),
+       ARRAY(SELECT c.changed_xid::pg_catalog.text::pg_catalog.int8 FROM changed c
+              ORDER BY c.changed_xid, c.workflow_id)";
 
 /// Every name is schema-qualified and the listener's session pins
 /// `search_path = pg_catalog, pg_temp` (worker.rs): this runs as a superuser,
@@ -233,16 +245,24 @@ impl Catalog {
         let table = client.select(CHANGED_SINCE, Some(1), &[DatumWithOid::from(horizon)])?;
         let row = table.first();
         let xmin = row.get::<i64>(1)?.unwrap_or(0);
+        let ids = row.get::<Vec<String>>(2)?.unwrap_or_default();
+        let xids = row.get::<Vec<i64>>(3)?.unwrap_or_default();
+        let found: HashMap<Uuid, i64> = ids
+            .iter()
+            .zip(xids)
+            .filter_map(|(id, xid)| Some((id.parse().ok()?, xid)))
+            .collect();
         match horizon {
             None => self.clear_workflows(),
             Some(_) => {
-                for id in row.get::<Vec<String>>(2)?.unwrap_or_default() {
-                    if let Ok(id) = id.parse() {
-                        self.forget(id);
+                for (id, xid) in &found {
+                    if self.changes_found.get(id) != Some(xid) {
+                        self.forget(*id);
                     }
                 }
             }
         }
+        self.changes_found = found;
         self.changes_seen = Some((xmin, std::time::Instant::now()));
         Ok(())
     }

@@ -50,8 +50,14 @@ pub fn request_shared_memory() {
     );
 }
 
-/// Reserves `role`'s next change: how long (ms) it must wait for its turn.
-pub fn reserve(role: pg_sys::Oid, limit: Limit, now_ms: u64) -> u64 {
+/// Longest wait a change may be given: a role whose changes queue up
+/// further (many sessions at once, or waiters cancelled while their turns
+/// stay booked) is refused instead, so its debt stays bounded.
+pub const MAX_WAIT_MS: u64 = 10_000;
+
+/// Reserves `role`'s next change: how long (ms) it must wait for its turn,
+/// or `Err` with that wait, reserving nothing, past [`MAX_WAIT_MS`].
+pub fn reserve(role: pg_sys::Oid, limit: Limit, now_ms: u64) -> Result<u64, u64> {
     let role = role.to_u32();
     let mut paces = PACES.exclusive();
     let index = match paces.roles.iter().position(|r| r.role == role) {
@@ -78,6 +84,9 @@ pub fn reserve(role: pg_sys::Oid, limit: Limit, now_ms: u64) -> u64 {
         }
     };
     let (bucket, wait_ms) = paces.roles[index].bucket.reserve(limit, now_ms);
+    if wait_ms > MAX_WAIT_MS {
+        return Err(wait_ms);
+    }
     paces.roles[index].bucket = bucket;
-    wait_ms
+    Ok(wait_ms)
 }

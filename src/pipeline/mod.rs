@@ -589,7 +589,7 @@ impl Pipeline {
         let quota = (meta.origin == Origin::Http).then(|| {
             (
                 gucs::storage_quota(workflow.storage_quota),
-                webhook_core::quota::stored_bytes(request, workflow.keep_body),
+                webhook_core::quota::stored_bytes(request, body_copies(workflow, request)),
             )
         });
         if let Some((limit, _)) = quota {
@@ -684,10 +684,15 @@ impl Pipeline {
         self.last_event_id = None;
         if let Some(key) = key {
             let window = workflow.delivery_window_secs;
-            let original = run_privileged(self.privileged_role, || {
-                redelivery::find_delivery(client, id, key, window)
-            })?;
-            if let Some((original, recorded)) = original {
+            let privileged = self.privileged_role;
+            // In its own subtransaction: whatever goes wrong answers this
+            // request alone, never the batch.
+            let original = in_subtransaction(|| {
+                run_privileged(privileged, || {
+                    redelivery::find_delivery(client, id, key, window)
+                })
+            });
+            if let Ok(Ok(Some((original, recorded)))) = original {
                 self.last_event_id = Some(original);
                 return Ok(Handled::Immediate(delivery::duplicate_response(
                     id,
@@ -926,17 +931,36 @@ fn busy_retry_later() -> Response {
     Response::retry_later("Workflow busy, retry later")
 }
 
+/// Whether the event's parameters hold its body: the whole-body parameter,
+/// or a body parsed into parameters (JSON, a form, multipart, XML). Plain
+/// text and other bodies are in the body column only.
+fn params_hold_body(workflow: &Workflow, request: &IncomingRequest) -> bool {
+    use webhook_core::body::BodyKind;
+    workflow.rules.full_body_param.is_some()
+        || matches!(
+            &request.body,
+            webhook_core::request::BodyOutcome::Parsed(parsed)
+                if matches!(parsed.kind, BodyKind::Json | BodyKind::Form | BodyKind::Multipart | BodyKind::Xml)
+        )
+}
+
 /// What `webhook.events.body` keeps: the body text, unless the workflow
-/// keeps only the parameters and they hold the body (it was parsed, or it is
-/// the whole-body parameter); a body that could not be parsed is kept
+/// keeps only the parameters and they hold the body; any other body is kept
 /// whatever the setting, since it is all there is.
 fn stored_body(workflow: &Workflow, request: &IncomingRequest) -> Option<String> {
-    let parsed = matches!(request.body, webhook_core::request::BodyOutcome::Parsed(_));
-    if workflow.keep_body || !parsed {
+    if workflow.keep_body || !params_hold_body(workflow, request) {
         rules::stored_body(&request.body)
     } else {
         None
     }
+}
+
+/// How many copies of the body text an event stores: in the body column,
+/// in the parameters, or both.
+fn body_copies(workflow: &Workflow, request: &IncomingRequest) -> u64 {
+    let in_params = params_hold_body(workflow, request);
+    let in_column = workflow.keep_body || !in_params;
+    u64::from(in_params) + u64::from(in_column)
 }
 
 fn run_privileged<R>(role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> R {

@@ -76,7 +76,8 @@ pub fn find_delivery(
            LEFT JOIN webhook.events e ON e.id OPERATOR(pg_catalog.=) d.event_id
           WHERE d.workflow_id OPERATOR(pg_catalog.=) $1 AND d.key OPERATOR(pg_catalog.=) $2
             AND d.received_at OPERATOR(pg_catalog.>=)
-                (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $3))",
+                (pg_catalog.now() OPERATOR(pg_catalog.-)
+                 pg_catalog.make_interval(secs => LEAST($3, 3153600000::pg_catalog.float8)))",
         Some(1),
         &[
             DatumWithOid::from(pg_uuid(workflow_id)),
@@ -118,7 +119,8 @@ pub fn claim_delivery(
          ON CONFLICT (workflow_id, key) DO UPDATE
             SET event_id = EXCLUDED.event_id, received_at = EXCLUDED.received_at
           WHERE d.received_at OPERATOR(pg_catalog.<)
-                (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $4))
+                (pg_catalog.now() OPERATOR(pg_catalog.-)
+                 pg_catalog.make_interval(secs => LEAST($4, 3153600000::pg_catalog.float8)))
          RETURNING d.event_id",
         None,
         &args,

@@ -19,7 +19,11 @@ import requests
 
 from tenantkit import private_cluster_fixture, tenants_fixture
 
-private = private_cluster_fixture(**{"webhook.max_config_changes_per_second": 20})
+# One executor per owner that stays for the whole test: a new executor
+# process loads its owner's workflows once, which the counts would include.
+private = private_cluster_fixture(**{"webhook.max_config_changes_per_second": 20,
+                                     "webhook.executor_idle_timeout": "60s",
+                                     "webhook.max_executors_per_owner": 1})
 tenants = tenants_fixture("alice", "mallory")
 
 
@@ -141,3 +145,61 @@ def test_a_roles_changes_beyond_the_rate_wait_their_turn(private, tenants):
     # Every change still counted: the listener sees the last one.
     mallory.sql("UPDATE webhook.workflows SET enabled = false WHERE id = %s", (churn,))
     assert post(private, churn).status_code == 404
+
+
+def test_an_old_open_transaction_does_not_make_every_look_reload_the_same_workflows(private, tenants):
+    """A transaction that holds an xid keeps the look's horizon where it
+    was: every look then finds every change since. alice's workflow, changed
+    once after that transaction began, used to be reloaded at every later
+    look (each of mallory's changes); now only once."""
+    alice, mallory = tenants["alice"], tenants["mallory"]
+    wf = alice.create_workflow(name="changed-once")
+    churn = mallory.create_workflow(name="churn")
+    with private.connect(autocommit=False) as pin:
+        pin.execute("SELECT pg_current_xact_id()")  # an xid, held until the end
+        alice.sql("SELECT webhook_set_response(%s, 'custom', body => 'v2', content_type => 'text/plain')", (wf,))
+        r = post(private, wf)
+        assert (r.status_code, r.text) == (200, "v2")
+        before = loads(private)
+        for _ in range(20):
+            mallory.sql("UPDATE webhook.workflows SET enabled = true WHERE id = %s", (churn,))
+            assert post(private, wf).text == "v2"
+        assert loads(private) - before == 0
+        pin.rollback()
+
+
+def test_a_tenant_cannot_attach_the_change_trigger_to_its_own_table(private, tenants):
+    """webhook._config_changed runs as the extension's owner: attached to a
+    tenant's own table, its rows would be noted as changed workflows (any
+    ids, other tenants' too) and a TRUNCATE would empty every cache, at will."""
+    mallory = tenants["mallory"]
+    mallory.sql(f"CREATE TABLE {mallory.name}.fake (workflow_id uuid)")
+    err = mallory.error(f"CREATE TRIGGER noted AFTER INSERT ON {mallory.name}.fake REFERENCING NEW TABLE AS new_rows "
+                        "FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed()", sqlstate="42501")
+    assert err["message"] == "permission denied for function webhook._config_changed", err
+    # Positive control: the function is reachable by name, and even a
+    # superuser's trigger on another table does nothing but fail.
+    private.sql(f"CREATE TRIGGER noted AFTER TRUNCATE ON {mallory.name}.fake "
+                "FOR EACH STATEMENT EXECUTE FUNCTION webhook._config_changed()")
+    err = private.sql_error(f"TRUNCATE {mallory.name}.fake", sqlstate="42501")
+    assert err["message"] == ("webhook._config_changed() is a trigger of webhook.workflows, webhook.parameters "
+                              "and webhook.verifications only"), err
+
+
+def test_a_roles_queue_of_changes_is_bounded(private, tenants):
+    """Waiters that are cancelled keep their turns booked; past 10 s of
+    booked turns a change is refused (53400) instead of queued."""
+    mallory = tenants["mallory"]
+    churn = mallory.create_workflow(name="queued")
+    refused = None
+    with mallory.connect() as conn:
+        conn.execute("SET statement_timeout = '10ms'")
+        for _ in range(400):
+            try:
+                conn.execute("UPDATE webhook.workflows SET enabled = true WHERE id = %s", (churn,))
+            except Exception as e:  # noqa: BLE001  (cancelled waits, then the refusal)
+                if getattr(e, "sqlstate", None) == "53400":
+                    refused = e
+                    break
+    assert refused is not None
+    assert str(refused).startswith("too many changes to workflow definitions by this role at once"), refused

@@ -44,7 +44,7 @@ DEFAULTS = {
     "webhook.max_handler_timeout": ("300000", "ms", "sighup"),
     "webhook.max_retry_attempts": ("100", None, "sighup"),
     "webhook.max_retries_per_second": ("100", None, "sighup"),
-    "webhook.max_config_changes_per_second": ("100", None, "sighup"),
+    "webhook.max_config_changes_per_second": ("20", None, "sighup"),
     "webhook.min_retry_delay": ("100", "ms", "sighup"),
     "webhook.max_executors_per_owner": ("2", None, "sighup"),
     "webhook.max_header_size": ("16", "kB", "sighup"),

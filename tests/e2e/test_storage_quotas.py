@@ -108,3 +108,33 @@ def test_a_workflow_can_keep_only_the_parameters(private, tenants):
     assert post(private, kept, 100).status_code == 200
     assert private.scalar("SELECT body FROM webhook.events WHERE workflow_id = %s", (kept,)) == \
         '{"blob": "' + "x" * 100 + '"}'
+
+
+def test_keep_body_off_still_keeps_a_body_the_parameters_do_not_hold(private, tenants):
+    """A text/plain body is not parsed into parameters: it is kept whatever
+    the setting (and counted once)."""
+    alice = tenants["alice"]
+    wf = alice.create_workflow(name="text-kept")
+    alice.sql("SELECT webhook_set_storage(%s, NULL, keep_body => false)", (wf,))
+    r = requests.post(private.hook_url(wf), data="plain words", headers={"Content-Type": "text/plain"},
+                      timeout=10)
+    assert r.status_code == 200, r.text
+    row = private.row("SELECT body, params FROM webhook.events WHERE workflow_id = %s", (wf,))
+    assert row == {"body": "plain words", "params": {}}
+
+
+def test_a_redelivery_over_the_quota_with_a_huge_window_is_answered_alone(private, tenants):
+    """The redelivery lookup runs in its own subtransaction, and the window
+    is clamped: a workflow whose delivery keys are kept 7,000 years used to
+    make every redelivery over its quota fail the whole listener batch
+    ("timestamp out of range"), other tenants' requests with it."""
+    alice = tenants["alice"]
+    wf = alice.create_workflow(name="forever")
+    alice.sql("SELECT webhook_set_delivery_key(%s, 'header', 'idempotency-key', '7000 years')", (wf,))
+    alice.sql("SELECT webhook_set_storage(%s, 1)", (wf,))
+    first = post(private, wf, 10, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == 200, first.text
+    again = post(private, wf, 10, headers={"Idempotency-Key": "k-1"})
+    assert (again.status_code, again.json()) == (200, first.json())
+    assert_over_quota(post(private, wf, 10, headers={"Idempotency-Key": "k-2"}))
+    assert stored(private, wf) == 1

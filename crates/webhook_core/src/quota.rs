@@ -88,15 +88,22 @@ pub fn charge_in_set(set: &mut [Usage], key: u64, bytes: u64, quota: Quota, now_
     usage.bytes = usage.bytes.saturating_add(bytes);
 }
 
+/// What every event counts besides what it carries: the row's and its
+/// index entries' own bytes, the recorded response, the times and ids.
+pub const EVENT_OVERHEAD_BYTES: u64 = 512;
+
 /// What an event stored from `request` counts against its workflow's quota:
-/// its body text (twice when the raw body is kept besides the parameters
-/// parsed from it, once when it is not), its headers and its query string,
-/// names and values. An estimate of the row's size, made before the row
-/// exists, that an event cannot make smaller than what it stores.
-pub fn stored_bytes(request: &IncomingRequest, keep_body: bool) -> u64 {
+/// [`EVENT_OVERHEAD_BYTES`], its body text once per copy stored
+/// (`body_copies`: the raw body and the parameters parsed from it), its
+/// headers, and its query string three times (the query column, the
+/// parameters, the raw query), names and values. An estimate made before
+/// the row exists; jsonb and TOAST compression change what the disk holds.
+pub fn stored_bytes(request: &IncomingRequest, body_copies: u64) -> u64 {
     let body = request.body.text().len() as u64;
-    let copies = if keep_body { 2 } else { 1 };
-    body * copies + map_bytes(&request.headers) + map_bytes(&request.query)
+    EVENT_OVERHEAD_BYTES
+        + body * body_copies
+        + map_bytes(&request.headers)
+        + 3 * map_bytes(&request.query)
 }
 
 fn map_bytes(map: &Map<String, Value>) -> u64 {
@@ -163,7 +170,7 @@ mod tests {
     }
 
     #[test]
-    fn an_event_counts_its_body_twice_while_the_raw_body_is_kept() {
+    fn an_event_counts_each_copy_of_its_body_and_its_query_three_times() {
         let request = IncomingRequest {
             method: "POST".into(),
             query: crate::test_support::headers(&[("a", "bc")]),
@@ -175,8 +182,8 @@ mod tests {
             }),
             raw_body: Default::default(),
         };
-        let extras = (1 + 2) + (12 + 16);
-        assert_eq!(stored_bytes(&request, true), 2 * 18 + extras);
-        assert_eq!(stored_bytes(&request, false), 18 + extras);
+        let extras = EVENT_OVERHEAD_BYTES + 3 * (1 + 2) + (12 + 16);
+        assert_eq!(stored_bytes(&request, 2), 2 * 18 + extras);
+        assert_eq!(stored_bytes(&request, 1), 18 + extras);
     }
 }
