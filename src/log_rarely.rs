@@ -1,6 +1,7 @@
 //! Log lines about something that can repeat as fast as requests come (a
-//! refusal that cannot be recorded, no free worker slot): each place that
-//! logs keeps its own [`OncePerMinute`], per process.
+//! refusal that cannot be recorded, no free worker slot), and housekeeping
+//! that need not run more often: each place keeps its own [`OncePerMinute`],
+//! per process.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

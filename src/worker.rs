@@ -254,6 +254,12 @@ const FORGET_EXPIRED_DELIVERIES: &str = "DELETE FROM webhook.deliveries d
 /// first found gone (a deletion is found only once it is committed), a
 /// bounded number at a time; a workflow that exists keeps its one row.
 fn forget_old_workflow_changes() {
+    // Each look reads every note (one per workflow): once a minute is
+    // plenty against an hour.
+    static DUE: crate::log_rarely::OncePerMinute = crate::log_rarely::OncePerMinute::new();
+    if !DUE.due() {
+        return;
+    }
     run_housekeeping(STAMP_GONE_WORKFLOW_CHANGES);
     run_housekeeping(FORGET_OLD_WORKFLOW_CHANGES);
 }

@@ -76,7 +76,7 @@ pub(crate) fn random_key() -> [u64; 2] {
 /// The key of (workflow, client): the 16 bytes of the id, then a tag and the
 /// address's bytes, so that no two pairs are the same bytes. 0 is kept for
 /// free slots.
-fn key(hash_key: [u64; 2], workflow: Uuid, client: Option<IpAddr>) -> u64 {
+pub(crate) fn key(hash_key: [u64; 2], workflow: Uuid, client: Option<IpAddr>) -> u64 {
     let mut bytes = [0u8; 33];
     bytes[..16].copy_from_slice(workflow.as_bytes());
     let len = match client {

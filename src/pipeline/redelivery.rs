@@ -128,18 +128,6 @@ pub fn claim_delivery(
     if !claimed.is_empty() {
         return Ok(None);
     }
-    let original = client.select(
-        "SELECT d.event_id, e.response
-           FROM webhook.deliveries d
-           LEFT JOIN webhook.events e ON e.id OPERATOR(pg_catalog.=) d.event_id
-          WHERE d.workflow_id OPERATOR(pg_catalog.=) $1 AND d.key OPERATOR(pg_catalog.=) $2",
-        Some(1),
-        &args[..2],
-    )?;
-    let row = original.first();
-    let Some(original_id) = row.get::<i64>(1)? else {
-        return Ok(None);
-    };
-    let recorded = row.get::<JsonB>(2)?.map(|j| j.0);
-    Ok(Some((original_id, recorded)))
+    // Not claimed: the key's delivery is within the window.
+    find_delivery(client, workflow_id, key, window_secs)
 }

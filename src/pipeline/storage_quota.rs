@@ -7,8 +7,6 @@
 //! workflow ids that share a set. A server restart empties the table: the
 //! counts start again.
 
-use std::hash::Hasher;
-
 use pgrx::lwlock::PgLwLock;
 use pgrx::shmem::PGRXSharedMemory;
 use pgrx::{pg_guard, pg_sys};
@@ -43,10 +41,9 @@ pub fn request_shared_memory() {
     );
 }
 
+/// The workflow's key: the same keyed hash as its rate-limit bucket's.
 fn key(hash_key: [u64; 2], workflow: Uuid) -> u64 {
-    let mut hasher = siphasher::sip::SipHasher24::new_with_keys(hash_key[0], hash_key[1]);
-    hasher.write(workflow.as_bytes());
-    hasher.finish().max(1)
+    super::rate_limits::key(hash_key, workflow, None)
 }
 
 fn now_secs() -> u64 {

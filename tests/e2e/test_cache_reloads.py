@@ -203,3 +203,19 @@ def test_a_roles_queue_of_changes_is_bounded(private, tenants):
                     break
     assert refused is not None
     assert str(refused).startswith("too many changes to workflow definitions by this role at once"), refused
+
+
+def test_tenants_cannot_read_write_or_signal_the_change_notes(private, tenants):
+    mallory, alice = tenants["mallory"], tenants["alice"]
+    wf = alice.create_workflow(name="noted")
+    # Positive control: alice's workflow is noted (a superuser sees it).
+    assert private.scalar("SELECT count(*) FROM webhook.workflow_changes WHERE workflow_id = %s", (wf,)) == 1
+    for query in ["SELECT * FROM webhook.workflow_changes",
+                  "INSERT INTO webhook.workflow_changes (workflow_id, changed_xid) "
+                  "VALUES (gen_random_uuid(), pg_current_xact_id())",
+                  "UPDATE webhook.workflow_changes SET gone_at = now()",
+                  "DELETE FROM webhook.workflow_changes"]:
+        err = mallory.error(query, sqlstate="42501")
+        assert err["message"] == "permission denied for table workflow_changes", err
+    err = mallory.error("SELECT webhook._pace_config_change()", sqlstate="42501")
+    assert err["message"] == "permission denied for function _pace_config_change", err

@@ -14,7 +14,7 @@ from hookkit import assert_rejection_counts, set_response  # noqa: F401
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 private = private_cluster_fixture(**{"webhook.storage_quota": "64kB", "webhook.storage_quota_window": "1h"})
-tenants = tenants_fixture("alice")
+tenants = tenants_fixture("alice", "bob")
 
 OVER = {"msg": "Storage quota exceeded"}
 
@@ -138,3 +138,16 @@ def test_a_redelivery_over_the_quota_with_a_huge_window_is_answered_alone(privat
     assert (again.status_code, again.json()) == (200, first.json())
     assert_over_quota(post(private, wf, 10, headers={"Idempotency-Key": "k-2"}))
     assert stored(private, wf) == 1
+
+
+def test_a_tenant_cannot_set_another_tenants_storage(private, tenants):
+    alice, bob = tenants["alice"], tenants["bob"]
+    wf = alice.create_workflow(name="alices")
+    # Positive control: the owner may.
+    assert alice.row("SELECT storage_quota FROM webhook_set_storage(%s, 5000)", (wf,)) == {"storage_quota": 5000}
+    bob.error("SELECT webhook_set_storage(%s, 1, false)", (wf,), sqlstate="42704")
+    with bob.connect() as conn:
+        assert conn.execute("UPDATE webhook.workflows SET storage_quota = 1, keep_body = false WHERE id = %s",
+                            (wf,)).rowcount == 0
+    assert private.row("SELECT storage_quota, keep_body FROM webhook.workflows WHERE id = %s", (wf,)) == {
+        "storage_quota": 5000, "keep_body": True}
