@@ -217,11 +217,12 @@ CREATE INDEX events_due_idx ON webhook.events (next_attempt_at) WHERE next_attem
 -- a probe of this (small) index, not of every event the workflow ever had.
 CREATE INDEX events_unfinished_idx ON webhook.events (workflow_id, id)
     WHERE next_attempt_at IS NOT NULL;
--- Whether any of a workflow's events is due: one probe per workflow, so the
--- listeners find every owner with due work however long others' queues are
--- (src/execution/pool.rs DUE_OWNERS).
-CREATE INDEX events_workflow_due_idx ON webhook.events (workflow_id, next_attempt_at)
-    WHERE next_attempt_at IS NOT NULL;
+-- A workflow's retries by when they are due: one probe per workflow, so the
+-- listeners find every owner with a due retry however long others' queues
+-- are (src/execution/pool.rs DUE_OWNERS). Only retries (an event whose first
+-- attempt failed): a new event adds no entry, so it costs ingest nothing.
+CREATE INDEX events_retry_due_idx ON webhook.events (workflow_id, next_attempt_at)
+    WHERE next_attempt_at IS NOT NULL AND attempts > 0;
 
 -- Every handler attempt of every event: when, and how it ended.
 CREATE TABLE webhook.attempts (

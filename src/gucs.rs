@@ -352,7 +352,7 @@ fn define_reloadable() {
     );
     GucRegistry::define_int_guc(
         c"webhook.max_connections_per_client",
-        c"Most open connections from one client IP address per listener process; more are refused with 503.",
+        c"Most open connections from one client (an IPv4 address or IPv6 /64) per listener process; more are refused with 503.",
         c"A reverse proxy in front counts as one client.",
         &MAX_CONNECTIONS_PER_CLIENT,
         1,

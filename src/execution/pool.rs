@@ -395,21 +395,32 @@ pub fn pool_limit() -> usize {
 }
 
 /// Owners (still existing) with an event their executor could claim now,
-/// however long other owners' queues are. A loose scan of
-/// events_workflow_due_idx jumps from one workflow with unfinished events to
-/// the next, reading only each one's first (soonest due) entry; an ordered
-/// workflow costs one more probe, of events_unfinished_idx, for its oldest
-/// unfinished event (the only one it may run). Followers of an ordered
-/// workflow's failing head are never counted, and no backlog is read.
+/// however long other owners' queues are, reading only indexes no new event
+/// writes more than it already did. A loose scan of events_unfinished_idx
+/// jumps from one workflow with unfinished events to the next, reading only
+/// each one's oldest unfinished event (the head). A workflow has due work
+/// when:
 ///
-/// The head probe bounds `workflow_id` by a range rather than `=`: with `=`
-/// the planner drops `workflow_id` from the ORDER BY and may walk the primary
+/// * its head is due (for an ordered workflow the only event it may run, so
+///   followers of a failing head are never counted and no backlog is read);
+/// * or, unordered, its newest unfinished event is due (a new event is due
+///   as it is stored: what a lost wake-up, a restart or an owner left out of
+///   the waiting list leaves behind);
+/// * or, unordered, one of its retries is due (events_retry_due_idx, whose
+///   entries only failed attempts add).
+///
+/// Not seen: a new event of an unordered workflow whose wake-up was lost
+/// while both an older and a newer event of the same workflow wait for a
+/// later retry; the owner is found when the first of those is due.
+///
+/// The probes bound `workflow_id` by a range rather than `=`: with `=` the
+/// planner drops `workflow_id` from the ORDER BY and may walk the primary
 /// key (every event the workflow ever had) instead.
 const DUE_OWNERS: &str = "
-WITH RECURSIVE unfinished(workflow_id, first_due) AS (
+WITH RECURSIVE unfinished(workflow_id, head_due) AS (
     (SELECT e.workflow_id, e.next_attempt_at FROM webhook.events e
       WHERE e.next_attempt_at IS NOT NULL
-      ORDER BY e.workflow_id, e.next_attempt_at
+      ORDER BY e.workflow_id, e.id
       LIMIT 1)
   UNION ALL
     SELECT n.workflow_id, n.next_attempt_at
@@ -418,20 +429,27 @@ WITH RECURSIVE unfinished(workflow_id, first_due) AS (
            SELECT e.workflow_id, e.next_attempt_at FROM webhook.events e
             WHERE e.next_attempt_at IS NOT NULL
               AND e.workflow_id OPERATOR(pg_catalog.>) u.workflow_id
-            ORDER BY e.workflow_id, e.next_attempt_at
+            ORDER BY e.workflow_id, e.id
             LIMIT 1) n
 )
 SELECT DISTINCT w.owner::pg_catalog.oid::pg_catalog.int8
   FROM unfinished u
   JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) u.workflow_id
   JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid
- WHERE u.first_due OPERATOR(pg_catalog.<=) pg_catalog.now()
-   AND (NOT w.ordered OR
-        (SELECT h.next_attempt_at FROM webhook.events h
-          WHERE h.workflow_id OPERATOR(pg_catalog.>=) u.workflow_id
-            AND h.workflow_id OPERATOR(pg_catalog.<=) u.workflow_id
-            AND h.next_attempt_at IS NOT NULL
-          ORDER BY h.workflow_id, h.id
+ WHERE u.head_due OPERATOR(pg_catalog.<=) pg_catalog.now()
+    OR NOT w.ordered AND (
+        (SELECT t.next_attempt_at FROM webhook.events t
+          WHERE t.workflow_id OPERATOR(pg_catalog.>=) u.workflow_id
+            AND t.workflow_id OPERATOR(pg_catalog.<=) u.workflow_id
+            AND t.next_attempt_at IS NOT NULL
+          ORDER BY t.workflow_id DESC, t.id DESC
+          LIMIT 1) OPERATOR(pg_catalog.<=) pg_catalog.now()
+     OR (SELECT d.next_attempt_at FROM webhook.events d
+          WHERE d.workflow_id OPERATOR(pg_catalog.>=) u.workflow_id
+            AND d.workflow_id OPERATOR(pg_catalog.<=) u.workflow_id
+            AND d.next_attempt_at IS NOT NULL
+            AND d.attempts OPERATOR(pg_catalog.>) 0
+          ORDER BY d.workflow_id, d.next_attempt_at
           LIMIT 1) OPERATOR(pg_catalog.<=) pg_catalog.now())";
 
 /// The once-a-second round (inside the caller's transaction).

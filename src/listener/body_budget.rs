@@ -60,11 +60,13 @@ pub struct Reservation {
 }
 
 impl BodyBudget {
-    /// An empty reservation for a request from `client`.
+    /// An empty reservation for a request from `client` (its share is that
+    /// of its sender: the IPv4 address or IPv6 /64 network,
+    /// webhook_core::access::sender_key).
     pub fn start(self: &Arc<Self>, client: IpAddr, client_share_kib: u32) -> Reservation {
         Reservation {
             budget: self.clone(),
-            client,
+            client: webhook_core::access::sender_key(client),
             client_share_kib,
             permit: None,
             kib: 0,

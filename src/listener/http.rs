@@ -583,6 +583,8 @@ fn parse_request_body(
         Err(e) if e.is_transport_level() => Err(body_refusal(e)),
         Err(e) => Ok(BodyOutcome::Unparseable {
             error: e.to_string(),
+            // The workflow may take the raw text instead: decoded within the
+            // same budget, and refused like any body when that is spent.
             text: decode_text_within(
                 Some("text/plain"),
                 content_encoding,
@@ -590,7 +592,7 @@ fn parse_request_body(
                 &arrived.limits,
                 memory,
             )
-            .unwrap_or_else(|_| String::from_utf8_lossy(&arrived.raw).into_owned()),
+            .map_err(body_refusal)?,
         }),
     }
 }

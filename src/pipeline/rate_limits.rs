@@ -74,12 +74,13 @@ pub(crate) fn random_key() -> [u64; 2] {
 }
 
 /// The key of (workflow, client): the 16 bytes of the id, then a tag and the
-/// address's bytes, so that no two pairs are the same bytes. 0 is kept for
-/// free slots.
+/// address's bytes, so that no two pairs are the same bytes. A client is an
+/// IPv4 address or an IPv6 /64 network (webhook_core::access::sender_key).
+/// 0 is kept for free slots.
 pub(crate) fn key(hash_key: [u64; 2], workflow: Uuid, client: Option<IpAddr>) -> u64 {
     let mut bytes = [0u8; 33];
     bytes[..16].copy_from_slice(workflow.as_bytes());
-    let len = match client {
+    let len = match client.map(webhook_core::access::sender_key) {
         None => 17,
         Some(IpAddr::V4(ip)) => {
             bytes[16] = 4;

@@ -36,12 +36,18 @@ def test_another_tenants_heavy_requests_do_not_hold_up_this_one(private, tenants
                 (required,))
     out = run_heavy(private.http_port, steady, SECRET.encode(), 6, zeros, sha512, required, pace=0.02)
     statuses = {kind: dict(counts) for kind, counts in out.statuses.items()}
+    # alice's requests all succeeded, none held up for a second (on the
+    # previous main one of them timed out after 10 s: the two zeros bodies
+    # were parsed and stored, 20 s each, and the main thread held).
+    assert list(statuses["legitimate"]) == [200], statuses
+    assert len(out.legit_ms) >= 50
+    assert max(out.legit_ms) < 1000, sorted(out.legit_ms)[-5:]
     # Positive control: the heavy requests reached the listener and got their
     # answers: the cost check (413), the signature check (401), the missing
-    # list (400). All come from one address, so some of the 24 MB bodies
-    # instead find that address's share of webhook.max_body_memory taken by
-    # the others: 503 as they arrive, the connection then closed under the
-    # sender ("error").
+    # list (400). Each heavy thread has its own address, and the listener's
+    # whole webhook.max_body_memory (256 MB) may still be taken by the others'
+    # bodies and parses when one arrives: 503 as it arrives, the connection
+    # then closed under the sender ("error").
     assert set(statuses) == {"legitimate", "24 MB [0,0,...]", "24 MB forged HMAC-SHA512, 10 secrets",
                              "{} to 1,000 required parameters"}, statuses
     assert statuses["24 MB [0,0,...]"].get(413, 0) >= 2, statuses
@@ -51,10 +57,6 @@ def test_another_tenants_heavy_requests_do_not_hold_up_this_one(private, tenants
     assert set(statuses["24 MB [0,0,...]"]) <= {413} | budget_refusals, statuses
     assert set(statuses["24 MB forged HMAC-SHA512, 10 secrets"]) <= {401} | budget_refusals, statuses
     assert set(statuses["{} to 1,000 required parameters"]) <= {400, 503}, statuses
-    # alice's requests all succeeded, none held up for a second.
-    assert list(statuses["legitimate"]) == [200], statuses
-    assert len(out.legit_ms) >= 50
-    assert max(out.legit_ms) < 1000, sorted(out.legit_ms)[-5:]
     stored = private.scalar("SELECT count(*) FROM webhook.events WHERE workflow_id = %s", (steady,))
     assert stored == len(out.legit_ms)
     assert private.scalar("SELECT count(*) FROM webhook.events WHERE workflow_id IN (%s, %s, %s)",

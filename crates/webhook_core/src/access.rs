@@ -34,6 +34,20 @@ pub fn contains(networks: &[IpNet], ip: IpAddr) -> bool {
     networks.iter().any(|net| net.contains(&ip))
 }
 
+/// What counts as one sender for the caps and budgets kept per client
+/// (connections, body memory, per-client rate limits): an IPv4 address, or an
+/// IPv6 /64 network. A single host is routinely given a whole /64, so keyed
+/// by its full address one sender could open as many shares as it has
+/// addresses.
+pub fn sender_key(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & !u128::from(u64::MAX),
+        )),
+        v4 => v4,
+    }
+}
+
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
@@ -332,6 +346,17 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_sender_is_an_ipv4_address_or_an_ipv6_slash_64() {
+        let key = |s: &str| sender_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::"), "2001:db8:1:2::");
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("::1"), "::");
     }
 
     #[test]

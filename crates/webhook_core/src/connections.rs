@@ -1,5 +1,6 @@
 //! Connection accounting for one listener process: how many connections are
-//! open in total and per client address, and whether one more may open.
+//! open in total and per client (an IPv4 address or an IPv6 /64 network, see
+//! access::sender_key), and whether one more may open.
 //!
 //! Pure bookkeeping so the rules are unit tested; the listener wraps it in a
 //! mutex and frees slots through RAII guards when connections close.
@@ -48,7 +49,7 @@ pub struct ConnectionCounts {
 impl ConnectionCounts {
     /// Counts a new connection from `client`, unless a cap is reached.
     pub fn try_open(&mut self, client: IpAddr, limits: ConnectionLimits) -> Result<(), Refusal> {
-        let client = client.to_canonical();
+        let client = crate::access::sender_key(client);
         if self.total >= limits.max_total {
             return Err(Refusal::ListenerFull);
         }
@@ -66,7 +67,7 @@ impl ConnectionCounts {
 
     /// Releases a connection counted by [`try_open`](Self::try_open).
     pub fn close(&mut self, client: IpAddr) {
-        let client = client.to_canonical();
+        let client = crate::access::sender_key(client);
         if let Some(mine) = self.per_client.get_mut(&client) {
             *mine -= 1;
             if *mine == 0 {
@@ -82,7 +83,7 @@ impl ConnectionCounts {
 
     pub fn of(&self, client: IpAddr) -> usize {
         self.per_client
-            .get(&client.to_canonical())
+            .get(&crate::access::sender_key(client))
             .copied()
             .unwrap_or(0)
     }
@@ -152,6 +153,24 @@ mod tests {
         // Closing what was never opened changes nothing.
         counts.close(v4);
         assert_eq!(counts.total(), 0);
+    }
+
+    #[test]
+    fn one_ipv6_slash_64_is_one_client() {
+        let mut counts = ConnectionCounts::default();
+        assert_eq!(counts.try_open(ip("2001:db8:1:2::1"), LIMITS), Ok(()));
+        assert_eq!(
+            counts.try_open(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"), LIMITS),
+            Ok(())
+        );
+        assert_eq!(
+            counts.try_open(ip("2001:db8:1:2:dead:beef::7"), LIMITS),
+            Err(Refusal::ClientFull),
+            "a third address of the same /64 is over the per-client cap"
+        );
+        assert_eq!(counts.try_open(ip("2001:db8:1:3::1"), LIMITS), Ok(()));
+        counts.close(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_eq!(counts.of(ip("2001:db8:1:2::99")), 1);
     }
 
     #[test]
