@@ -960,7 +960,8 @@ CREATE FUNCTION webhook_set_verification(workflow uuid, scheme text,
                                          prefix text DEFAULT NULL,
                                          timestamp_header text DEFAULT NULL,
                                          separator text DEFAULT NULL,
-                                         username text DEFAULT NULL)
+                                         username text DEFAULT NULL,
+                                         definition jsonb DEFAULT NULL)
 RETURNS webhook.workflows
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -969,6 +970,11 @@ DECLARE
     opts jsonb;
 BEGIN
     w := webhook._workflow(workflow, true);
+    IF (scheme = 'custom') <> (definition IS NOT NULL) THEN
+        RAISE EXCEPTION 'invalid verification: definition => … goes with the custom scheme, and only with it'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Start from a preset: SELECT definition FROM webhook_verification_presets() WHERE name = ''zoom''.';
+    END IF;
     IF scheme IS NULL OR scheme = 'none' THEN
         active := '{}';
         opts := '{}';
@@ -980,6 +986,13 @@ BEGIN
             'tolerance_secs', pg_catalog.ceil(extract(epoch FROM tolerance))::bigint,
             'header', header, 'algorithm', algorithm, 'encoding', encoding, 'prefix', prefix,
             'timestamp_header', timestamp_header, 'separator', separator, 'username', username));
+        IF scheme = 'custom' THEN
+            IF pg_catalog.jsonb_typeof(definition) <> 'object' OR opts - 'tolerance_secs' <> '{}' THEN
+                RAISE EXCEPTION 'invalid verification: a custom scheme is its definition (a JSON object), with tolerance => … at most'
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            opts := definition || opts;
+        END IF;
     END IF;
     INSERT INTO webhook.verifications AS v (workflow_id, scheme, secrets, options)
     VALUES (w.id, scheme, active, opts)
@@ -988,8 +1001,20 @@ BEGIN
     RETURN w;
 END
 $$;
-COMMENT ON FUNCTION webhook_set_verification(uuid, text, text, text[], interval, text, text, text, text, text, text, text) IS
-    'How the workflow''s requests are authenticated: standard-webhooks, github, stripe, slack, shopify, twilio, gitlab, hmac, bearer, basic, or none';
+COMMENT ON FUNCTION webhook_set_verification(uuid, text, text, text[], interval, text, text, text, text, text, text, text, jsonb) IS
+    'How the workflow''s requests are authenticated: a built-in scheme (standard-webhooks, github, stripe, slack, shopify, twilio, gitlab, hmac, bearer, basic), a provider''s preset (webhook_verification_presets()), custom with a definition, or none';
+
+-- The providers' presets: each is a definition of the custom scheme, to
+-- copy and adjust when a provider changes (docs/verification.md).
+CREATE FUNCTION webhook_verification_presets()
+RETURNS TABLE (name text, definition jsonb)
+LANGUAGE sql STABLE AS $$
+    SELECT p.value OPERATOR(pg_catalog.->>) 'name', p.value OPERATOR(pg_catalog.->) 'definition'
+      FROM pg_catalog.jsonb_array_elements(webhook._verification_presets()) WITH ORDINALITY p
+     ORDER BY p.ordinality
+$$;
+COMMENT ON FUNCTION webhook_verification_presets() IS
+    'The providers'' verification presets by name, each a definition for webhook_set_verification(…, ''custom'', definition => …)';
 
 -- Headers stored redacted in this workflow's events, rejections and samples,
 -- besides authorization, proxy-authorization, cookie, x-gitlab-token and

@@ -108,10 +108,11 @@ pub fn verify_within(
     }))
 }
 
-/// The URL a scheme signs, as the sender called it: only Twilio signs one
-/// (the public base URL, the workflow's path and the query string as sent).
+/// The URL a scheme signs, as the sender called it (the public base URL,
+/// the workflow's path and the query string as sent); empty for schemes that
+/// do not sign it.
 pub fn signed_url(door: &FrontDoor, base_url: &str, id: Uuid, raw_query: Option<&str>) -> String {
-    if !matches!(door.verification, Some(Ok(Scheme::Twilio { .. }))) {
+    if !matches!(&door.verification, Some(Ok(scheme)) if scheme.signs_url()) {
         return String::new();
     }
     let base = webhook_core::config::workflow_url(base_url, &id.hyphenated().to_string());

@@ -86,6 +86,20 @@ mod webhook {
         }
     }
 
+    /// The providers' verification presets, `[{name, definition}]` in their
+    /// listed order (webhook_verification_presets()).
+    #[pg_extern(immutable, parallel_safe)]
+    fn _verification_presets() -> JsonB {
+        let presets = webhook_core::verify::presets::names()
+            .map(|name| {
+                let definition = webhook_core::verify::presets::definition(name)
+                    .expect("every listed preset has a definition");
+                json!({"name": name, "definition": definition})
+            })
+            .collect();
+        JsonB(Value::Array(presets))
+    }
+
     /// Checks a row of webhook.verifications (the _verifications_check
     /// trigger): raises 22023 naming the problem, never a secret.
     #[pg_extern(stable, parallel_safe)]

@@ -398,6 +398,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
     };
 
     let mut arrived = Arrived {
+        method: head.method.clone(),
         url: signed_url(
             &door,
             &settings.base_url,
@@ -454,6 +455,13 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
             Ok(door) => door,
             Err(response) => return to_http(response),
         };
+        // The new rules may sign the URL where the old ones did not.
+        arrived.url = signed_url(
+            &door,
+            &settings.base_url,
+            workflow_id,
+            head.raw_query.as_deref(),
+        );
     }
 }
 
@@ -500,6 +508,7 @@ struct Arrived {
     content_encoding: Option<String>,
     /// The URL its signature may cover (see front_door::signed_url).
     url: String,
+    method: String,
     now_unix: i64,
     limits: BodyLimits,
 }
@@ -516,6 +525,7 @@ fn check_and_parse(
         headers: &arrived.headers,
         body: &arrived.raw,
         url: &arrived.url,
+        method: &arrived.method,
         now_unix: arrived.now_unix,
     };
     let outcome: Result<(), Refusal> =

@@ -15,6 +15,10 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
+mod composed;
+pub mod presets;
+pub use composed::Composed;
+
 use crate::body::cost::block as cost_block;
 use crate::body::{form_split, form_unescape, BodyError, MemoryBudget, Meter, Unbudgeted};
 use crate::request::Response;
@@ -85,7 +89,8 @@ pub struct GenericHmac {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scheme {
     /// `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`
-    /// (several, space-separated) over `id.timestamp.body`; secrets `whsec_<base64>`.
+    /// (several, space-separated) over `id.timestamp.body`; secrets
+    /// `whsec_<base64>`. The `svix-*` names are accepted too.
     StandardWebhooks {
         secrets: Vec<Vec<u8>>,
         tolerance_secs: i64,
@@ -128,6 +133,8 @@ pub enum Scheme {
     Basic {
         credentials: Vec<Vec<u8>>,
     },
+    /// A scheme described from parts (`custom`, and the providers' presets).
+    Composed(Box<Composed>),
 }
 
 /// What a scheme looks at.
@@ -137,14 +144,34 @@ pub struct SignedRequest<'a> {
     /// The body exactly as received.
     pub body: &'a [u8],
     /// The URL the sender called, as it knows it (`webhook.public_base_url`
-    /// plus path and query string): only Twilio signs it.
+    /// plus path and query string); empty unless the scheme signs it
+    /// ([`Scheme::signs_url`]).
     pub url: &'a str,
+    /// The HTTP method, as sent.
+    pub method: &'a str,
     pub now_unix: i64,
 }
 
 impl SignedRequest<'_> {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(Value::as_str)
+    }
+
+    /// The URL's path (from the first `/` after the host, without the query).
+    fn path(&self) -> &str {
+        let after_scheme = self
+            .url
+            .split_once("://")
+            .map_or(self.url, |(_, rest)| rest);
+        let from_path = after_scheme.find('/').map_or("", |i| &after_scheme[i..]);
+        from_path
+            .split_once('?')
+            .map_or(from_path, |(path, _)| path)
+    }
+
+    /// The URL's raw query string, without `?`.
+    fn query(&self) -> &str {
+        self.url.split_once('?').map_or("", |(_, query)| query)
     }
 }
 
@@ -188,6 +215,16 @@ const SCHEME_NAMES: &[&str] = &[
     "bearer",
     "basic",
 ];
+
+/// Every name `webhook_set_verification` takes: the built-in schemes, the
+/// providers' presets, and `custom` (a definition of one's own).
+pub fn scheme_names() -> impl Iterator<Item = &'static str> {
+    SCHEME_NAMES
+        .iter()
+        .copied()
+        .chain(presets::names())
+        .chain(std::iter::once("custom"))
+}
 
 /// A Standard Webhooks secret: `whsec_` followed by base64 (the prefix is
 /// optional); `None` if it is not base64.
@@ -295,9 +332,17 @@ impl Scheme {
                 secrets,
                 tolerance_secs,
             } => {
-                let id = required("webhook-id")?;
-                let ts = required("webhook-timestamp")?;
-                let signatures = required("webhook-signature")?;
+                // Svix sends the same scheme under svix-* names (its own
+                // libraries accept either family, header by header).
+                let either = |name: &str| {
+                    request
+                        .header(&format!("webhook-{name}"))
+                        .or_else(|| request.header(&format!("svix-{name}")))
+                        .ok_or(Failure::MissingHeader)
+                };
+                let id = either("id")?;
+                let ts = either("timestamp")?;
+                let signatures = either("signature")?;
                 timestamp(ts, now, *tolerance_secs)?;
                 let given: Vec<&str> = signatures
                     .split(' ')
@@ -424,6 +469,19 @@ impl Scheme {
                 let decoded = STANDARD.decode(encoded).map_err(|_| Failure::Malformed)?;
                 outcome(any_token(credentials, &decoded))
             }
+            Scheme::Composed(composed) => composed
+                .verify_within(request, &mut Unbudgeted)
+                .unwrap_or(Err(Failure::Malformed)),
+        }
+    }
+
+    /// Whether the scheme needs the URL the sender called (the caller builds
+    /// it only then).
+    pub fn signs_url(&self) -> bool {
+        match self {
+            Scheme::Twilio { .. } => true,
+            Scheme::Composed(composed) => composed.signs_url(),
+            _ => false,
         }
     }
 
@@ -439,6 +497,7 @@ impl Scheme {
     ) -> Result<Result<(), Failure>, BodyError> {
         match self {
             Scheme::Twilio { secrets } => twilio(secrets, request, budget),
+            Scheme::Composed(composed) => composed.verify_within(request, budget),
             _ => Ok(self.verify(request)),
         }
     }
@@ -461,6 +520,7 @@ impl Scheme {
         match self {
             Scheme::Bearer { .. } | Scheme::Basic { .. } => "Invalid credentials",
             Scheme::GitLab { .. } => "Invalid token",
+            Scheme::Composed(composed) if composed.is_token() => "Invalid token",
             _ => "Invalid signature",
         }
     }
@@ -474,12 +534,29 @@ impl Scheme {
         secrets: &[String],
         options: &Map<String, Value>,
     ) -> Result<Scheme, ConfigError> {
+        if name == "custom" {
+            return Composed::from_definition(options, secrets)
+                .map(|c| Scheme::Composed(Box::new(c)));
+        }
+        if let Some(definition) = presets::definition(name) {
+            let mut definition = definition;
+            for (key, value) in options {
+                if key != "tolerance_secs" {
+                    return Err(ConfigError(format!(
+                        "option {key} does not apply to the {name} preset (copy its definition to change it: webhook_verification_presets)"
+                    )));
+                }
+                definition.insert(key.clone(), value.clone());
+            }
+            return Composed::from_definition(&definition, secrets)
+                .map(|c| Scheme::Composed(Box::new(c)));
+        }
         if !SCHEME_NAMES.contains(&name) {
             // The value is not repeated: a secret passed in the wrong
             // position would end up in the error and the server log.
             return Err(ConfigError(format!(
                 "unknown verification scheme (one of {})",
-                SCHEME_NAMES.join(", ")
+                scheme_names().collect::<Vec<_>>().join(", ")
             )));
         }
         let allowed: &[&str] = match name {
@@ -773,6 +850,7 @@ mod tests {
             headers: &headers,
             body,
             url,
+            method: "POST",
             now_unix: now,
         })
     }
@@ -856,6 +934,10 @@ mod tests {
             check(&scheme, &h, br#"{"test": 2432232315}"#, 1_614_265_330),
             Err(Failure::Mismatch)
         );
+        // Svix's names for the same headers.
+        let svix = h.map(|(name, value)| (name.replacen("webhook-", "svix-", 1), value));
+        let svix: Vec<(&str, &str)> = svix.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        assert_eq!(check(&scheme, &svix, body, 1_614_265_330), Ok(()));
         // The timestamp is signed: moving it breaks the signature.
         let mut moved = h;
         moved[1] = ("webhook-timestamp", "1614265331");
@@ -1144,7 +1226,7 @@ mod tests {
                 "githab",
                 &["s3cret-1"],
                 serde_json::json!({}),
-                "unknown verification scheme (one of standard-webhooks, github, stripe, slack, shopify, twilio, gitlab, hmac, bearer, basic)",
+                "unknown verification scheme (one of standard-webhooks, github, stripe, slack, shopify, twilio, gitlab, hmac, bearer, basic, svix, zoom, twitch, hubspot, square, paddle, calendly, pagerduty, discord, sendgrid, mailgun, telegram, meta, dropbox, linear, intercom, typeform, custom)",
             ),
             (
                 "github",

@@ -533,7 +533,9 @@ fn corpus() -> Vec<Delivery> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/corpus");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .flat_map(|provider| std::fs::read_dir(provider.unwrap().path()).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_dir())
+        .flat_map(|provider| std::fs::read_dir(provider).unwrap())
         .map(|f| f.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
@@ -839,6 +841,7 @@ fn twilio_request<'a>(
         headers,
         body,
         url,
+        method: "POST",
         now_unix: 0,
     }
 }

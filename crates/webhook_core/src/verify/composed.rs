@@ -1,0 +1,1271 @@
+//! Signature schemes described from parts, so that any sender can be
+//! verified without a new scheme in the code: what is signed (a template of
+//! literal text, the method, the URL, the path, the query, headers, body
+//! fields, the timestamp and the raw body), where the signature is (a header,
+//! a body field or a query parameter; plain, after a prefix, or in a list of
+//! key/value pairs holding several), the algorithm (HMAC-SHA1/256/512,
+//! Ed25519, ECDSA P-256 with SHA-256, or a plain token), the encodings, and
+//! the timestamp (where, in which format, how old it may be).
+//!
+//! A definition is a JSON object (`webhook_set_verification(workflow,
+//! 'custom', definition => …)`); the providers' presets are definitions too
+//! (verify/presets.rs). The reference is docs/verification.md.
+
+use std::borrow::Cow;
+
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine;
+use ed25519_dalek::pkcs8::DecodePublicKey;
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{
+    equal, mac, standard_webhooks_secret, Algorithm, ConfigError, Failure, SignedRequest,
+    MAX_SECRETS, MAX_SECRET_BYTES, MAX_SIGNATURES,
+};
+use crate::body::{BodyError, MemoryBudget};
+
+/// Longest template, and most placeholders in one.
+const MAX_TEMPLATE_BYTES: usize = 1024;
+const MAX_PARTS: usize = 32;
+/// Longest name, prefix or separator in a definition.
+const MAX_NAME_BYTES: usize = 256;
+/// Deepest body field path.
+const MAX_FIELD_DEPTH: usize = 8;
+/// The default tolerance of a signed timestamp.
+const DEFAULT_TOLERANCE_SECS: i64 = 300;
+
+/// How the signature is computed and checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Hmac(Algorithm),
+    Ed25519,
+    EcdsaP256Sha256,
+    /// The value must equal one of the secrets (no signed content).
+    Token,
+}
+
+/// Where a value is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A header (lower-case name).
+    Header(String),
+    /// A field of a JSON body (object keys, outermost first) or of a form
+    /// body (one name).
+    Field(Vec<String>),
+    /// A query parameter (decoded).
+    Param(String),
+}
+
+/// One piece of the signed content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Text(String),
+    Method,
+    /// The full URL as the sender called it (public base URL, path, query).
+    Url,
+    /// The same with the escapes of the reserved characters `:/?@!$'()*,;`
+    /// decoded (HubSpot signs its URL so).
+    UrlUnescaped,
+    Path,
+    /// The raw query string, without `?`.
+    Query,
+    Body,
+    /// The timestamp as received.
+    Timestamp,
+    Value(Source),
+}
+
+/// A signature value holding several `key<pair>value` items separated by
+/// `separator` (`t=…,v1=…`; `ts=…;h1=…`; `v1,sig v1,sig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct List {
+    pub separator: String,
+    pub pair: String,
+    /// The key of the signature items (every item with it is one).
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureEncoding {
+    Hex,
+    Base64,
+    Base64Url,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeFormat {
+    UnixSeconds,
+    UnixMillis,
+    Rfc3339,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeSource {
+    Value(Source),
+    /// A key of the signature's list (`t` in `t=…,v1=…`).
+    ListKey(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timestamp {
+    pub from: TimeSource,
+    pub format: TimeFormat,
+    pub tolerance_secs: i64,
+}
+
+/// A key a scheme checks with: a secret, or a public key.
+#[derive(Clone)]
+enum Key {
+    Secret(Vec<u8>),
+    Ed25519(ed25519_dalek::VerifyingKey),
+    P256(p256::ecdsa::VerifyingKey),
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never a secret in a log or an error.
+        f.write_str(match self {
+            Key::Secret(_) => "Secret(..)",
+            Key::Ed25519(_) => "Ed25519(..)",
+            Key::P256(_) => "P256(..)",
+        })
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        match (self, other) {
+            (Key::Secret(a), Key::Secret(b)) => a == b,
+            (Key::Ed25519(a), Key::Ed25519(b)) => a == b,
+            (Key::P256(a), Key::P256(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+impl Eq for Key {}
+
+/// A scheme built from a definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Composed {
+    pub method: Method,
+    keys: Vec<Key>,
+    pub signed: Vec<Part>,
+    pub signature: Source,
+    pub prefix: String,
+    pub list: Option<List>,
+    pub encoding: SignatureEncoding,
+    pub timestamp: Option<Timestamp>,
+}
+
+/// The keys a definition may have.
+const KEYS: &[&str] = &[
+    "algorithm",
+    "signed",
+    "signature",
+    "prefix",
+    "list",
+    "encoding",
+    "secret_encoding",
+    "timestamp",
+    "tolerance_secs",
+];
+
+fn err<T>(message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(message.into()))
+}
+
+fn text<'a>(definition: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, ConfigError> {
+    match definition.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() > MAX_TEMPLATE_BYTES => {
+            err(format!("{key} is longer than {MAX_TEMPLATE_BYTES} bytes"))
+        }
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => err(format!("{key} must be text")),
+    }
+}
+
+fn name(value: &str, what: &str) -> Result<String, ConfigError> {
+    if value.is_empty() || value.len() > MAX_NAME_BYTES {
+        return err(format!("{what} must be 1 to {MAX_NAME_BYTES} bytes"));
+    }
+    Ok(value.to_string())
+}
+
+/// `header:x-signature`, `field:signature.token`, `param:hub.verify_token`.
+fn parse_source(spec: &str, what: &str) -> Result<Source, ConfigError> {
+    let Some((kind, rest)) = spec.split_once(':') else {
+        return err(format!(
+            "{what} must be header:NAME, field:PATH or param:NAME"
+        ));
+    };
+    match kind {
+        "header" => Ok(Source::Header(
+            name(rest.trim(), "a header name")?.to_ascii_lowercase(),
+        )),
+        "param" => Ok(Source::Param(name(rest, "a query parameter name")?)),
+        "field" => {
+            let path: Vec<String> = rest.split('.').map(str::to_string).collect();
+            if path.len() > MAX_FIELD_DEPTH || path.iter().any(|p| p.is_empty()) {
+                return err(format!(
+                    "a field path is 1 to {MAX_FIELD_DEPTH} non-empty names separated by dots"
+                ));
+            }
+            name(rest, "a field path")?;
+            Ok(Source::Field(path))
+        }
+        _ => err(format!(
+            "{what} must be header:NAME, field:PATH or param:NAME"
+        )),
+    }
+}
+
+/// Parses a template: literal text with placeholders `{method}`, `{url}`,
+/// `{path}`, `{query}`, `{body}`, `{timestamp}`, `{header:NAME}`,
+/// `{field:PATH}`, `{param:NAME}`; `{{` and `}}` are literal braces.
+pub fn parse_template(template: &str) -> Result<Vec<Part>, ConfigError> {
+    let mut parts = Vec::new();
+    let mut literal = String::new();
+    let mut rest = template;
+    while let Some(c) = rest.chars().next() {
+        if rest.starts_with("{{") || rest.starts_with("}}") {
+            literal.push(c);
+            rest = &rest[2..];
+            continue;
+        }
+        if c == '}' {
+            return err("a template's } must be written }} (or close a placeholder)");
+        }
+        if c != '{' {
+            literal.push(c);
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        let Some(end) = rest.find('}') else {
+            return err("a template placeholder is not closed with }");
+        };
+        let placeholder = &rest[1..end];
+        rest = &rest[end + 1..];
+        if !literal.is_empty() {
+            parts.push(Part::Text(std::mem::take(&mut literal)));
+        }
+        parts.push(match placeholder {
+            "method" => Part::Method,
+            "url" => Part::Url,
+            "url_unescaped" => Part::UrlUnescaped,
+            "path" => Part::Path,
+            "query" => Part::Query,
+            "body" => Part::Body,
+            "timestamp" => Part::Timestamp,
+            other => Part::Value(parse_source(other, "a template placeholder").map_err(|_| {
+                ConfigError(format!(
+                    "unknown template placeholder {{{other}}} (method, url, url_unescaped, path, query, body, timestamp, header:NAME, field:PATH, param:NAME)"
+                ))
+            })?),
+        });
+    }
+    if !literal.is_empty() {
+        parts.push(Part::Text(literal));
+    }
+    if parts.len() > MAX_PARTS {
+        return err(format!("a template has at most {MAX_PARTS} parts"));
+    }
+    Ok(parts)
+}
+
+impl Composed {
+    /// Builds a scheme from a definition and the active secrets or public
+    /// keys. Errors name the problem and never contain a secret.
+    pub fn from_definition(
+        definition: &Map<String, Value>,
+        secrets: &[String],
+    ) -> Result<Composed, ConfigError> {
+        if let Some(key) = definition.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return err(format!(
+                "a scheme definition has no key {key} (it has {})",
+                KEYS.join(", ")
+            ));
+        }
+        let method = match text(definition, "algorithm")? {
+            Some("hmac-sha256") => Method::Hmac(Algorithm::Sha256),
+            Some("hmac-sha1") => Method::Hmac(Algorithm::Sha1),
+            Some("hmac-sha512") => Method::Hmac(Algorithm::Sha512),
+            Some("ed25519") => Method::Ed25519,
+            Some("ecdsa-p256-sha256") => Method::EcdsaP256Sha256,
+            Some("token") => Method::Token,
+            _ => return err(
+                "algorithm must be hmac-sha256, hmac-sha1, hmac-sha512, ed25519, ecdsa-p256-sha256 or token",
+            ),
+        };
+        let signature = parse_source(
+            text(definition, "signature")?
+                .ok_or_else(|| ConfigError("a scheme definition needs signature".into()))?,
+            "signature",
+        )?;
+        let signed = match (method, text(definition, "signed")?) {
+            (Method::Token, None) => Vec::new(),
+            (Method::Token, Some(_)) => return err("a token scheme signs nothing: drop signed"),
+            (_, None) => return err("a scheme definition needs signed (a template)"),
+            (_, Some(template)) => parse_template(template)?,
+        };
+        let prefix = match text(definition, "prefix")? {
+            Some(p) if p.len() > MAX_NAME_BYTES => {
+                return err(format!("prefix is longer than {MAX_NAME_BYTES} bytes"))
+            }
+            p => p.unwrap_or_default().to_string(),
+        };
+        let list = match definition.get("list") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(list)) => {
+                let field = |key: &str| -> Result<String, ConfigError> {
+                    match list.get(key) {
+                        Some(Value::String(s)) => name(s, &format!("list.{key}")),
+                        _ => err(format!("list needs {key} (text)")),
+                    }
+                };
+                if let Some(key) = list
+                    .keys()
+                    .find(|k| !["separator", "pair", "key"].contains(&k.as_str()))
+                {
+                    return err(format!("list has no key {key} (separator, pair, key)"));
+                }
+                Some(List {
+                    separator: field("separator")?,
+                    pair: field("pair")?,
+                    key: field("key")?,
+                })
+            }
+            Some(_) => return err("list must be an object {separator, pair, key}"),
+        };
+        let encoding = match (method, text(definition, "encoding")?) {
+            (Method::Token, None) => SignatureEncoding::Hex,
+            (Method::Token, Some(_)) => return err("a token scheme has no encoding"),
+            (_, None | Some("hex")) => SignatureEncoding::Hex,
+            (_, Some("base64")) => SignatureEncoding::Base64,
+            (_, Some("base64url")) => SignatureEncoding::Base64Url,
+            _ => return err("encoding must be hex, base64 or base64url"),
+        };
+        let tolerance_override = match definition.get("tolerance_secs") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(positive_seconds(v)?),
+        };
+        let timestamp = match definition.get("timestamp") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(ts)) => {
+                Some(parse_timestamp(ts, list.as_ref(), tolerance_override)?)
+            }
+            Some(_) => return err("timestamp must be an object {from, format, tolerance_secs}"),
+        };
+        if timestamp.is_none() && tolerance_override.is_some() {
+            return err("the tolerance applies only to a scheme with a timestamp");
+        }
+        if signed.contains(&Part::Timestamp) && timestamp.is_none() {
+            return err("the template signs {timestamp}: say where it is (timestamp.from)");
+        }
+        let keys = parse_keys(method, text(definition, "secret_encoding")?, secrets)?;
+        Ok(Composed {
+            method,
+            keys,
+            signed,
+            signature,
+            prefix,
+            list,
+            encoding,
+            timestamp,
+        })
+    }
+
+    /// Whether the signed content or any value is read from the body's
+    /// fields (such a check costs memory in proportion to the body).
+    fn reads_fields(&self) -> bool {
+        let field = |s: &Source| matches!(s, Source::Field(_));
+        field(&self.signature)
+            || self
+                .signed
+                .iter()
+                .any(|p| matches!(p, Part::Value(s) if field(s)))
+            || matches!(&self.timestamp, Some(Timestamp { from: TimeSource::Value(s), .. }) if field(s))
+    }
+
+    /// Whether the scheme needs the URL the sender called.
+    pub fn signs_url(&self) -> bool {
+        self.signed.iter().any(|p| {
+            matches!(
+                p,
+                Part::Url
+                    | Part::UrlUnescaped
+                    | Part::Path
+                    | Part::Query
+                    | Part::Value(Source::Param(_))
+            )
+        }) || matches!(self.signature, Source::Param(_))
+            || matches!(
+                &self.timestamp,
+                Some(Timestamp {
+                    from: TimeSource::Value(Source::Param(_)),
+                    ..
+                })
+            )
+    }
+
+    pub fn is_token(&self) -> bool {
+        self.method == Method::Token
+    }
+
+    /// Checks a request. The outer error is [`BodyError::Busy`] when the
+    /// memory the check needs beyond the body (a copy of the signed content
+    /// for Ed25519; body fields) is not to be had.
+    pub fn verify_within(
+        &self,
+        request: &SignedRequest<'_>,
+        budget: &mut dyn MemoryBudget,
+    ) -> Result<Result<(), Failure>, BodyError> {
+        if self.reads_fields() && !budget.reserve(request.body.len()) {
+            return Err(BodyError::Busy);
+        }
+        let raw = match self.read(&self.signature, request) {
+            Some(raw) => raw,
+            None => return Ok(Err(Failure::MissingHeader)),
+        };
+        let Some(value) = raw.trim().strip_prefix(self.prefix.as_str()) else {
+            return Ok(Err(Failure::Malformed));
+        };
+        let given: Vec<&str> = match &self.list {
+            None => vec![value],
+            Some(list) => list_values(value, list, &list.key)
+                .take(MAX_SIGNATURES)
+                .collect(),
+        };
+        if given.is_empty() {
+            return Ok(Err(Failure::Malformed));
+        }
+        let timestamp = match &self.timestamp {
+            None => None,
+            Some(spec) => match self.check_timestamp(spec, value, request) {
+                Ok(ts) => Some(ts),
+                Err(failure) => return Ok(Err(failure)),
+            },
+        };
+        if self.method == Method::Token {
+            let mut matched = false;
+            for key in &self.keys {
+                if let Key::Secret(token) = key {
+                    for candidate in &given {
+                        matched |= equal(token, candidate.as_bytes());
+                    }
+                }
+            }
+            return Ok(outcome(matched));
+        }
+        let signatures: Vec<Vec<u8>> = given
+            .iter()
+            .filter_map(|sig| decode_signature(self.encoding, sig.trim()))
+            .filter(|sig| !sig.is_empty())
+            .collect();
+        if signatures.is_empty() {
+            return Ok(Err(Failure::Malformed));
+        }
+        let parts = match self.signed_parts(request, timestamp.as_deref()) {
+            Some(parts) => parts,
+            None => return Ok(Err(Failure::MissingHeader)),
+        };
+        let slices: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
+        Ok(outcome(match self.method {
+            Method::Hmac(algorithm) => {
+                // Every key and every signature is compared, matched or not,
+                // so the time taken does not tell which one matched.
+                let mut matched = false;
+                for key in &self.keys {
+                    if let Key::Secret(secret) = key {
+                        let digest = mac(algorithm, secret, &slices);
+                        for sig in &signatures {
+                            matched |= equal(&digest, sig);
+                        }
+                    }
+                }
+                matched
+            }
+            Method::EcdsaP256Sha256 => {
+                let mut hasher = Sha256::new();
+                for part in &slices {
+                    hasher.update(part);
+                }
+                let digest = hasher.finalize();
+                let mut matched = false;
+                for key in &self.keys {
+                    if let Key::P256(key) = key {
+                        for sig in &signatures {
+                            let parsed = p256::ecdsa::Signature::from_der(sig)
+                                .or_else(|_| p256::ecdsa::Signature::from_slice(sig));
+                            matched |=
+                                parsed.is_ok_and(|sig| key.verify_prehash(&digest, &sig).is_ok());
+                        }
+                    }
+                }
+                matched
+            }
+            Method::Ed25519 => {
+                // Ed25519 hashes the message twice: it has to be in one piece.
+                let len = slices.iter().map(|s| s.len()).sum::<usize>();
+                if !budget.reserve(len) {
+                    return Err(BodyError::Busy);
+                }
+                let message = slices.concat();
+                let mut matched = false;
+                for key in &self.keys {
+                    if let Key::Ed25519(key) = key {
+                        for sig in &signatures {
+                            let parsed = ed25519_dalek::Signature::from_slice(sig);
+                            matched |=
+                                parsed.is_ok_and(|sig| key.verify_strict(&message, &sig).is_ok());
+                        }
+                    }
+                }
+                matched
+            }
+            Method::Token => unreachable!("answered above"),
+        }))
+    }
+
+    fn read<'r>(&self, source: &Source, request: &'r SignedRequest<'_>) -> Option<Cow<'r, str>> {
+        match source {
+            Source::Header(name) => request.header(name).map(Cow::Borrowed),
+            Source::Param(name) => form_urlencoded::parse(request.query().as_bytes())
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| Cow::Owned(v.into_owned())),
+            Source::Field(path) => body_field(request, path).map(Cow::Owned),
+        }
+    }
+
+    /// The timestamp's text as received, once it is within the tolerance.
+    fn check_timestamp(
+        &self,
+        spec: &Timestamp,
+        signature_value: &str,
+        request: &SignedRequest<'_>,
+    ) -> Result<String, Failure> {
+        let raw = match &spec.from {
+            TimeSource::Value(source) => self
+                .read(source, request)
+                .ok_or(Failure::MissingHeader)?
+                .into_owned(),
+            TimeSource::ListKey(key) => {
+                let list = self.list.as_ref().expect("checked with the definition");
+                list_values(signature_value, list, key)
+                    .next()
+                    .ok_or(Failure::Malformed)?
+                    .to_string()
+            }
+        };
+        let raw = raw.trim().to_string();
+        let unix = parse_time(&raw, spec.format).ok_or(Failure::Malformed)?;
+        if request.now_unix.saturating_sub(unix).saturating_abs() > spec.tolerance_secs {
+            return Err(Failure::StaleTimestamp);
+        }
+        Ok(raw)
+    }
+
+    /// The signed content's pieces; `None` when a header, field or
+    /// parameter it signs is missing.
+    fn signed_parts<'r>(
+        &self,
+        request: &'r SignedRequest<'_>,
+        timestamp: Option<&str>,
+    ) -> Option<Vec<Cow<'r, [u8]>>> {
+        let bytes = |s: Cow<'r, str>| match s {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        };
+        self.signed
+            .iter()
+            .map(|part| {
+                Some(match part {
+                    Part::Text(t) => Cow::Owned(t.as_bytes().to_vec()),
+                    Part::Method => Cow::Borrowed(request.method.as_bytes()),
+                    Part::Url => Cow::Borrowed(request.url.as_bytes()),
+                    Part::UrlUnescaped => Cow::Owned(unescape_reserved(request.url).into_bytes()),
+                    Part::Path => Cow::Borrowed(request.path().as_bytes()),
+                    Part::Query => Cow::Borrowed(request.query().as_bytes()),
+                    Part::Body => Cow::Borrowed(request.body),
+                    Part::Timestamp => Cow::Owned(timestamp?.as_bytes().to_vec()),
+                    Part::Value(source) => bytes(self.read(source, request)?),
+                })
+            })
+            .collect()
+    }
+}
+
+/// `url` with `%3A %2F %3F %40 %21 %24 %27 %28 %29 %2A %2C %3B` (either
+/// case) decoded, every other escape kept.
+fn unescape_reserved(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let decoded = rest
+            .get(at + 1..at + 3)
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .map(char::from)
+            .filter(|c| ":/?@!$'()*,;".contains(*c));
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[at + 3..];
+            }
+            None => {
+                out.push('%');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn outcome(matched: bool) -> Result<(), Failure> {
+    if matched {
+        Ok(())
+    } else {
+        Err(Failure::Mismatch)
+    }
+}
+
+fn positive_seconds(v: &Value) -> Result<i64, ConfigError> {
+    match v.as_i64() {
+        Some(secs) if secs > 0 => Ok(secs),
+        _ => err("the tolerance must be a positive number of seconds"),
+    }
+}
+
+fn parse_timestamp(
+    ts: &Map<String, Value>,
+    list: Option<&List>,
+    tolerance_override: Option<i64>,
+) -> Result<Timestamp, ConfigError> {
+    if let Some(key) = ts
+        .keys()
+        .find(|k| !["from", "format", "tolerance_secs"].contains(&k.as_str()))
+    {
+        return err(format!(
+            "timestamp has no key {key} (from, format, tolerance_secs)"
+        ));
+    }
+    let from = match ts.get("from") {
+        Some(Value::String(spec)) => match spec.strip_prefix("list:") {
+            Some(key) if list.is_some() => TimeSource::ListKey(name(key, "a list key")?),
+            Some(_) => return err("timestamp.from list:KEY needs the signature's list"),
+            None => TimeSource::Value(parse_source(spec, "timestamp.from")?),
+        },
+        _ => return err("timestamp needs from (header:NAME, field:PATH, param:NAME or list:KEY)"),
+    };
+    let format = match ts.get("format").and_then(Value::as_str) {
+        None | Some("unix") => TimeFormat::UnixSeconds,
+        Some("unix_ms") => TimeFormat::UnixMillis,
+        Some("rfc3339") => TimeFormat::Rfc3339,
+        Some(_) => return err("timestamp.format must be unix, unix_ms or rfc3339"),
+    };
+    let tolerance_secs = match (tolerance_override, ts.get("tolerance_secs")) {
+        (Some(secs), _) => secs,
+        (None, None | Some(Value::Null)) => DEFAULT_TOLERANCE_SECS,
+        (None, Some(v)) => positive_seconds(v)?,
+    };
+    Ok(Timestamp {
+        from,
+        format,
+        tolerance_secs,
+    })
+}
+
+/// Decodes the active secrets or public keys for `method`. `secret_encoding`
+/// says how a secret is written: `text` (its UTF-8 bytes, the default for
+/// HMAC and tokens), `hex`, `base64`, or `whsec` (Standard Webhooks and
+/// Svix: `whsec_` then base64). Public keys are PEM (SubjectPublicKeyInfo),
+/// or the raw key as the provider shows it: Ed25519 32 bytes in hex (the
+/// default) or base64; P-256 the DER SubjectPublicKeyInfo in base64 (the
+/// default) or a SEC1 point in hex.
+fn parse_keys(
+    method: Method,
+    secret_encoding: Option<&str>,
+    secrets: &[String],
+) -> Result<Vec<Key>, ConfigError> {
+    if secrets.is_empty() {
+        return err("the scheme needs a secret (or public key)");
+    }
+    if secrets.len() > MAX_SECRETS {
+        return err(format!(
+            "at most {MAX_SECRETS} secrets may be active at once"
+        ));
+    }
+    let mut keys = Vec::with_capacity(secrets.len());
+    for (n, secret) in secrets.iter().enumerate() {
+        let n = n + 1;
+        if secret.is_empty() {
+            return err(format!("secret {n} is empty"));
+        }
+        if secret.len() > MAX_SECRET_BYTES {
+            return err(format!(
+                "secret {n} is longer than {MAX_SECRET_BYTES} bytes"
+            ));
+        }
+        let bad = |what: &str| ConfigError(format!("secret {n} is not {what}"));
+        let trimmed = secret.trim();
+        keys.push(match method {
+            Method::Hmac(_) | Method::Token => Key::Secret(match secret_encoding {
+                None | Some("text") => secret.as_bytes().to_vec(),
+                Some("hex") => decode_hex(trimmed).ok_or_else(|| bad("hex"))?,
+                Some("base64") => STANDARD.decode(trimmed).map_err(|_| bad("base64"))?,
+                Some("whsec") => standard_webhooks_secret(trimmed)
+                    .filter(|k| !k.is_empty())
+                    .ok_or_else(|| bad("whsec_ followed by base64"))?,
+                Some(_) => return err("secret_encoding must be text, hex, base64 or whsec"),
+            }),
+            Method::Ed25519 => Key::Ed25519(if trimmed.starts_with("-----BEGIN") {
+                ed25519_dalek::VerifyingKey::from_public_key_pem(trimmed)
+                    .map_err(|_| bad("an Ed25519 public key (PEM)"))?
+            } else {
+                let raw = match secret_encoding {
+                    None | Some("hex") => decode_hex(trimmed),
+                    Some("base64") => STANDARD.decode(trimmed).ok(),
+                    Some(_) => return err("an Ed25519 key's encoding must be hex, base64 or PEM"),
+                };
+                let raw: [u8; 32] = raw
+                    .and_then(|r| r.try_into().ok())
+                    .ok_or_else(|| bad("an Ed25519 public key (32 bytes)"))?;
+                ed25519_dalek::VerifyingKey::from_bytes(&raw)
+                    .map_err(|_| bad("an Ed25519 public key"))?
+            }),
+            Method::EcdsaP256Sha256 => {
+                use p256::pkcs8::DecodePublicKey as _;
+                Key::P256(if trimmed.starts_with("-----BEGIN") {
+                    p256::ecdsa::VerifyingKey::from_public_key_pem(trimmed)
+                        .map_err(|_| bad("a P-256 public key (PEM)"))?
+                } else {
+                    match secret_encoding {
+                        None | Some("base64") => STANDARD
+                            .decode(trimmed)
+                            .ok()
+                            .and_then(|der| {
+                                p256::ecdsa::VerifyingKey::from_public_key_der(&der).ok()
+                            })
+                            .ok_or_else(|| bad("a P-256 public key (base64 DER)"))?,
+                        Some("hex") => decode_hex(trimmed)
+                            .and_then(|sec1| p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok())
+                            .ok_or_else(|| bad("a P-256 public key (hex SEC1 point)"))?,
+                        Some(_) => {
+                            return err(
+                                "a P-256 key's encoding must be base64 (DER), hex (SEC1) or PEM",
+                            )
+                        }
+                    }
+                })
+            }
+        });
+    }
+    Ok(keys)
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn decode_signature(encoding: SignatureEncoding, sig: &str) -> Option<Vec<u8>> {
+    match encoding {
+        SignatureEncoding::Hex => decode_hex(sig),
+        // With or without padding: senders differ.
+        SignatureEncoding::Base64 => STANDARD
+            .decode(sig)
+            .or_else(|_| STANDARD_NO_PAD.decode(sig))
+            .ok(),
+        SignatureEncoding::Base64Url => URL_SAFE_NO_PAD
+            .decode(sig)
+            .or_else(|_| URL_SAFE.decode(sig))
+            .ok(),
+    }
+}
+
+/// The values of the items with `key` in a `key<pair>value<separator>…`
+/// list, in order.
+fn list_values<'v>(value: &'v str, list: &'v List, key: &'v str) -> impl Iterator<Item = &'v str> {
+    value
+        .split(list.separator.as_str())
+        .filter_map(move |item| {
+            let (k, v) = item.trim().split_once(list.pair.as_str())?;
+            (k.trim() == key).then_some(v.trim())
+        })
+}
+
+fn parse_time(raw: &str, format: TimeFormat) -> Option<i64> {
+    match format {
+        TimeFormat::UnixSeconds => raw.parse::<i64>().ok(),
+        TimeFormat::UnixMillis => raw.parse::<i64>().ok().map(|ms| ms.div_euclid(1000)),
+        TimeFormat::Rfc3339 => {
+            time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(|t| t.unix_timestamp())
+        }
+    }
+}
+
+/// A field of the body as text: for a JSON body a scalar at `path` (found
+/// without building the rest of the document), for a form body the first
+/// value of the field named `path`. `None` when there is none.
+fn body_field(request: &SignedRequest<'_>, path: &[String]) -> Option<String> {
+    let content_type = request.header("content-type").unwrap_or("");
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if media == "application/x-www-form-urlencoded" {
+        let name = path.join(".");
+        return form_urlencoded::parse(request.body)
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.into_owned());
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(request.body);
+    serde::de::DeserializeSeed::deserialize(json_field::Find(path), &mut deserializer)
+        .ok()
+        .flatten()
+}
+
+/// Finds one scalar in a JSON document: every other value is skipped
+/// (`IgnoredAny`), so the search holds nothing of the document.
+mod json_field {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::borrow::Cow;
+    use std::fmt;
+
+    pub struct Find<'p>(pub &'p [String]);
+
+    /// The key serde_json's arbitrary-precision numbers arrive under.
+    const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+    impl<'de> DeserializeSeed<'de> for Find<'_> {
+        type Value = Option<String>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Find<'_> {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Option<String>, E> {
+            Ok(self.0.is_empty().then(|| v.to_string()))
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Option<String>, E> {
+            Ok(self.0.is_empty().then(|| v.to_string()))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Option<String>, E> {
+            Ok(self.0.is_empty().then(|| v.to_string()))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Option<String>, E> {
+            Ok(self.0.is_empty().then(|| v.to_string()))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Option<String>, E> {
+            Ok(self.0.is_empty().then(|| v.to_string()))
+        }
+        fn visit_unit<E>(self) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<String>, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                if key == NUMBER_TOKEN {
+                    let number: String = map.next_value()?;
+                    return Ok(self.0.is_empty().then_some(number));
+                }
+                match self.0.split_first() {
+                    Some((first, rest)) if found.is_none() && *first == key => {
+                        found = map.next_value_seed(Find(rest))?;
+                    }
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(found)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::Unbudgeted;
+    use crate::test_support::headers;
+    use serde_json::json;
+
+    fn scheme(definition: Value, secrets: &[&str]) -> Composed {
+        let secrets: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
+        Composed::from_definition(definition.as_object().unwrap(), &secrets).unwrap()
+    }
+
+    fn config_error(definition: Value, secrets: &[&str]) -> String {
+        let secrets: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
+        Composed::from_definition(definition.as_object().unwrap(), &secrets)
+            .unwrap_err()
+            .0
+    }
+
+    fn check(
+        scheme: &Composed,
+        method: &str,
+        url: &str,
+        pairs: &[(&str, &str)],
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), Failure> {
+        let headers = headers(pairs);
+        scheme
+            .verify_within(
+                &SignedRequest {
+                    headers: &headers,
+                    body,
+                    url,
+                    method,
+                    now_unix: now,
+                },
+                &mut Unbudgeted,
+            )
+            .unwrap()
+    }
+
+    fn hmac_hex(secret: &[u8], content: &[u8]) -> String {
+        super::super::hex(&mac(Algorithm::Sha256, secret, &[content]))
+    }
+
+    #[test]
+    fn templates_parse_into_parts() {
+        assert_eq!(
+            parse_template("v0:{timestamp}:{body}").unwrap(),
+            vec![
+                Part::Text("v0:".into()),
+                Part::Timestamp,
+                Part::Text(":".into()),
+                Part::Body
+            ]
+        );
+        assert_eq!(
+            parse_template("{method}{url}{{x}}{header:X-Id}.{field:a.b}{param:p}{path}?{query}")
+                .unwrap(),
+            vec![
+                Part::Method,
+                Part::Url,
+                Part::Text("{x}".into()),
+                Part::Value(Source::Header("x-id".into())),
+                Part::Text(".".into()),
+                Part::Value(Source::Field(vec!["a".into(), "b".into()])),
+                Part::Value(Source::Param("p".into())),
+                Part::Path,
+                Part::Text("?".into()),
+                Part::Query,
+            ]
+        );
+        assert!(parse_template("{bodyy}")
+            .unwrap_err()
+            .0
+            .contains("unknown template placeholder {bodyy}"));
+        assert!(parse_template("{body").is_err());
+        assert!(parse_template("a}b").is_err());
+        assert!(parse_template(&"{body}".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn reserved_escapes_are_decoded_and_others_kept() {
+        assert_eq!(
+            unescape_reserved("https://h/a%2Fb%3a%40?q=%20%2C%25x%2"),
+            "https://h/a/b:@?q=%20,%25x%2"
+        );
+        assert_eq!(unescape_reserved("%E2%82%AC"), "%E2%82%AC");
+    }
+
+    #[test]
+    fn a_list_of_signatures_any_of_which_may_match() {
+        // Paddle's shape: ts=…;h1=…;h1=… over "ts:body".
+        let s = scheme(
+            json!({"algorithm": "hmac-sha256", "signed": "{timestamp}:{body}",
+                   "signature": "header:Paddle-Signature",
+                   "list": {"separator": ";", "pair": "=", "key": "h1"},
+                   "timestamp": {"from": "list:ts"}}),
+            &["old", "new"],
+        );
+        let body = br#"{"a":1}"#;
+        let good = hmac_hex(b"new", b"1700000000:{\"a\":1}");
+        let header = format!("ts=1700000000;h1={};h1={good}", "00".repeat(32));
+        let h = [("paddle-signature", header.as_str())];
+        assert_eq!(check(&s, "POST", "", &h, body, 1_700_000_100), Ok(()));
+        assert_eq!(
+            check(&s, "POST", "", &h, b"{\"a\":2}", 1_700_000_100),
+            Err(Failure::Mismatch)
+        );
+        assert_eq!(
+            check(&s, "POST", "", &h, body, 1_700_000_301),
+            Err(Failure::StaleTimestamp)
+        );
+        let no_ts = format!("h1={good}");
+        assert_eq!(
+            check(
+                &s,
+                "POST",
+                "",
+                &[("paddle-signature", &no_ts)],
+                body,
+                1_700_000_100
+            ),
+            Err(Failure::Malformed)
+        );
+        assert_eq!(
+            check(&s, "POST", "", &[], body, 1_700_000_100),
+            Err(Failure::MissingHeader)
+        );
+    }
+
+    #[test]
+    fn method_url_and_body_fields_can_be_signed() {
+        let s = scheme(
+            json!({"algorithm": "hmac-sha256", "signed": "{method}{url}{field:signature.token}",
+                   "signature": "field:signature.signature", "encoding": "hex"}),
+            &["k"],
+        );
+        let url = "https://hooks.example.com/hooks/x?a=1";
+        let sig = hmac_hex(b"k", format!("POST{url}tok").as_bytes());
+        let body = format!(
+            r#"{{"event-data":{{"id":[1,{{"signature":"no"}}],"n":1.5}},"signature":{{"token":"tok","signature":"{sig}","timestamp":1700000000}}}}"#
+        );
+        let ct = [("content-type", "application/json")];
+        assert_eq!(check(&s, "POST", url, &ct, body.as_bytes(), 0), Ok(()));
+        assert_eq!(
+            check(&s, "GET", url, &ct, body.as_bytes(), 0),
+            Err(Failure::Mismatch)
+        );
+        assert_eq!(
+            check(&s, "POST", url, &ct, br#"{"signature":{"token":"tok"}}"#, 0),
+            Err(Failure::MissingHeader)
+        );
+        assert_eq!(
+            check(&s, "POST", url, &ct, b"not json", 0),
+            Err(Failure::MissingHeader)
+        );
+        // A form body: the field is named by the whole path.
+        let form = format!("signature.token=tok&signature.signature={sig}");
+        let form_ct = [("content-type", "application/x-www-form-urlencoded")];
+        assert_eq!(check(&s, "POST", url, &form_ct, form.as_bytes(), 0), Ok(()));
+    }
+
+    #[test]
+    fn json_fields_are_found_as_text_whatever_their_type() {
+        let find = |body: &str, path: &str| {
+            let h = headers(&[("content-type", "application/json")]);
+            let path: Vec<String> = path.split('.').map(str::to_string).collect();
+            body_field(
+                &SignedRequest {
+                    headers: &h,
+                    body: body.as_bytes(),
+                    url: "",
+                    method: "POST",
+                    now_unix: 0,
+                },
+                &path,
+            )
+        };
+        assert_eq!(
+            find(r#"{"a":{"b":1700000000}}"#, "a.b").as_deref(),
+            Some("1700000000")
+        );
+        assert_eq!(
+            find(r#"{"a":{"b":"x\"y"}}"#, "a.b").as_deref(),
+            Some("x\"y")
+        );
+        assert_eq!(find(r#"{"a":{"b":{"c":1}}}"#, "a.b"), None);
+        assert_eq!(find(r#"{"a":[{"b":1}]}"#, "a.b"), None);
+        assert_eq!(
+            find(r#"{"b":1,"a":{"b":true}}"#, "a.b").as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            find(&format!("{}1{}", "[".repeat(200), "]".repeat(200)), "a"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_token_is_compared_with_each_secret() {
+        let s = scheme(
+            json!({"algorithm": "token", "signature": "header:X-Telegram-Bot-Api-Secret-Token"}),
+            &["first", "second"],
+        );
+        assert!(s.is_token());
+        let h = |t: &'static str| [("x-telegram-bot-api-secret-token", t)];
+        assert_eq!(check(&s, "POST", "", &h("second"), b"{}", 0), Ok(()));
+        assert_eq!(
+            check(&s, "POST", "", &h("secon"), b"{}", 0),
+            Err(Failure::Mismatch)
+        );
+        assert_eq!(
+            check(&s, "POST", "", &[], b"{}", 0),
+            Err(Failure::MissingHeader)
+        );
+        let q = scheme(
+            json!({"algorithm": "token", "signature": "param:hub.verify_token"}),
+            &["vt"],
+        );
+        assert!(q.signs_url());
+        assert_eq!(
+            check(
+                &q,
+                "GET",
+                "https://h/x?hub.mode=subscribe&hub.verify_token=vt",
+                &[],
+                b"",
+                0
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(&q, "GET", "https://h/x?hub.verify_token=no", &[], b"", 0),
+            Err(Failure::Mismatch)
+        );
+    }
+
+    #[test]
+    fn timestamps_in_milliseconds_and_rfc3339() {
+        let ms = scheme(
+            json!({"algorithm": "hmac-sha256", "signed": "{body}{timestamp}", "signature": "header:sig",
+                   "encoding": "base64", "timestamp": {"from": "header:ts", "format": "unix_ms"}}),
+            &["k"],
+        );
+        let sig = STANDARD.encode(mac(Algorithm::Sha256, b"k", &[b"b1700000000123"]));
+        let h = [("sig", sig.as_str()), ("ts", "1700000000123")];
+        assert_eq!(check(&ms, "POST", "", &h, b"b", 1_700_000_100), Ok(()));
+        assert_eq!(
+            check(&ms, "POST", "", &h, b"b", 1_700_000_400),
+            Err(Failure::StaleTimestamp)
+        );
+        let rfc = scheme(
+            json!({"algorithm": "hmac-sha256", "signed": "{timestamp}{body}", "signature": "header:sig",
+                   "timestamp": {"from": "header:ts", "format": "rfc3339", "tolerance_secs": 600}}),
+            &["k"],
+        );
+        let ts = "2023-11-14T22:13:20.123456789Z";
+        let sig = hmac_hex(b"k", format!("{ts}b").as_bytes());
+        let h = [("sig", sig.as_str()), ("ts", ts)];
+        assert_eq!(check(&rfc, "POST", "", &h, b"b", 1_700_000_500), Ok(()));
+        assert_eq!(
+            check(&rfc, "POST", "", &h, b"b", 1_700_000_700),
+            Err(Failure::StaleTimestamp)
+        );
+        let bad = [("sig", sig.as_str()), ("ts", "yesterday")];
+        assert_eq!(
+            check(&rfc, "POST", "", &bad, b"b", 1_700_000_500),
+            Err(Failure::Malformed)
+        );
+    }
+
+    #[test]
+    fn ed25519_and_p256_public_keys() {
+        use ed25519_dalek::Signer;
+        let signing = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let public = super::super::hex(signing.verifying_key().as_bytes());
+        let s = scheme(
+            json!({"algorithm": "ed25519", "signed": "{timestamp}{body}",
+                   "signature": "header:X-Signature-Ed25519",
+                   "timestamp": {"from": "header:X-Signature-Timestamp"}}),
+            &[&public],
+        );
+        let sig = super::super::hex(&signing.sign(b"1700000000{\"type\":1}").to_bytes());
+        let h = [
+            ("x-signature-ed25519", sig.as_str()),
+            ("x-signature-timestamp", "1700000000"),
+        ];
+        assert_eq!(
+            check(&s, "POST", "", &h, br#"{"type":1}"#, 1_700_000_000),
+            Ok(())
+        );
+        assert_eq!(
+            check(&s, "POST", "", &h, br#"{"type":2}"#, 1_700_000_000),
+            Err(Failure::Mismatch)
+        );
+
+        use p256::pkcs8::EncodePublicKey;
+        let secret = p256::ecdsa::SigningKey::from_slice(&[9u8; 32]).unwrap();
+        let der = secret.verifying_key().to_public_key_der().unwrap();
+        let public = STANDARD.encode(der.as_bytes());
+        let e = scheme(
+            json!({"algorithm": "ecdsa-p256-sha256", "signed": "{timestamp}{body}", "encoding": "base64",
+                   "signature": "header:sig", "timestamp": {"from": "header:ts"}}),
+            &[&public],
+        );
+        let sig: p256::ecdsa::Signature = secret.sign(b"1700000000[]");
+        let der_sig = STANDARD.encode(sig.to_der().as_bytes());
+        let h = [("sig", der_sig.as_str()), ("ts", "1700000000")];
+        assert_eq!(check(&e, "POST", "", &h, b"[]", 1_700_000_000), Ok(()));
+        assert_eq!(
+            check(&e, "POST", "", &h, b"[ ]", 1_700_000_000),
+            Err(Failure::Mismatch)
+        );
+        let raw_sig = STANDARD.encode(sig.to_bytes());
+        let h = [("sig", raw_sig.as_str()), ("ts", "1700000000")];
+        assert_eq!(check(&e, "POST", "", &h, b"[]", 1_700_000_000), Ok(()));
+    }
+
+    #[test]
+    fn definitions_are_checked_without_echoing_secrets() {
+        let base = json!({"algorithm": "hmac-sha256", "signed": "{body}", "signature": "header:x"});
+        assert!(config_error(
+            json!({"algorithm": "md5", "signed": "{body}", "signature": "header:x"}),
+            &["s"]
+        )
+        .starts_with("algorithm must be"));
+        assert!(config_error(
+            json!({"algorithm": "hmac-sha256", "signature": "header:x"}),
+            &["s"]
+        )
+        .contains("needs signed"));
+        assert!(config_error(
+            json!({"algorithm": "hmac-sha256", "signed": "{body}", "signature": "cookie:x"}),
+            &["s"]
+        )
+        .contains("header:NAME"));
+        let mut extra = base.clone();
+        extra["colour"] = json!("blue");
+        assert!(config_error(extra, &["s"]).contains("no key colour"));
+        assert!(config_error(
+            json!({"algorithm": "hmac-sha256", "signed": "{timestamp}", "signature": "header:x"}),
+            &["s"]
+        )
+        .contains("timestamp.from"));
+        let e = config_error(
+            json!({"algorithm": "ed25519", "signed": "{body}", "signature": "header:x"}),
+            &["top-secret-value"],
+        );
+        assert!(e.contains("secret 1 is not an Ed25519 public key"), "{e}");
+        assert!(!e.contains("top-secret-value"));
+        let e = config_error(
+            json!({"algorithm": "hmac-sha256", "signed": "{body}", "signature": "header:x", "secret_encoding": "whsec"}),
+            &["whsec_%%%secret"],
+        );
+        assert!(
+            e.contains("whsec_ followed by base64") && !e.contains("%%%secret"),
+            "{e}"
+        );
+        assert!(config_error(base.clone(), &[]).contains("needs a secret"));
+        let many: Vec<&str> = vec!["s"; 11];
+        assert!(config_error(base, &many).contains("at most 10"));
+    }
+}
