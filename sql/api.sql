@@ -251,6 +251,10 @@ CREATE FUNCTION webhook._verifications_check()
 RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF NEW.method IS NULL OR NEW.method NOT IN ('*', 'GET', 'POST') THEN
+        RAISE EXCEPTION 'invalid verification: the method is GET or POST (or * for every method)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     PERFORM webhook._check_verification(NEW.scheme, NEW.secrets, NEW.options);
     NEW.updated_at := now();
     RETURN NEW;
@@ -961,15 +965,22 @@ CREATE FUNCTION webhook_set_verification(workflow uuid, scheme text,
                                          timestamp_header text DEFAULT NULL,
                                          separator text DEFAULT NULL,
                                          username text DEFAULT NULL,
-                                         definition jsonb DEFAULT NULL)
+                                         definition jsonb DEFAULT NULL,
+                                         for_method text DEFAULT NULL)
 RETURNS webhook.workflows
 LANGUAGE plpgsql AS $$
 DECLARE
     w webhook.workflows;
     active text[];
     opts jsonb;
+    m text := coalesce(pg_catalog.upper(for_method), '*');
 BEGIN
     w := webhook._workflow(workflow, true);
+    IF for_method IS NOT NULL AND scheme IS NULL THEN
+        -- The method goes back to the workflow's own verification.
+        DELETE FROM webhook.verifications v WHERE v.workflow_id = w.id AND v.method = m;
+        RETURN w;
+    END IF;
     IF (scheme = 'custom') <> (definition IS NOT NULL) THEN
         RAISE EXCEPTION 'invalid verification: definition => … goes with the custom scheme, and only with it'
             USING ERRCODE = 'invalid_parameter_value',
@@ -994,15 +1005,36 @@ BEGIN
             opts := definition || opts;
         END IF;
     END IF;
-    INSERT INTO webhook.verifications AS v (workflow_id, scheme, secrets, options)
-    VALUES (w.id, scheme, active, opts)
-    ON CONFLICT (workflow_id) DO UPDATE
+    INSERT INTO webhook.verifications AS v (workflow_id, method, scheme, secrets, options)
+    VALUES (w.id, m, scheme, active, opts)
+    ON CONFLICT (workflow_id, method) DO UPDATE
        SET scheme = EXCLUDED.scheme, secrets = EXCLUDED.secrets, options = EXCLUDED.options;
     RETURN w;
 END
 $$;
-COMMENT ON FUNCTION webhook_set_verification(uuid, text, text, text[], interval, text, text, text, text, text, text, text, jsonb) IS
+COMMENT ON FUNCTION webhook_set_verification(uuid, text, text, text[], interval, text, text, text, text, text, text, text, jsonb, text) IS
     'How the workflow''s requests are authenticated: a built-in scheme (standard-webhooks, github, stripe, slack, shopify, twilio, gitlab, hmac, bearer, basic), a provider''s preset (webhook_verification_presets()), custom with a definition, or none';
+
+-- The provider's endpoint check the workflow answers itself, without its
+-- handler and without storing an event (NULL: none). See
+-- crates/webhook_core/src/handshake.rs for what each kind answers.
+CREATE FUNCTION webhook_set_handshake(workflow uuid, kind text)
+RETURNS webhook.workflows
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF kind IS NOT NULL AND kind NOT IN ('slack', 'meta', 'msgraph', 'dropbox', 'twitch', 'zoom', 'discord') THEN
+        RAISE EXCEPTION 'unknown handshake (one of slack, meta, msgraph, dropbox, twitch, zoom, discord)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE webhook.workflows x SET handshake = kind WHERE x.id = workflow RETURNING * INTO w;
+    RETURN w;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_handshake(uuid, text) IS
+    'The provider endpoint check (slack, meta, msgraph, dropbox, twitch, zoom, discord) the workflow answers without its handler, or NULL';
 
 -- The providers' presets: each is a definition of the custom scheme, to
 -- copy and adjust when a provider changes (docs/verification.md).

@@ -94,6 +94,9 @@ CREATE TABLE webhook.workflows (
     -- raw body text besides the parameters parsed from it.
     storage_quota         bigint,
     keep_body             boolean     NOT NULL DEFAULT true,
+    -- The provider's endpoint check answered without the handler and without
+    -- storing an event (webhook_set_handshake; NULL: none).
+    handshake             text,
     CONSTRAINT workflows_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 1000),
     CONSTRAINT workflows_retry_delay_check
         CHECK (retry_delay > interval '0' AND retry_max_delay >= retry_delay
@@ -112,6 +115,8 @@ CREATE TABLE webhook.workflows (
         CHECK ((client_rate_limit IS NULL) = (client_rate_burst IS NULL)
                AND client_rate_limit > 0 AND client_rate_limit < 'Infinity' AND client_rate_burst >= 1),
     CONSTRAINT workflows_storage_quota_check CHECK (storage_quota > 0),
+    CONSTRAINT workflows_handshake_check
+        CHECK (handshake IN ('slack', 'meta', 'msgraph', 'dropbox', 'twitch', 'zoom', 'discord')),
     CONSTRAINT workflows_owner_name_key UNIQUE (owner, name),
     CONSTRAINT workflows_response_method_check
         CHECK (response_method IN ('default', 'custom', 'workflow')),
@@ -274,6 +279,19 @@ CREATE TABLE webhook.rejection_counts (
 COMMENT ON TABLE webhook.rejection_counts IS
     'How many requests to each workflow were refused, by status and reason';
 
+-- Provider endpoint checks answered per workflow (webhook_set_handshake),
+-- and the last one: written by the listener, best effort.
+CREATE TABLE webhook.handshakes (
+    workflow_id uuid        PRIMARY KEY REFERENCES webhook.workflows (id) ON DELETE CASCADE,
+    kind        text        NOT NULL,
+    answered    bigint      NOT NULL,
+    last_at     timestamptz NOT NULL,
+    last_method text        NOT NULL,
+    last_query  text
+);
+COMMENT ON TABLE webhook.handshakes IS
+    'How many provider endpoint checks each workflow answered (webhook_set_handshake), and the last one';
+
 -- Delivery keys seen per workflow (webhook_set_delivery_key): a request
 -- whose key is here, received within the workflow's window, is a redelivery
 -- of event_id and gets its response; nothing new is stored.
@@ -295,11 +313,15 @@ COMMENT ON TABLE webhook.deliveries IS
 -- _verifications_check trigger (api.sql) checks every row instead, with
 -- errors that never contain a secret.
 CREATE TABLE webhook.verifications (
-    workflow_id uuid        PRIMARY KEY REFERENCES webhook.workflows (id) ON DELETE CASCADE,
+    workflow_id uuid        NOT NULL REFERENCES webhook.workflows (id) ON DELETE CASCADE,
+    -- The request method this verification is for ('GET', 'POST'), or '*':
+    -- every method without its own.
+    method      text        NOT NULL DEFAULT '*',
     scheme      text,
     secrets     text[],
     options     jsonb,
-    updated_at  timestamptz
+    updated_at  timestamptz,
+    PRIMARY KEY (workflow_id, method)
 );
 COMMENT ON TABLE webhook.verifications IS
     'How requests to each workflow are verified (webhook_set_verification); secrets visible to the owner only';
@@ -347,6 +369,7 @@ SELECT pg_catalog.pg_extension_config_dump('webhook.rejection_counts', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.attempts', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.verifications', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook.handshakes', '');
 
 -- Row-level security: a role sees and changes only the workflows it owns, and
 -- their parameters and events. Superusers (and so the listener) bypass it.
@@ -358,6 +381,7 @@ ALTER TABLE webhook.rejection_counts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.deliveries ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.attempts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.verifications ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook.handshakes ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY workflows_owner ON webhook.workflows
     USING (owner::pg_catalog.oid OPERATOR(pg_catalog.=) webhook._current_role_id())
@@ -371,6 +395,8 @@ CREATE POLICY rejections_owner ON webhook.rejections
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = rejections.workflow_id));
 CREATE POLICY rejection_counts_owner ON webhook.rejection_counts
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = rejection_counts.workflow_id));
+CREATE POLICY handshakes_owner ON webhook.handshakes
+    USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = handshakes.workflow_id));
 CREATE POLICY deliveries_owner ON webhook.deliveries
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = deliveries.workflow_id));
 CREATE POLICY attempts_owner ON webhook.attempts
@@ -397,12 +423,12 @@ GRANT UPDATE (name, handler, enabled, full_body, full_body_param, allowed_method
               discriminator_source, discriminator_name, delivery_key_source, delivery_key_name,
               delivery_key_window, max_attempts, retry_delay, retry_max_delay, ordered,
               redact_headers, allowed_networks, rate_limit, rate_burst, client_rate_limit,
-              client_rate_burst, storage_quota, keep_body)
+              client_rate_burst, storage_quota, keep_body, handshake)
     ON webhook.workflows TO webhook_admin;
 GRANT SELECT, INSERT, UPDATE (scheme, secrets, options, updated_at)
     ON webhook.verifications TO webhook_admin;
 GRANT UPDATE (type, sample, required, position, depth, strict, nullable, required_for)
     ON webhook.parameters TO webhook_admin;
 GRANT SELECT ON webhook.events, webhook.rejections, webhook.rejection_counts, webhook.deliveries,
-                webhook.attempts
+                webhook.attempts, webhook.handshakes
     TO webhook_admin;

@@ -25,20 +25,97 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use serde_json::{Map, Value};
 use uuid::Uuid;
 use webhook_core::body::{BodyError, MemoryBudget};
+use webhook_core::handshake::Handshake;
 use webhook_core::request::Response;
 use webhook_core::verify::{ConfigError, Scheme, SignedRequest};
+
+/// How requests are verified (a row of webhook.verifications): `None` when
+/// they are not; `Err` when the stored configuration is unusable, and then
+/// every request is refused.
+pub type Verification = Option<Result<Scheme, ConfigError>>;
 
 /// The part of a workflow that decides how its request bodies are read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrontDoor {
     /// The whole body is one text parameter: it is decoded, never parsed.
     pub full_body: bool,
-    /// How its requests are verified (webhook.verifications): `None` when
-    /// they are not; `Err` when the stored configuration is unusable, and
-    /// then every request is refused.
-    pub verification: Option<Result<Scheme, ConfigError>>,
+    /// For every method without its own (`*`).
+    pub verification: Verification,
+    /// Methods verified their own way (GET, POST).
+    pub by_method: Vec<(String, Verification)>,
+    /// The provider's endpoint check answered here (webhook_set_handshake).
+    pub handshake: Option<Handshake>,
+}
+
+impl FrontDoor {
+    /// From the workflow's rows of webhook.verifications (a JSON array of
+    /// `{method, scheme, secrets, options}`) and its handshake.
+    pub fn new(
+        full_body: bool,
+        verifications: Option<Value>,
+        handshake: Option<&str>,
+    ) -> FrontDoor {
+        let mut door = FrontDoor {
+            full_body,
+            verification: None,
+            by_method: Vec::new(),
+            handshake: handshake.and_then(|kind| Handshake::parse(kind).ok()),
+        };
+        let rows = match verifications {
+            Some(Value::Array(rows)) => rows,
+            _ => Vec::new(),
+        };
+        for row in rows {
+            let text = |key: &str| row.get(key).and_then(Value::as_str).unwrap_or("");
+            let verification = match text("scheme") {
+                "none" => None,
+                scheme => {
+                    let secrets: Vec<String> = match row.get("secrets") {
+                        Some(Value::Array(secrets)) => secrets
+                            .iter()
+                            .filter_map(|s| s.as_str().map(str::to_string))
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    let options = match row.get("options") {
+                        Some(Value::Object(options)) => options.clone(),
+                        _ => Map::new(),
+                    };
+                    Some(Scheme::from_config(scheme, &secrets, &options))
+                }
+            };
+            match text("method") {
+                "*" => door.verification = verification,
+                method => door.by_method.push((method.to_string(), verification)),
+            }
+        }
+        door
+    }
+
+    /// How a request with `method` is verified.
+    pub fn verification_for(&self, method: &str) -> &Verification {
+        self.by_method
+            .iter()
+            .find(|(m, _)| m == method)
+            .map_or(&self.verification, |(_, v)| v)
+    }
+
+    /// Whether some method's scheme signs the URL the sender called.
+    pub fn signs_url(&self, method: &str) -> bool {
+        matches!(self.verification_for(method), Some(Ok(scheme)) if scheme.signs_url())
+    }
+
+    /// The first active secret of the workflow's verification for `method`
+    /// (Zoom's handshake answer is signed with it).
+    pub fn first_secret(&self, method: &str) -> Option<&[u8]> {
+        match self.verification_for(method) {
+            Some(Ok(scheme)) => scheme.first_secret(),
+            _ => None,
+        }
+    }
 }
 
 /// Most workflows the directory holds; past it, it starts again empty, as
@@ -92,7 +169,7 @@ pub fn verify_within(
     signed: &SignedRequest<'_>,
     budget: &mut dyn MemoryBudget,
 ) -> Result<Result<(), Refusal>, BodyError> {
-    let scheme = match &door.verification {
+    let scheme = match door.verification_for(signed.method) {
         None => return Ok(Ok(())),
         Some(Ok(scheme)) => scheme,
         Some(Err(_)) => {
@@ -111,8 +188,14 @@ pub fn verify_within(
 /// The URL a scheme signs, as the sender called it (the public base URL,
 /// the workflow's path and the query string as sent); empty for schemes that
 /// do not sign it.
-pub fn signed_url(door: &FrontDoor, base_url: &str, id: Uuid, raw_query: Option<&str>) -> String {
-    if !matches!(&door.verification, Some(Ok(scheme)) if scheme.signs_url()) {
+pub fn signed_url(
+    door: &FrontDoor,
+    method: &str,
+    base_url: &str,
+    id: Uuid,
+    raw_query: Option<&str>,
+) -> String {
+    if !door.signs_url(method) {
         return String::new();
     }
     let base = webhook_core::config::workflow_url(base_url, &id.hyphenated().to_string());

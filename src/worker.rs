@@ -744,6 +744,22 @@ impl Batch {
                     )?;
                     continue;
                 }
+                Purpose::Handshake(kind, answer) => {
+                    let answered = pipeline.handshake(
+                        client,
+                        job.workflow_id,
+                        &job.request,
+                        &meta,
+                        *kind,
+                        answer,
+                    )?;
+                    let reply = answered.unwrap_or_else(|| {
+                        job.check_again.store(true, Ordering::Release);
+                        crate::front_door::workflow_changed()
+                    });
+                    let _ = job.reply.send(reply);
+                    continue;
+                }
                 Purpose::LookUp => {
                     let answer = pipeline.look_up(client, job.workflow_id, &job.request, &meta)?;
                     let _ = job.reply.send(answer);

@@ -26,6 +26,7 @@ use webhook_core::body::{
     decode_text_within, parse_body_within, parse_query, BodyError, BodyKind, BodyLimits, ParsedBody,
 };
 use webhook_core::connections::ConnectionLimits;
+use webhook_core::handshake::{Handshake, HandshakeRequest};
 use webhook_core::request::{BodyOutcome, IncomingRequest, Response};
 use webhook_core::route::{route, Route};
 use webhook_core::verify::{Scheme, SignedRequest};
@@ -399,8 +400,10 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
 
     let mut arrived = Arrived {
         method: head.method.clone(),
+        query: head.raw_query.clone().unwrap_or_default(),
         url: signed_url(
             &door,
+            &head.method,
             &settings.base_url,
             workflow_id,
             head.raw_query.as_deref(),
@@ -427,14 +430,21 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
             return to_http(Response::error(500, "Could not parse the request body"));
         };
         (arrived, body_memory) = (back, memory);
-        let (verdict, body) = match checked {
-            Ok(checked) => checked,
+        let (purpose, verdict, body) = match checked {
+            Ok(Checked::Request(verdict, body)) => (Purpose::Handle, verdict, body),
+            Ok(Checked::Handshake(kind, answer, verdict)) => {
+                let nothing = BodyOutcome::Unparseable {
+                    error: "Handshake".into(),
+                    text: String::new(),
+                };
+                (Purpose::Handshake(kind, answer), verdict, nothing)
+            }
             Err(refusal) => {
                 record_refusal(&refusal);
                 return to_http(refusal);
             }
         };
-        let (mut job, answer) = head.job(body, arrived.raw.clone(), Purpose::Handle);
+        let (mut job, answer) = head.job(body, arrived.raw.clone(), purpose);
         job.verdict = Some(verdict);
         let check_again = job.check_again.clone();
         if let Err(refusal) = queue(shared, job) {
@@ -458,6 +468,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
         // The new rules may sign the URL where the old ones did not.
         arrived.url = signed_url(
             &door,
+            &head.method,
             &settings.base_url,
             workflow_id,
             head.raw_query.as_deref(),
@@ -480,14 +491,13 @@ async fn check_off_the_main_thread(
     door: Arc<FrontDoor>,
     arrived: Arrived,
     mut memory: Reservation,
-) -> Option<(
-    Result<(Verdict, BodyOutcome), Response>,
-    Arrived,
-    Reservation,
-)> {
+) -> Option<(Result<Checked, Response>, Arrived, Reservation)> {
     let inline = arrived.raw.len() <= INLINE_PARSE_BYTES
         && arrived.content_encoding.is_none()
-        && !matches!(door.verification, Some(Ok(Scheme::Twilio { .. })));
+        && !matches!(
+            door.verification_for(&arrived.method),
+            Some(Ok(Scheme::Twilio { .. }))
+        );
     if inline {
         let checked = check_and_parse(&door, &arrived, &mut memory);
         return Some((checked, arrived, memory));
@@ -509,6 +519,8 @@ struct Arrived {
     /// The URL its signature may cover (see front_door::signed_url).
     url: String,
     method: String,
+    /// The raw query string (handshakes read their challenge there).
+    query: String,
     now_unix: i64,
     limits: BodyLimits,
 }
@@ -520,7 +532,7 @@ fn check_and_parse(
     door: &Arc<FrontDoor>,
     arrived: &Arrived,
     memory: &mut Reservation,
-) -> Result<(Verdict, BodyOutcome), Response> {
+) -> Result<Checked, Response> {
     let signed = SignedRequest {
         headers: &arrived.headers,
         body: &arrived.raw,
@@ -528,8 +540,40 @@ fn check_and_parse(
         method: &arrived.method,
         now_unix: arrived.now_unix,
     };
+    // The provider's endpoint check, answered here: an unsigned one before
+    // verification, a signed one only once the request passed it.
+    let handshake = |unsigned: bool| {
+        let kind = door
+            .handshake
+            .filter(|k| k.before_verification() == unsigned)?;
+        if arrived.content_encoding.is_some() {
+            return None;
+        }
+        let answer = kind.answer(&HandshakeRequest {
+            method: &arrived.method,
+            headers: &arrived.headers,
+            query: &arrived.query,
+            body: &arrived.raw,
+            secret: door.first_secret(&arrived.method),
+        })?;
+        // Answered before or after verification: either way the sender
+        // passed what the workflow asks of it.
+        let verdict = Verdict {
+            door: door.clone(),
+            outcome: Ok(()),
+        };
+        Some(Checked::Handshake(kind, answer, verdict))
+    };
+    if let Some(answered) = handshake(true) {
+        return Ok(answered);
+    }
     let outcome: Result<(), Refusal> =
         front_door::verify_within(door, &signed, memory).map_err(body_refusal)?;
+    if outcome.is_ok() {
+        if let Some(answered) = handshake(false) {
+            return Ok(answered);
+        }
+    }
     let body = if outcome.is_err() {
         // A forged request is never decoded or parsed; its rejection keeps
         // the start of the body as sent, when that is readable.
@@ -560,7 +604,16 @@ fn check_and_parse(
         door: door.clone(),
         outcome,
     };
-    Ok((verdict, body?))
+    Ok(Checked::Request(verdict, body?))
+}
+
+/// What checking a request found.
+enum Checked {
+    /// A request to admit (or refuse, as the verdict says) on the main thread.
+    Request(Verdict, BodyOutcome),
+    /// The provider's endpoint check, its answer, and the rules it was
+    /// answered by: nothing is stored.
+    Handshake(Handshake, Response, Verdict),
 }
 
 /// How much of a forged request's body its rejection keeps, at most.

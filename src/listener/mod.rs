@@ -88,6 +88,11 @@ pub enum Purpose {
     /// The network thread already refused the request (413, 415, 408, 404
     /// for a disabled workflow, …): only record the refusal, nobody waits.
     RecordRefusal(Response),
+    /// The provider's endpoint check, with the answer the network thread
+    /// found: sent if the workflow's rules are still those it was checked
+    /// against and the sender is admitted (allow-list, rate limits), and
+    /// counted (webhook.handshakes). No event is stored.
+    Handshake(webhook_core::handshake::Handshake, Response),
     /// Before the body is read: does the workflow take requests? The
     /// answer is 200 when it does (it is then in the directory the network
     /// thread reads, src/front_door.rs), else what to answer the caller (404

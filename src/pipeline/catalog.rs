@@ -19,7 +19,6 @@ use uuid::Uuid;
 use webhook_core::access::Limit;
 use webhook_core::delivery::KeySource;
 use webhook_core::retry::RetryPolicy;
-use webhook_core::verify::Scheme;
 
 use crate::front_door::{Directory, FrontDoor};
 
@@ -188,11 +187,13 @@ SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_
        w.redact_headers,
        w.allowed_networks::pg_catalog.text[],
        w.rate_limit, w.rate_burst, w.client_rate_limit, w.client_rate_burst,
-       v.scheme, v.secrets, v.options,
+       (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'method', v.method, 'scheme', v.scheme, 'secrets', v.secrets, 'options', v.options))
+          FROM webhook.verifications v
+         WHERE v.workflow_id OPERATOR(pg_catalog.=) w.id),
+       w.handshake, NULL::pg_catalog.text,
        w.storage_quota, w.keep_body
   FROM webhook.workflows w
-  LEFT JOIN webhook.verifications v ON v.workflow_id OPERATOR(pg_catalog.=) w.id
-                                   AND v.scheme OPERATOR(pg_catalog.<>) 'none'
   LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid
   LEFT JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
   LEFT JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) w.handler
@@ -452,20 +453,11 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
             max_delay: seconds(row.get::<f64>(30)?.unwrap_or(3600.0)),
             min_delay: std::time::Duration::ZERO,
         },
-        front_door: Arc::new(FrontDoor {
+        front_door: Arc::new(FrontDoor::new(
             full_body,
-            verification: match text(37)? {
-                Some(scheme) => Some(Scheme::from_config(
-                    &scheme,
-                    &row.get::<Vec<String>>(38)?.unwrap_or_default(),
-                    &match row.get::<JsonB>(39)? {
-                        Some(JsonB(Value::Object(options))) => options,
-                        _ => serde_json::Map::new(),
-                    },
-                )),
-                None => None,
-            },
-        }),
+            row.get::<JsonB>(37)?.map(|JsonB(rows)| rows),
+            text(38)?.as_deref(),
+        )),
         redact_headers: row.get::<Vec<String>>(31)?.unwrap_or_default(),
         // A network PostgreSQL stored as cidr always parses; an empty list
         // admits nobody.

@@ -65,6 +65,17 @@ type ClaimDelivery<'a> = dyn Fn(&mut SpiClient<'_>) -> Option<(i64, Option<Value
 
 /// `accepted_response` answers for every method but `workflow`, whose answer
 /// comes from the handler.
+/// Counts an answered handshake, keeping the last one (webhook.handshakes).
+const RECORD_HANDSHAKE: &str = "
+INSERT INTO webhook.handshakes AS h (workflow_id, kind, answered, last_at, last_method, last_query)
+SELECT w.id, $2, 1, pg_catalog.now(), $3, $4
+  FROM webhook.workflows w
+ WHERE w.id OPERATOR(pg_catalog.=) $1
+ON CONFLICT (workflow_id) DO UPDATE
+   SET kind = EXCLUDED.kind, answered = h.answered OPERATOR(pg_catalog.+) 1,
+       last_at = EXCLUDED.last_at, last_method = EXCLUDED.last_method,
+       last_query = EXCLUDED.last_query";
+
 const SUCCESS_FOR_NON_WORKFLOW: &str = "default and custom methods have a response";
 
 /// Where an event came from (`webhook.events.origin`).
@@ -422,6 +433,74 @@ impl Pipeline {
             self.record_refusal_of(client, &workflow, request, response, meta, None);
         }
         Ok(())
+    }
+
+    /// The answer to a provider's endpoint check the network thread found
+    /// (src/listener/http.rs): given if the workflow's rules are still those
+    /// it was checked against and the sender is admitted (allow-list, rate
+    /// limits, in the order of any request), and counted. Nothing is stored.
+    /// `None`: the rules changed; the network thread checks it again.
+    pub fn handshake(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        workflow_id: Uuid,
+        request: &IncomingRequest,
+        meta: &RequestMeta,
+        kind: webhook_core::handshake::Handshake,
+        answer: &Response,
+    ) -> Result<Option<Response>, pgrx::spi::Error> {
+        let workflow = match self.catalog.get(client, workflow_id)? {
+            Some(workflow) if workflow.rules.enabled => workflow,
+            _ => return Ok(Some(Response::workflow_not_found())),
+        };
+        if !meta
+            .verdict
+            .as_ref()
+            .is_some_and(|verdict| verdict.is_for(&workflow.front_door))
+        {
+            return Ok(None);
+        }
+        if let Err((response, reason)) = admit_sender(&workflow, meta) {
+            self.record_refusal_of(client, &workflow, request, &response, meta, Some(&reason));
+            return Ok(Some(response));
+        }
+        self.record_handshake(
+            client,
+            workflow_id,
+            kind,
+            &request.method,
+            meta.raw_query.as_deref(),
+        );
+        Ok(Some(answer.clone()))
+    }
+
+    /// Counts an answered endpoint check (webhook.handshakes), keeping the
+    /// last one's method and query. Best effort, in its own subtransaction:
+    /// a failure (a lock, the workflow just dropped) loses the count, never
+    /// the batch.
+    fn record_handshake(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        workflow_id: Uuid,
+        kind: webhook_core::handshake::Handshake,
+        method: &str,
+        raw_query: Option<&str>,
+    ) {
+        let args = [
+            DatumWithOid::from(pg_uuid(workflow_id)),
+            DatumWithOid::from(kind.name()),
+            DatumWithOid::from(method),
+            DatumWithOid::from(raw_query),
+        ];
+        let privileged = self.privileged_role;
+        let failure = match in_subtransaction(|| {
+            run_privileged(privileged, || client.update(RECORD_HANDSHAKE, None, &args))
+        }) {
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.describe(),
+        };
+        pgrx::debug1!("webhook_ext could not count a handshake: {failure}");
     }
 
     /// Writes the refusals counted since the last call (once per batch).

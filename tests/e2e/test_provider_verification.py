@@ -356,7 +356,8 @@ def test_a_composed_scheme_from_parts_and_the_presets_as_definitions(ready, new_
     presets = c.rows("SELECT name, definition FROM webhook_verification_presets()")
     names = [row["name"] for row in presets]
     assert names == ["svix", "zoom", "twitch", "hubspot", "square", "paddle", "calendly", "pagerduty", "discord",
-                     "sendgrid", "mailgun", "telegram", "meta", "dropbox", "linear", "intercom", "typeform"]
+                     "sendgrid", "mailgun", "telegram", "meta", "meta-verify-token", "dropbox", "linear", "intercom",
+                     "typeform"]
     zoom_definition = presets[1]["definition"]
     assert zoom_definition == {
         "algorithm": "hmac-sha256", "signed": "v0:{timestamp}:{body}", "signature": "header:x-zm-signature",

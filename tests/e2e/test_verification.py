@@ -385,8 +385,8 @@ def test_secrets_are_the_owners_only_and_never_printed(ready, login_role):
 
     UNKNOWN_SCHEME = ("invalid verification: unknown verification scheme (one of standard-webhooks, github, "
                       "stripe, slack, shopify, twilio, gitlab, hmac, bearer, basic, svix, zoom, twitch, hubspot, "
-                      "square, paddle, calendly, pagerduty, discord, sendgrid, mailgun, telegram, meta, dropbox, "
-                      "linear, intercom, typeform, custom)")
+                      "square, paddle, calendly, pagerduty, discord, sendgrid, mailgun, telegram, meta, meta-verify-token, "
+                      "dropbox, linear, intercom, typeform, custom)")
     # Invalid settings are refused with a message that names the problem, not
     # the secret, also when written to the table directly.
     log_from = c.log_position()

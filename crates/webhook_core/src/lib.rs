@@ -9,6 +9,7 @@ pub mod body;
 pub mod config;
 pub mod connections;
 pub mod delivery;
+pub mod handshake;
 pub mod infer;
 pub mod jsonb;
 pub mod kv;

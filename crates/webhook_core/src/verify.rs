@@ -249,6 +249,17 @@ fn mac(algorithm: Algorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     }
 }
 
+/// Hex HMAC-SHA256 of `message` under `key` (Zoom's handshake answer).
+pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    hex(&mac(Algorithm::Sha256, key, &[message]))
+}
+
+/// A scalar of a JSON document at `path` (object keys) as text, found
+/// without building the rest of the document; `None` if there is none.
+pub fn json_scalar(body: &[u8], path: &[String]) -> Option<String> {
+    composed::json_scalar(body, path)
+}
+
 fn equal(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
@@ -472,6 +483,22 @@ impl Scheme {
             Scheme::Composed(composed) => composed
                 .verify_within(request, &mut Unbudgeted)
                 .unwrap_or(Err(Failure::Malformed)),
+        }
+    }
+
+    /// The first active secret, for schemes that have secrets (Zoom's
+    /// handshake answer is signed with it).
+    pub fn first_secret(&self) -> Option<&[u8]> {
+        match self {
+            Scheme::StandardWebhooks { secrets, .. }
+            | Scheme::GitHub { secrets }
+            | Scheme::Stripe { secrets, .. }
+            | Scheme::Slack { secrets, .. }
+            | Scheme::Shopify { secrets }
+            | Scheme::Twilio { secrets } => secrets.first().map(Vec::as_slice),
+            Scheme::Hmac(config) => config.secrets.first().map(Vec::as_slice),
+            Scheme::Composed(composed) => composed.first_secret(),
+            Scheme::GitLab { .. } | Scheme::Bearer { .. } | Scheme::Basic { .. } => None,
         }
     }
 
@@ -1226,7 +1253,7 @@ mod tests {
                 "githab",
                 &["s3cret-1"],
                 serde_json::json!({}),
-                "unknown verification scheme (one of standard-webhooks, github, stripe, slack, shopify, twilio, gitlab, hmac, bearer, basic, svix, zoom, twitch, hubspot, square, paddle, calendly, pagerduty, discord, sendgrid, mailgun, telegram, meta, dropbox, linear, intercom, typeform, custom)",
+                "unknown verification scheme (one of standard-webhooks, github, stripe, slack, shopify, twilio, gitlab, hmac, bearer, basic, svix, zoom, twitch, hubspot, square, paddle, calendly, pagerduty, discord, sendgrid, mailgun, telegram, meta, meta-verify-token, dropbox, linear, intercom, typeform, custom)",
             ),
             (
                 "github",

@@ -410,6 +410,14 @@ impl Composed {
             )
     }
 
+    /// The first secret of an HMAC scheme.
+    pub fn first_secret(&self) -> Option<&[u8]> {
+        match (self.method, self.keys.first()) {
+            (Method::Hmac(_), Some(Key::Secret(secret))) => Some(secret),
+            _ => None,
+        }
+    }
+
     pub fn is_token(&self) -> bool {
         self.method == Method::Token
     }
@@ -831,7 +839,12 @@ fn body_field(request: &SignedRequest<'_>, path: &[String]) -> Option<String> {
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.into_owned());
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(request.body);
+    json_scalar(request.body, path)
+}
+
+/// A scalar of a JSON document at `path`, as text (see [`body_field`]).
+pub(super) fn json_scalar(body: &[u8], path: &[String]) -> Option<String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
     serde::de::DeserializeSeed::deserialize(json_field::Find(path), &mut deserializer)
         .ok()
         .flatten()

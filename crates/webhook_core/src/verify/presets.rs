@@ -104,6 +104,13 @@ pub const PRESETS: &[(&str, &str)] = &[
         r#"{"algorithm": "hmac-sha256", "signed": "{body}",
             "signature": "header:x-hub-signature-256", "prefix": "sha256=", "encoding": "hex"}"#,
     ),
+    // Meta's endpoint check (a GET): `hub.verify_token` equal to the token
+    // configured with the callback URL; for_method => 'GET' (with the
+    // `meta` handshake, docs/verification.md).
+    (
+        "meta-verify-token",
+        r#"{"algorithm": "token", "signature": "param:hub.verify_token"}"#,
+    ),
     // Dropbox: the app secret over the body.
     (
         "dropbox",
