@@ -981,7 +981,7 @@ BEGIN
         DELETE FROM webhook.verifications v WHERE v.workflow_id = w.id AND v.method = m;
         RETURN w;
     END IF;
-    IF (scheme = 'custom') <> (definition IS NOT NULL) THEN
+    IF (scheme IS NOT DISTINCT FROM 'custom') <> (definition IS NOT NULL) THEN
         RAISE EXCEPTION 'invalid verification: definition => … goes with the custom scheme, and only with it'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Start from a preset: SELECT definition FROM webhook_verification_presets() WHERE name = ''zoom''.';

@@ -108,6 +108,17 @@ impl FrontDoor {
         matches!(self.verification_for(method), Some(Ok(scheme)) if scheme.signs_url())
     }
 
+    /// Headers whose value is a token some method's scheme compares (stored
+    /// redacted, as credentials).
+    pub fn token_headers(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(&self.verification)
+            .chain(self.by_method.iter().map(|(_, v)| v))
+            .filter_map(|v| match v {
+                Some(Ok(scheme)) => scheme.token_header(),
+                _ => None,
+            })
+    }
+
     /// The first active secret of the workflow's verification for `method`
     /// (Zoom's handshake answer is signed with it).
     pub fn first_secret(&self, method: &str) -> Option<&[u8]> {

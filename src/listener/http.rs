@@ -484,7 +484,8 @@ const RECHECKS: usize = 2;
 /// (every parser is linear, so that takes microseconds, less than handing
 /// the body to a parser thread and back; the worst case measured is 26 ms
 /// per MB, see docs/limits.md), else on a parser thread, and so always
-/// for Twilio's check, which sorts the form's pairs. Gives back the body and
+/// for Twilio's check, which sorts the form's pairs, and for composed
+/// schemes (public-key checks, body fields). Gives back the body and
 /// the memory reservation, which is kept until the request is answered;
 /// `None` if the parser thread panicked.
 async fn check_off_the_main_thread(
@@ -496,7 +497,7 @@ async fn check_off_the_main_thread(
         && arrived.content_encoding.is_none()
         && !matches!(
             door.verification_for(&arrived.method),
-            Some(Ok(Scheme::Twilio { .. }))
+            Some(Ok(Scheme::Twilio { .. } | Scheme::Composed(_)))
         );
     if inline {
         let checked = check_and_parse(&door, &arrived, &mut memory);

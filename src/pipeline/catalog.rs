@@ -425,6 +425,11 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
     };
 
     let full_body = row.get::<bool>(3)?.unwrap_or(false);
+    let front_door = Arc::new(FrontDoor::new(
+        full_body,
+        row.get::<JsonB>(37)?.map(|JsonB(rows)| rows),
+        text(38)?.as_deref(),
+    ));
     Ok(Some(Workflow {
         rules: WorkflowRules {
             id,
@@ -453,12 +458,13 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
             max_delay: seconds(row.get::<f64>(30)?.unwrap_or(3600.0)),
             min_delay: std::time::Duration::ZERO,
         },
-        front_door: Arc::new(FrontDoor::new(
-            full_body,
-            row.get::<JsonB>(37)?.map(|JsonB(rows)| rows),
-            text(38)?.as_deref(),
-        )),
-        redact_headers: row.get::<Vec<String>>(31)?.unwrap_or_default(),
+        redact_headers: {
+            // A token a scheme reads from a header is a credential too.
+            let mut redact = row.get::<Vec<String>>(31)?.unwrap_or_default();
+            redact.extend(front_door.token_headers().map(str::to_string));
+            redact
+        },
+        front_door,
         // A network PostgreSQL stored as cidr always parses; an empty list
         // admits nobody.
         allowed_networks: row.get::<Vec<String>>(32)?.map(|networks| {

@@ -294,6 +294,9 @@ def test_provider_preset_accepts_the_signed_delivery_and_refuses_forgeries(ready
     # A top-level array is the one parameter `items`.
     assert stored["params"] == (sent if isinstance(sent, dict) else {"items": sent})
     assert stored["body"] == good.body.decode()
+    if p.preset == "telegram":
+        # The token is a credential: stored redacted, like GitLab's.
+        assert stored["headers"]["x-telegram-bot-api-secret-token"] == "[redacted]"
 
     # A wrong secret or key.
     assert_refused(send_signed(c, wf, d, p.sign(d, body, p.wrong_secret, time.time(), url)), p.refusal)
@@ -404,6 +407,8 @@ def test_a_composed_scheme_from_parts_and_the_presets_as_definitions(ready, new_
         assert err["message"] == f"invalid verification: {message}"
     err = c.sql_error("SELECT webhook_set_verification(%s, 'zoom', secret => 'k', definition => '{}')", (wf,),
                   sqlstate="22023")
+    assert err["message"] == "invalid verification: definition => … goes with the custom scheme, and only with it"
+    err = c.sql_error("SELECT webhook_set_verification(%s, NULL, definition => '{}')", (wf,), sqlstate="22023")
     assert err["message"] == "invalid verification: definition => … goes with the custom scheme, and only with it"
     err = c.sql_error("SELECT webhook_set_verification(%s, 'custom', secret => 'k')", (wf,), sqlstate="22023")
     assert err["message"] == "invalid verification: definition => … goes with the custom scheme, and only with it"

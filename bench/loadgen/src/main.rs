@@ -1,7 +1,8 @@
-//! `loadgen URL CONNECTIONS SECONDS BODY_FILE`: each connection sends POSTs back
-//! to back on one keep-alive connection until the time is up, then waits for
-//! its last response, so every request is counted exactly once (unlike tools
-//! that drop in-flight requests at the deadline). Prints one JSON line.
+//! `loadgen URL CONNECTIONS SECONDS BODY_FILE [NAME:VALUE ...]`: each
+//! connection sends POSTs (with the extra headers given, e.g. a signature)
+//! back to back on one keep-alive connection until the time is up, then waits
+//! for its last response, so every request is counted exactly once (unlike
+//! tools that drop in-flight requests at the deadline). Prints one JSON line.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,12 @@ struct Tally {
     latencies_us: Vec<u32>,
 }
 
-async fn connection(url: hyper::Uri, body: Bytes, deadline: Instant) -> Tally {
+async fn connection(
+    url: hyper::Uri,
+    body: Bytes,
+    headers: Vec<(String, String)>,
+    deadline: Instant,
+) -> Tally {
     let mut tally = Tally::default();
     let authority = url.authority().expect("URL has host:port").clone();
     'reconnect: while Instant::now() < deadline {
@@ -39,9 +45,13 @@ async fn connection(url: hyper::Uri, body: Bytes, deadline: Instant) -> Tally {
         };
         tokio::spawn(conn);
         while Instant::now() < deadline {
-            let request = Request::post(url.clone())
+            let mut request = Request::post(url.clone())
                 .header("host", authority.as_str())
-                .header("content-type", "application/json")
+                .header("content-type", "application/json");
+            for (name, value) in &headers {
+                request = request.header(name.as_str(), value.as_str());
+            }
+            let request = request
                 .body(Full::new(body.clone()))
                 .expect("valid request");
             let started = Instant::now();
@@ -79,10 +89,17 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 5 {
-        eprintln!("usage: loadgen URL CONNECTIONS SECONDS BODY_FILE");
+    if args.len() < 5 {
+        eprintln!("usage: loadgen URL CONNECTIONS SECONDS BODY_FILE [NAME:VALUE ...]");
         std::process::exit(2);
     }
+    let headers: Vec<(String, String)> = args[5..]
+        .iter()
+        .map(|h| {
+            let (name, value) = h.split_once(':').expect("a header is NAME:VALUE");
+            (name.trim().to_string(), value.trim().to_string())
+        })
+        .collect();
     let url: hyper::Uri = args[1].parse().expect("valid URL");
     let connections: usize = args[2].parse().expect("connections");
     let seconds: f64 = args[3].parse().expect("seconds");
@@ -91,7 +108,14 @@ async fn main() {
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
     let tasks: Vec<_> = (0..connections)
-        .map(|_| tokio::spawn(connection(url.clone(), body.clone(), deadline)))
+        .map(|_| {
+            tokio::spawn(connection(
+                url.clone(),
+                body.clone(),
+                headers.clone(),
+                deadline,
+            ))
+        })
         .collect();
     let mut total = Tally::default();
     for task in tasks {

@@ -33,6 +33,14 @@ const MAX_PARTS: usize = 32;
 const MAX_NAME_BYTES: usize = 256;
 /// Deepest body field path.
 const MAX_FIELD_DEPTH: usize = 8;
+/// Most body fields one template signs (each is a pass over the body).
+const MAX_FIELDS: usize = 4;
+/// Most bytes the signed content takes besides the body itself (headers,
+/// fields, URL, text): a request past it fails as malformed.
+const MAX_SIGNED_EXTRA_BYTES: usize = 64 * 1024;
+/// Most public-key checks per request (keys × signatures): each Ed25519
+/// check hashes the whole signed content again.
+const MAX_KEY_CHECKS: usize = 10;
 /// The default tolerance of a signed timestamp.
 const DEFAULT_TOLERANCE_SECS: i64 = 300;
 
@@ -272,6 +280,28 @@ pub fn parse_template(template: &str) -> Result<Vec<Part>, ConfigError> {
     if parts.len() > MAX_PARTS {
         return err(format!("a template has at most {MAX_PARTS} parts"));
     }
+    // Each piece of the request is signed once at most: a repeated {body}
+    // or field would multiply what every forged request costs.
+    for (n, part) in parts.iter().enumerate() {
+        if !matches!(part, Part::Text(_)) && parts[..n].contains(part) {
+            return err("a template names each placeholder once at most");
+        }
+    }
+    let fields = parts
+        .iter()
+        .filter(|p| matches!(p, Part::Value(Source::Field(_))))
+        .count();
+    if fields > MAX_FIELDS {
+        return err(format!("a template signs at most {MAX_FIELDS} body fields"));
+    }
+    if parts
+        .iter()
+        .all(|p| matches!(p, Part::Text(_) | Part::Timestamp))
+    {
+        return err(
+            "a template must sign something of the request (the body, a field, a header, …)",
+        );
+    }
     Ok(parts)
 }
 
@@ -377,16 +407,20 @@ impl Composed {
         })
     }
 
-    /// Whether the signed content or any value is read from the body's
-    /// fields (such a check costs memory in proportion to the body).
-    fn reads_fields(&self) -> bool {
+    /// How many times a check reads a field of the body (each read is a
+    /// pass over it and a copy of the value, at most the body's size).
+    fn field_reads(&self) -> usize {
         let field = |s: &Source| matches!(s, Source::Field(_));
-        field(&self.signature)
-            || self
-                .signed
-                .iter()
-                .any(|p| matches!(p, Part::Value(s) if field(s)))
-            || matches!(&self.timestamp, Some(Timestamp { from: TimeSource::Value(s), .. }) if field(s))
+        let in_template = self
+            .signed
+            .iter()
+            .filter(|p| matches!(p, Part::Value(s) if field(s)))
+            .count();
+        let timestamp = matches!(
+            &self.timestamp,
+            Some(Timestamp { from: TimeSource::Value(s), .. }) if field(s)
+        );
+        usize::from(field(&self.signature)) + in_template + usize::from(timestamp)
     }
 
     /// Whether the scheme needs the URL the sender called.
@@ -418,6 +452,14 @@ impl Composed {
         }
     }
 
+    /// The header a token scheme reads its token from.
+    pub fn token_header(&self) -> Option<&str> {
+        match (&self.method, &self.signature) {
+            (Method::Token, Source::Header(name)) => Some(name),
+            _ => None,
+        }
+    }
+
     pub fn is_token(&self) -> bool {
         self.method == Method::Token
     }
@@ -430,7 +472,8 @@ impl Composed {
         request: &SignedRequest<'_>,
         budget: &mut dyn MemoryBudget,
     ) -> Result<Result<(), Failure>, BodyError> {
-        if self.reads_fields() && !budget.reserve(request.body.len()) {
+        let field_bytes = request.body.len().saturating_mul(self.field_reads());
+        if field_bytes > 0 && !budget.reserve(field_bytes) {
             return Err(BodyError::Busy);
         }
         let raw = match self.read(&self.signature, request) {
@@ -461,7 +504,7 @@ impl Composed {
             for key in &self.keys {
                 if let Key::Secret(token) = key {
                     for candidate in &given {
-                        matched |= equal(token, candidate.as_bytes());
+                        matched |= super::same_token(token, candidate.as_bytes());
                     }
                 }
             }
@@ -480,6 +523,21 @@ impl Composed {
             None => return Ok(Err(Failure::MissingHeader)),
         };
         let slices: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
+        let body_signed = if self.signed.contains(&Part::Body) {
+            request.body.len()
+        } else {
+            0
+        };
+        let extra = slices.iter().map(|s| s.len()).sum::<usize>() - body_signed;
+        if extra > MAX_SIGNED_EXTRA_BYTES {
+            return Ok(Err(Failure::Malformed));
+        }
+        // Public-key checks are costly each: at most MAX_KEY_CHECKS in all.
+        let per_key = match self.method {
+            Method::Ed25519 | Method::EcdsaP256Sha256 => (MAX_KEY_CHECKS / self.keys.len()).max(1),
+            _ => signatures.len(),
+        };
+        let signatures = &signatures[..signatures.len().min(per_key)];
         Ok(outcome(match self.method {
             Method::Hmac(algorithm) => {
                 // Every key and every signature is compared, matched or not,
@@ -488,7 +546,7 @@ impl Composed {
                 for key in &self.keys {
                     if let Key::Secret(secret) = key {
                         let digest = mac(algorithm, secret, &slices);
-                        for sig in &signatures {
+                        for sig in signatures {
                             matched |= equal(&digest, sig);
                         }
                     }
@@ -504,7 +562,7 @@ impl Composed {
                 let mut matched = false;
                 for key in &self.keys {
                     if let Key::P256(key) = key {
-                        for sig in &signatures {
+                        for sig in signatures {
                             let parsed = p256::ecdsa::Signature::from_der(sig)
                                 .or_else(|_| p256::ecdsa::Signature::from_slice(sig));
                             matched |=
@@ -524,7 +582,7 @@ impl Composed {
                 let mut matched = false;
                 for key in &self.keys {
                     if let Key::Ed25519(key) = key {
-                        for sig in &signatures {
+                        for sig in signatures {
                             let parsed = ed25519_dalek::Signature::from_slice(sig);
                             matched |=
                                 parsed.is_ok_and(|sig| key.verify_strict(&message, &sig).is_ok());
@@ -668,10 +726,11 @@ fn parse_timestamp(
         },
         _ => return err("timestamp needs from (header:NAME, field:PATH, param:NAME or list:KEY)"),
     };
-    let format = match ts.get("format").and_then(Value::as_str) {
-        None | Some("unix") => TimeFormat::UnixSeconds,
-        Some("unix_ms") => TimeFormat::UnixMillis,
-        Some("rfc3339") => TimeFormat::Rfc3339,
+    let format = match ts.get("format") {
+        None | Some(Value::Null) => TimeFormat::UnixSeconds,
+        Some(Value::String(f)) if f == "unix" => TimeFormat::UnixSeconds,
+        Some(Value::String(f)) if f == "unix_ms" => TimeFormat::UnixMillis,
+        Some(Value::String(f)) if f == "rfc3339" => TimeFormat::Rfc3339,
         Some(_) => return err("timestamp.format must be unix, unix_ms or rfc3339"),
     };
     let tolerance_secs = match (tolerance_override, ts.get("tolerance_secs")) {
@@ -778,9 +837,12 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }
+    if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
     (0..text.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
         .collect()
 }
 
@@ -898,13 +960,21 @@ mod json_field {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
             let mut found = None;
+            let mut seen = false;
             while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                 if key == NUMBER_TOKEN {
                     let number: String = map.next_value()?;
                     return Ok(self.0.is_empty().then_some(number));
                 }
                 match self.0.split_first() {
-                    Some((first, rest)) if found.is_none() && *first == key => {
+                    // A key on the path twice: the body parser keeps the
+                    // last, so what is checked and what is stored could
+                    // differ. Such a body has no such field.
+                    Some((first, _)) if *first == key && seen => {
+                        return Err(serde::de::Error::custom("a key on the path twice"));
+                    }
+                    Some((first, rest)) if *first == key => {
+                        seen = true;
                         found = map.next_value_seed(Find(rest))?;
                     }
                     _ => {
@@ -1006,6 +1076,117 @@ mod tests {
             "https://h/a/b:@?q=%20,%25x%2"
         );
         assert_eq!(unescape_reserved("%E2%82%AC"), "%E2%82%AC");
+    }
+
+    #[test]
+    fn templates_that_would_cost_or_sign_nothing_are_refused() {
+        let refused = |template: &str| parse_template(template).unwrap_err().0;
+        assert_eq!(
+            refused("{body}.{body}"),
+            "a template names each placeholder once at most"
+        );
+        assert_eq!(
+            refused("{field:a}{field:a}"),
+            "a template names each placeholder once at most"
+        );
+        assert_eq!(
+            refused("{field:a}{field:b}{field:c}{field:d}{field:e}"),
+            "a template signs at most 4 body fields"
+        );
+        assert_eq!(
+            refused("v0:{timestamp}"),
+            "a template must sign something of the request (the body, a field, a header, …)"
+        );
+        assert!(parse_template("{field:a}.{field:b}.{body}").is_ok());
+        let e = config_error(
+            json!({"algorithm": "hmac-sha256", "signed": "{body}", "signature": "header:x",
+                   "timestamp": {"from": "header:t", "format": ["rfc3339"]}}),
+            &["s"],
+        );
+        assert_eq!(e, "timestamp.format must be unix, unix_ms or rfc3339");
+    }
+
+    #[test]
+    fn a_signed_field_given_twice_is_not_there() {
+        // The body parser keeps the last of duplicate keys: what is checked
+        // must be what is stored.
+        let s = scheme(
+            json!({"algorithm": "hmac-sha256", "signed": "{field:payload}", "signature": "header:sig"}),
+            &["k"],
+        );
+        let sig = hmac_hex(b"k", b"good");
+        let ct = [("content-type", "application/json"), ("sig", sig.as_str())];
+        assert_eq!(
+            check(&s, "POST", "", &ct, br#"{"payload":"good"}"#, 0),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &s,
+                "POST",
+                "",
+                &ct,
+                br#"{"payload":"good","payload":"evil"}"#,
+                0
+            ),
+            Err(Failure::MissingHeader)
+        );
+        assert_eq!(
+            check(
+                &s,
+                "POST",
+                "",
+                &ct,
+                br#"{"payload":"good","other":{"payload":"x"}}"#,
+                0
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn hex_is_hex_digits_only_and_signed_headers_are_bounded() {
+        assert_eq!(decode_hex("0d"), Some(vec![13]));
+        assert_eq!(decode_hex("+d"), None);
+        assert_eq!(decode_hex("-1"), None);
+        let s = scheme(
+            json!({"algorithm": "hmac-sha256", "signed": "{header:x-pad}{body}", "signature": "header:sig"}),
+            &["k"],
+        );
+        let pad = "p".repeat(MAX_SIGNED_EXTRA_BYTES + 1);
+        let sig = hmac_hex(b"k", format!("{pad}b").as_bytes());
+        let h = [("x-pad", pad.as_str()), ("sig", sig.as_str())];
+        assert_eq!(check(&s, "POST", "", &h, b"b", 0), Err(Failure::Malformed));
+        let sig = hmac_hex(b"k", format!("{}b", &pad[1..]).as_bytes());
+        let h = [("x-pad", &pad[1..]), ("sig", sig.as_str())];
+        assert_eq!(check(&s, "POST", "", &h, b"b", 0), Ok(()));
+    }
+
+    #[test]
+    fn public_key_checks_are_bounded_per_request() {
+        use ed25519_dalek::Signer;
+        let signing = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let other = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
+        let hex_key =
+            |k: &ed25519_dalek::SigningKey| super::super::hex(k.verifying_key().as_bytes());
+        let two_keys = scheme(
+            json!({"algorithm": "ed25519", "signed": "{body}", "signature": "header:sig",
+                   "list": {"separator": " ", "pair": "=", "key": "v"}}),
+            &[&hex_key(&other), &hex_key(&signing)],
+        );
+        let good = super::super::hex(&signing.sign(b"b").to_bytes());
+        let wrong = super::super::hex(&other.sign(b"x").to_bytes());
+        // Two keys: five signatures each at most; the sixth is not looked at.
+        let fifth = format!("{} v={good}", vec![format!("v={wrong}"); 4].join(" "));
+        assert_eq!(
+            check(&two_keys, "POST", "", &[("sig", &fifth)], b"b", 0),
+            Ok(())
+        );
+        let sixth = format!("{} v={good}", vec![format!("v={wrong}"); 5].join(" "));
+        assert_eq!(
+            check(&two_keys, "POST", "", &[("sig", &sixth)], b"b", 0),
+            Err(Failure::Mismatch)
+        );
     }
 
     #[test]
@@ -1259,7 +1440,7 @@ mod tests {
         extra["colour"] = json!("blue");
         assert!(config_error(extra, &["s"]).contains("no key colour"));
         assert!(config_error(
-            json!({"algorithm": "hmac-sha256", "signed": "{timestamp}", "signature": "header:x"}),
+            json!({"algorithm": "hmac-sha256", "signed": "{timestamp}{body}", "signature": "header:x"}),
             &["s"]
         )
         .contains("timestamp.from"));
