@@ -48,7 +48,7 @@ openssl pkeyutl -sign -inkey "$WORK/ed25519.key" -rawin -in "$BODY" -out "$WORK/
 ED_SIG=$(od -An -v -tx1 "$WORK/ed25519.sig" | tr -d ' \n')
 ED_PUBLIC=$(cat "$WORK/ed25519.pub")
 
-psql_b -v secret="$SECRET" -v public="$ED_PUBLIC" <<'SQL'
+psql_b -v secret="$SECRET" -v public="$ED_PUBLIC" >/dev/null <<'SQL'
 CREATE EXTENSION webhook_ext;
 CREATE FUNCTION bench_noop(e webhook.events) RETURNS void LANGUAGE sql AS 'SELECT';
 SELECT id FROM webhook_create_workflow('none', 'bench_noop');

@@ -358,10 +358,14 @@ def test_a_composed_scheme_from_parts_and_the_presets_as_definitions(ready, new_
     wf = new_workflow()["id"]
     presets = c.rows("SELECT name, definition FROM webhook_verification_presets()")
     names = [row["name"] for row in presets]
-    assert names == ["svix", "zoom", "twitch", "hubspot", "square", "paddle", "calendly", "pagerduty", "discord",
-                     "sendgrid", "mailgun", "telegram", "meta", "meta-verify-token", "dropbox", "linear", "intercom",
-                     "typeform"]
-    zoom_definition = presets[1]["definition"]
+    assert names == ["github", "stripe", "slack", "shopify", "gitlab", "svix", "zoom", "twitch", "hubspot",
+                     "square", "paddle", "calendly", "pagerduty", "discord", "sendgrid", "mailgun", "telegram",
+                     "meta", "meta-verify-token", "dropbox", "linear", "intercom", "typeform"]
+    zoom_definition = presets[names.index("zoom")]["definition"]
+    # The built-in names are presets too: GitHub's is a definition like any.
+    assert presets[0]["definition"] == {"algorithm": "hmac-sha256", "signed": "{body}",
+                                        "signature": "header:x-hub-signature-256", "prefix": "sha256=",
+                                        "encoding": "hex"}
     assert zoom_definition == {
         "algorithm": "hmac-sha256", "signed": "v0:{timestamp}:{body}", "signature": "header:x-zm-signature",
         "prefix": "v0=", "encoding": "hex",

@@ -9,6 +9,37 @@ use serde_json::{Map, Value};
 
 /// Name, definition (JSON), in the order they are listed.
 pub const PRESETS: &[(&str, &str)] = &[
+    // GitHub: `X-Hub-Signature-256: sha256=<hex>` over the body.
+    (
+        "github",
+        r#"{"algorithm": "hmac-sha256", "signed": "{body}",
+            "signature": "header:x-hub-signature-256", "prefix": "sha256=", "encoding": "hex"}"#,
+    ),
+    // Stripe: `Stripe-Signature: t=…,v1=…[,v1=…]` over `{t}.{body}`.
+    (
+        "stripe",
+        r#"{"algorithm": "hmac-sha256", "signed": "{timestamp}.{body}",
+            "signature": "header:stripe-signature", "list": {"separator": ",", "pair": "=", "key": "v1"},
+            "encoding": "hex", "timestamp": {"from": "list:t", "format": "unix", "tolerance_secs": 300}}"#,
+    ),
+    // Slack: `X-Slack-Signature: v0=<hex>` over `v0:{timestamp}:{body}`.
+    (
+        "slack",
+        r#"{"algorithm": "hmac-sha256", "signed": "v0:{timestamp}:{body}",
+            "signature": "header:x-slack-signature", "prefix": "v0=", "encoding": "hex",
+            "timestamp": {"from": "header:x-slack-request-timestamp", "format": "unix", "tolerance_secs": 300}}"#,
+    ),
+    // Shopify: `X-Shopify-Hmac-Sha256: <base64>` over the body.
+    (
+        "shopify",
+        r#"{"algorithm": "hmac-sha256", "signed": "{body}",
+            "signature": "header:x-shopify-hmac-sha256", "encoding": "base64"}"#,
+    ),
+    // GitLab: `X-Gitlab-Token` equal to the secret token.
+    (
+        "gitlab",
+        r#"{"algorithm": "token", "signature": "header:x-gitlab-token"}"#,
+    ),
     // Svix (and the senders using it, such as Clerk): the Standard Webhooks
     // scheme under svix-* headers; `whsec_` secrets; several `v1,<sig>`
     // separated by spaces during a rotation.
