@@ -29,7 +29,7 @@ use webhook_core::connections::ConnectionLimits;
 use webhook_core::handshake::{Handshake, HandshakeRequest};
 use webhook_core::request::{BodyOutcome, IncomingRequest, Response};
 use webhook_core::route::{route, Route};
-use webhook_core::verify::{Scheme, SignedRequest};
+use webhook_core::verify::SignedRequest;
 
 use super::body_budget::{BodyBudget, Reservation};
 use super::connection_slots::ConnectionSlots;
@@ -484,8 +484,8 @@ const RECHECKS: usize = 2;
 /// (every parser is linear, so that takes microseconds, less than handing
 /// the body to a parser thread and back; the worst case measured is 26 ms
 /// per MB, see docs/limits.md), else on a parser thread, and so always
-/// for Twilio's check, which sorts the form's pairs, and for composed
-/// schemes (public-key checks, body fields). Gives back the body and
+/// for checks that are not cheap (Twilio's sorts the form's pairs; public
+/// keys; body fields: see Scheme::cheap_inline). Gives back the body and
 /// the memory reservation, which is kept until the request is answered;
 /// `None` if the parser thread panicked.
 async fn check_off_the_main_thread(
@@ -495,10 +495,10 @@ async fn check_off_the_main_thread(
 ) -> Option<(Result<Checked, Response>, Arrived, Reservation)> {
     let inline = arrived.raw.len() <= INLINE_PARSE_BYTES
         && arrived.content_encoding.is_none()
-        && !matches!(
-            door.verification_for(&arrived.method),
-            Some(Ok(Scheme::Twilio { .. } | Scheme::Composed(_)))
-        );
+        && match door.verification_for(&arrived.method) {
+            Some(Ok(scheme)) => scheme.cheap_inline(),
+            _ => true,
+        };
     if inline {
         let checked = check_and_parse(&door, &arrived, &mut memory);
         return Some((checked, arrived, memory));

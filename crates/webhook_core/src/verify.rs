@@ -416,6 +416,17 @@ impl Scheme {
         }
     }
 
+    /// Whether checking a small body takes microseconds (an HMAC or a token
+    /// over headers and the body), so it may run on the network thread;
+    /// Twilio's sorts the form, public keys and body fields cost more.
+    pub fn cheap_inline(&self) -> bool {
+        match self {
+            Scheme::Twilio { .. } => false,
+            Scheme::Composed(composed) => composed.cheap_inline(),
+            _ => true,
+        }
+    }
+
     /// The header a token scheme reads its token from (stored redacted like
     /// the credential headers).
     pub fn token_header(&self) -> Option<&str> {

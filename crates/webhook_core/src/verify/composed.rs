@@ -452,6 +452,11 @@ impl Composed {
         }
     }
 
+    /// An HMAC or a token that reads no body field.
+    pub fn cheap_inline(&self) -> bool {
+        matches!(self.method, Method::Hmac(_) | Method::Token) && self.field_reads() == 0
+    }
+
     /// The header a token scheme reads its token from.
     pub fn token_header(&self) -> Option<&str> {
         match (&self.method, &self.signature) {
