@@ -34,4 +34,26 @@ pub(crate) mod test_support {
             .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
             .collect()
     }
+
+    /// Checks a request against `scheme` with no memory budget.
+    pub fn verify(
+        scheme: &crate::verify::Scheme,
+        method: &str,
+        url: &str,
+        pairs: &[(&str, &str)],
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), crate::verify::Failure> {
+        let headers = headers(pairs);
+        let request = crate::verify::SignedRequest {
+            headers: &headers,
+            body,
+            url,
+            method,
+            now_unix: now,
+        };
+        scheme
+            .verify_within(&request, &mut crate::body::Unbudgeted)
+            .unwrap()
+    }
 }

@@ -995,7 +995,6 @@ mod json_field {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::body::Unbudgeted;
     use crate::test_support::headers;
     use serde_json::json;
 
@@ -1019,19 +1018,8 @@ mod tests {
         body: &[u8],
         now: i64,
     ) -> Result<(), Failure> {
-        let headers = headers(pairs);
-        scheme
-            .verify_within(
-                &SignedRequest {
-                    headers: &headers,
-                    body,
-                    url,
-                    method,
-                    now_unix: now,
-                },
-                &mut Unbudgeted,
-            )
-            .unwrap()
+        let scheme = super::super::Scheme::Composed(Box::new(scheme.clone()));
+        crate::test_support::verify(&scheme, method, url, pairs, body, now)
     }
 
     fn hmac_hex(secret: &[u8], content: &[u8]) -> String {

@@ -189,37 +189,14 @@ mod tests {
     //! The providers' published vectors, byte for byte (sources in
     //! docs/verification.md).
     use super::*;
-    use crate::body::Unbudgeted;
-    use crate::test_support::headers;
-    use crate::verify::{Failure, Scheme, SignedRequest};
+    use crate::verify::{Failure, Scheme};
 
     fn preset(name: &str, secrets: &[&str]) -> Scheme {
         let secrets: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
         Scheme::from_config(name, &secrets, &Map::new()).unwrap()
     }
 
-    fn check(
-        scheme: &Scheme,
-        method: &str,
-        url: &str,
-        pairs: &[(&str, &str)],
-        body: &[u8],
-        now: i64,
-    ) -> Result<(), Failure> {
-        let headers = headers(pairs);
-        scheme
-            .verify_within(
-                &SignedRequest {
-                    headers: &headers,
-                    body,
-                    url,
-                    method,
-                    now_unix: now,
-                },
-                &mut Unbudgeted,
-            )
-            .unwrap()
-    }
+    use crate::test_support::verify as check;
 
     #[test]
     fn every_preset_is_a_valid_definition() {
