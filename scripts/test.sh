@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of webhook_ext and ends with one summary line:
 #   1. unit tests of the pure core            (cargo test -p webhook_core)
-#   2. end-to-end tests against real clusters (pytest tests/e2e: real HTTP, real rows)
+#   2. the extension's unit tests             (cargo test --lib -p webhook_ext)
+#   3. end-to-end tests against real clusters (pytest tests/e2e: real HTTP, real rows)
 # Installs what is missing first (apt packages, cargo-pgrx, a Python venv).
 source "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
@@ -29,6 +30,10 @@ count() { # count LOGFILE: adds the passed/failed counts a runner printed
 say "unit tests (webhook_core)"
 if ! cargo test -p webhook_core 2>&1 | tee "$LOGS/unit.log"; then status=1; fi
 count "$LOGS/unit.log"
+
+say "unit tests (the extension's own, which need no server)"
+if ! cargo test --release --lib -p webhook_ext 2>&1 | tee "$LOGS/unit-extension.log"; then status=1; fi
+count "$LOGS/unit-extension.log"
 
 install_extension
 say "end-to-end tests (pytest tests/e2e)"

@@ -107,6 +107,19 @@ impl Reservation {
     }
 }
 
+impl Reservation {
+    /// Gives back what decoding and parsing reserved (the body as it arrived
+    /// stays held): for a request parsed again, whose first parse is gone.
+    pub fn release_parse(&mut self) {
+        if let Some(permit) = self.permit.as_mut() {
+            // Dropping the split part returns it to the budget.
+            drop(permit.split(self.parse_kib as usize));
+        }
+        self.parse_bytes = 0;
+        self.parse_kib = 0;
+    }
+}
+
 fn hold(held: &mut Option<OwnedSemaphorePermit>, permit: OwnedSemaphorePermit) {
     match held {
         Some(existing) => existing.merge(permit),
@@ -216,6 +229,29 @@ mod tests {
         );
         drop(first);
         assert!(budget.by_client.lock().unwrap().is_empty());
+        assert_eq!(budget.total.available_permits(), BODY_MEMORY_KIB as usize);
+    }
+
+    #[test]
+    fn a_second_parse_does_not_reserve_twice() {
+        let budget = Arc::new(BodyBudget::new(BODY_MEMORY_KIB));
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut request = budget.start(a, budget.client_share_kib(25 * 1024 * 1024));
+        assert!(request.cover(1024 * 1024));
+        assert!(request.reserve(100 * 1024 * 1024));
+        request.release_parse();
+        assert!(request.reserve(100 * 1024 * 1024));
+        assert_eq!(
+            budget.total.available_permits(),
+            (BODY_MEMORY_KIB - 1024 - 100 * 1024) as usize,
+            "the body once and one parse"
+        );
+        request.release_parse();
+        assert_eq!(
+            budget.total.available_permits(),
+            (BODY_MEMORY_KIB - 1024) as usize
+        );
+        drop(request);
         assert_eq!(budget.total.available_permits(), BODY_MEMORY_KIB as usize);
     }
 }

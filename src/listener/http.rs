@@ -465,6 +465,8 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
             Ok(door) => door,
             Err(response) => return to_http(response),
         };
+        // Its first parse went with the job: reserved once, not twice.
+        body_memory.release_parse();
         // The new rules may sign the URL where the old ones did not.
         arrived.url = signed_url(
             &door,
