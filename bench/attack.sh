@@ -31,7 +31,7 @@ start_fresh_cluster "$DATA" "$PG_PORT" "$HTTP_PORT" "webhook.workers = 1
 webhook.header_timeout = '2s'
 webhook.max_body_size = '1MB'"
 
-psql_a() { as_postgres "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DATA" -p "$PG_PORT" -U postgres -d postgres "$@"; }
+psql_a() { bench_psql "$@"; }
 SECRET=attack-bench-secret
 psql_a <<SQL
 CREATE EXTENSION webhook_ext;

@@ -33,16 +33,14 @@ mkdir -p "$OUT"
 
 ensure_toolchain
 install_extension
-say "building the load generator"
-cargo build --release -q -p loadgen
-LOADGEN="$REPO_ROOT/target/release/loadgen"
+build_loadgen
 
 start_fresh_cluster "$DATA" "$PG_PORT" "$HTTP_PORT" "webhook.workers = 1
 shared_buffers = '512MB'
 max_connections = 200
 $PACE_SETTING"
 
-psql_r() { as_postgres "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DATA" -p "$PG_PORT" -U "${ROLE:-postgres}" -d postgres "$@"; }
+psql_r() { bench_psql "$@"; }
 psql_r <<'SQL'
 CREATE EXTENSION webhook_ext;
 CREATE ROLE alice LOGIN IN ROLE webhook_admin;

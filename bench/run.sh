@@ -45,16 +45,14 @@ mkdir -p "$OUT"
 
 ensure_toolchain
 install_extension
-say "building the load generator"
-cargo build --release -q -p loadgen
-LOADGEN="$REPO_ROOT/target/release/loadgen"
+build_loadgen
 
 start_fresh_cluster "$DATA" "$PG_PORT" "$HTTP_PORT" "webhook.workers = $WORKERS
 shared_buffers = '512MB'
 max_connections = 200
 track_commit_timestamp = on"
 
-psql_b() { as_postgres "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DATA" -p "$PG_PORT" -U postgres -d postgres "$@"; }
+psql_b() { bench_psql "$@"; }
 psql_b <<'SQL'
 CREATE EXTENSION webhook_ext;
 CREATE TABLE bench_orders (event_id bigint, order_id text, amount numeric, email text);

@@ -29,14 +29,12 @@ mkdir -p "$OUT"
 
 ensure_toolchain
 install_extension
-say "building the load generator"
-cargo build --release -q -p loadgen
-LOADGEN="$REPO_ROOT/target/release/loadgen"
+build_loadgen
 
 start_fresh_cluster "$DATA" "$PG_PORT" "$HTTP_PORT" "webhook.workers = 1
 shared_buffers = '512MB'
 max_connections = 200"
-psql_b() { as_postgres "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DATA" -p "$PG_PORT" -U postgres -d postgres "$@"; }
+psql_b() { bench_psql "$@"; }
 
 BODY="$WORK/body.json"
 printf '%s' '{"order_id":"A-1001","amount":19.99,"currency":"EUR","customer":{"email":"ann@example.com","name":"Ann Lee","tier":"gold"},"items":[{"sku":"X-100","qty":2,"price":4.5},{"sku":"Y-200","qty":1,"price":10.99}],"note":"leave at the door","created_at":"2026-11-28T10:00:00Z"}' > "$BODY"

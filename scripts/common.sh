@@ -98,3 +98,16 @@ start_fresh_cluster() {
     fi
     start_cluster "$@"
 }
+
+# For the benchmarks: builds bench/loadgen and sets LOADGEN to it.
+build_loadgen() {
+    say "building the load generator"
+    cargo build --release -q -p loadgen
+    LOADGEN="$REPO_ROOT/target/release/loadgen"
+}
+
+# psql on the cluster of DATA and PG_PORT (as set by the calling script), as
+# ROLE if set, else postgres; stops at the first error.
+bench_psql() {
+    as_postgres "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DATA" -p "$PG_PORT" -U "${ROLE:-postgres}" -d postgres "$@"
+}

@@ -641,9 +641,9 @@ impl Composed {
     /// The signed content's pieces; `None` when a header, field or
     /// parameter it signs is missing.
     fn signed_parts<'r>(
-        &self,
+        &'r self,
         request: &'r SignedRequest<'_>,
-        timestamp: Option<&str>,
+        timestamp: Option<&'r str>,
     ) -> Option<Vec<Cow<'r, [u8]>>> {
         let bytes = |s: Cow<'r, str>| match s {
             Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
@@ -653,14 +653,14 @@ impl Composed {
             .iter()
             .map(|part| {
                 Some(match part {
-                    Part::Text(t) => Cow::Owned(t.as_bytes().to_vec()),
+                    Part::Text(t) => Cow::Borrowed(t.as_bytes()),
                     Part::Method => Cow::Borrowed(request.method.as_bytes()),
                     Part::Url => Cow::Borrowed(request.url.as_bytes()),
                     Part::UrlUnescaped => Cow::Owned(unescape_reserved(request.url).into_bytes()),
                     Part::Path => Cow::Borrowed(request.path().as_bytes()),
                     Part::Query => Cow::Borrowed(request.query().as_bytes()),
                     Part::Body => Cow::Borrowed(request.body),
-                    Part::Timestamp => Cow::Owned(timestamp?.as_bytes().to_vec()),
+                    Part::Timestamp => Cow::Borrowed(timestamp?.as_bytes()),
                     Part::Value(source) => bytes(self.read(source, request)?),
                 })
             })
