@@ -949,8 +949,7 @@ $$;
 COMMENT ON FUNCTION webhook_set_ordered(uuid, boolean) IS
     'Run the workflow''s events one at a time, in arrival order (a failing event holds back the later ones until it succeeds or is dead)';
 
--- Authenticates the workflow's requests (issue 9, README "Verifying
--- senders"). `secret` and `secrets` together are the active secrets (more
+-- Authenticates the workflow's requests (docs/verification.md). `secret` and `secrets` together are the active secrets (more
 -- than one during a rotation); scheme 'none' (or NULL) turns verification
 -- off. Pass secrets as bind parameters: a literal in a failing statement
 -- may reach the server log with the statement text.
@@ -1013,7 +1012,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION webhook_set_verification(uuid, text, text, text[], interval, text, text, text, text, text, text, text, jsonb, text) IS
-    'How the workflow''s requests are authenticated: a built-in scheme (standard-webhooks, github, stripe, slack, shopify, twilio, gitlab, hmac, bearer, basic), a provider''s preset (webhook_verification_presets()), custom with a definition, or none';
+    'How the workflow''s requests are authenticated: a preset (standard-webhooks, github, stripe, slack, shopify, twilio, gitlab, bearer, basic, and the providers'' in webhook_verification_presets()), hmac with its options, custom with a definition, or none';
 
 -- The provider's endpoint check the workflow answers itself, without its
 -- handler and without storing an event (NULL: none). See
@@ -1036,7 +1035,7 @@ $$;
 COMMENT ON FUNCTION webhook_set_handshake(uuid, text) IS
     'The provider endpoint check (slack, meta, msgraph, dropbox, twitch, zoom, discord) the workflow answers without its handler, or NULL';
 
--- The providers' presets: each is a definition of the custom scheme, to
+-- The presets: each is a definition of the custom scheme, to
 -- copy and adjust when a provider changes (docs/verification.md).
 CREATE FUNCTION webhook_verification_presets()
 RETURNS TABLE (name text, definition jsonb)
@@ -1046,7 +1045,7 @@ LANGUAGE sql STABLE AS $$
      ORDER BY p.ordinality
 $$;
 COMMENT ON FUNCTION webhook_verification_presets() IS
-    'The providers'' verification presets by name, each a definition for webhook_set_verification(…, ''custom'', definition => …)';
+    'The verification presets by name, each a definition for webhook_set_verification(…, ''custom'', definition => …)';
 
 -- Headers stored redacted in this workflow's events, rejections and samples,
 -- besides authorization, proxy-authorization, cookie, x-gitlab-token and

@@ -113,10 +113,11 @@ impl FrontDoor {
     pub fn token_headers(&self) -> impl Iterator<Item = &str> {
         std::iter::once(&self.verification)
             .chain(self.by_method.iter().map(|(_, v)| v))
-            .filter_map(|v| match v {
-                Some(Ok(scheme)) => scheme.token_header(),
-                _ => None,
+            .flat_map(|v| match v {
+                Some(Ok(scheme)) => scheme.token_headers(),
+                _ => &[],
             })
+            .map(String::as_str)
     }
 
     /// The first active secret of the workflow's verification for `method`

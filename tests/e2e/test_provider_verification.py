@@ -343,7 +343,7 @@ def test_svix_rotation_and_both_header_families_of_standard_webhooks(ready, new_
     # During a rotation Svix signs with both: one header, two signatures.
     both.headers["svix-signature"] = old_sig + " " + both.headers["svix-signature"]
     assert send_signed(c, wf, d, both).status_code == 200
-    # The built-in standard-webhooks scheme takes Svix's header names too.
+    # The standard-webhooks preset takes Svix's header names too.
     c.sql("SELECT webhook_set_verification(%s, 'standard-webhooks', secret => %s)", (wf, new))
     r = send_signed(c, wf, d, svix(d, body, new, time.time(), ""))
     assert r.status_code == 200, r.text
@@ -358,14 +358,26 @@ def test_a_composed_scheme_from_parts_and_the_presets_as_definitions(ready, new_
     wf = new_workflow()["id"]
     presets = c.rows("SELECT name, definition FROM webhook_verification_presets()")
     names = [row["name"] for row in presets]
-    assert names == ["github", "stripe", "slack", "shopify", "gitlab", "svix", "zoom", "twitch", "hubspot",
-                     "square", "paddle", "calendly", "pagerduty", "discord", "sendgrid", "mailgun", "telegram",
-                     "meta", "meta-verify-token", "dropbox", "linear", "intercom", "typeform"]
-    zoom_definition = presets[names.index("zoom")]["definition"]
-    # The built-in names are presets too: GitHub's is a definition like any.
-    assert presets[0]["definition"] == {"algorithm": "hmac-sha256", "signed": "{body}",
-                                        "signature": "header:x-hub-signature-256", "prefix": "sha256=",
-                                        "encoding": "hex"}
+    assert names == ["standard-webhooks", "github", "stripe", "slack", "shopify", "twilio", "gitlab", "bearer",
+                     "basic", "svix", "zoom", "twitch", "hubspot", "square", "paddle", "calendly", "pagerduty",
+                     "discord", "sendgrid", "mailgun", "telegram", "meta", "meta-verify-token", "dropbox", "linear",
+                     "intercom", "typeform"]
+    definitions = {row["name"]: row["definition"] for row in presets}
+    zoom_definition = definitions["zoom"]
+    # The scheme names webhook_set_verification always had are presets too.
+    assert definitions["github"] == {"algorithm": "hmac-sha256", "signed": "{body}",
+                                     "signature": "header:x-hub-signature-256", "prefix": "sha256=",
+                                     "encoding": "hex"}
+    assert definitions["standard-webhooks"] == {
+        "algorithm": "hmac-sha256", "signed": "{header:webhook-id|svix-id}.{timestamp}.{body}",
+        "signature": "header:webhook-signature|svix-signature",
+        "list": {"separator": " ", "pair": ",", "key": "v1"}, "encoding": "base64", "secret_encoding": "whsec",
+        "timestamp": {"from": "header:webhook-timestamp|svix-timestamp", "format": "unix", "tolerance_secs": 300}}
+    assert definitions["twilio"] == {"algorithm": "hmac-sha1", "signed": "{url}{form_sorted}",
+                                     "signature": "header:x-twilio-signature", "encoding": "base64",
+                                     "body_sha256": "param:bodySHA256"}
+    assert definitions["bearer"] == {"algorithm": "token", "signature": "authorization:bearer"}
+    assert definitions["basic"] == {"algorithm": "token", "signature": "authorization:basic"}
     assert zoom_definition == {
         "algorithm": "hmac-sha256", "signed": "v0:{timestamp}:{body}", "signature": "header:x-zm-signature",
         "prefix": "v0=", "encoding": "hex",
@@ -402,9 +414,11 @@ def test_a_composed_scheme_from_parts_and_the_presets_as_definitions(ready, new_
         ({**parts, "algorithm": "md5"}, "algorithm must be hmac-sha256, hmac-sha1, hmac-sha512, ed25519, "
                                         "ecdsa-p256-sha256 or token"),
         ({**parts, "signed": "{bdy}"}, "unknown template placeholder {bdy} (method, url, url_unescaped, path, "
-                                       "query, body, timestamp, header:NAME, field:PATH, param:NAME)"),
+                                       "query, body, form_sorted, timestamp, header:NAME, field:PATH, param:NAME)"),
         ({**parts, "colour": "blue"}, "a scheme definition has no key colour (it has algorithm, signed, "
-                                      "signature, prefix, list, encoding, secret_encoding, timestamp, tolerance_secs)"),
+                                      "signature, prefix, list, encoding, secret_encoding, timestamp, tolerance_secs, "
+                                      "body_sha256, username)"),
+        ({**parts, "signature": "authorization:bearer"}, "signature authorization:… goes with algorithm token"),
     ]:
         err = c.sql_error("SELECT webhook_set_verification(%s, 'custom', secret => 'k-3xyz', definition => %s::jsonb)",
                           (wf, json.dumps(definition)), sqlstate="22023")

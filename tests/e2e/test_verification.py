@@ -417,6 +417,65 @@ def test_secrets_are_the_owners_only_and_never_printed(ready, login_role):
     assert secret not in c.log()[log_from:]
 
 
+def test_custom_schemes_read_credentials_either_header_name_and_sorted_forms(ready, new_workflow):
+    """The parts the ten schemes are made of, in definitions of one's own."""
+    c = ready
+    wf = new_workflow()["id"]
+    # Positive control: without verification anything is stored.
+    assert post(c, wf, json_body={"a": 0}).status_code == 200
+
+    def custom(definition, **secrets):
+        c.sql("SELECT webhook_set_verification(%s, 'custom', definition => %s::jsonb, secret => %s)",
+              (wf, json.dumps(definition), secrets["secret"]))
+
+    # Basic credentials with the username in the definition.
+    custom({"algorithm": "token", "signature": "authorization:basic", "username": "shop"}, secret="pw-1")
+    assert post(c, wf, json_body={"a": 1}, auth=("shop", "pw-1")).status_code == 200
+    r = post(c, wf, json_body={"a": 2}, auth=("shop", "pw-2"))
+    assert (r.status_code, r.json(), r.headers["WWW-Authenticate"]) == (
+        401, {"msg": "Invalid credentials"}, 'Basic realm="webhook"')
+    r = post(c, wf, json_body={"a": 3}, headers={"Authorization": "Bearer pw-1"})
+    assert (r.status_code, r.json()) == (401, {"msg": "Invalid credentials"})
+
+    # One signature header under either of two names.
+    custom({"algorithm": "hmac-sha256", "signed": "{body}", "signature": "header:x-sig|x-signature",
+            "encoding": "hex"}, secret="k")
+    body = json.dumps({"a": 4}).encode()
+    sig = hmac.new(b"k", body, hashlib.sha256).hexdigest()
+    for name in ("X-Sig", "X-Signature"):
+        r = post(c, wf, data=body, headers={"Content-Type": "application/json", name: sig})
+        assert r.status_code == 200, r.text
+    r = post(c, wf, data=body, headers={"Content-Type": "application/json", "X-Other": sig})
+    assert (r.status_code, r.json()) == (401, {"msg": "Invalid signature"})
+
+    # A sorted form after the URL, joined by a newline.
+    custom({"algorithm": "hmac-sha256", "signed": "{url}\n{form_sorted}", "signature": "header:x-sig",
+            "encoding": "base64"}, secret="k")
+    form = "b=2&a=%C3%A9"
+    signed = c.hook_url(wf) + "\naéb2"
+    sig = base64.b64encode(hmac.new(b"k", signed.encode(), hashlib.sha256).digest()).decode()
+    form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert post(c, wf, data=form, headers={**form_type, "X-Sig": sig}).status_code == 200
+    r = post(c, wf, data="b=3&a=%C3%A9", headers={**form_type, "X-Sig": sig})
+    assert (r.status_code, r.json()) == (401, {"msg": "Invalid signature"})
+    # A JSON body would not be covered by a sorted form: refused, even
+    # with a signature over the URL alone.
+    url_only = base64.b64encode(hmac.new(b"k", (c.hook_url(wf) + "\n").encode(),
+                                         hashlib.sha256).digest()).decode()
+    r = post(c, wf, json_body={"a": 5}, headers={"X-Sig": url_only})
+    assert (r.status_code, r.json()) == (401, {"msg": "Invalid signature"})
+
+    assert [e["params"] for e in events(c, wf)] == [{"a": 0}, {"a": 1}, {"a": 4}, {"a": 4},
+                                                    {"a": "é", "b": "2"}]
+    assert_rejection_counts(c, wf, {
+        (401, "Invalid credentials: signature does not match"): 1,
+        (401, "Invalid credentials: signature header malformed"): 1,
+        (401, "Invalid signature: signature header missing"): 1,
+        (401, "Invalid signature: signature does not match"): 1,
+        (401, "Invalid signature: signature header malformed"): 1,
+    })
+
+
 def test_redacted_header_list_is_per_workflow(ready, new_workflow):
     c = ready
     wf = new_workflow()["id"]

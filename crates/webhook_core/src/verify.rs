@@ -12,20 +12,15 @@ use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value};
 use sha1::Sha1;
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
 mod composed;
 pub mod presets;
-pub use composed::Composed;
+pub use composed::{Composed, Credentials};
 
-use crate::body::cost::block as cost_block;
-use crate::body::{form_split, form_unescape, BodyError, MemoryBudget, Meter, Unbudgeted};
+use crate::body::{BodyError, MemoryBudget, Unbudgeted};
 use crate::request::Response;
-
-/// The default tolerance for signed timestamps (Standard Webhooks, Stripe,
-/// Slack all use five minutes).
-const DEFAULT_TOLERANCE_SECS: i64 = 300;
 
 /// Most secrets active at once: every request that fails verification costs
 /// one HMAC per secret, so the number is kept small.
@@ -36,7 +31,8 @@ const MAX_SECRETS: usize = 10;
 /// listener milliseconds.
 const MAX_SECRET_BYTES: usize = 4096;
 
-/// Longest text option (header names, prefix, separator, username).
+/// Longest text option of the `hmac` shorthand (header name, prefix,
+/// separator).
 const MAX_OPTION_BYTES: usize = 256;
 
 /// Most signatures looked at in one header (Standard Webhooks, Stripe allow
@@ -63,56 +59,11 @@ pub enum Algorithm {
     Sha512,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    Hex,
-    Base64,
-}
-
-/// The generic `hmac` scheme: a signature header over the body, or over a
-/// timestamp header, a separator and the body.
+/// A workflow's verification: a scheme composed from parts
+/// (verify/composed.rs), whether it came from a preset, the `hmac`
+/// shorthand or a definition of one's own.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GenericHmac {
-    pub secrets: Vec<Vec<u8>>,
-    /// Lower-case header name.
-    pub header: String,
-    pub algorithm: Algorithm,
-    pub encoding: Encoding,
-    /// Text before the signature in the header (`sha256=`); may be empty.
-    pub prefix: String,
-    /// Lower-case name of the signed timestamp header, if one is signed.
-    pub timestamp_header: Option<String>,
-    pub separator: String,
-    pub tolerance_secs: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scheme {
-    /// `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`
-    /// (several, space-separated) over `id.timestamp.body`; secrets
-    /// `whsec_<base64>`. The `svix-*` names are accepted too.
-    StandardWebhooks {
-        secrets: Vec<Vec<u8>>,
-        tolerance_secs: i64,
-    },
-    /// `X-Twilio-Signature: <base64 HMAC-SHA1>` over the public URL followed
-    /// by the form parameters sorted by name (each name then value); for a
-    /// JSON body the URL carries `bodySHA256`, the body's SHA-256 in hex.
-    Twilio {
-        secrets: Vec<Vec<u8>>,
-    },
-    Hmac(GenericHmac),
-    /// `Authorization: Bearer <token>`.
-    Bearer {
-        tokens: Vec<Vec<u8>>,
-    },
-    /// `Authorization: Basic base64(user:password)`.
-    Basic {
-        credentials: Vec<Vec<u8>>,
-    },
-    /// A scheme described from parts (`custom`, and the providers' presets).
-    Composed(Box<Composed>),
-}
+pub struct Scheme(Composed);
 
 /// What a scheme looks at.
 pub struct SignedRequest<'a> {
@@ -180,11 +131,9 @@ impl Failure {
 pub struct ConfigError(pub String);
 
 /// The ten scheme names `webhook_set_verification` has always had, in the
-/// order error messages list them. `github`, `stripe`, `slack`, `shopify`
-/// and `gitlab` are presets (verify/presets.rs); the others are built here:
-/// Standard Webhooks takes two header families, Twilio signs its form sorted,
-/// `hmac` is a shorthand with its own options, and `bearer` and `basic` read
-/// `Authorization` and answer with `WWW-Authenticate`.
+/// order error messages list them. All but `hmac` are presets
+/// (verify/presets.rs); `hmac` is a shorthand whose options write a
+/// definition ([`hmac_definition`]).
 const SCHEME_NAMES: &[&str] = &[
     "standard-webhooks",
     "github",
@@ -198,7 +147,7 @@ const SCHEME_NAMES: &[&str] = &[
     "basic",
 ];
 
-/// Every name `webhook_set_verification` takes: the built-in schemes, the
+/// Every name `webhook_set_verification` takes: the ten schemes, the
 /// providers' presets, and `custom` (a definition of one's own).
 pub fn scheme_names() -> impl Iterator<Item = &'static str> {
     SCHEME_NAMES
@@ -246,519 +195,232 @@ fn equal(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// Whether two tokens are equal, in time that tells nothing of either (not
+/// even its length): their SHA-256 digests are compared.
+fn same_token(a: &[u8], b: &[u8]) -> bool {
+    use sha2::Digest;
+    bool::from(Sha256::digest(a).ct_eq(&Sha256::digest(b)))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn base64(bytes: &[u8]) -> String {
-    STANDARD.encode(bytes)
-}
-
-/// Whether any secret's HMAC over `parts` equals one of the `given`
-/// signatures (hex compares case-insensitively, as senders differ).
-fn any_matches(
-    algorithm: Algorithm,
-    secrets: &[Vec<u8>],
-    parts: &[&[u8]],
-    given: &[&str],
-    encoding: Encoding,
-) -> bool {
-    let given: Vec<String> = given
-        .iter()
-        .take(MAX_SIGNATURES)
-        .map(|sig| match encoding {
-            Encoding::Hex => sig.trim().to_ascii_lowercase(),
-            Encoding::Base64 => sig.trim().to_string(),
-        })
-        .collect();
-    // Every secret and every signature is compared, matched or not, so the
-    // time taken does not tell which one matched.
-    let mut matched = false;
-    for secret in secrets {
-        let digest = mac(algorithm, secret, parts);
-        let expected = match encoding {
-            Encoding::Hex => hex(&digest),
-            Encoding::Base64 => base64(&digest),
-        };
-        for sig in &given {
-            matched |= equal(expected.as_bytes(), sig.as_bytes());
-        }
-    }
-    matched
-}
-
-fn any_token(tokens: &[Vec<u8>], given: &[u8]) -> bool {
-    let mut matched = false;
-    for token in tokens {
-        matched |= same_token(token, given);
-    }
-    matched
-}
-
-/// Whether two tokens are equal, in time that tells nothing of either (not
-/// even its length): their SHA-256 digests are compared.
-fn same_token(a: &[u8], b: &[u8]) -> bool {
-    bool::from(Sha256::digest(a).ct_eq(&Sha256::digest(b)))
-}
-
-fn timestamp(value: &str, now_unix: i64, tolerance_secs: i64) -> Result<i64, Failure> {
-    let ts: i64 = value.trim().parse().map_err(|_| Failure::Malformed)?;
-    if now_unix.saturating_sub(ts).saturating_abs() > tolerance_secs {
-        return Err(Failure::StaleTimestamp);
-    }
-    Ok(ts)
-}
-
-fn outcome(matched: bool) -> Result<(), Failure> {
-    if matched {
-        Ok(())
-    } else {
-        Err(Failure::Mismatch)
+impl From<Composed> for Scheme {
+    fn from(composed: Composed) -> Scheme {
+        Scheme(composed)
     }
 }
 
 impl Scheme {
     /// Checks a request, without a memory budget ([`Scheme::verify_within`] with
-    /// [`Unbudgeted`]). A Twilio form whose parameters would take more memory than
+    /// [`Unbudgeted`]). A form whose sorted parameters would take more memory than
     /// its allowance fails as malformed.
     pub fn verify(&self, request: &SignedRequest<'_>) -> Result<(), Failure> {
-        let required = |name: &str| request.header(name).ok_or(Failure::MissingHeader);
-        let body = request.body;
-        let now = request.now_unix;
-        use Algorithm::Sha256;
-        match self {
-            Scheme::StandardWebhooks {
-                secrets,
-                tolerance_secs,
-            } => {
-                // Svix sends the same scheme under svix-* names (its own
-                // libraries accept either family, header by header).
-                let either = |name: &str| {
-                    request
-                        .header(&format!("webhook-{name}"))
-                        .or_else(|| request.header(&format!("svix-{name}")))
-                        .ok_or(Failure::MissingHeader)
-                };
-                let id = either("id")?;
-                let ts = either("timestamp")?;
-                let signatures = either("signature")?;
-                timestamp(ts, now, *tolerance_secs)?;
-                let given: Vec<&str> = signatures
-                    .split(' ')
-                    .filter_map(|s| s.strip_prefix("v1,"))
-                    .collect();
-                if given.is_empty() {
-                    return Err(Failure::Malformed);
-                }
-                outcome(any_matches(
-                    Sha256,
-                    secrets,
-                    &[id.as_bytes(), b".", ts.trim().as_bytes(), b".", body],
-                    &given,
-                    Encoding::Base64,
-                ))
-            }
-            Scheme::Twilio { secrets } => {
-                twilio(secrets, request, &mut Unbudgeted).unwrap_or(Err(Failure::Malformed))
-            }
-            Scheme::Hmac(config) => {
-                let sig = required(&config.header)?;
-                let given = sig
-                    .trim()
-                    .strip_prefix(config.prefix.as_str())
-                    .ok_or(Failure::Malformed)?;
-                let encode = config.encoding;
-                let matched = match &config.timestamp_header {
-                    None => {
-                        any_matches(config.algorithm, &config.secrets, &[body], &[given], encode)
-                    }
-                    Some(name) => {
-                        let ts = required(name)?;
-                        timestamp(ts, now, config.tolerance_secs)?;
-                        any_matches(
-                            config.algorithm,
-                            &config.secrets,
-                            &[ts.trim().as_bytes(), config.separator.as_bytes(), body],
-                            &[given],
-                            encode,
-                        )
-                    }
-                };
-                outcome(matched)
-            }
-            Scheme::Bearer { tokens } => {
-                let auth = required("authorization")?;
-                let token = strip_auth_scheme(auth, "bearer").ok_or(Failure::Malformed)?;
-                outcome(any_token(tokens, token.as_bytes()))
-            }
-            Scheme::Basic { credentials } => {
-                let auth = required("authorization")?;
-                let encoded = strip_auth_scheme(auth, "basic").ok_or(Failure::Malformed)?;
-                let decoded = STANDARD.decode(encoded).map_err(|_| Failure::Malformed)?;
-                outcome(any_token(credentials, &decoded))
-            }
-            Scheme::Composed(composed) => composed
-                .verify_within(request, &mut Unbudgeted)
-                .unwrap_or(Err(Failure::Malformed)),
-        }
+        self.0
+            .verify_within(request, &mut Unbudgeted)
+            .unwrap_or(Err(Failure::Malformed))
     }
 
-    /// The first active secret, for schemes that have secrets (Zoom's
-    /// handshake answer is signed with it).
-    pub fn first_secret(&self) -> Option<&[u8]> {
-        match self {
-            Scheme::StandardWebhooks { secrets, .. } | Scheme::Twilio { secrets } => {
-                secrets.first().map(Vec::as_slice)
-            }
-            Scheme::Hmac(config) => config.secrets.first().map(Vec::as_slice),
-            Scheme::Composed(composed) => composed.first_secret(),
-            Scheme::Bearer { .. } | Scheme::Basic { .. } => None,
-        }
-    }
-
-    /// Whether checking a small body takes microseconds (an HMAC or a token
-    /// over headers and the body), so it may run on the network thread;
-    /// Twilio's sorts the form, public keys and body fields cost more.
-    pub fn cheap_inline(&self) -> bool {
-        match self {
-            Scheme::Twilio { .. } => false,
-            Scheme::Composed(composed) => composed.cheap_inline(),
-            _ => true,
-        }
-    }
-
-    /// The header a token scheme reads its token from (stored redacted like
-    /// the credential headers).
-    pub fn token_header(&self) -> Option<&str> {
-        match self {
-            Scheme::Composed(composed) => composed.token_header(),
-            _ => None,
-        }
-    }
-
-    /// Whether the scheme needs the URL the sender called (the caller builds
-    /// it only then).
-    pub fn signs_url(&self) -> bool {
-        match self {
-            Scheme::Twilio { .. } => true,
-            Scheme::Composed(composed) => composed.signs_url(),
-            _ => false,
-        }
-    }
-
-    /// Checks a request, asking `budget` first for the memory the check takes
-    /// beyond the body. Only Twilio's scheme needs memory in proportion to the
-    /// body (it sorts the form's parameters); the others take a fixed amount. The
-    /// outer error is [`BodyError::Busy`] or [`BodyError::ParamsTooLarge`] (the
-    /// parameters' allowance is that of a parsed body of the same length).
+    /// Checks a request, asking `budget` first for the memory the check
+    /// takes beyond the body: a sorted form and body fields in proportion to
+    /// the body, a copy of the signed content for Ed25519. The outer error is
+    /// [`BodyError::Busy`] or [`BodyError::ParamsTooLarge`] (a sorted form's
+    /// allowance is that of a parsed body of the same length).
     pub fn verify_within(
         &self,
         request: &SignedRequest<'_>,
         budget: &mut dyn MemoryBudget,
     ) -> Result<Result<(), Failure>, BodyError> {
-        match self {
-            Scheme::Twilio { secrets } => twilio(secrets, request, budget),
-            Scheme::Composed(composed) => composed.verify_within(request, budget),
-            _ => Ok(self.verify(request)),
-        }
+        self.0.verify_within(request, budget)
     }
 
-    /// The 401 a request that failed verification gets.
+    /// The first active secret, for schemes that have secrets (Zoom's
+    /// handshake answer is signed with it).
+    pub fn first_secret(&self) -> Option<&[u8]> {
+        self.0.first_secret()
+    }
+
+    /// Whether checking a small body takes microseconds (an HMAC or a token
+    /// over headers and the body), so it may run on the network thread;
+    /// sorting a form, public keys and body fields cost more.
+    pub fn cheap_inline(&self) -> bool {
+        self.0.cheap_inline()
+    }
+
+    /// The headers a token scheme reads its token from (stored redacted
+    /// like the credential headers).
+    pub fn token_headers(&self) -> &[String] {
+        self.0.token_headers()
+    }
+
+    /// Whether the scheme needs the URL the sender called (the caller builds
+    /// it only then).
+    pub fn signs_url(&self) -> bool {
+        self.0.signs_url()
+    }
+
+    /// The 401 a request that failed verification gets: schemes reading
+    /// `Authorization` say which credentials they want.
     pub fn refusal(&self) -> Response {
         let refusal = Response::error(401, self.refusal_message());
-        match self {
-            Scheme::Bearer { .. } => refusal.with_header("www-authenticate", "Bearer"),
-            Scheme::Basic { .. } => {
+        match self.0.credentials() {
+            Some(Credentials::Bearer) => refusal.with_header("www-authenticate", "Bearer"),
+            Some(Credentials::Basic) => {
                 refusal.with_header("www-authenticate", "Basic realm=\"webhook\"")
             }
-            _ => refusal,
+            None => refusal,
         }
     }
 
     /// The `msg` of [`Scheme::refusal`]; with a [`Failure::reason`] after it,
     /// what the refusal is counted as.
     pub fn refusal_message(&self) -> &'static str {
-        match self {
-            Scheme::Bearer { .. } | Scheme::Basic { .. } => "Invalid credentials",
-            Scheme::Composed(composed) if composed.is_token() => "Invalid token",
-            _ => "Invalid signature",
+        if self.0.credentials().is_some() {
+            "Invalid credentials"
+        } else if self.0.is_token() {
+            "Invalid token"
+        } else {
+            "Invalid signature"
         }
     }
 
     /// Builds a scheme from its stored configuration: `name` (one of
-    /// [`SCHEME_NAMES`]), the active secrets, and the scheme's options
-    /// (`tolerance_secs`; for `hmac`: `header`, `algorithm`, `encoding`,
-    /// `prefix`, `timestamp_header`, `separator`; for `basic`: `username`).
+    /// [`scheme_names`]), the active secrets, and the options. A preset
+    /// takes the options its definition leaves open (`tolerance_secs` when
+    /// it has a timestamp, `username` for `basic`); `hmac` takes its own
+    /// ([`hmac_definition`]); `custom`'s options are its definition.
     pub fn from_config(
         name: &str,
         secrets: &[String],
         options: &Map<String, Value>,
     ) -> Result<Scheme, ConfigError> {
-        if name == "custom" {
-            return Composed::from_definition(options, secrets)
-                .map(|c| Scheme::Composed(Box::new(c)));
-        }
-        if let Some(mut definition) = presets::definition(name) {
-            // A preset takes only a tolerance, when it has a timestamp; any
-            // other change is a custom definition (webhook_verification_presets).
+        let definition = if name == "custom" {
+            options.clone()
+        } else if name == "hmac" {
+            hmac_definition(options)?
+        } else if let Some(mut definition) = presets::definition(name) {
             for (key, value) in options {
-                if key != "tolerance_secs" || !definition.contains_key("timestamp") {
+                let open = match key.as_str() {
+                    "tolerance_secs" => definition.contains_key("timestamp"),
+                    "username" => {
+                        definition.get("signature").and_then(Value::as_str)
+                            == Some("authorization:basic")
+                    }
+                    _ => false,
+                };
+                if !open {
                     return Err(ConfigError(format!(
                         "option {key} does not apply to the {name} scheme"
                     )));
                 }
                 definition.insert(key.clone(), value.clone());
             }
-            if secrets.is_empty() {
-                return Err(ConfigError(format!("the {name} scheme needs a secret")));
-            }
-            return Composed::from_definition(&definition, secrets)
-                .map(|c| Scheme::Composed(Box::new(c)));
-        }
-        if !SCHEME_NAMES.contains(&name) {
+            definition
+        } else {
             // The value is not repeated: a secret passed in the wrong
             // position would end up in the error and the server log.
             return Err(ConfigError(format!(
                 "unknown verification scheme (one of {})",
                 scheme_names().collect::<Vec<_>>().join(", ")
             )));
-        }
-        let allowed: &[&str] = match name {
-            "standard-webhooks" => &["tolerance_secs"],
-            "hmac" => &[
-                "header",
-                "algorithm",
-                "encoding",
-                "prefix",
-                "timestamp_header",
-                "separator",
-                "tolerance_secs",
-            ],
-            "basic" => &["username"],
-            _ => &[],
         };
-        if let Some(key) = options.keys().find(|k| !allowed.contains(&k.as_str())) {
-            return Err(ConfigError(format!(
-                "option {key} does not apply to the {name} scheme"
-            )));
-        }
-        if secrets.is_empty() {
+        if secrets.is_empty() && name != "custom" {
             return Err(ConfigError(format!("the {name} scheme needs a secret")));
         }
-        if secrets.len() > MAX_SECRETS {
-            return Err(ConfigError(format!(
-                "at most {MAX_SECRETS} secrets may be active at once"
-            )));
-        }
-        if let Some(n) = secrets.iter().position(|s| s.is_empty()) {
-            return Err(ConfigError(format!("secret {} is empty", n + 1)));
-        }
-        if let Some(n) = secrets.iter().position(|s| s.len() > MAX_SECRET_BYTES) {
-            return Err(ConfigError(format!(
-                "secret {} is longer than {MAX_SECRET_BYTES} bytes",
-                n + 1
-            )));
-        }
-        let text = |key: &str| -> Result<Option<String>, ConfigError> {
-            match options.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) if s.len() > MAX_OPTION_BYTES => Err(ConfigError(format!(
-                    "option {key} is longer than {MAX_OPTION_BYTES} bytes"
-                ))),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(ConfigError(format!("option {key} must be text"))),
-            }
-        };
-        let tolerance_secs = match options.get("tolerance_secs") {
-            None | Some(Value::Null) => DEFAULT_TOLERANCE_SECS,
-            Some(v) => match v.as_i64() {
-                Some(secs) if secs > 0 => secs,
-                _ => {
-                    return Err(ConfigError(
-                        "the tolerance must be a positive number of seconds".into(),
-                    ))
-                }
-            },
-        };
-        let raw: Vec<Vec<u8>> = secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
-        Ok(match name {
-            "standard-webhooks" => {
-                let mut decoded = Vec::new();
-                for (n, secret) in secrets.iter().enumerate() {
-                    match standard_webhooks_secret(secret) {
-                        Some(key) if !key.is_empty() => decoded.push(key),
-                        _ => {
-                            return Err(ConfigError(format!(
-                                "secret {} is not a Standard Webhooks secret (whsec_ followed by base64)",
-                                n + 1
-                            )))
-                        }
-                    }
-                }
-                Scheme::StandardWebhooks {
-                    secrets: decoded,
-                    tolerance_secs,
-                }
-            }
-            "twilio" => Scheme::Twilio { secrets: raw },
-            "bearer" => Scheme::Bearer { tokens: raw },
-            "basic" => match text("username")? {
-                Some(user) if user.is_empty() || user.contains(':') => {
-                    return Err(ConfigError(
-                        "username must be non-empty and without ':'".into(),
-                    ))
-                }
-                Some(user) => Scheme::Basic {
-                    credentials: secrets
-                        .iter()
-                        .map(|password| format!("{user}:{password}").into_bytes())
-                        .collect(),
-                },
-                None => {
-                    if let Some(n) = secrets.iter().position(|s| !s.contains(':')) {
-                        return Err(ConfigError(format!(
-                            "secret {} must be user:password (or pass username => …)",
-                            n + 1
-                        )));
-                    }
-                    Scheme::Basic { credentials: raw }
-                }
-            },
-            _ => {
-                let header = text("header")?
-                    .map(|h| h.trim().to_ascii_lowercase())
-                    .filter(|h| !h.is_empty())
-                    .ok_or_else(|| ConfigError("the hmac scheme needs header => …".into()))?;
-                let algorithm = match text("algorithm")?.as_deref() {
-                    None | Some("sha256") => Algorithm::Sha256,
-                    Some("sha1") => Algorithm::Sha1,
-                    Some("sha512") => Algorithm::Sha512,
-                    Some(_) => {
-                        return Err(ConfigError(
-                            "the algorithm is not sha1, sha256 or sha512".into(),
-                        ))
-                    }
-                };
-                let encoding = match text("encoding")?.as_deref() {
-                    None | Some("hex") => Encoding::Hex,
-                    Some("base64") => Encoding::Base64,
-                    Some(_) => return Err(ConfigError("the encoding is not hex or base64".into())),
-                };
-                let timestamp_header = text("timestamp_header")?
-                    .map(|h| h.trim().to_ascii_lowercase())
-                    .filter(|h| !h.is_empty());
-                let separator = text("separator")?;
-                if timestamp_header.is_none()
-                    && (separator.is_some() || options.contains_key("tolerance_secs"))
-                {
-                    return Err(ConfigError(
-                        "separator and tolerance apply only with timestamp_header => …".into(),
-                    ));
-                }
-                Scheme::Hmac(GenericHmac {
-                    secrets: raw,
-                    header,
-                    algorithm,
-                    encoding,
-                    prefix: text("prefix")?.unwrap_or_default(),
-                    timestamp_header,
-                    separator: separator.unwrap_or_else(|| ".".into()),
-                    tolerance_secs,
-                })
-            }
-        })
+        Composed::from_definition(&definition, secrets).map(Scheme)
     }
 }
 
-/// Twilio's check: `X-Twilio-Signature` against the signed text.
-fn twilio(
-    secrets: &[Vec<u8>],
-    request: &SignedRequest<'_>,
-    budget: &mut dyn MemoryBudget,
-) -> Result<Result<(), Failure>, BodyError> {
-    let Some(sig) = request.header("x-twilio-signature") else {
-        return Ok(Err(Failure::MissingHeader));
+/// The definition the `hmac` shorthand's options write: `header` (the
+/// signature's), `algorithm` (`sha1`, `sha256`, `sha512`), `encoding` (`hex`,
+/// `base64`), `prefix`, and optionally `timestamp_header` with `separator`
+/// (default `.`) and `tolerance_secs`: the signature is then over the
+/// timestamp, the separator and the body.
+fn hmac_definition(options: &Map<String, Value>) -> Result<Map<String, Value>, ConfigError> {
+    const OPTIONS: &[&str] = &[
+        "header",
+        "algorithm",
+        "encoding",
+        "prefix",
+        "timestamp_header",
+        "separator",
+        "tolerance_secs",
+    ];
+    if let Some(key) = options.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
+        return Err(ConfigError(format!(
+            "option {key} does not apply to the hmac scheme"
+        )));
+    }
+    let text = |key: &str| -> Result<Option<&str>, ConfigError> {
+        match options.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.len() > MAX_OPTION_BYTES => Err(ConfigError(format!(
+                "option {key} is longer than {MAX_OPTION_BYTES} bytes"
+            ))),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(ConfigError(format!("option {key} must be text"))),
+        }
     };
-    let mut meter = Meter::new(budget);
-    meter.allow_for(request.body.len());
-    let signed = match twilio_signed_text(request, &mut meter)? {
-        Ok(signed) => signed,
-        Err(failure) => return Ok(Err(failure)),
-    };
-    Ok(outcome(any_matches(
-        Algorithm::Sha1,
-        secrets,
-        &[signed.as_bytes()],
-        &[sig],
-        Encoding::Base64,
-    )))
-}
-
-/// What Twilio signs: the URL, then (for a form body) each parameter's name
-/// and value, sorted by name and then value. A URL carrying `bodySHA256` (a
-/// JSON body) signs the URL alone, and the body must have that SHA-256. The
-/// parameters are decoded as `form_urlencoded` decodes them (UTF-8, lossy),
-/// and their memory is charged to `meter` before they are collected.
-fn twilio_signed_text(
-    request: &SignedRequest<'_>,
-    meter: &mut Meter<'_>,
-) -> Result<Result<String, Failure>, BodyError> {
-    let query = request.url.split_once('?').map(|(_, q)| q).unwrap_or("");
-    if let Some((_, hash)) =
-        form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "bodySHA256")
-    {
-        let actual = hex(&Sha256::digest(request.body));
-        if !equal(actual.as_bytes(), hash.to_ascii_lowercase().as_bytes()) {
-            return Ok(Err(Failure::Mismatch));
+    let header = text("header")?
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| ConfigError("the hmac scheme needs header => …".into()))?;
+    let algorithm = match text("algorithm")? {
+        None | Some("sha256") => "hmac-sha256",
+        Some("sha1") => "hmac-sha1",
+        Some("sha512") => "hmac-sha512",
+        Some(_) => {
+            return Err(ConfigError(
+                "the algorithm is not sha1, sha256 or sha512".into(),
+            ))
         }
-        return Ok(Ok(request.url.to_string()));
+    };
+    let encoding = match text("encoding")? {
+        None | Some("hex") => "hex",
+        Some("base64") => "base64",
+        Some(_) => return Err(ConfigError("the encoding is not hex or base64".into())),
+    };
+    let timestamp_header = text("timestamp_header")?
+        .map(str::trim)
+        .filter(|h| !h.is_empty());
+    let separator = text("separator")?;
+    let mut definition = Map::new();
+    definition.insert("algorithm".into(), algorithm.into());
+    definition.insert("signature".into(), format!("header:{header}").into());
+    definition.insert("encoding".into(), encoding.into());
+    if let Some(prefix) = text("prefix")? {
+        definition.insert("prefix".into(), prefix.into());
     }
-    let is_form = request
-        .header("content-type")
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|mime| {
-            mime.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    // Twilio signs a form's parameters, or a JSON body through bodySHA256:
-    // any other body would not be covered by the signature at all.
-    if !is_form && !request.body.is_empty() {
-        return Ok(Err(Failure::Malformed));
+    match timestamp_header {
+        None if separator.is_some() || options.contains_key("tolerance_secs") => {
+            return Err(ConfigError(
+                "separator and tolerance apply only with timestamp_header => …".into(),
+            ))
+        }
+        None => {
+            definition.insert("signed".into(), "{body}".into());
+        }
+        Some(timestamp_header) => {
+            // The separator is literal text of the template.
+            let separator = separator
+                .unwrap_or(".")
+                .replace('{', "{{")
+                .replace('}', "}}");
+            definition.insert(
+                "signed".into(),
+                format!("{{timestamp}}{separator}{{body}}").into(),
+            );
+            let mut timestamp = Map::new();
+            timestamp.insert("from".into(), format!("header:{timestamp_header}").into());
+            timestamp.insert("format".into(), "unix".into());
+            if let Some(tolerance) = options.get("tolerance_secs") {
+                timestamp.insert("tolerance_secs".into(), tolerance.clone());
+            }
+            definition.insert("timestamp".into(), Value::Object(timestamp));
+        }
     }
-    if !is_form {
-        return Ok(Ok(request.url.to_string()));
-    }
-    // Counted first, so that the vector is allocated once at its final size.
-    let count = form_split(request.body).count();
-    meter.charge(cost_block(
-        count.saturating_mul(std::mem::size_of::<(String, String)>()),
-    ))?;
-    let mut params: Vec<(String, String)> = Vec::with_capacity(count);
-    for (name, value) in form_split(request.body) {
-        let name = form_unescape(name, encoding_rs::UTF_8, meter)?;
-        let value = form_unescape(value, encoding_rs::UTF_8, meter)?;
-        params.push((name, value));
-    }
-    // Equal pairs are indistinguishable, so an unstable sort signs the same
-    // text as a stable one, and it sorts in place.
-    params.sort_unstable();
-    let len = params.iter().fold(request.url.len(), |len, (name, value)| {
-        len.saturating_add(name.len()).saturating_add(value.len())
-    });
-    meter.charge(cost_block(len))?;
-    let mut signed = String::with_capacity(len);
-    signed.push_str(request.url);
-    for (name, value) in &params {
-        signed.push_str(name);
-        signed.push_str(value);
-    }
-    Ok(Ok(signed))
-}
-
-/// `Bearer xyz` → `xyz` (the scheme name is case-insensitive).
-fn strip_auth_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
-    let (name, rest) = value.trim().split_once(' ')?;
-    name.eq_ignore_ascii_case(scheme).then(|| rest.trim())
+    Ok(definition)
 }
 
 /// Replaces the values of credential headers ([`CREDENTIAL_HEADERS`] and
@@ -1090,7 +752,7 @@ mod tests {
         .unwrap();
         let expected = format!(
             "v1={}",
-            base64(&mac(Algorithm::Sha512, b"k", &[b"1700000000.hello"]))
+            STANDARD.encode(mac(Algorithm::Sha512, b"k", &[b"1700000000.hello"]))
         );
         let h = [("x-sig", expected.as_str()), ("x-ts", "1700000000")];
         assert_eq!(check(&scheme, &h, b"hello", 1_700_000_010), Ok(()));

@@ -1,11 +1,13 @@
 //! Signature schemes described from parts, so that any sender can be
 //! verified without a new scheme in the code: what is signed (a template of
 //! literal text, the method, the URL, the path, the query, headers, body
-//! fields, the timestamp and the raw body), where the signature is (a header,
-//! a body field or a query parameter; plain, after a prefix, or in a list of
-//! key/value pairs holding several), the algorithm (HMAC-SHA1/256/512,
-//! Ed25519, ECDSA P-256 with SHA-256, or a plain token), the encodings, and
-//! the timestamp (where, in which format, how old it may be).
+//! fields, a form body sorted, the timestamp and the raw body), where the
+//! signature is (a header, one of several header names, a body field, a
+//! query parameter, or the `Authorization` header's credentials; plain,
+//! after a prefix, or in a list of key/value pairs holding several), the
+//! algorithm (HMAC-SHA1/256/512, Ed25519, ECDSA P-256 with SHA-256, or a
+//! plain token), the encodings, and the timestamp (where, in which format,
+//! how old it may be).
 //!
 //! A definition is a JSON object (`webhook_set_verification(workflow,
 //! 'custom', definition => …)`); the providers' presets are definitions too
@@ -21,10 +23,11 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    equal, mac, standard_webhooks_secret, Algorithm, ConfigError, Failure, SignedRequest,
+    equal, hex, mac, standard_webhooks_secret, Algorithm, ConfigError, Failure, SignedRequest,
     MAX_SECRETS, MAX_SECRET_BYTES, MAX_SIGNATURES,
 };
-use crate::body::{BodyError, MemoryBudget};
+use crate::body::cost::block as cost_block;
+use crate::body::{form_split, form_unescape, BodyError, MemoryBudget, Meter};
 
 /// Longest template, and most placeholders in one.
 const MAX_TEMPLATE_BYTES: usize = 1024;
@@ -57,13 +60,25 @@ pub enum Method {
 /// Where a value is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// A header (lower-case name).
-    Header(String),
+    /// A header: the first of these lower-case names the request has
+    /// (`header:webhook-id|svix-id`, for senders that use either name).
+    Header(Vec<String>),
     /// A field of a JSON body (object keys, outermost first) or of a form
     /// body (one name).
     Field(Vec<String>),
     /// A query parameter (decoded).
     Param(String),
+    /// The credentials of the `Authorization` header (signatures only).
+    Authorization(Credentials),
+}
+
+/// What an `Authorization` header carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials {
+    /// `Bearer <token>`: the token.
+    Bearer,
+    /// `Basic base64(user:password)`: `user:password`.
+    Basic,
 }
 
 /// One piece of the signed content.
@@ -80,6 +95,10 @@ pub enum Part {
     /// The raw query string, without `?`.
     Query,
     Body,
+    /// A form body's parameters (decoded), sorted by name and then value,
+    /// each name followed by its value (Twilio); an empty body adds nothing.
+    /// Any other body fails as malformed, unless `body_sha256` covers it.
+    SortedForm,
     /// The timestamp as received.
     Timestamp,
     Value(Source),
@@ -165,6 +184,9 @@ pub struct Composed {
     pub list: Option<List>,
     pub encoding: SignatureEncoding,
     pub timestamp: Option<Timestamp>,
+    /// Where the sender may put the body's SHA-256 (hex) instead of signing
+    /// the body: when the request has it, the body must have that digest.
+    pub body_sha256: Option<Source>,
 }
 
 /// The keys a definition may have.
@@ -178,6 +200,8 @@ const KEYS: &[&str] = &[
     "secret_encoding",
     "timestamp",
     "tolerance_secs",
+    "body_sha256",
+    "username",
 ];
 
 fn err<T>(message: impl Into<String>) -> Result<T, ConfigError> {
@@ -202,7 +226,12 @@ fn name(value: &str, what: &str) -> Result<String, ConfigError> {
     Ok(value.to_string())
 }
 
-/// `header:x-signature`, `field:signature.token`, `param:hub.verify_token`.
+/// Most names in `header:a|b|…`.
+const MAX_HEADER_NAMES: usize = 4;
+
+/// `header:x-signature`, `header:webhook-id|svix-id`, `field:signature.token`,
+/// `param:hub.verify_token`; `authorization:bearer` and
+/// `authorization:basic` as a signature only.
 fn parse_source(spec: &str, what: &str) -> Result<Source, ConfigError> {
     let Some((kind, rest)) = spec.split_once(':') else {
         return err(format!(
@@ -210,9 +239,23 @@ fn parse_source(spec: &str, what: &str) -> Result<Source, ConfigError> {
         ));
     };
     match kind {
-        "header" => Ok(Source::Header(
-            name(rest.trim(), "a header name")?.to_ascii_lowercase(),
-        )),
+        "header" => {
+            let names = rest
+                .split('|')
+                .map(|n| Ok(name(n.trim(), "a header name")?.to_ascii_lowercase()))
+                .collect::<Result<Vec<_>, ConfigError>>()?;
+            if names.len() > MAX_HEADER_NAMES {
+                return err(format!(
+                    "header:NAME|NAME… names {MAX_HEADER_NAMES} headers at most"
+                ));
+            }
+            Ok(Source::Header(names))
+        }
+        "authorization" if what == "signature" => match rest {
+            "bearer" => Ok(Source::Authorization(Credentials::Bearer)),
+            "basic" => Ok(Source::Authorization(Credentials::Basic)),
+            _ => err("signature authorization:KIND is authorization:bearer or authorization:basic"),
+        },
         "param" => Ok(Source::Param(name(rest, "a query parameter name")?)),
         "field" => {
             let path: Vec<String> = rest.split('.').map(str::to_string).collect();
@@ -231,8 +274,9 @@ fn parse_source(spec: &str, what: &str) -> Result<Source, ConfigError> {
 }
 
 /// Parses a template: literal text with placeholders `{method}`, `{url}`,
-/// `{path}`, `{query}`, `{body}`, `{timestamp}`, `{header:NAME}`,
-/// `{field:PATH}`, `{param:NAME}`; `{{` and `}}` are literal braces.
+/// `{url_unescaped}`, `{path}`, `{query}`, `{body}`, `{form_sorted}`,
+/// `{timestamp}`, `{header:NAME}`, `{field:PATH}`, `{param:NAME}`; `{{` and
+/// `}}` are literal braces.
 pub fn parse_template(template: &str) -> Result<Vec<Part>, ConfigError> {
     let mut parts = Vec::new();
     let mut literal = String::new();
@@ -266,10 +310,11 @@ pub fn parse_template(template: &str) -> Result<Vec<Part>, ConfigError> {
             "path" => Part::Path,
             "query" => Part::Query,
             "body" => Part::Body,
+            "form_sorted" => Part::SortedForm,
             "timestamp" => Part::Timestamp,
             other => Part::Value(parse_source(other, "a template placeholder").map_err(|_| {
                 ConfigError(format!(
-                    "unknown template placeholder {{{other}}} (method, url, url_unescaped, path, query, body, timestamp, header:NAME, field:PATH, param:NAME)"
+                    "unknown template placeholder {{{other}}} (method, url, url_unescaped, path, query, body, form_sorted, timestamp, header:NAME, field:PATH, param:NAME)"
                 ))
             })?),
         });
@@ -394,7 +439,58 @@ impl Composed {
         if signed.contains(&Part::Timestamp) && timestamp.is_none() {
             return err("the template signs {timestamp}: say where it is (timestamp.from)");
         }
-        let keys = parse_keys(method, text(definition, "secret_encoding")?, secrets)?;
+        let value_source = |key: &str| -> Result<Option<Source>, ConfigError> {
+            let Some(spec) = text(definition, key)? else {
+                return Ok(None);
+            };
+            match parse_source(spec, key)? {
+                Source::Authorization(_) => unreachable!("a signature's source only"),
+                source => Ok(Some(source)),
+            }
+        };
+        let body_sha256 = value_source("body_sha256")?;
+        if matches!(body_sha256, Some(Source::Field(_))) {
+            return err(
+                "body_sha256 is header:NAME or param:NAME (the body cannot hold its own digest)",
+            );
+        }
+        if body_sha256.is_some() && !signed.contains(&Part::SortedForm) {
+            return err("body_sha256 goes with a template signing {form_sorted}");
+        }
+        let secrets = match text(definition, "username")? {
+            None if signature == Source::Authorization(Credentials::Basic) => {
+                if let Some(n) = secrets.iter().position(|s| !s.contains(':')) {
+                    return err(format!(
+                        "secret {} must be user:password (or pass username => …)",
+                        n + 1
+                    ));
+                }
+                Cow::Borrowed(secrets)
+            }
+            None => Cow::Borrowed(secrets),
+            Some(_) if signature != Source::Authorization(Credentials::Basic) => {
+                return err("username goes with signature authorization:basic")
+            }
+            Some(user) if user.is_empty() || user.contains(':') || user.len() > MAX_NAME_BYTES => {
+                return err("username must be non-empty and without ':'")
+            }
+            // Basic credentials are compared whole: each password becomes
+            // `user:password`.
+            Some(_) if secrets.iter().any(String::is_empty) => {
+                let n = secrets.iter().position(String::is_empty).unwrap_or(0);
+                return err(format!("secret {} is empty", n + 1));
+            }
+            Some(user) => Cow::Owned(
+                secrets
+                    .iter()
+                    .map(|password| format!("{user}:{password}"))
+                    .collect(),
+            ),
+        };
+        if matches!(signature, Source::Authorization(_)) && method != Method::Token {
+            return err("signature authorization:… goes with algorithm token");
+        }
+        let keys = parse_keys(method, text(definition, "secret_encoding")?, &secrets)?;
         Ok(Composed {
             method,
             keys,
@@ -404,6 +500,7 @@ impl Composed {
             list,
             encoding,
             timestamp,
+            body_sha256,
         })
     }
 
@@ -425,16 +522,18 @@ impl Composed {
 
     /// Whether the scheme needs the URL the sender called.
     pub fn signs_url(&self) -> bool {
-        self.signed.iter().any(|p| {
-            matches!(
-                p,
-                Part::Url
-                    | Part::UrlUnescaped
-                    | Part::Path
-                    | Part::Query
-                    | Part::Value(Source::Param(_))
-            )
-        }) || matches!(self.signature, Source::Param(_))
+        matches!(self.body_sha256, Some(Source::Param(_)))
+            || self.signed.iter().any(|p| {
+                matches!(
+                    p,
+                    Part::Url
+                        | Part::UrlUnescaped
+                        | Part::Path
+                        | Part::Query
+                        | Part::Value(Source::Param(_))
+                )
+            })
+            || matches!(self.signature, Source::Param(_))
             || matches!(
                 &self.timestamp,
                 Some(Timestamp {
@@ -452,21 +551,31 @@ impl Composed {
         }
     }
 
-    /// An HMAC or a token that reads no body field.
+    /// An HMAC or a token that reads no body field and sorts no form.
     pub fn cheap_inline(&self) -> bool {
-        matches!(self.method, Method::Hmac(_) | Method::Token) && self.field_reads() == 0
+        matches!(self.method, Method::Hmac(_) | Method::Token)
+            && self.field_reads() == 0
+            && !self.signed.contains(&Part::SortedForm)
     }
 
-    /// The header a token scheme reads its token from.
-    pub fn token_header(&self) -> Option<&str> {
+    /// The headers a token scheme reads its token from.
+    pub fn token_headers(&self) -> &[String] {
         match (&self.method, &self.signature) {
-            (Method::Token, Source::Header(name)) => Some(name),
-            _ => None,
+            (Method::Token, Source::Header(names)) => names,
+            _ => &[],
         }
     }
 
     pub fn is_token(&self) -> bool {
         self.method == Method::Token
+    }
+
+    /// The credentials a scheme reads from `Authorization`, if it does.
+    pub fn credentials(&self) -> Option<Credentials> {
+        match self.signature {
+            Source::Authorization(kind) => Some(kind),
+            _ => None,
+        }
     }
 
     /// Checks a request. The outer error is [`BodyError::Busy`] when the
@@ -482,8 +591,8 @@ impl Composed {
             return Err(BodyError::Busy);
         }
         let raw = match self.read(&self.signature, request) {
-            Some(raw) => raw,
-            None => return Ok(Err(Failure::MissingHeader)),
+            Ok(raw) => raw,
+            Err(failure) => return Ok(Err(failure)),
         };
         let Some(value) = raw.trim().strip_prefix(self.prefix.as_str()) else {
             return Ok(Err(Failure::Malformed));
@@ -523,16 +632,41 @@ impl Composed {
         if signatures.is_empty() {
             return Ok(Err(Failure::Malformed));
         }
-        let parts = match self.signed_parts(request, timestamp.as_deref()) {
-            Some(parts) => parts,
-            None => return Ok(Err(Failure::MissingHeader)),
+        let body_covered = match &self.body_sha256 {
+            None => false,
+            Some(source) => match self.read(source, request) {
+                Ok(digest) => {
+                    let actual = hex(&Sha256::digest(request.body));
+                    let given = digest.trim().to_ascii_lowercase();
+                    if !equal(actual.as_bytes(), given.as_bytes()) {
+                        return Ok(Err(Failure::Mismatch));
+                    }
+                    true
+                }
+                Err(Failure::MissingHeader) => false,
+                Err(failure) => return Ok(Err(failure)),
+            },
+        };
+        let form = if self.signed.contains(&Part::SortedForm) && !body_covered {
+            match sorted_form(request, budget)? {
+                Ok(form) => Some(form),
+                Err(failure) => return Ok(Err(failure)),
+            }
+        } else {
+            None
+        };
+        let parts = match self.signed_parts(request, timestamp.as_deref(), form.as_deref()) {
+            Ok(parts) => parts,
+            Err(failure) => return Ok(Err(failure)),
         };
         let slices: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
+        // The body, and a form sorted from it (reserved from the budget as
+        // it was built), are bounded by the body's size; the rest is not.
         let body_signed = if self.signed.contains(&Part::Body) {
             request.body.len()
         } else {
             0
-        };
+        } + form.as_deref().map_or(0, str::len);
         let extra = slices.iter().map(|s| s.len()).sum::<usize>() - body_signed;
         if extra > MAX_SIGNED_EXTRA_BYTES {
             return Ok(Err(Failure::Malformed));
@@ -600,14 +734,30 @@ impl Composed {
         }))
     }
 
-    fn read<'r>(&self, source: &Source, request: &'r SignedRequest<'_>) -> Option<Cow<'r, str>> {
-        match source {
-            Source::Header(name) => request.header(name).map(Cow::Borrowed),
+    /// A value of the request: [`Failure::MissingHeader`] when it is not
+    /// there, [`Failure::Malformed`] when it cannot be read.
+    fn read<'r>(
+        &self,
+        source: &Source,
+        request: &'r SignedRequest<'_>,
+    ) -> Result<Cow<'r, str>, Failure> {
+        let found = match source {
+            Source::Header(names) => names
+                .iter()
+                .find_map(|name| request.header(name))
+                .map(Cow::Borrowed),
             Source::Param(name) => form_urlencoded::parse(request.query().as_bytes())
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| Cow::Owned(v.into_owned())),
             Source::Field(path) => body_field(request, path).map(Cow::Owned),
-        }
+            Source::Authorization(kind) => {
+                let header = request
+                    .header("authorization")
+                    .ok_or(Failure::MissingHeader)?;
+                return credentials(header, *kind).ok_or(Failure::Malformed);
+            }
+        };
+        found.ok_or(Failure::MissingHeader)
     }
 
     /// The timestamp's text as received, once it is within the tolerance.
@@ -618,10 +768,7 @@ impl Composed {
         request: &SignedRequest<'_>,
     ) -> Result<String, Failure> {
         let raw = match &spec.from {
-            TimeSource::Value(source) => self
-                .read(source, request)
-                .ok_or(Failure::MissingHeader)?
-                .into_owned(),
+            TimeSource::Value(source) => self.read(source, request)?.into_owned(),
             TimeSource::ListKey(key) => {
                 let list = self.list.as_ref().expect("checked with the definition");
                 list_values(signature_value, list, key)
@@ -638,13 +785,15 @@ impl Composed {
         Ok(raw)
     }
 
-    /// The signed content's pieces; `None` when a header, field or
-    /// parameter it signs is missing.
+    /// The signed content's pieces; [`Failure::MissingHeader`] when a
+    /// header, field or parameter it signs is missing. `form` is the sorted
+    /// form ([`sorted_form`]), `None` when the body's digest covers it.
     fn signed_parts<'r>(
         &'r self,
         request: &'r SignedRequest<'_>,
         timestamp: Option<&'r str>,
-    ) -> Option<Vec<Cow<'r, [u8]>>> {
+        form: Option<&'r str>,
+    ) -> Result<Vec<Cow<'r, [u8]>>, Failure> {
         let bytes = |s: Cow<'r, str>| match s {
             Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
             Cow::Owned(s) => Cow::Owned(s.into_bytes()),
@@ -652,7 +801,7 @@ impl Composed {
         self.signed
             .iter()
             .map(|part| {
-                Some(match part {
+                Ok(match part {
                     Part::Text(t) => Cow::Borrowed(t.as_bytes()),
                     Part::Method => Cow::Borrowed(request.method.as_bytes()),
                     Part::Url => Cow::Borrowed(request.url.as_bytes()),
@@ -660,12 +809,85 @@ impl Composed {
                     Part::Path => Cow::Borrowed(request.path().as_bytes()),
                     Part::Query => Cow::Borrowed(request.query().as_bytes()),
                     Part::Body => Cow::Borrowed(request.body),
-                    Part::Timestamp => Cow::Borrowed(timestamp?.as_bytes()),
+                    Part::SortedForm => Cow::Borrowed(form.unwrap_or_default().as_bytes()),
+                    Part::Timestamp => {
+                        Cow::Borrowed(timestamp.ok_or(Failure::MissingHeader)?.as_bytes())
+                    }
                     Part::Value(source) => bytes(self.read(source, request)?),
                 })
             })
             .collect()
     }
+}
+
+/// The credentials of an `Authorization` header of `kind` (the scheme name
+/// is case-insensitive): a bearer token, or basic's decoded `user:password`.
+/// `None` when the header is of another kind or cannot be decoded.
+fn credentials(header: &str, kind: Credentials) -> Option<Cow<'_, str>> {
+    let (name, rest) = header.trim().split_once(' ')?;
+    let rest = rest.trim();
+    match kind {
+        Credentials::Bearer => name
+            .eq_ignore_ascii_case("bearer")
+            .then_some(Cow::Borrowed(rest)),
+        Credentials::Basic if name.eq_ignore_ascii_case("basic") => {
+            let decoded = STANDARD.decode(rest).ok()?;
+            String::from_utf8(decoded).ok().map(Cow::Owned)
+        }
+        Credentials::Basic => None,
+    }
+}
+
+/// What `{form_sorted}` signs: a form body's parameters, each name followed
+/// by its value, sorted by name and then value; nothing for an empty body;
+/// [`Failure::Malformed`] for any other body, which the signature would not
+/// cover. The parameters are decoded as `form_urlencoded` decodes them
+/// (UTF-8, lossy), and their memory is reserved from `budget` before they
+/// are collected, within the allowance of a parsed body of the same length.
+fn sorted_form(
+    request: &SignedRequest<'_>,
+    budget: &mut dyn MemoryBudget,
+) -> Result<Result<String, Failure>, BodyError> {
+    let is_form = request
+        .header("content-type")
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|mime| {
+            mime.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Ok(if request.body.is_empty() {
+            Ok(String::new())
+        } else {
+            Err(Failure::Malformed)
+        });
+    }
+    let mut meter = Meter::new(budget);
+    meter.allow_for(request.body.len());
+    // Counted first, so that the vector is allocated once at its final size.
+    let count = form_split(request.body).count();
+    meter.charge(cost_block(
+        count.saturating_mul(std::mem::size_of::<(String, String)>()),
+    ))?;
+    let mut params: Vec<(String, String)> = Vec::with_capacity(count);
+    for (name, value) in form_split(request.body) {
+        let name = form_unescape(name, encoding_rs::UTF_8, &mut meter)?;
+        let value = form_unescape(value, encoding_rs::UTF_8, &mut meter)?;
+        params.push((name, value));
+    }
+    // Equal pairs are indistinguishable, so an unstable sort signs the same
+    // text as a stable one, and it sorts in place.
+    params.sort_unstable();
+    let len = params.iter().fold(0usize, |len, (name, value)| {
+        len.saturating_add(name.len()).saturating_add(value.len())
+    });
+    meter.charge(cost_block(len))?;
+    let mut signed = String::with_capacity(len);
+    for (name, value) in &params {
+        signed.push_str(name);
+        signed.push_str(value);
+    }
+    Ok(Ok(signed))
 }
 
 /// `url` with `%3A %2F %3F %40 %21 %24 %27 %28 %29 %2A %2C %3B` (either
@@ -790,7 +1012,7 @@ fn parse_keys(
                 Some("base64") => STANDARD.decode(trimmed).map_err(|_| bad("base64"))?,
                 Some("whsec") => standard_webhooks_secret(trimmed)
                     .filter(|k| !k.is_empty())
-                    .ok_or_else(|| bad("whsec_ followed by base64"))?,
+                    .ok_or_else(|| bad("a Standard Webhooks secret (whsec_ followed by base64)"))?,
                 Some(_) => return err("secret_encoding must be text, hex, base64 or whsec"),
             }),
             Method::Ed25519 => Key::Ed25519(if trimmed.starts_with("-----BEGIN") {
@@ -1018,7 +1240,7 @@ mod tests {
         body: &[u8],
         now: i64,
     ) -> Result<(), Failure> {
-        let scheme = super::super::Scheme::Composed(Box::new(scheme.clone()));
+        let scheme = super::super::Scheme::from(scheme.clone());
         crate::test_support::verify(&scheme, method, url, pairs, body, now)
     }
 
@@ -1044,7 +1266,7 @@ mod tests {
                 Part::Method,
                 Part::Url,
                 Part::Text("{x}".into()),
-                Part::Value(Source::Header("x-id".into())),
+                Part::Value(Source::Header(vec!["x-id".into()])),
                 Part::Text(".".into()),
                 Part::Value(Source::Field(vec!["a".into(), "b".into()])),
                 Part::Value(Source::Param("p".into())),
@@ -1454,5 +1676,176 @@ mod tests {
         assert!(config_error(base.clone(), &[]).contains("needs a secret"));
         let many: Vec<&str> = vec!["s"; 11];
         assert!(config_error(base, &many).contains("at most 10"));
+    }
+
+    #[test]
+    fn a_header_may_come_under_either_name() {
+        let either = scheme(
+            json!({"algorithm": "hmac-sha256", "signed": "{header:x-id|y-id}.{body}",
+                   "signature": "header:x-sig|y-sig", "encoding": "hex"}),
+            &["k"],
+        );
+        let sig = hmac_hex(b"k", b"7.hello");
+        let post = |pairs: &[(&str, &str)]| check(&either, "POST", "", pairs, b"hello", 0);
+        assert_eq!(post(&[("x-id", "7"), ("x-sig", &sig)]), Ok(()));
+        // Header by header: one family for the id, the other for the signature.
+        assert_eq!(post(&[("y-id", "7"), ("x-sig", &sig)]), Ok(()));
+        assert_eq!(post(&[("x-id", "7"), ("y-sig", &sig)]), Ok(()));
+        // The first name present is the one read.
+        assert_eq!(
+            post(&[("x-id", "8"), ("y-id", "7"), ("x-sig", &sig)]),
+            Err(Failure::Mismatch)
+        );
+        assert_eq!(post(&[("x-sig", &sig)]), Err(Failure::MissingHeader));
+        assert_eq!(
+            config_error(
+                json!({"algorithm": "token", "signature": "header:a|b|c|d|e"}),
+                &["t"]
+            ),
+            "header:NAME|NAME… names 4 headers at most"
+        );
+        assert_eq!(
+            config_error(
+                json!({"algorithm": "token", "signature": "header:a||b"}),
+                &["t"]
+            ),
+            "a header name must be 1 to 256 bytes"
+        );
+    }
+
+    #[test]
+    fn authorization_credentials_are_tokens() {
+        let bearer = scheme(
+            json!({"algorithm": "token", "signature": "authorization:bearer"}),
+            &["t0k", "old"],
+        );
+        let auth = |scheme: &Composed, value: &str| {
+            check(scheme, "POST", "", &[("authorization", value)], b"", 0)
+        };
+        assert_eq!(auth(&bearer, "Bearer t0k"), Ok(()));
+        assert_eq!(auth(&bearer, "BEARER   old "), Ok(()));
+        assert_eq!(auth(&bearer, "Bearer t0"), Err(Failure::Mismatch));
+        assert_eq!(auth(&bearer, "Basic dDBr"), Err(Failure::Malformed));
+        assert_eq!(auth(&bearer, "t0k"), Err(Failure::Malformed));
+        assert_eq!(
+            check(&bearer, "POST", "", &[], b"", 0),
+            Err(Failure::MissingHeader)
+        );
+        let basic = scheme(
+            json!({"algorithm": "token", "signature": "authorization:basic", "username": "ann"}),
+            &["pw"],
+        );
+        // base64("ann:pw") = YW5uOnB3; base64 of the bytes ff fe = //4=
+        assert_eq!(auth(&basic, "basic YW5uOnB3"), Ok(()));
+        assert_eq!(auth(&basic, "Basic //4="), Err(Failure::Malformed));
+        assert_eq!(auth(&basic, "Bearer YW5uOnB3"), Err(Failure::Malformed));
+        for (definition, message) in [
+            (
+                json!({"algorithm": "token", "signature": "authorization:digest"}),
+                "signature authorization:KIND is authorization:bearer or authorization:basic",
+            ),
+            (
+                json!({"algorithm": "hmac-sha256", "signed": "{body}", "signature": "authorization:bearer"}),
+                "signature authorization:… goes with algorithm token",
+            ),
+            (
+                json!({"algorithm": "token", "signature": "header:x-token", "username": "ann"}),
+                "username goes with signature authorization:basic",
+            ),
+            (
+                json!({"algorithm": "token", "signature": "authorization:basic", "username": "a:b"}),
+                "username must be non-empty and without ':'",
+            ),
+            (
+                json!({"algorithm": "token", "signature": "authorization:basic"}),
+                "secret 1 must be user:password (or pass username => …)",
+            ),
+            (
+                json!({"algorithm": "hmac-sha256", "signed": "{authorization:bearer}", "signature": "header:x"}),
+                "unknown template placeholder {authorization:bearer} (method, url, url_unescaped, path, query, body, form_sorted, timestamp, header:NAME, field:PATH, param:NAME)",
+            ),
+        ] {
+            assert_eq!(config_error(definition, &["pw"]), message);
+        }
+        assert_eq!(
+            config_error(
+                json!({"algorithm": "token", "signature": "authorization:basic", "username": "ann"}),
+                &["pw", ""]
+            ),
+            "secret 2 is empty"
+        );
+    }
+
+    #[test]
+    fn a_sorted_form_covers_form_bodies_only() {
+        // HMAC-SHA256 over the URL and the sorted form, a shape of our own.
+        let form = scheme(
+            json!({"algorithm": "hmac-sha256", "signed": "{url}|{form_sorted}",
+                   "signature": "header:x-sig", "encoding": "hex"}),
+            &["k"],
+        );
+        let url = "https://h/hooks/1";
+        let form_type = (
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        );
+        let sig = hmac_hex(b"k", b"https://h/hooks/1|a1a2b%z");
+        let pairs = [form_type, ("x-sig", sig.as_str())];
+        assert_eq!(
+            check(&form, "POST", url, &pairs, b"b=%25z&a=2&a=1", 0),
+            Ok(())
+        );
+        assert_eq!(
+            check(&form, "POST", url, &pairs, b"b=%25z&a=2&a=3", 0),
+            Err(Failure::Mismatch)
+        );
+        // Another body would not be covered at all.
+        let json_type = [
+            ("content-type", "application/json"),
+            ("x-sig", sig.as_str()),
+        ];
+        assert_eq!(
+            check(&form, "POST", url, &json_type, b"{}", 0),
+            Err(Failure::Malformed)
+        );
+        // An empty body adds nothing.
+        let empty = hmac_hex(b"k", b"https://h/hooks/1|");
+        assert_eq!(
+            check(&form, "POST", url, &[("x-sig", empty.as_str())], b"", 0),
+            Ok(())
+        );
+        for (definition, message) in [
+            (
+                json!({"algorithm": "hmac-sha1", "signed": "{url}{body}", "signature": "header:x",
+                       "body_sha256": "param:h"}),
+                "body_sha256 goes with a template signing {form_sorted}",
+            ),
+            (
+                json!({"algorithm": "hmac-sha1", "signed": "{url}{form_sorted}", "signature": "header:x",
+                       "body_sha256": "field:h"}),
+                "body_sha256 is header:NAME or param:NAME (the body cannot hold its own digest)",
+            ),
+        ] {
+            assert_eq!(config_error(definition, &["k"]), message);
+        }
+    }
+
+    #[test]
+    fn a_sorted_form_as_large_as_the_body_is_not_extra_signed_content() {
+        let twilio =
+            super::super::Scheme::from_config("twilio", &["12345".to_string()], &Map::new())
+                .unwrap();
+        let url = "https://h/hooks/1";
+        let body = format!("Body={}", "x".repeat(200_000));
+        let signed = format!("{url}Body{}", "x".repeat(200_000));
+        let sig = STANDARD.encode(mac(Algorithm::Sha1, b"12345", &[signed.as_bytes()]));
+        let pairs = [
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("x-twilio-signature", sig.as_str()),
+        ];
+        assert_eq!(
+            crate::test_support::verify(&twilio, "POST", url, &pairs, body.as_bytes(), 0),
+            Ok(())
+        );
     }
 }

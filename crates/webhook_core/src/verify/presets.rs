@@ -9,6 +9,17 @@ use serde_json::{Map, Value};
 
 /// Name, definition (JSON), in the order they are listed.
 pub const PRESETS: &[(&str, &str)] = &[
+    // Standard Webhooks (Svix, Resend, Clerk, …): `webhook-signature:
+    // v1,<base64>` (several, space-separated) over `{id}.{timestamp}.{body}`;
+    // `whsec_` secrets. Each header may come under Svix's name instead, as
+    // Svix's own libraries accept.
+    (
+        "standard-webhooks",
+        r#"{"algorithm": "hmac-sha256", "signed": "{header:webhook-id|svix-id}.{timestamp}.{body}",
+            "signature": "header:webhook-signature|svix-signature", "list": {"separator": " ", "pair": ",", "key": "v1"},
+            "encoding": "base64", "secret_encoding": "whsec",
+            "timestamp": {"from": "header:webhook-timestamp|svix-timestamp", "format": "unix", "tolerance_secs": 300}}"#,
+    ),
     // GitHub: `X-Hub-Signature-256: sha256=<hex>` over the body.
     (
         "github",
@@ -35,10 +46,30 @@ pub const PRESETS: &[(&str, &str)] = &[
         r#"{"algorithm": "hmac-sha256", "signed": "{body}",
             "signature": "header:x-shopify-hmac-sha256", "encoding": "base64"}"#,
     ),
+    // Twilio: HMAC-SHA1 (base64) of the URL Twilio called followed by the
+    // form's parameters sorted; a JSON body is covered by the URL's
+    // `bodySHA256` instead.
+    (
+        "twilio",
+        r#"{"algorithm": "hmac-sha1", "signed": "{url}{form_sorted}",
+            "signature": "header:x-twilio-signature", "encoding": "base64",
+            "body_sha256": "param:bodySHA256"}"#,
+    ),
     // GitLab: `X-Gitlab-Token` equal to the secret token.
     (
         "gitlab",
         r#"{"algorithm": "token", "signature": "header:x-gitlab-token"}"#,
+    ),
+    // `Authorization: Bearer <token>`.
+    (
+        "bearer",
+        r#"{"algorithm": "token", "signature": "authorization:bearer"}"#,
+    ),
+    // `Authorization: Basic base64(user:password)`: each secret is
+    // `user:password`, or the password when the definition has a username.
+    (
+        "basic",
+        r#"{"algorithm": "token", "signature": "authorization:basic"}"#,
     ),
     // Svix (and the senders using it, such as Clerk): the Standard Webhooks
     // scheme under svix-* headers; `whsec_` secrets; several `v1,<sig>`
@@ -198,19 +229,24 @@ mod tests {
 
     use crate::test_support::verify as check;
 
+    /// A key of the kind `name`'s definition takes.
+    fn sample_key(name: &str) -> &'static str {
+        let definition = definition(name).unwrap();
+        match definition["algorithm"].as_str().unwrap() {
+            "ed25519" => "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+            "ecdsa-p256-sha256" => SENDGRID_V1_KEY,
+            _ if definition.get("secret_encoding").is_some() => {
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+            }
+            _ if definition["signature"] == "authorization:basic" => "user:secret",
+            _ => "secret",
+        }
+    }
+
     #[test]
     fn every_preset_is_a_valid_definition() {
         for name in names() {
-            let definition = definition(name).unwrap();
-            let key = match definition["algorithm"].as_str().unwrap() {
-                "ed25519" => "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
-                "ecdsa-p256-sha256" => SENDGRID_V1_KEY,
-                _ if definition.get("secret_encoding").is_some() => {
-                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-                }
-                _ => "secret",
-            };
-            preset(name, &[key]);
+            preset(name, &[sample_key(name)]);
         }
         let mut seen = std::collections::HashSet::new();
         assert!(names().all(|n| seen.insert(n)), "names are unique");
@@ -219,18 +255,13 @@ mod tests {
     #[test]
     fn hmac_and_token_presets_are_cheap_enough_for_the_network_thread() {
         let inline: Vec<&str> = names()
-            .filter(|name| {
-                let key = match *name {
-                    "discord" => "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
-                    "sendgrid" => SENDGRID_V1_KEY,
-                    "svix" => "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-                    _ => "secret",
-                };
-                preset(name, &[key]).cheap_inline()
-            })
+            .filter(|name| preset(name, &[sample_key(name)]).cheap_inline())
             .collect();
         let parser_thread: Vec<&str> = names().filter(|n| !inline.contains(n)).collect();
-        assert_eq!(parser_thread, ["discord", "sendgrid", "mailgun", "linear"]);
+        assert_eq!(
+            parser_thread,
+            ["twilio", "discord", "sendgrid", "mailgun", "linear"]
+        );
     }
 
     // Svix's documented example, in every official library's tests
