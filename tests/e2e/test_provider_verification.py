@@ -18,6 +18,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -433,3 +434,53 @@ def test_a_composed_scheme_from_parts_and_the_presets_as_definitions(ready, new_
     err = c.sql_error("SELECT webhook_set_verification(%s, 'discord', secret => 'not-a-key-secret')", (wf,),
                   sqlstate="22023")
     assert err["message"] == "invalid verification: secret 1 is not an Ed25519 public key (32 bytes)"
+
+
+def readme_worked_example() -> dict:
+    """The definition the README composes for a provider it does not list."""
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md"), encoding="utf-8").read()
+    block = readme.split("**A provider not listed**", 1)[1]
+    return json.loads(block.split("definition => '", 1)[1].split("');", 1)[0])
+
+
+def test_the_readmes_scheme_from_parts_verifies_muxs_published_vector(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    d = load("mux", "webhooks_test_vector")
+    definition = readme_worked_example()
+    # Positive control: unverified, a forged delivery is stored.
+    forged = copy.deepcopy(d)
+    forged.headers["mux-signature"] = "t=1565125718,v1=" + "0" * 64
+    assert send(c, wf, forged).status_code == 200
+
+    # The SDK's vector byte for byte: signed in 2019, so only a tolerance
+    # reaching back that far accepts it.
+    c.sql("SELECT webhook_set_verification(%s, 'custom', secret => 'SuperSecret123', definition => %s::jsonb,"
+          " tolerance => '30 years')", (wf, json.dumps(definition)))
+    r = send(c, wf, d)
+    assert r.status_code == 200, r.text
+    assert events(c, wf)[-1]["params"] == {"test": "body"}
+    assert_refused(send(c, wf, forged), INVALID_SIGNATURE)
+
+    # As written in the README (5 minutes): the same vector is stale, a
+    # fresh signature passes, and a tampered body or no header does not.
+    c.sql("SELECT webhook_set_verification(%s, 'custom', secret => 'SuperSecret123', definition => %s::jsonb)",
+          (wf, json.dumps(definition)))
+    assert_refused(send(c, wf, d), INVALID_SIGNATURE)
+    ts = str(int(time.time()))
+    fresh = copy.deepcopy(d)
+    fresh.headers["mux-signature"] = "t={},v1={}".format(
+        ts, hmac.new(b"SuperSecret123", f"{ts}.".encode() + d.raw_body(), hashlib.sha256).hexdigest())
+    assert send(c, wf, fresh).status_code == 200
+    tampered = copy.deepcopy(fresh)
+    tampered.body = '{"test":"bodY"}'
+    assert_refused(send(c, wf, tampered), INVALID_SIGNATURE)
+    unsigned = copy.deepcopy(d)
+    unsigned.headers = {}
+    assert_refused(send(c, wf, unsigned), INVALID_SIGNATURE)
+    assert count_events(c, wf) == 3
+    assert_rejection_counts(c, wf, {
+        (401, "Invalid signature: signature does not match"): 2,
+        (401, "Invalid signature: timestamp outside the tolerance"): 1,
+        (401, "Invalid signature: signature header missing"): 1,
+    })
