@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The legitimate sender's latency while the listener is under attack (issue 9
-# item 6). Starts its own cluster (one listener process, so it takes the whole
-# attack), secures a workflow with the github scheme, then runs
+# The legitimate sender's latency while the listener is under attack. Starts
+# its own cluster (one listener process, so it takes the whole attack),
+# secures a workflow with the github scheme, then runs
 # tests/e2e/attackkit.py against 127.0.0.1 only: first the signed sender alone
 # (baseline), then the same sender during slowloris, header floods, forged
 # signatures at full rate and gzip bombs. Prints and saves the p50/p99 of the

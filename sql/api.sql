@@ -1,4 +1,4 @@
--- webhook_ext: the SQL API (DESIGN §3).
+-- webhook_ext: the SQL API (docs/sql-api.md).
 --
 -- Runs last in the extension script (pgrx "finalize"), after the Rust helper
 -- functions in schema webhook exist. Every function here is SECURITY INVOKER:

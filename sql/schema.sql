@@ -40,7 +40,7 @@ CREATE TABLE webhook.workflows (
     full_body_param       text        NOT NULL DEFAULT 'body',
     -- HTTP methods the URL answers; anything else is 405.
     allowed_methods       text[]      NOT NULL DEFAULT '{GET,POST}',
-    -- Response configuration (DESIGN §5).
+    -- Response configuration: the default, custom or workflow method (docs/http.md).
     response_method       text        NOT NULL DEFAULT 'default',
     response_status       integer     NOT NULL DEFAULT 200,
     response_content_type text,

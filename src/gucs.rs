@@ -1,4 +1,4 @@
-//! The `webhook.*` settings (DESIGN §2).
+//! The `webhook.*` settings (the README's settings table).
 //!
 //! Settings that decide which sockets exist or which database the worker joins
 //! are `PGC_POSTMASTER`; the rest reload on SIGHUP and the worker hands the new

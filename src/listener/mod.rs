@@ -3,8 +3,8 @@
 //! A dedicated thread runs a tokio runtime that accepts connections, speaks
 //! HTTP/1.1 (hyper), reads and parses bodies, and hands each request to the
 //! process's main thread as a [`Job`] over a bounded channel, waking it through
-//! an eventfd. Nothing here calls PostgreSQL: only the main thread may (DESIGN
-//! §7), and pgrx enforces it.
+//! an eventfd. Nothing here calls PostgreSQL: only the main thread may, and
+//! pgrx enforces it.
 
 mod body_budget;
 mod connection_slots;

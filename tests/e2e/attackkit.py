@@ -1,5 +1,5 @@
 """A bounded attack on one listener (127.0.0.1 only), while a legitimate sender
-keeps delivering signed requests: issue 9 item 6.
+keeps delivering signed requests (test_attack_edge.py, bench/attack.sh).
 
 The attacks, each on its own threads, for ``seconds``:
 

@@ -1,4 +1,4 @@
-"""HTTP helpers for the listener end-to-end tests (issue 3).
+"""HTTP helpers for the listener end-to-end tests.
 
 Plain standard library on purpose: ``http.client`` for well-formed requests
 (keep-alive included) and raw sockets for the malformed ones. Every network

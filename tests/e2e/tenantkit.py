@@ -1,4 +1,4 @@
-"""Hostile-tenant test helpers (issue 6): a private cluster per test module and
+"""Hostile-tenant test helpers: a private cluster per test module and
 non-superuser roles acting as tenants or attackers.
 
 Attacks plant objects in ``public`` or hold locks, which would disturb every

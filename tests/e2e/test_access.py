@@ -1,4 +1,4 @@
-"""Issue 9 items 3 and 4: who may send.
+"""Who may send.
 
 * webhook_set_allowed_networks: requests from other client networks get 403
   {"msg":"Address not allowed"} and store nothing.

@@ -1,4 +1,4 @@
-"""Issue 6 item 1 (found in review): a role with only CREATE on schema public (not webhook_admin) plants
+"""A role with only CREATE on schema public (not webhook_admin) plants
 overloads of the webhook_* API functions next to the real ones in the
 extension's schema (public). A superuser who calls the API on the default
 search_path with untyped literals -- the way the README writes its examples

@@ -1,5 +1,5 @@
-"""Issue 6 item 3 and issue 8 item 1: what one handler leaves behind in its
-session or transaction never reaches another owner's handler.
+"""What one handler leaves behind in its session or transaction never reaches
+another owner's handler.
 
 Handlers run in executor processes, and an executor serves one owner only:
 two owners' handlers never share a session or a transaction (first test).

@@ -1,7 +1,6 @@
-"""Issue 7 item 9 (found in review): one client with a handful of idle
-connections announcing large bodies cannot exhaust the listener's 256 MiB body
-budget: memory is reserved as body bytes arrive, and one client address holds
-at most its share."""
+"""One client with a handful of idle connections announcing large bodies
+cannot exhaust the listener's 256 MiB body budget: memory is reserved as body
+bytes arrive, and one client address holds at most its share."""
 
 import socket
 import time

@@ -1,5 +1,4 @@
-"""Raised in review of issue 8: tenant code that would run when the batch
-commits.
+"""Tenant code that would run when the batch commits.
 
 A deferred constraint trigger (``CREATE CONSTRAINT TRIGGER … DEFERRABLE
 INITIALLY DEFERRED``) fires at commit, after the handler returned, outside

@@ -1,4 +1,4 @@
-"""Issue 9 item 6: under attack, good requests still pass.
+"""Under attack, good requests still pass.
 
 For a few seconds one listener process takes slowloris connections, header
 floods, forged signatures at the highest rate four connections reach, and

@@ -1,4 +1,4 @@
-"""Issue 6 item 4: no tenant can stall the listener with a lock.
+"""No tenant can stall the listener with a lock.
 
 Tenants (webhook_admin) hold no privilege that allows LOCK TABLE on the
 extension's tables beyond ROW EXCLUSIVE; a change to a workflow signals the

@@ -1,4 +1,4 @@
-"""Issue 6 item 2 (found in review): the listener caches "the owner may call its handler" (USAGE on the
+"""The listener caches "the owner may call its handler" (USAGE on the
 schema, EXECUTE on the function) and the handler's parsed call, and forgets
 them only on changes to functions, schemas, roles (pg_authid rows) and the
 webhook tables. Losing the privilege through role *membership*

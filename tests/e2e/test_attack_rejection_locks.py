@@ -1,5 +1,5 @@
-"""Issue 7 item 10 (found in review): a lock on a rejection record must not stall
-the batch (records are best effort, with a 1 ms lock_timeout).
+"""A lock on a rejection record must not stall the batch (records are best
+effort, with a 1 ms lock_timeout).
 
 Another listener process's open batch holds the rejection_counts row of
 (workflow, status, reason) it just incremented, and the rejections rows its

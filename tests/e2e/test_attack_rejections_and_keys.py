@@ -1,4 +1,4 @@
-"""Issues 7 and 8 (found in review): the rejection log and delivery keys stay bounded:
+"""The rejection log and delivery keys stay bounded:
 reasons that echo the request do not add count rows, and a numeric delivery key
 longer than 512 bytes is no key."""
 

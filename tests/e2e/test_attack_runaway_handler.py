@@ -1,5 +1,4 @@
-"""Issue 6 (found in review) and issue 8 item 3: deadlines hold, and a
-runaway handler never delays another owner.
+"""Deadlines hold, and a runaway handler never delays another owner.
 
 Handlers run in executor processes (one owner each). Past its deadline a
 handler is cancelled (57014), and again every 100 ms; one that traps every

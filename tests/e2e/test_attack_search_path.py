@@ -1,5 +1,5 @@
-"""Issue 6 item 1: nothing the extension runs with elevated rights resolves a
-function, aggregate or operator that a tenant planted in ``public``.
+"""Nothing the extension runs with elevated rights resolves a function,
+aggregate or operator that a tenant planted in ``public``.
 
 The attacker, mallory, is a webhook_admin member that may CREATE in schema
 ``public`` (PostgreSQL 15's default for the database owner; every role's in a

@@ -1,4 +1,4 @@
-"""Issue 6 items 2, 3, 5 and 6: one tenant against another, over HTTP.
+"""One tenant against another, over HTTP.
 
 alice, bob and carol are non-superuser webhook_admin tenants with a schema
 each. Every attack first shows that its path is reachable (a positive
@@ -20,7 +20,7 @@ def event_rows(private, wf):
     return private.rows("SELECT id, status, error FROM webhook.events WHERE workflow_id = %s ORDER BY id", (wf,))
 
 
-# ------------------------------------------------------------ item 2: handlers
+# -------------------------------------------------------------------- handlers
 def test_another_owners_security_definer_function_cannot_become_a_handler(private, tenants):
     alice, bob = tenants["alice"], tenants["bob"]
     b = bob.name
@@ -63,7 +63,7 @@ def test_another_owners_security_definer_function_cannot_become_a_handler(privat
                    "(USAGE on its schema and EXECUTE on it are required)")]
 
 
-# ------------------------------------------------------- item 3: session state
+# --------------------------------------------------------------- session state
 def leaky_and_probing_handlers(tenants):
     """bob's handler leaves a cursor over his secrets open and takes a session
     advisory lock; alice's handler fetches from that cursor if it exists and
@@ -156,7 +156,7 @@ def test_session_advisory_locks_of_a_handler_do_not_outlive_it(private, tenants)
         ("succeeded", None), ("failed", "P0001: failing on purpose"), ("succeeded", None)]
 
 
-# ------------------------------------------------------ item 5: owner by OID
+# -------------------------------------------------------------- owner by OID
 def test_a_new_role_with_a_dropped_owners_name_gets_nothing(private, tenants):
     carol, bob = tenants["carol"], tenants["bob"]
     c = carol.name
@@ -195,7 +195,7 @@ def test_a_new_role_with_a_dropped_owners_name_gets_nothing(private, tenants):
     assert err["message"] == "permission denied to reassign workflows"
 
 
-# ------------------------------------------------- item 6: rules on the table
+# --------------------------------------------------------- rules on the table
 def test_response_headers_written_around_the_api_are_refused(private, tenants):
     alice = tenants["alice"]
     wf = alice.create_workflow()

@@ -1,5 +1,5 @@
 """pg_dump of a database with workflows, parameters and events restores them
-into a fresh database (issue 2, pg_extension_config_dump)."""
+into a fresh database (pg_extension_config_dump)."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""Canonical routes (issue 6, item 9): only ``/hooks/{id}`` with the id in its
+"""Canonical routes: only ``/hooks/{id}`` with the id in its
 canonical form (8-4-4-4-12 lower-case hex) reaches a workflow, and method names
 are case-sensitive. Any other spelling of a real workflow's URL is 404
 ``{"msg":"Workflow not found"}`` (or 405 for a lower-case method) and stores

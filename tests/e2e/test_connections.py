@@ -1,4 +1,4 @@
-"""Connection limits (issue 6, item 8): idle sockets from one client cannot
+"""Connection limits: idle sockets from one client cannot
 starve the listener of file descriptors or of connection slots, connections
 over webhook.max_connections / webhook.max_connections_per_client are refused
 at once with 503 ``{"msg":"Too many connections"}``, ``Retry-After: 1`` and

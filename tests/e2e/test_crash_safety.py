@@ -1,4 +1,4 @@
-"""Issue 8 item 8: crash safety under load. While 16 connections keep
+"""Crash safety under load. While 16 connections keep
 sending, a listener, an executor and then the postmaster are killed with
 SIGKILL (the postmaster is started again). Afterwards every 2xx has its event
 row, every event reaches `succeeded` (or `dead`), and no handler effect is

@@ -1,4 +1,4 @@
-"""Every error path of the SQL API (issue 2): SQLSTATE, message, DETAIL and HINT,
+"""Every error path of the SQL API: SQLSTATE, message, DETAIL and HINT,
 and that a failing call leaves the rows exactly as they were."""
 
 import json

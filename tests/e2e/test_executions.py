@@ -1,4 +1,4 @@
-"""Issue 8: handlers leave the listener. They run in executor processes, one
+"""Handlers leave the listener. They run in executor processes, one
 owner's handlers per executor, after the caller got its answer (default and
 custom methods); failed attempts are retried with backoff and end `dead`;
 every attempt is recorded; ordered workflows run one event at a time.

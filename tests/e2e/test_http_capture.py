@@ -1,4 +1,4 @@
-"""Issue 3, sample capture over HTTP: webhook_capture_sample arms a window; the
+"""Sample capture over HTTP: webhook_capture_sample arms a window; the
 next GET/POST becomes the sample (parameters by source, types inferred, the
 handler not fired, no event); afterwards, or once the window expired, the URL
 behaves normally; required flags of parameters that remain are kept."""
@@ -47,7 +47,7 @@ def test_capture_post_json_query_and_headers(ready, new_workflow, uniq):
         "customer.email": "text", "tags": "array"}
     assert body_p["amount"]["sample"] == 12.5
     assert body_p["customer.email"]["sample"] == "a@b.c"
-    # Strings from the wire are text (issue 7): "5" today may be "" tomorrow.
+    # Strings from the wire are text: "5" today may be "" tomorrow.
     assert {n: p["type"] for n, p in query_p.items()} == {"src": "text", "n": "text"}
     assert all(n == n.lower() for n in header_p), header_p.keys()
     assert header_p["x-shop-id"]["type"] == "text" and header_p["x-shop-id"]["sample"] == "Berlin"
@@ -179,7 +179,7 @@ def test_capture_form_body_types_inferred(ready, new_workflow):
              headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 200 and response_json(r)["msg"] == "Sample captured", r.text
     body = {p["name"]: (p["type"], p["sample"]) for p in parameters(c, wf) if p["source"] == "body"}
-    # Form fields are strings on the wire: text, sampled as sent (issue 7).
+    # Form fields are strings on the wire: text, sampled as sent.
     assert body == {"order_id": ("text", "A 1"), "qty": ("text", "3"), "gift": ("text", "false")}
 
 

@@ -1,4 +1,4 @@
-"""Issue 3, handlers over real HTTP: they run as the workflow owner (never as
+"""Handlers over real HTTP: they run as the workflow owner (never as
 the superuser the listener connects as), in a subtransaction: a failing handler
 records SQLSTATE + message in webhook.events.error, rolls back its own writes,
 keeps the event row, and never stops the listener."""

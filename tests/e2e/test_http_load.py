@@ -1,4 +1,4 @@
-"""Load (issue 3, item 10): 1,000 sequential requests on one keep-alive
+"""Load: 1,000 sequential requests on one keep-alive
 connection, and 16 concurrent keep-alive clients x 100 requests. Exactly as
 many 2xx as requests, exactly as many events and handler rows, unique ids.
 """

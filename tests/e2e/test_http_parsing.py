@@ -1,4 +1,4 @@
-"""Issue 3, parsing and validation over real HTTP: every Content-Type fills
+"""Parsing and validation over real HTTP: every Content-Type fills
 webhook.events.params / body and passes validation; query string and headers
 are always recorded; Content-Encoding and charsets are decoded; bad bodies and
 contradicting types are rejected with a 4xx and store nothing."""
@@ -229,8 +229,8 @@ def test_required_query_parameter(ready, new_workflow):
     r = get(c, wf, params={"other": "1"})
     assert r.status_code == 400, r.text
     assert response_json(r) == {"msg": MISSING_MSG, "missing": ["token"]}
-    # The same name in the body satisfies it too (issue 7: senders deliver the
-    # same fields by GET or POST); a header of that name does not.
+    # The same name in the body satisfies it too (senders deliver the same
+    # fields by GET or POST); a header of that name does not.
     r = post(c, wf, json_body={"token": "in-body"})
     assert r.status_code == 200, r.text
     r = get(c, wf, headers={"token": "in-header"})
@@ -381,7 +381,7 @@ def test_value_contradicting_sample_type_is_400(ready, new_workflow):
     c = ready
     wf = new_workflow()["id"]
     sample_json(c, wf, {"order_id": "A1", "amount": 10})
-    # Types guide, they don't block (issue 7): stored as received...
+    # Types guide, they don't block: stored as received...
     r = post(c, wf, json_body={"order_id": "A2", "amount": "lots"})
     assert r.status_code == 200, r.text
     assert only_event(c, wf)["params"]["amount"] == "lots"
@@ -422,7 +422,7 @@ def test_json_variants(ready, new_workflow):
     # No Content-Type at all: a JSON body is recognised.
     r = requests_post_raw(c, wf, b'{"c": true}')
     assert r[0] == 200, r
-    # A top-level array is the one parameter "items" (issue 7).
+    # A top-level array is the one parameter "items".
     r = post(c, wf, b'[1, {"d": 4}]', headers={"Content-Type": "application/json"})
     assert r.status_code == 200, r.text
     evs = events(c, wf)

@@ -1,7 +1,6 @@
-"""The listener's HTTP/1.1 side (issue 3, item 2 and the malformed-request
-corpus of item 10): keep-alive, routing and status codes, size limits, header
-and body read timeouts, and malformed requests that must get a 4xx or a closed
-connection, never a hang, a crash or a stored event.
+"""The listener's HTTP/1.1 side: keep-alive, routing and status codes, size
+limits, header and body read timeouts, and malformed requests that must get a
+4xx or a closed connection, never a hang, a crash or a stored event.
 
 Assertions cover the status, the JSON body and the rows in webhook.events.
 """

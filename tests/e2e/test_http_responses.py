@@ -1,4 +1,4 @@
-"""Issue 3, the three response methods over real HTTP (DESIGN §5): default,
+"""The three response methods over real HTTP: default,
 custom (templated JSON / text / XML / HTML with status and headers) and
 workflow (the handler's return value, with a deadline and a configurable
 failure response); webhook.events.response records what was sent."""

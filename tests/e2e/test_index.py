@@ -1,5 +1,5 @@
 """webhook_find_workflow by full id uses the primary key index on 100,000
-workflows (issue 2). Runs in its own database so other tests stay fast."""
+workflows. Runs in its own database so other tests stay fast."""
 
 import pytest
 

@@ -1,9 +1,8 @@
-"""The listener's life cycle (issue 3, item 1): answering soon after start,
-several listener processes, DROP/CREATE EXTENSION, reloadable settings,
-prompt shutdown with a request in flight, recovery after kill -9 and
-pg_terminate_backend, disabled workflows. Handlers run in executor processes
-(issue 8): an event stored before a stop or a crash still gets its handler
-run, exactly once, afterwards.
+"""The listener's life cycle: answering soon after start, several listener
+processes, DROP/CREATE EXTENSION, reloadable settings, prompt shutdown with a
+request in flight, recovery after kill -9 and pg_terminate_backend, disabled
+workflows. Handlers run in executor processes: an event stored before a stop
+or a crash still gets its handler run, exactly once, afterwards.
 
 Destructive tests use clusters of their own (``make_cluster``).
 """

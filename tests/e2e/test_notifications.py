@@ -1,4 +1,4 @@
-"""Issue 8 item 7: NOTIFY webhook_events when an event is stored and when an
+"""NOTIFY webhook_events when an event is stored and when an
 attempt of its handler is recorded, so applications LISTEN instead of
 polling (with `webhook.notify = on`; off by default, because PostgreSQL
 serializes the commits of notifying transactions). The payload is {"event_id": N, "status": "pending"|"succeeded"|

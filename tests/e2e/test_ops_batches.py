@@ -1,5 +1,5 @@
-"""Issue 10 item 3, batches and the request queue (README: HTTP contract,
-"the batch could not be committed" and "queue full" → 503 + Retry-After).
+"""Batches and the request queue (docs/http.md, HTTP contract: "the batch
+could not be committed" and "queue full" → 503 + Retry-After).
 
 * A batch whose commit fails: every request in it gets 503 and nothing of it
   is stored; the requests queued behind it are stored once, by the next batch.

@@ -1,4 +1,4 @@
-"""Issue 10 item 3: parts of the operational contract no other test held.
+"""Parts of the operational contract no other test held.
 
 * A handler's deadline holds under every response method.
 * Capture across listener processes: of many concurrent requests exactly one

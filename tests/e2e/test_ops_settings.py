@@ -1,8 +1,7 @@
-"""Issue 10 item 3, the settings: every webhook.* setting's default and
-context exactly as the README's table says, the 22023 refusal of values out of
-range, and, for the reloadable settings no other test reloads, that
-pg_reload_conf() changes what the listener does (and changing it back
-restores it).
+"""The settings: every webhook.* setting's default and context exactly as the
+README's table says, the 22023 refusal of values out of range, and, for the
+reloadable settings no other test reloads, that pg_reload_conf() changes what
+the listener does (and changing it back restores it).
 
 Reloads already proven elsewhere: max_body_size, public_base_url and
 header_timeout (test_listener_lifecycle.py), max_executors

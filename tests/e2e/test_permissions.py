@@ -1,6 +1,6 @@
-"""Two roles (issue 2): a webhook_admin member manages its own workflows and
-cannot see or change another role's workflows, parameters or events; a role
-without webhook_admin cannot use the API at all."""
+"""Two roles: a webhook_admin member manages its own workflows and cannot see
+or change another role's workflows, parameters or events; a role without
+webhook_admin cannot use the API at all."""
 
 import psycopg
 import pytest
@@ -126,7 +126,7 @@ def test_roles_cannot_see_or_change_each_others_workflows(cluster, roles):
         "SELECT webhook_set_response(%s::uuid, 'default')",
         "SELECT webhook_url(%s::uuid)",
         f"SELECT webhook_set_handler(%s::uuid, '{bob.handler}'::regproc)",
-        # Parameter editing, typing, discriminators, delivery keys, events (issues 6-8).
+        # Parameter editing, typing, discriminators, delivery keys, events.
         "SELECT webhook_add_parameter(%s::uuid, 'x-sig', 'header')",
         "SELECT webhook_drop_parameter(%s::uuid, 'a')",
         "SELECT webhook_alter_parameter(%s::uuid, 'a', required => false)",
@@ -148,7 +148,7 @@ def test_roles_cannot_see_or_change_each_others_workflows(cluster, roles):
     assert bob.scalar("SELECT webhook_drop_workflow(%s::uuid, true)", (wa["id"],)) is False
 
     # ...nor with plain DML: updates see no row, and tenants hold no DELETE
-    # privilege at all (it would let them LOCK the tables; issue 6).
+    # privilege at all (it would let them LOCK the tables).
     steal = ("UPDATE webhook.workflows SET name = 'stolen', enabled = false WHERE id = %s::uuid",
              "UPDATE webhook.parameters SET required = false WHERE workflow_id = %s::uuid")
     # Positive control: the same updates reach alice's rows when alice runs them.
@@ -257,9 +257,10 @@ def test_granting_webhook_admin_is_enough(cluster, roles):
 
 
 def test_new_workflow_settings_keep_their_rules_and_owners_on_the_table(cluster, roles):
-    """Issues 7 and 8 added columns tenants may update directly (typing,
-    discriminator, delivery key): the rules hold on the table, another owner's
-    rows are out of reach, and the new tables show each owner only its rows."""
+    """Columns tenants may update directly (typing, discriminator, delivery
+    key): the rules hold on the table, another owner's rows are out of reach,
+    and deliveries, rejections and rejection_counts show each owner only its
+    rows."""
     alice, bob = roles["alice"], roles["bob"]
     wa, wb = create(alice), create(bob)
     # Positive control: alice may set them on her own workflow directly.

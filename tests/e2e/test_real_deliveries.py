@@ -1,4 +1,4 @@
-"""Issue 7 ("Real deliveries pass"): the corpus of real provider deliveries.
+"""Real deliveries pass: the corpus of real provider deliveries.
 
 tests/e2e/corpus/<provider>/<name>.json holds deliveries as GitHub, Stripe, Slack,
 Twilio, AWS SNS, Shopify, GitLab and SendGrid publish them (body and header set;

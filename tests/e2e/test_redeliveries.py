@@ -1,4 +1,4 @@
-"""Issue 8 item 5: a redelivered request (same delivery key) fires its handler
+"""A redelivered request (same delivery key) fires its handler
 once: it gets the original event's id and response, and stores nothing new.
 
 Keys come by default from the first present of webhook-id, X-GitHub-Delivery

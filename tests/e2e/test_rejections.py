@@ -1,4 +1,4 @@
-"""Issue 7 item 10: refused requests leave a trace for the workflow's owner.
+"""Refused requests leave a trace for the workflow's owner.
 
 Every refusal of a request to an existing workflow (400, 404 while disabled,
 405, 408, 413, 415, ...) is counted per status and reason in

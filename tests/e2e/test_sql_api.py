@@ -1,4 +1,4 @@
-"""Happy paths of every SQL API function (issue 2): what they return and the
+"""Happy paths of every SQL API function: what they return and the
 rows they leave in webhook.workflows / webhook.parameters."""
 
 import uuid

@@ -1,4 +1,4 @@
-"""Issue 3, webhook_trigger and webhook_replay: the listener's pipeline run from
+"""webhook_trigger and webhook_replay: the listener's pipeline run from
 SQL (validation, event, handler, response), returning the response HTTP would
 have sent; replay fires the handler again as a new event pointing at the
 original."""

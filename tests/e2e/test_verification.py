@@ -1,5 +1,4 @@
-"""Issue 9 items 1 and 2: verifying senders, and keeping their secrets out of
-the data.
+"""Verifying senders, and keeping their secrets out of the data.
 
 Every scheme of webhook_set_verification is exercised over real HTTP, with the
 providers' published test vectors where they exist (GitHub's documented

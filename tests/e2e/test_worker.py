@@ -1,4 +1,4 @@
-"""The listener background worker (issue 2): registration under
+"""The listener background worker: registration under
 shared_preload_libraries, waiting for the extension, surviving DROP/CREATE
 EXTENSION, prompt shutdown; and no listener without preload."""
 

@@ -4,7 +4,7 @@
 //!
 //! The worker's main thread calls these between its SPI steps; keeping the
 //! decisions here means every status code and body of the HTTP contract
-//! (DESIGN §4–5) is unit tested without PostgreSQL.
+//! (docs/http.md) is unit tested without PostgreSQL.
 
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -49,7 +49,7 @@ impl BodyOutcome {
     }
 }
 
-/// How a workflow answers (DESIGN §5).
+/// How a workflow answers: the `default`, `custom` or `workflow` response method.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ResponseConfig {
     Default,

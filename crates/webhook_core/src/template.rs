@@ -1,4 +1,4 @@
-//! Body templates for custom responses (DESIGN §5, method 2).
+//! Body templates for the `custom` response method.
 //!
 //! A template is literal text with placeholders `{{name}}` / `{{ customer.email }}`
 //! that are filled from the request parameters (dotted paths resolved like

@@ -253,7 +253,7 @@ pub enum ValidationError {
 
 impl ValidationError {
     /// The 400 response body. The `Missing` shape and text are part of the HTTP
-    /// contract (DESIGN §4) and must stay byte-for-byte stable.
+    /// contract (docs/http.md) and must stay byte-for-byte stable.
     pub fn to_json(&self) -> Value {
         match self {
             ValidationError::Missing(names) => json!({
