@@ -961,4 +961,29 @@ mod tests {
                                "x-custom-key": REDACTED, "x-hub-signature-256": "sha256=ab"})
         );
     }
+
+    #[test]
+    fn hmac_separators_are_literal_whatever_their_braces() {
+        // The separator becomes literal text of a template: braces in it
+        // are escaped, so it signs exactly as the hmac scheme always did.
+        for separator in [
+            "{", "}", "{{", "}}", "}{", "{body}", "a{b}c", "{{}", "", "€:",
+        ] {
+            let scheme = config(
+                "hmac",
+                &["k"],
+                serde_json::json!({"header": "x-sig", "timestamp_header": "x-ts",
+                                   "separator": separator}),
+            )
+            .unwrap();
+            let signed = format!("1700000000{separator}hello");
+            let sig = hex(&mac(Algorithm::Sha256, b"k", &[signed.as_bytes()]));
+            let h = [("x-sig", sig.as_str()), ("x-ts", "1700000000")];
+            assert_eq!(
+                check(&scheme, &h, b"hello", 1_700_000_000),
+                Ok(()),
+                "{separator}"
+            );
+        }
+    }
 }

@@ -457,6 +457,24 @@ impl Composed {
         if body_sha256.is_some() && !signed.contains(&Part::SortedForm) {
             return err("body_sha256 goes with a template signing {form_sorted}");
         }
+        // The digest stands in for the body only if the signature covers
+        // it: otherwise a signature over the rest (any empty-body delivery)
+        // would carry any body sent with its own digest. The same source
+        // reads the same value; a query signed whole holds the parameter.
+        let digest_signed = match &body_sha256 {
+            None => true,
+            Some(Source::Param(name)) => signed.iter().any(|part| match part {
+                Part::Url | Part::UrlUnescaped | Part::Query => true,
+                Part::Value(Source::Param(signed_name)) => signed_name == name,
+                _ => false,
+            }),
+            Some(source) => signed.contains(&Part::Value(source.clone())),
+        };
+        if !digest_signed {
+            return err(
+                "body_sha256 must be signed: the template needs the same {header:NAME} for a header, and {url}, {url_unescaped}, {query} or the same {param:NAME} for a parameter",
+            );
+        }
         let secrets = match text(definition, "username")? {
             None if signature == Source::Authorization(Credentials::Basic) => {
                 if let Some(n) = secrets.iter().position(|s| !s.contains(':')) {
@@ -471,7 +489,10 @@ impl Composed {
             Some(_) if signature != Source::Authorization(Credentials::Basic) => {
                 return err("username goes with signature authorization:basic")
             }
-            Some(user) if user.is_empty() || user.contains(':') || user.len() > MAX_NAME_BYTES => {
+            Some(user) if user.len() > MAX_NAME_BYTES => {
+                return err(format!("username is longer than {MAX_NAME_BYTES} bytes"))
+            }
+            Some(user) if user.is_empty() || user.contains(':') => {
                 return err("username must be non-empty and without ':'")
             }
             // Basic credentials are compared whole: each password becomes
@@ -594,7 +615,14 @@ impl Composed {
             Ok(raw) => raw,
             Err(failure) => return Ok(Err(failure)),
         };
-        let Some(value) = raw.trim().strip_prefix(self.prefix.as_str()) else {
+        // Basic's decoded `user:password` is compared exactly as sent: a
+        // password may begin or end with spaces (the header's value and the
+        // encoded credentials are trimmed already).
+        let raw = match self.signature {
+            Source::Authorization(Credentials::Basic) => &*raw,
+            _ => raw.trim(),
+        };
+        let Some(value) = raw.strip_prefix(self.prefix.as_str()) else {
             return Ok(Err(Failure::Malformed));
         };
         let given: Vec<&str> = match &self.list {
@@ -1846,6 +1874,163 @@ mod tests {
         assert_eq!(
             crate::test_support::verify(&twilio, "POST", url, &pairs, body.as_bytes(), 0),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn a_body_digest_counts_only_where_the_signature_covers_it() {
+        // A digest the template does not sign would let anyone holding a
+        // signature over the URL alone (any empty-body delivery, any
+        // delivery with a digest) send another body with its own digest.
+        let unsigned = "body_sha256 must be signed: the template needs the same {header:NAME} for a header, and {url}, {url_unescaped}, {query} or the same {param:NAME} for a parameter";
+        for definition in [
+            json!({"algorithm": "hmac-sha256", "signed": "{url}|{form_sorted}",
+                   "signature": "header:x-sig", "body_sha256": "header:x-body-sha256"}),
+            json!({"algorithm": "hmac-sha256", "signed": "{path}|{form_sorted}",
+                   "signature": "header:x-sig", "body_sha256": "param:h"}),
+            json!({"algorithm": "hmac-sha256", "signed": "{param:g}{path}{form_sorted}",
+                   "signature": "header:x-sig", "body_sha256": "param:h"}),
+            // The digest read from `a` when present, the signed value from `b`.
+            json!({"algorithm": "hmac-sha256", "signed": "{header:b}{url}{form_sorted}",
+                   "signature": "header:x-sig", "body_sha256": "header:a|b"}),
+        ] {
+            assert_eq!(config_error(definition, &["k"]), unsigned);
+        }
+        let url = "https://h/hooks/1";
+        let evil = br#"{"amount":1000000}"#;
+        let evil_digest = super::super::hex(&Sha256::digest(evil));
+        // Signed, in a header: the digest is part of the signed content.
+        let in_header = scheme(
+            json!({"algorithm": "hmac-sha256", "signed": "{header:x-body-sha256}|{url}|{form_sorted}",
+                   "signature": "header:x-sig", "body_sha256": "header:x-body-sha256"}),
+            &["k"],
+        );
+        let body = br#"{"amount":1}"#;
+        let digest = super::super::hex(&Sha256::digest(body));
+        let sig = hmac_hex(b"k", format!("{digest}|{url}|").as_bytes());
+        let json_type = ("content-type", "application/json");
+        let h = [
+            json_type,
+            ("x-sig", sig.as_str()),
+            ("x-body-sha256", digest.as_str()),
+        ];
+        assert_eq!(check(&in_header, "POST", url, &h, body, 0), Ok(()));
+        assert_eq!(
+            check(&in_header, "POST", url, &h, evil, 0),
+            Err(Failure::Mismatch)
+        );
+        let swapped = [
+            json_type,
+            ("x-sig", sig.as_str()),
+            ("x-body-sha256", evil_digest.as_str()),
+        ];
+        assert_eq!(
+            check(&in_header, "POST", url, &swapped, evil, 0),
+            Err(Failure::Mismatch)
+        );
+        // Signed, in the query: {query}, {url_unescaped} and {param:h} cover it.
+        for template in [
+            "{query}|{form_sorted}",
+            "{url_unescaped}|{form_sorted}",
+            "{param:h}|{form_sorted}",
+        ] {
+            scheme(
+                json!({"algorithm": "hmac-sha256", "signed": template,
+                       "signature": "header:x-sig", "body_sha256": "param:h"}),
+                &["k"],
+            );
+        }
+        let in_query = scheme(
+            json!({"algorithm": "hmac-sha256", "signed": "{query}|{form_sorted}",
+                   "signature": "header:x-sig", "body_sha256": "param:h"}),
+            &["k"],
+        );
+        let with_digest = format!("{url}?h={digest}");
+        let sig = hmac_hex(b"k", format!("h={digest}|").as_bytes());
+        let h = [json_type, ("x-sig", sig.as_str())];
+        assert_eq!(check(&in_query, "POST", &with_digest, &h, body, 0), Ok(()));
+        let with_evil = format!("{url}?h={evil_digest}");
+        assert_eq!(
+            check(&in_query, "POST", &with_evil, &h, evil, 0),
+            Err(Failure::Mismatch)
+        );
+    }
+
+    #[test]
+    fn a_body_digest_is_never_read_from_authorization() {
+        // parse_source makes Authorization a signature's source only: the
+        // definition is refused, and nothing reaches the unreachable!.
+        assert_eq!(
+            config_error(
+                json!({"algorithm": "hmac-sha256", "signed": "{url}{form_sorted}",
+                       "signature": "header:x", "body_sha256": "authorization:bearer"}),
+                &["k"]
+            ),
+            "body_sha256 must be header:NAME, field:PATH or param:NAME"
+        );
+    }
+
+    #[test]
+    fn basic_credentials_are_compared_as_decoded() {
+        // A password may begin or end with spaces: `user:password` is
+        // compared exactly as decoded, as it was before `basic` was a
+        // preset, never trimmed.
+        let basic = |value: &str| format!("Basic {}", STANDARD.encode(value));
+        let auth = |scheme: &Composed, value: &str| {
+            check(scheme, "POST", "", &[("authorization", value)], b"", 0)
+        };
+        let padded = scheme(
+            json!({"algorithm": "token", "signature": "authorization:basic", "username": "ann"}),
+            &["pw "],
+        );
+        assert_eq!(auth(&padded, &basic("ann:pw ")), Ok(()));
+        assert_eq!(auth(&padded, &basic("ann:pw")), Err(Failure::Mismatch));
+        let plain = scheme(
+            json!({"algorithm": "token", "signature": "authorization:basic"}),
+            &["ann:pw"],
+        );
+        assert_eq!(auth(&plain, &basic("ann:pw")), Ok(()));
+        assert_eq!(auth(&plain, &basic("ann:pw ")), Err(Failure::Mismatch));
+        assert_eq!(auth(&plain, &basic(" ann:pw")), Err(Failure::Mismatch));
+        assert_eq!(auth(&plain, &basic("ann:pw\n")), Err(Failure::Mismatch));
+        // Spaces around the header's value and its parts still do not count.
+        assert_eq!(auth(&plain, &format!("  {}  ", basic("ann:pw"))), Ok(()));
+    }
+
+    #[test]
+    fn a_username_too_long_is_refused_as_too_long() {
+        assert_eq!(
+            config_error(
+                json!({"algorithm": "token", "signature": "authorization:basic",
+                       "username": "u".repeat(MAX_NAME_BYTES + 1)}),
+                &["pw"]
+            ),
+            "username is longer than 256 bytes"
+        );
+        scheme(
+            json!({"algorithm": "token", "signature": "authorization:basic",
+                   "username": "u".repeat(MAX_NAME_BYTES)}),
+            &["pw"],
+        );
+    }
+
+    #[test]
+    fn a_token_under_either_name_is_redacted_under_both() {
+        let s = scheme(
+            json!({"algorithm": "token", "signature": "header:X-Token|X-Api-Token"}),
+            &["t"],
+        );
+        assert_eq!(s.token_headers(), ["x-token", "x-api-token"]);
+        assert_eq!(
+            check(&s, "POST", "", &[("x-api-token", "t")], b"", 0),
+            Ok(())
+        );
+        let mut h = headers(&[("x-token", "t"), ("x-api-token", "t"), ("x-other", "o")]);
+        super::super::redact_headers(&mut h, s.token_headers());
+        assert_eq!(
+            Value::Object(h),
+            json!({"x-token": super::super::REDACTED, "x-api-token": super::super::REDACTED,
+                   "x-other": "o"})
         );
     }
 }
