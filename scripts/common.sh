@@ -43,6 +43,15 @@ ensure_toolchain() {
     ensure_cargo_pgrx
 }
 
+# The test command checks formatting and lints: rustup installs both tools
+# with the toolchain, unless the minimal profile left them out.
+ensure_lint_tools() {
+    if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+        say "installing rustfmt and clippy"
+        rustup component add rustfmt clippy
+    fi
+}
+
 # Builds the extension in release mode and installs it into PostgreSQL's directories.
 install_extension() {
     say "building and installing webhook_ext (release)"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of webhook_ext and ends with one summary line:
+#   0. formatting and lints                   (cargo fmt --check, cargo clippy -D warnings)
 #   1. unit tests of the pure core            (cargo test -p webhook_core)
 #   2. the extension's unit tests             (cargo test --lib -p webhook_ext)
 #   3. end-to-end tests against real clusters (pytest tests/e2e: real HTTP, real rows)
+# A formatting or lint finding fails the run like a failed test.
 # Installs what is missing first (apt packages, cargo-pgrx, a Python venv).
 source "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
@@ -26,6 +28,15 @@ count() { # count LOGFILE: adds the passed/failed counts a runner printed
     f=$({ grep -aoE '[0-9]+ failed' "$1" || true; } | awk '{s+=$1} END {print s+0}')
     passed=$((passed + p)); failed=$((failed + f))
 }
+
+ensure_lint_tools
+say "formatting and lints (cargo fmt --check, cargo clippy -D warnings)"
+if ! { cargo fmt --all -- --check && cargo clippy --release --all-targets -- -D warnings; } \
+        > "$LOGS/lint.log" 2>&1; then
+    cat "$LOGS/lint.log"
+    echo "lint: FAILED (see above)"
+    status=1
+fi
 
 say "unit tests (webhook_core)"
 if ! cargo test -p webhook_core 2>&1 | tee "$LOGS/unit.log"; then status=1; fi

@@ -417,6 +417,10 @@ fn define_checked_string(
 
 /// Reports a rejected value the way PostgreSQL's own checks do: SQLSTATE 22023
 /// with the reason as DETAIL.
+///
+/// # Safety
+/// Only from a GUC check hook, on the main thread: it sets the check
+/// hook's error state, which PostgreSQL reads when the hook returns false.
 unsafe fn reject(detail: &str) -> bool {
     let mut sentence = detail.to_string();
     if let Some(first) = sentence.get(0..1) {
@@ -429,6 +433,11 @@ unsafe fn reject(detail: &str) -> bool {
     false
 }
 
+/// The proposed value a string GUC's check hook receives, as text.
+///
+/// # Safety
+/// `newval` is the check hook's argument: null, or a pointer to null or to a
+/// NUL-terminated string that outlives the returned reference.
 unsafe fn new_value<'a>(newval: *mut *mut c_char) -> &'a str {
     if newval.is_null() || (*newval).is_null() {
         return "";

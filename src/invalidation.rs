@@ -23,6 +23,8 @@ pub static WORKFLOWS_CHANGED: AtomicBool = AtomicBool::new(false);
 pub static WATCHED_TABLES: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
 
 pub fn watch_definitions() {
+    /// # Safety
+    /// Called by PostgreSQL's invalidation processing only; sets a flag.
     unsafe extern "C-unwind" fn syscache_changed(
         _arg: pg_sys::Datum,
         _cache: std::ffi::c_int,
@@ -30,6 +32,8 @@ pub fn watch_definitions() {
     ) {
         DEFINITIONS_CHANGED.store(true, Ordering::SeqCst);
     }
+    /// # Safety
+    /// Called by PostgreSQL's invalidation processing only; sets a flag.
     unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
         let relid = relid.to_u32();
         // InvalidOid: "every relation" (after a cache reset).

@@ -68,6 +68,13 @@ pub fn shutdown_requested() -> bool {
     SHUTDOWN_REQUESTED.load(Ordering::SeqCst)
 }
 
+/// The SIGTERM handler: flags the shutdown, and when the watchdog asked the
+/// process to die while a handler runs, makes the next interrupt check do it.
+///
+/// # Safety
+/// Only as a signal handler of the main thread (installed by this module):
+/// it touches nothing but atomics, PostgreSQL's interrupt flags and the
+/// process latch, all async-signal-safe.
 unsafe extern "C-unwind" fn on_sigterm(_signal: std::ffi::c_int) {
     SHUTDOWN_REQUESTED.store(true, Ordering::SeqCst);
     if DIE_NOW.load(Ordering::SeqCst) && RUNNING_HANDLER.load(Ordering::SeqCst) {

@@ -398,6 +398,10 @@ fn attach(slot: usize) -> Option<pg_sys::Oid> {
 
 /// At exit: free the slot, or leave it `Exited` with the event whose
 /// handler was running, for a listener to record.
+///
+/// # Safety
+/// Registered with `before_shmem_exit` only, with the slot's index as `arg`; runs
+/// on the main thread while shared memory is still attached.
 unsafe extern "C-unwind" fn on_exit(_code: std::ffi::c_int, arg: pg_sys::Datum) {
     let slot = arg.value();
     let interrupted = {

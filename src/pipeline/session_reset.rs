@@ -62,6 +62,10 @@ pub fn install_handler_guard() {
     }
 }
 
+/// The executor's `ProcessUtility_hook` (see [`install_handler_guard`]).
+///
+/// # Safety
+/// Called by PostgreSQL only, with the arguments of `ProcessUtility_hook_type`.
 #[pgrx::pg_guard]
 #[allow(clippy::too_many_arguments)] // ProcessUtility_hook_type's signature
 unsafe extern "C-unwind" fn guard_process_utility(

@@ -2,7 +2,10 @@
 //!
 //! Everything here is plain Rust with no PostgreSQL dependency, so it can be unit
 //! tested with `cargo test -p webhook_core` and reused by the background worker's
-//! network threads, which must never call into PostgreSQL.
+//! network threads, which must never call into PostgreSQL. It has no unsafe
+//! code, and the compiler holds it to that.
+
+#![forbid(unsafe_code)]
 
 pub mod access;
 pub mod body;

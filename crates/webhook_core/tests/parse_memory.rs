@@ -44,6 +44,7 @@ fn shrank(bytes: usize) {
 // reading them never allocates and never fails.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's layout is passed on unchanged (GlobalAlloc contract).
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
             grew(layout.size());
@@ -52,6 +53,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's layout is passed on unchanged (GlobalAlloc contract).
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
             grew(layout.size());
@@ -60,6 +62,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: ptr was allocated by System with this layout (every allocation goes through it).
         unsafe { System.dealloc(ptr, layout) };
         shrank(layout.size());
     }
@@ -67,6 +70,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // Both blocks are live while the bytes move.
         grew(new_size);
+        // SAFETY: ptr was allocated by System with this layout; the caller's new size is passed on.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if p.is_null() {
             shrank(new_size);
