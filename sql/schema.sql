@@ -340,12 +340,12 @@ CREATE TABLE webhook.config_version (
 INSERT INTO webhook.config_version DEFAULT VALUES;
 
 -- Which workflows changed, so that listeners and executors reload just those
--- (src/pipeline/catalog.rs `Catalog::forget_changed`): per workflow, the last
+-- (src/pg/catalog.rs `Catalog::forget_changed`): per workflow, the last
 -- transaction that wrote it, its parameters or its verification (the
 -- _config_changed triggers in api.sql). A process reads the rows written
 -- since the oldest transaction still running at its last look. Rows of
 -- deleted workflows go an hour after a listener first finds them gone
--- (src/worker.rs); a process that has not looked for half an hour reloads
+-- (src/ingest/listener_main.rs); a process that has not looked for half an hour reloads
 -- everything instead.
 CREATE TABLE webhook.workflow_changes (
     workflow_id uuid        PRIMARY KEY,

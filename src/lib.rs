@@ -1,30 +1,28 @@
 //! webhook_ext: PostgreSQL as a webhook receiver.
 //!
-//! * `gucs` — the `webhook.*` settings;
-//! * `sql_helpers` — internal SQL functions over the pure core (`webhook_core`);
-//! * `privileged` — deletes on a tenant's behalf, after checking ownership as the caller;
-//! * `worker`, `listener`, `pipeline` — ingest: the listener background
-//!   worker, its network threads, and request → admission → stored event;
-//! * `execution` — executors: claim → run as owner → record → retry;
+//! * `ingest` — listener processes: request on the wire → admission →
+//!   committed event → answer;
+//! * `execution` — executor processes: claim → run as owner → record → retry;
+//! * `pg` — the PostgreSQL plumbing both use (transactions, roles, settings,
+//!   the workflow catalog, the events row, errors);
+//! * `sql_api` — `webhook_trigger` and `webhook_replay`; `sql_helpers` —
+//!   internal SQL functions over the pure core (`webhook_core`);
+//!   `privileged` — deletes on a tenant's behalf, after checking ownership as
+//!   the caller;
 //! * `sql/schema.sql`, `sql/api.sql` — tables, security and the `webhook_*` SQL API.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use pgrx::prelude::*;
 
-mod errors;
 mod execution;
-mod front_door;
-mod gucs;
-mod invalidation;
-mod listener;
-mod log_rarely;
-mod pipeline;
+mod ingest;
+mod pg;
 mod privileged;
-mod signals;
 mod sql_api;
 mod sql_helpers;
-mod worker;
+
+use pg::gucs;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -42,12 +40,12 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::define(preloading);
     if preloading {
         PRELOADED.store(true, Ordering::Relaxed);
-        execution::registry::request_shared_memory();
-        pipeline::rate_limits::request_shared_memory();
-        pipeline::storage_quota::request_shared_memory();
-        pipeline::change_pace::request_shared_memory();
-        worker::register();
-        execution::pool::register_pool();
+        execution::request_shared_memory();
+        ingest::rate_limits::request_shared_memory();
+        ingest::storage_quota::request_shared_memory();
+        pg::change_pace::request_shared_memory();
+        ingest::listener_main::register();
+        execution::register_pool();
     }
 }
 

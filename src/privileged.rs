@@ -14,7 +14,7 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
-use crate::pipeline::spi_util::as_role_with_safe_path;
+use crate::pg::spi::as_role_with_safe_path;
 
 /// The role that owns the extension's tables (and so may write them).
 pub fn extension_owner() -> pg_sys::Oid {
@@ -124,7 +124,7 @@ mod webhook {
 
     /// Makes the session's role wait its turn when its transactions change
     /// workflow definitions faster than
-    /// `webhook.max_config_changes_per_second` (src/pipeline/change_pace.rs),
+    /// `webhook.max_config_changes_per_second` (src/pg/change_pace.rs),
     /// with a burst of as many. Counted per transaction, the first time it
     /// changes any: its commit is what makes every listener and executor
     /// look, however many statements and workflows it changed. Superusers
@@ -148,12 +148,12 @@ mod webhook {
         if unsafe { pg_sys::superuser_arg(role) } || role == extension_owner() {
             return;
         }
-        let rate = f64::from(crate::gucs::MAX_CONFIG_CHANGES_PER_SECOND.get().max(1));
+        let rate = f64::from(crate::pg::gucs::MAX_CONFIG_CHANGES_PER_SECOND.get().max(1));
         let limit = webhook_core::access::Limit { rate, burst: rate };
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let wait_ms = match crate::pipeline::change_pace::reserve(role, limit, now_ms) {
+        let wait_ms = match crate::pg::change_pace::reserve(role, limit, now_ms) {
             Ok(wait_ms) => wait_ms,
             Err(wait_ms) => {
                 ErrorReport::new(
@@ -195,7 +195,7 @@ mod webhook {
 
     /// Tells every listener, at commit, that workflows or parameters changed:
     /// a relcache invalidation of the table, delivered like PostgreSQL's own
-    /// cache invalidations (worker.rs watches for it). Takes no lock.
+    /// cache invalidations (src/ingest/listener_main.rs watches for it). Takes no lock.
     #[pg_extern(volatile, strict)]
     fn _signal_config_change(table: pg_sys::Oid) {
         // SAFETY: queues an invalidation message for a relation id; a stale or

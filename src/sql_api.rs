@@ -14,9 +14,10 @@ use uuid::Uuid;
 use webhook_core::body::{BodyKind, ParsedBody};
 use webhook_core::request::{Accepted, BodyOutcome, IncomingRequest};
 
-use crate::pipeline::catalog::pg_uuid;
-use crate::pipeline::spi_util::as_role_with_safe_path;
-use crate::pipeline::{response_json, Origin, Pipeline, RequestMeta};
+use crate::ingest::pipeline::{Pipeline, RequestMeta};
+use crate::pg::catalog::pg_uuid;
+use crate::pg::event_row::{response_json, Origin};
+use crate::pg::spi::as_role_with_safe_path;
 
 /// Runs the same pipeline as an HTTP request (validation, event, handler,
 /// response) and returns the response HTTP would have sent:

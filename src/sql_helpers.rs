@@ -6,7 +6,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
-use crate::errors::SqlError;
+use crate::pg::errors::SqlError;
 use webhook_core::template::{self, ContentKind};
 use webhook_core::verify::{ConfigError, Scheme};
 use webhook_core::{config, infer, kv, lookup};
@@ -59,14 +59,14 @@ mod webhook {
     /// The base of workflow URLs, from `webhook.public_base_url` or derived.
     #[pg_extern(stable, parallel_safe)]
     fn _base_url() -> String {
-        crate::gucs::base_url()
+        crate::pg::gucs::base_url()
     }
 
     /// `{base}/hooks/{id}` for one workflow id.
     #[pg_extern(stable, strict, parallel_safe)]
     fn _workflow_url(id: pgrx::Uuid) -> String {
         let id = uuid::Uuid::from_bytes(*id.as_bytes());
-        config::workflow_url(&crate::gucs::base_url(), &id.hyphenated().to_string())
+        config::workflow_url(&crate::pg::gucs::base_url(), &id.hyphenated().to_string())
     }
 
     /// Checks a custom response's content type and body template; returns the
@@ -119,7 +119,7 @@ mod webhook {
     fn _listener_config() -> JsonB {
         JsonB(json!({
             "preloaded": crate::PRELOADED.load(std::sync::atomic::Ordering::Relaxed),
-            "database": crate::gucs::database(),
+            "database": crate::pg::gucs::database(),
         }))
     }
 }

@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use webhook_core::retry::{AfterFailure, RetryPolicy};
 
-use crate::pipeline::catalog::{pg_uuid, Catalog};
-use crate::pipeline::spi_util::{array_column as column, with_settings, CaughtSqlError};
+use crate::pg::catalog::{pg_uuid, Catalog};
+use crate::pg::spi::{array_column as column, with_settings, CaughtSqlError};
 
 const RECORD_ATTEMPTS: &str = "
 WITH a AS (
@@ -111,7 +111,7 @@ pub fn next_status(
     if matches!(outcome, Outcome::Succeeded) {
         return ("succeeded", None);
     }
-    let policy = policy.within(crate::gucs::retry_limits());
+    let policy = policy.within(crate::pg::gucs::retry_limits());
     match policy.after_failure(attempt.max(1) as u32, jitter()) {
         AfterFailure::RetryIn(delay) => (
             "failed",
@@ -289,7 +289,7 @@ pub fn record_lost_attempt(
     let Some(workflow) = catalog.get(client, workflow_id)? else {
         return Ok(LostAttempt::Gone);
     };
-    let ended = crate::pipeline::unix(std::time::SystemTime::now());
+    let ended = crate::pg::event_row::unix(std::time::SystemTime::now());
     let outcome = Outcome::from_error(error);
     let lost = Attempt::finished(
         event_id,
@@ -302,7 +302,7 @@ pub fn record_lost_attempt(
         None,
     );
     record(client, std::slice::from_ref(&lost))?;
-    crate::pipeline::check_notify_queue();
-    crate::pipeline::notify_event(event_id, lost.status);
+    crate::pg::notify::check_notify_queue();
+    crate::pg::notify::notify_event(event_id, lost.status);
     Ok(LostAttempt::Recorded)
 }

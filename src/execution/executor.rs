@@ -6,7 +6,7 @@
 //! as the bootstrap superuser and makes the owner its session user
 //! (`SetSessionAuthorization`), so a NOLOGIN owner is served like any other,
 //! and `session_user` in a handler is the owner. Handlers then run as a
-//! security-restricted operation (src/pipeline/spi_util.rs
+//! security-restricted operation (src/pg/spi.rs
 //! `as_handler_owner`): `SET ROLE`, `SET SESSION AUTHORIZATION` and their
 //! RESETs are refused, so a handler cannot get back to the connecting role.
 //! The executor's own statements (claim, record) switch to the extension's
@@ -41,18 +41,19 @@ use webhook_core::request::{self as rules, ResponseConfig};
 use super::attempts::{self, Attempt, Outcome};
 use super::handler_call::HandlerPlans;
 use super::registry::{self, now_ms, SlotState, REGISTRY};
-use crate::gucs;
-use crate::invalidation::{
+use crate::pg::catalog::Catalog;
+use crate::pg::event_row::{response_json, unix, EventRow, Origin};
+use crate::pg::gucs;
+use crate::pg::invalidation::{
     watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES, WORKFLOWS_CHANGED,
 };
-use crate::pipeline::catalog::Catalog;
-use crate::pipeline::spi_util::{
+use crate::pg::notify::{check_notify_queue, notify_event};
+use crate::pg::signals;
+use crate::pg::spi::{
     as_role_with_safe_path, commit_without_waiting_for_flush, in_subtransaction, in_transaction,
     report_table_statistics, reset_value, set_session_setting, with_settings, CaughtSqlError,
     SAFE_SEARCH_PATH,
 };
-use crate::pipeline::{check_notify_queue, notify_event, response_json, unix, EventRow, Origin};
-use crate::signals;
 
 /// Every statement names webhook.workflows before webhook.events, so it locks
 /// them in the order DROP EXTENSION does (a deadlock otherwise).
@@ -280,7 +281,7 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
     // only touches our shared memory slot.
     unsafe { pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(slot)) };
     set_session_setting(c"search_path", SAFE_SEARCH_PATH);
-    crate::pipeline::session_reset::install_handler_guard();
+    crate::execution::session_reset::install_handler_guard();
     watch_definitions();
 
     let setup = in_transaction(|| {
@@ -717,7 +718,7 @@ impl Executor {
                     let result = in_subtransaction(|| {
                         plans.call(client, &workflow, &args, Some(timeout_ms), lock_timeout)
                     });
-                    crate::pipeline::session_reset::discard_handler_state();
+                    crate::execution::session_reset::discard_handler_state();
                     let ended = unix(SystemTime::now());
                     self.handler_ms = 0.8 * self.handler_ms + 0.2 * (ended - started) * 1000.0;
                     self.handlers_run += 1;
@@ -759,7 +760,7 @@ impl Executor {
                 for record in &records {
                     notify_event(record.event_id, record.status);
                 }
-                if !batch.awaited && !crate::gucs::NOTIFY_EVENTS.get() {
+                if !batch.awaited && !crate::pg::gucs::NOTIFY_EVENTS.get() {
                     // Nobody is told this batch's outcome, so its commit need
                     // not wait for the WAL flush (see docs/execution.md).
                     commit_without_waiting_for_flush();

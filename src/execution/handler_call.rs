@@ -9,9 +9,9 @@ use pgrx::datum::DatumWithOid;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::PgSqlErrorCode;
 
-use crate::pipeline::catalog::{HandlerUnavailable, Workflow};
-use crate::pipeline::spi_util::{as_handler_owner, ok_or_raise, raise, with_deadline};
-use crate::pipeline::EventRow;
+use crate::pg::catalog::{HandlerUnavailable, Workflow};
+use crate::pg::event_row::EventRow;
+use crate::pg::spi::{as_handler_owner, ok_or_raise, raise, with_deadline};
 
 /// Kept plans of handler calls, shared by the workflows that use the same one.
 #[derive(Default)]
@@ -53,7 +53,7 @@ impl HandlerPlans {
         }
         let plan = &self.plans[&handler.sql];
         let mut call = || {
-            crate::signals::while_running_handler(|| {
+            crate::pg::signals::while_running_handler(|| {
                 as_handler_owner(
                     workflow.owner,
                     &workflow.handler_search_path,

@@ -8,12 +8,27 @@
 //!   executor that was ended mid-handler was running;
 //! * `executor` — the executor background worker: claim → run → record;
 //! * `handler_call` — calling a handler as its owner, under its deadline;
-//! * `attempts` — recording attempts and the events' new status.
+//! * `attempts` — recording attempts and the events' new status;
+//! * `session_reset` — what a handler leaves in its executor's session.
 //!
-//! Ingest (network → admission → event) is src/listener and src/pipeline.
+//! Ingest (network → admission → event) is src/ingest.
 
-pub mod attempts;
-pub mod executor;
-pub mod handler_call;
-pub mod pool;
-pub mod registry;
+mod attempts;
+mod executor;
+mod handler_call;
+mod pool;
+mod registry;
+mod session_reset;
+
+// What listeners do for executors (src/ingest/listener_main.rs): start them
+// at server start and when events wait, wake them, record what one that
+// ended mid-handler was running, and learn of results for callers waiting on
+// a `workflow`-method answer.
+pub use pool::Recheck;
+pub use pool::{pool_limit, recheck, register_pool, start_waiting_owners, tend, wake_or_start};
+pub use registry::{duties, register_listener, request_shared_memory, results_announced};
+
+// `webhook_trigger` and `webhook_replay` run a handler at once, as an
+// event's first attempt (src/ingest/pipeline.rs).
+pub use attempts::{record as record_attempts, Attempt, Outcome};
+pub use handler_call::HandlerPlans;

@@ -28,10 +28,10 @@ use pgrx::spi::SpiClient;
 
 use super::attempts::{self, LostAttempt};
 use super::registry::{now_ms, wake, SlotState, MAX_EXECUTOR_SLOTS, REGISTRY};
-use crate::gucs;
-use crate::log_rarely::OncePerMinute;
-use crate::pipeline::catalog::Catalog;
-use crate::pipeline::spi_util::{in_subtransaction, run_kept, CaughtSqlError};
+use crate::pg::catalog::Catalog;
+use crate::pg::gucs;
+use crate::pg::log_rarely::OncePerMinute;
+use crate::pg::spi::{in_subtransaction, run_kept, CaughtSqlError};
 
 /// A slot whose executor has not attached after this long is taken back
 /// (the postmaster could not start it).

@@ -17,8 +17,7 @@ use pgrx::pg_guard;
 use pgrx::pg_sys;
 use pgrx::shmem::PGRXSharedMemory;
 
-/// Most executors at once, whatever `webhook.max_executors` says.
-pub const MAX_EXECUTOR_SLOTS: usize = 128;
+pub use crate::pg::gucs::MAX_EXECUTOR_SLOTS;
 /// As many as `webhook.workers` allows.
 pub const MAX_LISTENER_SLOTS: usize = 64;
 
@@ -134,7 +133,7 @@ pub fn join_pool(slot: usize) {
 }
 
 pub fn now_ms() -> i64 {
-    (crate::pipeline::unix(std::time::SystemTime::now()) * 1000.0) as i64
+    (crate::pg::event_row::unix(std::time::SystemTime::now()) * 1000.0) as i64
 }
 
 /// This process's procno (its latch's index in ProcGlobal->allProcs).

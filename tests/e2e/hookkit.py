@@ -66,10 +66,15 @@ SETTLE_TIMEOUT = 15  # seconds an executor gets to run the first attempt of what
 def settle(cluster, where: str = "true", args: tuple = (), timeout: float = SETTLE_TIMEOUT) -> None:
     """Waits until no matching event is still ``pending`` (handlers run in
     executors after the caller got its answer). Events whose first attempt
-    failed are ``failed`` (a retry is scheduled) and count as settled."""
+    failed are ``failed`` (a retry is scheduled) and count as settled. Raises
+    with the events still pending when the time is up."""
     deadline = time.monotonic() + timeout
     query = f"SELECT count(*) FROM webhook.events WHERE status = 'pending' AND ({where})"
-    while cluster.scalar(query, args) and time.monotonic() < deadline:
+    while cluster.scalar(query, args):
+        if time.monotonic() > deadline:
+            pending = cluster.rows("SELECT id, workflow_id, attempts, next_attempt_at FROM webhook.events "
+                                   f"WHERE status = 'pending' AND ({where}) ORDER BY id LIMIT 5", args)
+            raise AssertionError(f"events still pending after {timeout} s ({where} {args!r}): {pending!r}")
         time.sleep(0.02)
 
 
@@ -220,16 +225,17 @@ def login_role(cluster, uniq):
 
 
 def wait_for_rows(cluster, query: str, params: Any, count: int, timeout: float = 5.0) -> list[dict]:
-    """Polls ``query`` until it returns at least ``count`` rows (or the time is
-    up); for what the listener records after it has answered (refusals)."""
+    """Polls ``query`` until it returns at least ``count`` rows, and raises
+    with what it last saw when the time is up; for what the listener records
+    after it has answered (refusals)."""
     deadline = time.monotonic() + timeout
-    rows: list[dict] = []
-    while time.monotonic() < deadline:
+    while True:
         rows = cluster.rows(query, params)
         if len(rows) >= count:
             return rows
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(rows)} of {count} rows after {timeout} s: {query} {params!r}: {rows!r}")
         time.sleep(0.05)
-    return rows
 
 
 def sent_behind_a_stopped_listener(cluster, sends: list, gap: float = 0.0) -> None:

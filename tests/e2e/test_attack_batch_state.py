@@ -58,8 +58,10 @@ def settled(private, wf) -> dict:
     while True:
         row = private.row("SELECT id, status, error, xmin::text AS xmin "
                           "FROM webhook.events WHERE workflow_id = %s ORDER BY id DESC LIMIT 1", (wf,))
-        if row and row["status"] != "pending" or time.monotonic() > deadline:
+        if row and row["status"] != "pending":
             return row
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the newest event of {wf} is still pending after 15 s: {row!r}")
         time.sleep(0.02)
 
 

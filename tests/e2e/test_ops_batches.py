@@ -5,7 +5,7 @@ could not be committed" and "queue full" → 503 + Retry-After).
   is stored; the requests queued behind it are stored once, by the next batch.
   (A failure of one request inside a batch is that request's own refusal:
   every statement that can fail for one request runs in its subtransaction,
-  see src/pipeline/mod.rs.)
+  see src/ingest/pipeline.rs.)
 * The listener's and the executors' writes reach the table statistics
   (autovacuum reads them).
 * The queue between the network thread and the main thread holds 4096

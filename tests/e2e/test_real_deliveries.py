@@ -546,7 +546,7 @@ def test_every_delivery_passes_a_workflow_captured_from_itself_with_all_non_null
 
 # ------------------------------------------------ stored jsonb, byte for byte
 # The listener builds its jsonb columns from the parsed values itself
-# (src/pipeline/jsonb.rs) instead of printing them for jsonb_in: each one must
+# (src/pg/jsonb.rs) instead of printing them for jsonb_in: each one must
 # be exactly the jsonb PostgreSQL makes of the same JSON. The same printed
 # text, the same size once detoasted (`#> '{}'` returns the value whole), and
 # containment both ways, which looks every key up by binary search in the

@@ -1,6 +1,6 @@
 //! Who may send: the client's address behind trusted proxies, per-workflow
 //! allow-lists of networks, and token-bucket rate limits. Pure: the listener
-//! keeps the buckets in shared memory (src/pipeline/rate_limits.rs, which
+//! keeps the buckets in shared memory (src/ingest/rate_limits.rs, which
 //! hashes their keys with a keyed SipHash and fills its sets with
 //! [`take_in_set`]) and the networks in its settings and workflow cache.
 

@@ -1,7 +1,7 @@
 //! Storage quotas: how many bytes of events a workflow may store per window
 //! of time, counted in fixed windows (the window is `now / length`, so every
 //! process counts the same windows), in a bounded set-associative table the
-//! listeners share (src/pipeline/storage_quota.rs).
+//! listeners share (src/ingest/storage_quota.rs).
 //!
 //! The request that crosses a workflow's quota is still stored; later ones
 //! are refused until the window ends. A count is forgotten only when its

@@ -27,7 +27,7 @@ use uuid::Uuid;
 use webhook_core::config::ListenAddress;
 use webhook_core::request::{IncomingRequest, Response};
 
-use crate::front_door::{Directory, Verdict};
+use crate::pg::front_door::{Directory, Verdict};
 
 pub use outbox::{Outbox, Reply};
 pub use waker::Waker;
@@ -76,7 +76,7 @@ pub struct Job {
     pub raw_query: Option<String>,
     pub reply: Reply,
     /// Set by the main thread before it answers a request it hands back to
-    /// be checked again ([`crate::pipeline::Handled::CheckAgain`]).
+    /// be checked again ([`crate::ingest::pipeline::Handled::CheckAgain`]).
     pub check_again: Arc<AtomicBool>,
 }
 
@@ -95,7 +95,7 @@ pub enum Purpose {
     Handshake(webhook_core::handshake::Handshake, Response),
     /// Before the body is read: does the workflow take requests? The
     /// answer is 200 when it does (it is then in the directory the network
-    /// thread reads, src/front_door.rs), else what to answer the caller (404
+    /// thread reads, src/pg/front_door.rs), else what to answer the caller (404
     /// for an unknown or disabled workflow, 503 when the extension is not
     /// installed or the transaction failed). Never sent as such.
     LookUp,

@@ -47,7 +47,7 @@ fn handler_overran() -> bool {
 
 static SHUTDOWN_REQUESTED: AtomicBool = AtomicBool::new(false);
 /// A workflow handler is running on the main thread (read by the watchdog and
-/// by the handler guard in pipeline/session_reset.rs).
+/// by the handler guard in src/execution/session_reset.rs).
 pub(crate) static RUNNING_HANDLER: AtomicBool = AtomicBool::new(false);
 static DIE_NOW: AtomicBool = AtomicBool::new(false);
 

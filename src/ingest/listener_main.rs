@@ -17,18 +17,19 @@ use pgrx::spi::SpiClient;
 use webhook_core::config;
 use webhook_core::request::Response;
 
-use crate::gucs;
-use crate::invalidation::{
+use crate::ingest::network::{Job, Listener, Outbox, Purpose, Reply, Settings, SharedSettings};
+use crate::ingest::pipeline::{next_event_id, Handled, Pipeline, RequestMeta};
+use crate::pg::catalog::Catalog;
+use crate::pg::event_row::Origin;
+use crate::pg::gucs;
+use crate::pg::invalidation::{
     watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES, WORKFLOWS_CHANGED,
 };
-use crate::listener::{Job, Listener, Outbox, Purpose, Reply, Settings, SharedSettings};
-use crate::pipeline::catalog::Catalog;
-use crate::pipeline::spi_util::{
+use crate::pg::signals;
+use crate::pg::spi::{
     forget_kept, in_transaction, report_table_statistics, run_kept, set_session_setting,
     SAFE_SEARCH_PATH,
 };
-use crate::pipeline::{next_event_id, Handled, Origin, Pipeline, RequestMeta};
-use crate::signals;
 use pgrx::datum::DatumWithOid;
 
 /// Registers `webhook.workers` static workers; called from `_PG_init` during
@@ -66,24 +67,70 @@ fn current_settings() -> Settings {
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
     let settings: SharedSettings = Arc::new(RwLock::new(current_settings()));
-    let addresses = config::parse_listen_addresses(&gucs::listen_addresses()).unwrap_or_default();
-    let port = gucs::port() as u16;
-    // Threads start before signals are unblocked so that they inherit the
-    // blocked mask and every signal goes to this thread.
-    let (cert, key) = (gucs::tls_cert_file(), gucs::tls_key_file());
-    let tls_files = (!cert.is_empty() || !key.is_empty()).then_some((cert, key));
-    let listener = Listener::start(&addresses, port, tls_files, settings.clone());
+    // The network thread starts before signals are unblocked, so that it
+    // inherits the blocked mask and every signal comes to this thread.
+    let listener = start_network_thread(&settings);
     signals::install_sigterm_handler();
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
-    let listener = match listener {
-        Ok(listener) => listener,
-        Err(e) => {
-            // Exit non-zero: the postmaster retries after bgw_restart_time.
-            log!("webhook_ext listener cannot start: {e}");
-            // SAFETY: exits the process; nothing of ours is held yet.
-            unsafe { pg_sys::proc_exit(1) };
+    let listener = listener.unwrap_or_else(|e| exit_unable_to_start(&e));
+    let database = connect_session();
+    watch_definitions();
+    crate::execution::register_listener(arg.value().saturating_sub(1));
+    announce_start(&database);
+
+    let mut state = ListenerState::new(&listener, database);
+    let mut turn = Turn::default();
+    loop {
+        if !turn.backlog {
+            wait_for_work(&listener, state.next_wait_deadline(), turn.was_small());
         }
-    };
+        if signals::shutdown_requested() {
+            break;
+        }
+        if BackgroundWorker::sighup_received() {
+            reload(&listener, &settings, &mut state);
+        }
+        let jobs = take_jobs(&listener, &mut turn);
+        state.look_after_executors();
+        state.recheck_executors_if_due();
+        // Results first: a caller whose handler finished need not wait for
+        // this batch's commit.
+        state.answer_waiting_if_due();
+        if !jobs.is_empty() {
+            state.process(jobs);
+            turn.done = Instant::now();
+        }
+        state.answer_waiting_if_due();
+        report_table_statistics(false);
+    }
+    log!("webhook_ext listener shutting down");
+    finish_in_flight(listener, &mut state);
+    // Non-zero so the postmaster restarts us after pg_terminate_backend(); at
+    // server shutdown it does not restart anything anyway.
+    // SAFETY: exits the process at the end of the main loop.
+    unsafe { pg_sys::proc_exit(1) };
+}
+
+/// Binds the listen addresses and starts the network thread (with TLS when
+/// a certificate is configured).
+fn start_network_thread(settings: &SharedSettings) -> Result<Listener, String> {
+    let addresses = config::parse_listen_addresses(&gucs::listen_addresses()).unwrap_or_default();
+    let (cert, key) = (gucs::tls_cert_file(), gucs::tls_key_file());
+    let tls_files = (!cert.is_empty() || !key.is_empty()).then_some((cert, key));
+    Listener::start(&addresses, gucs::port() as u16, tls_files, settings.clone())
+        .map_err(|e| e.to_string())
+}
+
+/// Exits non-zero: the postmaster tries again after bgw_restart_time.
+fn exit_unable_to_start(why: &str) -> ! {
+    log!("webhook_ext listener cannot start: {why}");
+    // SAFETY: exits the process; nothing of ours is held yet.
+    unsafe { pg_sys::proc_exit(1) }
+}
+
+/// Connects to `webhook.database` with the session settings every statement
+/// of the listener relies on; returns the database's name.
+fn connect_session() -> String {
     let database = gucs::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     // This session is a superuser's: no name it resolves may come from a
@@ -95,114 +142,94 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
     set_session_setting(c"jit", c"off");
     set_session_setting(c"plan_cache_mode", c"force_generic_plan");
     apply_lock_timeout();
-    watch_definitions();
-    crate::execution::registry::register_listener(arg.value().saturating_sub(1));
+    database
+}
+
+fn announce_start(database: &str) {
     log!(
-        "webhook_ext listener started on {}:{port} ({}) for database \"{database}\"",
+        "webhook_ext listener started on {}:{} ({}) for database \"{database}\"",
         gucs::listen_addresses(),
+        gucs::port(),
         if gucs::tls_cert_file().is_empty() {
             "HTTP"
         } else {
             "HTTPS"
         }
     );
+}
 
-    let mut pipeline = Pipeline::new(None, Some(gucs::HANDLER_TIMEOUT_MS.get()));
-    pipeline.catalog = Catalog::publishing_to(listener.directory.clone());
-    pipeline.run_handlers_now = false;
-    pipeline.defer_inserts = true;
-    pipeline.rejections_kept = gucs::REJECTIONS_KEPT.get();
-    let mut state = ListenerState {
-        pipeline,
-        database,
-        ready: false,
-        announced_wait: false,
-        last_check: None,
-        waiting: Vec::new(),
-        results_seen: 0,
-        waiting_checked: Instant::now(),
-        rechecks: Vec::new(),
-        outbox: listener.outbox.clone(),
-    };
-    let mut backlog = false;
-    let mut last_batch = 0;
-    let mut last_batch_done = Instant::now();
-    loop {
-        if !backlog {
-            wait_for_work(
-                &listener,
-                state.next_wait_deadline(),
-                (1..=2).contains(&last_batch),
-            );
-        }
-        if signals::shutdown_requested() {
-            break;
-        }
-        if BackgroundWorker::sighup_received() {
-            // SAFETY: the documented way to reload the configuration, on the main thread.
-            unsafe {
-                pg_sys::ConfigReloadPending = 0;
-                pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
-            }
-            if let Ok(mut shared) = settings.write() {
-                *shared = current_settings();
-            }
-            state.pipeline.handler_timeout_ms = Some(gucs::HANDLER_TIMEOUT_MS.get());
-            state.pipeline.reload_settings();
-            apply_lock_timeout();
-            state.pipeline.rejections_kept = gucs::REJECTIONS_KEPT.get();
-            match listener.reload_certificate() {
-                Some(Ok(())) => pgrx::log!("webhook_ext listener reloaded its HTTPS certificate"),
-                Some(Err(why)) => {
-                    pgrx::warning!("webhook_ext listener keeps its HTTPS certificate: {why}")
-                }
-                None => {}
-            }
-        }
-        let batch_size = gucs::BATCH_SIZE.get().max(1) as usize;
-        if last_batch >= GROUP_COMMIT_FROM && last_batch_done.elapsed() < GROUP_COMMIT_RECENT {
-            wait_for_company(&listener, last_batch);
-        }
-        let jobs: Vec<Job> = listener.jobs.try_iter().take(batch_size).collect();
-        last_batch = jobs.len();
-        listener.waker.jobs_taken(jobs.len());
-        // A full batch may have left requests behind whose wake-up we already
-        // consumed: go round again without sleeping.
-        backlog = jobs.len() == batch_size;
-        let stale = state
-            .last_check
-            .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
-        // Once a second even under steady traffic: retries that came due and
-        // events left by a restart need an executor whatever else arrives.
-        let duties = crate::execution::registry::duties(crate::execution::pool::pool_limit());
-        if !state.ready || stale {
-            state.check_extension();
-            if state.ready {
-                forget_expired_deliveries();
-                forget_old_workflow_changes();
-                state.tend_executors();
-            }
-        } else if duties.record_exited {
-            state.tend_executors();
-        } else if duties.start_waiting {
-            crate::execution::pool::start_waiting_owners();
-        }
-        state.recheck_executors_if_due();
-        // Results first: a caller whose handler finished need not wait for
-        // this batch's commit.
-        state.answer_waiting_if_due();
-        if !jobs.is_empty() {
-            state.process(jobs);
-            last_batch_done = Instant::now();
-        }
-        state.answer_waiting_if_due();
-        report_table_statistics(false);
+/// On SIGHUP: reads the configuration again and hands what changed to the
+/// network thread, the pipeline and the TLS acceptor.
+fn reload(listener: &Listener, settings: &SharedSettings, state: &mut ListenerState) {
+    // SAFETY: the documented way to reload the configuration, on the main thread.
+    unsafe {
+        pg_sys::ConfigReloadPending = 0;
+        pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
     }
-    log!("webhook_ext listener shutting down");
-    // Stop accepting, and answer what is already in flight (normally, while
-    // the grace period lasts), so no caller is left hanging. Callers waiting
-    // for a handler's result are answered at once, while their connections
-    // are still open (the network thread drops them when its grace ends).
+    if let Ok(mut shared) = settings.write() {
+        *shared = current_settings();
+    }
+    state.pipeline.handler_timeout_ms = Some(gucs::HANDLER_TIMEOUT_MS.get());
+    state.pipeline.reload_settings();
+    apply_lock_timeout();
+    state.pipeline.rejections_kept = gucs::REJECTIONS_KEPT.get();
+    match listener.reload_certificate() {
+        Some(Ok(())) => pgrx::log!("webhook_ext listener reloaded its HTTPS certificate"),
+        Some(Err(why)) => pgrx::warning!("webhook_ext listener keeps its HTTPS certificate: {why}"),
+        None => {}
+    }
+}
+
+/// What one turn of the main loop leaves to the next.
+struct Turn {
+    /// Requests in the last batch.
+    last_batch: usize,
+    /// When the last batch was done.
+    done: Instant,
+    /// A full batch may have left requests behind whose wake-up was already
+    /// consumed: go round again without sleeping.
+    backlog: bool,
+}
+
+impl Default for Turn {
+    fn default() -> Turn {
+        Turn {
+            last_batch: 0,
+            done: Instant::now(),
+            backlog: false,
+        }
+    }
+}
+
+impl Turn {
+    /// After a batch of one or two requests the next one is usually a
+    /// moment away (see [`wait_for_work`]).
+    fn was_small(&self) -> bool {
+        (1..=2).contains(&self.last_batch)
+    }
+}
+
+/// Takes the waiting requests, `webhook.batch_size` at most, after waiting a
+/// moment for company when the last batch was a group (see
+/// [`GROUP_COMMIT_FROM`]).
+fn take_jobs(listener: &Listener, turn: &mut Turn) -> Vec<Job> {
+    let batch_size = gucs::BATCH_SIZE.get().max(1) as usize;
+    if turn.last_batch >= GROUP_COMMIT_FROM && turn.done.elapsed() < GROUP_COMMIT_RECENT {
+        wait_for_company(listener, turn.last_batch);
+    }
+    let jobs: Vec<Job> = listener.jobs.try_iter().take(batch_size).collect();
+    listener.waker.jobs_taken(jobs.len());
+    turn.last_batch = jobs.len();
+    turn.backlog = jobs.len() == batch_size;
+    jobs
+}
+
+/// At shutdown: stops accepting and answers what is already in flight
+/// (normally, while the grace period lasts), so no caller is left hanging.
+/// Callers waiting for a handler's result are answered at once, while their
+/// connections are still open (the network thread drops them when its grace
+/// ends).
+fn finish_in_flight(listener: Listener, state: &mut ListenerState) {
     listener.begin_shutdown();
     state.answer_waiting_at_shutdown();
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -216,11 +243,6 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
             state.answer_waiting_at_shutdown();
         }
     }
-    drop(listener);
-    // Non-zero so the postmaster restarts us after pg_terminate_backend(); at
-    // server shutdown it does not restart anything anyway.
-    // SAFETY: exits the process at the end of the main loop.
-    unsafe { pg_sys::proc_exit(1) };
 }
 
 /// Deletes delivery keys older than their workflow's window, a bounded number
@@ -250,13 +272,13 @@ const FORGET_EXPIRED_DELIVERIES: &str = "DELETE FROM webhook.deliveries d
 
 /// Deletes the change notes of workflows that were found gone more than an
 /// hour ago (every process has looked since, or reloads everything: see
-/// src/pipeline/catalog.rs `MAX_UNSEEN`), after stamping when notes were
+/// src/pg/catalog.rs `MAX_UNSEEN`), after stamping when notes were
 /// first found gone (a deletion is found only once it is committed), a
 /// bounded number at a time; a workflow that exists keeps its one row.
 fn forget_old_workflow_changes() {
     // Each look reads every note (one per workflow): once a minute is
     // plenty against an hour.
-    static DUE: crate::log_rarely::OncePerMinute = crate::log_rarely::OncePerMinute::new();
+    static DUE: crate::pg::log_rarely::OncePerMinute = crate::pg::log_rarely::OncePerMinute::new();
     if !DUE.due() {
         return;
     }
@@ -378,7 +400,7 @@ struct ListenerState {
     results_seen: u64,
     waiting_checked: Instant,
     /// Owners whose busy executor is to take the events just stored.
-    rechecks: Vec<crate::execution::pool::Recheck>,
+    rechecks: Vec<crate::execution::Recheck>,
     outbox: Arc<Outbox>,
 }
 
@@ -401,6 +423,49 @@ const RESULTS_POLL: Duration = Duration::from_millis(100);
 const RESULT_GRACE: Duration = Duration::from_millis(1500);
 
 impl ListenerState {
+    fn new(listener: &Listener, database: String) -> ListenerState {
+        let mut pipeline = Pipeline::new(None, Some(gucs::HANDLER_TIMEOUT_MS.get()));
+        pipeline.catalog = Catalog::publishing_to(listener.directory.clone());
+        pipeline.run_handlers_now = false;
+        pipeline.defer_inserts = true;
+        pipeline.rejections_kept = gucs::REJECTIONS_KEPT.get();
+        ListenerState {
+            pipeline,
+            database,
+            ready: false,
+            announced_wait: false,
+            last_check: None,
+            waiting: Vec::new(),
+            results_seen: 0,
+            waiting_checked: Instant::now(),
+            rechecks: Vec::new(),
+            outbox: listener.outbox.clone(),
+        }
+    }
+
+    /// Once a second even under steady traffic (retries that came due and
+    /// events left by a restart need an executor whatever else arrives):
+    /// checks the extension is there, does the housekeeping and tends the
+    /// executors; in between, only what executors asked for.
+    fn look_after_executors(&mut self) {
+        let stale = self
+            .last_check
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
+        let duties = crate::execution::duties(crate::execution::pool_limit());
+        if !self.ready || stale {
+            self.check_extension();
+            if self.ready {
+                forget_expired_deliveries();
+                forget_old_workflow_changes();
+                self.tend_executors();
+            }
+        } else if duties.record_exited {
+            self.tend_executors();
+        } else if duties.start_waiting {
+            crate::execution::start_waiting_owners();
+        }
+    }
+
     fn check_extension(&mut self) {
         self.last_check = Some(Instant::now());
         let installed = in_transaction(|| {
@@ -518,7 +583,7 @@ impl ListenerState {
         owners.sort_unstable_by_key(|owner| owner.to_u32());
         owners.dedup();
         for owner in owners {
-            if let Some(recheck) = crate::execution::pool::wake_or_start(owner) {
+            if let Some(recheck) = crate::execution::wake_or_start(owner) {
                 // One pending look per owner: after the latest events.
                 match self.rechecks.iter_mut().find(|p| p.owner == recheck.owner) {
                     Some(pending) => *pending = recheck,
@@ -537,7 +602,7 @@ impl ListenerState {
             .extract_if(.., |recheck| recheck.due <= now)
             .collect();
         for recheck in due {
-            if let Some(again) = crate::execution::pool::recheck(recheck) {
+            if let Some(again) = crate::execution::recheck(recheck) {
                 self.rechecks.push(again);
             }
         }
@@ -564,7 +629,7 @@ impl ListenerState {
         if self.waiting.is_empty() {
             return;
         }
-        let announced = crate::execution::registry::results_announced();
+        let announced = crate::execution::results_announced();
         let now = Instant::now();
         let due = announced != self.results_seen
             || now >= self.waiting_checked + RESULTS_POLL
@@ -648,9 +713,8 @@ impl ListenerState {
     /// Starts executors for due events and records attempts cut short.
     fn tend_executors(&mut self) {
         let catalog = &mut self.pipeline.catalog;
-        let result = in_transaction(|| {
-            Spi::connect_mut(|client| crate::execution::pool::tend(client, catalog))
-        });
+        let result =
+            in_transaction(|| Spi::connect_mut(|client| crate::execution::tend(client, catalog)));
         let failure = match result {
             Ok(Ok(())) => return,
             Ok(Err(spi_error)) => spi_error.to_string(),
@@ -755,7 +819,7 @@ impl Batch {
                     )?;
                     let reply = answered.unwrap_or_else(|| {
                         job.check_again.store(true, Ordering::Release);
-                        crate::front_door::workflow_changed()
+                        crate::pg::front_door::workflow_changed()
                     });
                     let _ = job.reply.send(reply);
                     continue;
@@ -783,7 +847,7 @@ impl Batch {
                 }
                 Handled::CheckAgain => {
                     job.check_again.store(true, Ordering::Release);
-                    let _ = reply.send(crate::front_door::workflow_changed());
+                    let _ = reply.send(crate::pg::front_door::workflow_changed());
                 }
                 Handled::AfterCommit(response) => {
                     self.answered

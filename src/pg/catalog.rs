@@ -1,6 +1,6 @@
 //! Workflow definitions as the pipeline needs them, loaded through SPI and
 //! cached per process until a change is signalled (see the `_config_changed`
-//! triggers in sql/api.sql and src/invalidation.rs): a change to some
+//! triggers in sql/api.sql and src/pg/invalidation.rs): a change to some
 //! workflows reloads those, and only a change to functions, schemas or roles
 //! (or a TRUNCATE) reloads them all.
 
@@ -20,17 +20,17 @@ use webhook_core::access::Limit;
 use webhook_core::delivery::KeySource;
 use webhook_core::retry::RetryPolicy;
 
-use crate::front_door::{Directory, FrontDoor};
+use crate::pg::front_door::{Directory, FrontDoor};
 
 use super::event_row::EVENT_ROW;
-use super::spi_util::{as_role_with_safe_path, reset_value};
+use super::spi::{as_role_with_safe_path, reset_value};
 use webhook_core::request::{HandlerOutput, ResponseConfig, WorkflowRules};
 use webhook_core::validate::{ParamSpec, Source};
 
 /// How to call a workflow's handler.
 #[derive(Debug, Clone)]
 pub struct HandlerCall {
-    /// The SPI statement; `$1..$20` are the event columns (see src/pipeline/event_row.rs).
+    /// The SPI statement; `$1..$20` are the event columns (see src/pg/event_row.rs).
     pub sql: String,
     /// For the workflow method: how to label what it returns.
     pub output: Option<HandlerOutput>,
@@ -57,7 +57,7 @@ pub struct Workflow {
     /// What happens after a failed attempt.
     pub retry: RetryPolicy,
     /// How its request bodies are read and verified, as the network thread
-    /// sees it too (src/front_door.rs).
+    /// sees it too (src/pg/front_door.rs).
     pub front_door: Arc<FrontDoor>,
     /// Headers stored redacted besides webhook_core::verify::CREDENTIAL_HEADERS.
     pub redact_headers: Vec<String>,
@@ -121,7 +121,7 @@ pub struct Catalog {
 
 /// A process that has not looked at webhook.workflow_changes for this long
 /// reloads everything instead: rows of deleted workflows are kept an hour
-/// (src/worker.rs), so a look this late could miss one.
+/// (src/ingest/listener_main.rs), so a look this late could miss one.
 const MAX_UNSEEN: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// The new horizon: the oldest transaction running now (a transaction that
@@ -143,7 +143,7 @@ SELECT (SELECT h.xmin::pg_catalog.text::pg_catalog.int8 FROM horizon h),
               ORDER BY c.changed_xid, c.workflow_id)";
 
 /// Every name is schema-qualified and the listener's session pins
-/// `search_path = pg_catalog, pg_temp` (worker.rs): this runs as a superuser,
+/// `search_path = pg_catalog, pg_temp` (src/ingest/listener_main.rs): this runs as a superuser,
 /// so nothing in it may resolve to an object a tenant created in `public`.
 /// Column 21 is the owner's own `search_path` role setting, if any, which
 /// its handler runs with (see `Workflow::handler_search_path`); column 22
@@ -312,7 +312,7 @@ impl Catalog {
 
     /// The workflow, loaded if it is not cached, and published to the
     /// network thread either way when it is enabled (the directory can have
-    /// been emptied on its own, see src/front_door.rs).
+    /// been emptied on its own, see src/pg/front_door.rs).
     pub fn look_up(
         &mut self,
         client: &SpiClient<'_>,
@@ -323,7 +323,7 @@ impl Catalog {
         Ok(workflow)
     }
 
-    /// Only enabled workflows are published: see src/front_door.rs.
+    /// Only enabled workflows are published: see src/pg/front_door.rs.
     fn publish(&self, id: Uuid, workflow: Option<&Workflow>) {
         if let Some(directory) = &self.directory {
             match workflow {

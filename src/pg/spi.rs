@@ -274,7 +274,7 @@ impl Deadline {
         // SAFETY: timeout.c API on the main thread; STATEMENT_TIMEOUT is the
         // built-in timeout whose handler sets QueryCancelPending.
         unsafe { enable_timeout_every(STATEMENT_TIMEOUT, self.fin_time, RECANCEL_EVERY_MS) };
-        crate::signals::set_handler_deadline(Some(self.at));
+        crate::pg::signals::set_handler_deadline(Some(self.at));
     }
 }
 
@@ -289,7 +289,7 @@ thread_local! {
 /// statement_timeout does for a client query, and again every 100 ms while
 /// it goes on. A handler that catches the cancel and returns late still fails
 /// with 57014; one that keeps catching it is ended 1 s after its deadline by
-/// the executor's watchdog (src/signals.rs), which ends the executor:
+/// the executor's watchdog (src/pg/signals.rs), which ends the executor:
 /// nothing of its batch is committed, and a listener records the attempt
 /// (src/execution/pool.rs).
 ///
@@ -320,7 +320,7 @@ pub fn with_deadline<R>(timeout_ms: i32, f: impl FnOnce() -> R) -> R {
                 Some(outer) => outer.arm(),
                 // SAFETY: timeout.c on the main thread: disarms what was armed above.
                 None => unsafe {
-                    crate::signals::set_handler_deadline(None);
+                    crate::pg::signals::set_handler_deadline(None);
                     disable_timeout(STATEMENT_TIMEOUT, false);
                     // A timeout that fired just after `f` returned must not cancel
                     // whatever runs next.

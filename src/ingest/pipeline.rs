@@ -6,21 +6,6 @@
 //! leaves handlers to executors (src/execution), and by `webhook_trigger` /
 //! `webhook_replay` in ordinary backends, which run the handler at once.
 
-pub mod catalog;
-pub mod change_pace;
-mod event_row;
-mod jsonb;
-pub mod rate_limits;
-mod redelivery;
-mod rejections;
-pub mod session_reset;
-pub mod spi_util;
-pub mod storage_quota;
-
-pub use event_row::{response_json, unix, EventRow};
-use event_row::{INSERT_EVENT, INSERT_EVENTS};
-pub use redelivery::{check_notify_queue, notify_event};
-
 use std::time::SystemTime;
 
 use pgrx::datum::DatumWithOid;
@@ -33,23 +18,26 @@ use webhook_core::request::{
     self as rules, Accepted, Admission, CapturedSample, IncomingRequest, Response, ResponseConfig,
 };
 
-use catalog::{pg_uuid, Catalog, Workflow};
+use crate::pg::catalog::{pg_uuid, Catalog, Workflow};
+use crate::pg::event_row::{response_json, unix, EventRow, Origin, INSERT_EVENT, INSERT_EVENTS};
+use crate::pg::notify::{check_notify_queue, notify_event};
 use webhook_core::delivery;
 use webhook_core::infer::InferredParam;
 use webhook_core::validate::Source;
 use webhook_core::verify::redact_headers;
 
-use crate::front_door::{self, Verdict};
-use crate::gucs;
+use crate::pg::front_door::{self, Verdict};
+use crate::pg::gucs;
 
-use crate::execution::attempts::{self, Attempt, Outcome};
-use crate::execution::handler_call::HandlerPlans;
-use spi_util::{as_role_with_safe_path, in_subtransaction, ok_or_raise};
+use crate::execution::{record_attempts, Attempt, HandlerPlans, Outcome};
+use crate::pg::spi::{self, as_role_with_safe_path, in_subtransaction, ok_or_raise};
+
+use super::{delivery_keys as redelivery, rate_limits, rejections, storage_quota};
 
 /// At the first batch, and again whenever cached definitions may be stale
-/// (worker.rs): the extension's epoch (to forget cached workflows of a
+/// (src/ingest/listener_main.rs): the extension's epoch (to forget cached workflows of a
 /// dropped and re-created extension), the tables whose invalidations mean
-/// "definitions changed" (src/invalidation.rs), and the events' sequence.
+/// "definitions changed" (src/pg/invalidation.rs), and the events' sequence.
 /// Fails, and so fails the batch, when the extension is gone. (Dropping the
 /// extension invalidates those tables, so a batch after it runs this again.)
 const BEGIN_BATCH: &str = "
@@ -77,32 +65,6 @@ ON CONFLICT (workflow_id) DO UPDATE
        last_query = EXCLUDED.last_query";
 
 const SUCCESS_FOR_NON_WORKFLOW: &str = "default and custom methods have a response";
-
-/// Where an event came from (`webhook.events.origin`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    Http,
-    Trigger,
-    Replay,
-}
-
-impl Origin {
-    pub fn parse(text: &str) -> Origin {
-        match text {
-            "trigger" => Origin::Trigger,
-            "replay" => Origin::Replay,
-            _ => Origin::Http,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Origin::Http => "http",
-            Origin::Trigger => "trigger",
-            Origin::Replay => "replay",
-        }
-    }
-}
 
 /// Facts about a request besides its content.
 #[derive(Debug, Clone)]
@@ -135,7 +97,7 @@ pub enum Handled {
     },
     /// Nothing was written: the request was checked against rules that
     /// changed since, and goes back to the network thread to be checked
-    /// against the current ones (src/listener/http.rs). Said apart from any
+    /// against the current ones (src/ingest/network/http.rs). Said apart from any
     /// answer, so that no workflow's own response can pass for it.
     CheckAgain,
 }
@@ -186,7 +148,7 @@ fn admit_sender(workflow: &Workflow, meta: &RequestMeta) -> Result<(), (Response
     Ok(())
 }
 
-/// The network thread's verdict on the request's sender (src/front_door.rs):
+/// The network thread's verdict on the request's sender (src/pg/front_door.rs):
 /// a request over HTTP is always verified there, on a parser thread, never
 /// here. [`Pipeline::handle`] has made sure it was checked against the
 /// workflow's current rules.
@@ -254,14 +216,14 @@ impl Pipeline {
             last_event_id: None,
             rejections_kept: 100,
             rejection_log: Default::default(),
-            handler_lock_timeout: spi_util::reset_value(c"lock_timeout"),
+            handler_lock_timeout: spi::reset_value(c"lock_timeout"),
         }
     }
 
     /// After a configuration reload: server defaults that handlers run with
     /// (lock_timeout here, search_path in cached workflows) may have changed.
     pub fn reload_settings(&mut self) {
-        self.handler_lock_timeout = spi_util::reset_value(c"lock_timeout");
+        self.handler_lock_timeout = spi::reset_value(c"lock_timeout");
         self.forget_workflows();
     }
 
@@ -436,7 +398,7 @@ impl Pipeline {
     }
 
     /// The answer to a provider's endpoint check the network thread found
-    /// (src/listener/http.rs): given if the workflow's rules are still those
+    /// (src/ingest/network/http.rs): given if the workflow's rules are still those
     /// it was checked against and the sender is admitted (allow-list, rate
     /// limits, in the order of any request), and counted. Nothing is stored.
     /// `None`: the rules changed; the network thread checks it again.
@@ -738,7 +700,7 @@ impl Pipeline {
             Ok(Err(duplicate)) => Handled::AfterCommit(duplicate),
             Ok(Ok(())) => {
                 charge();
-                redelivery::notify_event(id, "pending");
+                notify_event(id, "pending");
                 self.stored_for_owners.push(workflow.owner);
                 self.stored_response(workflow, &row, success)
             }
@@ -852,7 +814,7 @@ impl Pipeline {
             };
             match stored {
                 Ok(()) => {
-                    redelivery::notify_event(row.id, "pending");
+                    notify_event(row.id, "pending");
                     self.stored_for_owners.push(*owner);
                 }
                 Err(error) => failures.push((row.id, not_stored(&error))),
@@ -865,7 +827,7 @@ impl Pipeline {
     /// webhook.handler_timeout (in `webhook_trigger`, the session's
     /// statement_timeout), never more than webhook.max_handler_timeout.
     pub fn handler_timeout(&self, workflow: &Workflow) -> Option<i32> {
-        let cap = crate::gucs::MAX_HANDLER_TIMEOUT_MS.get();
+        let cap = crate::pg::gucs::MAX_HANDLER_TIMEOUT_MS.get();
         Some(
             workflow
                 .timeout_ms
@@ -927,7 +889,7 @@ impl Pipeline {
             };
             let attempt = first_attempt(Outcome::Succeeded, &response);
             ok_or_raise(run_privileged(privileged, || {
-                attempts::record(client, &[attempt])
+                record_attempts(client, &[attempt])
             }));
             response
         });
@@ -937,7 +899,7 @@ impl Pipeline {
         let error = match outcome {
             Ok(response) => {
                 if redelivery_of.get().is_none() {
-                    redelivery::notify_event(id, "succeeded");
+                    notify_event(id, "succeeded");
                 }
                 return Ok(Handled::AfterCommit(response));
             }
@@ -962,12 +924,12 @@ impl Pipeline {
             claim(client);
             ok_or_raise(run_privileged(privileged, || {
                 client.update(insert_plan, None, &row.args())?;
-                attempts::record(client, std::slice::from_ref(&attempt))
+                record_attempts(client, std::slice::from_ref(&attempt))
             }));
         });
         Ok(match recorded {
             Ok(()) => {
-                redelivery::notify_event(id, status);
+                notify_event(id, status);
                 Handled::AfterCommit(response)
             }
             Err(error) => Handled::Immediate(not_stored(&error)),
@@ -1002,7 +964,7 @@ pub fn next_event_id(sequence: pg_sys::Oid) -> i64 {
 }
 
 /// Another session holds a lock this request needs (webhook.lock_timeout).
-fn is_lock_timeout(error: &spi_util::CaughtSqlError) -> bool {
+fn is_lock_timeout(error: &spi::CaughtSqlError) -> bool {
     error.sqlstate == "55P03"
 }
 
@@ -1042,7 +1004,7 @@ fn body_copies(workflow: &Workflow, request: &IncomingRequest) -> u64 {
     u64::from(in_params) + u64::from(in_column)
 }
 
-fn run_privileged<R>(role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> R {
+pub(super) fn run_privileged<R>(role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> R {
     match role {
         Some(role) => as_role_with_safe_path(role, f),
         None => f(),
@@ -1052,7 +1014,7 @@ fn run_privileged<R>(role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> R {
 /// The answer when a request's event could not be stored: a data error in
 /// the request (class 22, e.g. a value jsonb refuses) is the caller's 400;
 /// anything else is ours.
-fn not_stored(error: &spi_util::CaughtSqlError) -> Response {
+fn not_stored(error: &spi::CaughtSqlError) -> Response {
     if is_lock_timeout(error) {
         busy_retry_later()
     } else if error.sqlstate.starts_with("22") {

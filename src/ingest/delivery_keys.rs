@@ -1,6 +1,5 @@
-//! Redeliveries and notifications: claiming a request's delivery key (so a
-//! redelivery fires its handler once, see webhook_core/src/delivery.rs), and
-//! announcing committed events on the `webhook_events` channel.
+//! Redeliveries: claiming a request's delivery key, so that a redelivery
+//! fires its handler once (see webhook_core/src/delivery.rs).
 
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::SpiClient;
@@ -8,59 +7,7 @@ use pgrx::JsonB;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::catalog::pg_uuid;
-
-/// Whether events are announced: not while the NOTIFY queue is more than
-/// half full (a session that LISTENs inside a transaction it never ends pins
-/// the queue; once it is full every commit that notifies fails). Updated by
-/// [`check_notify_queue`].
-pub static NOTIFY_QUEUE_HAS_ROOM: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(true);
-
-/// The channel applications LISTEN on to hear about events.
-const EVENTS_CHANNEL: &std::ffi::CStr = c"webhook_events";
-
-// commands/async.h is not in pgrx's bindings.
-unsafe extern "C-unwind" {
-    fn Async_Notify(channel: *const std::ffi::c_char, payload: *const std::ffi::c_char);
-}
-
-/// Reads whether the NOTIFY queue has room, when events are announced at all
-/// (`webhook.notify`): every process that announces calls it once per batch
-/// before notifying (listeners as a batch starts, executors before their
-/// batch's notifications, listeners recording lost attempts).
-pub fn check_notify_queue() {
-    if !crate::gucs::NOTIFY_EVENTS.get() {
-        return;
-    }
-    // SAFETY: the SQL function pg_notification_queue_usage(), called directly
-    // (no statement to plan) on the main thread inside a transaction.
-    let usage = unsafe {
-        pgrx::direct_function_call::<f64>(pgrx::pg_sys::pg_notification_queue_usage, &[])
-    };
-    let room = usage.is_some_and(|usage| usage < 0.5);
-    NOTIFY_QUEUE_HAS_ROOM.store(room, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// `NOTIFY webhook_events, '{"event_id":N,"status":"…"}'`, delivered when the
-/// event commits (with its handler's outcome, which commits with it). Any
-/// role may LISTEN on any channel, so the payload carries nothing secret: no
-/// workflow id (it is the URL) and no data; a listener reads the row, and
-/// row-level security decides whether it may.
-pub fn notify_event(event_id: i64, status: &str) {
-    if !crate::gucs::NOTIFY_EVENTS.get()
-        || !NOTIFY_QUEUE_HAS_ROOM.load(std::sync::atomic::Ordering::Relaxed)
-    {
-        return;
-    }
-    let payload = std::ffi::CString::new(format!(
-        "{{\"event_id\":{event_id},\"status\":\"{status}\"}}"
-    ))
-    .expect("digits and a status word have no NUL");
-    // SAFETY: queues a notification in the current transaction, on the main
-    // thread, with NUL-terminated strings that outlive the call.
-    unsafe { Async_Notify(EVENTS_CHANNEL.as_ptr(), payload.as_ptr()) };
-}
+use crate::pg::catalog::pg_uuid;
 
 /// The event that claimed `key` within the last `window_secs`, and its
 /// recorded response, if any; claims nothing.

@@ -18,12 +18,13 @@ use uuid::Uuid;
 use webhook_core::request::{IncomingRequest, Response};
 use webhook_core::verify::redact_headers as redact_headers_in;
 
-use crate::log_rarely::OncePerMinute;
+use crate::pg::log_rarely::OncePerMinute;
 
-use super::catalog::pg_uuid;
-use super::event_row::unix;
-use super::spi_util::{self, in_subtransaction};
-use super::{ok_or_raise, run_privileged, RequestMeta};
+use super::pipeline::{run_privileged, RequestMeta};
+use crate::pg::catalog::pg_uuid;
+use crate::pg::event_row::unix;
+use crate::pg::spi::ok_or_raise;
+use crate::pg::spi::{self, in_subtransaction};
 
 /// Records one refused request for the workflow's owner (`$10`, the whole
 /// message) and trims the workflow's records to the newest `$9` (the new row
@@ -184,7 +185,7 @@ impl RejectionLog {
             // A record is not worth waiting for: rows another batch holds
             // (the same count, the trimmed rows) drop this record instead of
             // holding up every request in this batch.
-            spi_util::with_settings(&[(c"lock_timeout", c"1ms")], || {
+            spi::with_settings(&[(c"lock_timeout", c"1ms")], || {
                 ok_or_raise(run_privileged(privileged, || {
                     client.update(RECORD_REJECTION, None, &args)
                 }))
@@ -215,7 +216,7 @@ impl RejectionLog {
             .collect();
         let args = [DatumWithOid::from(JsonB(Value::Array(rows)))];
         let flushed = in_subtransaction(|| {
-            spi_util::with_settings(&[(c"lock_timeout", c"1ms")], || {
+            spi::with_settings(&[(c"lock_timeout", c"1ms")], || {
                 ok_or_raise(run_privileged(privileged, || {
                     client.update(FLUSH_COUNTS, None, &args)
                 }))

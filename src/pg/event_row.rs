@@ -14,7 +14,32 @@ use webhook_core::request::Response;
 
 use super::catalog::pg_uuid;
 use super::jsonb::to_jsonb;
-use super::Origin;
+
+/// Where an event came from (`webhook.events.origin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Http,
+    Trigger,
+    Replay,
+}
+
+impl Origin {
+    pub fn parse(text: &str) -> Origin {
+        match text {
+            "trigger" => Origin::Trigger,
+            "replay" => Origin::Replay,
+            _ => Origin::Http,
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Origin::Http => "http",
+            Origin::Trigger => "trigger",
+            Origin::Replay => "replay",
+        }
+    }
+}
 
 pub const INSERT_EVENT: &str = "
 INSERT INTO webhook.events (id, workflow_id, received_at, method, query, headers, params, body,
@@ -137,7 +162,7 @@ impl EventRow {
     pub fn columns<'a>(
         rows: impl Iterator<Item = &'a EventRow> + Clone,
     ) -> Vec<DatumWithOid<'static>> {
-        use super::spi_util::array_column as column;
+        use super::spi::array_column as column;
         vec![
             column(rows.clone(), |r| r.id),
             column(rows.clone(), |r| pg_uuid(r.workflow_id)),

@@ -11,13 +11,17 @@ use pgrx::pg_sys;
 
 use webhook_core::config;
 
+/// Most executors at once, whatever `webhook.max_executors` says (the
+/// executors' shared-memory slots, src/execution/registry.rs).
+pub const MAX_EXECUTOR_SLOTS: usize = 128;
+
 pub static DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
 pub static PORT: GucSetting<i32> = GucSetting::<i32>::new(8787);
 pub static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub static MAX_BODY_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(25 * 1024);
 /// Request-body memory one listener process holds at once: bodies as they
-/// arrive, decoded, and parsed (src/listener/body_budget.rs).
+/// arrive, decoded, and parsed (src/ingest/network/body_budget.rs).
 pub static MAX_BODY_MEMORY_KB: GucSetting<i32> = GucSetting::<i32>::new(256 * 1024);
 pub static MAX_HEADER_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(16);
 pub static HEADER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
@@ -306,7 +310,7 @@ fn define_reloadable() {
         c"",
         &MAX_EXECUTORS,
         1,
-        crate::execution::registry::MAX_EXECUTOR_SLOTS as i32,
+        MAX_EXECUTOR_SLOTS as i32,
         GucContext::Sighup,
         GucFlags::empty(),
     );
@@ -316,7 +320,7 @@ fn define_reloadable() {
         c"",
         &MAX_EXECUTORS_PER_OWNER,
         1,
-        crate::execution::registry::MAX_EXECUTOR_SLOTS as i32,
+        MAX_EXECUTOR_SLOTS as i32,
         GucContext::Sighup,
         GucFlags::empty(),
     );

@@ -16,7 +16,7 @@ pub static DEFINITIONS_CHANGED: AtomicBool = AtomicBool::new(false);
 /// Set when some workflows changed (a relcache invalidation of
 /// webhook.workflow_changes, sent at commit by the `_config_changed`
 /// triggers): the next batch reloads those named there
-/// (src/pipeline/catalog.rs `Catalog::forget_changed`), not the whole cache.
+/// (src/pg/catalog.rs `Catalog::forget_changed`), not the whole cache.
 pub static WORKFLOWS_CHANGED: AtomicBool = AtomicBool::new(false);
 /// OIDs of webhook.workflow_changes (some workflows changed) and
 /// webhook.config_version (everything may have), 0 until the first batch.

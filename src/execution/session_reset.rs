@@ -9,7 +9,7 @@
 //! the session a NOTIFY queue reader that never reads; PREPAREd statements and
 //! sequence caches (currval/lastval) leak; an open large-object descriptor
 //! lets the next handler read or write the object with the first owner's
-//! rights. Settings are reverted separately (spi_util.rs). This is what
+//! rights. Settings are reverted separately (src/pg/spi.rs). This is what
 //! DISCARD ALL does, minus what a transaction block forbids, plus large
 //! objects, run after every handler, whether it succeeded or failed.
 //!
@@ -82,7 +82,7 @@ unsafe extern "C-unwind" fn guard_process_utility(
     let statement = unsafe { (*pstmt).utilityStmt };
     let is_set_constraints = !statement.is_null()
         && unsafe { (*statement).type_ } == pg_sys::NodeTag::T_ConstraintsSetStmt;
-    if is_set_constraints && crate::signals::RUNNING_HANDLER.load(Ordering::SeqCst) {
+    if is_set_constraints && crate::pg::signals::RUNNING_HANDLER.load(Ordering::SeqCst) {
         pgrx::ereport!(
             ERROR,
             pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,

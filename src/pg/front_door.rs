@@ -131,7 +131,7 @@ impl FrontDoor {
 }
 
 /// Most workflows the directory holds; past it, it starts again empty, as
-/// the main thread's own cache does (src/pipeline/catalog.rs).
+/// the main thread's own cache does (src/pg/catalog.rs).
 const MAX_DOORS: usize = 10_000;
 
 /// The enabled workflows the main thread has loaded, shared with the network

@@ -3,7 +3,7 @@
 //! counts in fixed windows; the arithmetic and the choice of a slot are
 //! webhook_core::quota. Which set a workflow falls in is a keyed hash
 //! (SipHash-2-4) under a key drawn when the server starts, as for the
-//! rate-limit buckets (src/pipeline/rate_limits.rs), so nobody can pick
+//! rate-limit buckets (src/ingest/rate_limits.rs), so nobody can pick
 //! workflow ids that share a set. A server restart empties the table: the
 //! counts start again.
 

@@ -34,7 +34,7 @@ use webhook_core::verify::SignedRequest;
 use super::body_budget::{BodyBudget, Reservation};
 use super::connection_slots::ConnectionSlots;
 use super::{fd_limit, Job, Outbox, Purpose, Settings, SharedSettings, Waker};
-use crate::front_door::{self, signed_url, Directory, FrontDoor, Refusal, Verdict};
+use crate::pg::front_door::{self, signed_url, Directory, FrontDoor, Refusal, Verdict};
 
 /// How long open connections get to finish after shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
