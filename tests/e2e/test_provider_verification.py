@@ -446,7 +446,9 @@ def readme_worked_example() -> dict:
 def test_the_readmes_scheme_from_parts_verifies_muxs_published_vector(ready, new_workflow):
     c = ready
     wf = new_workflow()["id"]
-    d = load("mux", "webhooks_test_vector")
+    # A signing test vector, not a delivery: in tests/e2e/vectors/ (its
+    # source inside), beside the deliveries' corpus.
+    d = load(os.path.join(os.pardir, "vectors"), "mux_webhooks_test_vector")
     definition = readme_worked_example()
     # Positive control: unverified, a forged delivery is stored.
     forged = copy.deepcopy(d)
