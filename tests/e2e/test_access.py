@@ -21,8 +21,8 @@ import time
 import pytest
 import requests
 
-from httpkit import wait_until
-from hookkit import assert_rejection_counts, count_events, events, login_role, post, ready  # noqa: F401
+from hookkit import (assert_rejection_counts, count_events, events, login_role, post, ready,  # noqa: F401
+                     wait_until)
 
 FORBIDDEN = (403, {"msg": "Address not allowed"})
 

@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from httpkit import still_silent
+from hookkit import still_silent
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 private = private_cluster_fixture(**{"webhook.body_timeout": "10s"})

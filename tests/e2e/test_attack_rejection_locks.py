@@ -12,8 +12,7 @@ import time
 
 import requests
 
-from hookkit import post
-from httpkit import wait_until
+from hookkit import post, wait_until
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 private = private_cluster_fixture(**{"webhook.rejections_kept": 3, "webhook.lock_timeout": "200ms"})

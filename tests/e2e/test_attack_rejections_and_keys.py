@@ -4,8 +4,7 @@ longer than 512 bytes is no key."""
 
 import random
 
-from hookkit import post
-from httpkit import wait_until
+from hookkit import post, wait_until
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 private = private_cluster_fixture(**{"webhook.rejections_kept": 5})

@@ -17,9 +17,7 @@ import psycopg
 import pytest
 import requests
 
-from httpkit import wait_until
-
-from hookkit import set_response
+from hookkit import set_response, wait_until
 from tenantkit import private, tenants_fixture  # noqa: F401  (fixtures)
 
 STUBBORN = """

@@ -8,8 +8,7 @@ control), then that the listener does not let it through.
 import json
 
 from conftest import uniq
-from hookkit import post, set_response, settle
-from httpkit import http_request_bytes, raw_connect, raw_read
+from hookkit import http_request_bytes, post, raw_connect, raw_read, set_response, settle
 from tenantkit import private, tenants_fixture  # noqa: F401  (fixtures)
 
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
-import httpkit as hk
+import hookkit as hk
 
 NOT_FOUND = b'{"msg":"Workflow not found"}'
 METHOD_NOT_ALLOWED = {"msg": "Method not allowed", "allowed": ["GET", "POST"]}
@@ -61,60 +61,60 @@ PATH_VARIANTS = {
 
 def control(cluster, wf: dict, method: str) -> None:
     """The canonical URL answers 200 and stores exactly one event."""
-    before = hk.event_count(cluster, wf["id"])
+    before = hk.count_events(cluster, wf["id"])
     body = {"control": 1} if method == "POST" else None
     r = hk.request(method, cluster.hook_url(wf["id"]), body=body)
     answer = hk.assert_success(r, wf["id"])
     assert cluster.scalar("SELECT count(*) FROM webhook.events WHERE id = %s AND workflow_id = %s::uuid",
                           (answer["event_id"], wf["id"])) == 1
-    assert hk.event_count(cluster, wf["id"]) == before + 1
+    assert hk.count_events(cluster, wf["id"]) == before + 1
 
 
 @pytest.mark.parametrize("variant", sorted(PATH_VARIANTS))
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_non_canonical_path_is_workflow_not_found(cluster, route_wf, variant, method):
     control(cluster, route_wf, method)
-    before = hk.event_count(cluster, route_wf["id"])
+    before = hk.count_events(cluster, route_wf["id"])
     path = PATH_VARIANTS[variant](route_wf["id"])
     body = {"a": 1} if method == "POST" else None
     r = hk.request(method, cluster.base_url + path, body=body)
     assert r.status == 404, (path, r)
     assert r.body == NOT_FOUND, (path, r)
     assert r.headers["content-type"] == "application/json", r
-    assert hk.event_count(cluster, route_wf["id"]) == before, path
+    assert hk.count_events(cluster, route_wf["id"]) == before, path
     assert cluster.scalar(f"SELECT count(*) FROM {route_wf['table']}") == before
 
 
 @pytest.mark.parametrize("method", ["get", "post", "Get", "pOST"])
 def test_method_names_are_case_sensitive(cluster, route_wf, method):
     control(cluster, route_wf, method.upper())
-    before = hk.event_count(cluster, route_wf["id"])
+    before = hk.count_events(cluster, route_wf["id"])
     body = b'{"a": 1}' if method.upper() == "POST" else None
     r = hk.request(method, cluster.hook_url(route_wf["id"]), body=body,
                    headers={"Content-Type": "application/json"})
     assert r.status == 405, r
     assert r.json() == METHOD_NOT_ALLOWED, r
     assert r.headers["allow"] == "GET, POST", r
-    assert hk.event_count(cluster, route_wf["id"]) == before
+    assert hk.count_events(cluster, route_wf["id"]) == before
 
 
 def test_upper_case_prefix_is_not_found(cluster, route_wf):
     """Only /hooks/ is the workflow prefix: /HOOKS/ is any other path."""
     control(cluster, route_wf, "GET")
-    before = hk.event_count(cluster, route_wf["id"])
-    r = hk.get(cluster.base_url + f"/HOOKS/{route_wf['id']}")
+    before = hk.count_events(cluster, route_wf["id"])
+    r = hk.get_url(cluster.base_url + f"/HOOKS/{route_wf['id']}")
     assert r.status == 404 and r.body == b'{"msg":"Not found"}', r
-    assert hk.event_count(cluster, route_wf["id"]) == before
+    assert hk.count_events(cluster, route_wf["id"]) == before
 
 
 def test_query_string_and_percent_decoding_do_not_rescue_a_variant(cluster, route_wf):
     """A query string is fine on the canonical path; the id is compared as sent,
     never percent-decoded (so %61 is not 'a')."""
-    r = hk.get(cluster.hook_url(route_wf["id"]) + "?x=1")
+    r = hk.get_url(cluster.hook_url(route_wf["id"]) + "?x=1")
     hk.assert_success(r, route_wf["id"])
-    before = hk.event_count(cluster, route_wf["id"])
+    before = hk.count_events(cluster, route_wf["id"])
     encoded = "".join(f"%{ord(c):02x}" for c in route_wf["id"])
     for path in (f"/hooks/{encoded}", f"/hooks/{quote(route_wf['id'].upper())}"):
-        r = hk.get(cluster.base_url + path)
+        r = hk.get_url(cluster.base_url + path)
         assert r.status == 404 and r.body == NOT_FOUND, (path, r)
-    assert hk.event_count(cluster, route_wf["id"]) == before
+    assert hk.count_events(cluster, route_wf["id"]) == before

@@ -18,9 +18,8 @@ import time
 
 import pytest
 
-import httpkit as hk
-from hookkit import wait_ready
-from httpkit import still_silent
+import hookkit as hk
+from hookkit import still_silent, wait_ready
 
 OTHER_CLIENT = "127.0.0.2"
 FLOOD = 3000
@@ -100,7 +99,7 @@ def test_3000_idle_sockets_do_not_delay_another_client(make_cluster):
     c, wf = serving_cluster(make_cluster)
     # Positive control: before the flood, the flooding client is served.
     hk.assert_success(post_from(c, wf, "127.0.0.1", {"before": 1}), wf)
-    before = hk.event_count(c, wf)
+    before = hk.count_events(c, wf)
     sockets: list[socket.socket] = []
     try:
         for _ in range(FLOOD):
@@ -120,7 +119,7 @@ def test_3000_idle_sockets_do_not_delay_another_client(make_cluster):
         assert_refused(raw_post_from(c, wf, "127.0.0.1"))
     finally:
         close_all(sockets)
-    assert hk.event_count(c, wf) == before + 1  # the good POST; the refused one stored nothing
+    assert hk.count_events(c, wf) == before + 1  # the good POST; the refused one stored nothing
 
 
 def test_per_client_cap_refuses_that_client_only_and_frees_slots(make_cluster):
@@ -129,26 +128,26 @@ def test_per_client_cap_refuses_that_client_only_and_frees_slots(make_cluster):
         "webhook.max_connections": 50,
         "webhook.header_timeout": 60_000,
     })
-    before = hk.event_count(c, wf)
+    before = hk.count_events(c, wf)
     held = [idle_socket(c.http_port) for _ in range(4)]
     try:
         # Positive control: with four idle connections held, the client's
         # fifth connection is still served.
         time.sleep(0.5)  # all four accepted before the fifth arrives
         hk.assert_success(post_from(c, wf, "127.0.0.1", {"fifth": 1}), wf)
-        assert hk.event_count(c, wf) == before + 1
+        assert hk.count_events(c, wf) == before + 1
         held.append(idle_socket(c.http_port))
         time.sleep(0.5)  # all five accepted (in order) before the sixth arrives
         assert_refused(raw_post_from(c, wf, "127.0.0.1"))
         hk.assert_success(post_from(c, wf, OTHER_CLIENT, {"other": 1}), wf)
-        assert hk.event_count(c, wf) == before + 2
+        assert hk.count_events(c, wf) == before + 2
         # Closing one idle connection frees its slot for the same client.
         held.pop().close()
         hk.wait_until(lambda: post_from(c, wf, "127.0.0.1", {"again": 1}).status == 200, timeout=5,
                       what="slot freed after close")
     finally:
         close_all(held)
-    assert hk.event_count(c, wf) == before + 3  # the refused POST stored nothing
+    assert hk.count_events(c, wf) == before + 3  # the refused POST stored nothing
     assert c.scalar("SELECT count(*) FROM webhook.events WHERE params ? 'refused'") == 0
 
 
@@ -158,7 +157,7 @@ def test_global_cap_refuses_every_client_until_a_slot_frees(make_cluster):
         "webhook.max_connections_per_client": 100,
         "webhook.header_timeout": 60_000,
     })
-    before = hk.event_count(c, wf)
+    before = hk.count_events(c, wf)
     held = [idle_socket(c.http_port) for _ in range(9)]
     try:
         # Positive control: with nine connections held, the tenth is served.
@@ -168,12 +167,12 @@ def test_global_cap_refuses_every_client_until_a_slot_frees(make_cluster):
         time.sleep(0.5)
         assert_refused(raw_post_from(c, wf, OTHER_CLIENT))
         assert_refused(raw_post_from(c, wf, "127.0.0.1"))
-        assert hk.event_count(c, wf) == before + 1
+        assert hk.count_events(c, wf) == before + 1
     finally:
         close_all(held)
     hk.wait_until(lambda: post_from(c, wf, OTHER_CLIENT, {"after": 1}).status == 200, timeout=5,
                   what="slots freed after closing the idle connections")
-    assert hk.event_count(c, wf) == before + 2
+    assert hk.count_events(c, wf) == before + 2
 
 
 def test_idle_connections_are_closed_after_header_timeout(make_cluster):

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from conftest import uniq
-from httpkit import wait_until
+from hookkit import wait_until
 
 CLIENTS = 16
 

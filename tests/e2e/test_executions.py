@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from httpkit import wait_until
+from hookkit import wait_until
 
 from conftest import uniq
 from tenantkit import private_cluster_fixture, tenants_fixture

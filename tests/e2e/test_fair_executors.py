@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from httpkit import wait_until
+from hookkit import wait_until
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 private = private_cluster_fixture(**{"webhook.max_executors": 4, "webhook.max_executors_per_owner": 2,

@@ -7,7 +7,7 @@ its per-method verification, directly or through the API.
 
 import requests
 
-from httpkit import wait_until
+from hookkit import wait_until
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 private = private_cluster_fixture()

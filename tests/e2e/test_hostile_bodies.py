@@ -21,7 +21,7 @@ import zlib
 
 import pytest
 
-import httpkit as hk
+import hookkit as hk
 from hookkit import settle
 from conftest import Cluster, uniq
 
@@ -206,7 +206,7 @@ class GoodTraffic:
         while not self.stop.is_set() and n < 100_000:
             t0 = time.monotonic()
             try:
-                reply = hk.post(self.cluster.hook_url(self.wf_id), {"good": n}, timeout=30)
+                reply = hk.post_url(self.cluster.hook_url(self.wf_id), {"good": n}, timeout=30)
             except Exception as e:  # noqa: BLE001  (recorded and asserted on)
                 reply = e
             self.results.append((n, time.monotonic() - t0, reply))
@@ -238,12 +238,12 @@ def test_corpus_sizes_match_the_limit():
 def test_hostile_body_gets_its_answer_while_good_requests_flow(hostile, name):
     c, wf = hostile["cluster"], hostile["wf"]
     headers, body, at_real, at_missing = CORPUS[name]
-    before = hk.event_count(c, wf)
+    before = hk.count_events(c, wf)
     with GoodTraffic(c, wf) as good:
         # Let good traffic start, then send the hostile body to both workflows.
         hk.wait_until(lambda: len(good.results) >= 2, timeout=10, what="good traffic started")
-        real = hk.post(c.hook_url(wf), body, headers=dict(headers), timeout=60)
-        missing = hk.post(c.hook_url(MISSING), body, headers=dict(headers), timeout=60)
+        real = hk.post_url(c.hook_url(wf), body, headers=dict(headers), timeout=60)
+        missing = hk.post_url(c.hook_url(MISSING), body, headers=dict(headers), timeout=60)
         # Some good requests after the hostile ones, too.
         count = len(good.results)
         hk.wait_until(lambda: len(good.results) >= count + 2, timeout=10, what="good traffic continued")
@@ -262,7 +262,7 @@ def test_hostile_body_gets_its_answer_while_good_requests_flow(hostile, name):
     assert slowest < GOOD_LATENCY_LIMIT, f"a good request took {slowest:.2f}s"
 
     stored_hostile = 1 if at_real == 200 else 0
-    assert hk.event_count(c, wf) == before + len(good.results) + stored_hostile
+    assert hk.count_events(c, wf) == before + len(good.results) + stored_hostile
     settle(c)
-    assert c.scalar(f"SELECT count(*) FROM {hostile['table']}") == hk.event_count(c, wf)
-    assert hk.event_count(c, MISSING) == 0
+    assert c.scalar(f"SELECT count(*) FROM {hostile['table']}") == hk.count_events(c, wf)
+    assert hk.count_events(c, MISSING) == 0

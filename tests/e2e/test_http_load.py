@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-import httpkit as hk
+import hookkit as hk
 from hookkit import settle
 
 
@@ -30,7 +30,7 @@ def load_wf(cluster):
 def check_rows(cluster, wf, event_ids: list[int], expected: int) -> None:
     assert len(event_ids) == expected
     assert len(set(event_ids)) == expected, "duplicate event ids in the responses"
-    assert hk.event_count(cluster, wf["id"]) == expected
+    assert hk.count_events(cluster, wf["id"]) == expected
     stored = [r[0] for r in cluster.sql("SELECT id FROM webhook.events WHERE workflow_id = %s::uuid ORDER BY id",
                                         (wf["id"],))]
     assert stored == sorted(event_ids), "the stored events are not the ones the responses named"
@@ -131,7 +131,7 @@ def test_concurrent_fresh_connections(cluster, load_wf):
     def worker(n: int) -> None:
         try:
             for i in range(per_thread):
-                r = hk.post(load_wf["url"], {"t": n, "i": i}, headers={"Connection": "close"}, timeout=20)
+                r = hk.post_url(load_wf["url"], {"t": n, "i": i}, headers={"Connection": "close"}, timeout=20)
                 with lock:
                     results.append((r.status, r.json().get("event_id") if r.status == 200 else None))
         except Exception as e:  # noqa: BLE001  (reported below)

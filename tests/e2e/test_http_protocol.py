@@ -15,7 +15,7 @@ import zlib
 
 import pytest
 
-import httpkit as hk
+import hookkit as hk
 from hookkit import settle
 from conftest import Cluster, uniq
 
@@ -156,7 +156,7 @@ def test_connection_close_and_http10_are_honoured(cluster, wf):
 # Routing and status codes
 # --------------------------------------------------------------------------
 def test_routing_404s(cluster, wf):
-    before = hk.event_count(cluster)
+    before = hk.count_events(cluster)
     base = cluster.base_url
     for method in ("GET", "POST"):
         body = {"a": 1} if method == "POST" else None
@@ -174,12 +174,12 @@ def test_routing_404s(cluster, wf):
     # The workflow itself works at its canonical URL, with or without a query;
     # other spellings (trailing slash, upper-case id) name no workflow
     # (test_canonical_routes.py covers them all).
-    hk.assert_success(hk.get(wf["url"]), wf["id"])
-    hk.assert_success(hk.get(wf["url"] + "?x=1"), wf["id"])
-    hk.assert_error(hk.get(wf["url"] + "/?x=1"), 404, "Workflow not found")
-    hk.assert_error(hk.get(wf["url"].replace(wf["id"], wf["id"].upper())), 404, "Workflow not found")
-    assert hk.event_count(cluster) == before + 2
-    assert hk.event_count(cluster, wf["id"]) == 2
+    hk.assert_success(hk.get_url(wf["url"]), wf["id"])
+    hk.assert_success(hk.get_url(wf["url"] + "?x=1"), wf["id"])
+    hk.assert_error(hk.get_url(wf["url"] + "/?x=1"), 404, "Workflow not found")
+    hk.assert_error(hk.get_url(wf["url"].replace(wf["id"], wf["id"].upper())), 404, "Workflow not found")
+    assert hk.count_events(cluster) == before + 2
+    assert hk.count_events(cluster, wf["id"]) == 2
 
 
 def test_methods_not_allowed_get_405_with_allow(cluster, wf):
@@ -192,7 +192,7 @@ def test_methods_not_allowed_get_405_with_allow(cluster, wf):
     # HEAD: the same status and Allow header, no body.
     r = hk.request("HEAD", wf["url"])
     assert r.status == 405 and r.headers.get("allow") == "GET, POST" and r.body == b"", r
-    assert hk.event_count(cluster, wf["id"]) == 0
+    assert hk.count_events(cluster, wf["id"]) == 0
     assert cluster.scalar(f"SELECT count(*) FROM {wf['table']}") == 0
 
 
@@ -222,7 +222,7 @@ def test_expect_100_continue(cluster, wf):
         "Expect": "100-continue"})
     r = hk.raw_exchange(port, head, timeout=5)
     assert r.status == 413 and r.closed, r
-    assert hk.event_count(cluster, wf["id"]) == 1
+    assert hk.count_events(cluster, wf["id"]) == 1
 
 
 def test_allowed_methods_follow_the_workflow(cluster):
@@ -230,10 +230,10 @@ def test_allowed_methods_follow_the_workflow(cluster):
     post_only = hk.create_workflow(cluster, handler, methods=["POST"])
     with_put = hk.create_workflow(cluster, handler, methods=["PUT", "POST"])
     try:
-        r = hk.get(cluster.hook_url(post_only))
+        r = hk.get_url(cluster.hook_url(post_only))
         hk.assert_error(r, 405, "Method not allowed")
         assert r.headers.get("allow") == "POST", r
-        hk.assert_success(hk.post(cluster.hook_url(post_only), {"x": 1}), post_only)
+        hk.assert_success(hk.post_url(cluster.hook_url(post_only), {"x": 1}), post_only)
 
         r = hk.request("PUT", cluster.hook_url(with_put), body={"y": 2})
         hk.assert_success(r, with_put)
@@ -246,8 +246,8 @@ def test_allowed_methods_follow_the_workflow(cluster):
             hk.request("PUT", cluster.hook_url(with_put), body={"y": 3})), timeout=5,
             what="PUT rejected after the change")
         assert r.headers.get("allow") == "GET", r
-        assert hk.event_count(cluster, post_only) == 1
-        assert hk.event_count(cluster, with_put) == 1
+        assert hk.count_events(cluster, post_only) == 1
+        assert hk.count_events(cluster, with_put) == 1
         assert cluster.scalar("SELECT method FROM webhook.events WHERE workflow_id = %s::uuid",
                               (with_put,)) == "PUT"
         settle(cluster)
@@ -258,11 +258,11 @@ def test_allowed_methods_follow_the_workflow(cluster):
 
 def test_bad_json_is_400_and_stores_nothing(cluster, wf):
     for bad in (b"{bad", b'{"a": 1', b"[1,2", b"nul", b'{"a": "\xff"}'):
-        r = hk.post(wf["url"], bad, headers={"Content-Type": "application/json"})
+        r = hk.post_url(wf["url"], bad, headers={"Content-Type": "application/json"})
         hk.assert_error(r, 400, msg_prefix="Invalid JSON body")
-    assert hk.event_count(cluster, wf["id"]) == 0
-    hk.assert_success(hk.post(wf["url"], {"ok": True}), wf["id"])
-    assert hk.event_count(cluster, wf["id"]) == 1
+    assert hk.count_events(cluster, wf["id"]) == 0
+    hk.assert_success(hk.post_url(wf["url"], {"ok": True}), wf["id"])
+    assert hk.count_events(cluster, wf["id"]) == 1
 
 
 # --------------------------------------------------------------------------
@@ -279,13 +279,13 @@ def assert_too_large(reply: hk.Reply) -> None:
 def test_body_size_limit_413(strict, strict_wf):
     wf_id, url, port = strict_wf["id"], strict.hook_url(strict_wf["id"]), strict.http_port
     limit = MAX_BODY_KB * 1024
-    before = hk.event_count(strict, wf_id)
+    before = hk.count_events(strict, wf_id)
     text = {"Content-Type": "text/plain"}
 
     # Exactly at the limit: accepted.
-    hk.assert_success(hk.post(url, b"a" * limit, headers=text), wf_id)
+    hk.assert_success(hk.post_url(url, b"a" * limit, headers=text), wf_id)
     # One byte over: the documented 413 body.
-    r = hk.post(url, b"a" * (limit + 1), headers=text)
+    r = hk.post_url(url, b"a" * (limit + 1), headers=text)
     assert_too_large(r)
 
     # Content-Length declares more, nothing sent yet: 413 at once (no waiting
@@ -321,25 +321,25 @@ def test_body_size_limit_413(strict, strict_wf):
     for coding, bomb in (("gzip", gzip.compress(b"z" * (limit * 8))),
                          ("deflate", zlib.compress(b"z" * (limit * 8)))):
         assert len(bomb) < limit
-        r = hk.post(url, bomb, headers={"Content-Type": "text/plain", "Content-Encoding": coding})
+        r = hk.post_url(url, bomb, headers={"Content-Type": "text/plain", "Content-Encoding": coding})
         assert_too_large(r)
     # Parameters whose text is over the limit (a JSON number counts at the
     # length PostgreSQL prints it: 1e1000 is 1,001 digits): the same 413.
     numbers = b'{"n": [' + b", ".join([b"1e1000"] * 5) + b"]}"
     assert len(numbers) < limit
-    assert_too_large(hk.post(url, numbers, headers={"Content-Type": "application/json"}))
+    assert_too_large(hk.post_url(url, numbers, headers={"Content-Type": "application/json"}))
     # The same numbers, fewer of them, fit.
-    hk.assert_success(hk.post(url, b'{"n": [1e1000, 1e1000]}', headers={"Content-Type": "application/json"}),
+    hk.assert_success(hk.post_url(url, b'{"n": [1e1000, 1e1000]}', headers={"Content-Type": "application/json"}),
                       wf_id)
 
-    assert hk.event_count(strict, wf_id) == before + 3
+    assert hk.count_events(strict, wf_id) == before + 3
     assert strict.listener_pids() == strict_wf["pids"]
 
 
 def test_header_size_limit_431(strict, strict_wf, cluster, wf):
     port = strict.http_port
     path = f"/hooks/{strict_wf['id']}"
-    before = hk.event_count(strict, strict_wf["id"])
+    before = hk.count_events(strict, strict_wf["id"])
     ok = hk.raw_exchange(port, hk.http_request_bytes("GET", path, port,
                                                      headers={"X-Pad": "p" * 2048, "Connection": "close"}),
                          timeout=5)
@@ -354,10 +354,10 @@ def test_header_size_limit_431(strict, strict_wf, cluster, wf):
     big2 = hk.raw_exchange(port, hk.http_request_bytes("GET", path, port, headers=many), timeout=5)
     assert big2.closed and not big2.timed_out and not big2.reset, big2
     assert answers(big2.data) == [HEAD_TOO_LARGE], big2
-    assert hk.event_count(strict, strict_wf["id"]) == before + 1
+    assert hk.count_events(strict, strict_wf["id"]) == before + 1
     # The same 4.5 kB header passes where the limit is the default (16 kB):
     # the limit comes from webhook.max_header_size, not from a constant.
-    r = hk.get(wf["url"], headers={"X-Pad": "p" * (MAX_HEADER_KB * 1024 + 512)})
+    r = hk.get_url(wf["url"], headers={"X-Pad": "p" * (MAX_HEADER_KB * 1024 + 512)})
     hk.assert_success(r, wf["id"])
 
 
@@ -370,7 +370,7 @@ def test_header_timeout_closes_partial_request(strict, strict_wf):
         s.sendall(f"POST /hooks/{strict_wf['id']} HT".encode())
         t0 = time.monotonic()
         # Meanwhile the listener serves others.
-        hk.assert_success(hk.get(strict.hook_url(strict_wf["id"]), timeout=3), strict_wf["id"])
+        hk.assert_success(hk.get_url(strict.hook_url(strict_wf["id"]), timeout=3), strict_wf["id"])
         r = hk.raw_read(s, HEADER_TIMEOUT_MS / 1000 + SLACK + 3, t0=t0)
     # README (webhook.header_timeout): the connection is closed, without an answer.
     assert r.closed and not r.reset and r.data == b"", f"partial request line not closed: {r}"
@@ -394,7 +394,7 @@ def test_header_timeout_closes_partial_request(strict, strict_wf):
 
 def test_body_timeout_408(strict, strict_wf):
     port = strict.http_port
-    before = hk.event_count(strict, strict_wf["id"])
+    before = hk.count_events(strict, strict_wf["id"])
     head = hk.http_request_bytes("POST", f"/hooks/{strict_wf['id']}", port,
                                  headers={"Content-Type": "text/plain", "Content-Length": "100"})
     with hk.raw_connect(port) as s:
@@ -425,7 +425,7 @@ def test_body_timeout_408(strict, strict_wf):
     assert r.closed and not r.reset, r
     assert answers(r.data) == [(408, {"msg": "Request body timeout"})], r
     assert r.elapsed <= BODY_TIMEOUT_MS / 1000 + SLACK + 1, r
-    assert hk.event_count(strict, strict_wf["id"]) == before
+    assert hk.count_events(strict, strict_wf["id"]) == before
     assert strict.listener_pids() == strict_wf["pids"]
 
 
@@ -440,7 +440,7 @@ def test_many_idle_clients_do_not_block_the_listener(strict, strict_wf):
             socks.append(s)
         t0 = time.monotonic()
         for _ in range(5):
-            hk.assert_success(hk.get(strict.hook_url(strict_wf["id"]), timeout=3), strict_wf["id"])
+            hk.assert_success(hk.get_url(strict.hook_url(strict_wf["id"]), timeout=3), strict_wf["id"])
         assert time.monotonic() - t0 < 3, "good requests were slowed down by idle connections"
     finally:
         for s in socks:
@@ -592,7 +592,7 @@ def assert_case(case: str, spec: dict, r: hk.RawResult) -> None:
 def test_malformed_request_gets_its_exact_answer(strict, strict_wf, case):
     wf_id = strict_wf["id"]
     spec = _corpus(wf_id, strict.http_port)[case]
-    events_before = hk.event_count(strict)
+    events_before = hk.count_events(strict)
 
     t0 = time.monotonic()
     r = send_case(strict.http_port, spec)
@@ -603,7 +603,7 @@ def test_malformed_request_gets_its_exact_answer(strict, strict_wf, case):
     assert_case(case, spec, r)
 
     # Nothing stored, no listener lost.
-    assert hk.event_count(strict) == events_before, f"{case}: a rejected request stored an event"
+    assert hk.count_events(strict) == events_before, f"{case}: a rejected request stored an event"
     assert strict.listener_pids() == strict_wf["pids"], f"{case}: listener pids changed"
 
 
@@ -615,15 +615,15 @@ def test_listeners_unchanged_and_serving_after_the_whole_corpus(strict, strict_w
     pids = strict.listener_pids()
     assert len(pids) == 2, pids
     pos = strict.log_position()
-    events_before = hk.event_count(strict)
+    events_before = hk.count_events(strict)
     for case, spec in _corpus(wf_id, strict.http_port).items():
         assert_case(case, spec, send_case(strict.http_port, spec))
-    assert hk.event_count(strict) == events_before
+    assert hk.count_events(strict) == events_before
     assert strict.listener_pids() == pids
 
     ids = []
     for i in range(6):  # fresh connections, so both listener processes are likely hit
-        r = hk.post(strict.hook_url(wf_id), {"after": i})
+        r = hk.post_url(strict.hook_url(wf_id), {"after": i})
         ids.append(hk.assert_success(r, wf_id)["event_id"])
     rows = strict.rows("SELECT id, params FROM webhook.events WHERE id = ANY(%s) ORDER BY id", (ids,))
     assert [r["id"] for r in rows] == sorted(ids)

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from conftest import chown_pg
-from httpkit import create_workflow, event_count
+from hookkit import count_events, create_workflow
 
 
 def make_certificate(directory: str) -> tuple[str, str]:
@@ -55,7 +55,7 @@ def test_https_round_trip(make_cluster, cert_dir):
     r = requests.post(url, json={"order_id": "tls-1"}, verify=cert, timeout=10)
     assert r.status_code == 200, r.text
     assert r.json()["msg"] == "success"
-    assert event_count(c, wf) == 1
+    assert count_events(c, wf) == 1
     assert c.scalar("SELECT params->>'order_id' FROM webhook.events WHERE workflow_id = %s::uuid",
                     (wf,)) == "tls-1"
 
@@ -64,7 +64,7 @@ def test_https_round_trip(make_cluster, cert_dir):
         for n in range(5):
             r = session.post(url, json={"n": n}, verify=cert, timeout=10)
             assert r.status_code == 200, r.text
-    assert event_count(c, wf) == 6
+    assert count_events(c, wf) == 6
 
     # Plain HTTP to the TLS port is not served, and stores nothing.
     with socket.create_connection(("127.0.0.1", c.http_port), timeout=5) as s:
@@ -74,7 +74,7 @@ def test_https_round_trip(make_cluster, cert_dir):
         except (ConnectionResetError, socket.timeout):
             reply = b""
     assert not reply.startswith(b"HTTP/1.1 200"), reply
-    assert event_count(c, wf) == 6
+    assert count_events(c, wf) == 6
 
 
 def assert_listener_down(c) -> None:
@@ -150,4 +150,4 @@ def test_certificate_reload_keeps_established_connections(make_cluster, cert_dir
     c.wait_for_log(r"WARNING:  webhook_ext listener keeps its HTTPS certificate: "
                    r"no certificate found in", since=since)
     assert curl_status(url, new_cert) == (0, "200")
-    assert event_count(c, wf) == 5
+    assert count_events(c, wf) == 5

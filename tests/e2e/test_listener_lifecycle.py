@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-import httpkit as hk
+import hookkit as hk
+from conftest import uniq
 
 CRASH = re.compile(r"PANIC|panicked")
 
@@ -82,10 +83,10 @@ def test_two_workers_are_two_listener_processes_both_serving(make_cluster):
     # event records the listener that stored it.
     ids = []
     for i in range(40):
-        r = hk.post(c.hook_url(wf), {"i": i})
+        r = hk.post_url(c.hook_url(wf), {"i": i})
         ids.append(hk.assert_success(r, wf)["event_id"])
     assert len(set(ids)) == 40
-    assert hk.event_count(c, wf) == 40 + 1  # + the readiness probe
+    assert hk.count_events(c, wf) == 40 + 1  # + the readiness probe
     served_by = {r[0] for r in c.sql("SELECT DISTINCT listener_pid FROM webhook.events WHERE id = ANY(%s)", (ids,))}
     assert served_by == set(pids), f"requests served by {served_by}, listener pids {pids}"
     # The handlers ran in an executor, never in a listener.
@@ -110,9 +111,9 @@ def test_503_until_create_extension(make_cluster):
     c.wait_for_http()
     some_id = "00000000-0000-4000-8000-000000000001"
     for _ in range(4):
-        r = hk.post(c.hook_url(some_id), {"a": 1})
+        r = hk.post_url(c.hook_url(some_id), {"a": 1})
         assert_not_installed(r)
-    hk.assert_error(hk.get(c.base_url + "/nowhere"), 404, "Not found")
+    hk.assert_error(hk.get_url(c.base_url + "/nowhere"), 404, "Not found")
     c.sql("CREATE EXTENSION webhook_ext")
     handler, table = hk.create_side_handler(c)
     wf = hk.create_workflow(c, handler)
@@ -150,7 +151,7 @@ def test_keeps_running_across_drop_and_create_extension(make_cluster):
     k = next((i for i, m in enumerate(msgs) if m != stored_failed), 8)
     assert msgs == [stored_failed] * k + [not_installed] * (8 - k) and k <= 1, msgs
     # Unknown paths still answer normally, without the database.
-    hk.assert_error(hk.get(c.base_url + "/nowhere"), 404, "Not found")
+    hk.assert_error(hk.get_url(c.base_url + "/nowhere"), 404, "Not found")
     assert time.monotonic() - t_drop >= 2.0
     assert c.listener_pids() == pids, "listener processes restarted while the extension was dropped"
 
@@ -165,7 +166,7 @@ def test_keeps_running_across_drop_and_create_extension(make_cluster):
     assert [x[0] for x in c.sql("SELECT id FROM webhook.events WHERE workflow_id = %s::uuid", (wf2,))] == [ev]
     hk.wait_handled(c, table2, ev)
     # The old workflow went with the extension.
-    hk.assert_error(hk.get(url), 404, "Workflow not found")
+    hk.assert_error(hk.get_url(url), 404, "Workflow not found")
     assert c.listener_pids() == pids
     assert not CRASH.search(c.log()), c.log()[-3000:]
 
@@ -179,11 +180,11 @@ def test_reload_applies_reloadable_settings(make_cluster):
     url = c.hook_url(wf)
     body = b"x" * (20 * 1024)
     text = {"Content-Type": "text/plain"}
-    before = hk.event_count(c, wf)
+    before = hk.count_events(c, wf)
     accepted = []  # event ids of every 200 this test gets
 
     def post(data):
-        r = hk.post(url, data, headers=text)
+        r = hk.post_url(url, data, headers=text)
         if r.status == 200:
             accepted.append(hk.assert_success(r, wf)["event_id"])
         return r
@@ -238,7 +239,7 @@ def test_reload_applies_reloadable_settings(make_cluster):
     hk.assert_success(post(b"z"), wf)
     assert c.listener_pids() == pids
     # Exactly the accepted requests were stored; no 413 left a row.
-    assert hk.event_count(c, wf) == before + len(accepted)
+    assert hk.count_events(c, wf) == before + len(accepted)
     stored = [r[0] for r in c.sql("SELECT id FROM webhook.events WHERE id = ANY(%s) ORDER BY id", (accepted,))]
     assert stored == sorted(accepted)
     # Handlers run after the answer: every accepted event's, once.
@@ -254,8 +255,8 @@ def once_slow_handler(c, sleep: float) -> tuple[str, str]:
     """A handler that sleeps ``sleep`` seconds the first time it runs (a
     sequence counts runs, and is not rolled back with the run), then records
     the event in its side table. Returns (handler, side table)."""
-    table = "public." + hk.uniq("side")
-    name = "public." + hk.uniq("h")
+    table = "public." + uniq("side")
+    name = "public." + uniq("h")
     c.sql(f"CREATE TABLE {table} (event_id bigint PRIMARY KEY, pid int DEFAULT pg_backend_pid())")
     c.sql(f"CREATE SEQUENCE {name}_runs")
     c.sql(f"""CREATE FUNCTION {name}(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$
@@ -330,7 +331,7 @@ def _start_inflight(c, wf: str, timeout: float = 40) -> tuple[threading.Thread, 
     def call():
         t0 = time.monotonic()
         try:
-            outcome["reply"] = hk.post(c.hook_url(wf), {"inflight": True}, timeout=timeout)
+            outcome["reply"] = hk.post_url(c.hook_url(wf), {"inflight": True}, timeout=timeout)
         except Exception as e:  # noqa: BLE001  (a closed connection is an allowed outcome)
             outcome["error"] = e
         outcome["elapsed"] = time.monotonic() - t0
@@ -376,7 +377,7 @@ def test_pg_terminate_backend_interrupts_a_long_running_handler(make_cluster):
     fast = hk.create_workflow(c)
     (pid,) = c.wait_for_listeners(1)
     hk.wait_until(lambda: serving(c, fast), timeout=10, what="listener serving")
-    ev = hk.assert_success(hk.post(c.hook_url(slow), {"slow": 1}), slow)["event_id"]
+    ev = hk.assert_success(hk.post_url(c.hook_url(slow), {"slow": 1}), slow)["event_id"]
     executor = hk.wait_until(lambda: executor_sleeping(c), timeout=10, interval=0.02, what="handler sleeping")
     t0 = time.monotonic()
     # Waits up to 5 s for the process to exit; false if it is still there.
@@ -403,11 +404,11 @@ def test_recovers_after_kill_9_of_a_listener(make_cluster):
     at the time runs again afterwards, once."""
     c, wf, table = ready_cluster(make_cluster, workers=2)
     pids = c.wait_for_listeners(2)
-    hk.assert_success(hk.post(c.hook_url(wf), {"before": 1}), wf)
-    before = hk.event_count(c, wf)
+    hk.assert_success(hk.post_url(c.hook_url(wf), {"before": 1}), wf)
+    before = hk.count_events(c, wf)
     slow_handler, slow_table = once_slow_handler(c, sleep=LONG_HANDLER_S)
     slow = hk.create_workflow(c, slow_handler)
-    stored = hk.assert_success(hk.post(c.hook_url(slow), {"inflight": 1}), slow)["event_id"]
+    stored = hk.assert_success(hk.post_url(c.hook_url(slow), {"inflight": 1}), slow)["event_id"]
     hk.wait_until(lambda: executor_sleeping(c), timeout=10, interval=0.02, what="handler sleeping")
 
     victim = pids[0]
@@ -428,15 +429,15 @@ def test_recovers_after_kill_9_of_a_listener(make_cluster):
     assert recovered < 10, recovered
     assert victim not in new_pids, (pids, new_pids)
     ev = hk.assert_success(r, wf)["event_id"]
-    assert hk.event_count(c, wf) == before + 1
+    assert hk.count_events(c, wf) == before + 1
     hk.wait_handled(c, table, ev)
     # The event stored before the crash: its handler ran once, afterwards.
     hk.wait_handled(c, slow_table, stored, timeout=15)
     assert c.scalar(f"SELECT count(*) FROM {slow_table}") == 1
     assert c.scalar("SELECT status FROM webhook.events WHERE id = %s", (stored,)) == "succeeded"
     for i in range(10):
-        hk.assert_success(hk.post(c.hook_url(wf), {"after": i}), wf)
-    assert hk.event_count(c, wf) == before + 11
+        hk.assert_success(hk.post_url(c.hook_url(wf), {"after": i}), wf)
+    assert hk.count_events(c, wf) == before + 11
 
 
 def test_comes_back_after_pg_terminate_backend(make_cluster):
@@ -471,22 +472,22 @@ def test_disabled_workflow_is_404_until_enabled(cluster):
     url = cluster.hook_url(wf)
     try:
         hk.wait_until(lambda: serving(cluster, wf), timeout=5, what="new workflow served")
-        count = hk.event_count(cluster, wf)
+        count = hk.count_events(cluster, wf)
         cluster.sql("SELECT webhook_disable_workflow(%s::uuid)", (wf,))
         for method in ("GET", "POST"):
             r = hk.request(method, url, body={"a": 1} if method == "POST" else None)
             hk.assert_error(r, 404, "Workflow not found")
-        assert hk.event_count(cluster, wf) == count
+        assert hk.count_events(cluster, wf) == count
 
         cluster.sql("SELECT webhook_enable_workflow(%s::uuid)", (wf,))
-        hk.assert_success(hk.post(url, {"a": 2}), wf)
-        hk.assert_success(hk.get(url), wf)
-        assert hk.event_count(cluster, wf) == count + 2
+        hk.assert_success(hk.post_url(url, {"a": 2}), wf)
+        hk.assert_success(hk.get_url(url), wf)
+        assert hk.count_events(cluster, wf) == count + 2
         assert cluster.scalar(f"SELECT count(*) FROM {table}") == count + 2
 
         # A workflow created disabled is 404 from the start.
         wf_off = hk.create_workflow(cluster, handler, enabled=False)
-        hk.assert_error(hk.post(cluster.hook_url(wf_off), {"a": 3}), 404, "Workflow not found")
-        assert hk.event_count(cluster, wf_off) == 0
+        hk.assert_error(hk.post_url(cluster.hook_url(wf_off), {"a": 3}), 404, "Workflow not found")
+        assert hk.count_events(cluster, wf_off) == 0
     finally:
         cluster.sql("DELETE FROM webhook.workflows WHERE handler = %s::regproc", (handler,))

@@ -25,7 +25,7 @@ import time
 
 import psycopg
 
-import httpkit as hk
+import hookkit as hk
 from hookkit import sent_behind_a_stopped_listener
 from tenantkit import private_cluster_fixture
 
@@ -44,7 +44,7 @@ def test_the_listener_and_executor_writes_reach_the_table_statistics(private):
     wf = hk.create_workflow(c, handler)
     url = c.hook_url(wf)
     for n in range(20):
-        hk.assert_success(hk.post(url, {"n": n}), wf)
+        hk.assert_success(hk.post_url(url, {"n": n}), wf)
     hk.wait_until(lambda: c.scalar("SELECT count(*) FROM webhook.events WHERE status = 'succeeded'") == 20,
                   timeout=10)
 
@@ -81,7 +81,7 @@ def test_a_batch_whose_commit_fails_answers_503_and_the_next_batch_stores_once(p
             replies = {}
 
             def send(name):
-                replies[name] = hk.post(url, {"name": name, "attempt": attempt})
+                replies[name] = hk.post_url(url, {"name": name, "attempt": attempt})
 
             # The listener stopped, the requests connect in this order and
             # are taken two by two when it resumes: [before, boom], [after-1, after-2].
@@ -155,7 +155,7 @@ def test_a_full_queue_answers_503_at_once_and_serves_the_queued(private):
         with psycopg.connect(**c.conninfo(), autocommit=False) as locker:
             locker.execute("SELECT 1 FROM webhook.workflows WHERE id = %s FOR UPDATE", (wf,))
             first = {}
-            t = threading.Thread(target=lambda: first.setdefault("r", hk.post(c.hook_url(wf), {}, timeout=90)))
+            t = threading.Thread(target=lambda: first.setdefault("r", hk.post_url(c.hook_url(wf), {}, timeout=90)))
             t.start()
             hk.wait_until(lambda: c.scalar("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
                                            "WHERE NOT l.granted AND a.backend_type = 'webhook_ext listener'") or None,

@@ -27,7 +27,7 @@ import time
 import pytest
 import requests
 
-import httpkit as hk
+import hookkit as hk
 from hookkit import events, handler_rows, login_role, post, ready, recording_handler, settle  # noqa: F401
 
 
@@ -220,7 +220,7 @@ def test_create_extension_in_a_schema_of_its_own(make_cluster):
     wf = str(c.scalar("SELECT id FROM webhook_api.webhook_create_workflow('api-schema', 'public.h')"))
     url = c.scalar("SELECT webhook_api.webhook_url(%s)", (wf,))
     c.wait_for_http()
-    r = hk.post(url, {"order": "A-1"})
+    r = hk.post_url(url, {"order": "A-1"})
     assert r.status == 200, r
     assert c.scalar("SELECT params FROM webhook.events WHERE workflow_id = %s", (wf,)) == {"order": "A-1"}
     assert [str(row["id"]) for row in c.rows("SELECT id FROM webhook_api.webhook_find_workflow(%s)", (wf,))] == \

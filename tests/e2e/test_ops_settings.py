@@ -20,7 +20,8 @@ from collections import Counter
 import psycopg
 import pytest
 
-import httpkit as hk
+import hookkit as hk
+from conftest import uniq
 from hookkit import sent_behind_a_stopped_listener
 from tenantkit import private_cluster_fixture
 
@@ -146,12 +147,12 @@ def test_reload_handler_timeout(private):
           "$h$ BEGIN PERFORM pg_sleep(1); RETURN '{\"done\": true}'; END $h$")
     wf = hk.create_workflow(c, handler="public.slow_result")
     c.sql("SELECT webhook_set_response(%s::uuid, 'workflow')", (wf,))
-    r = hk.post(c.hook_url(wf), {"n": 1})
+    r = hk.post_url(c.hook_url(wf), {"n": 1})
     assert (r.status, r.json()) == (200, {"done": True})
     reload_to(c, "webhook.handler_timeout", "300ms", "300ms")
     try:
         def failed():
-            reply = hk.post(c.hook_url(wf), {"n": 2})
+            reply = hk.post_url(c.hook_url(wf), {"n": 2})
             return reply if reply.status == 500 else None
         reply = wait_for(failed, "the failure response after lowering handler_timeout", timeout=20)
         event_id = reply.json()["event_id"]
@@ -214,7 +215,7 @@ def test_reload_connection_caps(private, setting, cap):
         reload_to(c, setting, None, default)
     held = [hk.raw_connect(c.http_port) for _ in range(cap)]
     try:
-        wait_for(lambda: hk.post(c.hook_url(wf), {}).status == 200, "one more connection served after the reset")
+        wait_for(lambda: hk.post_url(c.hook_url(wf), {}).status == 200, "one more connection served after the reset")
     finally:
         for s in held:
             s.close()
@@ -232,7 +233,7 @@ def test_reload_lock_timeout(private):
             timer = threading.Timer(hold, conn.commit)
             timer.start()
             try:
-                return hk.post(url, {"n": 1}, timeout=15)
+                return hk.post_url(url, {"n": 1}, timeout=15)
             finally:
                 timer.join()
 
@@ -271,7 +272,7 @@ def burst_behind_a_stopped_listener(c, wf, table: str, count: int = 24) -> Count
     many events each of its transactions stored."""
     url = c.hook_url(wf)
     c.sql(f"TRUNCATE {table}")
-    sent_behind_a_stopped_listener(c, [lambda n=n: hk.post(url, {"n": n}) for n in range(count)])
+    sent_behind_a_stopped_listener(c, [lambda n=n: hk.post_url(url, {"n": n}) for n in range(count)])
     rows = c.rows(f"SELECT tx::text AS tx FROM {table}")
     assert len(rows) == count
     return Counter(r["tx"] for r in rows)
@@ -304,7 +305,7 @@ def executor_pids(c, table: str) -> set:
 
 def test_reload_executors_per_owner_and_idle_timeout(private):
     c = private
-    table = hk.uniq("runs")
+    table = uniq("runs")
     c.sql(f"CREATE TABLE public.{table} (event_id bigint, pid int)")
     c.sql(f"CREATE OR REPLACE FUNCTION public.{table}_h(e webhook.events) RETURNS void LANGUAGE plpgsql AS "
           f"$h$ BEGIN INSERT INTO public.{table} VALUES (e.id, pg_backend_pid()); PERFORM pg_sleep(0.6); END $h$")
@@ -314,7 +315,7 @@ def test_reload_executors_per_owner_and_idle_timeout(private):
     def run_burst(n: int = 6) -> set:
         c.sql(f"TRUNCATE public.{table}")
         for i in range(n):
-            assert hk.post(url, {"n": i}).status == 200
+            assert hk.post_url(url, {"n": i}).status == 200
         wait_for(lambda: c.scalar(f"SELECT count(*) FROM public.{table}") == n or None, "handlers ran", timeout=30)
         return executor_pids(c, f"public.{table}")
 

@@ -19,8 +19,7 @@ import psycopg
 import pytest
 import requests
 
-from hookkit import assert_rejection_counts, count_events, post
-from httpkit import wait_until
+from hookkit import assert_rejection_counts, count_events, post, wait_until
 from tenantkit import private, tenants_fixture  # noqa: F401  (fixtures)
 
 tenants = tenants_fixture("alice", "bob")

@@ -11,8 +11,7 @@ import time
 
 import requests
 
-from hookkit import post, wait_for_rows
-from httpkit import http_request_bytes, raw_exchange
+from hookkit import http_request_bytes, post, raw_exchange, wait_for_rows
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 MISSING = "Missing required parameter(s)"

@@ -5,8 +5,7 @@ webhook.max_handler_timeout. Here: 1 s, 3 attempts and 1 s."""
 
 import requests
 
-from hookkit import set_response
-from httpkit import wait_until
+from hookkit import set_response, wait_until
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 private = private_cluster_fixture(**{"webhook.min_retry_delay": "1s", "webhook.max_retry_attempts": 3,
