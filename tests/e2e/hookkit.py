@@ -402,9 +402,10 @@ def http_request_bytes(method: str, path: str, port: int, body: bytes = b"",
 
 # ------------------------------------------------------------------- waiting
 def wait_until(fn: Callable[[], Any], timeout: float, interval: float = 0.1,
-               what: str = "condition") -> Any:
-    """Calls ``fn`` until it returns a truthy value (exceptions count as false);
-    returns that value, or raises AssertionError with the last error/value."""
+               what: str = "condition", until: Callable[[Any], Any] | None = None) -> Any:
+    """Calls ``fn`` until it returns a truthy value, or one that ``until``
+    accepts (exceptions count as not yet); returns that value, or raises
+    AssertionError with the last error/value."""
     deadline = time.monotonic() + timeout
     last: Any = None
     attempts = 0
@@ -412,7 +413,7 @@ def wait_until(fn: Callable[[], Any], timeout: float, interval: float = 0.1,
         attempts += 1
         try:
             value = fn()
-            if value:
+            if (until(value) if until is not None else value):
                 return value
             last = value
         except Exception as e:  # noqa: BLE001  (polling: any failure means "not yet")
@@ -420,6 +421,44 @@ def wait_until(fn: Callable[[], Any], timeout: float, interval: float = 0.1,
         if time.monotonic() >= deadline or attempts > 100_000:
             raise AssertionError(f"{what} not reached within {timeout}s; last: {last!r}")
         time.sleep(interval)
+
+
+def wait_for_value(fn: Callable[[], Any], expected: Any, timeout: float, interval: float = 0.1,
+                   what: str = "value") -> Any:
+    """Calls ``fn`` until it returns ``expected`` (exceptions count as not
+    yet); returns it, or raises AssertionError with the last value or error
+    next to the expected one."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            last = fn()
+            if last == expected:
+                return last
+        except Exception as e:  # noqa: BLE001  (polling: any failure means "not yet")
+            last = e
+        if time.monotonic() >= deadline or attempts > 100_000:
+            raise AssertionError(f"{what}: expected {expected!r} within {timeout}s; last: {last!r}")
+        time.sleep(interval)
+
+
+def wait_for_status(cluster, event_id: int, status: str, timeout: float = 10, **kw) -> dict:
+    """The event row once its status is ``status``; raises with the row (and
+    its attempts) as last seen when the time is up."""
+    query = "SELECT * FROM webhook.events WHERE id = %s"
+    deadline = time.monotonic() + timeout
+    while True:
+        row = cluster.row(query, (event_id,), **kw)
+        if row is not None and row["status"] == status:
+            return row
+        if time.monotonic() >= deadline:
+            tried = cluster.rows("SELECT attempt, outcome, sqlstate, message FROM webhook.attempts "
+                                 "WHERE event_id = %s ORDER BY attempt", (event_id,), **kw)
+            raise AssertionError(f"event {event_id} not {status} within {timeout}s; last: {row!r}; "
+                                 f"attempts: {tried!r}")
+        time.sleep(0.02)
 
 
 SETTLE_TIMEOUT = 15  # seconds an executor gets to run the first attempt of what is pending
@@ -529,10 +568,8 @@ def rejection_counts(cluster, wf_id) -> dict:
 def assert_rejection_counts(cluster, wf_id, expected: dict, timeout: float = 5.0) -> None:
     """The refusals counted for the workflow are exactly ``expected`` (counts
     are written with the batch that answered them, so polled briefly)."""
-    deadline = time.monotonic() + timeout
-    while rejection_counts(cluster, wf_id) != expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert rejection_counts(cluster, wf_id) == expected
+    wait_for_value(lambda: rejection_counts(cluster, wf_id), expected, timeout, interval=0.05,
+                   what=f"rejection counts of {wf_id}")
 
 
 # ------------------------------------------------ handlers, workflows, roles

@@ -57,14 +57,16 @@ def wait_for_forwarded_client(c, wf, address: str, timeout: float = 10.0) -> Non
     """Waits until every listener process took in the reloaded setting: a
     request claiming ``address`` is recorded with it, on fresh connections."""
     deadline = time.monotonic() + timeout
-    hits = 0
-    while time.monotonic() < deadline and hits < 8:
+    hits, stored = 0, None
+    while hits < 8:
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"the listeners did not take in webhook.trusted_proxies within {timeout}s: "
+                                 f"the last request was recorded from {stored!r}, {hits} in a row from {address}")
         r = fresh_post(c, wf, {"probe": True}, headers={"X-Forwarded-For": address})
         assert r.status_code == 200, r.text
         stored = c.scalar("SELECT host(remote_addr) FROM webhook.events WHERE id = %s", (r.json()["event_id"],))
         hits = hits + 1 if stored == address else 0
         time.sleep(0.02)
-    assert hits >= 8, "the listeners did not take in webhook.trusted_proxies"
     c.sql("SELECT webhook_delete_events(%s)", (wf,))
 
 

@@ -72,6 +72,7 @@ def run_in_one_batch(private, tenant, first, second):
     handlers prove fast). Retries (bounded) until both events share a
     transaction."""
     quick = tenant.create_workflow(handler=f"{tenant.name}.quick", name=uniq("quick"))
+    tries = []
     for _ in range(3):
         for _ in range(30):
             post(private, quick)
@@ -81,9 +82,10 @@ def run_in_one_batch(private, tenant, first, second):
         a, b = settled(private, first), settled(private, second)
         # The executor's update of both rows is their newest version: the
         # same xmin means the same transaction.
-        if a and b and a["xmin"] == b["xmin"]:
+        if a["xmin"] == b["xmin"]:
             return a, b
-    pytest.fail("could not get both events into one batch")
+        tries.append((a, b))
+    pytest.fail(f"could not get both events into one batch in 3 tries: {tries!r}")
 
 
 def test_two_owners_never_share_an_executor_session_or_transaction(private, tenants):

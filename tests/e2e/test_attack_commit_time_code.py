@@ -11,10 +11,9 @@ and no tenant code runs at commit. (So handlers cannot use deferred
 constraints; see the README's security model.)
 """
 
-import time
-
 import requests
 
+from hookkit import settle
 from tenantkit import private, tenants_fixture  # noqa: F401  (fixtures)
 
 tenants = tenants_fixture("alice")
@@ -70,10 +69,7 @@ def test_deferred_trigger_of_a_handler_cannot_become_superuser(private, tenants)
     alice.sql("SELECT webhook_set_retry(%s, 1)", (wf,))
     r = requests.post(private.hook_url(wf), json={}, timeout=10)
     assert r.status_code == 200, r.text
-    deadline = time.monotonic() + 10
-    while private.scalar("SELECT status FROM webhook.events WHERE workflow_id = %s", (wf,)) == "pending":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    settle(private, "workflow_id = %s", (wf,), timeout=10)
     log = private.rows(f"SELECT what, cur, sess FROM {a}.log")
     assert alice.is_superuser() is False, log
     assert log == [], log

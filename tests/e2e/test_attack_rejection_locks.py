@@ -12,7 +12,7 @@ import time
 
 import requests
 
-from hookkit import post, wait_until
+from hookkit import post, wait_for_value
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 private = private_cluster_fixture(**{"webhook.rejections_kept": 3, "webhook.lock_timeout": "200ms"})
@@ -49,8 +49,8 @@ def test_a_held_rejection_count_row_does_not_stall_other_tenants(private, tenant
     assert r.status_code == 400, r.text
     reason = r.json()["msg"]
     counted = ("SELECT status, reason, count FROM webhook.rejection_counts WHERE workflow_id = %s")
-    wait_until(lambda: private.rows(counted, (wa,)) == [{"status": 400, "reason": "Invalid JSON body",
-                                                         "count": 1}], 5, what="first rejection counted")
+    wait_for_value(lambda: private.rows(counted, (wa,)), [{"status": 400, "reason": "Invalid JSON body",
+                                                             "count": 1}], 5, what="first rejection counted")
     # Positive control: nothing held, everything is quick.
     out = fire(private, wa, wb)
     print("free", out)
@@ -76,5 +76,5 @@ def test_a_held_rejection_count_row_does_not_stall_other_tenants(private, tenant
     # written with a later batch: none is lost (1 + 10 + 10, and one more
     # rejection to make a batch).
     assert post(private, wa, b"{broken", headers={"Content-Type": "application/json"}).json()["msg"] == reason
-    wait_until(lambda: private.rows(counted, (wa,)) == [{"status": 400, "reason": "Invalid JSON body",
-                                                         "count": 22}], 5, what="every rejection counted")
+    wait_for_value(lambda: private.rows(counted, (wa,)), [{"status": 400, "reason": "Invalid JSON body",
+                                                             "count": 22}], 5, what="every rejection counted")

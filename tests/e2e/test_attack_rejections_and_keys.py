@@ -4,7 +4,7 @@ longer than 512 bytes is no key."""
 
 import random
 
-from hookkit import post, wait_until
+from hookkit import post, wait_for_value
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 private = private_cluster_fixture(**{"webhook.rejections_kept": 5})
@@ -21,7 +21,7 @@ def test_rejection_counts_are_bounded_when_the_reason_echoes_client_input(privat
     # Positive control: the same malformed body twice is one counted reason.
     for _ in range(2):
         assert post(private, wf, b"{broken", headers={"Content-Type": "application/json"}).status_code == 400
-    wait_until(lambda: private.rows(counted, (wf,)) == [
+    wait_for_value(lambda: private.rows(counted, (wf,)), [
         {"status": 400, "reason": "Invalid JSON body", "count": 2}], 5, what="two rejections counted")
     # An anonymous client varies the echoed part of the message.
     n = 60
@@ -41,7 +41,7 @@ def test_rejection_counts_are_bounded_when_the_reason_echoes_client_input(privat
     kept = private.rows("SELECT reason FROM webhook.rejections WHERE workflow_id = %s", (wf,))
     assert len({r["reason"] for r in kept}) == 5 and {r["reason"] for r in kept} <= set(answers), kept
     # The counts stay one row per status and category (the message before ": ").
-    wait_until(lambda: private.rows(counted, (wf,)) == [
+    wait_for_value(lambda: private.rows(counted, (wf,)), [
         {"status": 400, "reason": "Invalid JSON body", "count": 2 + 2 * n},
         {"status": 400, "reason": "Invalid XML body", "count": n}], 5, what="every rejection counted")
 

@@ -13,12 +13,11 @@ listener, and first shows that the measurement sees a body being decoded.
 import gzip
 import hashlib
 import hmac
-import time
 import uuid
 
 import requests
 
-from hookkit import assert_rejection_counts, wait_ready
+from hookkit import assert_rejection_counts, wait_ready, wait_until
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 private = private_cluster_fixture()
@@ -56,10 +55,8 @@ def fresh_listener(cluster, warm_up: str) -> int:
     ordinary request to ``warm_up``; returns its pid."""
     old = listener_pid(cluster)
     assert cluster.scalar("SELECT pg_terminate_backend(%s, 5000)", (old,)) is True
-    deadline = time.monotonic() + 30
-    while listener_pid(cluster) in (None, old):
-        assert time.monotonic() < deadline, "no new listener"
-        time.sleep(0.1)
+    wait_until(lambda: listener_pid(cluster), until=lambda pid: pid not in (None, old), timeout=30,
+               what=f"a new listener after ending {old}")
     wait_ready(cluster)
     r = requests.post(cluster.hook_url(warm_up), json={"warm": "up"}, timeout=10)
     assert r.status_code == 200, r.text

@@ -24,8 +24,8 @@ METHOD_NOT_ALLOWED = {"msg": "Method not allowed", "allowed": ["GET", "POST"]}
 def route_wf(cluster):
     handler, table = hk.create_side_handler(cluster)
     wf = hk.create_workflow(cluster, handler)
-    hk.wait_until(lambda: getattr(hk.try_request("GET", cluster.hook_url(wf)), "status", None) == 200,
-                  timeout=15, what="workflow served")
+    hk.wait_for_value(lambda: getattr(hk.try_request("GET", cluster.hook_url(wf)), "status", None), 200,
+                      timeout=15, what="workflow served")
     yield {"id": wf, "table": table}
     cluster.sql("DELETE FROM webhook.workflows WHERE id = %s::uuid", (wf,))
 

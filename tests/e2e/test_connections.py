@@ -44,8 +44,8 @@ def serving_cluster(make_cluster, **conf):
     wait_ready(c)
     handler, table = hk.create_side_handler(c)
     wf = hk.create_workflow(c, handler)
-    hk.wait_until(lambda: getattr(hk.try_request("GET", c.hook_url(wf)), "status", None) == 200,
-                  timeout=15, what="workflow served")
+    hk.wait_for_value(lambda: getattr(hk.try_request("GET", c.hook_url(wf)), "status", None), 200,
+                      timeout=15, what="workflow served")
     return c, wf
 
 
@@ -143,8 +143,8 @@ def test_per_client_cap_refuses_that_client_only_and_frees_slots(make_cluster):
         assert hk.count_events(c, wf) == before + 2
         # Closing one idle connection frees its slot for the same client.
         held.pop().close()
-        hk.wait_until(lambda: post_from(c, wf, "127.0.0.1", {"again": 1}).status == 200, timeout=5,
-                      what="slot freed after close")
+        hk.wait_for_value(lambda: post_from(c, wf, "127.0.0.1", {"again": 1}).status, 200, timeout=5,
+                          what="slot freed after close")
     finally:
         close_all(held)
     assert hk.count_events(c, wf) == before + 3  # the refused POST stored nothing
@@ -170,8 +170,8 @@ def test_global_cap_refuses_every_client_until_a_slot_frees(make_cluster):
         assert hk.count_events(c, wf) == before + 1
     finally:
         close_all(held)
-    hk.wait_until(lambda: post_from(c, wf, OTHER_CLIENT, {"after": 1}).status == 200, timeout=5,
-                  what="slots freed after closing the idle connections")
+    hk.wait_for_value(lambda: post_from(c, wf, OTHER_CLIENT, {"after": 1}).status, 200, timeout=5,
+                      what="slots freed after closing the idle connections")
     assert hk.count_events(c, wf) == before + 2
 
 

@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from hookkit import wait_until
+from hookkit import wait_for_value, wait_until
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 private = private_cluster_fixture(**{"webhook.max_executors": 4, "webhook.max_executors_per_owner": 2,
@@ -54,8 +54,8 @@ def test_another_owners_backlog_does_not_hide_a_due_retry(private, tenants):
     alice.sql("SELECT webhook_set_ordered(%s, true)", (ordered,))
     alice.sql("SELECT webhook_set_retry(%s, 5, '1 hour', '1 hour')", (ordered,))
     head = post(private, ordered)
-    wait_until(lambda: event(private, head) == {"status": "failed", "attempts": 1}, timeout=10,
-               what="the head failed once")
+    wait_for_value(lambda: event(private, head), {"status": "failed", "attempts": 1}, timeout=10,
+                   what="the head failed once")
     with requests.Session() as session:
         for n in range(1, 1101):
             r = session.post(private.hook_url(ordered), json={"n": n}, timeout=10)
@@ -69,9 +69,9 @@ def test_another_owners_backlog_does_not_hide_a_due_retry(private, tenants):
     # executor left.
     bob.sql("SELECT webhook_set_retry(%s, 3, '6 s', '6 s')", (retried,))
     ev = post(private, retried)
-    wait_until(lambda: event(private, ev) == {"status": "failed", "attempts": 1}, timeout=10,
-               what="bob's first attempt failed")
-    wait_until(lambda: event(private, ev)["status"] == "succeeded", timeout=15, what="bob's retry ran")
+    wait_for_value(lambda: event(private, ev), {"status": "failed", "attempts": 1}, timeout=10,
+                   what="bob's first attempt failed")
+    wait_for_value(lambda: event(private, ev)["status"], "succeeded", timeout=15, what="bob's retry ran")
     assert event(private, ev) == {"status": "succeeded", "attempts": 2}
     # alice's followers are still waiting for their head, untouched.
     assert private.scalar(followers, (ordered,)) == 1100
@@ -107,12 +107,12 @@ def test_slow_handlers_of_two_owners_leave_a_slot_for_a_third(private, tenants):
             post(private, slow[t.name], {"n": n})
     # Positive control: the slow handlers took executors; three of them run
     # at once (the fourth slot is the reserve).
-    wait_until(lambda: running_handlers(private, alice.name) + running_handlers(private, bob.name) == 3,
-               timeout=5, what="three slow handlers running")
+    wait_for_value(lambda: running_handlers(private, alice.name) + running_handlers(private, bob.name), 3,
+                   timeout=5, what="three slow handlers running")
     quick = carol.create_workflow(name="quick")
     t0 = time.monotonic()
     ev = post(private, quick)
-    wait_until(lambda: event(private, ev)["status"] == "succeeded", timeout=5, what="carol's event ran")
+    wait_for_value(lambda: event(private, ev)["status"], "succeeded", timeout=5, what="carol's event ran")
     waited = time.monotonic() - t0
     assert waited < 3, waited
     # The slow handlers were still running meanwhile.
@@ -120,8 +120,8 @@ def test_slow_handlers_of_two_owners_leave_a_slot_for_a_third(private, tenants):
     assert private.scalar(f"SELECT count(*) FROM {bob.name}.ran") == 0
     # Every slow event still runs, within a handler's time of the others.
     for t in (alice, bob):
-        wait_until(lambda: private.scalar(f"SELECT count(*) FROM {t.name}.ran") == 2, timeout=40,
-                   what=f"{t.name}'s slow events ran")
+        wait_for_value(lambda: private.scalar(f"SELECT count(*) FROM {t.name}.ran"), 2, timeout=40,
+                       what=f"{t.name}'s slow events ran")
 
 
 PARALLEL = ("SET max_parallel_workers_per_gather = 8; SET max_parallel_workers = 8; "
@@ -180,7 +180,7 @@ def test_a_parallel_query_cannot_take_the_executors_background_worker_slots(make
         assert (gather["Workers Planned"] > 0, gather["Workers Launched"]) == (True, 0), gather
         t0 = time.monotonic()
         ev = post(c, wf)
-        wait_until(lambda: event(c, ev)["status"] == "succeeded", timeout=15, what="alice's event ran")
+        wait_for_value(lambda: event(c, ev)["status"], "succeeded", timeout=15, what="alice's event ran")
         waited = time.monotonic() - t0
         assert waited < 3, waited
         assert thread.is_alive()  # mallory's query was running all along
@@ -207,7 +207,7 @@ def test_an_owners_retries_are_bounded_per_second(private, tenants):
     # Every first attempt runs at once, budget or not.
     first = "SELECT count(*) FROM webhook.attempts a JOIN webhook.events e ON e.id = a.event_id " \
             "WHERE e.workflow_id = %s AND a.attempt = 1"
-    wait_until(lambda: private.scalar(first, (wf,)) == 50, timeout=10, what="50 first attempts")
+    wait_for_value(lambda: private.scalar(first, (wf,)), 50, timeout=10, what="50 first attempts")
     time.sleep(1)
     window = "SELECT count(*) FROM webhook.attempts a JOIN webhook.events e ON e.id = a.event_id " \
              "WHERE e.workflow_id = %s AND a.attempt > 1 AND a.started_at >= %s AND a.started_at < %s"
@@ -225,5 +225,5 @@ def test_an_owners_retries_are_bounded_per_second(private, tenants):
     other = alice.create_workflow(name="healthy")
     t0 = time.monotonic()
     ev = post(private, other)
-    wait_until(lambda: event(private, ev)["status"] == "succeeded", timeout=5, what="a first attempt ran")
+    wait_for_value(lambda: event(private, ev)["status"], "succeeded", timeout=5, what="a first attempt ran")
     assert time.monotonic() - t0 < 1.5

@@ -7,7 +7,7 @@ its per-method verification, directly or through the API.
 
 import requests
 
-from hookkit import wait_until
+from hookkit import wait_for_value
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 private = private_cluster_fixture()
@@ -23,8 +23,8 @@ def test_a_tenant_reaches_only_its_own_handshakes_and_method_verifications(priva
               (wf,))
     r = requests.get(private.hook_url(wf), params={"challenge": "c1"}, timeout=10)
     assert (r.status_code, r.text) == (200, "c1")
-    wait_until(lambda: alice.rows("SELECT answered FROM webhook.handshakes") == [{"answered": 1}], 5,
-               what="alice's handshake counted")
+    wait_for_value(lambda: alice.rows("SELECT answered FROM webhook.handshakes"), [{"answered": 1}], 5,
+                   what="alice's handshake counted")
 
     # bob: not through the API,
     bob.error("SELECT webhook_set_handshake(%s, NULL)", (wf,), sqlstate="42704")

@@ -172,8 +172,8 @@ def hostile(e2e_root):
         c.sql("CREATE EXTENSION webhook_ext")
         handler, table = hk.create_side_handler(c)
         wf = hk.create_workflow(c, handler)
-        hk.wait_until(lambda: getattr(hk.try_request("GET", c.hook_url(wf)), "status", None) == 200,
-                      timeout=30, what="hostile cluster serving")
+        hk.wait_for_value(lambda: getattr(hk.try_request("GET", c.hook_url(wf)), "status", None), 200,
+                          timeout=30, what="hostile cluster serving")
         yield {"cluster": c, "wf": wf, "table": table}
     finally:
         c.destroy()
@@ -241,12 +241,13 @@ def test_hostile_body_gets_its_answer_while_good_requests_flow(hostile, name):
     before = hk.count_events(c, wf)
     with GoodTraffic(c, wf) as good:
         # Let good traffic start, then send the hostile body to both workflows.
-        hk.wait_until(lambda: len(good.results) >= 2, timeout=10, what="good traffic started")
+        hk.wait_until(lambda: len(good.results), until=lambda n: n >= 2, timeout=10, what="good traffic started")
         real = hk.post_url(c.hook_url(wf), body, headers=dict(headers), timeout=60)
         missing = hk.post_url(c.hook_url(MISSING), body, headers=dict(headers), timeout=60)
         # Some good requests after the hostile ones, too.
         count = len(good.results)
-        hk.wait_until(lambda: len(good.results) >= count + 2, timeout=10, what="good traffic continued")
+        hk.wait_until(lambda: len(good.results), until=lambda n: n >= count + 2, timeout=10,
+                      what="good traffic continued")
     check_answer(real, at_real, wf, name)
     check_answer(missing, at_missing, wf, name)
 

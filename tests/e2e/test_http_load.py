@@ -18,8 +18,8 @@ from hookkit import settle
 def load_wf(cluster):
     handler, table = hk.create_side_handler(cluster)
     wf = hk.create_workflow(cluster, handler)
-    hk.wait_until(lambda: getattr(hk.try_request("GET", cluster.hook_url(wf)), "status", None) == 200,
-                  timeout=10, what="workflow served")
+    hk.wait_for_value(lambda: getattr(hk.try_request("GET", cluster.hook_url(wf)), "status", None), 200,
+                      timeout=10, what="workflow served")
     # Start from zero rows: the probe above is not part of the count.
     cluster.sql("DELETE FROM webhook.events WHERE workflow_id = %s::uuid", (wf,))
     cluster.sql(f"DELETE FROM {table}")

@@ -595,6 +595,7 @@ def test_bad_request_does_not_fail_its_batch(solo, uniq, xact_trace):
     the rejection row and stored neighbours were inserted by one transaction."""
     c = solo
     wf = create_workflow(c, "public.params_handler", uniq)
+    seen = []
     for attempt in range(5):
         results = sent_around_a_bad_one(c, wf, attempt, 20, b'{"n": "\\u0000"}')
         assert results.pop("bad") == (400, NUL_REFUSED), results
@@ -614,7 +615,9 @@ def test_bad_request_does_not_fail_its_batch(solo, uniq, xact_trace):
         assert [(x["status"], x["reason"]) for x in rejected] == [(400, NUL_REFUSED["msg"])], rejected
         if rejected[0]["xid"] in {r["xid"] for r in rows}:
             return  # the refused request and at least one stored neighbour: one transaction
-    pytest.fail("the refused request never shared a batch with a stored one in 5 tries")
+        seen.append((rejected[0]["xid"], sorted({r["xid"] for r in rows})))
+    pytest.fail(f"the refused request never shared a batch with a stored one in 5 tries "
+                f"(its transaction, the stored ones'): {seen}")
 
 
 def test_a_number_postgresql_cannot_store_fails_only_its_own_request(solo, uniq, xact_trace):
@@ -628,6 +631,7 @@ def test_a_number_postgresql_cannot_store_fails_only_its_own_request(solo, uniq,
     batches, hence the tries)."""
     c = solo
     wf = create_workflow(c, "public.params_handler", uniq)
+    seen = []
     for attempt in range(5):
         results = sent_around_a_bad_one(c, wf, attempt, 10, b'{"n": 0e1073741823}')
         assert results.pop("bad") == (400, {"msg": "Request cannot be stored: value overflows numeric format"})
@@ -638,7 +642,8 @@ def test_a_number_postgresql_cannot_store_fails_only_its_own_request(solo, uniq,
         assert sorted(r["params"]["who"] for r in rows) == sorted(f"good{i}" for i in range(10))
         if len({r["xid"] for r in rows}) == 1:
             return
-    pytest.fail("the requests around the refused one never shared a batch in 5 tries")
+        seen.append(sorted({r["xid"] for r in rows}))
+    pytest.fail(f"the requests around the refused one never shared a batch in 5 tries (their transactions): {seen}")
 
 
 def test_declared_header_parameter_name_is_case_insensitive(ready, new_workflow):

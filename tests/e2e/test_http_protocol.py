@@ -66,8 +66,8 @@ def strict_wf(strict):
     handler, table = hk.create_side_handler(strict)
     wf = hk.create_workflow(strict, handler)
     # The listener answers for it before the corpus starts.
-    hk.wait_until(lambda: getattr(hk.try_request("GET", strict.hook_url(wf)), "status", None) == 200,
-                  timeout=15, what="strict cluster serving")
+    hk.wait_for_value(lambda: getattr(hk.try_request("GET", strict.hook_url(wf)), "status", None), 200,
+                      timeout=15, what="strict cluster serving")
     return {"id": wf, "table": table, "pids": strict.listener_pids(), "log_pos": strict.log_position()}
 
 

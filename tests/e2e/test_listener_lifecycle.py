@@ -24,11 +24,12 @@ CRASH = re.compile(r"PANIC|panicked")
 
 
 def serving(c, wf_id: str, timeout: float = 1.0):
-    """The GET reply if it is a 200 for ``wf_id``, else None."""
+    """The GET reply if it is a 200 for ``wf_id``; raises with what answered
+    instead (None: nothing), which ``wait_until`` reports when its time is up."""
     r = hk.try_request("GET", c.hook_url(wf_id), timeout=timeout)
-    if r is not None and r.status == 200 and r.json().get("workflow_id") == wf_id:
+    if r is not None and r.status == 200 and r.json()["workflow_id"] == wf_id:
         return r
-    return None
+    raise AssertionError(f"GET {wf_id} answered {r!r}")
 
 
 def ready_cluster(make_cluster, conf: dict | None = None, workers: int = 2):
@@ -56,16 +57,18 @@ def test_listener_answers_within_2s_of_start(make_cluster):
     c.start()  # pg_ctl start -w returned: the server accepts connections
     t0 = time.monotonic()
     replies = 0
-    r = None
-    while time.monotonic() - t0 < 2.0 and replies < 200:
+    r = last = None
+    while r is None:
+        elapsed = time.monotonic() - t0
+        if elapsed >= 2.0 or replies >= 200:
+            raise AssertionError(f"no 200 within 2 s of pg_ctl start returning ({elapsed:.2f}s, {replies} tries; "
+                                 f"last: {last}); log tail:\n{c.log()[-2000:]}")
         replies += 1
-        r = serving(c, wf, timeout=0.5)
-        if r:
-            break
-        time.sleep(0.02)
-    elapsed = time.monotonic() - t0
-    assert r is not None, (f"no 200 within 2 s of pg_ctl start returning ({elapsed:.2f}s, {replies} tries); "
-                           f"log tail:\n{c.log()[-2000:]}")
+        try:
+            r = serving(c, wf, timeout=0.5)
+        except AssertionError as e:
+            last = e
+            time.sleep(0.02)
     ev = r.json()["event_id"]
     assert c.scalar("SELECT workflow_id::text FROM webhook.events WHERE id = %s", (ev,)) == wf
     hk.wait_handled(c, table, ev)
@@ -243,9 +246,9 @@ def test_reload_applies_reloadable_settings(make_cluster):
     stored = [r[0] for r in c.sql("SELECT id FROM webhook.events WHERE id = ANY(%s) ORDER BY id", (accepted,))]
     assert stored == sorted(accepted)
     # Handlers run after the answer: every accepted event's, once.
-    hk.wait_until(lambda: c.scalar(f"SELECT count(*) FROM {table} WHERE event_id = ANY(%s)",
-                                   (accepted,)) == len(accepted),
-                  timeout=15, what="the handler of every accepted event ran")
+    hk.wait_for_value(lambda: c.scalar(f"SELECT count(*) FROM {table} WHERE event_id = ANY(%s)",
+                                       (accepted,)), len(accepted),
+                      timeout=15, what="the handler of every accepted event ran")
 
 
 # --------------------------------------------------------------------------

@@ -45,8 +45,8 @@ def test_the_listener_and_executor_writes_reach_the_table_statistics(private):
     url = c.hook_url(wf)
     for n in range(20):
         hk.assert_success(hk.post_url(url, {"n": n}), wf)
-    hk.wait_until(lambda: c.scalar("SELECT count(*) FROM webhook.events WHERE status = 'succeeded'") == 20,
-                  timeout=10)
+    hk.wait_for_value(lambda: c.scalar("SELECT count(*) FROM webhook.events WHERE status = 'succeeded'"), 20,
+                      timeout=10)
 
     def counts():
         return c.rows(
@@ -58,10 +58,7 @@ def test_the_listener_and_executor_writes_reach_the_table_statistics(private):
     # it (its status), and the handler's own rows.
     expected = [{"relname": "events", "n_tup_ins": 20, "n_tup_upd": 20},
                 {"relname": table.split(".")[-1], "n_tup_ins": 20, "n_tup_upd": 0}]
-    deadline = time.monotonic() + 10
-    while (reported := counts()) != expected and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert reported == expected
+    hk.wait_for_value(counts, expected, timeout=10, what="table statistics")
 
 
 def test_a_batch_whose_commit_fails_answers_503_and_the_next_batch_stores_once(private):

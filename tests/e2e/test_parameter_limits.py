@@ -19,7 +19,7 @@ import psycopg
 import pytest
 import requests
 
-from hookkit import assert_rejection_counts, count_events, post, wait_until
+from hookkit import assert_rejection_counts, count_events, post, wait_for_value
 from tenantkit import private, tenants_fixture  # noqa: F401  (fixtures)
 
 tenants = tenants_fixture("alice", "bob")
@@ -174,9 +174,9 @@ def test_concurrent_inserts_cannot_pass_the_limit_together(private, tenants, iso
 
         t = threading.Thread(target=second)
         t.start()
-        wait_until(lambda: private.scalar("SELECT count(*) FROM pg_stat_activity WHERE usename = %s "
-                                          "AND wait_event_type = 'Lock'", (alice.name,)) == 1,
-                   10, what="the second transaction waits for the first")
+        wait_for_value(lambda: private.scalar("SELECT count(*) FROM pg_stat_activity WHERE usename = %s "
+                                              "AND wait_event_type = 'Lock'", (alice.name,)), 1,
+                       10, what="the second transaction waits for the first")
         one.execute("COMMIT")
         t.join(20)
     assert errors == [sqlstate]

@@ -9,7 +9,8 @@ path (Stripe: id) or none, and how long keys are remembered.
 import threading
 import time
 
-from hookkit import count_events, events, handler_rows, post, ready, recording_handler, set_response  # noqa: F401
+from hookkit import (count_events, events, handler_rows, post, ready, recording_handler, set_response,  # noqa: F401
+                     wait_for_value)
 
 
 def deliveries(c, wf):
@@ -101,10 +102,7 @@ def test_body_keys_windows_and_none(ready, new_workflow):
     assert r3.json()["event_id"] != r1.json()["event_id"]
     assert count_events(c, wf) == 3
     # Expired keys are deleted while the listener is idle.
-    deadline = time.monotonic() + 8
-    while deliveries(c, wf) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert deliveries(c, wf) == []
+    wait_for_value(lambda: deliveries(c, wf), [], timeout=8, interval=0.2, what="expired delivery keys deleted")
 
     c.sql("SELECT webhook_set_delivery_key(%s, 'none')", (wf,))
     post(c, wf, json_body=event, headers={"webhook-id": "w"})

@@ -5,7 +5,7 @@ webhook.max_handler_timeout. Here: 1 s, 3 attempts and 1 s."""
 
 import requests
 
-from hookkit import set_response, wait_until
+from hookkit import set_response, wait_for_status
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 private = private_cluster_fixture(**{"webhook.min_retry_delay": "1s", "webhook.max_retry_attempts": 3,
@@ -35,8 +35,7 @@ def test_retries_keep_the_servers_floor_and_ceiling(private, tenants):
     assert (row["max_attempts"], str(row["retry_delay"])) == (1000, "0:00:00.000001")
     r = requests.post(private.hook_url(wf), json={}, timeout=10)
     assert r.status_code == 200, r.text
-    wait_until(lambda: private.scalar("SELECT status = 'dead' FROM webhook.events WHERE workflow_id = %s",
-                                      (wf,)), timeout=20, what="event dead")
+    wait_for_status(private, r.json()["event_id"], "dead", timeout=20)
     # ...but gets the server's three, each at least a second after the last.
     rows = attempts(private, wf)
     assert [(a["attempt"], a["outcome"]) for a in rows] == [(1, "failed"), (2, "failed"), (3, "failed")], rows
@@ -56,8 +55,7 @@ def test_no_handler_runs_past_the_servers_deadline(private, tenants):
     r = requests.post(private.hook_url(wf), json={}, timeout=20)
     event_id = private.scalar("SELECT id FROM webhook.events WHERE workflow_id = %s", (wf,))
     assert (r.status_code, r.json()) == (500, {"msg": "Workflow failed", "event_id": event_id}), r.text
-    wait_until(lambda: private.scalar("SELECT status = 'dead' FROM webhook.events WHERE id = %s", (event_id,)),
-               timeout=10, what="event dead")
+    wait_for_status(private, event_id, "dead", timeout=10)
     rows = attempts(private, wf)
     assert [(a["attempt"], a["outcome"], a["sqlstate"]) for a in rows] == [(1, "timeout", "57014")], rows
     assert float(rows[0]["ended"] - rows[0]["started"]) < 3, rows
