@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from hookkit import wait_until
+from hookkit import wait_for_status, wait_for_value, wait_until
 
 from conftest import uniq
 from tenantkit import private_cluster_fixture, tenants_fixture
@@ -25,8 +25,9 @@ def post(c, wf, body=None, timeout=10):
     return requests.post(c.hook_url(wf), json=body if body is not None else {}, timeout=timeout)
 
 
-def wait_for(check, timeout: float, what: str):
-    return wait_until(check, timeout=timeout, interval=0.02, what=what)
+def wait_for(fn, expected, timeout: float, what: str):
+    """Polls ``fn`` until it returns ``expected``; raises with its last value."""
+    return wait_for_value(fn, expected, timeout, interval=0.02, what=what)
 
 
 def event(c, event_id):
@@ -84,7 +85,7 @@ def test_acknowledgement_does_not_wait_for_handlers(private, tenants):
     assert max(took for _, took, _ in timings.values()) < 0.5, timings
     slow_ids = [timings[f"slow{i}"][2] for i in range(4)]
     assert all(event(private, ev)["status"] == "pending" for ev in slow_ids)
-    wait_for(lambda: private.scalar(f"SELECT count(*) FROM {table}") == 4, 15, "slow handlers ran")
+    wait_for(lambda: private.scalar(f"SELECT count(*) FROM {table}"), 4, 15, "slow handlers ran")
     assert all(event(private, ev)["status"] == "succeeded" for ev in slow_ids)
     # Two executors for alice (webhook.max_executors_per_owner = 2): the
     # sleeps overlapped.
@@ -110,7 +111,7 @@ def test_failed_attempts_are_retried_with_backoff_then_succeed_once(private, ten
     wf = alice.create_workflow(handler=f"{alice.name}.flaky")
     alice.sql("SELECT webhook_set_retry(%s, 5, '300 ms', '10 s')", (wf,))
     ev = post(private, wf).json()["event_id"]
-    wait_for(lambda: event(private, ev)["status"] == "succeeded", 15, "event succeeded")
+    wait_for_status(private, ev, "succeeded", 15)
     rows = attempts(private, ev)
     assert [(a["attempt"], a["outcome"], a["sqlstate"]) for a in rows] == [
         (1, "failed", "40001"), (2, "failed", "40001"), (3, "succeeded", None)]
@@ -142,7 +143,7 @@ def test_last_failed_attempt_makes_the_event_dead_and_replay_runs_it_again(priva
     wf = alice.create_workflow(handler=f"{alice.name}.fragile")
     alice.sql("SELECT webhook_set_retry(%s, 3, '100 ms', '200 ms')", (wf,))
     ev = post(private, wf).json()["event_id"]
-    wait_for(lambda: event(private, ev)["status"] == "dead", 10, "event dead")
+    wait_for_status(private, ev, "dead", 10)
     dead = event(private, ev)
     assert (dead["attempts"], dead["next_attempt_at"], dead["error"]) == (3, None, "08006: downstream unavailable")
     assert [(a["attempt"], a["outcome"]) for a in attempts(private, ev)] == [(1, "failed"), (2, "failed"),
@@ -178,7 +179,7 @@ def test_ordered_workflow_runs_events_one_at_a_time_in_arrival_order(private, te
         t.start()
     for t in threads:
         t.join(10)
-    wait_for(lambda: private.scalar(f"SELECT count(*) FROM {table}") == 8, 15, "ordered handlers ran")
+    wait_for(lambda: private.scalar(f"SELECT count(*) FROM {table}"), 8, 15, "ordered handlers ran")
     runs = private.rows(f"SELECT event_id, started, ended FROM {table} ORDER BY started")
     assert [r["event_id"] for r in runs] == sorted(ids)
     for before, after in zip(runs, runs[1:]):
@@ -191,11 +192,12 @@ def test_unordered_workflow_runs_events_in_parallel(private, tenants):
     table = side_table(alice)
     wf = alice.create_workflow(handler=sleeping_handler(alice, table, 1.0), name="parallel")
     first = post(private, wf, {"n": 1}).json()["event_id"]
-    wait_for(lambda: event(private, first)["attempts"] == 0 and private.scalar(
+    wait_until(lambda: (event(private, first)["attempts"], private.scalar(
         "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'webhook_ext executor' "
-        "AND wait_event = 'PgSleep'"), 5, "first handler sleeping")
+        "AND wait_event = 'PgSleep'")), until=lambda seen: seen[0] == 0 and seen[1] >= 1, timeout=5,
+        interval=0.02, what="first handler sleeping (attempts, sleeping executors)")
     post(private, wf, {"n": 2})
-    wait_for(lambda: private.scalar(f"SELECT count(*) FROM {table}") == 2, 10, "handlers ran")
+    wait_for(lambda: private.scalar(f"SELECT count(*) FROM {table}"), 2, 10, "handlers ran")
     a, b = private.rows(f"SELECT started, ended FROM {table} ORDER BY started")
     assert b["started"] < a["ended"], (a, b)
 
@@ -236,14 +238,14 @@ def test_handlers_of_a_nologin_owner_run_as_that_owner_and_cannot_get_back_to_th
     private.sql(f'ALTER ROLE "{alice.name}" NOLOGIN')
     try:
         ok = post(private, plain, {"n": 1}).json()["event_id"]
-        wait_for(lambda: event(private, ok)["status"] == "succeeded", 10, "NOLOGIN owner's handler ran")
+        wait_for_status(private, ok, "succeeded", 10)
         run = private.row(f"SELECT who, session_user_name, pid FROM {table} WHERE event_id = %s", (ok,))
         assert (run["who"], run["session_user_name"]) == (alice.name, alice.name)
         # Positive control: the executor's connection is the superuser's.
         assert private.scalar("SELECT usename FROM pg_stat_activity WHERE pid = %s", (run["pid"],)) == "postgres"
         for label, wf in wfs.items():
             ev = post(private, wf).json()["event_id"]
-            wait_for(lambda: event(private, ev)["status"] == "dead", 10, f"{label} failed")
+            wait_for_status(private, ev, "dead", 10)
             param = "role" if label.endswith("role") else "session_authorization"
             assert event(private, ev)["error"] == (
                 f'42501: cannot set parameter "{param}" within security-definer function'), label
@@ -264,7 +266,7 @@ def test_a_full_pool_still_serves_every_owner(private, tenants):
             wf = t.create_workflow(name="pool" + str(len(ids)))
             ids.append(post(private, wf).json()["event_id"])
         for ev in ids:
-            wait_for(lambda: event(private, ev)["status"] == "succeeded", 15, f"event {ev} ran")
+            wait_for_status(private, ev, "succeeded", 15)
     finally:
         private.sql("ALTER SYSTEM RESET webhook.max_executors")
         private.sql("SELECT pg_reload_conf()")
@@ -294,25 +296,55 @@ def test_retry_policy_is_checked(private, tenants):
 
 def test_a_busy_pool_gives_way_to_a_waiting_owner(private, tenants):
     """With one executor slot, an owner whose handlers keep it busy does not
-    starve another owner: the busy executor gives way between handlers."""
+    starve another owner: the busy executor finishes its current handler and
+    exits, the waiting owner's events run in an executor of its own, and the
+    busy owner's work goes on afterwards in a new executor."""
     alice, bob = tenants["alice"], tenants["bob"]
-    table = side_table(alice)
+    table, bob_table = side_table(alice), side_table(bob)
     slow = alice.create_workflow(handler=sleeping_handler(alice, table, 0.3), name="busy")
+    quick = bob.create_workflow(handler=sleeping_handler(bob, bob_table, 0, name="quick"), name="waiting")
+
+    def executors_of(t) -> list[int]:
+        return [r["pid"] for r in private.rows("SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+                                               "ORDER BY pid", (f"webhook_ext executor for {t.name}",))]
+
     private.sql("ALTER SYSTEM SET webhook.max_executors = 1")
     private.sql("SELECT pg_reload_conf()")
     try:
         time.sleep(0.5)
         for n in range(20):  # about 6 s of alice's work
             post(private, slow, {"n": n})
-        wait_for(lambda: private.scalar(f"SELECT count(*) FROM {table}") >= 1, 5, "alice's handlers running")
-        quick = bob.create_workflow(name="waiting")
+        running = wait_until(lambda: private.rows(f"SELECT DISTINCT pid FROM {table}"), timeout=5, interval=0.02,
+                             what="alice's handlers running")
+        # One executor, alice's, named for her in pg_stat_activity.
+        [busy] = [r["pid"] for r in running]
+        assert executors_of(alice) == [busy]
         t0 = time.monotonic()
-        ev = post(private, quick).json()["event_id"]
-        wait_for(lambda: event(private, ev)["status"] == "succeeded", 10, "bob's event ran")
+        bob_events = [post(private, quick, {"n": n}).json()["event_id"] for n in range(3)]
+        for ev in bob_events:
+            wait_for_status(private, ev, "succeeded", 10)
         waited = time.monotonic() - t0
         assert waited < 3, waited
-        # alice still had work left when bob got his turn.
-        assert private.scalar(f"SELECT count(*) FROM {table}") < 20
+        # alice's executor gave way: its process exited.
+        wait_for(lambda: private.scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (busy,)), 0, 5,
+                 f"alice's executor {busy} exited")
+        # bob's handlers ran as bob, in processes other than alice's, after
+        # her last handler in that executor ended.
+        bob_runs = private.rows(f"SELECT event_id, n, pid, started, ended, who, session_user_name FROM {bob_table} "
+                                "ORDER BY event_id")
+        assert [(r["event_id"], r["n"], r["who"], r["session_user_name"]) for r in bob_runs] == [
+            (ev, n, bob.name, bob.name) for n, ev in enumerate(bob_events)], bob_runs
+        assert busy not in {r["pid"] for r in bob_runs}, bob_runs
+        in_busy = private.row(f"SELECT count(*) AS n, max(ended) AS last FROM {table} WHERE pid = %s", (busy,))
+        assert bob_runs[0]["started"] >= in_busy["last"], (bob_runs, in_busy)
+        # alice still had work left when bob got his turn; it all runs
+        # afterwards, in a new executor.
+        assert 1 <= in_busy["n"] < 20, in_busy
+        wait_for(lambda: private.scalar(f"SELECT count(*) FROM {table}"), 20, 20, "alice's remaining handlers ran")
+        later = private.rows(f"SELECT DISTINCT pid FROM {table} WHERE started > %s", (bob_runs[-1]["ended"],))
+        assert later and busy not in {r["pid"] for r in later}, later
+        assert private.scalar("SELECT count(*) FROM webhook.events WHERE workflow_id = %s AND status = 'succeeded'",
+                              (slow,)) == 20
     finally:
         private.sql("ALTER SYSTEM RESET webhook.max_executors")
         private.sql("SELECT pg_reload_conf()")
@@ -332,7 +364,7 @@ def test_a_failing_head_holds_back_an_ordered_workflow_until_it_is_dead(private,
     alice.sql("SELECT webhook_set_ordered(%s, true)", (wf,))
     alice.sql("SELECT webhook_set_retry(%s, 3, '300 ms', '300 ms')", (wf,))
     ids = [post(private, wf, {"n": n}).json()["event_id"] for n in range(3)]
-    wait_for(lambda: private.scalar(f"SELECT count(*) FROM {table}") == 2, 15, "followers ran")
+    wait_for(lambda: private.scalar(f"SELECT count(*) FROM {table}"), 2, 15, "followers ran")
     head = event(private, ids[0])
     assert (head["status"], head["attempts"]) == ("dead", 3)
     last_attempt = attempts(private, ids[0])[-1]
@@ -346,18 +378,18 @@ def test_an_idle_executor_exits(private, tenants):
     alice = tenants["alice"]
     wf = alice.create_workflow(name="idle")
     ev = post(private, wf).json()["event_id"]
-    wait_for(lambda: event(private, ev)["status"] == "succeeded", 10, "event ran")
+    wait_for_status(private, ev, "succeeded", 10)
     name = f"webhook_ext executor for {alice.name}"
     count = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
     assert private.scalar(count, (name,)) == 1  # positive control: it ran there
-    wait_for(lambda: private.scalar(count, (name,)) == 0, 6, "alice's executors gone")
+    wait_for(lambda: private.scalar(count, (name,)), 0, 6, "alice's executors gone")
 
 
 def test_tenants_cannot_write_attempts_or_change_the_executor_settings(private, tenants):
     alice = tenants["alice"]
     wf = alice.create_workflow(name="attempts")
     ev = post(private, wf).json()["event_id"]
-    wait_for(lambda: event(private, ev)["status"] == "succeeded", 10, "event ran")
+    wait_for_status(private, ev, "succeeded", 10)
     # Positive control: the owner reads its attempt and its event.
     assert alice.scalar("SELECT count(*) FROM webhook.attempts WHERE event_id = %s", (ev,)) == 1
     assert alice.scalar("SELECT count(*) FROM webhook.events WHERE id = %s", (ev,)) == 1
@@ -391,13 +423,24 @@ def test_tenants_cannot_write_attempts_or_change_the_executor_settings(private, 
         assert err["message"] == f'permission denied to set parameter "{setting}"', err
 
 
-@pytest.mark.parametrize("setting, value", [
-    ("webhook.max_executors", "0"), ("webhook.max_executors", "129"),
-    ("webhook.max_executors_per_owner", "0"), ("webhook.executor_idle_timeout", "'5ms'"),
-    ("webhook.notify", "'maybe'"),
+@pytest.mark.parametrize("setting, value, message", [
+    ("webhook.max_executors", "0", '0 is outside the valid range for parameter "webhook.max_executors" (1 .. 128)'),
+    ("webhook.max_executors", "129",
+     '129 is outside the valid range for parameter "webhook.max_executors" (1 .. 128)'),
+    ("webhook.max_executors_per_owner", "0",
+     '0 is outside the valid range for parameter "webhook.max_executors_per_owner" (1 .. 128)'),
+    ("webhook.executor_idle_timeout", "'5ms'",
+     '5 ms is outside the valid range for parameter "webhook.executor_idle_timeout" (10 .. 3600000)'),
+    ("webhook.notify", "'maybe'", 'parameter "webhook.notify" requires a Boolean value'),
 ])
-def test_invalid_executor_settings_are_refused(private, setting, value):
-    private.sql_error(f"ALTER SYSTEM SET {setting} = {value}", sqlstate="22023")
+def test_invalid_executor_settings_are_refused(private, setting, value, message):
+    auto_conf = private.datadir + "/postgresql.auto.conf"
+    with open(auto_conf) as f:
+        before = f.read()
+    err = private.sql_error(f"ALTER SYSTEM SET {setting} = {value}", sqlstate="22023")
+    assert err["message"] == message, err
+    with open(auto_conf) as f:
+        assert f.read() == before
 
 
 def test_no_free_worker_slot_leaves_events_pending_with_a_warning(make_cluster):
@@ -420,6 +463,6 @@ def test_no_free_worker_slot_leaves_events_pending_with_a_warning(make_cluster):
     assert c.scalar(f"SELECT count(*) FROM {table}") == 0
     c.set_conf(max_worker_processes=8)
     c.restart()
-    wait_for(lambda: c.scalar(f"SELECT count(*) FROM {table} WHERE event_id = %s", (ev,)) == 1, 15,
+    wait_for(lambda: c.scalar(f"SELECT count(*) FROM {table} WHERE event_id = %s", (ev,)), 1, 15,
              "event ran after the restart")
     assert event(c, ev)["status"] == "succeeded"

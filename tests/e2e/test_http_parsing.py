@@ -390,19 +390,19 @@ def test_value_contradicting_sample_type_is_400(ready, new_workflow):
     c.sql("SELECT count(*) FROM webhook_set_strict(%s, true)", (wf,))
     r = post(c, wf, json_body={"order_id": "A2", "amount": "lots"})
     assert r.status_code == 400, r.text
-    body = response_json(r)
-    assert body["parameter"] == "amount"
-    assert "amount" in body["msg"]
-    assert body.get("expected") == "number"
+    assert response_json(r) == {"msg": "Parameter 'amount' must be a number", "parameter": "amount",
+                                "expected": "number", "found": "string"}
     assert count_events(c, wf) == 0
     # Same in a form body.
     r = post(c, wf, b"order_id=A3&amount=lots", headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 400, r.text
-    assert response_json(r)["parameter"] == "amount"
+    assert response_json(r) == {"msg": "Parameter 'amount' must be a number", "parameter": "amount",
+                                "expected": "number", "found": "string"}
     # An object where text is expected.
     r = post(c, wf, json_body={"order_id": {"nested": 1}, "amount": 1})
     assert r.status_code == 400, r.text
-    assert response_json(r)["parameter"] == "order_id"
+    assert response_json(r) == {"msg": "Parameter 'order_id' must be text", "parameter": "order_id",
+                                "expected": "text", "found": "object"}
     assert count_events(c, wf) == 0
     # A numeric string is fine for a number.
     r = post(c, wf, json_body={"order_id": "A4", "amount": "42"})
@@ -659,4 +659,4 @@ def test_declared_header_parameter_name_is_case_insensitive(ready, new_workflow)
     assert r.status_code == 200, r.text
     ev = only_event(c, wf)
     assert ev["headers"]["x-shop-id"] == "berlin"
-    assert ev["params"].get("X-Shop-Id") == "berlin", ev["params"]
+    assert ev["params"] == {"a": 1, "X-Shop-Id": "berlin"}, ev["params"]

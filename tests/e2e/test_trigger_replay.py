@@ -67,7 +67,7 @@ def test_trigger_missing_required_stores_nothing(ready, new_workflow, uniq):
     assert out["status"] == 400, out
     assert out["body"] == MISSING
     assert list(out["body"]) == ["msg", "missing"]
-    assert out.get("event_id") is None
+    assert out["event_id"] is None
     assert count_events(c, wf) == 0
     assert handler_rows(c, table) == []
     # Wrong type, in strict mode: 400 naming the parameter.
@@ -117,8 +117,14 @@ def test_trigger_custom_response(ready, new_workflow):
 
 def test_trigger_unknown_workflow(ready):
     c = ready
-    d = c.sql_error("SELECT webhook_trigger(gen_random_uuid(), body => '{}')", sqlstate="42704")
-    assert "does not exist" in d["message"]
+    missing = "00000000-0000-4000-8000-000000000000"
+    before = c.scalar("SELECT count(*) FROM webhook.events")
+    d = c.sql_error("SELECT webhook_trigger(%s, body => '{}')", (missing,), sqlstate="42704")
+    assert (d["message"], d["hint"]) == (
+        f"workflow {missing} does not exist",
+        "Find workflows with webhook_find_workflow('<id, URL or part of the id>'); "
+        "a role sees only the workflows it owns."), d
+    assert c.scalar("SELECT count(*) FROM webhook.events") == before
 
 
 def test_trigger_other_roles_workflow(ready, login_role, uniq):
@@ -203,4 +209,8 @@ def test_replay_failed_event_after_fixing_handler(ready, new_workflow, uniq):
 
 def test_replay_unknown_event(ready):
     c = ready
-    c.sql_error("SELECT webhook_replay(-12345)", sqlstate="42704")
+    before = c.scalar("SELECT count(*) FROM webhook.events")
+    d = c.sql_error("SELECT webhook_replay(-12345)", sqlstate="42704")
+    assert (d["message"], d["hint"]) == (
+        "event -12345 does not exist", "A role sees only the events of the workflows it owns."), d
+    assert c.scalar("SELECT count(*) FROM webhook.events") == before

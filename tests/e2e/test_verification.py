@@ -99,18 +99,22 @@ def test_github_corpus_delivery_and_secret_rotation(ready, new_workflow):
     raw = delivery.raw_body()
     old, new = b"old-github-secret", b"new-github-secret"
     verify_with(c, wf, "github", secrets=[old.decode(), new.decode()])
+    accepted = []
     for secret in (old, new):
         delivery.headers["X-Hub-Signature-256"] = "sha256=" + hex_hmac(secret, raw)
         delivery.headers["X-GitHub-Delivery"] = f"rotation-{secret.decode()}"
         r = send(c, wf, delivery)
         assert r.status_code == 200, r.text
+        accepted.append(r.json()["event_id"])
     # The old secret retired: its signature fails.
     verify_with(c, wf, "github", secret=new.decode())
     delivery.headers["X-Hub-Signature-256"] = "sha256=" + hex_hmac(old, raw)
     delivery.headers["X-GitHub-Delivery"] = "rotation-retired"
     assert_refused(send(c, wf, delivery))
     stored = events(c, wf)
-    assert [e["params"]["ref"] for e in stored] == [delivery.body["ref"]] * 2
+    assert [(e["id"], e["params"]["ref"], e["status"]) for e in stored] == [
+        (ev, delivery.body["ref"], "succeeded") for ev in accepted]
+    assert_rejection_counts(c, wf, {(401, "Invalid signature: signature does not match"): 1})
 
 
 # -------------------------------------------------------- Standard Webhooks
@@ -214,10 +218,15 @@ def test_shopify_signed_corpus_delivery(ready, new_workflow):
     secret = b"shopify-app-secret"
     verify_with(c, wf, "shopify", secret=secret.decode())
     delivery.headers["X-Shopify-Hmac-Sha256"] = b64_hmac(secret, raw)
-    assert send(c, wf, delivery).status_code == 200
+    r = send(c, wf, delivery)
+    assert r.status_code == 200, r.text
+    accepted = r.json()["event_id"]
+    assert r.json() == {"msg": "success", "event_id": accepted, "workflow_id": wf}
     delivery.headers["X-Shopify-Hmac-Sha256"] = b64_hmac(b"wrong", raw)
     assert_refused(send(c, wf, delivery))
-    assert count_events(c, wf) == 1
+    # The signed delivery is the one event, stored as sent, and its handler ran.
+    assert [(e["id"], e["params"], e["status"]) for e in events(c, wf)] == [(accepted, delivery.body, "succeeded")]
+    assert_rejection_counts(c, wf, {(401, "Invalid signature: signature does not match"): 1})
 
 
 # ------------------------------------------------------------------ Twilio
@@ -348,12 +357,30 @@ def test_a_forged_request_does_not_become_the_sample(ready, new_workflow):
     assert samples[("header", "x-api-key")] == "[redacted]"
 
 
-def test_trigger_is_not_verified(ready, new_workflow):
+def test_trigger_is_not_verified(ready, new_workflow, uniq):
+    """webhook_trigger is the owner's own SQL call: no signature is asked for.
+    Its event is stored with origin 'trigger' and its handler runs at once,
+    in the calling session."""
     c = ready
-    wf = new_workflow()["id"]
+    fn, table = recording_handler(c, uniq)
+    wf = new_workflow(handler=fn)["id"]
     verify_with(c, wf, "github", secret="s")
-    r = c.scalar("SELECT webhook_trigger(%s, '{\"a\": 1}'::jsonb)", (wf,))
-    assert r["status"] == 200, r
+    # Positive control: over HTTP, the same unsigned body is refused.
+    assert_refused(post(c, wf, json_body={"a": 1}))
+    assert count_events(c, wf) == 0
+    out = c.scalar("SELECT webhook_trigger(%s, '{\"a\": 1}'::jsonb)", (wf,))
+    n = out["event_id"]
+    assert (out["status"], out["body"]) == (200, {"msg": "success", "event_id": n, "workflow_id": wf}), out
+    ev = c.row("SELECT origin, method, params, status, error, attempts, listener_pid FROM webhook.events "
+               "WHERE workflow_id = %s", (wf,))
+    assert ev == {"origin": "trigger", "method": "POST", "params": {"a": 1}, "status": "succeeded",
+                  "error": None, "attempts": 1, "listener_pid": None}, ev
+    assert c.rows("SELECT attempt, outcome FROM webhook.attempts WHERE event_id = %s", (n,)) == [
+        {"attempt": 1, "outcome": "succeeded"}]
+    # The handler ran once, for this event, as the caller.
+    assert [(r["event_id"], r["who"], r["params"]) for r in handler_rows(c, table)] == [(n, "postgres", {"a": 1})]
+    # Only the HTTP request was refused.
+    assert_rejection_counts(c, wf, {(401, "Invalid signature: signature header missing"): 1})
 
 
 # ------------------------------------------------------------------ secrets
