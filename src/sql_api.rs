@@ -16,7 +16,7 @@ use webhook_core::request::{Accepted, BodyOutcome, IncomingRequest};
 
 use crate::ingest::pipeline::{Pipeline, RequestMeta};
 use crate::pg::catalog::pg_uuid;
-use crate::pg::event_row::{response_json, Origin};
+use crate::pg::event_row::{response_json, Origin, EVENTS};
 use crate::pg::spi::as_role_with_safe_path;
 
 /// Runs the same pipeline as an HTTP request (validation, event, handler,
@@ -88,10 +88,12 @@ fn webhook_trigger(
 #[pg_extern(volatile)]
 fn webhook_replay(event: i64) -> JsonB {
     let stored = Spi::connect(|client| {
+        // Read by column name; the jsonb columns as text, parsed below.
         let table = client.select(
-            "SELECT workflow_id::pg_catalog.text, method, query::pg_catalog.text,
-                    headers::pg_catalog.text, params::pg_catalog.text, COALESCE(body, '')
-               FROM webhook.events WHERE id OPERATOR(pg_catalog.=) $1",
+            "SELECT e.workflow_id, e.method, e.query::pg_catalog.text AS query,
+                    e.headers::pg_catalog.text AS headers, e.params::pg_catalog.text AS params,
+                    COALESCE(e.body, '') AS body
+               FROM webhook.events e WHERE e.id OPERATOR(pg_catalog.=) $1",
             Some(1),
             &[DatumWithOid::from(event)],
         )?;
@@ -99,13 +101,21 @@ fn webhook_replay(event: i64) -> JsonB {
             return Ok::<_, pgrx::spi::Error>(None);
         }
         let row = table.first();
+        let text = |column: &str| {
+            row.get_by_name::<String, _>(column)
+                .map(Option::unwrap_or_default)
+        };
+        let workflow_id = row
+            .get_by_name::<pgrx::Uuid, _>(EVENTS.workflow_id)?
+            .map(|id| Uuid::from_bytes(*id.as_bytes()))
+            .unwrap_or_default();
         Ok(Some((
-            row.get::<String>(1)?.unwrap_or_default(),
-            row.get::<String>(2)?.unwrap_or_default(),
-            row.get::<String>(3)?.unwrap_or_default(),
-            row.get::<String>(4)?.unwrap_or_default(),
-            row.get::<String>(5)?.unwrap_or_default(),
-            row.get::<String>(6)?.unwrap_or_default(),
+            workflow_id,
+            text(EVENTS.method)?,
+            text(EVENTS.query)?,
+            text(EVENTS.headers)?,
+            text(EVENTS.params)?,
+            text(EVENTS.body)?,
         )))
     })
     .unwrap_or_else(|e| pgrx::error!("webhook_replay failed: {e}"));
@@ -119,7 +129,6 @@ fn webhook_replay(event: i64) -> JsonB {
         .report(PgLogLevel::ERROR);
         unreachable!()
     };
-    let workflow_id = Uuid::parse_str(&workflow_id).unwrap_or_default();
     let parse = |text: &str| serde_json::from_str::<Map<String, Value>>(text).unwrap_or_default();
     let request = IncomingRequest {
         method,

@@ -100,6 +100,16 @@ mod webhook {
         JsonB(Value::Array(presets))
     }
 
+    /// The columns of webhook.events as src/pg/event_row.rs declares them,
+    /// `[{name, type}]` in table order (types as `format_type` names them):
+    /// tests/e2e/test_events_row.py compares them with the table's, since
+    /// every statement that writes or reads an event row is generated from
+    /// that declaration.
+    #[pg_extern(immutable, parallel_safe)]
+    fn _event_columns() -> JsonB {
+        JsonB(crate::pg::event_row::event_columns_json())
+    }
+
     /// Checks a row of webhook.verifications (the _verifications_check
     /// trigger): raises 22023 naming the problem, never a secret.
     #[pg_extern(stable, parallel_safe)]

@@ -24,6 +24,7 @@
 
 use std::ffi::CString;
 use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
@@ -42,7 +43,9 @@ use super::attempts::{self, Attempt, Outcome};
 use super::handler_call::HandlerPlans;
 use super::registry::{self, now_ms, SlotState, REGISTRY};
 use crate::pg::catalog::Catalog;
-use crate::pg::event_row::{response_json, unix, EventRow, Origin};
+use crate::pg::event_row::{
+    handler_columns_select_sql, response_json, unix, EventRow, Origin, EVENTS,
+};
 use crate::pg::gucs;
 use crate::pg::invalidation::{
     watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES, WORKFLOWS_CHANGED,
@@ -63,15 +66,30 @@ use crate::pg::spi::{
 /// the oldest unfinished event is due; `$3` are events whose lost attempt a
 /// listener has yet to record (registry.rs); `$4` is the scan's start
 /// ([`Executor::scan_from`]). The row lock is the claim: another executor
-/// skips what this one holds.
-const CLAIM: &str = "
-SELECT e.id, e.workflow_id::pg_catalog.text,
-       extract(epoch FROM e.received_at)::pg_catalog.float8, e.method, e.query, e.headers,
-       e.params, e.body, e.origin, e.remote_addr::pg_catalog.text, e.replay_of, e.raw_path,
-       e.raw_query, e.attempts, e.listener_pid,
-       extract(epoch FROM e.next_attempt_at)::pg_catalog.float8,
+/// skips what this one holds. Each row holds the columns the handler's
+/// argument takes from the stored event (src/pg/event_row.rs), [`DUE`] and
+/// [`AWAITED`], all read by name ([`claim`]).
+fn claim_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT {},
+       extract(epoch FROM e.next_attempt_at)::pg_catalog.float8 AS {DUE},
        e.response IS NULL AND e.attempts OPERATOR(pg_catalog.=) 0
-           AND e.listener_pid IS NOT NULL
+           AND e.listener_pid IS NOT NULL AS {AWAITED}{CLAIM_FROM}",
+            handler_columns_select_sql()
+        )
+    })
+}
+
+/// The claim's columns beside the event's, named apart from the columns of
+/// webhook.events (`get_by_name` reads the first column of a name): when the
+/// event became due (Unix seconds), and whether a caller may be waiting for
+/// this run's result ([`StoredJson::awaited`]).
+const DUE: &str = "claim_due";
+const AWAITED: &str = "claim_awaited";
+
+const CLAIM_FROM: &str = "
   FROM webhook.workflows w
   JOIN webhook.events e ON e.workflow_id OPERATOR(pg_catalog.=) w.id
  WHERE e.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
@@ -238,7 +256,7 @@ impl Statements {
         Ok(Statements {
             claim: client
                 .prepare_mut(
-                    CLAIM,
+                    claim_sql(),
                     &[oid, int4, PgOid::from(Vec::<i64>::type_oid()), float8],
                 )?
                 .keep(),
@@ -712,7 +730,7 @@ impl Executor {
                     let timeout_ms = gucs::handler_deadline_ms(workflow.timeout_ms);
                     self.set_running(row.id, attempt, timeout_ms);
                     row.attempts = attempt;
-                    let args = row.args_with_json(stored.json_args());
+                    let args = row.args_with(|column| stored.datum(column));
                     let plans = &mut self.plans;
                     let lock_timeout = &self.handler_lock_timeout;
                     let result = in_subtransaction(|| {
@@ -844,18 +862,28 @@ struct StoredJson {
 }
 
 impl StoredJson {
-    fn json_args(&self) -> [DatumWithOid<'static>; 3] {
-        let jsonb = |datum: Option<pg_sys::Datum>| match datum {
+    /// The handler call's parameter for `column`, if it is one of these
+    /// (given to [`EventRow::args_with`]).
+    fn datum(&self, column: &str) -> Option<DatumWithOid<'static>> {
+        let datum = if column == EVENTS.query {
+            self.query
+        } else if column == EVENTS.headers {
+            self.headers
+        } else if column == EVENTS.params {
+            self.params
+        } else {
+            return None;
+        };
+        Some(match datum {
             // SAFETY: a jsonb datum of the claim's result, valid while the
             // batch's SPI connection lasts, and the handler call is inside it.
             Some(datum) => unsafe { DatumWithOid::new(datum, pg_sys::JSONBOID) },
             None => DatumWithOid::null_oid(pg_sys::JSONBOID),
-        };
-        [jsonb(self.query), jsonb(self.headers), jsonb(self.params)]
+        })
     }
 
     fn params(&self) -> serde_json::Map<String, Value> {
-        // SAFETY: as in json_args: a live jsonb datum of the claim's result.
+        // SAFETY: as in StoredJson::datum: a live jsonb datum of the claim's result.
         let params = self
             .params
             .and_then(|datum| unsafe { JsonB::from_datum(datum, false) });
@@ -901,42 +929,48 @@ fn claim(
     let mut rows = Vec::new();
     while table.next().is_some() {
         let row = &table;
-        if let Some(due) = row.get::<f64>(16)? {
+        if let Some(due) = row.get_by_name::<f64, _>(DUE)? {
             oldest_due = Some(oldest_due.map_or(due, |oldest| oldest.min(due)));
         }
         let stored = StoredJson {
-            query: row.get_datum_by_ordinal(5)?,
-            headers: row.get_datum_by_ordinal(6)?,
-            params: row.get_datum_by_ordinal(7)?,
-            awaited: row.get::<bool>(17)?.unwrap_or(false),
+            query: row.get_datum_by_name(EVENTS.query)?,
+            headers: row.get_datum_by_name(EVENTS.headers)?,
+            params: row.get_datum_by_name(EVENTS.params)?,
+            awaited: row.get_by_name::<bool, _>(AWAITED)?.unwrap_or(false),
         };
-        let workflow_id: Uuid = row
-            .get::<String>(2)?
-            .and_then(|id| id.parse().ok())
+        let text = |column: &str| row.get_by_name::<String, _>(column);
+        let workflow_id = row
+            .get_by_name::<pgrx::Uuid, _>(EVENTS.workflow_id)?
+            .map(|id| Uuid::from_bytes(*id.as_bytes()))
             .unwrap_or_default();
         rows.push((
             EventRow {
-                id: row.get::<i64>(1)?.unwrap_or(0),
+                id: row.get_by_name::<i64, _>(EVENTS.id)?.unwrap_or(0),
                 workflow_id,
-                received_at: row.get::<f64>(3)?.unwrap_or(0.0),
-                method: row.get::<String>(4)?.unwrap_or_default(),
+                received_at: row
+                    .get_by_name::<f64, _>(EVENTS.received_at)?
+                    .unwrap_or(0.0),
+                method: text(EVENTS.method)?.unwrap_or_default(),
                 // Passed on as stored (StoredJson).
                 query: Value::Null,
                 headers: Value::Null,
                 params: Value::Null,
-                body: row.get::<String>(8)?,
+                body: text(EVENTS.body)?,
+                // Not read: the handler sees fixed values in these columns
+                // (src/pg/event_row.rs, "handler sees"), whatever they hold.
                 status: "pending",
                 error: None,
                 response: None,
-                origin: Origin::parse(&row.get::<String>(9)?.unwrap_or_default()),
-                remote_addr: row.get::<String>(10)?,
+                origin: Origin::parse(&text(EVENTS.origin)?.unwrap_or_default()),
+                remote_addr: text(EVENTS.remote_addr)?,
+                // This run's.
                 handled_at: unix(SystemTime::now()),
-                replay_of: row.get::<i64>(11)?,
-                raw_path: row.get::<String>(12)?,
-                raw_query: row.get::<String>(13)?,
-                attempts: row.get::<i32>(14)?.unwrap_or(0),
+                replay_of: row.get_by_name::<i64, _>(EVENTS.replay_of)?,
+                raw_path: text(EVENTS.raw_path)?,
+                raw_query: text(EVENTS.raw_query)?,
+                attempts: row.get_by_name::<i32, _>(EVENTS.attempts)?.unwrap_or(0),
                 next_attempt_at: None,
-                listener_pid: row.get::<i32>(15)?,
+                listener_pid: row.get_by_name::<i32, _>(EVENTS.listener_pid)?,
             },
             stored,
         ));

@@ -20,7 +20,7 @@ use webhook_core::request::Response;
 use crate::ingest::network::{Job, Listener, Outbox, Purpose, Reply, Settings, SharedSettings};
 use crate::ingest::pipeline::{next_event_id, Handled, Pipeline, RequestMeta};
 use crate::pg::catalog::Catalog;
-use crate::pg::event_row::Origin;
+use crate::pg::event_row::{Origin, EVENTS};
 use crate::pg::gucs;
 use crate::pg::invalidation::{
     watch_definitions, DEFINITIONS_CHANGED, WATCHED_TABLES, WORKFLOWS_CHANGED,
@@ -650,8 +650,11 @@ impl ListenerState {
                 let table = client.select(FINISHED_EVENTS, None, &[DatumWithOid::from(ids)])?;
                 let mut finished = std::collections::HashMap::new();
                 for row in table {
-                    let id = row.get::<i64>(1)?.unwrap_or(0);
-                    let recorded = match (row.get::<i32>(2)?, row.get::<String>(3)?) {
+                    let id = row.get_by_name::<i64, _>(EVENTS.id)?.unwrap_or(0);
+                    let recorded = match (
+                        row.get_by_name::<i32, _>("succeeded_status")?,
+                        row.get_by_name::<String, _>("response_headers")?,
+                    ) {
                         (Some(status), headers) => Some(Response {
                             status: status as u16,
                             headers: headers
@@ -665,7 +668,10 @@ impl ListenerState {
                                 .into_iter()
                                 .filter_map(|(k, v)| Some((k, v.as_str()?.to_string())))
                                 .collect(),
-                            body: row.get::<String>(4)?.unwrap_or_default().into_bytes(),
+                            body: row
+                                .get_by_name::<String, _>("response_body")?
+                                .unwrap_or_default()
+                                .into_bytes(),
                         }),
                         _ => None,
                     };
@@ -729,15 +735,18 @@ impl ListenerState {
 /// Events whose handler has run (an attempt was recorded), with the
 /// response recorded if it succeeded: status, headers and the body as sent.
 /// A failed one gets the listener's own rendering of the failure response
-/// (the same, byte for byte as configured).
+/// (the same, byte for byte as configured). Read by column name.
 const FINISHED_EVENTS: &str = "
-SELECT e.id, CASE WHEN e.status OPERATOR(pg_catalog.=) 'succeeded'
-                  THEN (e.response OPERATOR(pg_catalog.->>) 'status')::pg_catalog.int4 END,
-       (e.response OPERATOR(pg_catalog.->) 'headers')::pg_catalog.text,
+SELECT e.id,
+       CASE WHEN e.status OPERATOR(pg_catalog.=) 'succeeded'
+            THEN (e.response OPERATOR(pg_catalog.->>) 'status')::pg_catalog.int4 END
+           AS succeeded_status,
+       (e.response OPERATOR(pg_catalog.->) 'headers')::pg_catalog.text AS response_headers,
        CASE WHEN pg_catalog.jsonb_typeof(e.response OPERATOR(pg_catalog.->) 'body')
                  OPERATOR(pg_catalog.=) 'string'
             THEN e.response OPERATOR(pg_catalog.->>) 'body'
             ELSE (e.response OPERATOR(pg_catalog.->) 'body')::pg_catalog.text END
+           AS response_body
   FROM webhook.events e
  WHERE e.id OPERATOR(pg_catalog.=) ANY ($1) AND e.attempts OPERATOR(pg_catalog.>) 0";
 

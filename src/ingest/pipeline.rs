@@ -19,7 +19,9 @@ use webhook_core::request::{
 };
 
 use crate::pg::catalog::{pg_uuid, Catalog, Workflow};
-use crate::pg::event_row::{response_json, unix, EventRow, Origin, INSERT_EVENT, INSERT_EVENTS};
+use crate::pg::event_row::{
+    insert_event_sql, insert_events_sql, response_json, unix, EventRow, Origin,
+};
 use crate::pg::notify::{check_notify_queue, notify_event};
 use webhook_core::delivery;
 use webhook_core::infer::InferredParam;
@@ -784,7 +786,7 @@ impl Pipeline {
         let stored_all = if deferred.len() > 1 {
             if self.bulk_plan.is_none() {
                 let types = EventRow::column_types();
-                self.bulk_plan = Some(client.prepare_mut(INSERT_EVENTS, &types)?.keep());
+                self.bulk_plan = Some(client.prepare_mut(insert_events_sql(), &types)?.keep());
             }
             let bulk = self.bulk_plan.as_ref().expect("prepared above");
             // The columns are built inside the subtransaction too: a value
@@ -940,7 +942,7 @@ impl Pipeline {
         if self.insert_plan.is_none() {
             self.insert_plan = Some(
                 client
-                    .prepare_mut(INSERT_EVENT, &EventRow::arg_types())?
+                    .prepare_mut(insert_event_sql(), &EventRow::arg_types())?
                     .keep(),
             );
         }

@@ -22,7 +22,7 @@ use webhook_core::retry::RetryPolicy;
 
 use crate::pg::front_door::{Directory, FrontDoor};
 
-use super::event_row::EVENT_ROW;
+use super::event_row::event_row_sql;
 use super::spi::{as_role_with_safe_path, reset_value};
 use webhook_core::request::{HandlerOutput, ResponseConfig, WorkflowRules};
 use webhook_core::validate::{ParamSpec, Source};
@@ -407,9 +407,9 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
         (Some(name), Some(kind)) => {
             let takes_jsonb = row.get::<bool>(19)?.unwrap_or(false);
             let arg = if takes_jsonb {
-                format!("pg_catalog.to_jsonb({EVENT_ROW})")
+                format!("pg_catalog.to_jsonb({})", event_row_sql())
             } else {
-                EVENT_ROW.to_string()
+                event_row_sql().to_string()
             };
             let sql = if kind == "p" {
                 format!("CALL {name}({arg})")
