@@ -20,219 +20,156 @@
 //! slot stays free, so an owner without any executor finds one at once
 //! however busy the others are; when that slot is taken, an idle executor or
 //! an extra executor of a busy owner gives way (after its current handler).
+//!
+//! Those rules, and when a busy executor is trusted with its owner's new
+//! events, are crates/webhook_core/src/executor_policy.rs, pure and unit
+//! tested: this module copies the registry's slots for it under the lock,
+//! applies its decisions under that same lock, and starts processes.
+
+use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::BackgroundWorkerBuilder;
 use pgrx::datum::IntoDatum;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
+use webhook_core::executor_policy::{self as policy, Decision, Limits, MonotonicMs, Trust};
 
 use super::attempts::{self, LostAttempt};
-use super::registry::{now_ms, wake, SlotState, MAX_EXECUTOR_SLOTS, REGISTRY};
+use super::registry::{
+    now_ms, policy_slots, wake, Clocks, Registry, SlotState, MAX_EXECUTOR_SLOTS, REGISTRY,
+};
 use crate::pg::catalog::Catalog;
 use crate::pg::gucs;
 use crate::pg::log_rarely::OncePerMinute;
 use crate::pg::spi::{in_subtransaction, run_kept, CaughtSqlError};
 
-/// A slot whose executor has not attached after this long is taken back
-/// (the postmaster could not start it).
-const START_TIMEOUT_MS: i64 = 10_000;
-
-/// A busy executor that started a claim less than this long ago (its pause
-/// between batches is 10 ms, src/execution/executor.rs `GATHER`), a claim on
-/// time (`ExecutorSlot::claimed_ms`), keeps up with its owner's events:
-/// another executor for the owner would only split the same events into
-/// smaller batches (more commits, more processor time per event). One that
-/// has not claimed for longer is in slow handlers, one whose claim was late
-/// has slow handlers or a backlog: events behind it get another executor.
-const KEEPING_UP_MS: i64 = 25;
-
 /// Wakes an idle executor of the owner; if all of the owner's executors are
 /// busy (a slow handler must not hold up the owner's other events) and none
-/// keeps up (see [`KEEPING_UP_MS`]), starts
-/// another one, up to `webhook.max_executors_per_owner`, if the pool has
-/// room. When it has none, asks the executor that has been idle longest to
-/// exit, so the owner gets one at the next round.
+/// keeps up (crates/webhook_core/src/executor_policy.rs `KEEPING_UP_MS`),
+/// starts another one, up to `webhook.max_executors_per_owner`, if the pool
+/// has room. When it has none, asks an executor to give way, so the owner
+/// gets one soon (`wake_or_start` there has every rule).
 pub fn wake_or_start(owner: pg_sys::Oid) -> Option<Recheck> {
-    wake_or_start_trusting(owner, true)
+    decide_and_apply(owner, |slots, limits, now| {
+        policy::wake_or_start(slots, limits, now, owner.to_u32(), Trust::KeepingUp)
+    })
 }
 
 /// An owner whose busy executor was trusted to take the events just stored
-/// (see [`KEEPING_UP_MS`]): if it has not started another claim by `due`, it
-/// is held up in slow handlers, and [`recheck`] gives the owner another
-/// executor. A listener keeps one per owner, the latest (under steady
-/// traffic, an executor held up stops being trusted at the next batch).
+/// (crates/webhook_core/src/executor_policy.rs `KEEPING_UP_MS`): if it has
+/// not started another claim by `due`, it is held up in slow handlers, and
+/// [`recheck`] gives the owner another executor. A listener keeps one per
+/// owner, the latest (under steady traffic, an executor held up stops being
+/// trusted at the next batch).
 pub struct Recheck {
     pub owner: pg_sys::Oid,
-    since_ms: i64,
-    pub due: std::time::Instant,
+    /// When it was made, on the registry's monotonic clock.
+    since: MonotonicMs,
+    pub due: Instant,
 }
 
 /// See [`Recheck`]; returns the next one, if any.
 pub fn recheck(pending: Recheck) -> Option<Recheck> {
-    let owner = pending.owner.to_u32();
     // A claim started after the events committed sees them (an idle
-    // executor is woken below instead).
-    let claimed_since = REGISTRY.share().executors.iter().any(|slot| {
-        slot.owner == owner
-            && slot.state == SlotState::Running
-            && slot.idle_since_ms == 0
-            && slot.claimed_ms > pending.since_ms
-    });
-    if claimed_since {
-        return None;
-    }
-    wake_or_start_trusting(pending.owner, false)
+    // executor is woken instead).
+    decide_and_apply(pending.owner, |slots, limits, now| {
+        policy::recheck(slots, limits, now, pending.owner.to_u32(), pending.since)
+    })
 }
 
-fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<Recheck> {
-    let owner_oid = owner;
-    let owner = owner.to_u32();
-    let limit = pool_limit();
-    let per_owner = gucs::MAX_EXECUTORS_PER_OWNER.get().max(1) as usize;
-    let now = now_ms();
-    let pool = super::registry::pool_size();
-    let slot = {
+fn limits() -> Limits {
+    Limits::from_settings(
+        gucs::MAX_EXECUTORS.get(),
+        gucs::MAX_EXECUTORS_PER_OWNER.get(),
+        MAX_EXECUTOR_SLOTS,
+    )
+}
+
+/// Under the registry's lock: the slots as plain data, the policy's
+/// decisions for `owner`, applied; then, after the lock, the start of the
+/// executor the policy asked for.
+fn decide_and_apply(
+    owner: pg_sys::Oid,
+    decide: impl FnOnce(&[policy::Slot], Limits, MonotonicMs) -> Vec<Decision>,
+) -> Option<Recheck> {
+    let limits = limits();
+    let applied = {
         let mut registry = REGISTRY.exclusive();
-        let mut in_use = 0;
-        let mut owners_executors = 0;
-        let mut free = None;
-        let mut idlest: Option<(usize, i64)> = None;
-        let mut owner_busy_procnos = Vec::new();
-        let mut trusted = false;
-        let members = registry.pool_members;
-        for (index, slot) in registry.executors.iter_mut().enumerate() {
-            if slot.state == SlotState::Starting && now - slot.since_ms > START_TIMEOUT_MS {
-                *slot = Default::default();
+        let clocks = Clocks::read();
+        let decisions = decide(&policy_slots(&registry, &clocks), limits, clocks.now);
+        apply(&mut registry, owner, clocks.now, &decisions)
+    };
+    if let Some((slot, first_for_owner)) = applied.start {
+        start_executor(owner, slot, first_for_owner);
+    }
+    applied.recheck
+}
+
+/// What [`apply`] leaves to do after the registry's lock.
+#[derive(Default)]
+struct Applied {
+    /// The slot taken for a new executor, and whether it is the owner's first.
+    start: Option<(usize, bool)>,
+    recheck: Option<Recheck>,
+}
+
+/// Carries out the policy's decisions for `owner`, in order, under the
+/// registry's lock (`now` is the clock they were made at).
+fn apply(
+    registry: &mut Registry,
+    owner: pg_sys::Oid,
+    now: MonotonicMs,
+    decisions: &[Decision],
+) -> Applied {
+    let mut applied = Applied::default();
+    for decision in decisions {
+        match *decision {
+            Decision::FreeStuckSlot(index) => registry.executors[index] = Default::default(),
+            Decision::Wake(index) => {
+                let slot = &mut registry.executors[index];
+                slot.retire = false;
+                wake(slot.procno);
             }
-            if slot.state == SlotState::Free {
-                // A slot whose pool process waits is served at once; one
-                // whose process is being started again, a second later.
-                let ready = index >= pool || members[index] > 0;
-                if free.is_none_or(|(_, free_ready): (usize, bool)| ready && !free_ready) {
-                    free = Some((index, ready));
-                }
-                continue;
-            }
-            in_use += 1;
-            if slot.owner == owner {
-                owners_executors += 1;
-                match slot.state {
-                    // It will claim what is due once it runs (unless its
-                    // start-up got stuck).
-                    SlotState::Starting => return None,
-                    SlotState::Running
-                        if slot.claimed_ms == 0 && now - slot.since_ms < START_TIMEOUT_MS =>
-                    {
-                        return None
-                    }
-                    // Its lost attempt is recorded at the next round; other
-                    // executors skip that event until then.
-                    SlotState::Exited | SlotState::Recording => {}
-                    SlotState::Running if slot.idle_since_ms > 0 => {
-                        slot.retire = false;
-                        wake(slot.procno);
-                        return None;
-                    }
-                    _ => {
-                        // Between batches (gathering) or in a short one, on
-                        // time: it takes the new events at its next claim, in
-                        // a moment. (Its latch is set too, in case that claim
-                        // comes up empty as they commit.)
-                        trusted |= trust_keeping_up
-                            && !slot.retire
-                            && slot.claim_on_time
-                            && now - slot.claimed_ms < KEEPING_UP_MS;
-                        owner_busy_procnos.push(slot.procno);
-                    }
-                }
-                continue;
-            }
-            if slot.state == SlotState::Running
-                && slot.idle_since_ms > 0
-                && idlest.is_none_or(|(_, since)| slot.idle_since_ms < since)
-            {
-                idlest = Some((index, slot.idle_since_ms));
-            }
-        }
-        for procno in owner_busy_procnos {
-            wake(procno);
-        }
-        if trusted {
-            return Some(Recheck {
-                owner: owner_oid,
-                since_ms: now,
-                due: std::time::Instant::now()
-                    + std::time::Duration::from_millis(KEEPING_UP_MS as u64),
-            });
-        }
-        if owners_executors >= per_owner {
-            return None;
-        }
-        // An owner's first executor may take the last free slot; further
-        // ones leave it for an owner that has none.
-        let room = if owners_executors == 0 { 1 } else { 2 };
-        match free.map(|(index, _)| index) {
-            Some(index) if in_use + room <= limit => {
+            Decision::Nudge(index) => wake(registry.executors[index].procno),
+            Decision::Start {
+                slot: index,
+                first_for_owner,
+            } => {
                 let slot = &mut registry.executors[index];
                 *slot = Default::default();
                 slot.state = SlotState::Starting;
-                slot.owner = owner;
-                slot.since_ms = now;
-                if in_use + 1 == limit {
-                    // The reserve is gone: get it back, from an executor
-                    // idle for a while (not one between two events) or an
-                    // extra one of a busy owner.
-                    let long_idle = idlest
-                        .filter(|(_, since)| now - since >= RESERVE_IDLE_MS)
-                        .map(|(index, _)| index);
-                    if let Some(victim) = long_idle.or_else(|| extra_to_retire(&registry.executors))
-                    {
-                        let slot = &mut registry.executors[victim];
-                        slot.retire = true;
-                        wake(slot.procno);
-                    }
-                }
-                (index, owners_executors)
+                slot.owner = owner.to_u32();
+                slot.since_ms = now.0;
+                applied.start = Some((index, first_for_owner));
             }
-            // No room (for a second executor: none beside the reserve).
-            _ => {
-                if owners_executors == 0 {
-                    super::registry::note_waiting(&mut registry, owner);
-                }
-                let victim = idlest.map(|(index, _)| index).or_else(|| {
-                    // Nobody is idle. An owner without any executor must not
-                    // wait for others' steady work to end: one busy executor
-                    // finishes its current handler and gives way.
-                    (owners_executors == 0)
-                        .then(|| busiest_to_retire(&registry.executors))
-                        .flatten()
+            Decision::GiveWay(index) => {
+                let slot = &mut registry.executors[index];
+                slot.retire = true;
+                wake(slot.procno);
+            }
+            Decision::RememberWaiting => super::registry::note_waiting(registry, owner.to_u32()),
+            Decision::RecheckAt { since, at } => {
+                applied.recheck = Some(Recheck {
+                    owner,
+                    since,
+                    due: Instant::now() + Duration::from_millis(at.since(now).max(0) as u64),
                 });
-                if let Some(index) = victim {
-                    let slot = &mut registry.executors[index];
-                    slot.retire = true;
-                    wake(slot.procno);
-                    if owners_executors > 0 {
-                        // A busy owner's next executor, once the idle one
-                        // has left (in a moment): look again then.
-                        return Some(Recheck {
-                            owner: owner_oid,
-                            since_ms: now,
-                            due: std::time::Instant::now()
-                                + std::time::Duration::from_millis(KEEPING_UP_MS as u64),
-                        });
-                    }
-                }
-                return None;
             }
         }
-    };
-    let (slot, owners_executors) = slot;
-    if slot < pool {
+    }
+    applied
+}
+
+/// Starts the executor for a slot just taken: wakes the slot's pool process,
+/// or starts a process for a slot above the pool.
+fn start_executor(owner: pg_sys::Oid, slot: usize, first_for_owner: bool) {
+    if slot < super::registry::pool_size() {
         // Its pool process waits for it (or is being started again).
         wake(REGISTRY.share().pool_members[slot] - 1);
-        return None;
+        return;
     }
-    let started = BackgroundWorkerBuilder::new(&format!("webhook_ext executor for role {owner}"))
+    let role = owner.to_u32();
+    let started = BackgroundWorkerBuilder::new(&format!("webhook_ext executor for role {role}"))
         .set_type("webhook_ext executor")
         .set_library("webhook_ext")
         .set_function("webhook_executor_main")
@@ -241,25 +178,19 @@ fn wake_or_start_trusting(owner: pg_sys::Oid, trust_keeping_up: bool) -> Option<
         .set_restart_time(None)
         .load_dynamic();
     if started.is_err() {
-        // As if the pool were full: the owner waits for an executor to give
-        // way, rather than for a background-worker slot that may never free.
-        let mut registry = REGISTRY.exclusive();
-        registry.executors[slot] = Default::default();
-        if owners_executors == 0 {
-            super::registry::note_waiting(&mut registry, owner);
-            if let Some(victim) = busiest_to_retire(&registry.executors) {
-                let slot = &mut registry.executors[victim];
-                slot.retire = true;
-                wake(slot.procno);
-            }
+        {
+            let mut registry = REGISTRY.exclusive();
+            registry.executors[slot] = Default::default();
+            let clocks = Clocks::read();
+            let slots = policy_slots(&registry, &clocks);
+            let decisions = policy::after_failed_start(&slots, clocks.now, first_for_owner);
+            apply(&mut registry, owner, clocks.now, &decisions);
         }
-        drop(registry);
         static NO_WORKER_SLOT: OncePerMinute = OncePerMinute::new();
         if NO_WORKER_SLOT.due() {
             pgrx::warning!("webhook_ext could not start an executor: no background worker slot is free (raise max_worker_processes)");
         }
     }
-    None
 }
 
 /// Starts executors for owners that found the pool full, once slots are
@@ -272,53 +203,6 @@ pub fn start_waiting_owners() {
         // An owner found waiting has no executor to trust.
         wake_or_start(pg_sys::Oid::from(owner));
     }
-}
-
-/// Which busy executor gives way to a waiting owner: one of an owner that
-/// has several, else any; of those, one between handlers, else the one whose
-/// handler started last (one that has run long is likely stuck in a slow
-/// handler). Never one that has not claimed yet (it would leave having run
-/// nothing, and the next one too); none while another is already giving way
-/// between handlers or in a handler that started less than a second ago.
-fn busiest_to_retire(executors: &[super::registry::ExecutorSlot]) -> Option<usize> {
-    retire_choice(executors, 1)
-}
-
-/// An executor of an owner that has several, chosen as in
-/// [`busiest_to_retire`], to give its slot back to the reserve.
-fn extra_to_retire(executors: &[super::registry::ExecutorSlot]) -> Option<usize> {
-    retire_choice(executors, 2)
-}
-
-fn retire_choice(
-    executors: &[super::registry::ExecutorSlot],
-    owners_at_least: usize,
-) -> Option<usize> {
-    let now = now_ms();
-    let running = || {
-        executors
-            .iter()
-            .enumerate()
-            .filter(|(_, slot)| slot.state == SlotState::Running)
-    };
-    let giving_way_soon = running().any(|(_, slot)| {
-        slot.retire && (slot.running_event == 0 || now - slot.running_started_ms < 1000)
-    });
-    if giving_way_soon {
-        return None;
-    }
-    let count = |owner: u32| running().filter(|(_, s)| s.owner == owner).count();
-    running()
-        .filter(|(_, slot)| !slot.retire && slot.claimed_ms != 0)
-        .filter(|(_, slot)| count(slot.owner) >= owners_at_least)
-        .max_by_key(|(_, slot)| {
-            (
-                count(slot.owner),
-                slot.running_event == 0,
-                slot.running_started_ms,
-            )
-        })
-        .map(|(index, _)| index)
 }
 
 /// Registers the executor pool with the postmaster (from `_PG_init`, after
@@ -384,14 +268,9 @@ fn registered_background_workers() -> usize {
 /// executors started on demand.
 const SPARE_WORKERS: usize = 2;
 
-/// An idle executor gives its slot back to the reserve only after this long
-/// (one idle between two events would be replaced by a new process for every
-/// event).
-const RESERVE_IDLE_MS: i64 = 1000;
-
 /// How many executors may run at once (`webhook.max_executors`).
 pub fn pool_limit() -> usize {
-    (gucs::MAX_EXECUTORS.get().max(1) as usize).min(MAX_EXECUTOR_SLOTS)
+    limits().executors
 }
 
 /// Owners (still existing) with an event their executor could claim now,

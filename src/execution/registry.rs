@@ -11,11 +11,14 @@
 //! and events whose transaction was cut short are simply pending again.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use pgrx::lwlock::PgLwLock;
 use pgrx::pg_guard;
 use pgrx::pg_sys;
 use pgrx::shmem::PGRXSharedMemory;
+use webhook_core::executor_policy::{self as policy, MonotonicMs};
 
 pub use crate::pg::gucs::MAX_EXECUTOR_SLOTS;
 /// As many as `webhook.workers` allows.
@@ -42,8 +45,8 @@ pub struct ExecutorSlot {
     pub owner: u32,
     pub pid: i32,
     pub procno: i32,
-    /// When the slot was taken (ms since the Unix epoch), to free a slot whose
-    /// executor never started.
+    /// When a listener took the slot, on the monotonic clock ([`Clocks`]), to
+    /// free a slot whose executor never started.
     pub since_ms: i64,
     /// The event whose handler runs now (0: none), its attempt number, when
     /// it started and its deadline (ms since the Unix epoch).
@@ -52,13 +55,16 @@ pub struct ExecutorSlot {
     pub running_started_ms: i64,
     pub running_deadline_ms: i64,
     /// Since when it has had nothing to do (ms since the Unix epoch; 0: busy).
+    /// This and the other stamps src/execution/executor.rs writes are on the
+    /// wall clock ([`now_ms`]); listeners put them on the monotonic clock
+    /// ([`Clocks::executor_stamp`]).
     pub idle_since_ms: i64,
     /// When it last started to claim events (ms since the Unix epoch; 0: not
     /// yet), and whether that claim kept up: its handlers are fast (it claims
     /// full `webhook.batch_size` batches) and nothing it found had long been
     /// due (src/execution/executor.rs `note_claim`). A busy executor that
     /// claims often and on time takes its owner's new events, so no second
-    /// one starts (src/execution/pool.rs).
+    /// one starts (crates/webhook_core/src/executor_policy.rs).
     pub claimed_ms: i64,
     pub claim_on_time: bool,
     /// Asked to exit (the pool is full and another owner needs an executor).
@@ -108,7 +114,79 @@ pub static REGISTRY: PgLwLock<Registry> = unsafe { PgLwLock::new(c"webhook_ext e
 // The macro tests features for other PostgreSQL versions than ours.
 #[allow(unexpected_cfgs)]
 pub fn request_shared_memory() {
+    CLOCK_START.get_or_init(Instant::now);
     pgrx::pg_shmem_init!(REGISTRY);
+}
+
+/// The start of the monotonic clock the listeners' executor decisions use
+/// (crates/webhook_core/src/executor_policy.rs): set in the postmaster before
+/// it forks anything, so every process measures from the same instant.
+/// `Instant` reads CLOCK_MONOTONIC, one clock for the whole machine, so a
+/// reading taken in one process compares with one taken in another.
+static CLOCK_START: OnceLock<Instant> = OnceLock::new();
+
+/// The registry's clocks, read together under its lock.
+pub struct Clocks {
+    /// Now on the monotonic clock: intervals measured on it are right even
+    /// when the wall clock is stepped (NTP, an administrator), which would
+    /// otherwise make a fresh start look stuck or an executor that just went
+    /// idle look idle for an hour.
+    pub now: MonotonicMs,
+    /// Now on the wall clock, for stamps src/execution/executor.rs writes.
+    wall_now_ms: i64,
+}
+
+impl Clocks {
+    pub fn read() -> Clocks {
+        let start = *CLOCK_START.get_or_init(Instant::now);
+        Clocks {
+            now: MonotonicMs(start.elapsed().as_millis() as i64),
+            wall_now_ms: now_ms(),
+        }
+    }
+
+    /// A wall-clock stamp an executor wrote (0: none), on the monotonic
+    /// clock: as long before [`Clocks::now`] as it is before the wall
+    /// clock's now. Stamps written after a wall-clock step come out right;
+    /// only stamps from before a step are off by it, as every stamp was when
+    /// listeners measured on the wall clock.
+    pub fn executor_stamp(&self, wall_ms: i64) -> Option<MonotonicMs> {
+        (wall_ms != 0).then(|| self.now.plus(wall_ms.saturating_sub(self.wall_now_ms)))
+    }
+}
+
+/// The executor slots as the policy sees them (see [`Clocks`] for the stamps).
+pub fn policy_slots(registry: &Registry, clocks: &Clocks) -> Vec<policy::Slot> {
+    let pool = pool_size();
+    registry
+        .executors
+        .iter()
+        .enumerate()
+        .map(|(index, slot)| policy::Slot {
+            state: policy_state(slot.state),
+            owner: slot.owner,
+            taken_at: MonotonicMs(slot.since_ms),
+            idle_since: clocks.executor_stamp(slot.idle_since_ms),
+            last_claim: clocks.executor_stamp(slot.claimed_ms),
+            claim_on_time: slot.claim_on_time,
+            in_handler: slot.running_event != 0,
+            handler_since: clocks.executor_stamp(slot.running_started_ms),
+            giving_way: slot.retire,
+            // A slot whose pool process waits is served at once; one whose
+            // process is being started again, a second later; one above the
+            // pool gets a process started for it.
+            process_waiting: index >= pool || registry.pool_members[index] > 0,
+        })
+        .collect()
+}
+
+fn policy_state(state: SlotState) -> policy::SlotState {
+    match state {
+        SlotState::Free => policy::SlotState::Free,
+        SlotState::Starting => policy::SlotState::Starting,
+        SlotState::Running => policy::SlotState::Running,
+        SlotState::Exited | SlotState::Recording => policy::SlotState::Ended,
+    }
 }
 
 /// How many executor processes the postmaster started with the server (the
@@ -132,6 +210,8 @@ pub fn join_pool(slot: usize) {
     }
 }
 
+/// Now on the wall clock (ms since the Unix epoch): for stamps compared with
+/// events' times or recorded as an attempt's, and those executors write.
 pub fn now_ms() -> i64 {
     (crate::pg::event_row::unix(std::time::SystemTime::now()) * 1000.0) as i64
 }
@@ -231,12 +311,13 @@ pub fn note_waiting(registry: &mut Registry, owner: u32) {
 /// Whether an owner waits for a slot and one is free.
 pub fn waiting_and_room(registry: &Registry, limit: usize) -> bool {
     registry.waiting.iter().any(|o| *o != 0)
-        && registry
-            .executors
-            .iter()
-            .filter(|slot| slot.state != SlotState::Free)
-            .count()
-            < limit
+        && policy::room_for_another(
+            registry
+                .executors
+                .iter()
+                .map(|slot| policy_state(slot.state)),
+            limit,
+        )
 }
 
 /// Takes the waiting owners, oldest first.

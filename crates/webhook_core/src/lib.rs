@@ -12,6 +12,7 @@ pub mod body;
 pub mod config;
 pub mod connections;
 pub mod delivery;
+pub mod executor_policy;
 pub mod handshake;
 pub mod infer;
 pub mod jsonb;
