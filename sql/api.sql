@@ -1035,6 +1035,30 @@ $$;
 COMMENT ON FUNCTION webhook_set_handshake(uuid, text) IS
     'The provider endpoint check (slack, meta, msgraph, dropbox, twitch, zoom, discord) the workflow answers without its handler, or NULL';
 
+-- The listener and executor processes running now. Listeners are shown to
+-- every caller; an executor only to members of the role whose handlers it
+-- runs (as its events are). settings_loaded_at says when each last read the
+-- configuration: after pg_reload_conf(), a setting is in effect everywhere
+-- once every row is later than the reload.
+CREATE FUNCTION webhook_processes()
+RETURNS TABLE (pid integer, kind text, owner regrole, state text, event_id bigint,
+               settings_loaded_at timestamptz)
+LANGUAGE sql VOLATILE AS $$
+    SELECT (p.value OPERATOR(pg_catalog.->>) 'pid')::pg_catalog.int4,
+           p.value OPERATOR(pg_catalog.->>) 'kind',
+           (p.value OPERATOR(pg_catalog.->>) 'owner')::pg_catalog.oid::pg_catalog.regrole,
+           p.value OPERATOR(pg_catalog.->>) 'state',
+           (p.value OPERATOR(pg_catalog.->>) 'event')::pg_catalog.int8,
+           pg_catalog.to_timestamp(
+               (p.value OPERATOR(pg_catalog.->>) 'settings_loaded_unix_ms')::pg_catalog.float8
+               OPERATOR(pg_catalog./) 1000)
+      FROM pg_catalog.jsonb_array_elements(webhook._processes()) p
+     WHERE p.value OPERATOR(pg_catalog.->>) 'kind' OPERATOR(pg_catalog.=) 'listener'
+        OR pg_catalog.pg_has_role((p.value OPERATOR(pg_catalog.->>) 'owner')::pg_catalog.oid, 'MEMBER')
+$$;
+COMMENT ON FUNCTION webhook_processes() IS
+    'The listener and executor processes running now: what each does, and when it last read the configuration (executors only of roles the caller is a member of)';
+
 -- The presets: each is a definition of the custom scheme, to
 -- copy and adjust when a provider changes (docs/verification.md).
 CREATE FUNCTION webhook_verification_presets()

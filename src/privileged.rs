@@ -10,10 +10,9 @@
 //! forge (unlike an argument), and which is the owner inside its handlers.
 
 use pgrx::datum::DatumWithOid;
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-use pgrx::{PgLogLevel, PgSqlErrorCode};
 
+use crate::pg::errors::SqlError;
 use crate::pg::spi::as_role_with_safe_path;
 
 /// The role that owns the extension's tables (and so may write them).
@@ -31,31 +30,18 @@ pub fn extension_owner() -> pg_sys::Oid {
 /// Raises "workflow … does not exist" unless the caller sees the workflow
 /// (row-level security decides), and locks its row for the change.
 fn lock_visible_workflow(workflow: pgrx::Uuid) {
-    let visible = Spi::get_one_with_args::<bool>(
-        "SELECT true FROM webhook.workflows WHERE id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
-        &[DatumWithOid::from(workflow)],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false);
-    if !visible {
-        raise_workflow_not_found(uuid::Uuid::from_bytes(*workflow.as_bytes()));
-    }
+    require_workflow(workflow, true);
 }
 
-/// "workflow … does not exist" (42704): also what another owner's workflow
-/// looks like to the caller.
-pub fn raise_workflow_not_found(id: uuid::Uuid) -> ! {
-    ErrorReport::new(
-        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-        format!("workflow {id} does not exist"),
-        "webhook_ext",
-    )
-    .set_hint(
-        "Find workflows with webhook_find_workflow('<id, URL or part of the id>'); a role sees only the workflows it owns.",
-    )
-    .report(PgLogLevel::ERROR);
-    unreachable!("ERROR does not return")
+/// `webhook._workflow(id, for_update)` (sql/api.sql), run as the caller:
+/// the one place that says a workflow does not exist (also what another
+/// owner's workflow looks like), for SQL and Rust alike.
+pub fn require_workflow(workflow: pgrx::Uuid, for_update: bool) {
+    let checked = Spi::run_with_args(
+        "SELECT FROM webhook._workflow($1, $2)",
+        &[DatumWithOid::from(workflow), DatumWithOid::from(for_update)],
+    );
+    crate::pg::errors::ok_or_raise(checked);
 }
 
 /// Runs one fixed statement as the extension's owner; returns the rows it touched.
@@ -64,7 +50,7 @@ fn delete_as_extension_owner(sql: &str, args: &[DatumWithOid<'_>]) -> i64 {
     as_role_with_safe_path(owner, || {
         Spi::connect_mut(|client| client.update(sql, None, args).map(|t| t.len() as i64))
     })
-    .unwrap_or_else(|e| pgrx::error!("webhook_ext could not delete: {e}"))
+    .unwrap_or_else(|e| SqlError::internal("could not delete", e).report())
 }
 
 #[pg_schema]
@@ -155,20 +141,11 @@ mod webhook {
             .map_or(0, |d| d.as_millis() as u64);
         let wait_ms = match crate::pg::change_pace::reserve(role, limit, now_ms) {
             Ok(wait_ms) => wait_ms,
-            Err(wait_ms) => {
-                ErrorReport::new(
-                    PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
-                    "too many changes to workflow definitions by this role at once",
-                    "webhook._pace_config_change",
-                )
-                .set_detail(format!(
-                    "Its turn would come in {} s; webhook.max_config_changes_per_second allows {rate} transactions a second.",
-                    wait_ms.div_ceil(1000)
-                ))
-                .set_hint("Make several changes in one transaction, or wait.")
-                .report(PgLogLevel::ERROR);
-                unreachable!("ERROR does not return")
+            Err(wait_ms) => SqlError::ConfigChangesPaced {
+                wait_secs: wait_ms.div_ceil(1000),
+                rate,
             }
+            .report(),
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
         loop {

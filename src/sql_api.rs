@@ -4,10 +4,9 @@
 use std::time::SystemTime;
 
 use pgrx::datum::DatumWithOid;
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::{JsonB, PgLogLevel, PgSqlErrorCode};
+use pgrx::JsonB;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -16,6 +15,7 @@ use webhook_core::request::{Accepted, BodyOutcome, IncomingRequest};
 
 use crate::ingest::pipeline::{Pipeline, RequestMeta};
 use crate::pg::catalog::pg_uuid;
+use crate::pg::errors::SqlError;
 use crate::pg::event_row::{response_json, Origin, EVENTS};
 use crate::pg::spi::as_role_with_safe_path;
 
@@ -75,7 +75,7 @@ fn webhook_trigger(
         let mut next_id = |c: &SpiClient<'_>| next_event_id(c, privileged);
         pipeline.handle(client, workflow_id, &mut request, &meta, &mut next_id)
     })
-    .unwrap_or_else(|e| pgrx::error!("webhook_trigger failed: {e}"));
+    .unwrap_or_else(|e| SqlError::internal("webhook_trigger", e).report());
     let response = handled.into_response();
     let mut out = response_json(&response);
     out["event_id"] = json!(pipeline.last_event_id);
@@ -118,16 +118,9 @@ fn webhook_replay(event: i64) -> JsonB {
             text(EVENTS.body)?,
         )))
     })
-    .unwrap_or_else(|e| pgrx::error!("webhook_replay failed: {e}"));
+    .unwrap_or_else(|e| SqlError::internal("webhook_replay", e).report());
     let Some((workflow_id, method, query, headers, params, body)) = stored else {
-        ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            format!("event {event} does not exist"),
-            "webhook_replay",
-        )
-        .set_hint("A role sees only the events of the workflows it owns.")
-        .report(PgLogLevel::ERROR);
-        unreachable!()
+        SqlError::EventNotFound(event).report()
     };
     let parse = |text: &str| serde_json::from_str::<Map<String, Value>>(text).unwrap_or_default();
     let request = IncomingRequest {
@@ -164,7 +157,7 @@ fn webhook_replay(event: i64) -> JsonB {
             .accept(client, &workflow, &request, accepted, &meta, id)
             .map(Some)
     })
-    .unwrap_or_else(|e| pgrx::error!("webhook_replay failed: {e}"));
+    .unwrap_or_else(|e| SqlError::internal("webhook_replay", e).report());
     let Some(response) = response else {
         require_visible_workflow(workflow_id);
         unreachable!("the workflow was visible a moment ago")
@@ -184,16 +177,7 @@ fn object(value: Option<JsonB>) -> Map<String, Value> {
 /// Raises "workflow … does not exist" unless the caller can see the workflow
 /// (row-level security decides, as for every other API function).
 fn require_visible_workflow(id: Uuid) {
-    let visible = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT FROM webhook.workflows WHERE id OPERATOR(pg_catalog.=) $1)",
-        &[DatumWithOid::from(pg_uuid(id))],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false);
-    if !visible {
-        crate::privileged::raise_workflow_not_found(id);
-    }
+    crate::privileged::require_workflow(pg_uuid(id), false);
 }
 
 fn next_event_id(

@@ -110,6 +110,25 @@ mod webhook {
         JsonB(crate::pg::event_row::event_columns_json())
     }
 
+    /// The running listeners and executors, `[{pid, kind, owner, state,
+    /// event, settings_loaded_unix_ms}]`, read from shared memory
+    /// (webhook_processes() shows them); empty when the library was not
+    /// preloaded, since then there are none and no shared memory either.
+    #[pg_extern(volatile, parallel_safe)]
+    fn _processes() -> JsonB {
+        if !crate::PRELOADED.load(std::sync::atomic::Ordering::Relaxed) {
+            return JsonB(Value::Array(Vec::new()));
+        }
+        let rows = crate::execution::processes()
+            .into_iter()
+            .map(|p| {
+                json!({"pid": p.pid, "kind": p.kind, "owner": p.owner, "state": p.state,
+                       "event": p.event, "settings_loaded_unix_ms": p.settings_loaded_unix_ms})
+            })
+            .collect();
+        JsonB(Value::Array(rows))
+    }
+
     /// Checks a row of webhook.verifications (the _verifications_check
     /// trigger): raises 22023 naming the problem, never a secret.
     #[pg_extern(stable, parallel_safe)]

@@ -161,7 +161,7 @@ const BATCH_BUDGET_MS: f64 = 50.0;
 const HANDLERS_BEFORE_JUDGING: u64 = 20;
 
 /// A claim whose oldest event had been due this long finds a backlog: the
-/// owner gets another executor (src/execution/pool.rs `KEEPING_UP_MS`).
+/// owner gets another executor (crates/webhook_core/src/executor_policy.rs `KEEPING_UP_MS`).
 const BEHIND_MS: i64 = 100;
 
 /// Retries this executor may start: `webhook.max_retries_per_second` shared
@@ -406,6 +406,7 @@ fn attach(slot: usize) -> Option<pg_sys::Oid> {
     entry.pid = unsafe { pg_sys::MyProcPid };
     entry.procno = registry::my_procno();
     entry.idle_since_ms = 0;
+    entry.settings_loaded_unix_ms = now_ms();
     let owner = pg_sys::Oid::from(entry.owner);
     // No longer waiting: its slot is not ready for another owner until the
     // process that replaces this one joins the pool.
@@ -465,6 +466,7 @@ impl Executor {
                 }
                 self.handler_lock_timeout = reset_value(c"lock_timeout");
                 self.forget();
+                REGISTRY.exclusive().executors[self.slot].settings_loaded_unix_ms = now_ms();
             }
             report_table_statistics(false);
             let claimed = std::cell::RefCell::new(Vec::new());
@@ -555,16 +557,24 @@ impl Executor {
         let mut registry = REGISTRY.exclusive();
         let entry = &mut registry.executors[self.slot];
         if idle && entry.idle_since_ms == 0 {
-            entry.idle_since_ms = now_ms();
+            entry.idle_since_ms = registry::monotonic_now().0;
         } else if !idle {
             entry.idle_since_ms = 0;
         }
     }
 
     /// Tells the listeners this executor claimed at most `limit` events at
-    /// `started_ms`, the oldest of them due since `oldest_due` (Unix seconds;
-    /// see `ExecutorSlot::claimed_ms`).
-    fn note_claim(&self, started_ms: i64, oldest_due: Option<f64>, limit: i32) {
+    /// `started_ms` (wall clock, to compare with the events' due times;
+    /// `started` is the same moment on the registry's monotonic clock), the
+    /// oldest of them due since `oldest_due` (Unix seconds; see
+    /// `ExecutorSlot::claimed_ms`).
+    fn note_claim(
+        &self,
+        started_ms: i64,
+        started: webhook_core::executor_policy::MonotonicMs,
+        oldest_due: Option<f64>,
+        limit: i32,
+    ) {
         // Every executor starts with small batches (see `handler_ms`): only
         // once its handlers have shown their speed does a small one tell.
         let slow_handlers =
@@ -576,7 +586,7 @@ impl Executor {
         });
         let mut registry = REGISTRY.exclusive();
         let entry = &mut registry.executors[self.slot];
-        entry.claimed_ms = started_ms;
+        entry.claimed_ms = started.0;
         entry.claim_on_time = !slow_handlers && lateness_ms < BEHIND_MS;
     }
 
@@ -685,6 +695,7 @@ impl Executor {
                 // Before the claim's snapshot: a claim noted after an event's
                 // commit sees that event (pool.rs `recheck`).
                 let claim_started_ms = now_ms();
+                let claim_started = registry::monotonic_now();
                 let events = with_settings(QUEUE_SCAN_SETTINGS, || {
                     as_role_with_safe_path(privileged, || {
                         let scan = Scan {
@@ -698,7 +709,7 @@ impl Executor {
                 self.statements = Some(statements);
                 let (events, oldest_due) = events?;
                 self.last_claim_found_nothing = events.is_empty();
-                self.note_claim(claim_started_ms, oldest_due, limit);
+                self.note_claim(claim_started_ms, claim_started, oldest_due, limit);
                 if let Some(oldest) = oldest_due {
                     self.scan_floor = Some(oldest - SCAN_MARGIN_SECS);
                 }
@@ -800,10 +811,11 @@ impl Executor {
     fn set_running(&self, event_id: i64, attempt: i32, timeout_ms: i32) {
         let mut registry = REGISTRY.exclusive();
         let entry = &mut registry.executors[self.slot];
-        let now = now_ms();
+        let now = registry::monotonic_now().0;
         entry.running_event = event_id;
         entry.running_attempt = attempt;
         entry.running_started_ms = now;
+        entry.running_started_unix_ms = now_ms();
         entry.running_deadline_ms = if event_id == 0 {
             0
         } else {

@@ -7,11 +7,11 @@ use std::ffi::CStr;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::PgSqlErrorCode;
 
 use crate::pg::catalog::{HandlerUnavailable, Workflow};
+use crate::pg::errors::SqlError;
 use crate::pg::event_row::EventRow;
-use crate::pg::spi::{as_handler_owner, ok_or_raise, raise, with_deadline};
+use crate::pg::spi::{as_handler_owner, ok_or_raise, with_deadline};
 
 /// Kept plans of handler calls, shared by the workflows that use the same one.
 #[derive(Default)]
@@ -36,15 +36,8 @@ impl HandlerPlans {
     ) -> Option<String> {
         let handler = match &workflow.handler {
             Ok(handler) => handler,
-            Err(HandlerUnavailable::Dropped) => raise(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION,
-                "the workflow's handler function no longer exists",
-            ),
-            Err(HandlerUnavailable::NotCallableByOwner) => raise(
-                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                "permission denied: the workflow's owner may not call its handler \
-                 (USAGE on its schema and EXECUTE on it are required)",
-            ),
+            Err(HandlerUnavailable::Dropped) => SqlError::HandlerDropped.report(),
+            Err(HandlerUnavailable::NotCallableByOwner) => SqlError::HandlerNotCallable.report(),
         };
         if !self.plans.contains_key(&handler.sql) {
             let plan =

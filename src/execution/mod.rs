@@ -26,7 +26,10 @@ mod session_reset;
 // a `workflow`-method answer.
 pub use pool::Recheck;
 pub use pool::{pool_limit, recheck, register_pool, start_waiting_owners, tend, wake_or_start};
-pub use registry::{duties, register_listener, request_shared_memory, results_announced};
+pub use registry::{
+    duties, listener_loaded_settings, processes, register_listener, request_shared_memory,
+    results_announced,
+};
 
 // `webhook_trigger` and `webhook_replay` run a handler at once, as an
 // event's first attempt (src/ingest/pipeline.rs).

@@ -36,7 +36,7 @@ use webhook_core::executor_policy::{self as policy, Decision, Limits, MonotonicM
 
 use super::attempts::{self, LostAttempt};
 use super::registry::{
-    now_ms, policy_slots, wake, Clocks, Registry, SlotState, MAX_EXECUTOR_SLOTS, REGISTRY,
+    monotonic_now, policy_slots, wake, Clocks, Registry, SlotState, MAX_EXECUTOR_SLOTS, REGISTRY,
 };
 use crate::pg::catalog::Catalog;
 use crate::pg::gucs;
@@ -96,7 +96,7 @@ fn decide_and_apply(
     let applied = {
         let mut registry = REGISTRY.exclusive();
         let clocks = Clocks::read();
-        let decisions = decide(&policy_slots(&registry, &clocks), limits, clocks.now);
+        let decisions = decide(&policy_slots(&registry), limits, clocks.now);
         apply(&mut registry, owner, clocks.now, &decisions)
     };
     if let Some((slot, first_for_owner)) = applied.start {
@@ -182,7 +182,7 @@ fn start_executor(owner: pg_sys::Oid, slot: usize, first_for_owner: bool) {
             let mut registry = REGISTRY.exclusive();
             registry.executors[slot] = Default::default();
             let clocks = Clocks::read();
-            let slots = policy_slots(&registry, &clocks);
+            let slots = policy_slots(&registry);
             let decisions = policy::after_failed_start(&slots, clocks.now, first_for_owner);
             apply(&mut registry, owner, clocks.now, &decisions);
         }
@@ -416,7 +416,8 @@ fn record_interrupted_attempt(
     if slot.running_event == 0 {
         return Ok(LostAttempt::Gone);
     }
-    let past_deadline = slot.running_deadline_ms > 0 && now_ms() >= slot.running_deadline_ms;
+    let past_deadline =
+        slot.running_deadline_ms > 0 && monotonic_now().0 >= slot.running_deadline_ms;
     let error = if past_deadline {
         let ms = slot.running_deadline_ms - slot.running_started_ms;
         CaughtSqlError {
@@ -436,7 +437,7 @@ fn record_interrupted_attempt(
         catalog,
         slot.running_event,
         slot.running_attempt,
-        slot.running_started_ms as f64 / 1000.0,
+        slot.running_started_unix_ms as f64 / 1000.0,
         error,
     )
 }

@@ -49,18 +49,25 @@ pub struct ExecutorSlot {
     /// free a slot whose executor never started.
     pub since_ms: i64,
     /// The event whose handler runs now (0: none), its attempt number, when
-    /// it started and its deadline (ms since the Unix epoch).
+    /// it started and its deadline (on the monotonic clock, [`monotonic_now`]),
+    /// and when it started on the wall clock (ms since the Unix epoch), which
+    /// the attempt records if a listener has to record it.
     pub running_event: i64,
     pub running_attempt: i32,
     pub running_started_ms: i64,
     pub running_deadline_ms: i64,
-    /// Since when it has had nothing to do (ms since the Unix epoch; 0: busy).
-    /// This and the other stamps src/execution/executor.rs writes are on the
-    /// wall clock ([`now_ms`]); listeners put them on the monotonic clock
-    /// ([`Clocks::executor_stamp`]).
+    pub running_started_unix_ms: i64,
+    /// When it last read the configuration (ms since the Unix epoch: shown
+    /// by `webhook_processes()`, so that whoever changed a setting can see
+    /// every process took it in).
+    pub settings_loaded_unix_ms: i64,
+    /// Since when it has had nothing to do (monotonic; 0: busy). Every stamp
+    /// in a slot is on the monotonic clock unless its name says unix: the
+    /// listeners' decisions compare them with their own now, which a
+    /// stepped wall clock would falsify.
     pub idle_since_ms: i64,
-    /// When it last started to claim events (ms since the Unix epoch; 0: not
-    /// yet), and whether that claim kept up: its handlers are fast (it claims
+    /// When it last started to claim events (monotonic; 0: not yet), and
+    /// whether that claim kept up: its handlers are fast (it claims
     /// full `webhook.batch_size` batches) and nothing it found had long been
     /// due (src/execution/executor.rs `note_claim`). A busy executor that
     /// claims often and on time takes its owner's new events, so no second
@@ -76,6 +83,10 @@ pub struct Registry {
     pub executors: [ExecutorSlot; MAX_EXECUTOR_SLOTS],
     /// procno + 1 of each listener process (0: none), by listener number.
     pub listeners: [i32; MAX_LISTENER_SLOTS],
+    /// Each listener's pid, and when it last read the configuration (ms
+    /// since the Unix epoch), by listener number.
+    pub listener_pids: [i32; MAX_LISTENER_SLOTS],
+    pub listener_settings_loaded_unix_ms: [i64; MAX_LISTENER_SLOTS],
     /// Owners that found the pool full (0: none), oldest first, served first
     /// when a slot frees.
     pub waiting: [u32; MAX_WAITING_OWNERS],
@@ -97,6 +108,8 @@ impl Default for Registry {
         Registry {
             executors: [ExecutorSlot::default(); MAX_EXECUTOR_SLOTS],
             listeners: [0; MAX_LISTENER_SLOTS],
+            listener_pids: [0; MAX_LISTENER_SLOTS],
+            listener_settings_loaded_unix_ms: [0; MAX_LISTENER_SLOTS],
             waiting: [0; MAX_WAITING_OWNERS],
             pool_members: [0; MAX_EXECUTOR_SLOTS],
             results: 0,
@@ -125,38 +138,37 @@ pub fn request_shared_memory() {
 /// reading taken in one process compares with one taken in another.
 static CLOCK_START: OnceLock<Instant> = OnceLock::new();
 
-/// The registry's clocks, read together under its lock.
+/// The registry's clock, read under its lock.
 pub struct Clocks {
     /// Now on the monotonic clock: intervals measured on it are right even
     /// when the wall clock is stepped (NTP, an administrator), which would
     /// otherwise make a fresh start look stuck or an executor that just went
     /// idle look idle for an hour.
     pub now: MonotonicMs,
-    /// Now on the wall clock, for stamps src/execution/executor.rs writes.
-    wall_now_ms: i64,
 }
 
 impl Clocks {
     pub fn read() -> Clocks {
-        let start = *CLOCK_START.get_or_init(Instant::now);
         Clocks {
-            now: MonotonicMs(start.elapsed().as_millis() as i64),
-            wall_now_ms: now_ms(),
+            now: monotonic_now(),
         }
-    }
-
-    /// A wall-clock stamp an executor wrote (0: none), on the monotonic
-    /// clock: as long before [`Clocks::now`] as it is before the wall
-    /// clock's now. Stamps written after a wall-clock step come out right;
-    /// only stamps from before a step are off by it, as every stamp was when
-    /// listeners measured on the wall clock.
-    pub fn executor_stamp(&self, wall_ms: i64) -> Option<MonotonicMs> {
-        (wall_ms != 0).then(|| self.now.plus(wall_ms.saturating_sub(self.wall_now_ms)))
     }
 }
 
-/// The executor slots as the policy sees them (see [`Clocks`] for the stamps).
-pub fn policy_slots(registry: &Registry, clocks: &Clocks) -> Vec<policy::Slot> {
+/// Now on the registry's monotonic clock, in milliseconds from the
+/// postmaster's start (never 0 once anything ran, so 0 can mean "none").
+pub fn monotonic_now() -> MonotonicMs {
+    let start = *CLOCK_START.get_or_init(Instant::now);
+    MonotonicMs((start.elapsed().as_millis() as i64).max(1))
+}
+
+/// A slot's stamp (0: none).
+fn stamp(ms: i64) -> Option<MonotonicMs> {
+    (ms != 0).then_some(MonotonicMs(ms))
+}
+
+/// The executor slots as the policy sees them.
+pub fn policy_slots(registry: &Registry) -> Vec<policy::Slot> {
     let pool = pool_size();
     registry
         .executors
@@ -166,11 +178,11 @@ pub fn policy_slots(registry: &Registry, clocks: &Clocks) -> Vec<policy::Slot> {
             state: policy_state(slot.state),
             owner: slot.owner,
             taken_at: MonotonicMs(slot.since_ms),
-            idle_since: clocks.executor_stamp(slot.idle_since_ms),
-            last_claim: clocks.executor_stamp(slot.claimed_ms),
+            idle_since: stamp(slot.idle_since_ms),
+            last_claim: stamp(slot.claimed_ms),
             claim_on_time: slot.claim_on_time,
             in_handler: slot.running_event != 0,
-            handler_since: clocks.executor_stamp(slot.running_started_ms),
+            handler_since: stamp(slot.running_started_ms),
             giving_way: slot.retire,
             // A slot whose pool process waits is served at once; one whose
             // process is being started again, a second later; one above the
@@ -210,8 +222,8 @@ pub fn join_pool(slot: usize) {
     }
 }
 
-/// Now on the wall clock (ms since the Unix epoch): for stamps compared with
-/// events' times or recorded as an attempt's, and those executors write.
+/// Now on the wall clock (ms since the Unix epoch): for times compared with
+/// events' times or recorded as an attempt's.
 pub fn now_ms() -> i64 {
     (crate::pg::event_row::unix(std::time::SystemTime::now()) * 1000.0) as i64
 }
@@ -237,11 +249,79 @@ pub fn wake(procno: i32) {
     }
 }
 
-/// Records listener `number`'s latch, so executors can wake it.
+/// This process's listener number, once it registered as a listener.
+static MY_LISTENER_NUMBER: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Records listener `number`'s latch, so executors can wake it, and its pid
+/// and configuration (read just now) for `webhook_processes()`.
 pub fn register_listener(number: usize) {
     if number < MAX_LISTENER_SLOTS {
-        REGISTRY.exclusive().listeners[number] = my_procno() + 1;
+        MY_LISTENER_NUMBER.store(number, Ordering::Relaxed);
+        let mut registry = REGISTRY.exclusive();
+        registry.listeners[number] = my_procno() + 1;
+        // SAFETY: MyProcPid is set before any extension code runs.
+        registry.listener_pids[number] = unsafe { pg_sys::MyProcPid };
+        registry.listener_settings_loaded_unix_ms[number] = now_ms();
     }
+}
+
+/// A listener read the configuration again (after SIGHUP).
+pub fn listener_loaded_settings() {
+    let number = MY_LISTENER_NUMBER.load(Ordering::Relaxed);
+    if number < MAX_LISTENER_SLOTS {
+        REGISTRY.exclusive().listener_settings_loaded_unix_ms[number] = now_ms();
+    }
+}
+
+/// One listener or executor process as `webhook_processes()` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessRow {
+    pub pid: i32,
+    pub kind: &'static str,
+    /// The role whose handlers an executor runs (an OID; none for listeners).
+    pub owner: Option<u32>,
+    /// listening; an executor: starting, idle, claiming, running handler,
+    /// exited, recording.
+    pub state: &'static str,
+    /// The event whose handler runs now.
+    pub event: Option<i64>,
+    pub settings_loaded_unix_ms: i64,
+}
+
+/// The running listeners and executors, as shared memory has them now.
+pub fn processes() -> Vec<ProcessRow> {
+    let registry = REGISTRY.share();
+    let listeners = (0..MAX_LISTENER_SLOTS)
+        .filter(|&n| registry.listeners[n] > 0)
+        .map(|n| ProcessRow {
+            pid: registry.listener_pids[n],
+            kind: "listener",
+            owner: None,
+            state: "listening",
+            event: None,
+            settings_loaded_unix_ms: registry.listener_settings_loaded_unix_ms[n],
+        });
+    let executors = registry
+        .executors
+        .iter()
+        .filter(|slot| slot.state != SlotState::Free && slot.pid != 0)
+        .map(|slot| ProcessRow {
+            pid: slot.pid,
+            kind: "executor",
+            owner: Some(slot.owner),
+            state: match slot.state {
+                SlotState::Free => "free",
+                SlotState::Starting => "starting",
+                SlotState::Running if slot.running_event != 0 => "running handler",
+                SlotState::Running if slot.idle_since_ms != 0 => "idle",
+                SlotState::Running => "claiming",
+                SlotState::Exited => "exited",
+                SlotState::Recording => "recording",
+            },
+            event: (slot.running_event != 0).then_some(slot.running_event),
+            settings_loaded_unix_ms: slot.settings_loaded_unix_ms,
+        });
+    listeners.chain(executors).collect()
 }
 
 /// Wakes every listener (an executor finished an event someone may wait

@@ -81,14 +81,10 @@ unsafe extern "C-unwind" fn guard_process_utility(
     // SAFETY: PostgreSQL passes a valid PlannedStmt whose utilityStmt is a Node.
     let statement = unsafe { (*pstmt).utilityStmt };
     let is_set_constraints = !statement.is_null()
+        // SAFETY: checked non-null just before; every Node starts with its tag.
         && unsafe { (*statement).type_ } == pg_sys::NodeTag::T_ConstraintsSetStmt;
     if is_set_constraints && crate::pg::signals::RUNNING_HANDLER.load(Ordering::SeqCst) {
-        pgrx::ereport!(
-            ERROR,
-            pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            "SET CONSTRAINTS is not allowed in a webhook handler",
-            "It would change constraint timing for the other handlers in the same batch."
-        );
+        crate::pg::errors::SqlError::SetConstraintsInHandler.report();
     }
     // SAFETY: the arguments are passed on unchanged to the next hook or the
     // standard implementation.

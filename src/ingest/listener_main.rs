@@ -173,6 +173,7 @@ fn reload(listener: &Listener, settings: &SharedSettings, state: &mut ListenerSt
     state.pipeline.reload_settings();
     apply_lock_timeout();
     state.pipeline.rejections_kept = gucs::REJECTIONS_KEPT.get();
+    crate::execution::listener_loaded_settings();
     match listener.reload_certificate() {
         Some(Ok(())) => pgrx::log!("webhook_ext listener reloaded its HTTPS certificate"),
         Some(Err(why)) => pgrx::warning!("webhook_ext listener keeps its HTTPS certificate: {why}"),

@@ -5,8 +5,7 @@ use std::panic::AssertUnwindSafe;
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
-use pgrx::pg_sys::panic::ErrorReport;
-use pgrx::{PgSqlErrorCode, PgTryBuilder};
+use pgrx::PgTryBuilder;
 
 /// An error caught from PostgreSQL (or a Rust panic), reduced to what an event
 /// row records: SQLSTATE and message.
@@ -331,12 +330,7 @@ pub fn with_deadline<R>(timeout_ms: i32, f: impl FnOnce() -> R) -> R {
         .execute();
     let timeout_ms = deadline.at.saturating_duration_since(started).as_millis();
     if std::time::Instant::now() > deadline.at {
-        ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
-            format!("handler exceeded its deadline of {timeout_ms} ms"),
-            "webhook_ext",
-        )
-        .report(pgrx::PgLogLevel::ERROR);
+        super::errors::SqlError::HandlerDeadline(timeout_ms).report();
     }
     result
 }
@@ -404,15 +398,4 @@ pub fn array_column<R, T: pgrx::IntoDatum>(
     pgrx::datum::DatumWithOid::from(rows.map(value).collect::<Vec<T>>())
 }
 
-/// Raises an ERROR (caught by the enclosing subtransaction): the one way the
-/// extension's Rust code raises SQL errors in the middle of its work.
-pub fn raise(code: PgSqlErrorCode, message: &str) -> ! {
-    ErrorReport::new(code, message.to_string(), "webhook_ext").report(pgrx::PgLogLevel::ERROR);
-    unreachable!("ERROR does not return")
-}
-
-/// Turns a pgrx SPI error into a PostgreSQL ERROR, so that the enclosing
-/// subtransaction rolls back whatever was done.
-pub fn ok_or_raise<T>(result: Result<T, pgrx::spi::Error>) -> T {
-    result.unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, &e.to_string()))
-}
+pub use super::errors::ok_or_raise;

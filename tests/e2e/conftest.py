@@ -230,8 +230,28 @@ class Cluster:
         self.start()
 
     def reload(self) -> None:
-        """pg_ctl reload (asynchronous; see ``wait_for_setting``)."""
+        """pg_ctl reload, then wait until every listener and executor has read
+        the configuration again (their ``settings_loaded_at`` in
+        webhook_processes(), where the extension is installed)."""
+        since = self.scalar("SELECT pg_catalog.clock_timestamp()")
         self.pg_ctl("reload")
+        self.wait_for_reload(since)
+
+    def wait_for_reload(self, since, timeout: float = 10) -> None:
+        """Raises with the processes still behind when some listener or
+        executor has not read the configuration since ``since``."""
+        if self.scalar("SELECT pg_catalog.to_regprocedure('webhook_processes()') IS NULL"):
+            return
+        query = ("SELECT pid, kind, state, settings_loaded_at FROM webhook_processes() "
+                 "WHERE settings_loaded_at < pg_catalog.date_trunc('milliseconds', %s::timestamptz)")
+        deadline = time.monotonic() + timeout
+        while True:
+            behind = self.rows(query, (since,))
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not reloaded {timeout} s after {since}: {behind!r}")
+            time.sleep(0.02)
 
     def alter_system(self, name: str, value: str | None, shown: str | None = None) -> None:
         """ALTER SYSTEM SET (or RESET, for None), reload, and wait until new

@@ -6,7 +6,7 @@ table of sql/schema.sql, and the handler's argument to the stored row."""
 
 from datetime import datetime
 
-from hookkit import post, settle
+from hookkit import post, ready, settle  # noqa: F401
 
 # The table's columns as the catalog has them, types as format_type names them.
 TABLE_COLUMNS = """

@@ -36,7 +36,6 @@ from hookkit import events, handler_rows, login_role, post, ready, recording_han
 def short_handler_timeout(ready):
     """webhook.handler_timeout = 300ms for one test (listeners and executors)."""
     ready.alter_system("webhook.handler_timeout", "300ms")
-    time.sleep(0.5)  # the executors and listeners take in the reload
     try:
         yield ready
     finally:

@@ -348,3 +348,55 @@ def test_reload_executors_per_owner_and_idle_timeout(private):
         wait_for(executors, "idle executors gone after lowering the idle timeout", until=lambda k: k == 0)
     finally:
         reload_to(c, "webhook.executor_idle_timeout", None, "2s")
+
+
+def test_processes_show_listeners_executors_and_when_each_read_the_settings(private):
+    """webhook_processes(): every listener, every running executor with its
+    owner and state, and when each last read the configuration; a tenant
+    sees the listeners but not another role's executors."""
+    c = private
+    table = uniq("seen")
+    c.sql(f"CREATE TABLE public.{table} (event_id bigint, pid int)")
+    c.sql(f"CREATE OR REPLACE FUNCTION public.{table}_h(e webhook.events) RETURNS void LANGUAGE sql AS "
+          f"$h$ INSERT INTO public.{table} VALUES (e.id, pg_backend_pid()) $h$")
+    wf = hk.create_workflow(c, handler=f"public.{table}_h")
+    # Executors stay for the whole test (the test cluster's idle timeout is 2 s).
+    reload_to(c, "webhook.executor_idle_timeout", "60s", "1min")
+    try:
+        assert hk.post_url(c.hook_url(wf), {"n": 1}).status == 200
+        [executor_pid] = wait_for(lambda: [r["pid"] for r in c.rows(f"SELECT pid FROM public.{table}")],
+                                  "the handler ran", until=lambda pids: len(pids) == 1)
+
+        listeners = c.rows("SELECT pid, owner, state, event_id FROM webhook_processes() "
+                           "WHERE kind = 'listener' ORDER BY pid")
+        assert listeners == [{"pid": pid, "owner": None, "state": "listening", "event_id": None}
+                             for pid in c.listener_pids()]
+        assert len(listeners) == int(c.scalar("SHOW webhook.workers"))
+        executor = wait_for(
+            lambda: c.row("SELECT owner::text, state, event_id FROM webhook_processes() WHERE pid = %s",
+                          (executor_pid,)),
+            "the executor idle", until=lambda row: row is not None and row["state"] == "idle")
+        assert executor == {"owner": "postgres", "state": "idle", "event_id": None}
+
+        # After a reload every process has read the configuration again.
+        before = {r["pid"]: r["settings_loaded_at"]
+                  for r in c.rows("SELECT pid, settings_loaded_at FROM webhook_processes()")}
+        assert set(before) == {executor_pid, *c.listener_pids()}
+        since = c.scalar("SELECT pg_catalog.clock_timestamp()")
+        c.reload()
+        after = {r["pid"]: r["settings_loaded_at"]
+                 for r in c.rows("SELECT pid, settings_loaded_at FROM webhook_processes()")}
+        assert set(after) == set(before)
+        for pid, loaded in after.items():
+            assert loaded >= since.replace(microsecond=since.microsecond // 1000 * 1000), (pid, loaded, since)
+            assert loaded > before[pid]
+
+        # A tenant sees the listeners, and no executor of another role.
+        tenant = hk.make_login_role(c, uniq)
+        try:
+            seen = c.rows("SELECT kind, pid FROM webhook_processes() ORDER BY kind, pid", user=tenant)
+            assert seen == [{"kind": "listener", "pid": pid} for pid in c.listener_pids()]
+        finally:
+            hk.drop_login_role(c, tenant)
+    finally:
+        reload_to(c, "webhook.executor_idle_timeout", None, "2s")
