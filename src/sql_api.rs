@@ -72,7 +72,7 @@ fn webhook_trigger(
     let mut pipeline = Pipeline::new(Some(crate::privileged::extension_owner()), None);
     let privileged = pipeline.privileged_role;
     let handled = Spi::connect_mut(|client| {
-        let mut next_id = |c: &SpiClient<'_>| next_event_id(c, privileged);
+        let mut next_id = |c: &SpiClient<'_>| nextval_event_id(c, privileged);
         pipeline.handle(client, workflow_id, &mut request, &meta, &mut next_id)
     })
     .unwrap_or_else(|e| SqlError::internal("webhook_trigger", e).report());
@@ -149,7 +149,7 @@ fn webhook_replay(event: i64) -> JsonB {
         let Some(workflow) = pipeline.catalog.get(client, workflow_id)? else {
             return Ok(None);
         };
-        let id = next_event_id(client, privileged)?;
+        let id = nextval_event_id(client, privileged)?;
         let accepted = Accepted {
             params: parse(&params),
         };
@@ -180,7 +180,10 @@ fn require_visible_workflow(id: Uuid) {
     crate::privileged::require_workflow(pg_uuid(id), false);
 }
 
-fn next_event_id(
+/// The next event id in an ordinary backend, by `nextval` as the extension's
+/// owner when the caller may not use the sequence (the listener instead calls
+/// the sequence directly: src/ingest/pipeline.rs `next_event_id`).
+fn nextval_event_id(
     client: &SpiClient<'_>,
     privileged: Option<pg_sys::Oid>,
 ) -> Result<i64, pgrx::spi::Error> {

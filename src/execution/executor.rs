@@ -266,9 +266,10 @@ impl Statements {
     }
 }
 
-/// What a batch did.
+/// What a batch of claimed events did (a listener's batch of requests is
+/// `RequestBatch`, src/ingest/listener_main.rs).
 #[derive(Default)]
-struct Batch {
+struct BatchOutcome {
     ran: usize,
     /// A `workflow`-method event finished: a listener may be waiting for it.
     awaited: bool,
@@ -674,9 +675,9 @@ impl Executor {
         &mut self,
         limit: i32,
         claimed: &std::cell::RefCell<Vec<(i64, i32, f64)>>,
-    ) -> Result<Batch, CaughtSqlError> {
+    ) -> Result<BatchOutcome, CaughtSqlError> {
         let result = in_transaction(|| {
-            Spi::connect_mut(|client| -> Result<Batch, pgrx::spi::Error> {
+            Spi::connect_mut(|client| -> Result<BatchOutcome, pgrx::spi::Error> {
                 let everything = DEFINITIONS_CHANGED.swap(false, Ordering::SeqCst);
                 let some = WORKFLOWS_CHANGED.swap(false, Ordering::SeqCst);
                 if everything {
@@ -713,7 +714,7 @@ impl Executor {
                 if let Some(oldest) = oldest_due {
                     self.scan_floor = Some(oldest - SCAN_MARGIN_SECS);
                 }
-                let mut batch = Batch::default();
+                let mut batch = BatchOutcome::default();
                 let mut records = Vec::with_capacity(events.len());
                 let mut postponed: Vec<(i64, f64)> = Vec::new();
                 for (mut row, stored) in events {

@@ -516,9 +516,9 @@ impl ListenerState {
                 }
                 return;
             }
-            let mut batch = Batch {
+            let mut batch = RequestBatch {
                 pending: std::mem::take(&mut queue),
-                ..Batch::default()
+                ..RequestBatch::default()
             };
             let pipeline = &mut self.pipeline;
             pipeline.stored_for_owners.clear();
@@ -555,7 +555,7 @@ impl ListenerState {
 
     /// The batch committed: answer its callers, start waiting for the
     /// `workflow`-method results, and wake the owners' executors.
-    fn committed(&mut self, batch: Batch) {
+    fn committed(&mut self, batch: RequestBatch) {
         let mut answers = Vec::with_capacity(batch.answered.len());
         for (reply, after_commit, _) in batch.answered {
             match after_commit {
@@ -761,9 +761,10 @@ enum AfterCommit {
     },
 }
 
-/// One transaction's worth of requests.
+/// One transaction's worth of requests (a batch of the listener's; an executor's is
+/// `BatchOutcome`, src/execution/executor.rs).
 #[derive(Default)]
-struct Batch {
+struct RequestBatch {
     /// Not reached yet.
     pending: VecDeque<Job>,
     /// The request being processed (its reply, if the transaction fails now).
@@ -774,7 +775,7 @@ struct Batch {
     answered: Vec<(Reply, AfterCommit, Option<i64>)>,
 }
 
-impl Batch {
+impl RequestBatch {
     fn run(
         &mut self,
         client: &mut SpiClient<'_>,

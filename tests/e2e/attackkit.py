@@ -1,5 +1,5 @@
 """A bounded attack on one listener (127.0.0.1 only), while a legitimate sender
-keeps delivering signed requests (test_attack_edge.py, bench/attack.sh).
+keeps delivering signed requests (test_listener_under_attack.py, bench/attack.sh).
 
 The attacks, each on its own threads, for ``seconds``:
 
@@ -22,7 +22,7 @@ their size: 413 after the cost check), 24 MB bodies with forged signatures to
 a workflow checking HMAC-SHA512 against 10 secrets (401), and ``{}`` to a
 workflow with 1,000 required parameters (400 listing them).
 
-Used by tests/e2e/test_attack_edge.py (which asserts what every request got)
+Used by tests/e2e/test_listener_under_attack.py (which asserts what every request got)
 and by bench/attack.sh (which reports the legitimate p99 during the attack).
 Only the standard library, so ``python3 tests/e2e/attackkit.py`` runs anywhere.
 """

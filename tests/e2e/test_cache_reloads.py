@@ -17,6 +17,8 @@ import time
 
 import requests
 
+from hookkit import handler_rows, ready, recording_handler, settle  # noqa: F401
+from hookkit import post as post_json
 from tenantkit import private_cluster_fixture, tenants_fixture
 
 # One executor per owner that stays for the whole test: a new executor
@@ -219,3 +221,17 @@ def test_tenants_cannot_read_write_or_signal_the_change_notes(private, tenants):
         assert err["message"] == "permission denied for table workflow_changes", err
     err = mallory.error("SELECT webhook._pace_config_change()", sqlstate="42501")
     assert err["message"] == "permission denied for function _pace_config_change", err
+
+
+# ------------------------------------------------------ handler changes
+def test_set_handler_takes_effect_in_the_listener_at_once(ready, new_workflow, uniq):
+    c = ready
+    first, first_table = recording_handler(c, uniq)
+    second, second_table = recording_handler(c, uniq)
+    wf = new_workflow(handler=first)["id"]
+    one = post_json(c, wf, json_body={"n": 1}).json()["event_id"]
+    settle(c, "id = %s", (one,))
+    c.sql("SELECT webhook_set_handler(%s, %s::regproc)", (wf, second))
+    two = post_json(c, wf, json_body={"n": 2}).json()["event_id"]
+    assert [r["event_id"] for r in handler_rows(c, first_table)] == [one]
+    assert [r["event_id"] for r in handler_rows(c, second_table)] == [two]

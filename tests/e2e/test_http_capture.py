@@ -3,10 +3,13 @@ next GET/POST becomes the sample (parameters by source, types inferred, the
 handler not fired, no event); afterwards, or once the window expired, the URL
 behaves normally; required flags of parameters that remain are kept."""
 
+import threading
 import time
 
-from hookkit import (add_parameter, count_events, events, get, handler_rows, parameters, post,  # noqa: F401
-                     ready, recording_handler, response_json, sample_json, set_required)
+import requests
+
+from hookkit import (add_parameter, count_events, events, get, handler_rows, login_role, parameters,  # noqa: F401
+                     post, ready, recording_handler, response_json, sample_json, set_required)
 
 
 def capture_state(c, wf) -> str:
@@ -223,3 +226,56 @@ def test_capture_does_not_fire_workflow_method_handler(ready, new_workflow, new_
     r = post(c, wf, json_body={"a": 2})
     assert r.status_code == 200 and response_json(r)["a"] == 2, r.text
     assert len(handler_rows(c, table)) == 1
+
+
+# --------------------------------------------------------------- capture
+def test_of_concurrent_requests_across_listeners_exactly_one_is_the_sample(ready, new_workflow):
+    c = ready
+    wf = new_workflow()["id"]
+    c.sql("SELECT webhook_capture_sample(%s)", (wf,))
+    replies = []
+    lock = threading.Lock()
+
+    def send(n):
+        with requests.Session() as s:  # own connection: either listener
+            r = post(c, wf, json_body={f"field_{n}": n}, session=s)
+        with lock:
+            replies.append(r)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    captured = [r for r in replies if r.json()["msg"] == "Sample captured"]
+    accepted = [r for r in replies if r.json()["msg"] == "success"]
+    assert (len(captured), len(accepted)) == (1, 15), [r.text for r in replies]
+    # The sample is the captured request's body, and the others are events.
+    [sample_field] = [p["name"] for p in c.rows("SELECT name FROM webhook.parameters WHERE workflow_id = %s "
+                                                "AND source = 'body'", (wf,))]
+    assert c.scalar("SELECT count(*) FROM webhook.events WHERE workflow_id = %s", (wf,)) == 15
+    assert c.scalar("SELECT count(*) FROM webhook.events WHERE workflow_id = %s AND params ? %s",
+                    (wf, sample_field)) == 0
+    # Both listener processes took part.
+    assert len({e["listener_pid"] for e in events(c, wf)}) == 2
+    assert c.scalar("SELECT state FROM webhook_capture_status(%s)", (wf,)) == "captured"
+
+
+def test_capture_functions_error_paths(ready, new_workflow, login_role):
+    c = ready
+    wf = new_workflow()["id"]
+    for window, message in (("0 seconds", "capture window must be positive and at most 1 day"),
+                            ("2 days", "capture window must be positive and at most 1 day")):
+        err = c.sql_error("SELECT webhook_capture_sample(%s, %s::interval)", (wf, window), sqlstate="22023")
+        assert err["message"] == message
+    err = c.sql_error("SELECT webhook_capture_sample(%s)", ("00000000-0000-0000-0000-000000000000",),
+                      sqlstate="42704")
+    assert err["message"] == "workflow 00000000-0000-0000-0000-000000000000 does not exist"
+    c.sql_error("SELECT webhook_capture_sample(NULL)", sqlstate="22004")
+    c.sql_error("SELECT webhook_capture_status(%s)", ("00000000-0000-0000-0000-000000000000",),
+                sqlstate="42704")
+    # Another role's workflow looks like one that does not exist.
+    other = login_role()
+    err = c.sql_error("SELECT webhook_capture_sample(%s)", (wf,), sqlstate="42704", user=other)
+    assert err["message"] == f"workflow {wf} does not exist"
+    assert c.scalar("SELECT state FROM webhook_capture_status(%s)", (wf,)) == "idle"

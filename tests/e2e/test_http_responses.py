@@ -301,7 +301,7 @@ def test_workflow_deadline_from_guc(make_cluster, uniq):
 def test_late_handler_that_swallows_the_cancel_still_fails(solo, uniq):
     """A handler that catches query_canceled and keeps going past its deadline
     (but less than the 1 s grace after which the listener ends it, see
-    test_attack_runaway_handler.py) is late: the caller must get the failure
+    test_handler_deadlines.py) is late: the caller must get the failure
     response, and the event the error."""
     c = solo
     c.sql("""CREATE OR REPLACE FUNCTION public.stubborn(e webhook.events) RETURNS jsonb LANGUAGE plpgsql AS $h$

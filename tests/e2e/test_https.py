@@ -4,9 +4,11 @@ down with a clear log line instead of serving plain HTTP."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 
@@ -14,6 +16,7 @@ import pytest
 
 import requests
 
+import hookkit as hk
 from conftest import chown_pg
 from hookkit import count_events, create_workflow
 
@@ -151,3 +154,41 @@ def test_certificate_reload_keeps_established_connections(make_cluster, cert_dir
                    r"no certificate found in", since=since)
     assert curl_status(url, new_cert) == (0, "200")
     assert count_events(c, wf) == 5
+
+
+# ------------------------------------------------------------------ HTTPS
+@pytest.fixture
+def tls_cluster(make_cluster, cert_dir):
+    cert, key = make_certificate(cert_dir)
+    c = make_cluster(conf={"webhook.tls_cert_file": cert, "webhook.tls_key_file": key, "webhook.workers": 1})
+    c.sql("CREATE EXTENSION webhook_ext")
+    c.wait_for_http()
+    return c, cert
+
+
+@pytest.mark.parametrize("version", ["TLSv1_2", "TLSv1_3"])
+def test_tls_1_2_and_1_3(tls_cluster, version):
+    c, cert = tls_cluster
+    wf = hk.create_workflow(c)
+    context = ssl.create_default_context(cafile=cert)
+    context.minimum_version = context.maximum_version = getattr(ssl.TLSVersion, version)
+    with socket.create_connection(("127.0.0.1", c.http_port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            assert s.version() == version.replace("_", ".")
+            body = json.dumps({"tls": version}).encode()
+            s.sendall(hk.http_request_bytes("POST", f"/hooks/{wf}", c.http_port, body=body,
+                                            headers={"Content-Type": "application/json", "Connection": "close"}))
+            reply = b""
+            while chunk := s.recv(4096):
+                reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200"), reply
+    assert c.scalar("SELECT params->>'tls' FROM webhook.events WHERE workflow_id = %s::uuid", (wf,)) == version
+
+
+def test_unreadable_certificate_keeps_the_listener_down(make_cluster, cert_dir):
+    _, key = make_certificate(cert_dir)
+    c = make_cluster(conf={"webhook.tls_cert_file": os.path.join(cert_dir, "missing.crt"),
+                           "webhook.tls_key_file": key})
+    c.wait_for_log(r"webhook_ext listener cannot start: cannot read webhook.tls_cert_file "
+                   r"\"[^\"]*missing.crt\"", timeout=10)
+    assert_listener_down(c)

@@ -214,3 +214,21 @@ def test_replay_unknown_event(ready):
     assert (d["message"], d["hint"]) == (
         "event -12345 does not exist", "A role sees only the events of the workflows it owns."), d
     assert c.scalar("SELECT count(*) FROM webhook.events") == before
+
+
+def test_trigger_and_replay_by_a_superuser_run_the_handler_as_the_owner(ready, login_role, uniq):
+    c = ready
+    owner = login_role()
+    fn, table = recording_handler(c, uniq, schema=owner, user=owner)
+    wf = str(c.scalar("SELECT id FROM webhook_create_workflow(%s, %s::regproc)", (uniq("wf"), fn), user=owner))
+    # Positive control: the recorded role is whoever runs the handler.
+    c.sql(f"SELECT {fn}(e) FROM (SELECT NULL::webhook.events AS e) x")
+    assert [r["who"] for r in c.rows(f"SELECT who FROM {table}")] == ["postgres"]
+    c.sql(f"TRUNCATE {table}")
+    triggered = c.scalar("SELECT webhook_trigger(%s, '{\"n\": 1}'::jsonb)", (wf,))
+    assert triggered["status"] == 200, triggered
+    replayed = c.scalar("SELECT webhook_replay(%s)", (triggered["event_id"],))
+    assert replayed["status"] == 200, replayed
+    rows = c.rows(f"SELECT event_id, who FROM {table} ORDER BY at")
+    assert rows == [{"event_id": triggered["event_id"], "who": owner},
+                    {"event_id": replayed["event_id"], "who": owner}]

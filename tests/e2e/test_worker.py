@@ -6,6 +6,8 @@ import os
 import re
 import time
 
+import hookkit as hk
+
 # Exit code 1 at shutdown is fine (the postmaster logs it for every worker that
 # exits with 1, e.g. the logical replication launcher); signals never are.
 SIGNAL_CRASH = re.compile(r"terminated by signal|PANIC")
@@ -128,3 +130,23 @@ def test_without_preload_create_extension_notices_and_no_listener(make_cluster):
     time.sleep(1)
     assert c.listener_pids() == []
     assert c.stop("fast") < 5
+
+
+# ------------------------------------------------------ extension schema
+def test_create_extension_in_a_schema_of_its_own(make_cluster):
+    c = make_cluster(conf={"webhook.workers": 1})
+    c.sql("CREATE SCHEMA webhook_api")
+    c.sql("CREATE EXTENSION webhook_ext SCHEMA webhook_api")
+    assert c.scalar("SELECT count(*) FROM pg_proc WHERE proname = 'webhook_create_workflow' "
+                    "AND pronamespace = 'webhook_api'::regnamespace") == 1
+    assert c.scalar("SELECT count(*) FROM pg_proc WHERE proname LIKE 'webhook\\_%' "
+                    "AND pronamespace = 'public'::regnamespace") == 0
+    c.sql("CREATE FUNCTION public.h(e webhook.events) RETURNS jsonb LANGUAGE sql AS 'SELECT e.params'")
+    wf = str(c.scalar("SELECT id FROM webhook_api.webhook_create_workflow('api-schema', 'public.h')"))
+    url = c.scalar("SELECT webhook_api.webhook_url(%s)", (wf,))
+    c.wait_for_http()
+    r = hk.post_url(url, {"order": "A-1"})
+    assert r.status == 200, r
+    assert c.scalar("SELECT params FROM webhook.events WHERE workflow_id = %s", (wf,)) == {"order": "A-1"}
+    assert [str(row["id"]) for row in c.rows("SELECT id FROM webhook_api.webhook_find_workflow(%s)", (wf,))] == \
+        [wf]

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 import requests
 
-from hookkit import set_response, wait_until
+from hookkit import events, handler_rows, post, ready, recording_handler, set_response, settle, wait_until  # noqa: F401
 from tenantkit import private, tenants_fixture  # noqa: F401  (fixtures)
 
 STUBBORN = """
@@ -179,3 +179,46 @@ def test_a_handler_calling_webhook_trigger_keeps_its_own_deadline(private, tenan
     # the handler kept its executor for its whole 6 s.
     assert [(a["attempt"], a["outcome"], a["sqlstate"]) for a in rows] == [(1, "timeout", "57014")], rows
     assert float(rows[0]["took"]) < 4.0, rows
+
+
+# ------------------------------------------------------------- deadlines
+@pytest.fixture
+def short_handler_timeout(ready):
+    """webhook.handler_timeout = 300ms for one test (listeners and executors)."""
+    ready.alter_system("webhook.handler_timeout", "300ms")
+    try:
+        yield ready
+    finally:
+        ready.alter_system("webhook.handler_timeout", None, shown="30s")
+
+
+@pytest.mark.parametrize("method", ["default", "custom", "workflow"])
+def test_the_handler_deadline_holds_under_every_response_method(short_handler_timeout, new_workflow, uniq,
+                                                                method):
+    c = short_handler_timeout
+    fn, table = recording_handler(c, uniq, extra="PERFORM pg_sleep(5);")
+    wf = new_workflow(handler=fn)["id"]
+    c.sql("SELECT webhook_set_retry(%s, 1)", (wf,))
+    if method == "custom":
+        c.sql("SELECT webhook_set_response(%s, 'custom', body => 'ok {{n}}', content_type => 'text/plain')",
+              (wf,))
+    else:
+        c.sql("SELECT webhook_set_response(%s, %s)", (wf, method))
+    r = post(c, wf, json_body={"n": 1})
+    if method == "workflow":
+        event_id = r.json()["event_id"]
+        assert (r.status_code, r.json()) == (500, {"msg": "Workflow failed", "event_id": event_id})
+    elif method == "custom":
+        assert (r.status_code, r.text) == (200, "ok 1")
+        event_id = events(c, wf)[0]["id"]
+    else:
+        event_id = r.json()["event_id"]
+        assert r.json() == {"msg": "success", "event_id": event_id, "workflow_id": wf}
+    settle(c, "id = %s", (event_id,))
+    attempt = c.row("SELECT outcome, sqlstate, extract(epoch FROM ended_at - started_at) AS secs "
+                    "FROM webhook.attempts WHERE event_id = %s", (event_id,))
+    assert (attempt["outcome"], attempt["sqlstate"]) == ("timeout", "57014")
+    assert attempt["secs"] < 4  # cancelled, not run for its 5 s
+    assert c.row("SELECT status, error FROM webhook.events WHERE id = %s", (event_id,)) == {
+        "status": "dead", "error": "57014: canceling statement due to user request"}
+    assert handler_rows(c, table) == []  # its insert was rolled back with it

@@ -109,7 +109,7 @@ def test_cursor_left_open_by_a_handler_is_gone_before_the_next_owners_handler(pr
 
     # Over HTTP, bob's request and then alice's, answered and handled in
     # order: alice's handler finds no cursor (each owner's handlers run in an
-    # executor of their own; test_attack_batch_state.py proves the sessions
+    # executor of their own; test_handler_session_isolation.py proves the sessions
     # and transactions differ).
     for wf in (wf_bob, wf_alice):
         r = post(private, wf, json_body={})

@@ -71,39 +71,59 @@ def plant_format(mallory, args: str = "fmt text, a name, b name", call: str = "f
             RETURN pg_catalog.format({call});
         END $f$""")
 
-def test_planted_format_is_not_called_by_the_listener(private, tenants):
-    alice, mallory = tenants["alice"], tenants["mallory"]
-    plant_format(mallory)
-    # Positive control: a session on the default search_path calls the planted format.
-    assert alice.scalar("SELECT format('%I.%I', 'a'::name, 'b'::name)") == "a.b"
-    assert calls(private, mallory) == [("format", alice.name)]
-    assert mallory.is_superuser() is False
-    assert_escalates_when_a_superuser_calls(private, mallory, "SELECT format('%I.%I', 'a'::name, 'b'::name)",
-                                            "format")
-
-    wf = alice.create_workflow()
-    r = post(private, wf, json_body={"order": 1})
-    assert r.status_code == 200, r.text
-    assert r.json()["msg"] == "success"
-    assert private.scalar("SELECT params FROM webhook.events WHERE workflow_id = %s", (wf,)) == {"order": 1}
-    assert calls(private, mallory) == [("format", alice.name)]
-    assert mallory.is_superuser() is False
-
-def test_planted_operator_is_not_used_by_the_listener(private, tenants):
+def test_planted_jsonb_build_object_is_not_called_by_the_listener(private, tenants):
+    """The listener reads a workflow's verifications with
+    jsonb_build_object('method', text, 'scheme', text, 'secrets', text[],
+    'options', jsonb) (src/pg/catalog.rs). An overload with exactly those
+    argument types beats pg_catalog's variadic one on any path that reaches
+    it, so the listener must neither leave the call unqualified nor search
+    public."""
     alice, mallory = tenants["alice"], tenants["mallory"]
     m = mallory.name
     mallory.sql(f"""
-        CREATE FUNCTION {m}.oid_eq_regtype(a oid, b regtype) RETURNS boolean LANGUAGE plpgsql AS $f$
+        CREATE FUNCTION public.jsonb_build_object(k1 text, v1 text, k2 text, v2 text, k3 text, v3 text[],
+                                                  k4 text, v4 jsonb) RETURNS jsonb LANGUAGE plpgsql AS $f$
+        BEGIN {ESCALATE.format(m=m, fn='jsonb_build_object')}
+            RETURN pg_catalog.jsonb_build_object(k1, v1, k2, v2, k3, v3, k4, v4);
+        END $f$""")
+    expression = ("SELECT jsonb_build_object('method', v.method, 'scheme', v.scheme, 'secrets', v.secrets, "
+                  "'options', v.options) FROM webhook.verifications v")
+    wf = alice.create_workflow()
+    alice.sql("SELECT webhook_set_verification(%s, 'bearer', secret => 't0k')", (wf,))
+    # Positive control: the listener's expression, on the default search_path,
+    # calls the planted function.
+    assert alice.scalar(expression)["scheme"] == "bearer"
+    assert calls(private, mallory) == [("jsonb_build_object", alice.name)]
+    assert_escalates_when_a_superuser_calls(private, mallory, expression, "jsonb_build_object")
+
+    r = post(private, wf, json_body={"order": 1}, headers={"Authorization": "Bearer t0k"})
+    assert r.status_code == 200, r.text
+    assert private.scalar("SELECT params FROM webhook.events WHERE workflow_id = %s", (wf,)) == {"order": 1}
+    assert calls(private, mallory) == [("jsonb_build_object", alice.name)]
+    assert mallory.is_superuser() is False
+
+def test_planted_operator_is_not_used_by_the_listener(private, tenants):
+    """The listener joins a workflow's owner (regrole) to pg_roles.oid
+    (src/pg/catalog.rs). An `=` on (oid, regrole) beats pg_catalog's
+    `oid = oid` with its implicit cast, so the listener must neither write
+    the comparison unqualified nor search public."""
+    alice, mallory = tenants["alice"], tenants["mallory"]
+    m = mallory.name
+    mallory.sql(f"""
+        CREATE FUNCTION {m}.oid_eq_regrole(a oid, b regrole) RETURNS boolean LANGUAGE plpgsql AS $f$
         BEGIN {ESCALATE.format(m=m, fn='=')}
             RETURN a OPERATOR(pg_catalog.=) b::oid;
         END $f$""")
-    mallory.sql(f"CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = regtype, FUNCTION = {m}.oid_eq_regtype)")
-    # Positive control: the default search_path finds the planted operator.
-    assert alice.scalar("SELECT 3802::oid = 'jsonb'::regtype") is True
-    assert calls(private, mallory) == [("=", alice.name)]
-    assert_escalates_when_a_superuser_calls(private, mallory, "SELECT 3802::oid = 'jsonb'::regtype", "=")
-
+    mallory.sql(f"CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = regrole, FUNCTION = {m}.oid_eq_regrole)")
     wf = alice.create_workflow()
+    expression = (f"SELECT r.oid = w.owner FROM webhook.workflows w, pg_catalog.pg_roles r "
+                  f"WHERE w.id = '{wf}' AND r.rolname = '{alice.name}'")
+    # Positive control: the comparison as one would write it, on the default
+    # search_path, uses the planted operator.
+    assert alice.scalar(expression) is True
+    assert calls(private, mallory) == [("=", alice.name)]
+    assert_escalates_when_a_superuser_calls(private, mallory, expression, "=")
+
     r = post(private, wf, json_body={"n": 2})
     assert r.status_code == 200, r.text
     assert private.scalar("SELECT count(*) FROM webhook.events WHERE workflow_id = %s", (wf,)) == 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from collections import Counter
@@ -400,3 +401,50 @@ def test_processes_show_listeners_executors_and_when_each_read_the_settings(priv
             hk.drop_login_role(c, tenant)
     finally:
         reload_to(c, "webhook.executor_idle_timeout", None, "2s")
+
+
+# ------------------------------------------------------- listen addresses
+def serving(c, host: str, family=socket.AF_INET) -> bool:
+    """Whether the listener answers a GET on ``host`` (404 for an unknown workflow)."""
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(3)
+            s.connect((host, c.http_port))
+            s.sendall(b"GET /hooks/00000000-0000-0000-0000-000000000000 HTTP/1.1\r\nHost: x\r\n"
+                      b"Connection: close\r\n\r\n")
+            return s.recv(64).startswith(b"HTTP/1.1 404")
+    except OSError:
+        return False
+
+
+def local_ipv4_other_than_loopback() -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # no packet is sent
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+@pytest.mark.parametrize("setting, reachable, unreachable", [
+    ("*", [("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)], []),
+    ("localhost", [("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)], []),
+    ("::1", [("::1", socket.AF_INET6)], [("127.0.0.1", socket.AF_INET)]),
+    ("127.0.0.1, ::1", [("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)], []),
+])
+def test_listen_addresses(make_cluster, setting, reachable, unreachable):
+    c = make_cluster(conf={"webhook.listen_addresses": setting, "webhook.workers": 1})
+    c.sql("CREATE EXTENSION webhook_ext")
+    for host, family in reachable:
+        hk.wait_until(lambda: serving(c, host, family), timeout=10, what=f"listener on {host}")
+    for host, family in unreachable:
+        assert not serving(c, host, family), host
+    if setting in ("::1", "localhost", "127.0.0.1, ::1"):
+        other = local_ipv4_other_than_loopback()
+        if other is not None:
+            assert not serving(c, other), other
+    if setting == "*":
+        other = local_ipv4_other_than_loopback()
+        if other is not None:
+            assert serving(c, other), other
