@@ -56,6 +56,12 @@ ensure_lint_tools() {
 install_extension() {
     say "building and installing webhook_ext (release)"
     (cd "$REPO_ROOT" && as_root env "PATH=$PATH" cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null)
+    # cargo pgrx writes the current version's install script only: the
+    # released versions' frozen scripts and the upgrade scripts between them
+    # go next to it, so that CREATE EXTENSION … VERSION and ALTER EXTENSION
+    # … UPDATE find them.
+    as_root install -m 644 "$REPO_ROOT"/sql/versions/*.sql "$REPO_ROOT"/sql/upgrade/*.sql \
+        "$("$PG_CONFIG" --sharedir)/extension/"
 }
 
 # Runs a command as the postgres OS user when we are root (PostgreSQL refuses root).

@@ -1459,12 +1459,21 @@ COMMENT ON FUNCTION webhook_reassign_workflows(regrole, regrole) IS
     'Hands every workflow of one role (also one already dropped, by OID) to another; superusers only';
 
 -- ---------------------------------------------------------------------------
--- Privileges: the management API is for webhook_admin members (and superusers).
+-- Privileges and search_path of every function, set by one function that the
+-- install script and every update script (sql/upgrade/) call last, so that no
+-- version can leave a function of the extension unsecured.
 -- ---------------------------------------------------------------------------
-DO $$
+CREATE FUNCTION webhook._secure_functions()
+RETURNS void
+LANGUAGE plpgsql
+-- Update scripts run with the extension's schema on the path, where a tenant
+-- may have planted an overload of format() or of `=`.
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     f regprocedure;
 BEGIN
+    -- The management API is for webhook_admin members (and superusers).
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = '@extschema@'::regnamespace AND p.proname LIKE 'webhook\_%'
@@ -1479,17 +1488,14 @@ BEGIN
     -- CREATE TRIGGER needs EXECUTE on the function: nobody may attach this
     -- SECURITY DEFINER trigger function to a table of their own.
     REVOKE EXECUTE ON FUNCTION webhook._config_changed() FROM webhook_admin;
-END
-$$;
+    -- Only the extension's scripts run this.
+    REVOKE EXECUTE ON FUNCTION webhook._secure_functions() FROM webhook_admin;
 
--- Every function of the extension runs with search_path pinned: a superuser
--- (or the listener) calling them must not resolve a function or operator that
--- a tenant created in a schema on the caller's path. Their bodies name the
--- extension's own objects with the schema `webhook.` prefix.
-DO $$
-DECLARE
-    f regprocedure;
-BEGIN
+    -- Every function of the extension runs with search_path pinned: a
+    -- superuser (or the listener) calling them must not resolve a function or
+    -- operator that a tenant created in a schema on the caller's path. Their
+    -- bodies name the extension's own objects with the schema `webhook.`
+    -- prefix.
     FOR f IN
         SELECT d.objid::regprocedure
           FROM pg_catalog.pg_depend d
@@ -1506,6 +1512,7 @@ BEGIN
     END LOOP;
 END
 $$;
+SELECT webhook._secure_functions();
 
 -- The API functions are called by name: a role that may CREATE in their
 -- schema can plant an overload (webhook_url(text), …) that a superuser's call

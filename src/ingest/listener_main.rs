@@ -246,6 +246,24 @@ fn finish_in_flight(listener: Listener, state: &mut ListenerState) {
     }
 }
 
+/// The version of this library, which the installed extension must have.
+const LIBRARY_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Logged once per change of the installed version: the library was
+/// replaced (a new version installed and the server restarted) but the
+/// extension in the database was not updated yet.
+fn version_mismatch_warning(installed: &str, database: &str) {
+    pgrx::pg_sys::panic::ErrorReport::new(
+        pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!(
+            "webhook_ext listener does not serve: the extension in database \"{database}\" is version {installed}, the library is {LIBRARY_VERSION}"
+        ),
+        "webhook_ext listener",
+    )
+    .set_hint("Run ALTER EXTENSION webhook_ext UPDATE in that database; requests get 503 until then.")
+    .report(pgrx::PgLogLevel::WARNING);
+}
+
 /// Deletes delivery keys older than their workflow's window, a bounded number
 /// at a time, when the listener is idle (rows another listener is deleting
 /// are skipped).
@@ -391,6 +409,9 @@ struct ListenerState {
     pipeline: Pipeline,
     database: String,
     ready: bool,
+    /// The extension's version in the listener's database at the last look
+    /// (`None`: not installed).
+    installed_version: Option<String>,
     announced_wait: bool,
     last_check: Option<Instant>,
     /// `workflow`-method requests whose events are stored, waiting for an
@@ -434,6 +455,7 @@ impl ListenerState {
             pipeline,
             database,
             ready: false,
+            installed_version: None,
             announced_wait: false,
             last_check: None,
             waiting: Vec::new(),
@@ -467,38 +489,54 @@ impl ListenerState {
         }
     }
 
+    /// Whether the extension is installed in the listener's database at the
+    /// library's own version: only then does the listener touch its tables.
+    /// Checked once a second, so that a CREATE EXTENSION or an ALTER
+    /// EXTENSION … UPDATE is served without a restart.
     fn check_extension(&mut self) {
         self.last_check = Some(Instant::now());
         let installed = in_transaction(|| {
-            Spi::get_one::<bool>(
-                "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension
-                  WHERE extname OPERATOR(pg_catalog.=) 'webhook_ext')",
+            Spi::get_one::<String>(
+                "SELECT extversion FROM pg_catalog.pg_extension
+                  WHERE extname OPERATOR(pg_catalog.=) 'webhook_ext'",
             )
             .ok()
             .flatten()
-            .unwrap_or(false)
         })
-        .unwrap_or(false);
-        if installed && !self.ready {
+        .unwrap_or(None);
+        let ready = installed.as_deref() == Some(LIBRARY_VERSION);
+        if ready && !self.ready {
             log!(
                 "webhook_ext listener found the extension in database \"{}\"",
                 self.database
             );
             self.announced_wait = false;
-        } else if !installed && !self.announced_wait {
-            log!(
-                "webhook_ext listener waiting for CREATE EXTENSION webhook_ext in database \"{}\"",
-                self.database
-            );
+        } else if !ready && (!self.announced_wait || self.installed_version != installed) {
+            match &installed {
+                None => log!(
+                    "webhook_ext listener waiting for CREATE EXTENSION webhook_ext in database \"{}\"",
+                    self.database
+                ),
+                Some(version) => version_mismatch_warning(version, &self.database),
+            }
             self.announced_wait = true;
             self.pipeline.reset();
             forget_kept();
         }
-        self.ready = installed;
+        self.ready = ready;
+        self.installed_version = installed;
     }
 
+    /// What a request gets while the listener does not serve: the
+    /// extension is missing, or installed at another version than the
+    /// library's.
     fn not_installed(&self) -> Response {
-        Response::retry_later("webhook_ext is not installed in the listener's database")
+        match &self.installed_version {
+            Some(version) if version != LIBRARY_VERSION => Response::retry_later(&format!(
+                "webhook_ext {version} is installed but the library is {LIBRARY_VERSION}: run ALTER EXTENSION webhook_ext UPDATE"
+            )),
+            _ => Response::retry_later("webhook_ext is not installed in the listener's database"),
+        }
     }
 
     /// Processes requests in batches of one transaction each; replies that

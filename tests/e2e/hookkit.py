@@ -428,20 +428,7 @@ def wait_for_value(fn: Callable[[], Any], expected: Any, timeout: float, interva
     """Calls ``fn`` until it returns ``expected`` (exceptions count as not
     yet); returns it, or raises AssertionError with the last value or error
     next to the expected one."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    attempts = 0
-    while True:
-        attempts += 1
-        try:
-            last = fn()
-            if last == expected:
-                return last
-        except Exception as e:  # noqa: BLE001  (polling: any failure means "not yet")
-            last = e
-        if time.monotonic() >= deadline or attempts > 100_000:
-            raise AssertionError(f"{what}: expected {expected!r} within {timeout}s; last: {last!r}")
-        time.sleep(interval)
+    return wait_until(fn, timeout, interval, what=f"{what} == {expected!r}", until=lambda v: v == expected)
 
 
 def wait_for_status(cluster, event_id: int, status: str, timeout: float = 10, **kw) -> dict:

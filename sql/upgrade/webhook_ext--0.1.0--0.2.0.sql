@@ -1,0 +1,63 @@
+-- webhook_ext 0.1.0 → 0.2.0 (ALTER EXTENSION webhook_ext UPDATE).
+--
+-- Every change to tables, functions, grants or settings made after 0.1.0
+-- goes here, in the order it was made, so that an installation updated from
+-- 0.1.0 ends with the same catalog as a fresh CREATE EXTENSION at 0.2.0
+-- (tests/e2e/test_upgrade.py compares the two). The 0.1.0 install script is
+-- frozen in sql/versions/webhook_ext--0.1.0.sql and never edited.
+\echo Use "ALTER EXTENSION webhook_ext UPDATE" to load this file. \quit
+
+-- The securing of every function (privileges, pinned search_path) is one
+-- function, which this and every later update script call last
+-- (sql/api.sql has its definition).
+CREATE FUNCTION webhook._secure_functions()
+RETURNS void
+LANGUAGE plpgsql
+-- Update scripts run with the extension's schema on the path, where a tenant
+-- may have planted an overload of format() or of `=`.
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f regprocedure;
+BEGIN
+    -- The management API is for webhook_admin members (and superusers).
+    FOR f IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+         WHERE p.pronamespace = '@extschema@'::regnamespace AND p.proname LIKE 'webhook\_%'
+            OR p.pronamespace = 'webhook'::regnamespace
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO webhook_admin', f);
+    END LOOP;
+    -- Only the _config_changed trigger (as the extension's owner) calls them.
+    REVOKE EXECUTE ON FUNCTION webhook._signal_config_change(pg_catalog.oid) FROM webhook_admin;
+    REVOKE EXECUTE ON FUNCTION webhook._pace_config_change() FROM webhook_admin;
+    -- CREATE TRIGGER needs EXECUTE on the function: nobody may attach this
+    -- SECURITY DEFINER trigger function to a table of their own.
+    REVOKE EXECUTE ON FUNCTION webhook._config_changed() FROM webhook_admin;
+    -- Only the extension's scripts run this.
+    REVOKE EXECUTE ON FUNCTION webhook._secure_functions() FROM webhook_admin;
+
+    -- Every function of the extension runs with search_path pinned: a
+    -- superuser (or the listener) calling them must not resolve a function or
+    -- operator that a tenant created in a schema on the caller's path. Their
+    -- bodies name the extension's own objects with the schema `webhook.`
+    -- prefix.
+    FOR f IN
+        SELECT d.objid::regprocedure
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_proc p ON p.oid = d.objid
+         WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+           AND p.pronamespace IN ('webhook'::pg_catalog.regnamespace, '@extschema@'::pg_catalog.regnamespace)
+           AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+           AND d.refobjid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'webhook_ext')
+           AND d.deptype = 'e'
+           -- inlined into the caller's query: qualified throughout instead
+           AND d.objid <> '@extschema@.webhook_find_workflow(text)'::pg_catalog.regprocedure
+    LOOP
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', f);
+    END LOOP;
+END
+$$;
+
+SELECT webhook._secure_functions();
