@@ -1053,8 +1053,6 @@ LANGUAGE sql VOLATILE AS $$
                (p.value OPERATOR(pg_catalog.->>) 'settings_loaded_unix_ms')::pg_catalog.float8
                OPERATOR(pg_catalog./) 1000)
       FROM pg_catalog.jsonb_array_elements(webhook._processes()) p
-     WHERE p.value OPERATOR(pg_catalog.->>) 'kind' OPERATOR(pg_catalog.=) 'listener'
-        OR pg_catalog.pg_has_role((p.value OPERATOR(pg_catalog.->>) 'owner')::pg_catalog.oid, 'MEMBER')
 $$;
 COMMENT ON FUNCTION webhook_processes() IS
     'The listener and executor processes running now: what each does, and when it last read the configuration (executors only of roles the caller is a member of)';

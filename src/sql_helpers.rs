@@ -112,15 +112,28 @@ mod webhook {
 
     /// The running listeners and executors, `[{pid, kind, owner, state,
     /// event, settings_loaded_unix_ms}]`, read from shared memory
-    /// (webhook_processes() shows them); empty when the library was not
-    /// preloaded, since then there are none and no shared memory either.
+    /// (webhook_processes() shows them): every listener, and the executors of
+    /// roles the caller is a member of (webhook_admin members may call this
+    /// function itself, so the filter is here); empty when the library was
+    /// not preloaded, since then there are none and no shared memory either.
     #[pg_extern(volatile, parallel_safe)]
     fn _processes() -> JsonB {
         if !crate::PRELOADED.load(std::sync::atomic::Ordering::Relaxed) {
             return JsonB(Value::Array(Vec::new()));
         }
+        // SAFETY: plain catalog checks of the current user, on the backend's
+        // main thread inside a transaction.
+        let caller = unsafe { pgrx::pg_sys::GetUserId() };
+        let may_see = |owner: Option<u32>| match owner {
+            None => true,
+            // SAFETY: as above; an owner that no longer exists is nobody's.
+            Some(owner) => unsafe {
+                pgrx::pg_sys::is_member_of_role(caller, pgrx::pg_sys::Oid::from(owner))
+            },
+        };
         let rows = crate::execution::processes()
             .into_iter()
+            .filter(|p| may_see(p.owner))
             .map(|p| {
                 json!({"pid": p.pid, "kind": p.kind, "owner": p.owner, "state": p.state,
                        "event": p.event, "settings_loaded_unix_ms": p.settings_loaded_unix_ms})

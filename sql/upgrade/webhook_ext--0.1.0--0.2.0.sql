@@ -60,4 +60,21 @@ BEGIN
 END
 $$;
 
+-- webhook_processes(): the executors a caller may see are chosen by
+-- webhook._processes() itself (a webhook_admin member may call it directly).
+CREATE OR REPLACE FUNCTION @extschema@.webhook_processes()
+RETURNS TABLE (pid integer, kind text, owner regrole, state text, event_id bigint,
+               settings_loaded_at timestamptz)
+LANGUAGE sql VOLATILE AS $$
+    SELECT (p.value OPERATOR(pg_catalog.->>) 'pid')::pg_catalog.int4,
+           p.value OPERATOR(pg_catalog.->>) 'kind',
+           (p.value OPERATOR(pg_catalog.->>) 'owner')::pg_catalog.oid::pg_catalog.regrole,
+           p.value OPERATOR(pg_catalog.->>) 'state',
+           (p.value OPERATOR(pg_catalog.->>) 'event')::pg_catalog.int8,
+           pg_catalog.to_timestamp(
+               (p.value OPERATOR(pg_catalog.->>) 'settings_loaded_unix_ms')::pg_catalog.float8
+               OPERATOR(pg_catalog./) 1000)
+      FROM pg_catalog.jsonb_array_elements(webhook._processes()) p
+$$;
+
 SELECT webhook._secure_functions();

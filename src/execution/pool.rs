@@ -36,7 +36,7 @@ use webhook_core::executor_policy::{self as policy, Decision, Limits, MonotonicM
 
 use super::attempts::{self, LostAttempt};
 use super::registry::{
-    monotonic_now, policy_slots, wake, Clocks, Registry, SlotState, MAX_EXECUTOR_SLOTS, REGISTRY,
+    monotonic_now, policy_slots, wake, Registry, SlotState, MAX_EXECUTOR_SLOTS, REGISTRY,
 };
 use crate::pg::catalog::Catalog;
 use crate::pg::gucs;
@@ -95,9 +95,9 @@ fn decide_and_apply(
     let limits = limits();
     let applied = {
         let mut registry = REGISTRY.exclusive();
-        let clocks = Clocks::read();
-        let decisions = decide(&policy_slots(&registry), limits, clocks.now);
-        apply(&mut registry, owner, clocks.now, &decisions)
+        let now = monotonic_now();
+        let decisions = decide(&policy_slots(&registry), limits, now);
+        apply(&mut registry, owner, now, &decisions)
     };
     if let Some((slot, first_for_owner)) = applied.start {
         start_executor(owner, slot, first_for_owner);
@@ -181,10 +181,10 @@ fn start_executor(owner: pg_sys::Oid, slot: usize, first_for_owner: bool) {
         {
             let mut registry = REGISTRY.exclusive();
             registry.executors[slot] = Default::default();
-            let clocks = Clocks::read();
+            let now = monotonic_now();
             let slots = policy_slots(&registry);
-            let decisions = policy::after_failed_start(&slots, clocks.now, first_for_owner);
-            apply(&mut registry, owner, clocks.now, &decisions);
+            let decisions = policy::after_failed_start(&slots, now, first_for_owner);
+            apply(&mut registry, owner, now, &decisions);
         }
         static NO_WORKER_SLOT: OncePerMinute = OncePerMinute::new();
         if NO_WORKER_SLOT.due() {

@@ -45,7 +45,7 @@ pub struct ExecutorSlot {
     pub owner: u32,
     pub pid: i32,
     pub procno: i32,
-    /// When a listener took the slot, on the monotonic clock ([`Clocks`]), to
+    /// When a listener took the slot, on the monotonic clock ([`monotonic_now`]), to
     /// free a slot whose executor never started.
     pub since_ms: i64,
     /// The event whose handler runs now (0: none), its attempt number, when
@@ -138,25 +138,11 @@ pub fn request_shared_memory() {
 /// reading taken in one process compares with one taken in another.
 static CLOCK_START: OnceLock<Instant> = OnceLock::new();
 
-/// The registry's clock, read under its lock.
-pub struct Clocks {
-    /// Now on the monotonic clock: intervals measured on it are right even
-    /// when the wall clock is stepped (NTP, an administrator), which would
-    /// otherwise make a fresh start look stuck or an executor that just went
-    /// idle look idle for an hour.
-    pub now: MonotonicMs,
-}
-
-impl Clocks {
-    pub fn read() -> Clocks {
-        Clocks {
-            now: monotonic_now(),
-        }
-    }
-}
-
 /// Now on the registry's monotonic clock, in milliseconds from the
 /// postmaster's start (never 0 once anything ran, so 0 can mean "none").
+/// Intervals measured on it are right even when the wall clock is stepped
+/// (NTP, an administrator), which would otherwise make a fresh start look
+/// stuck or an executor that just went idle look idle for an hour.
 pub fn monotonic_now() -> MonotonicMs {
     let start = *CLOCK_START.get_or_init(Instant::now);
     MonotonicMs((start.elapsed().as_millis() as i64).max(1))

@@ -397,6 +397,11 @@ def test_processes_show_listeners_executors_and_when_each_read_the_settings(priv
         try:
             seen = c.rows("SELECT kind, pid FROM webhook_processes() ORDER BY kind, pid", user=tenant)
             assert seen == [{"kind": "listener", "pid": pid} for pid in c.listener_pids()]
+            # Nor through the internal function the view reads, which a
+            # webhook_admin member may call (the superuser sees the executor).
+            internal = "SELECT pid FROM jsonb_to_recordset(webhook._processes()) AS p(pid int) ORDER BY pid"
+            assert executor_pid in [r["pid"] for r in c.rows(internal)]
+            assert [r["pid"] for r in c.rows(internal, user=tenant)] == sorted(c.listener_pids())
         finally:
             hk.drop_login_role(c, tenant)
     finally:
