@@ -29,7 +29,7 @@
 # cores, and one listener makes batches twice as large as two would (fewer
 # commits and flushes): 16 connections went from about 7,400 to 9,000 ack/s,
 # 64 stayed the same, and the `workflow` p99 at 16 went from about 8 to 6-7 ms
-# (README, Performance).
+# (bench/README.md).
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$REPO_ROOT"
 

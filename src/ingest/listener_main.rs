@@ -343,7 +343,7 @@ const SPIN_US: u64 = 100;
 /// and one WAL flush, instead of splitting into batches half as large that
 /// each pay for a flush: 16 connections went from about 12,900 to 14,200
 /// acknowledgements a second, 8 from 8,200 to 9,200 and 2 from 3,300 to
-/// 3,800, with lower p99 (docs/performance.md). PostgreSQL's commit_delay
+/// 3,800, with lower p99 (bench/README.md). PostgreSQL's commit_delay
 /// does the same for backends. A lone caller does not wait: its event
 /// commits at once; nor does the first request after a pause longer than
 /// `GROUP_COMMIT_RECENT` (callers answered together come back well within

@@ -1,5 +1,5 @@
-"""Every relative link in the README and docs/ points at a file that exists
-(anchors are not checked, only the file)."""
+"""Every relative link in the README, the changelog, docs/ and bench/README.md
+points at a file that exists (anchors are not checked, only the file)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 def documents() -> list[str]:
     docs = os.path.join(ROOT, "docs")
-    return [os.path.join(ROOT, "README.md"), os.path.join(ROOT, "CHANGELOG.md")] + sorted(
+    return [os.path.join(ROOT, "README.md"), os.path.join(ROOT, "CHANGELOG.md"),
+            os.path.join(ROOT, "bench", "README.md")] + sorted(
         os.path.join(docs, name) for name in os.listdir(docs) if name.endswith(".md"))
 
 
