@@ -3,9 +3,11 @@
 #   0. formatting and lints                   (cargo fmt --check, cargo clippy -D warnings)
 #   1. unit tests of the pure core            (cargo test -p webhook_core)
 #   2. the extension's unit tests             (cargo test --lib -p webhook_ext)
-#   3. end-to-end tests against real clusters (pytest tests/e2e: real HTTP, real rows)
+#   3. end-to-end tests against real clusters (pytest tests/e2e: real HTTP, real rows),
+#      the Debian package (built by scripts/package.sh) and META.json among them
 # A formatting or lint finding fails the run like a failed test.
-# Installs what is missing first (apt packages, cargo-pgrx, a Python venv).
+# Installs what is missing first (apt packages, cargo-pgrx, a Python venv, the
+# PGXN META.json validator).
 source "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
 
@@ -16,6 +18,12 @@ if [ ! -x "$VENV/bin/pytest" ] || ! cmp -s tests/e2e/requirements.txt "$VENV/req
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q -r tests/e2e/requirements.txt
     cp tests/e2e/requirements.txt "$VENV/requirements.txt"
+fi
+# The PGXN maintainers' META.json validator (crates.io), run by test_package.py.
+PGXN_META_VERSION=0.7.0
+if ! pgxn_meta --version 2>/dev/null | grep -qx "pgxn_meta $PGXN_META_VERSION"; then
+    say "installing the META.json validator pgxn_meta $PGXN_META_VERSION (once)"
+    cargo install pgxn_meta --version "$PGXN_META_VERSION" --locked
 fi
 
 LOGS="$REPO_ROOT/target/test-logs"
@@ -47,6 +55,14 @@ if ! cargo test --release --lib -p webhook_ext 2>&1 | tee "$LOGS/unit-extension.
 count "$LOGS/unit-extension.log"
 
 install_extension
+# The package reuses the build just installed; test_package.py tests it.
+say "building the Debian package (scripts/package.sh)"
+if deb=$("$REPO_ROOT/scripts/package.sh"); then
+    say "built $deb"
+else
+    echo "package: FAILED (see above)"
+    status=1
+fi
 say "end-to-end tests (pytest tests/e2e)"
 if ! "$VENV/bin/pytest" -q -p no:cacheprovider tests/e2e "$@" 2>&1 | tee "$LOGS/e2e.log"; then status=1; fi
 count "$LOGS/e2e.log"

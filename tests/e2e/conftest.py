@@ -117,11 +117,14 @@ class Cluster:
     ``Cluster(base_dir, preload=True, conf={...})`` runs initdb at once; call
     ``start()`` to start it. ``conf`` entries are written after the defaults and
     so override them (values are written verbatim when they are str and already
-    quoted, quoted otherwise; ints/bools/floats are written as is).
+    quoted, quoted otherwise; ints/bools/floats are written as is). ``bin_dir``
+    is the directory of the server binaries (default: the system's); a copy
+    elsewhere finds its share and lib directories relative to itself.
     """
 
     def __init__(self, base_dir: str, preload: bool = True, conf: dict | None = None,
-                 name: str = "cluster"):
+                 name: str = "cluster", bin_dir: str | None = None):
+        self.pg_bin = bin_dir or PG_BIN
         self.base_dir = os.path.join(base_dir, name)
         os.makedirs(self.base_dir)
         os.chmod(self.base_dir, 0o755)
@@ -145,7 +148,7 @@ class Cluster:
         os.makedirs(self.datadir)
         os.chmod(self.datadir, 0o700)
         chown_pg(self.datadir)
-        run(as_pg_user([f"{PG_BIN}/initdb", "-D", self.datadir, "-A", "trust", "-U", "postgres",
+        run(as_pg_user([f"{self.pg_bin}/initdb", "-D", self.datadir, "-A", "trust", "-U", "postgres",
                         "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]), timeout=180)
 
     @staticmethod
@@ -200,7 +203,7 @@ class Cluster:
 
     # -------------------------------------------------------------- lifecycle
     def pg_ctl(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-        return run(as_pg_user([f"{PG_BIN}/pg_ctl", "-D", self.datadir, *args]),
+        return run(as_pg_user([f"{self.pg_bin}/pg_ctl", "-D", self.datadir, *args]),
                    timeout=timeout, check=check)
 
     def start(self, timeout: int = 60) -> None:
@@ -361,7 +364,7 @@ class Cluster:
     def pg_tool(self, tool: str, *args: str, dbname: str = "postgres",
                 timeout: float = 120) -> subprocess.CompletedProcess:
         """Runs a client binary (pg_dump, psql, ...) as the postgres OS user against this cluster."""
-        return run(as_pg_user([f"{PG_BIN}/{tool}", "-h", self.datadir, "-p", str(self.pg_port),
+        return run(as_pg_user([f"{self.pg_bin}/{tool}", "-h", self.datadir, "-p", str(self.pg_port),
                                "-U", "postgres", "-d", dbname, *args]), timeout=timeout)
 
     # ------------------------------------------------------------------- logs
@@ -474,13 +477,14 @@ def cluster(e2e_root):
 
 @pytest.fixture
 def make_cluster(e2e_root):
-    """Factory: ``make_cluster(preload=True, conf={}, start=True)`` -> Cluster.
-    Every cluster made is destroyed when the test ends."""
+    """Factory: ``make_cluster(preload=True, conf={}, start=True, bin_dir=None)``
+    -> Cluster. Every cluster made is destroyed when the test ends."""
     _require_extension_installed()
     made: list[Cluster] = []
 
-    def factory(preload: bool = True, conf: dict | None = None, start: bool = True) -> Cluster:
-        c = Cluster(e2e_root, preload=preload, conf=conf, name=uniq("c"))
+    def factory(preload: bool = True, conf: dict | None = None, start: bool = True,
+                bin_dir: str | None = None) -> Cluster:
+        c = Cluster(e2e_root, preload=preload, conf=conf, name=uniq("c"), bin_dir=bin_dir)
         made.append(c)
         if start:
             c.start()
