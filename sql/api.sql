@@ -256,7 +256,12 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM webhook._check_verification(NEW.scheme, NEW.secrets, NEW.options);
-    NEW.updated_at := now();
+    -- A restored row keeps the time it was last changed; a new one gets now.
+    IF TG_OP = 'INSERT' THEN
+        NEW.updated_at := coalesce(NEW.updated_at, now());
+    ELSE
+        NEW.updated_at := now();
+    END IF;
     RETURN NEW;
 END
 $$;

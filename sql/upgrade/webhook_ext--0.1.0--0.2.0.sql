@@ -60,6 +60,27 @@ BEGIN
 END
 $$;
 
+-- A verification restored from a dump keeps its updated_at (0.1.0 set it to
+-- the time of the restore).
+CREATE OR REPLACE FUNCTION webhook._verifications_check()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.method IS NULL OR NEW.method NOT IN ('*', 'GET', 'POST') THEN
+        RAISE EXCEPTION 'invalid verification: the method is GET or POST (or * for every method)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM webhook._check_verification(NEW.scheme, NEW.secrets, NEW.options);
+    -- A restored row keeps the time it was last changed; a new one gets now.
+    IF TG_OP = 'INSERT' THEN
+        NEW.updated_at := coalesce(NEW.updated_at, now());
+    ELSE
+        NEW.updated_at := now();
+    END IF;
+    RETURN NEW;
+END
+$$;
+
 -- webhook_processes(): the executors a caller may see are chosen by
 -- webhook._processes() itself (a webhook_admin member may call it directly).
 CREATE OR REPLACE FUNCTION @extschema@.webhook_processes()

@@ -82,6 +82,20 @@ fn claim_sql() -> &'static str {
     })
 }
 
+/// The tables an executor's batch writes or reads, in the order the extension
+/// creates them (sql/schema.sql), locked at its start (see
+/// `Executor::claim_batch`). ROW EXCLUSIVE is what its writes take anyway;
+/// it conflicts with no other session's reads or writes, only with DDL.
+const LOCK_TABLES: &str = "LOCK TABLE webhook.workflows, webhook.events, webhook.attempts,
+                      webhook.workflow_changes IN ROW EXCLUSIVE MODE";
+
+/// SQLSTATE 55P03: a lock was not granted within lock_timeout.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// How long an executor that gave way to another session's locks waits
+/// before it claims again.
+const LOCKED_OUT_RETRY: Duration = Duration::from_millis(200);
+
 /// The claim's columns beside the event's, named apart from the columns of
 /// webhook.events (`get_by_name` reads the first column of a name): when the
 /// event became due (Unix seconds), and whether a caller may be waiting for
@@ -225,7 +239,11 @@ struct Executor {
     plans: HandlerPlans,
     /// The executor's own statements, prepared once.
     statements: Option<Statements>,
+    /// The server's lock_timeout, which handlers run with.
     handler_lock_timeout: CString,
+    /// webhook.lock_timeout, which the executor's statements up to and
+    /// including the claim run with (see [`Executor::claim_batch`]).
+    own_lock_timeout: CString,
     /// Recent handler run time (ms, exponentially weighted); starts high, so
     /// the first batches are small until the handlers prove fast.
     handler_ms: f64,
@@ -307,10 +325,15 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
         Spi::connect(|client| {
             let table = client
                 .select(
-                    "SELECT r.rolsuper, c.relowner::pg_catalog.int8,
-                            'webhook_ext executor for ' OPERATOR(pg_catalog.||) r.rolname::pg_catalog.text,
-                            'webhook.workflow_changes'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
+                    "SELECT r.rolsuper AS superuser, c.relowner::pg_catalog.int8 AS table_owner,
+                            'webhook_ext executor for ' OPERATOR(pg_catalog.||) r.rolname::pg_catalog.text
+                                AS application_name,
+                            'webhook.workflow_changes'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8
+                                AS workflow_changes,
                             'webhook.config_version'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8
+                                AS config_version,
+                            (SELECT x.extversion FROM pg_catalog.pg_extension x
+                              WHERE x.extname OPERATOR(pg_catalog.=) 'webhook_ext') AS installed_version
                        FROM pg_catalog.pg_roles r, pg_catalog.pg_class c
                       WHERE r.oid OPERATOR(pg_catalog.=) $1
                         AND c.oid OPERATOR(pg_catalog.=) 'webhook.events'::pg_catalog.regclass",
@@ -319,11 +342,12 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
                 )?;
             let row = table.first();
             Ok::<_, pgrx::spi::Error>((
-                row.get::<bool>(1)?,
-                row.get::<i64>(2)?,
-                row.get::<String>(3)?,
-                row.get::<i64>(4)?,
-                row.get::<i64>(5)?,
+                row.get_by_name::<bool, _>("superuser")?,
+                row.get_by_name::<i64, _>("table_owner")?,
+                row.get_by_name::<String, _>("application_name")?,
+                row.get_by_name::<i64, _>("workflow_changes")?,
+                row.get_by_name::<i64, _>("config_version")?,
+                row.get_by_name::<String, _>("installed_version")?,
             ))
         })
     });
@@ -333,11 +357,22 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
         Some(application_name),
         Some(workflow_changes),
         Some(config_version),
+        installed_version,
     ))) = setup
     else {
         // The owner was dropped, or the extension is not installed.
         leave(pooled);
     };
+    if installed_version.as_deref() != Some(crate::pg::LIBRARY_VERSION) {
+        // Listeners start no executor then (src/ingest/listener_main.rs);
+        // this one was started just before the extension changed.
+        log!(
+            "webhook_ext executor exits: the extension is version {}, the library is {}",
+            installed_version.as_deref().unwrap_or("(none)"),
+            crate::pg::LIBRARY_VERSION
+        );
+        leave(pooled);
+    }
     // pg_stat_activity.application_name names the owner it serves.
     if let Ok(name) = CString::new(application_name) {
         set_session_setting(c"application_name", &name);
@@ -357,6 +392,7 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
         plans: HandlerPlans::default(),
         statements: None,
         handler_lock_timeout: reset_value(c"lock_timeout"),
+        own_lock_timeout: gucs::lock_timeout_setting(),
         handler_ms: BATCH_BUDGET_MS,
         running_since_ms: now_ms(),
         handlers_run: 0,
@@ -466,6 +502,7 @@ impl Executor {
                     pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
                 }
                 self.handler_lock_timeout = reset_value(c"lock_timeout");
+                self.own_lock_timeout = gucs::lock_timeout_setting();
                 self.forget();
                 REGISTRY.exclusive().executors[self.slot].settings_loaded_unix_ms = now_ms();
             }
@@ -494,6 +531,12 @@ impl Executor {
                 Err(error) => {
                     self.forget();
                     let claimed = claimed.into_inner();
+                    if claimed.is_empty() && error.sqlstate == LOCK_NOT_AVAILABLE {
+                        // Gave way to someone holding the tables (see
+                        // claim_batch): try again a moment later.
+                        wait_latch(LOCKED_OUT_RETRY);
+                        continue;
+                    }
                     if claimed.is_empty() {
                         // Failed before running anything (the claim itself;
                         // e.g. the extension was dropped): exit, a listener
@@ -598,6 +641,68 @@ impl Executor {
     }
 
     /// The prepared statements (prepared now if need be), in a transaction.
+    /// Takes the locks of the whole batch, looks for changed definitions,
+    /// then claims up to `limit` due events.
+    ///
+    /// A batch first locks every table it will write ([`LOCK_TABLES`]), in
+    /// the order they were created, which is the order DROP EXTENSION locks
+    /// them in, and waits at most webhook.lock_timeout for that, for the
+    /// look and for the claim, like the listener's statements. Taken one by
+    /// one as statements need them (the changes, then the workflows, the
+    /// events, after the handlers the attempts), the locks would deadlock
+    /// with a DROP EXTENSION, an ALTER EXTENSION UPDATE or a DBA's DDL
+    /// taking them in another order, and either side could be the one to
+    /// fail. The executor gives way instead and tries again a moment later
+    /// ([`Executor::run`]); once it holds its claim, it needs no table lock
+    /// it does not hold.
+    fn claim_batch(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        limit: i32,
+    ) -> Result<Claimed, pgrx::spi::Error> {
+        let lock_timeout = self.own_lock_timeout.clone();
+        with_settings(&[(c"lock_timeout", lock_timeout.as_c_str())], || {
+            let privileged = self.privileged;
+            as_role_with_safe_path(privileged, || client.update(LOCK_TABLES, None, &[]))?;
+            let everything = DEFINITIONS_CHANGED.swap(false, Ordering::SeqCst);
+            let some = WORKFLOWS_CHANGED.swap(false, Ordering::SeqCst);
+            if everything {
+                self.forget();
+            }
+            if everything || some || self.catalog.needs_look() {
+                let catalog = &mut self.catalog;
+                as_role_with_safe_path(privileged, || catalog.forget_changed(client))?;
+            }
+            let owner = self.owner;
+            self.statements(client)?;
+            let statements = self.statements.take().expect("prepared above");
+            let unrecorded = registry::unrecorded_events();
+            let from = self.scan_from();
+            // Before the claim's snapshot: a claim noted after an event's
+            // commit sees that event (pool.rs `recheck`).
+            let claim_started_ms = now_ms();
+            let claim_started = registry::monotonic_now();
+            let events = with_settings(QUEUE_SCAN_SETTINGS, || {
+                as_role_with_safe_path(privileged, || {
+                    let scan = Scan {
+                        limit,
+                        unrecorded: &unrecorded,
+                        from,
+                    };
+                    claim(client, &statements.claim, owner, &scan)
+                })
+            });
+            self.statements = Some(statements);
+            let (events, oldest_due) = events?;
+            self.last_claim_found_nothing = events.is_empty();
+            self.note_claim(claim_started_ms, claim_started, oldest_due, limit);
+            if let Some(oldest) = oldest_due {
+                self.scan_floor = Some(oldest - SCAN_MARGIN_SECS);
+            }
+            Ok(events)
+        })
+    }
+
     fn statements(&mut self, client: &SpiClient<'_>) -> Result<&Statements, pgrx::spi::Error> {
         if self.statements.is_none() {
             let privileged = self.privileged;
@@ -678,42 +783,9 @@ impl Executor {
     ) -> Result<BatchOutcome, CaughtSqlError> {
         let result = in_transaction(|| {
             Spi::connect_mut(|client| -> Result<BatchOutcome, pgrx::spi::Error> {
-                let everything = DEFINITIONS_CHANGED.swap(false, Ordering::SeqCst);
-                let some = WORKFLOWS_CHANGED.swap(false, Ordering::SeqCst);
-                if everything {
-                    self.forget();
-                }
-                let privileged = self.privileged;
-                if everything || some || self.catalog.needs_look() {
-                    let catalog = &mut self.catalog;
-                    as_role_with_safe_path(privileged, || catalog.forget_changed(client))?;
-                }
+                let events = self.claim_batch(client, limit)?;
                 let owner = self.owner;
-                self.statements(client)?;
-                let statements = self.statements.take().expect("prepared above");
-                let unrecorded = registry::unrecorded_events();
-                let from = self.scan_from();
-                // Before the claim's snapshot: a claim noted after an event's
-                // commit sees that event (pool.rs `recheck`).
-                let claim_started_ms = now_ms();
-                let claim_started = registry::monotonic_now();
-                let events = with_settings(QUEUE_SCAN_SETTINGS, || {
-                    as_role_with_safe_path(privileged, || {
-                        let scan = Scan {
-                            limit,
-                            unrecorded: &unrecorded,
-                            from,
-                        };
-                        claim(client, &statements.claim, owner, &scan)
-                    })
-                });
-                self.statements = Some(statements);
-                let (events, oldest_due) = events?;
-                self.last_claim_found_nothing = events.is_empty();
-                self.note_claim(claim_started_ms, claim_started, oldest_due, limit);
-                if let Some(oldest) = oldest_due {
-                    self.scan_floor = Some(oldest - SCAN_MARGIN_SECS);
-                }
+                let privileged = self.privileged;
                 let mut batch = BatchOutcome::default();
                 let mut records = Vec::with_capacity(events.len());
                 let mut postponed: Vec<(i64, f64)> = Vec::new();

@@ -18,7 +18,7 @@ pub fn find_delivery(
     window_secs: f64,
 ) -> Result<Option<(i64, Option<Value>)>, pgrx::spi::Error> {
     let found = client.select(
-        "SELECT d.event_id, e.response
+        "SELECT d.event_id AS original_id, e.response
            FROM webhook.deliveries d
            LEFT JOIN webhook.events e ON e.id OPERATOR(pg_catalog.=) d.event_id
           WHERE d.workflow_id OPERATOR(pg_catalog.=) $1 AND d.key OPERATOR(pg_catalog.=) $2
@@ -36,10 +36,13 @@ pub fn find_delivery(
         return Ok(None);
     }
     let row = found.first();
-    let Some(original_id) = row.get::<i64>(1)? else {
+    let Some(original_id) = row.get_by_name::<i64, _>("original_id")? else {
         return Ok(None);
     };
-    Ok(Some((original_id, row.get::<JsonB>(2)?.map(|j| j.0))))
+    Ok(Some((
+        original_id,
+        row.get_by_name::<JsonB, _>("response")?.map(|j| j.0),
+    )))
 }
 
 /// Claims `key` for event `event_id`: `None` when this is the first delivery

@@ -30,6 +30,7 @@ use crate::pg::spi::{
     forget_kept, in_transaction, report_table_statistics, run_kept, set_session_setting,
     SAFE_SEARCH_PATH,
 };
+use crate::pg::LIBRARY_VERSION;
 use pgrx::datum::DatumWithOid;
 
 /// Registers `webhook.workers` static workers; called from `_PG_init` during
@@ -246,9 +247,6 @@ fn finish_in_flight(listener: Listener, state: &mut ListenerState) {
     }
 }
 
-/// The version of this library, which the installed extension must have.
-const LIBRARY_VERSION: &str = env!("CARGO_PKG_VERSION");
-
 /// Logged once per change of the installed version: the library was
 /// replaced (a new version installed and the server restarted) but the
 /// extension in the database was not updated yet.
@@ -327,9 +325,7 @@ const FORGET_OLD_WORKFLOW_CHANGES: &str = "DELETE FROM webhook.workflow_changes 
 
 /// The listener's own lock_timeout (webhook.lock_timeout), for its session.
 fn apply_lock_timeout() {
-    let value = std::ffi::CString::new(format!("{}ms", gucs::LOCK_TIMEOUT_MS.get()))
-        .expect("digits have no NUL");
-    set_session_setting(c"lock_timeout", &value);
+    set_session_setting(c"lock_timeout", &gucs::lock_timeout_setting());
 }
 
 /// How long the main thread keeps looking for requests before it sleeps,

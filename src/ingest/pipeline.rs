@@ -43,10 +43,13 @@ use super::{delivery_keys as redelivery, rate_limits, rejections, storage_quota}
 /// Fails, and so fails the batch, when the extension is gone. (Dropping the
 /// extension invalidates those tables, so a batch after it runs this again.)
 const BEGIN_BATCH: &str = "
-SELECT v.epoch::pg_catalog.text,
-       'webhook.workflow_changes'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
-       'webhook.config_version'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8,
+SELECT v.epoch::pg_catalog.text AS epoch,
+       'webhook.workflow_changes'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8
+           AS workflow_changes,
+       'webhook.config_version'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8
+           AS config_version,
        'webhook.events_id_seq'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8
+           AS events_sequence
   FROM webhook.config_version v";
 
 /// Claims a request's delivery key: `Some((original event, its recorded
@@ -282,14 +285,14 @@ impl Pipeline {
         let plan = self.batch_plan.as_ref().expect("prepared above");
         let table = client.update(plan, Some(1), &[])?;
         let row = table.first();
-        if let Some(epoch) = row.get::<String>(1)? {
+        if let Some(epoch) = row.get_by_name::<String, _>("epoch")? {
             self.catalog.observe_epoch(epoch);
         }
-        let oid = |n: usize| -> Result<u32, pgrx::spi::Error> {
-            Ok(row.get::<i64>(n)?.unwrap_or(0) as u32)
+        let oid = |name: &str| -> Result<u32, pgrx::spi::Error> {
+            Ok(row.get_by_name::<i64, _>(name)?.unwrap_or(0) as u32)
         };
-        let tables = [oid(2)?, oid(3)?];
-        let sequence = pg_sys::Oid::from(oid(4)?);
+        let tables = [oid("workflow_changes")?, oid("config_version")?];
+        let sequence = pg_sys::Oid::from(oid("events_sequence")?);
         self.events_sequence = Some(sequence);
         Ok((sequence, Some(tables)))
     }

@@ -22,6 +22,7 @@ use webhook_core::retry::RetryPolicy;
 
 use crate::pg::front_door::{Directory, FrontDoor};
 
+use super::errors::SqlError;
 use super::event_row::event_row_sql;
 use super::spi::{as_role_with_safe_path, reset_value};
 use webhook_core::request::{HandlerOutput, ResponseConfig, WorkflowRules};
@@ -137,69 +138,73 @@ WITH horizon AS (
      WHERE c.changed_xid OPERATOR(pg_catalog.>=)
            coalesce($1::pg_catalog.text::pg_catalog.xid8, h.xmin)
 )
-SELECT (SELECT h.xmin::pg_catalog.text::pg_catalog.int8 FROM horizon h),
-       ARRAY(SELECT c.workflow_id::pg_catalog.text FROM changed c ORDER BY c.changed_xid, c.workflow_id),
+SELECT (SELECT h.xmin::pg_catalog.text::pg_catalog.int8 FROM horizon h) AS horizon,
+       ARRAY(SELECT c.workflow_id::pg_catalog.text FROM changed c ORDER BY c.changed_xid, c.workflow_id)
+           AS workflow_ids,
        ARRAY(SELECT c.changed_xid::pg_catalog.text::pg_catalog.int8 FROM changed c
-              ORDER BY c.changed_xid, c.workflow_id)";
+              ORDER BY c.changed_xid, c.workflow_id) AS changed_xids";
 
-/// Every name is schema-qualified and the listener's session pins
-/// `search_path = pg_catalog, pg_temp` (src/ingest/listener_main.rs): this runs as a superuser,
-/// so nothing in it may resolve to an object a tenant created in `public`.
-/// Column 21 is the owner's own `search_path` role setting, if any, which
-/// its handler runs with (see `Workflow::handler_search_path`); column 22
-/// whether the owner may still call the handler.
-const LOAD_SQL: &str = "
-SELECT w.enabled, w.allowed_methods, w.full_body, w.full_body_param, w.response_method,
-       w.response_status, w.response_content_type, w.response_body,
-       w.response_headers::pg_catalog.text,
-       (extract(epoch FROM w.response_timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8,
-       w.failure_status, w.failure_content_type, w.failure_body,
-       CASE WHEN w.captured_at IS NULL
-            THEN extract(epoch FROM w.capture_until)::pg_catalog.float8 END,
-       r.oid::pg_catalog.int8,
-       pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.'
-           OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.proname::pg_catalog.text),
-       p.prokind::pg_catalog.text, t.typname::pg_catalog.text,
-       p.proargtypes[0] OPERATOR(pg_catalog.=) 'pg_catalog.jsonb'::pg_catalog.regtype::pg_catalog.oid,
-       (SELECT COALESCE(
-                   pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                       'name', q.name, 'source', q.source, 'type', q.type, 'required', q.required,
-                       'strict', COALESCE(q.strict, w.strict_types), 'nullable', q.nullable,
-                       'required_for', q.required_for)
-                     ORDER BY q.source, q.position),
-                   '[]')::pg_catalog.text
-          FROM webhook.parameters q WHERE q.workflow_id OPERATOR(pg_catalog.=) w.id),
-       (SELECT pg_catalog.substr(c.setting, 13)
-          FROM pg_catalog.pg_db_role_setting s,
-               pg_catalog.unnest(s.setconfig) AS c (setting)
-         WHERE s.setrole OPERATOR(pg_catalog.=) r.oid
-           AND s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[d.oid, 0::pg_catalog.oid])
-           AND c.setting OPERATOR(pg_catalog.~~) 'search\\_path=%'
-         ORDER BY s.setdatabase OPERATOR(pg_catalog.=) 0::pg_catalog.oid
-         LIMIT 1),
-       pg_catalog.has_schema_privilege(r.oid, p.pronamespace, 'USAGE')
-           AND pg_catalog.has_function_privilege(r.oid, p.oid, 'EXECUTE'),
-       w.discriminator_source, w.discriminator_name,
-       w.delivery_key_source, w.delivery_key_name,
-       extract(epoch FROM w.delivery_key_window)::pg_catalog.float8,
-       w.max_attempts, extract(epoch FROM w.retry_delay)::pg_catalog.float8,
-       extract(epoch FROM w.retry_max_delay)::pg_catalog.float8,
-       w.redact_headers,
-       w.allowed_networks::pg_catalog.text[],
-       w.rate_limit, w.rate_burst, w.client_rate_limit, w.client_rate_burst,
-       (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                   'method', v.method, 'scheme', v.scheme, 'secrets', v.secrets, 'options', v.options))
-          FROM webhook.verifications v
-         WHERE v.workflow_id OPERATOR(pg_catalog.=) w.id),
-       w.handshake, NULL::pg_catalog.text,
-       w.storage_quota, w.keep_body
-  FROM webhook.workflows w
-  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid
-  LEFT JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
-  LEFT JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) w.handler
-  LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
-  LEFT JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) p.prorettype
- WHERE w.id OPERATOR(pg_catalog.=) $1";
+/// One workflow's definition as a jsonb object: src/pg/workflow_definition.sql.
+const LOAD_SQL: &str = include_str!("workflow_definition.sql");
+
+/// What src/pg/workflow_definition.sql returns, by key. Every field is what
+/// the tables hold (NULL where a join found nothing: a dropped owner or
+/// handler).
+#[derive(serde::Deserialize)]
+struct WorkflowDefinition {
+    enabled: bool,
+    allowed_methods: Vec<String>,
+    full_body: bool,
+    full_body_param: Option<String>,
+    response_method: String,
+    response_status: Option<i32>,
+    response_content_type: Option<String>,
+    response_body: Option<String>,
+    response_headers: Option<Value>,
+    response_timeout_ms: Option<i64>,
+    failure_status: Option<i32>,
+    failure_content_type: Option<String>,
+    failure_body: Option<String>,
+    capture_until: Option<f64>,
+    owner: Option<i64>,
+    handler_name: Option<String>,
+    handler_kind: Option<String>,
+    handler_returns: Option<String>,
+    handler_takes_jsonb: Option<bool>,
+    parameters: Vec<ParameterDefinition>,
+    owner_search_path: Option<String>,
+    handler_callable: Option<bool>,
+    discriminator_source: Option<String>,
+    discriminator_name: Option<String>,
+    delivery_key_source: Option<String>,
+    delivery_key_name: Option<String>,
+    delivery_key_window_secs: f64,
+    max_attempts: i32,
+    retry_delay_secs: f64,
+    retry_max_delay_secs: f64,
+    redact_headers: Vec<String>,
+    allowed_networks: Option<Vec<String>>,
+    rate_limit: Option<f64>,
+    rate_burst: Option<i32>,
+    client_rate_limit: Option<f64>,
+    client_rate_burst: Option<i32>,
+    verifications: Option<Value>,
+    handshake: Option<String>,
+    storage_quota: Option<i64>,
+    keep_body: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct ParameterDefinition {
+    name: String,
+    source: String,
+    #[serde(rename = "type")]
+    ty: String,
+    required: bool,
+    strict: bool,
+    nullable: bool,
+    required_for: Option<Vec<String>>,
+}
 
 impl Catalog {
     /// A catalog that loads definitions as `role`; cache hits switch nothing.
@@ -245,9 +250,13 @@ impl Catalog {
         };
         let table = client.select(CHANGED_SINCE, Some(1), &[DatumWithOid::from(horizon)])?;
         let row = table.first();
-        let xmin = row.get::<i64>(1)?.unwrap_or(0);
-        let ids = row.get::<Vec<String>>(2)?.unwrap_or_default();
-        let xids = row.get::<Vec<i64>>(3)?.unwrap_or_default();
+        let xmin = row.get_by_name::<i64, _>("horizon")?.unwrap_or(0);
+        let ids = row
+            .get_by_name::<Vec<String>, _>("workflow_ids")?
+            .unwrap_or_default();
+        let xids = row
+            .get_by_name::<Vec<i64>, _>("changed_xids")?
+            .unwrap_or_default();
         let found: HashMap<Uuid, i64> = ids
             .iter()
             .zip(xids)
@@ -346,67 +355,66 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
     if table.is_empty() {
         return Ok(None);
     }
-    let row = table.first();
-    let text = |n: usize| -> Result<Option<String>, pgrx::spi::Error> { row.get::<String>(n) };
+    let Some(JsonB(definition)) = table.first().get::<JsonB>(1)? else {
+        return Ok(None);
+    };
+    let definition = serde_json::from_value::<WorkflowDefinition>(definition)
+        .unwrap_or_else(|e| SqlError::internal("reading a workflow definition", e).report());
+    Ok(workflow(id, definition))
+}
 
-    let params: Vec<Value> =
-        serde_json::from_str(&text(20)?.unwrap_or_else(|| "[]".into())).unwrap_or_default();
-    let params = params
-        .iter()
+/// The workflow a definition describes; `None` when its owner role was
+/// dropped: the workflow is then unreachable, as if deleted (a role that
+/// later takes the name has another OID).
+fn workflow(id: Uuid, d: WorkflowDefinition) -> Option<Workflow> {
+    let owner = d.owner?;
+    let params = d
+        .parameters
+        .into_iter()
         .filter_map(|p| {
             Some(ParamSpec {
-                name: p["name"].as_str()?.to_string(),
-                source: p["source"].as_str()?.parse::<Source>().ok()?,
-                ty: webhook_core::request::param_type(p["type"].as_str()?),
-                required: p["required"].as_bool()?,
-                strict: p["strict"].as_bool()?,
-                nullable: p["nullable"].as_bool()?,
-                required_for: p["required_for"].as_array().map(|events| {
-                    events
-                        .iter()
-                        .filter_map(|e| e.as_str().map(str::to_string))
-                        .collect()
-                }),
+                source: p.source.parse::<Source>().ok()?,
+                ty: webhook_core::request::param_type(&p.ty),
+                name: p.name,
+                required: p.required,
+                strict: p.strict,
+                nullable: p.nullable,
+                required_for: p.required_for,
             })
         })
         .collect();
-    let discriminator = match (text(23)?, text(24)?) {
+    let discriminator = match (d.discriminator_source, d.discriminator_name) {
         (Some(source), Some(name)) => source.parse::<Source>().ok().map(|s| (s, name)),
         _ => None,
     };
-
-    let response = match text(5)?.as_deref() {
-        Some("custom") => ResponseConfig::Custom {
-            status: row.get::<i32>(6)?.unwrap_or(200) as u16,
-            content_type: text(7)?.unwrap_or_else(|| "application/json".into()),
-            body_template: text(8)?.unwrap_or_default(),
-            headers: serde_json::from_str::<serde_json::Map<String, Value>>(
-                &text(9)?.unwrap_or_else(|| "{}".into()),
-            )
-            .unwrap_or_default()
+    let response = match d.response_method.as_str() {
+        "custom" => ResponseConfig::Custom {
+            status: d.response_status.unwrap_or(200) as u16,
+            content_type: d
+                .response_content_type
+                .unwrap_or_else(|| "application/json".into()),
+            body_template: d.response_body.unwrap_or_default(),
+            headers: match d.response_headers {
+                Some(Value::Object(headers)) => headers,
+                _ => serde_json::Map::new(),
+            }
             .into_iter()
             .filter_map(|(k, v)| Some((k.to_ascii_lowercase(), v.as_str()?.to_string())))
             .collect(),
         },
-        Some("workflow") => ResponseConfig::Workflow {
-            failure_status: row.get::<i32>(11)?.unwrap_or(500) as u16,
-            failure_content_type: text(12)?,
-            failure_body: text(13)?,
+        "workflow" => ResponseConfig::Workflow {
+            failure_status: d.failure_status.unwrap_or(500) as u16,
+            failure_content_type: d.failure_content_type,
+            failure_body: d.failure_body,
         },
         _ => ResponseConfig::Default,
     };
-
-    // The owner role was dropped: the workflow is unreachable, as if deleted
-    // (a role that later takes the name has another OID).
-    let Some(owner) = row.get::<i64>(15)? else {
-        return Ok(None);
-    };
-    let callable = row.get::<bool>(22)?.unwrap_or(false);
-    let handler = match (text(16)?, text(17)?) {
-        (Some(_), Some(_)) if !callable => Err(HandlerUnavailable::NotCallableByOwner),
+    let handler = match (d.handler_name, d.handler_kind) {
+        (Some(_), Some(_)) if d.handler_callable != Some(true) => {
+            Err(HandlerUnavailable::NotCallableByOwner)
+        }
         (Some(name), Some(kind)) => {
-            let takes_jsonb = row.get::<bool>(19)?.unwrap_or(false);
-            let arg = if takes_jsonb {
+            let arg = if d.handler_takes_jsonb == Some(true) {
                 format!("pg_catalog.to_jsonb({})", event_row_sql())
             } else {
                 event_row_sql().to_string()
@@ -418,66 +426,69 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
             };
             Ok(HandlerCall {
                 sql,
-                output: text(18)?.as_deref().and_then(HandlerOutput::from_type_name),
+                output: d
+                    .handler_returns
+                    .as_deref()
+                    .and_then(HandlerOutput::from_type_name),
             })
         }
         _ => Err(HandlerUnavailable::Dropped),
     };
-
-    let full_body = row.get::<bool>(3)?.unwrap_or(false);
     let front_door = Arc::new(FrontDoor::new(
-        full_body,
-        row.get::<JsonB>(37)?.map(|JsonB(rows)| rows),
-        text(38)?.as_deref(),
+        d.full_body,
+        d.verifications,
+        d.handshake.as_deref(),
     ));
-    Ok(Some(Workflow {
+    // A token a scheme reads from a header is a credential too.
+    let mut redact_headers = d.redact_headers;
+    redact_headers.extend(front_door.token_headers().map(str::to_string));
+    Some(Workflow {
         rules: WorkflowRules {
             id,
-            enabled: row.get::<bool>(1)?.unwrap_or(false),
-            allowed_methods: row.get::<Vec<String>>(2)?.unwrap_or_default(),
-            full_body_param: if full_body { text(4)? } else { None },
+            enabled: d.enabled,
+            allowed_methods: d.allowed_methods,
+            full_body_param: if d.full_body { d.full_body_param } else { None },
             params,
             discriminator,
             response,
             capture_armed: false,
         },
-        capture_until: row.get::<f64>(14)?,
+        capture_until: d.capture_until,
         owner: pg_sys::Oid::from(owner as u32),
         handler,
-        timeout_ms: row
-            .get::<i64>(10)?
+        timeout_ms: d
+            .response_timeout_ms
             .map(|ms| ms.clamp(1, i32::MAX as i64) as i32),
-        handler_search_path: text(21)?
+        handler_search_path: d
+            .owner_search_path
             .and_then(|path| CString::new(path).ok())
             .unwrap_or_else(|| reset_value(c"search_path")),
-        delivery_key: KeySource::from_columns(text(25)?.as_deref(), text(26)?.as_deref()),
-        delivery_window_secs: row.get::<f64>(27)?.unwrap_or(86_400.0),
+        delivery_key: KeySource::from_columns(
+            d.delivery_key_source.as_deref(),
+            d.delivery_key_name.as_deref(),
+        ),
+        delivery_window_secs: d.delivery_key_window_secs,
         retry: RetryPolicy {
-            max_attempts: row.get::<i32>(28)?.unwrap_or(5).max(1) as u32,
-            base_delay: seconds(row.get::<f64>(29)?.unwrap_or(10.0)),
-            max_delay: seconds(row.get::<f64>(30)?.unwrap_or(3600.0)),
+            max_attempts: d.max_attempts.max(1) as u32,
+            base_delay: seconds(d.retry_delay_secs),
+            max_delay: seconds(d.retry_max_delay_secs),
             min_delay: std::time::Duration::ZERO,
         },
-        redact_headers: {
-            // A token a scheme reads from a header is a credential too.
-            let mut redact = row.get::<Vec<String>>(31)?.unwrap_or_default();
-            redact.extend(front_door.token_headers().map(str::to_string));
-            redact
-        },
+        redact_headers,
         front_door,
         // A network PostgreSQL stored as cidr always parses; an empty list
         // admits nobody.
-        allowed_networks: row.get::<Vec<String>>(32)?.map(|networks| {
+        allowed_networks: d.allowed_networks.map(|networks| {
             networks
                 .iter()
                 .filter_map(|n| webhook_core::access::parse_network(n).ok())
                 .collect()
         }),
-        rate_limit: limit(row.get::<f64>(33)?, row.get::<i32>(34)?),
-        client_rate_limit: limit(row.get::<f64>(35)?, row.get::<i32>(36)?),
-        storage_quota: row.get::<i64>(40)?,
-        keep_body: row.get::<bool>(41)?.unwrap_or(true),
-    }))
+        rate_limit: limit(d.rate_limit, d.rate_burst),
+        client_rate_limit: limit(d.client_rate_limit, d.client_rate_burst),
+        storage_quota: d.storage_quota,
+        keep_body: d.keep_body,
+    })
 }
 
 fn limit(rate: Option<f64>, burst: Option<i32>) -> Option<Limit> {

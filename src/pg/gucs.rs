@@ -56,7 +56,8 @@ pub static EXECUTOR_IDLE_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10
 /// snapshots overflow to pg_subtrans lookups.
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(64);
 /// lock_timeout of the listener's own statements (never of handlers): a lock
-/// held by someone else turns into a 503 for that request, not a stall.
+/// held by someone else turns into a 503 for that request, not a stall; and
+/// of an executor's statements up to its claim (src/execution/executor.rs).
 pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
 /// Refused requests kept per workflow in webhook.rejections.
 pub static REJECTIONS_KEPT: GucSetting<i32> = GucSetting::<i32>::new(100);
@@ -337,7 +338,7 @@ fn define_reloadable() {
     GucRegistry::define_int_guc(
         c"webhook.lock_timeout",
         c"Longest the listener waits for a lock another session holds; the request then gets 503 with Retry-After.",
-        c"",
+        c"Executors wait as long for their tables before they claim events, then give way and try again.",
         &LOCK_TIMEOUT_MS,
         1,
         60_000,
@@ -514,6 +515,11 @@ fn postmaster_value(name: &CStr, default: &str) -> String {
             CStr::from_ptr(value).to_string_lossy().into_owned()
         }
     }
+}
+
+/// webhook.lock_timeout as a value for the `lock_timeout` setting.
+pub fn lock_timeout_setting() -> std::ffi::CString {
+    std::ffi::CString::new(format!("{}ms", LOCK_TIMEOUT_MS.get())).expect("digits have no NUL")
 }
 
 pub fn database() -> String {

@@ -11,6 +11,10 @@
 //! * `errors` — SQL errors raised from Rust; `log_rarely` — rate-limited log
 //!   lines; `change_pace` — pacing of configuration changes per role.
 
+/// The version of this library, which the installed extension must have
+/// before a listener or an executor touches its tables.
+pub const LIBRARY_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub mod catalog;
 pub mod change_pace;
 pub mod errors;

@@ -286,6 +286,12 @@ class Cluster:
             finally:
                 self.running = False
                 _live_clusters.discard(self)
+        keep = os.environ.get("E2E_KEEP_LOGS")
+        if keep and os.path.exists(self.logfile):
+            # For a failure that is hard to reproduce: every cluster's log,
+            # named by its directory, outlives the cluster.
+            os.makedirs(keep, exist_ok=True)
+            shutil.copy(self.logfile, os.path.join(keep, os.path.basename(self.base_dir) + ".log"))
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
     # ------------------------------------------------------------------- SQL

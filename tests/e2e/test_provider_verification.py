@@ -436,20 +436,22 @@ def test_a_composed_scheme_from_parts_and_the_presets_as_definitions(ready, new_
     assert err["message"] == "invalid verification: secret 1 is not an Ed25519 public key (32 bytes)"
 
 
-def readme_worked_example() -> dict:
-    """The definition the README composes for a provider it does not list."""
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md"), encoding="utf-8").read()
-    block = readme.split("**A provider not listed**", 1)[1]
+def documented_worked_example() -> dict:
+    """The definition docs/verification.md composes for a provider that has
+    no preset (Mux)."""
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "verification.md"),
+               encoding="utf-8").read()
+    block = doc.split("A real provider described this way: Mux", 1)[1]
     return json.loads(block.split("definition => '", 1)[1].split("');", 1)[0])
 
 
-def test_the_readmes_scheme_from_parts_verifies_muxs_published_vector(ready, new_workflow):
+def test_the_documented_scheme_from_parts_verifies_muxs_published_vector(ready, new_workflow):
     c = ready
     wf = new_workflow()["id"]
     # A signing test vector, not a delivery: in tests/e2e/vectors/ (its
     # source inside), beside the deliveries' corpus.
     d = load(os.path.join(os.pardir, "vectors"), "mux_webhooks_test_vector")
-    definition = readme_worked_example()
+    definition = documented_worked_example()
     # Positive control: unverified, a forged delivery is stored.
     forged = copy.deepcopy(d)
     forged.headers["mux-signature"] = "t=1565125718,v1=" + "0" * 64
@@ -464,7 +466,7 @@ def test_the_readmes_scheme_from_parts_verifies_muxs_published_vector(ready, new
     assert events(c, wf)[-1]["params"] == {"test": "body"}
     assert_refused(send(c, wf, forged), INVALID_SIGNATURE)
 
-    # As written in the README (5 minutes): the same vector is stale, a
+    # As documented (5 minutes): the same vector is stale, a
     # fresh signature passes, and a tampered body or no header does not.
     c.sql("SELECT webhook_set_verification(%s, 'custom', secret => 'SuperSecret123', definition => %s::jsonb)",
           (wf, json.dumps(definition)))

@@ -90,6 +90,9 @@ def fill_as_first_release(c) -> dict:
         ids[method] = wf
     c.sql("SELECT webhook_set_verification(%s, 'github', secret => 'upgrade-secret')", (ids["custom"],))
     c.sql("SELECT count(*) FROM webhook_sample_from_kv(%s, 'note=kept')", (ids["workflow"],))
+    # A capture armed before the update takes the first request after it.
+    ids["capture"] = str(c.scalar("SELECT id FROM webhook_create_workflow('wf-capture', 'public.upgrade_h')"))
+    c.sql("SELECT webhook_capture_sample(%s, '12 hours')", (ids["capture"],))
     for status, next_attempt, attempts in (("pending", "now()", 0), ("failed", "now()", 1),
                                            ("dead", "NULL", 3), ("succeeded", "NULL", 1)):
         ids[status] = c.scalar(
@@ -132,6 +135,10 @@ def test_an_update_from_the_first_release_keeps_the_data_serves_it_and_matches_a
         in c.log()
     assert c.scalar("SELECT count(*) FROM webhook.events") == len(events_before)
     assert c.scalar("SELECT count(*) FROM webhook.events WHERE status = 'pending'") == 1
+    # Nor does an executor start for the due events (the listener's checks
+    # ran meanwhile: it answered with the installed version).
+    assert c.scalar("SELECT count(*) FROM pg_stat_activity "
+                    "WHERE application_name LIKE 'webhook_ext executor for %'") == 0
 
     c.sql("ALTER EXTENSION webhook_ext UPDATE")
     assert c.scalar("SELECT extversion FROM pg_extension WHERE extname = 'webhook_ext'") == current
@@ -164,6 +171,13 @@ def test_an_update_from_the_first_release_keeps_the_data_serves_it_and_matches_a
     assert (r.status, r.json()) == (401, {"msg": "Invalid signature"})
     r = hk.post_url(c.hook_url(ids["workflow"]), {"order_id": "D-4"})
     assert (r.status, r.json()) == (200, {"order_id": "D-4"})
+    r = hk.post_url(c.hook_url(ids["capture"]), {"sku": "X-9"})
+    assert (r.status, r.json()) == (200, {"msg": "Sample captured", "workflow_id": ids["capture"],
+                                          "parameters": {"body": 1, "query": 0, "header": 2}})
+    assert c.rows("SELECT source, name FROM webhook.parameters WHERE workflow_id = %s "
+                  "ORDER BY source, position", (ids["capture"],)) == \
+        [{"source": "body", "name": "sku"}, {"source": "header", "name": "accept-encoding"},
+         {"source": "header", "name": "content-type"}]
     assert wait_for_status(c, ids["pending"], "succeeded")["attempts"] == 1
     assert wait_for_status(c, ids["failed"], "succeeded")["attempts"] == 2
     replayed = c.scalar("SELECT webhook_replay(%s)", (ids["dead"],))
