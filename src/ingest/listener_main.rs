@@ -17,7 +17,9 @@ use pgrx::spi::SpiClient;
 use webhook_core::config;
 use webhook_core::request::Response;
 
-use crate::ingest::network::{Job, Listener, Outbox, Purpose, Reply, Settings, SharedSettings};
+use crate::ingest::network::{
+    Health, Job, Listener, Outbox, Purpose, Reply, Settings, SharedSettings,
+};
 use crate::ingest::pipeline::{next_event_id, Handled, Pipeline, RequestMeta};
 use crate::pg::catalog::Catalog;
 use crate::pg::event_row::{Origin, EVENTS};
@@ -420,6 +422,8 @@ struct ListenerState {
     /// Owners whose busy executor is to take the events just stored.
     rechecks: Vec<crate::execution::Recheck>,
     outbox: Arc<Outbox>,
+    /// What `/healthz` answers from (see [`Self::check_extension`]).
+    health: Arc<Health>,
 }
 
 /// A caller waiting for its event's handler (the `workflow` method).
@@ -431,6 +435,10 @@ struct Waiter {
     /// recorded no response.
     failure: Response,
 }
+
+/// How often the main thread checks the extension, tends the executors and
+/// does its housekeeping, whatever the traffic.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// How often waiting callers' results are looked up when no executor
 /// announced any.
@@ -459,6 +467,7 @@ impl ListenerState {
             waiting_checked: Instant::now(),
             rechecks: Vec::new(),
             outbox: listener.outbox.clone(),
+            health: listener.health.clone(),
         }
     }
 
@@ -467,9 +476,7 @@ impl ListenerState {
     /// checks the extension is there, does the housekeeping and tends the
     /// executors; in between, only what executors asked for.
     fn look_after_executors(&mut self) {
-        let stale = self
-            .last_check
-            .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
+        let stale = self.last_check.is_none_or(|t| t.elapsed() >= CHECK_EVERY);
         let duties = crate::execution::duties(crate::execution::pool_limit());
         if !self.ready || stale {
             self.check_extension();
@@ -488,7 +495,9 @@ impl ListenerState {
     /// Whether the extension is installed in the listener's database at the
     /// library's own version: only then does the listener touch its tables.
     /// Checked once a second, so that a CREATE EXTENSION or an ALTER
-    /// EXTENSION … UPDATE is served without a restart.
+    /// EXTENSION … UPDATE is served without a restart. What it finds, and
+    /// when, is what `/healthz` answers from: a main thread held up longer
+    /// than `webhook_core::health::STALL_AFTER` is reported stalled.
     fn check_extension(&mut self) {
         self.last_check = Some(Instant::now());
         let installed = in_transaction(|| {
@@ -521,6 +530,7 @@ impl ListenerState {
         }
         self.ready = ready;
         self.installed_version = installed;
+        self.health.checked((!ready).then(|| self.not_installed()));
     }
 
     /// What a request gets while the listener does not serve: the
@@ -644,8 +654,9 @@ impl ListenerState {
     }
 
     /// The next time the waiting callers must be looked at (a deadline, or
-    /// the periodic look-up that [`Self::answer_waiting_if_due`] makes), or an
-    /// owner's executor (see [`Self::recheck_executors_if_due`]).
+    /// the periodic look-up that [`Self::answer_waiting_if_due`] makes), an
+    /// owner's executor (see [`Self::recheck_executors_if_due`]), or the
+    /// once-a-second check is due.
     fn next_wait_deadline(&self) -> Option<Instant> {
         let waiting = self
             .waiting
@@ -654,7 +665,9 @@ impl ListenerState {
             .min()
             .map(|deadline| deadline.min(self.waiting_checked + RESULTS_POLL));
         let recheck = self.rechecks.iter().map(|recheck| recheck.due).min();
-        waiting.into_iter().chain(recheck).min()
+        // The once-a-second check, on time (`/healthz` reports a late one).
+        let check = self.last_check.map(|t| t + CHECK_EVERY);
+        waiting.into_iter().chain(recheck).chain(check).min()
     }
 
     /// Answers the waiting callers if executors announced results since the

@@ -120,10 +120,16 @@ class Cluster:
     quoted, quoted otherwise; ints/bools/floats are written as is). ``bin_dir``
     is the directory of the server binaries (default: the system's); a copy
     elsewhere finds its share and lib directories relative to itself.
+    ``standby_of`` (a running Cluster) makes this one a streaming replica of
+    it instead of running initdb: ``pg_basebackup -R`` copies the primary
+    (its settings file is then rewritten with this cluster's own ports and
+    ``conf``), and the replica connects as application ``name``, the name
+    ``synchronous_standby_names`` on the primary can list.
     """
 
     def __init__(self, base_dir: str, preload: bool = True, conf: dict | None = None,
-                 name: str = "cluster", bin_dir: str | None = None):
+                 name: str = "cluster", bin_dir: str | None = None,
+                 standby_of: "Cluster | None" = None):
         self.pg_bin = bin_dir or PG_BIN
         self.base_dir = os.path.join(base_dir, name)
         os.makedirs(self.base_dir)
@@ -140,7 +146,11 @@ class Cluster:
         if "webhook.port" in self.conf:
             self.http_port = int(self.conf["webhook.port"])
         self.running = False
-        self._initdb()
+        self.name = name
+        if standby_of is None:
+            self._initdb()
+        else:
+            self._basebackup(standby_of)
         self.write_conf()
 
     # ------------------------------------------------------------------ setup
@@ -150,6 +160,16 @@ class Cluster:
         chown_pg(self.datadir)
         run(as_pg_user([f"{self.pg_bin}/initdb", "-D", self.datadir, "-A", "trust", "-U", "postgres",
                         "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]), timeout=180)
+
+    def _basebackup(self, primary: "Cluster") -> None:
+        """Copies the running ``primary`` into this cluster's data directory
+        with ``pg_basebackup -R`` (WAL streamed along, a fast checkpoint;
+        ``-R`` writes standby.signal and primary_conninfo, to which the
+        application name is added)."""
+        run(as_pg_user([f"{self.pg_bin}/pg_basebackup", "-D", self.datadir, "-R", "-X", "stream",
+                        "-c", "fast", "--no-sync", "-h", primary.datadir, "-p", str(primary.pg_port),
+                        "-U", "postgres", "-d", f"application_name={self.name}"]), timeout=180)
+        os.chmod(self.datadir, 0o700)
 
     @staticmethod
     def _conf_value(value: Any) -> str:
@@ -483,14 +503,19 @@ def cluster(e2e_root):
 
 @pytest.fixture
 def make_cluster(e2e_root):
-    """Factory: ``make_cluster(preload=True, conf={}, start=True, bin_dir=None)``
-    -> Cluster. Every cluster made is destroyed when the test ends."""
+    """Factory: ``make_cluster(preload=True, conf={}, start=True, bin_dir=None,
+    standby_of=None, name=None)`` -> Cluster (``standby_of``: a streaming
+    replica of that cluster, see Cluster; ``name``: its directory's and, for
+    a replica, its application name, unique by default). Every cluster made
+    is destroyed when the test ends."""
     _require_extension_installed()
     made: list[Cluster] = []
 
     def factory(preload: bool = True, conf: dict | None = None, start: bool = True,
-                bin_dir: str | None = None) -> Cluster:
-        c = Cluster(e2e_root, preload=preload, conf=conf, name=uniq("c"), bin_dir=bin_dir)
+                bin_dir: str | None = None, standby_of: Cluster | None = None,
+                name: str | None = None) -> Cluster:
+        c = Cluster(e2e_root, preload=preload, conf=conf, name=name or uniq("c"), bin_dir=bin_dir,
+                    standby_of=standby_of)
         made.append(c)
         if start:
             c.start()

@@ -14,6 +14,7 @@ pub mod connections;
 pub mod delivery;
 pub mod executor_policy;
 pub mod handshake;
+pub mod health;
 pub mod infer;
 pub mod jsonb;
 pub mod kv;

@@ -16,12 +16,17 @@ pub enum Route {
     Workflow(Uuid),
     /// Under `/hooks/` but not a canonical id: 404 "Workflow not found".
     NoSuchWorkflow,
+    /// `/healthz`: the listener's health, for load balancers (health.rs).
+    Health,
     /// Any other path: 404 "Not found".
     NotFound,
 }
 
 /// The route of a request path (without its query string).
 pub fn route(path: &str) -> Route {
+    if path == crate::health::PATH {
+        return Route::Health;
+    }
     let Some(rest) = path.strip_prefix("/hooks/") else {
         return Route::NotFound;
     };
@@ -89,6 +94,20 @@ mod tests {
         ];
         for path in variants {
             assert_eq!(route(&path), Route::NoSuchWorkflow, "{path}");
+        }
+    }
+
+    #[test]
+    fn healthz_is_exactly_one_path() {
+        assert_eq!(route("/healthz"), Route::Health);
+        for path in [
+            "/healthz/",
+            "/Healthz",
+            "/healthz/x",
+            "//healthz",
+            "/hooks/healthz",
+        ] {
+            assert_ne!(route(path), Route::Health, "{path}");
         }
     }
 

@@ -1,5 +1,5 @@
-//! HTTP/1.1 on hyper: connection caps, routing `/hooks/{id}`, size limits and
-//! timeouts, body parsing (on the blocking pool), and the hand-off to the main
+//! HTTP/1.1 on hyper: connection caps, routing `/hooks/{id}` and `/healthz`,
+//! size limits and timeouts, body parsing (on the blocking pool), and the hand-off to the main
 //! thread.
 
 use std::convert::Infallible;
@@ -33,7 +33,7 @@ use webhook_core::verify::SignedRequest;
 
 use super::body_budget::{BodyBudget, Reservation};
 use super::connection_slots::ConnectionSlots;
-use super::{fd_limit, Job, Outbox, Purpose, Settings, SharedSettings, Waker};
+use super::{fd_limit, Health, Job, Outbox, Purpose, Settings, SharedSettings, Waker};
 use crate::pg::front_door::{self, signed_url, Directory, FrontDoor, Refusal, Verdict};
 
 /// How long open connections get to finish after shutdown starts.
@@ -58,6 +58,8 @@ struct Shared {
     body_memory: Arc<BodyBudget>,
     /// The workflows as the main thread last loaded them.
     directory: Arc<Directory>,
+    /// What the main thread's last check found (`/healthz`).
+    health: Arc<Health>,
 }
 
 /// What the network thread shares with the process's main thread.
@@ -66,6 +68,7 @@ pub(super) struct MainThread {
     pub waker: Arc<Waker>,
     pub outbox: Arc<Outbox>,
     pub directory: Arc<Directory>,
+    pub health: Arc<Health>,
 }
 
 /// Runs the network thread until `shutdown` turns true.
@@ -81,6 +84,7 @@ pub(super) fn run(
         waker,
         outbox,
         directory,
+        health,
     } = main_thread;
     let fd_budget = fd_limit::raise_to_hard_limit().unwrap_or(usize::MAX);
     // The blocking pool's threads are spawned from this thread, so they inherit
@@ -107,6 +111,7 @@ pub(super) fn run(
         fd_budget,
         body_memory: Arc::new(BodyBudget::new(body_memory_kib)),
         directory,
+        health,
     });
     runtime.block_on(async move {
         tokio::spawn(async move { outbox.deliver().await });
@@ -329,6 +334,13 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
         Route::Workflow(id) => id,
         Route::NoSuchWorkflow => return closing_if_body(&req, Response::workflow_not_found()),
         Route::NotFound => return closing_if_body(&req, Response::error(404, "Not found")),
+        // Answered from what the main thread last found, whatever the body
+        // (never read: a probe is no request of any workflow).
+        Route::Health => {
+            let last_check = shared.health.last_check();
+            let answer = webhook_core::health::answer(req.method().as_str(), &last_check);
+            return closing_if_body(&req, answer);
+        }
     };
     let settings = match shared.settings.read() {
         Ok(settings) => settings.clone(),

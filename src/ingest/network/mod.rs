@@ -9,6 +9,7 @@
 mod body_budget;
 mod connection_slots;
 mod fd_limit;
+mod health;
 mod http;
 mod outbox;
 mod tls;
@@ -29,6 +30,7 @@ use webhook_core::request::{IncomingRequest, Response};
 
 use crate::pg::front_door::{Directory, Verdict};
 
+pub use health::Health;
 pub use outbox::{Outbox, Reply};
 pub use waker::Waker;
 
@@ -117,6 +119,8 @@ pub struct Listener {
     /// The workflows as the network thread knows them; the main thread's
     /// catalog fills it.
     pub directory: Arc<Directory>,
+    /// What `/healthz` answers from; the main thread's checks update it.
+    pub health: Arc<Health>,
 }
 
 impl Listener {
@@ -146,6 +150,8 @@ impl Listener {
         let thread_outbox = outbox.clone();
         let directory = Arc::new(Directory::default());
         let thread_directory = directory.clone();
+        let health = Arc::new(Health::default());
+        let thread_health = health.clone();
         let thread = std::thread::Builder::new()
             .name("webhook-http".into())
             .spawn(move || {
@@ -154,6 +160,7 @@ impl Listener {
                     waker: thread_waker,
                     outbox: thread_outbox,
                     directory: thread_directory,
+                    health: thread_health,
                 };
                 http::run(sockets, tls, settings, main_thread, shutdown_rx);
             })
@@ -166,6 +173,7 @@ impl Listener {
             thread: Some(thread),
             certificate,
             directory,
+            health,
         })
     }
 
