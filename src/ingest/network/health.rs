@@ -57,3 +57,37 @@ impl Health {
         self.refusal.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_checked_until_the_main_thread_checks() {
+        let health = Health::default();
+        assert_eq!(health.last_check(), Checked::Never);
+        health.checked(None);
+        match health.last_check() {
+            Checked::Ago { elapsed, refusal } => {
+                assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+                assert_eq!(refusal, None);
+            }
+            never => panic!("{never:?}"),
+        }
+    }
+
+    #[test]
+    fn the_last_check_wins() {
+        let health = Health::default();
+        let refusal = Response::retry_later("not installed");
+        health.checked(Some(refusal.clone()));
+        assert!(
+            matches!(health.last_check(), Checked::Ago { refusal: Some(r), .. } if r == refusal)
+        );
+        health.checked(None);
+        assert!(matches!(
+            health.last_check(),
+            Checked::Ago { refusal: None, .. }
+        ));
+    }
+}
