@@ -698,7 +698,16 @@ impl Executor {
                 })
             });
             self.statements = Some(statements);
-            let (events, oldest_due) = events?;
+            let (mut events, oldest_due) = events?;
+            // An executor that ended in the middle of a handler marks its
+            // slot before its row lock is released (on_exit): one that ended
+            // after `unrecorded` was read, and whose event this claim then
+            // locked, is seen now. Left unrun (released at commit) until a
+            // listener recorded that attempt.
+            let ended_since = registry::unrecorded_events();
+            if !ended_since.is_empty() {
+                events.retain(|(row, _)| !ended_since.contains(&row.id));
+            }
             self.last_claim_found_nothing = events.is_empty();
             self.note_claim(claim_started_ms, claim_started, oldest_due, limit);
             if let Some(oldest) = oldest_due {
