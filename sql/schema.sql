@@ -236,13 +236,15 @@ CREATE TABLE webhook.attempts (
     workflow_id uuid        NOT NULL,
     started_at  timestamptz NOT NULL,
     ended_at    timestamptz NOT NULL,
-    -- succeeded, failed (an error, 'sqlstate' and 'message'), or timeout (past
-    -- the deadline, cancelled or, if it would not stop, its executor ended).
+    -- succeeded, failed (an error, 'sqlstate' and 'message'), timeout (past
+    -- the deadline, cancelled or, if it would not stop, its executor ended),
+    -- or crashed (its executor died abruptly and the server restarted every
+    -- backend; recorded after the restart).
     outcome     text        NOT NULL,
     sqlstate    text,
     message     text,
     PRIMARY KEY (event_id, attempt),
-    CONSTRAINT attempts_outcome_check CHECK (outcome IN ('succeeded', 'failed', 'timeout'))
+    CONSTRAINT attempts_outcome_check CHECK (outcome IN ('succeeded', 'failed', 'timeout', 'crashed'))
 );
 COMMENT ON TABLE webhook.attempts IS
     'Each run of a handler for an event: start, end, outcome and error';

@@ -98,4 +98,11 @@ LANGUAGE sql VOLATILE AS $$
       FROM pg_catalog.jsonb_array_elements(webhook._processes()) p
 $$;
 
+-- An attempt cut short by a crash restart is recorded after it, as 'crashed'
+-- (src/execution/running_file.rs).
+ALTER TABLE webhook.attempts
+    DROP CONSTRAINT attempts_outcome_check,
+    ADD CONSTRAINT attempts_outcome_check
+        CHECK (outcome IN ('succeeded', 'failed', 'timeout', 'crashed'));
+
 SELECT webhook._secure_functions();

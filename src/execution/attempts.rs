@@ -70,6 +70,9 @@ pub enum Outcome {
     Failed(CaughtSqlError),
     /// Past its deadline (cancelled, or its executor ended).
     TimedOut(CaughtSqlError),
+    /// Its executor died abruptly while it ran, and PostgreSQL restarted
+    /// every backend (src/execution/running_file.rs).
+    Crashed(CaughtSqlError),
 }
 
 impl Outcome {
@@ -165,7 +168,7 @@ impl Attempt {
     fn error(&self) -> Option<&CaughtSqlError> {
         match &self.outcome {
             Outcome::Succeeded => None,
-            Outcome::Failed(e) | Outcome::TimedOut(e) => Some(e),
+            Outcome::Failed(e) | Outcome::TimedOut(e) | Outcome::Crashed(e) => Some(e),
         }
     }
 
@@ -174,6 +177,7 @@ impl Attempt {
             Outcome::Succeeded => "succeeded",
             Outcome::Failed(_) => "failed",
             Outcome::TimedOut(_) => "timeout",
+            Outcome::Crashed(_) => "crashed",
         }
     }
 }
@@ -245,16 +249,16 @@ pub enum LostAttempt {
 }
 
 /// Records a failed attempt outside the transaction it ran in (that
-/// transaction was lost: its executor ended, or it failed to commit), unless
-/// the event has moved on since (recorded already, or deleted). Never waits
-/// for a lock.
+/// transaction was lost: its executor ended or crashed, or it failed to
+/// commit), unless the event has moved on since (recorded already, or
+/// deleted). Never waits for a lock.
 pub fn record_lost_attempt(
     client: &mut SpiClient<'_>,
     catalog: &mut Catalog,
     event_id: i64,
     attempt: i32,
     started: f64,
-    error: CaughtSqlError,
+    outcome: Outcome,
 ) -> Result<LostAttempt, pgrx::spi::Error> {
     let args = [DatumWithOid::from(event_id), DatumWithOid::from(attempt)];
     let locked = client.update(
@@ -290,7 +294,6 @@ pub fn record_lost_attempt(
         return Ok(LostAttempt::Gone);
     };
     let ended = crate::pg::event_row::unix(std::time::SystemTime::now());
-    let outcome = Outcome::from_error(error);
     let lost = Attempt::finished(
         event_id,
         workflow_id,

@@ -19,7 +19,8 @@
 //! together. If the process ends before the commit (a crash, or terminated
 //! past a deadline), nothing of the batch is committed and its events are due
 //! again; the one whose handler was running is recorded as a failed attempt
-//! by a listener (src/execution/pool.rs). With nothing due for
+//! by a listener (src/execution/pool.rs), also after a crash restart
+//! (src/execution/running_file.rs). With nothing due for
 //! `webhook.executor_idle_timeout`, the executor exits.
 
 use std::ffi::CString;
@@ -317,6 +318,8 @@ pub extern "C-unwind" fn webhook_executor_main(arg: pg_sys::Datum) {
     // SAFETY: registers a callback with PostgreSQL's exit machinery; it
     // only touches our shared memory slot.
     unsafe { pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(slot)) };
+    // The event it runs, where a crash restart does not erase it.
+    super::running_file::open(slot);
     set_session_setting(c"search_path", SAFE_SEARCH_PATH);
     crate::execution::session_reset::install_handler_guard();
     watch_definitions();
@@ -460,6 +463,8 @@ fn attach(slot: usize) -> Option<pg_sys::Oid> {
 /// Registered with `before_shmem_exit` only, with the slot's index as `arg`; runs
 /// on the main thread while shared memory is still attached.
 unsafe extern "C-unwind" fn on_exit(_code: std::ffi::c_int, arg: pg_sys::Datum) {
+    // An orderly exit, not a crash: shared memory (below) says what to record.
+    super::running_file::exiting();
     let slot = arg.value();
     let interrupted = {
         let mut registry = REGISTRY.exclusive();
@@ -693,7 +698,16 @@ impl Executor {
                 })
             });
             self.statements = Some(statements);
-            let (events, oldest_due) = events?;
+            let (mut events, oldest_due) = events?;
+            // An executor that ended in the middle of a handler marks its
+            // slot before its row lock is released (on_exit): one that ended
+            // after `unrecorded` was read, and whose event this claim then
+            // locked, is seen now. Left unrun (released at commit) until a
+            // listener recorded that attempt.
+            let ended_since = registry::unrecorded_events();
+            if !ended_since.is_empty() {
+                events.retain(|(row, _)| !ended_since.contains(&row.id));
+            }
             self.last_claim_found_nothing = events.is_empty();
             self.note_claim(claim_started_ms, claim_started, oldest_due, limit);
             if let Some(oldest) = oldest_due {
@@ -812,6 +826,9 @@ impl Executor {
                         continue; // deleted, or its owner dropped, since the claim
                     };
                     let timeout_ms = gucs::handler_deadline_ms(workflow.timeout_ms);
+                    // Written before the handler runs: if it crashes the
+                    // server, this attempt still counts (running_file.rs).
+                    super::running_file::running(row.id, attempt, (started * 1000.0) as i64);
                     self.set_running(row.id, attempt, timeout_ms);
                     row.attempts = attempt;
                     let args = row.args_with(|column| stored.datum(column));
@@ -870,6 +887,9 @@ impl Executor {
                 Ok(batch)
             })
         });
+        // Committed or rolled back: a crash from now on is none of this
+        // batch's handlers' doing.
+        super::running_file::batch_ended();
         self.set_running(0, 0, 0);
         match result {
             Ok(Ok(batch)) => Ok(batch),
@@ -911,7 +931,12 @@ impl Executor {
             Spi::connect_mut(|client| {
                 as_role_with_safe_path(privileged, || {
                     attempts::record_lost_attempt(
-                        client, catalog, event_id, attempt, started, error,
+                        client,
+                        catalog,
+                        event_id,
+                        attempt,
+                        started,
+                        Outcome::from_error(error),
                     )
                 })
             })

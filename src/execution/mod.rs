@@ -9,6 +9,8 @@
 //! * `executor` — the executor background worker: claim → run → record;
 //! * `handler_call` — calling a handler as its owner, under its deadline;
 //! * `attempts` — recording attempts and the events' new status;
+//! * `running_file` — the event each executor runs, in a file that survives a
+//!   crash restart, so a handler that crashes the server is counted;
 //! * `session_reset` — what a handler leaves in its executor's session.
 //!
 //! Ingest (network → admission → event) is src/ingest.
@@ -18,6 +20,7 @@ mod executor;
 mod handler_call;
 mod pool;
 mod registry;
+mod running_file;
 mod session_reset;
 
 // What listeners do for executors (src/ingest/listener_main.rs): start them
@@ -27,8 +30,8 @@ mod session_reset;
 pub use pool::Recheck;
 pub use pool::{pool_limit, recheck, register_pool, start_waiting_owners, tend, wake_or_start};
 pub use registry::{
-    duties, listener_loaded_settings, processes, register_listener, request_shared_memory,
-    results_announced,
+    duties, listener_loaded_settings, load_crash_records, processes, register_listener,
+    request_shared_memory, results_announced,
 };
 
 // `webhook_trigger` and `webhook_replay` run a handler at once, as an

@@ -34,7 +34,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use webhook_core::executor_policy::{self as policy, Decision, Limits, MonotonicMs, Trust};
 
-use super::attempts::{self, LostAttempt};
+use super::attempts::{self, LostAttempt, Outcome};
 use super::registry::{
     monotonic_now, policy_slots, wake, Registry, SlotState, MAX_EXECUTOR_SLOTS, REGISTRY,
 };
@@ -343,7 +343,8 @@ pub fn tend(client: &mut SpiClient<'_>, catalog: &mut Catalog) -> Result<(), pgr
 }
 
 /// Executors that ended while a handler ran (terminated past its deadline,
-/// or by an administrator): that attempt failed. Recorded before the owner
+/// or by an administrator; or crashed, loaded from their files after the
+/// restart): that attempt failed. Recorded before the owner
 /// gets a new executor, which could otherwise claim the event first.
 fn record_ended_executors(
     client: &mut SpiClient<'_>,
@@ -369,6 +370,12 @@ fn record_ended_executors(
         // Its own subtransaction: one slot's failure leaves the others and
         // the round intact.
         let result = in_subtransaction(|| record_interrupted_attempt(client, catalog, &slot));
+        if slot.crashed && !matches!(result, Ok(Ok(LostAttempt::Busy))) {
+            // Recorded (or given up): the file must not bring it back after
+            // another restart. Cleared while the slot is still taken, so no
+            // new executor writes the file meanwhile.
+            super::running_file::clear(index);
+        }
         let mut registry = REGISTRY.exclusive();
         match result {
             // The event's row is still locked (its executor is still exiting):
@@ -416,6 +423,24 @@ fn record_interrupted_attempt(
     if slot.running_event == 0 {
         return Ok(LostAttempt::Gone);
     }
+    let started = slot.running_started_unix_ms as f64 / 1000.0;
+    if slot.crashed {
+        // Loaded from the executor's file after a crash restart
+        // (src/execution/running_file.rs). 57P02 is the SQLSTATE PostgreSQL
+        // gives every session a crash restart cuts off.
+        let error = CaughtSqlError {
+            sqlstate: "57P02".into(),
+            message: "the server restarted while this handler ran: its executor ended abruptly (killed by a signal, as in a crash)".into(),
+        };
+        return attempts::record_lost_attempt(
+            client,
+            catalog,
+            slot.running_event,
+            slot.running_attempt,
+            started,
+            Outcome::Crashed(error),
+        );
+    }
     let past_deadline =
         slot.running_deadline_ms > 0 && monotonic_now().0 >= slot.running_deadline_ms;
     let error = if past_deadline {
@@ -437,7 +462,7 @@ fn record_interrupted_attempt(
         catalog,
         slot.running_event,
         slot.running_attempt,
-        slot.running_started_unix_ms as f64 / 1000.0,
-        error,
+        started,
+        Outcome::from_error(error),
     )
 }

@@ -8,7 +8,10 @@
 //! records that attempt (src/execution/pool.rs); until then other executors
 //! skip that event, so it cannot run again before its lost attempt counts. A crash of any
 //! backend makes the postmaster reinitialise shared memory: slots start empty
-//! and events whose transaction was cut short are simply pending again.
+//! and events whose transaction was cut short are pending again, except the
+//! one whose handler crashed, which the first listener loads back into its
+//! slot from the executor's file ([`load_crash_records`],
+//! src/execution/running_file.rs).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -76,6 +79,10 @@ pub struct ExecutorSlot {
     pub claim_on_time: bool,
     /// Asked to exit (the pool is full and another owner needs an executor).
     pub retire: bool,
+    /// An `Exited` slot loaded from the executor's file after a crash
+    /// restart (src/execution/running_file.rs): its handler's process died
+    /// abruptly, and the attempt is recorded as `crashed`.
+    pub crashed: bool,
 }
 
 #[derive(Copy, Clone)]
@@ -96,6 +103,10 @@ pub struct Registry {
     /// Counts [`wake_listeners`] calls: a listener with callers waiting for
     /// results looks them up only when it moved (or now and then).
     pub results: u64,
+    /// The executors' files were read into the slots after this start or
+    /// crash restart (src/execution/running_file.rs); shared memory starts
+    /// with it false after each one.
+    pub crash_records_loaded: bool,
 }
 
 /// Owners remembered as waiting for a free executor slot. Past this many, an
@@ -113,6 +124,7 @@ impl Default for Registry {
             waiting: [0; MAX_WAITING_OWNERS],
             pool_members: [0; MAX_EXECUTOR_SLOTS],
             results: 0,
+            crash_records_loaded: false,
         }
     }
 }
@@ -362,6 +374,28 @@ pub fn unrecorded_events() -> Vec<i64> {
         })
         .map(|slot| slot.running_event)
         .collect()
+}
+
+/// Called by every listener once connected, before it serves or starts any
+/// executor: the first one after a start or a crash restart loads the
+/// handlers that crashed into their slots (src/execution/running_file.rs),
+/// holding the registry's lock meanwhile, so no listener starts an executor
+/// that could claim such an event first. Reading at most one small file per
+/// slot, once per start, under the lock is cheaper than any other ordering.
+pub fn load_crash_records() {
+    let loaded = {
+        let mut registry = REGISTRY.exclusive();
+        if registry.crash_records_loaded {
+            return;
+        }
+        registry.crash_records_loaded = true;
+        super::running_file::load_crashed(&mut registry)
+    };
+    if loaded > 0 {
+        pgrx::log!(
+            "webhook_ext found {loaded} handler(s) running when the server restarted; their attempts are recorded as crashed"
+        );
+    }
 }
 
 /// Remembers that `owner` found the pool full.

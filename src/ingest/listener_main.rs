@@ -79,6 +79,8 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
     let database = connect_session();
     watch_definitions();
     crate::execution::register_listener(arg.value().saturating_sub(1));
+    // Before this listener starts any executor (src/execution/running_file.rs).
+    crate::execution::load_crash_records();
     announce_start(&database);
 
     let mut state = ListenerState::new(&listener, database);

@@ -4,7 +4,8 @@
 /// Whether events are announced: not while the NOTIFY queue is more than
 /// half full (a session that LISTENs inside a transaction it never ends pins
 /// the queue; once it is full every commit that notifies fails). Updated by
-/// [`check_notify_queue`].
+/// [`check_notify_queue`], which also puts a WARNING in the server log (once
+/// a minute per process) while notifications are skipped.
 pub static NOTIFY_QUEUE_HAS_ROOM: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(true);
 
@@ -31,6 +32,32 @@ pub fn check_notify_queue() {
     };
     let room = usage.is_some_and(|usage| usage < 0.5);
     NOTIFY_QUEUE_HAS_ROOM.store(room, std::sync::atomic::Ordering::Relaxed);
+    if !room {
+        report_skipped(usage);
+    }
+}
+
+/// Says, at most once a minute per process, that events are not announced:
+/// applications that LISTEN would otherwise wait for notifications that never
+/// come without anything in the server log saying why.
+fn report_skipped(usage: Option<f64>) {
+    static REPORTED: crate::pg::log_rarely::OncePerMinute =
+        crate::pg::log_rarely::OncePerMinute::new();
+    if !REPORTED.due() {
+        return;
+    }
+    let usage = usage.map_or_else(|| "unknown".into(), |u| format!("{:.1} %", u * 100.0));
+    pgrx::pg_sys::panic::ErrorReport::new(
+        pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        format!(
+            "webhook_ext is not announcing events on webhook_events: PostgreSQL's NOTIFY queue is {usage} full (events are stored and handled as usual)"
+        ),
+        "webhook_ext notify",
+    )
+    .set_hint(
+        "A session that LISTENs and does not read its notifications, or stays in a transaction, holds the queue: let it consume them or end it (pg_stat_activity shows it), or set webhook.notify = off.",
+    )
+    .report(pgrx::PgLogLevel::WARNING);
 }
 
 /// `NOTIFY webhook_events, '{"event_id":N,"status":"…"}'`, delivered when the

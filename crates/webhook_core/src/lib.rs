@@ -23,6 +23,7 @@ pub mod quota;
 pub mod request;
 pub mod retry;
 pub mod route;
+pub mod running;
 pub mod template;
 pub mod validate;
 pub mod verify;
