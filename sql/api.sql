@@ -1181,6 +1181,33 @@ $$;
 COMMENT ON FUNCTION webhook_set_storage(uuid, bigint, boolean) IS
     'Bytes of events the workflow may store per webhook.storage_quota_window (NULL: the server''s quota, also the most any workflow gets; 429 beyond), and whether events keep the raw body besides the parameters';
 
+-- Retention: how long the workflow's finished events are kept, succeeded and
+-- dead ones apart, from when their last attempt ended (NULL: the server's
+-- webhook.retain_succeeded and webhook.retain_dead). Older ones are deleted,
+-- with their attempts, a bounded number at a time by the first listener.
+-- Pending and failed events are never removed by retention.
+CREATE FUNCTION webhook_set_retention(workflow uuid, succeeded interval, dead interval)
+RETURNS webhook.workflows
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF succeeded <= interval '0' OR dead <= interval '0' THEN
+        RAISE EXCEPTION 'retention must be a positive interval, or NULL for the server''s default'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'webhook.retain_succeeded and webhook.retain_dead are the defaults.';
+    END IF;
+    UPDATE webhook.workflows x
+       SET retain_succeeded = succeeded, retain_dead = dead
+     WHERE x.id = workflow
+    RETURNING * INTO w;
+    RETURN w;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_retention(uuid, interval, interval) IS
+    'How long the workflow''s succeeded and dead events are kept after their last attempt (NULL: webhook.retain_succeeded, webhook.retain_dead); pending and failed events are never removed';
+
 CREATE FUNCTION webhook_set_discriminator(workflow uuid, source text, name text)
 RETURNS webhook.workflows
 LANGUAGE plpgsql AS $$

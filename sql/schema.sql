@@ -97,6 +97,14 @@ CREATE TABLE webhook.workflows (
     -- The provider's endpoint check answered without the handler and without
     -- storing an event (webhook_set_handshake; NULL: none).
     handshake             text,
+    -- How long finished events are kept (webhook_set_retention): succeeded
+    -- ones and dead ones, counted from when their last attempt ended (NULL:
+    -- the server's webhook.retain_succeeded and webhook.retain_dead). Pending
+    -- and failed events are never removed by retention.
+    retain_succeeded      interval,
+    retain_dead           interval,
+    CONSTRAINT workflows_retention_check
+        CHECK (retain_succeeded > interval '0' AND retain_dead > interval '0'),
     CONSTRAINT workflows_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 1000),
     CONSTRAINT workflows_retry_delay_check
         CHECK (retry_delay > interval '0' AND retry_max_delay >= retry_delay
@@ -425,7 +433,7 @@ GRANT UPDATE (name, handler, enabled, full_body, full_body_param, allowed_method
               discriminator_source, discriminator_name, delivery_key_source, delivery_key_name,
               delivery_key_window, max_attempts, retry_delay, retry_max_delay, ordered,
               redact_headers, allowed_networks, rate_limit, rate_burst, client_rate_limit,
-              client_rate_burst, storage_quota, keep_body, handshake)
+              client_rate_burst, storage_quota, keep_body, handshake, retain_succeeded, retain_dead)
     ON webhook.workflows TO webhook_admin;
 GRANT SELECT, INSERT, UPDATE (scheme, secrets, options, updated_at)
     ON webhook.verifications TO webhook_admin;

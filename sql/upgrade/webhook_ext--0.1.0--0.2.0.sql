@@ -105,4 +105,40 @@ ALTER TABLE webhook.attempts
     ADD CONSTRAINT attempts_outcome_check
         CHECK (outcome IN ('succeeded', 'failed', 'timeout', 'crashed'));
 
+-- Retention of finished events: per-workflow overrides of the server's
+-- webhook.retain_succeeded and webhook.retain_dead.
+ALTER TABLE webhook.workflows
+    ADD COLUMN retain_succeeded interval,
+    ADD COLUMN retain_dead interval,
+    ADD CONSTRAINT workflows_retention_check
+        CHECK (retain_succeeded > interval '0' AND retain_dead > interval '0');
+GRANT UPDATE (retain_succeeded, retain_dead) ON webhook.workflows TO webhook_admin;
+
+-- Retention: how long the workflow's finished events are kept, succeeded and
+-- dead ones apart, from when their last attempt ended (NULL: the server's
+-- webhook.retain_succeeded and webhook.retain_dead). Older ones are deleted,
+-- with their attempts, a bounded number at a time by the first listener.
+-- Pending and failed events are never removed by retention.
+CREATE FUNCTION @extschema@.webhook_set_retention(workflow uuid, succeeded interval, dead interval)
+RETURNS webhook.workflows
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF succeeded <= interval '0' OR dead <= interval '0' THEN
+        RAISE EXCEPTION 'retention must be a positive interval, or NULL for the server''s default'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'webhook.retain_succeeded and webhook.retain_dead are the defaults.';
+    END IF;
+    UPDATE webhook.workflows x
+       SET retain_succeeded = succeeded, retain_dead = dead
+     WHERE x.id = workflow
+    RETURNING * INTO w;
+    RETURN w;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.webhook_set_retention(uuid, interval, interval) IS
+    'How long the workflow''s succeeded and dead events are kept after their last attempt (NULL: webhook.retain_succeeded, webhook.retain_dead); pending and failed events are never removed';
+
 SELECT webhook._secure_functions();

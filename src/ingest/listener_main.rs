@@ -21,6 +21,7 @@ use crate::ingest::network::{
     Health, Job, Listener, Outbox, Purpose, Reply, Settings, SharedSettings,
 };
 use crate::ingest::pipeline::{next_event_id, Handled, Pipeline, RequestMeta};
+use crate::ingest::retention::Retention;
 use crate::pg::catalog::Catalog;
 use crate::pg::event_row::{Origin, EVENTS};
 use crate::pg::gucs;
@@ -83,7 +84,10 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
     crate::execution::load_crash_records();
     announce_start(&database);
 
-    let mut state = ListenerState::new(&listener, database);
+    // The first listener deletes what retention lets go (one is enough:
+    // src/ingest/retention.rs).
+    let first = arg.value() <= 1;
+    let mut state = ListenerState::new(&listener, database, first);
     let mut turn = Turn::default();
     loop {
         if !turn.backlog {
@@ -426,6 +430,8 @@ struct ListenerState {
     outbox: Arc<Outbox>,
     /// What `/healthz` answers from (see [`Self::check_extension`]).
     health: Arc<Health>,
+    /// The first listener's retention rounds (none for the others).
+    retention: Option<Retention>,
 }
 
 /// A caller waiting for its event's handler (the `workflow` method).
@@ -451,7 +457,7 @@ const RESULTS_POLL: Duration = Duration::from_millis(100);
 const RESULT_GRACE: Duration = Duration::from_millis(1500);
 
 impl ListenerState {
-    fn new(listener: &Listener, database: String) -> ListenerState {
+    fn new(listener: &Listener, database: String, first: bool) -> ListenerState {
         let mut pipeline = Pipeline::new(None, Some(gucs::HANDLER_TIMEOUT_MS.get()));
         pipeline.catalog = Catalog::publishing_to(listener.directory.clone());
         pipeline.run_handlers_now = false;
@@ -470,6 +476,7 @@ impl ListenerState {
             rechecks: Vec::new(),
             outbox: listener.outbox.clone(),
             health: listener.health.clone(),
+            retention: first.then(Retention::default),
         }
     }
 
@@ -485,6 +492,9 @@ impl ListenerState {
             if self.ready {
                 forget_expired_deliveries();
                 forget_old_workflow_changes();
+                if let Some(retention) = &mut self.retention {
+                    retention.run_round();
+                }
                 self.tend_executors();
             }
         } else if duties.record_exited {

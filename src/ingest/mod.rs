@@ -8,7 +8,8 @@
 //! * `pipeline` — one request inside that transaction: find the workflow,
 //!   admit it, claim its delivery key, store the event, pick the response;
 //!   `delivery_keys`, `rate_limits`, `storage_quota`, `rejections` are its
-//!   parts.
+//!   parts;
+//! * `retention` — deleting finished events their retention lets go.
 //!
 //! Ingest uses src/pg and webhook_core, and reaches execution only through
 //! src/execution/mod.rs; execution never uses ingest.
@@ -19,4 +20,5 @@ pub mod network;
 pub mod pipeline;
 pub mod rate_limits;
 pub mod rejections;
+pub mod retention;
 pub mod storage_quota;

@@ -46,6 +46,12 @@ pub static STORAGE_QUOTA_KB: GucSetting<i32> = GucSetting::<i32>::new(10 * 1024 
 pub static MAX_CONFIG_CHANGES_PER_SECOND: GucSetting<i32> = GucSetting::<i32>::new(20);
 /// The window storage quotas count in (seconds).
 pub static STORAGE_QUOTA_WINDOW_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
+/// How long finished events are kept after their last attempt, unless their
+/// workflow says otherwise (seconds; -1: for ever).
+pub static RETAIN_SUCCEEDED_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 86_400);
+pub static RETAIN_DEAD_S: GucSetting<i32> = GucSetting::<i32>::new(30 * 86_400);
+/// Ten years: longer is for ever (-1).
+const MAX_RETENTION_S: i32 = 10 * 365 * 86_400;
 /// Executors one owner may have at once (a slow handler does not hold up the
 /// owner's other events while another executor is free to start).
 pub static MAX_EXECUTORS_PER_OWNER: GucSetting<i32> = GucSetting::<i32>::new(2);
@@ -282,6 +288,26 @@ fn define_reloadable() {
         &STORAGE_QUOTA_WINDOW_S,
         1,
         30 * 86_400,
+        GucContext::Sighup,
+        S,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.retain_succeeded",
+        c"How long succeeded events are kept after their handler ran, unless their workflow says otherwise (-1: for ever).",
+        c"Older ones are deleted with their attempts, a bounded number at a time, by the first listener.",
+        &RETAIN_SUCCEEDED_S,
+        -1,
+        MAX_RETENTION_S,
+        GucContext::Sighup,
+        S,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.retain_dead",
+        c"How long dead events are kept after their last attempt, unless their workflow says otherwise (-1: for ever).",
+        c"Pending and failed events are never removed by retention.",
+        &RETAIN_DEAD_S,
+        -1,
+        MAX_RETENTION_S,
         GucContext::Sighup,
         S,
     );

@@ -53,6 +53,8 @@ DEFAULTS = {
     "webhook.port": ("8787", None, "postmaster"),
     "webhook.public_base_url": ("", None, "sighup"),
     "webhook.rejections_kept": ("100", None, "sighup"),
+    "webhook.retain_dead": ("2592000", "s", "sighup"),
+    "webhook.retain_succeeded": ("604800", "s", "sighup"),
     "webhook.storage_quota": ("10485760", "kB", "sighup"),
     "webhook.storage_quota_window": ("3600", "s", "sighup"),
     "webhook.tls_cert_file": ("", None, "postmaster"),
