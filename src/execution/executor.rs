@@ -263,6 +263,8 @@ struct Executor {
 
 struct Statements {
     claim: OwnedPreparedStatement,
+    /// [`LOCK_TABLES`], first in every batch.
+    lock: OwnedPreparedStatement,
     next_due: OwnedPreparedStatement,
     record: OwnedPreparedStatement,
 }
@@ -279,6 +281,7 @@ impl Statements {
                     &[oid, int4, PgOid::from(Vec::<i64>::type_oid()), float8],
                 )?
                 .keep(),
+            lock: client.prepare_mut(LOCK_TABLES, &[])?.keep(),
             next_due: client.prepare_mut(NEXT_DUE, &[oid, float8])?.keep(),
             record: attempts::prepare_record(client)?,
         })
@@ -645,13 +648,12 @@ impl Executor {
         self.statements = None;
     }
 
-    /// The prepared statements (prepared now if need be), in a transaction.
     /// Takes the locks of the whole batch, looks for changed definitions,
     /// then claims up to `limit` due events.
     ///
-    /// A batch first locks every table it will write ([`LOCK_TABLES`]), in
-    /// the order they were created, which is the order DROP EXTENSION locks
-    /// them in, and waits at most webhook.lock_timeout for that, for the
+    /// A batch first locks every table it will write ([`LOCK_TABLES`], a
+    /// kept plan like the claim), in the order they were created, which is
+    /// the order DROP EXTENSION locks them in, and waits at most webhook.lock_timeout for that, for the
     /// look and for the claim, like the listener's statements. Taken one by
     /// one as statements need them (the changes, then the workflows, the
     /// events, after the handlers the attempts), the locks would deadlock
@@ -668,18 +670,18 @@ impl Executor {
         let lock_timeout = self.own_lock_timeout.clone();
         with_settings(&[(c"lock_timeout", lock_timeout.as_c_str())], || {
             let privileged = self.privileged;
-            as_role_with_safe_path(privileged, || client.update(LOCK_TABLES, None, &[]))?;
             let everything = DEFINITIONS_CHANGED.swap(false, Ordering::SeqCst);
             let some = WORKFLOWS_CHANGED.swap(false, Ordering::SeqCst);
             if everything {
                 self.forget();
             }
+            let lock = &self.statements(client)?.lock;
+            as_role_with_safe_path(privileged, || client.update(lock, None, &[]))?;
             if everything || some || self.catalog.needs_look() {
                 let catalog = &mut self.catalog;
                 as_role_with_safe_path(privileged, || catalog.forget_changed(client))?;
             }
             let owner = self.owner;
-            self.statements(client)?;
             let statements = self.statements.take().expect("prepared above");
             let unrecorded = registry::unrecorded_events();
             let from = self.scan_from();
@@ -717,6 +719,7 @@ impl Executor {
         })
     }
 
+    /// The prepared statements (prepared now if need be), in a transaction.
     fn statements(&mut self, client: &SpiClient<'_>) -> Result<&Statements, pgrx::spi::Error> {
         if self.statements.is_none() {
             let privileged = self.privileged;

@@ -28,7 +28,7 @@ use crate::pg::spi::in_transaction;
 const STEP_ROWS: i64 = 1000;
 /// Workflows one statement looks at.
 const STEP_WORKFLOWS: i64 = 200;
-/// The listener's time retention may take in a round (a second).
+/// After this much of a round (a second), retention starts no new step.
 const ROUND_BUDGET: Duration = Duration::from_millis(50);
 
 /// `$1` the cursor (the last workflow id of the previous step, NULL: from
