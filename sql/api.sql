@@ -1042,12 +1042,13 @@ COMMENT ON FUNCTION webhook_set_handshake(uuid, text) IS
 
 -- The listener and executor processes running now. Listeners are shown to
 -- every caller; an executor only to members of the role whose handlers it
--- runs (as its events are). settings_loaded_at says when each last read the
+-- runs (as its events are). since says when each entered its state (a
+-- listener: when it started); settings_loaded_at when each last read the
 -- configuration: after pg_reload_conf(), a setting is in effect everywhere
 -- once every row is later than the reload.
 CREATE FUNCTION webhook_processes()
 RETURNS TABLE (pid integer, kind text, owner regrole, state text, event_id bigint,
-               settings_loaded_at timestamptz)
+               since timestamptz, settings_loaded_at timestamptz)
 LANGUAGE sql VOLATILE AS $$
     SELECT (p.value OPERATOR(pg_catalog.->>) 'pid')::pg_catalog.int4,
            p.value OPERATOR(pg_catalog.->>) 'kind',
@@ -1055,12 +1056,15 @@ LANGUAGE sql VOLATILE AS $$
            p.value OPERATOR(pg_catalog.->>) 'state',
            (p.value OPERATOR(pg_catalog.->>) 'event')::pg_catalog.int8,
            pg_catalog.to_timestamp(
+               (p.value OPERATOR(pg_catalog.->>) 'since_unix_ms')::pg_catalog.float8
+               OPERATOR(pg_catalog./) 1000),
+           pg_catalog.to_timestamp(
                (p.value OPERATOR(pg_catalog.->>) 'settings_loaded_unix_ms')::pg_catalog.float8
                OPERATOR(pg_catalog./) 1000)
       FROM pg_catalog.jsonb_array_elements(webhook._processes()) p
 $$;
 COMMENT ON FUNCTION webhook_processes() IS
-    'The listener and executor processes running now: what each does, and when it last read the configuration (executors only of roles the caller is a member of)';
+    'The listener and executor processes running now: what each does, since when, and when it last read the configuration (executors only of roles the caller is a member of)';
 
 -- The presets: each is a definition of the custom scheme, to
 -- copy and adjust when a provider changes (docs/verification.md).
@@ -1393,6 +1397,92 @@ BEGIN
     END IF;
 END
 $$;
+
+-- ---------------------------------------------------------------------------
+-- Statistics per workflow
+-- ---------------------------------------------------------------------------
+
+-- One row per workflow the caller may see (row-level security on every table
+-- it reads). Counts that outlive the rows they count come from
+-- webhook.workflow_counters (a listener adds its requests once a second),
+-- webhook.rejection_counts and webhook.handshakes; the queue (pending,
+-- running, failed, the oldest pending event) is read from the unfinished
+-- events as they are now; handler duration and lag (from receipt to the
+-- first attempt's start) are over the events received in the last 5 minutes,
+-- at most the newest 10,000 of them, so a query costs the same however long
+-- the history.
+CREATE VIEW webhook.workflow_stats WITH (security_invoker = true) AS
+SELECT w.id AS workflow_id,
+       w.name,
+       c.accepted + c.redelivered + r.refused + h.handshakes AS received,
+       c.accepted,
+       c.redelivered,
+       r.refused,
+       r.refused_by_reason,
+       h.handshakes,
+       q.pending,
+       q.running,
+       q.failed,
+       c.succeeded,
+       c.failed_attempts,
+       c.dead,
+       pg_catalog.now() - q.oldest_pending AS oldest_pending_age,
+       t.handler_p50,
+       t.handler_p99,
+       t.lag_p50,
+       t.lag_p99
+  FROM webhook.workflows w
+ CROSS JOIN (
+       SELECT COALESCE(pg_catalog.array_agg((p.value ->> 'event')::pg_catalog.int8)
+                           FILTER (WHERE p.value ->> 'event' IS NOT NULL),
+                       '{}') AS events
+         FROM pg_catalog.jsonb_array_elements(webhook._processes()) p) running
+ CROSS JOIN LATERAL (
+       SELECT COALESCE(pg_catalog.sum(k.accepted), 0)::pg_catalog.int8 AS accepted,
+              COALESCE(pg_catalog.sum(k.redelivered), 0)::pg_catalog.int8 AS redelivered,
+              COALESCE(pg_catalog.sum(k.succeeded), 0)::pg_catalog.int8 AS succeeded,
+              COALESCE(pg_catalog.sum(k.failed_attempts), 0)::pg_catalog.int8 AS failed_attempts,
+              COALESCE(pg_catalog.sum(k.dead), 0)::pg_catalog.int8 AS dead
+         FROM webhook.workflow_counters k
+        WHERE k.workflow_id = w.id) c
+ CROSS JOIN LATERAL (
+       SELECT COALESCE(pg_catalog.sum(x.count), 0)::pg_catalog.int8 AS refused,
+              COALESCE(pg_catalog.jsonb_object_agg(x.status || ' ' || x.reason, x.count),
+                       '{}') AS refused_by_reason
+         FROM webhook.rejection_counts x
+        WHERE x.workflow_id = w.id) r
+ CROSS JOIN LATERAL (
+       SELECT COALESCE(pg_catalog.sum(s.answered), 0)::pg_catalog.int8 AS handshakes
+         FROM webhook.handshakes s
+        WHERE s.workflow_id = w.id) h
+ CROSS JOIN LATERAL (
+       SELECT pg_catalog.count(*) FILTER (WHERE u.status = 'pending'
+                                            AND u.id <> ALL (running.events)) AS pending,
+              pg_catalog.count(*) FILTER (WHERE u.id = ANY (running.events)) AS running,
+              pg_catalog.count(*) FILTER (WHERE u.status = 'failed'
+                                            AND u.id <> ALL (running.events)) AS failed,
+              pg_catalog.min(u.received_at) FILTER (WHERE u.status = 'pending') AS oldest_pending
+         FROM webhook.events u
+        WHERE u.workflow_id = w.id AND u.next_attempt_at IS NOT NULL) q
+ CROSS JOIN LATERAL (
+       SELECT pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY a.ended_at - a.started_at)
+                  AS handler_p50,
+              pg_catalog.percentile_cont(0.99) WITHIN GROUP (ORDER BY a.ended_at - a.started_at)
+                  AS handler_p99,
+              pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY a.started_at - e.received_at)
+                  FILTER (WHERE a.attempt = 1) AS lag_p50,
+              pg_catalog.percentile_cont(0.99) WITHIN GROUP (ORDER BY a.started_at - e.received_at)
+                  FILTER (WHERE a.attempt = 1) AS lag_p99
+         FROM (SELECT v.id, v.received_at
+                 FROM webhook.events v
+                WHERE v.workflow_id = w.id
+                  AND v.received_at >= pg_catalog.now() - interval '5 minutes'
+                ORDER BY v.received_at DESC
+                LIMIT 10000) e
+         JOIN webhook.attempts a ON a.event_id = e.id) t;
+COMMENT ON VIEW webhook.workflow_stats IS
+    'Per workflow: requests received, accepted, redelivered and refused (by reason), handshakes, the queue now, handler outcomes, and handler duration and lag percentiles over the last 5 minutes';
+GRANT SELECT ON webhook.workflow_stats TO webhook_admin;
 
 -- ---------------------------------------------------------------------------
 -- Capturing a sample over HTTP

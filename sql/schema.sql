@@ -336,6 +336,34 @@ CREATE TABLE webhook.verifications (
 COMMENT ON TABLE webhook.verifications IS
     'How requests to each workflow are verified (webhook_set_verification); secrets visible to the owner only';
 
+-- Counts per workflow that no table row keeps once retention deleted it:
+-- requests accepted (an event stored) and redelivered (answered from an
+-- earlier event), and handler outcomes (attempts that did not succeed,
+-- events that succeeded, events that went dead). One row per workflow and
+-- writer, the PostgreSQL process number (PGPROC) of the process that
+-- counted, so that no two running processes ever update the same row: a
+-- listener adds its requests once a second and when it stops; whoever
+-- records attempts (an executor, a listener, a webhook_trigger session)
+-- adds their outcomes in the same statement. Rows are summed by
+-- webhook.workflow_stats. No foreign key to webhook.workflows: its check
+-- would lock the workflow's row from inside an executor's batch, which
+-- deadlocks with a deletion of the workflow waiting for that batch's
+-- events; the rows of a deleted workflow go a minute later
+-- (src/ingest/listener_main.rs).
+CREATE TABLE webhook.workflow_counters (
+    workflow_id     uuid        NOT NULL,
+    writer          integer     NOT NULL,
+    accepted        bigint      NOT NULL DEFAULT 0,
+    redelivered     bigint      NOT NULL DEFAULT 0,
+    succeeded       bigint      NOT NULL DEFAULT 0,
+    failed_attempts bigint      NOT NULL DEFAULT 0,
+    dead            bigint      NOT NULL DEFAULT 0,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (workflow_id, writer)
+);
+COMMENT ON TABLE webhook.workflow_counters IS
+    'Requests accepted and redelivered, and handler outcomes, per workflow (summed by webhook.workflow_stats)';
+
 -- Listeners and executors cache workflow definitions (see
 -- webhook.workflow_changes below). A relcache invalidation of this table,
 -- sent at commit by a TRUNCATE of workflows, parameters or verifications,
@@ -380,6 +408,7 @@ SELECT pg_catalog.pg_extension_config_dump('webhook.deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.attempts', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.verifications', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.handshakes', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook.workflow_counters', '');
 
 -- Row-level security: a role sees and changes only the workflows it owns, and
 -- their parameters and events. Superusers (and so the listener) bypass it.
@@ -392,6 +421,7 @@ ALTER TABLE webhook.deliveries ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.attempts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.verifications ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook.handshakes ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook.workflow_counters ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY workflows_owner ON webhook.workflows
     USING (owner::pg_catalog.oid OPERATOR(pg_catalog.=) webhook._current_role_id())
@@ -407,6 +437,8 @@ CREATE POLICY rejection_counts_owner ON webhook.rejection_counts
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = rejection_counts.workflow_id));
 CREATE POLICY handshakes_owner ON webhook.handshakes
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = handshakes.workflow_id));
+CREATE POLICY workflow_counters_owner ON webhook.workflow_counters
+    USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = workflow_counters.workflow_id));
 CREATE POLICY deliveries_owner ON webhook.deliveries
     USING (EXISTS (SELECT FROM webhook.workflows w WHERE w.id = deliveries.workflow_id));
 CREATE POLICY attempts_owner ON webhook.attempts
@@ -440,5 +472,5 @@ GRANT SELECT, INSERT, UPDATE (scheme, secrets, options, updated_at)
 GRANT UPDATE (type, sample, required, position, depth, strict, nullable, required_for)
     ON webhook.parameters TO webhook_admin;
 GRANT SELECT ON webhook.events, webhook.rejections, webhook.rejection_counts, webhook.deliveries,
-                webhook.attempts, webhook.handshakes
+                webhook.attempts, webhook.handshakes, webhook.workflow_counters
     TO webhook_admin;

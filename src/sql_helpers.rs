@@ -111,7 +111,7 @@ mod webhook {
     }
 
     /// The running listeners and executors, `[{pid, kind, owner, state,
-    /// event, settings_loaded_unix_ms}]`, read from shared memory
+    /// event, since_unix_ms, settings_loaded_unix_ms}]`, read from shared memory
     /// (webhook_processes() shows them): every listener, and the executors of
     /// roles the caller is a member of (webhook_admin members may call this
     /// function itself, so the filter is here); empty when the library was
@@ -136,7 +136,8 @@ mod webhook {
             .filter(|p| may_see(p.owner))
             .map(|p| {
                 json!({"pid": p.pid, "kind": p.kind, "owner": p.owner, "state": p.state,
-                       "event": p.event, "settings_loaded_unix_ms": p.settings_loaded_unix_ms})
+                       "event": p.event, "since_unix_ms": p.since_unix_ms,
+                       "settings_loaded_unix_ms": p.settings_loaded_unix_ms})
             })
             .collect();
         JsonB(Value::Array(rows))

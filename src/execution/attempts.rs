@@ -1,7 +1,9 @@
 //! Recording handler attempts: one statement per batch updates the events'
-//! status and inserts their `webhook.attempts` rows, in the transaction that
-//! also holds the handlers' writes, so a handler's effects and its event's
-//! new status commit together or not at all.
+//! status, inserts their `webhook.attempts` rows and adds their outcomes to
+//! the recording process's `webhook.workflow_counters` rows (its own: keyed
+//! by its PGPROC number, which no other running process has), in the
+//! transaction that also holds the handlers' writes, so a handler's effects,
+//! its event's new status and its count commit together or not at all.
 
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
@@ -40,6 +42,19 @@ WITH a AS (
       FROM a
      WHERE e.id OPERATOR(pg_catalog.=) a.event_id
        AND e.id OPERATOR(pg_catalog.=) ANY ($1)
+), counted AS (
+    INSERT INTO webhook.workflow_counters AS c (workflow_id, writer, succeeded, failed_attempts, dead)
+    SELECT a.workflow_id, $13,
+           pg_catalog.count(*) FILTER (WHERE a.status OPERATOR(pg_catalog.=) 'succeeded'),
+           pg_catalog.count(*) FILTER (WHERE a.outcome OPERATOR(pg_catalog.<>) 'succeeded'),
+           pg_catalog.count(*) FILTER (WHERE a.status OPERATOR(pg_catalog.=) 'dead')
+      FROM a
+     GROUP BY a.workflow_id
+    ON CONFLICT (workflow_id, writer) DO UPDATE
+       SET succeeded = c.succeeded OPERATOR(pg_catalog.+) EXCLUDED.succeeded,
+           failed_attempts = c.failed_attempts OPERATOR(pg_catalog.+) EXCLUDED.failed_attempts,
+           dead = c.dead OPERATOR(pg_catalog.+) EXCLUDED.dead,
+           updated_at = pg_catalog.now()
 )
 INSERT INTO webhook.attempts (event_id, attempt, workflow_id, started_at, ended_at, outcome,
                               sqlstate, message)
@@ -182,7 +197,8 @@ impl Attempt {
     }
 }
 
-/// [`RECORD_ATTEMPTS`]'s parameters: one array per column.
+/// [`RECORD_ATTEMPTS`]'s parameters: one array per column, then the
+/// counters' writer.
 fn record_args(attempts: &[Attempt]) -> Vec<DatumWithOid<'static>> {
     let rows = || attempts.iter();
     vec![
@@ -198,6 +214,7 @@ fn record_args(attempts: &[Attempt]) -> Vec<DatumWithOid<'static>> {
         column(rows(), |a| a.error().map(CaughtSqlError::describe)),
         column(rows(), |a| a.next_attempt_at),
         column(rows(), |a| a.response.clone().map(JsonB)),
+        DatumWithOid::from(super::registry::my_procno()),
     ]
 }
 

@@ -30,7 +30,7 @@ mod session_reset;
 pub use pool::Recheck;
 pub use pool::{pool_limit, recheck, register_pool, start_waiting_owners, tend, wake_or_start};
 pub use registry::{
-    duties, listener_loaded_settings, load_crash_records, processes, register_listener,
+    duties, listener_loaded_settings, load_crash_records, my_procno, processes, register_listener,
     request_shared_memory, results_announced,
 };
 

@@ -94,6 +94,8 @@ pub struct Registry {
     /// since the Unix epoch), by listener number.
     pub listener_pids: [i32; MAX_LISTENER_SLOTS],
     pub listener_settings_loaded_unix_ms: [i64; MAX_LISTENER_SLOTS],
+    /// When each listener registered (ms since the Unix epoch).
+    pub listener_started_unix_ms: [i64; MAX_LISTENER_SLOTS],
     /// Owners that found the pool full (0: none), oldest first, served first
     /// when a slot frees.
     pub waiting: [u32; MAX_WAITING_OWNERS],
@@ -121,6 +123,7 @@ impl Default for Registry {
             listeners: [0; MAX_LISTENER_SLOTS],
             listener_pids: [0; MAX_LISTENER_SLOTS],
             listener_settings_loaded_unix_ms: [0; MAX_LISTENER_SLOTS],
+            listener_started_unix_ms: [0; MAX_LISTENER_SLOTS],
             waiting: [0; MAX_WAITING_OWNERS],
             pool_members: [0; MAX_EXECUTOR_SLOTS],
             results: 0,
@@ -260,6 +263,7 @@ pub fn register_listener(number: usize) {
         // SAFETY: MyProcPid is set before any extension code runs.
         registry.listener_pids[number] = unsafe { pg_sys::MyProcPid };
         registry.listener_settings_loaded_unix_ms[number] = now_ms();
+        registry.listener_started_unix_ms[number] = now_ms();
     }
 }
 
@@ -283,11 +287,15 @@ pub struct ProcessRow {
     pub state: &'static str,
     /// The event whose handler runs now.
     pub event: Option<i64>,
+    /// Since when it is in `state` (a listener: since it started), ms since
+    /// the Unix epoch.
+    pub since_unix_ms: i64,
     pub settings_loaded_unix_ms: i64,
 }
 
 /// The running listeners and executors, as shared memory has them now.
 pub fn processes() -> Vec<ProcessRow> {
+    let (now_unix, now_monotonic) = (now_ms(), monotonic_now());
     let registry = REGISTRY.share();
     let listeners = (0..MAX_LISTENER_SLOTS)
         .filter(|&n| registry.listeners[n] > 0)
@@ -297,6 +305,7 @@ pub fn processes() -> Vec<ProcessRow> {
             owner: None,
             state: "listening",
             event: None,
+            since_unix_ms: registry.listener_started_unix_ms[n],
             settings_loaded_unix_ms: registry.listener_settings_loaded_unix_ms[n],
         });
     let executors = registry
@@ -317,9 +326,22 @@ pub fn processes() -> Vec<ProcessRow> {
                 SlotState::Recording => "recording",
             },
             event: (slot.running_event != 0).then_some(slot.running_event),
+            since_unix_ms: state_since_unix_ms(slot, now_unix, now_monotonic),
             settings_loaded_unix_ms: slot.settings_loaded_unix_ms,
         });
     listeners.chain(executors).collect()
+}
+
+/// When an executor entered the state [`processes`] shows: the stamp of
+/// that state, moved from the monotonic clock to the wall clock.
+fn state_since_unix_ms(slot: &ExecutorSlot, now_unix: i64, now: MonotonicMs) -> i64 {
+    let on_wall_clock = |stamp: i64| now_unix - (now.0 - stamp).max(0);
+    match slot.state {
+        SlotState::Running if slot.running_event != 0 => slot.running_started_unix_ms,
+        SlotState::Running if slot.idle_since_ms != 0 => on_wall_clock(slot.idle_since_ms),
+        SlotState::Running if slot.claimed_ms != 0 => on_wall_clock(slot.claimed_ms),
+        _ => on_wall_clock(slot.since_ms),
+    }
 }
 
 /// Wakes every listener (an executor finished an event someone may wait

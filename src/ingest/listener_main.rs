@@ -21,6 +21,7 @@ use crate::ingest::network::{
     Health, Job, Listener, Outbox, Purpose, Reply, Settings, SharedSettings,
 };
 use crate::ingest::pipeline::{next_event_id, Handled, Pipeline, RequestMeta};
+use crate::ingest::request_counts::RequestCounts;
 use crate::ingest::retention::Retention;
 use crate::pg::catalog::Catalog;
 use crate::pg::event_row::{Origin, EVENTS};
@@ -62,6 +63,7 @@ fn current_settings() -> Settings {
         max_connections: gucs::MAX_CONNECTIONS.get().max(1) as usize,
         max_connections_per_client: gucs::MAX_CONNECTIONS_PER_CLIENT.get().max(1) as usize,
         trusted_proxies: gucs::trusted_proxies().into(),
+        metrics_networks: gucs::metrics_networks().into(),
         forwarded_header: gucs::forwarded_header(),
         base_url: gucs::base_url(),
     }
@@ -253,6 +255,9 @@ fn finish_in_flight(listener: Listener, state: &mut ListenerState) {
             state.answer_waiting_at_shutdown();
         }
     }
+    if state.ready {
+        state.requests.flush();
+    }
 }
 
 /// Logged once per change of the installed version: the library was
@@ -300,6 +305,7 @@ const FORGET_EXPIRED_DELIVERIES: &str = "DELETE FROM webhook.deliveries d
 /// src/pg/catalog.rs `MAX_UNSEEN`), after stamping when notes were
 /// first found gone (a deletion is found only once it is committed), a
 /// bounded number at a time; a workflow that exists keeps its one row.
+/// Deleted workflows' counters go in the same round.
 fn forget_old_workflow_changes() {
     // Each look reads every note (one per workflow): once a minute is
     // plenty against an hour.
@@ -309,7 +315,19 @@ fn forget_old_workflow_changes() {
     }
     run_housekeeping(STAMP_GONE_WORKFLOW_CHANGES);
     run_housekeeping(FORGET_OLD_WORKFLOW_CHANGES);
+    run_housekeeping(FORGET_GONE_WORKFLOW_COUNTERS);
 }
+
+/// The counters of deleted workflows (webhook.workflow_counters has no
+/// foreign key: sql/schema.sql says why), a bounded number at a time; rows
+/// an executor is adding to are skipped.
+const FORGET_GONE_WORKFLOW_COUNTERS: &str = "DELETE FROM webhook.workflow_counters c
+              WHERE c.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(
+                    SELECT x.ctid FROM webhook.workflow_counters x
+                     WHERE NOT EXISTS (SELECT FROM webhook.workflows w
+                                        WHERE w.id OPERATOR(pg_catalog.=) x.workflow_id)
+                     LIMIT 1000
+                       FOR UPDATE OF x SKIP LOCKED))";
 
 const STAMP_GONE_WORKFLOW_CHANGES: &str = "UPDATE webhook.workflow_changes c
                 SET gone_at = pg_catalog.now()
@@ -432,6 +450,8 @@ struct ListenerState {
     health: Arc<Health>,
     /// The first listener's retention rounds (none for the others).
     retention: Option<Retention>,
+    /// Requests accepted and redelivered, not yet in webhook.workflow_counters.
+    requests: RequestCounts,
 }
 
 /// A caller waiting for its event's handler (the `workflow` method).
@@ -477,6 +497,7 @@ impl ListenerState {
             outbox: listener.outbox.clone(),
             health: listener.health.clone(),
             retention: first.then(Retention::default),
+            requests: RequestCounts::default(),
         }
     }
 
@@ -490,6 +511,7 @@ impl ListenerState {
         if !self.ready || stale {
             self.check_extension();
             if self.ready {
+                self.requests.flush();
                 forget_expired_deliveries();
                 forget_old_workflow_changes();
                 if let Some(retention) = &mut self.retention {
@@ -578,6 +600,7 @@ impl ListenerState {
             };
             let pipeline = &mut self.pipeline;
             pipeline.stored_for_owners.clear();
+            pipeline.counted.clear();
             let result = in_transaction(|| Spi::connect_mut(|client| batch.run(client, pipeline)));
             let failure = match result {
                 Ok(Ok(())) => None,
@@ -612,6 +635,8 @@ impl ListenerState {
     /// The batch committed: answer its callers, start waiting for the
     /// `workflow`-method results, and wake the owners' executors.
     fn committed(&mut self, batch: RequestBatch) {
+        self.requests
+            .committed(std::mem::take(&mut self.pipeline.counted));
         let mut answers = Vec::with_capacity(batch.answered.len());
         for (reply, after_commit, _) in batch.answered {
             match after_commit {
@@ -897,6 +922,10 @@ impl RequestBatch {
                 Purpose::LookUp => {
                     let answer = pipeline.look_up(client, job.workflow_id, &job.request, &meta)?;
                     let _ = job.reply.send(answer);
+                    continue;
+                }
+                Purpose::Metrics => {
+                    let _ = job.reply.send(crate::ingest::metrics::answer(client));
                     continue;
                 }
             }

@@ -9,16 +9,20 @@
 //!   admit it, claim its delivery key, store the event, pick the response;
 //!   `delivery_keys`, `rate_limits`, `storage_quota`, `rejections` are its
 //!   parts;
-//! * `retention` — deleting finished events their retention lets go.
+//! * `retention` — deleting finished events their retention lets go;
+//! * `request_counts` — the listener's share of webhook.workflow_counters;
+//! * `metrics` — the `/metrics` snapshot (metrics.sql).
 //!
 //! Ingest uses src/pg and webhook_core, and reaches execution only through
 //! src/execution/mod.rs; execution never uses ingest.
 
 pub mod delivery_keys;
 pub mod listener_main;
+pub mod metrics;
 pub mod network;
 pub mod pipeline;
 pub mod rate_limits;
 pub mod rejections;
+pub mod request_counts;
 pub mod retention;
 pub mod storage_quota;

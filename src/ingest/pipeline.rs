@@ -34,6 +34,8 @@ use crate::pg::gucs;
 use crate::execution::{record_attempts, Attempt, HandlerPlans, Outcome};
 use crate::pg::spi::{self, as_role_with_safe_path, in_subtransaction, ok_or_raise};
 
+use webhook_core::counters::RequestTally;
+
 use super::{delivery_keys as redelivery, rate_limits, rejections, storage_quota};
 
 /// At the first batch, and again whenever cached definitions may be stale
@@ -184,6 +186,10 @@ pub struct Pipeline {
     /// Owners of the events stored since the listener last took this list:
     /// their executors are woken (or started) once the batch committed.
     pub stored_for_owners: Vec<pg_sys::Oid>,
+    /// Requests over HTTP stored or redelivered since the listener last took
+    /// this tally: counted once the batch committed
+    /// (webhook.workflow_counters, src/ingest/listener_main.rs).
+    pub counted: RequestTally,
     /// Store events without a delivery key at the end of the batch, all in
     /// one statement ([`Pipeline::store_deferred`]); the listener does.
     pub defer_inserts: bool,
@@ -211,6 +217,7 @@ impl Pipeline {
             handler_plans: HandlerPlans::default(),
             run_handlers_now: true,
             stored_for_owners: Vec::new(),
+            counted: RequestTally::default(),
             defer_inserts: false,
             deferred: Vec::new(),
             last_deferred: None,
@@ -702,11 +709,15 @@ impl Pipeline {
             self.last_event_id = Some(original);
         }
         Ok(match stored {
-            Ok(Err(duplicate)) => Handled::AfterCommit(duplicate),
+            Ok(Err(duplicate)) => {
+                self.counted.redelivered(wf_rules.id);
+                Handled::AfterCommit(duplicate)
+            }
             Ok(Ok(())) => {
                 charge();
                 notify_event(id, "pending");
                 self.stored_for_owners.push(workflow.owner);
+                self.counted.accepted(wf_rules.id);
                 self.stored_response(workflow, &row, success)
             }
             Err(error) => Handled::Immediate(not_stored(&error)),
@@ -740,6 +751,7 @@ impl Pipeline {
             });
             if let Ok(Ok(Some((original, recorded)))) = original {
                 self.last_event_id = Some(original);
+                self.counted.redelivered(id);
                 return Ok(Handled::Immediate(delivery::duplicate_response(
                     id,
                     original,
@@ -821,6 +833,7 @@ impl Pipeline {
                 Ok(()) => {
                     notify_event(row.id, "pending");
                     self.stored_for_owners.push(*owner);
+                    self.counted.accepted(row.workflow_id);
                 }
                 Err(error) => failures.push((row.id, not_stored(&error))),
             }

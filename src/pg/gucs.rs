@@ -84,6 +84,7 @@ static mut LISTEN_ADDRESSES: *mut c_char = std::ptr::null_mut();
 static mut PUBLIC_BASE_URL: *mut c_char = std::ptr::null_mut();
 static mut TLS_CERT_FILE: *mut c_char = std::ptr::null_mut();
 static mut TRUSTED_PROXIES: *mut c_char = std::ptr::null_mut();
+static mut METRICS_NETWORKS: *mut c_char = std::ptr::null_mut();
 static mut FORWARDED_HEADER: *mut c_char = std::ptr::null_mut();
 static mut TLS_KEY_FILE: *mut c_char = std::ptr::null_mut();
 
@@ -182,6 +183,14 @@ fn define_reloadable() {
         c"",
         GucContext::Sighup,
         Some(check_trusted_proxies),
+    );
+    define_checked_string(
+        c"webhook.metrics_networks",
+        c"Addresses or networks that may read /metrics (Prometheus text); empty: /metrics is off (404).",
+        &raw mut METRICS_NETWORKS,
+        c"",
+        GucContext::Sighup,
+        Some(check_metrics_networks),
     );
     define_checked_string(
         c"webhook.forwarded_header",
@@ -497,6 +506,7 @@ macro_rules! check_hook {
 check_hook!(check_listen_addresses, config::parse_listen_addresses);
 check_hook!(check_public_base_url, config::check_public_base_url);
 check_hook!(check_trusted_proxies, webhook_core::access::parse_networks);
+check_hook!(check_metrics_networks, webhook_core::access::parse_networks);
 check_hook!(
     check_forwarded_header,
     webhook_core::access::ForwardedHeader::parse
@@ -511,6 +521,11 @@ pub fn forwarded_header() -> webhook_core::access::ForwardedHeader {
 /// The networks of `webhook.trusted_proxies` (checked when set).
 pub fn trusted_proxies() -> Vec<ipnet::IpNet> {
     webhook_core::access::parse_networks(&read(&raw const TRUSTED_PROXIES)).unwrap_or_default()
+}
+
+/// The networks of `webhook.metrics_networks` (checked when set).
+pub fn metrics_networks() -> Vec<ipnet::IpNet> {
+    webhook_core::access::parse_networks(&read(&raw const METRICS_NETWORKS)).unwrap_or_default()
 }
 
 fn read(variable: *const *mut c_char) -> String {

@@ -60,6 +60,7 @@ DEFAULTS = {
     "webhook.tls_cert_file": ("", None, "postmaster"),
     "webhook.tls_key_file": ("", None, "postmaster"),
     "webhook.trusted_proxies": ("", None, "sighup"),
+    "webhook.metrics_networks": ("", None, "sighup"),
     "webhook.workers": ("2", None, "postmaster"),
 }
 
@@ -68,6 +69,7 @@ INVALID_TEXT = {
     "webhook.listen_addresses": "example.com",
     "webhook.public_base_url": "ftp://x",
     "webhook.trusted_proxies": "10.0.0.0/8, proxy.local",
+    "webhook.metrics_networks": "127.0.0.1/33",
     "webhook.notify": "maybe",
     "webhook.forwarded_header": "x-real-ip",
 }

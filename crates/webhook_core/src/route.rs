@@ -18,6 +18,8 @@ pub enum Route {
     NoSuchWorkflow,
     /// `/healthz`: the listener's health, for load balancers (health.rs).
     Health,
+    /// `/metrics`: the Prometheus exposition (metrics.rs), when enabled.
+    Metrics,
     /// Any other path: 404 "Not found".
     NotFound,
 }
@@ -26,6 +28,9 @@ pub enum Route {
 pub fn route(path: &str) -> Route {
     if path == crate::health::PATH {
         return Route::Health;
+    }
+    if path == crate::metrics::PATH {
+        return Route::Metrics;
     }
     let Some(rest) = path.strip_prefix("/hooks/") else {
         return Route::NotFound;

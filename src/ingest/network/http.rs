@@ -1,4 +1,4 @@
-//! HTTP/1.1 on hyper: connection caps, routing `/hooks/{id}` and `/healthz`,
+//! HTTP/1.1 on hyper: connection caps, routing `/hooks/{id}`, `/healthz` and `/metrics`,
 //! size limits and timeouts, body parsing (on the blocking pool), and the hand-off to the main
 //! thread.
 
@@ -328,6 +328,51 @@ async fn door_of(shared: &Shared, head: &Head) -> Result<Arc<FrontDoor>, Respons
     Err(Response::retry_later("Listener busy, retry later"))
 }
 
+/// `/metrics`: 404 while `webhook.metrics_networks` is empty (the endpoint
+/// is off), 403 to a peer outside it (the connecting address: forwarding
+/// headers are not believed here), else the main thread's snapshot.
+async fn scrape(
+    shared: &Shared,
+    method: &str,
+    peer: SocketAddr,
+    received_at: SystemTime,
+) -> Response {
+    let networks = match shared.settings.read() {
+        Ok(settings) => settings.metrics_networks.clone(),
+        Err(_) => return Response::retry_later("Listener unavailable"),
+    };
+    if networks.is_empty() {
+        return Response::error(404, "Not found");
+    }
+    if !webhook_core::access::contains(&networks, peer.ip()) {
+        return Response::error(403, "Forbidden");
+    }
+    if method != "GET" {
+        return Response::json(
+            405,
+            &serde_json::json!({"msg": "Method not allowed", "allowed": ["GET"]}),
+        )
+        .with_header("allow", "GET");
+    }
+    let head = Head {
+        workflow_id: Uuid::nil(),
+        method: method.to_string(),
+        query: Map::new(),
+        headers: Map::new(),
+        client: Some(peer.ip()),
+        received_at,
+        raw_path: webhook_core::metrics::PATH.to_string(),
+        raw_query: None,
+    };
+    let (job, answer) = head.empty_job(Purpose::Metrics);
+    if let Err(refusal) = queue(shared, job) {
+        return refusal;
+    }
+    answer
+        .await
+        .unwrap_or_else(|_| Response::retry_later("Listener shutting down"))
+}
+
 async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Reply {
     let received_at = SystemTime::now();
     let workflow_id = match route(req.uri().path()) {
@@ -339,6 +384,10 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
         Route::Health => {
             let last_check = shared.health.last_check();
             let answer = webhook_core::health::answer(req.method().as_str(), &last_check);
+            return closing_if_body(&req, answer);
+        }
+        Route::Metrics => {
+            let answer = scrape(shared, req.method().as_str(), peer, received_at).await;
             return closing_if_body(&req, answer);
         }
     };

@@ -52,6 +52,8 @@ pub struct Settings {
     /// Peers whose forwarding headers name the client (webhook.trusted_proxies);
     /// shared, since the settings are cloned for every request.
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// Peers that may read `/metrics` (webhook.metrics_networks; empty: off).
+    pub metrics_networks: Arc<[ipnet::IpNet]>,
     /// The one header they name the client in (webhook.forwarded_header).
     pub forwarded_header: webhook_core::access::ForwardedHeader,
     /// What webhook_url() prints before `/hooks/{id}`: the URL senders
@@ -101,6 +103,9 @@ pub enum Purpose {
     /// for an unknown or disabled workflow, 503 when the extension is not
     /// installed or the transaction failed). Never sent as such.
     LookUp,
+    /// `/metrics` from an allowed peer: the main thread reads the snapshot
+    /// and renders it (src/ingest/metrics.rs).
+    Metrics,
 }
 
 /// Most requests waiting for the main thread; beyond it callers get 503 and

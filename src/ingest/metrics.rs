@@ -1,0 +1,42 @@
+//! `/metrics`: the main thread reads one snapshot (metrics.sql) between two
+//! batches, in a subtransaction of the batch's transaction so that a failure
+//! answers this scrape alone; webhook_core::metrics renders it.
+
+use pgrx::spi::SpiClient;
+use pgrx::JsonB;
+
+use webhook_core::metrics::{response, Snapshot};
+use webhook_core::request::Response;
+
+use crate::pg::spi::{in_subtransaction, ok_or_raise};
+
+const SNAPSHOT: &str = include_str!("metrics.sql");
+
+/// The answer to a scrape.
+pub fn answer(client: &mut SpiClient<'_>) -> Response {
+    let read = in_subtransaction(|| {
+        ok_or_raise(
+            client
+                .select(SNAPSHOT, Some(1), &[])
+                .and_then(|rows| rows.first().get::<JsonB>(1)),
+        )
+    });
+    let snapshot = match read {
+        Ok(Some(JsonB(value))) => serde_json::from_value::<Snapshot>(value),
+        Ok(None) => return Response::retry_later("Metrics unavailable"),
+        Err(error) => {
+            pgrx::warning!(
+                "webhook_ext listener could not read its metrics: {}",
+                error.describe()
+            );
+            return Response::retry_later("Metrics unavailable");
+        }
+    };
+    match snapshot {
+        Ok(snapshot) => response(&snapshot),
+        Err(error) => {
+            pgrx::warning!("webhook_ext listener could not read its metrics: {error}");
+            Response::retry_later("Metrics unavailable")
+        }
+    }
+}
