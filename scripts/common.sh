@@ -15,8 +15,10 @@ as_root() {
 }
 
 ensure_packages() {
+    # pg_auto_failover and HAProxy: the failover test runs its own (the
+    # haproxy package's service, where it starts, has no listener of ours).
     local wanted=(postgresql-15 postgresql-server-dev-15 clang libclang-dev pkg-config sudo
-                  python3-venv python3-pip openssl curl)
+                  python3-venv python3-pip openssl curl postgresql-15-auto-failover haproxy)
     local missing=()
     for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
