@@ -84,11 +84,13 @@ fn claim_sql() -> &'static str {
 }
 
 /// The tables an executor's batch writes or reads, in the order the extension
-/// creates them (sql/schema.sql), locked at its start (see
+/// creates them (sql/schema.sql; an installation updated from 0.1.0 made
+/// workflow_counters last, which changes nothing: a DROP EXTENSION waits
+/// for webhook.workflows, the first, before it holds any), locked at its start (see
 /// `Executor::claim_batch`). ROW EXCLUSIVE is what its writes take anyway;
 /// it conflicts with no other session's reads or writes, only with DDL.
 const LOCK_TABLES: &str = "LOCK TABLE webhook.workflows, webhook.events, webhook.attempts,
-                      webhook.workflow_changes IN ROW EXCLUSIVE MODE";
+                      webhook.workflow_counters, webhook.workflow_changes IN ROW EXCLUSIVE MODE";
 
 /// SQLSTATE 55P03: a lock was not granted within lock_timeout.
 const LOCK_NOT_AVAILABLE: &str = "55P03";

@@ -452,6 +452,8 @@ struct ListenerState {
     retention: Option<Retention>,
     /// Requests accepted and redelivered, not yet in webhook.workflow_counters.
     requests: RequestCounts,
+    /// The server was read-only at the last check.
+    read_only: bool,
 }
 
 /// A caller waiting for its event's handler (the `workflow` method).
@@ -498,6 +500,7 @@ impl ListenerState {
             health: listener.health.clone(),
             retention: first.then(Retention::default),
             requests: RequestCounts::default(),
+            read_only: false,
         }
     }
 
@@ -527,30 +530,50 @@ impl ListenerState {
     }
 
     /// Whether the extension is installed in the listener's database at the
-    /// library's own version: only then does the listener touch its tables.
+    /// library's own version and the server takes writes: only then does the
+    /// listener touch its tables.
     /// Checked once a second, so that a CREATE EXTENSION or an ALTER
     /// EXTENSION … UPDATE is served without a restart. What it finds, and
     /// when, is what `/healthz` answers from: a main thread held up longer
     /// than `webhook_core::health::STALL_AFTER` is reported stalled.
     fn check_extension(&mut self) {
         self.last_check = Some(Instant::now());
-        let installed = in_transaction(|| {
-            Spi::get_one::<String>(
+        let (installed, read_only) = in_transaction(|| {
+            let installed = Spi::get_one::<String>(
                 "SELECT extversion FROM pg_catalog.pg_extension
                   WHERE extname OPERATOR(pg_catalog.=) 'webhook_ext'",
             )
             .ok()
+            .flatten();
+            // A server made read-only (default_transaction_read_only, as
+            // pg_auto_failover keeps a promoted node until it is sure the old
+            // primary is gone) cannot store events: it is not ready either.
+            let read_only = Spi::get_one::<bool>(
+                "SELECT pg_catalog.current_setting('transaction_read_only')::pg_catalog.bool",
+            )
+            .ok()
             .flatten()
+            .unwrap_or(false);
+            (installed, read_only)
         })
-        .unwrap_or(None);
-        let ready = installed.as_deref() == Some(LIBRARY_VERSION);
+        .unwrap_or((None, false));
+        let was_read_only = std::mem::replace(&mut self.read_only, read_only);
+        if read_only && !was_read_only {
+            log!("webhook_ext listener does not serve: the server is read-only (default_transaction_read_only)");
+        } else if was_read_only && !read_only {
+            log!("webhook_ext listener serves again: the server is no longer read-only");
+        }
+        let ready = installed.as_deref() == Some(LIBRARY_VERSION) && !read_only;
         if ready && !self.ready {
             log!(
                 "webhook_ext listener found the extension in database \"{}\"",
                 self.database
             );
             self.announced_wait = false;
-        } else if !ready && (!self.announced_wait || self.installed_version != installed) {
+        } else if !ready
+            && !read_only
+            && (!self.announced_wait || self.installed_version != installed)
+        {
             match &installed {
                 None => log!(
                     "webhook_ext listener waiting for CREATE EXTENSION webhook_ext in database \"{}\"",
@@ -567,10 +590,13 @@ impl ListenerState {
         self.health.checked((!ready).then(|| self.not_installed()));
     }
 
-    /// What a request gets while the listener does not serve: the
-    /// extension is missing, or installed at another version than the
-    /// library's.
+    /// What a request gets while the listener does not serve: the server is
+    /// read-only, or the extension is missing or installed at another
+    /// version than the library's.
     fn not_installed(&self) -> Response {
+        if self.read_only {
+            return Response::retry_later("This server is read-only: it does not take events now");
+        }
         match &self.installed_version {
             Some(version) if version != LIBRARY_VERSION => Response::retry_later(&format!(
                 "webhook_ext {version} is installed but the library is {LIBRARY_VERSION}: run ALTER EXTENSION webhook_ext UPDATE"
@@ -633,13 +659,32 @@ impl ListenerState {
     }
 
     /// The batch committed: answer its callers, start waiting for the
-    /// `workflow`-method results, and wake the owners' executors.
+    /// `workflow`-method results, and wake the owners' executors. A commit
+    /// whose wait for the synchronous standby was cut short (the listener
+    /// was cancelled or told to stop, or the postmaster died) is stored here
+    /// but maybe not there: its callers get 503, never a 2xx that a failover
+    /// could break (src/pg/sync_commit.rs).
     fn committed(&mut self, batch: RequestBatch) {
         self.requests
             .committed(std::mem::take(&mut self.pipeline.counted));
+        let confirmed = crate::pg::sync_commit::last_commit_confirmed();
+        if !confirmed && UNCONFIRMED.due() {
+            pgrx::warning!(
+                "webhook_ext listener answered 503 to requests whose events committed here but were not confirmed by the synchronous standby"
+            );
+        }
+        let unconfirmed = || {
+            Response::retry_later(
+                "Event stored but not confirmed by the synchronous standby, retry later",
+            )
+        };
         let mut answers = Vec::with_capacity(batch.answered.len());
         for (reply, after_commit, _) in batch.answered {
             match after_commit {
+                AfterCommit::Answer(response) if !confirmed && response.status < 300 => {
+                    answers.push((reply, unconfirmed()))
+                }
+                AfterCommit::Await { .. } if !confirmed => answers.push((reply, unconfirmed())),
                 AfterCommit::Answer(response) => answers.push((reply, response)),
                 AfterCommit::Await {
                     event_id,
@@ -835,6 +880,10 @@ SELECT e.id,
   FROM webhook.events e
  WHERE e.id OPERATOR(pg_catalog.=) ANY ($1) AND e.attempts OPERATOR(pg_catalog.>) 0";
 
+/// Logs that a batch's commit was not confirmed by the synchronous standby.
+static UNCONFIRMED: crate::pg::log_rarely::OncePerMinute =
+    crate::pg::log_rarely::OncePerMinute::new();
+
 /// What to do for a request once its batch committed.
 enum AfterCommit {
     Answer(Response),
@@ -967,7 +1016,6 @@ impl RequestBatch {
                 )),
             }
         }
-        pipeline.flush_rejection_counts(client);
         for (event_id, refusal) in pipeline.store_deferred(client)? {
             for (_, after_commit, deferred) in self.answered.iter_mut() {
                 if *deferred == Some(event_id) {
@@ -975,6 +1023,8 @@ impl RequestBatch {
                 }
             }
         }
+        // After the events: a row the batch's insert refused is counted too.
+        pipeline.flush_rejection_counts(client);
         Ok(())
     }
 }

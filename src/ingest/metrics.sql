@@ -3,8 +3,10 @@
 -- its percentiles (a scrape runs on the listener's main thread between two
 -- batches, so it reads only counters and the unfinished events), and the
 -- processes of webhook_processes() with the workflow an executor runs.
+-- Names are cut to 128 characters: a label repeats on every sample of its
+-- workflow, and an owner may give a workflow a name of any length.
 WITH running AS (
-    SELECT p.value AS process, e.workflow_id, w.name AS workflow
+    SELECT p.value AS process, e.workflow_id, pg_catalog.left(w.name, 128) AS workflow
       FROM pg_catalog.jsonb_array_elements(webhook._processes()) p
       LEFT JOIN webhook.events e
              ON e.id OPERATOR(pg_catalog.=) (p.value OPERATOR(pg_catalog.->>) 'event')::pg_catalog.int8
@@ -18,7 +20,7 @@ WITH running AS (
 SELECT pg_catalog.jsonb_build_object(
     'workflows', COALESCE((
         SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                   'id', w.id, 'name', w.name,
+                   'id', w.id, 'name', pg_catalog.left(w.name, 128),
                    'accepted', c.accepted, 'redelivered', c.redelivered,
                    'succeeded', c.succeeded, 'failed_attempts', c.failed_attempts, 'dead', c.dead,
                    'handshakes', h.handshakes, 'refused', r.refused,

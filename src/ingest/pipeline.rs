@@ -720,7 +720,13 @@ impl Pipeline {
                 self.counted.accepted(wf_rules.id);
                 self.stored_response(workflow, &row, success)
             }
-            Err(error) => Handled::Immediate(not_stored(&error)),
+            Err(error) => {
+                let refusal = not_stored(&error);
+                if refusal.status != BUSY_STATUS {
+                    self.record_refusal_of(client, workflow, request, &refusal, meta, None);
+                }
+                Handled::Immediate(refusal)
+            }
         })
     }
 
@@ -835,7 +841,14 @@ impl Pipeline {
                     self.stored_for_owners.push(*owner);
                     self.counted.accepted(row.workflow_id);
                 }
-                Err(error) => failures.push((row.id, not_stored(&error))),
+                Err(error) => {
+                    let refusal = not_stored(&error);
+                    if refusal.status != BUSY_STATUS {
+                        self.rejection_log
+                            .count_only(row.workflow_id, &refusal, row.received_at);
+                    }
+                    failures.push((row.id, refusal));
+                }
             }
         }
         Ok(failures)
@@ -1032,6 +1045,13 @@ pub(super) fn run_privileged<R>(role: Option<pg_sys::Oid>, f: impl FnOnce() -> R
 /// The answer when a request's event could not be stored: a data error in
 /// the request (class 22, e.g. a value jsonb refuses) is the caller's 400;
 /// anything else is ours.
+/// The status of [`busy_retry_later`]: a request that found its workflow
+/// locked was not refused, only delayed, and is not counted as a refusal.
+const BUSY_STATUS: u16 = 503;
+
+/// The answer to a request whose event could not be stored: counted as a
+/// refusal of its workflow (webhook.rejection_counts) unless it was only
+/// delayed (busy).
 fn not_stored(error: &spi::CaughtSqlError) -> Response {
     if is_lock_timeout(error) {
         busy_retry_later()

@@ -90,6 +90,33 @@ pub struct Refusal<'a> {
 }
 
 impl RejectionLog {
+    /// Counts a refusal without recording it (an event whose row PostgreSQL
+    /// refused, found when the batch's events were stored together: its
+    /// request is no longer at hand). Counted by the message's head, as
+    /// [`RejectionLog::record`] counts.
+    pub fn count_only(&mut self, workflow_id: Uuid, response: &Response, received: f64) {
+        let message = response
+            .body_json()
+            .and_then(|body| body["msg"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("HTTP {}", response.status));
+        let category = message
+            .split_once(": ")
+            .map_or(message.as_str(), |(head, _)| head);
+        self.count(workflow_id, response.status, category, received);
+    }
+
+    fn count(&mut self, workflow_id: Uuid, status: u16, category: &str, received: f64) {
+        if self.counts.len() >= MAX_PENDING_COUNTS {
+            self.counts.clear();
+        }
+        let count = self
+            .counts
+            .entry((workflow_id, status as i32, category.replace('\0', "")))
+            .or_insert((0, received));
+        count.0 += 1;
+        count.1 = count.1.max(received);
+    }
+
     /// Counts a refusal and, unless the workflow had its share this second,
     /// records it, keeping the newest `kept` records of the workflow.
     /// Credential headers are stored redacted.
@@ -127,19 +154,7 @@ impl RejectionLog {
                 .to_string(),
         };
         let received = unix(meta.received_at);
-        if self.counts.len() >= MAX_PENDING_COUNTS {
-            self.counts.clear();
-        }
-        let count = self
-            .counts
-            .entry((
-                workflow_id,
-                response.status as i32,
-                category.replace('\0', ""),
-            ))
-            .or_insert((0, received));
-        count.0 += 1;
-        count.1 = count.1.max(received);
+        self.count(workflow_id, response.status, &category, received);
         let second = received as u64;
         let kept_now = self.details.entry(workflow_id).or_insert((second, 0));
         // Requests reach the main thread in the order their bodies were

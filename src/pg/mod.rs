@@ -27,3 +27,4 @@ pub mod log_rarely;
 pub mod notify;
 pub mod signals;
 pub mod spi;
+pub mod sync_commit;

@@ -148,3 +148,31 @@ def test_a_main_thread_held_up_in_a_commit_is_reported_stalled(make_cluster):
     body = hk.assert_success(answers[0], wf)
     assert hk.event(c, body["event_id"])["workflow_id"] is not None
     wait_for_health(c, 200, OK)
+
+
+READ_ONLY = {"msg": "This server is read-only: it does not take events now"}
+
+
+def test_a_read_only_server_is_not_healthy_and_stores_nothing(make_cluster):
+    """pg_auto_failover keeps a promoted node read-only (default_transaction_read_only)
+    until it is sure the old primary is gone: a load balancer must not send
+    events there, and requests get 503 instead of failing batches."""
+    c = make_cluster(conf={"webhook.workers": 1})
+    c.sql("CREATE EXTENSION webhook_ext")
+    hk.wait_ready(c)
+    wf = hk.create_workflow(c)
+    # Positive control: healthy and storing.
+    assert (healthz(c).status, hk.post_url(c.hook_url(wf), {"n": 1}).status) == (200, 200)
+
+    c.alter_system("default_transaction_read_only", "on")
+    assert_unavailable(wait_for_health(c, 503, READ_ONLY), READ_ONLY)
+    refused = hk.post_url(c.hook_url(wf), {"n": 2})
+    assert (refused.status, refused.json(), refused.headers["retry-after"]) == (503, READ_ONLY, "1"), refused
+    assert hk.count_events(c, wf) == 1
+    c.wait_for_log("webhook_ext listener does not serve: the server is read-only")
+
+    c.alter_system("default_transaction_read_only", None, shown="off")
+    wait_for_health(c, 200, OK)
+    assert hk.post_url(c.hook_url(wf), {"n": 3}).status == 200
+    assert hk.count_events(c, wf) == 2
+    assert "could not store a batch" not in c.log()

@@ -329,24 +329,33 @@ async fn door_of(shared: &Shared, head: &Head) -> Result<Arc<FrontDoor>, Respons
 }
 
 /// `/metrics`: 404 while `webhook.metrics_networks` is empty (the endpoint
-/// is off), 403 to a peer outside it (the connecting address: forwarding
-/// headers are not believed here), else the main thread's snapshot.
+/// is off), 403 to a client outside it (found as for every allow-list:
+/// behind a trusted proxy, the client it names; one it cannot name is
+/// refused), else the main thread's snapshot.
 async fn scrape(
     shared: &Shared,
-    method: &str,
+    req: &Request<Incoming>,
     peer: SocketAddr,
     received_at: SystemTime,
 ) -> Response {
-    let networks = match shared.settings.read() {
-        Ok(settings) => settings.metrics_networks.clone(),
+    let settings = match shared.settings.read() {
+        Ok(settings) => settings.clone(),
         Err(_) => return Response::retry_later("Listener unavailable"),
     };
+    let networks = &settings.metrics_networks;
     if networks.is_empty() {
         return Response::error(404, "Not found");
     }
-    if !webhook_core::access::contains(&networks, peer.ip()) {
+    let client = client_address(
+        peer.ip(),
+        &header_map(req.headers()),
+        &settings.trusted_proxies,
+        settings.forwarded_header,
+    );
+    if !client.is_some_and(|ip| webhook_core::access::contains(networks, ip)) {
         return Response::error(403, "Forbidden");
     }
+    let method = req.method().as_str();
     if method != "GET" {
         return Response::json(
             405,
@@ -359,7 +368,7 @@ async fn scrape(
         method: method.to_string(),
         query: Map::new(),
         headers: Map::new(),
-        client: Some(peer.ip()),
+        client,
         received_at,
         raw_path: webhook_core::metrics::PATH.to_string(),
         raw_query: None,
@@ -387,7 +396,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: SocketAddr) -> Re
             return closing_if_body(&req, answer);
         }
         Route::Metrics => {
-            let answer = scrape(shared, req.method().as_str(), peer, received_at).await;
+            let answer = scrape(shared, &req, peer, received_at).await;
             return closing_if_body(&req, answer);
         }
     };
