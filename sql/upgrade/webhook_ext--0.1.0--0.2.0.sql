@@ -81,23 +81,6 @@ BEGIN
 END
 $$;
 
--- webhook_processes(): the executors a caller may see are chosen by
--- webhook._processes() itself (a webhook_admin member may call it directly).
-CREATE OR REPLACE FUNCTION @extschema@.webhook_processes()
-RETURNS TABLE (pid integer, kind text, owner regrole, state text, event_id bigint,
-               settings_loaded_at timestamptz)
-LANGUAGE sql VOLATILE AS $$
-    SELECT (p.value OPERATOR(pg_catalog.->>) 'pid')::pg_catalog.int4,
-           p.value OPERATOR(pg_catalog.->>) 'kind',
-           (p.value OPERATOR(pg_catalog.->>) 'owner')::pg_catalog.oid::pg_catalog.regrole,
-           p.value OPERATOR(pg_catalog.->>) 'state',
-           (p.value OPERATOR(pg_catalog.->>) 'event')::pg_catalog.int8,
-           pg_catalog.to_timestamp(
-               (p.value OPERATOR(pg_catalog.->>) 'settings_loaded_unix_ms')::pg_catalog.float8
-               OPERATOR(pg_catalog./) 1000)
-      FROM pg_catalog.jsonb_array_elements(webhook._processes()) p
-$$;
-
 -- An attempt cut short by a crash restart is recorded after it, as 'crashed'
 -- (src/execution/running_file.rs).
 ALTER TABLE webhook.attempts
@@ -258,7 +241,10 @@ COMMENT ON VIEW webhook.workflow_stats IS
     'Per workflow: requests received, accepted, redelivered and refused (by reason), handshakes, the queue now, handler outcomes, and handler duration and lag percentiles over the last 5 minutes';
 GRANT SELECT ON webhook.workflow_stats TO webhook_admin;
 
--- webhook_processes() says since when each process is in its state.
+-- webhook_processes(): the executors a caller may see are chosen by
+-- webhook._processes() itself (a webhook_admin member may call it
+-- directly), and it says since when each process is in its state (a new
+-- column, so the function is made again).
 DROP FUNCTION @extschema@.webhook_processes();
 -- The listener and executor processes running now. Listeners are shown to
 -- every caller; an executor only to members of the role whose handlers it

@@ -72,17 +72,18 @@ pub fn response(snapshot: &Snapshot) -> Response {
 /// One metric family: its header, then every sample.
 struct Family<'a> {
     out: &'a mut String,
+    name: &'static str,
 }
 
 impl<'a> Family<'a> {
-    fn new(out: &'a mut String, name: &str, kind: &str, help: &str) -> Family<'a> {
+    fn new(out: &'a mut String, name: &'static str, kind: &str, help: &str) -> Family<'a> {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
-        Family { out }
+        Family { out, name }
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.out.push_str(name);
+    fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(self.name);
         if !labels.is_empty() {
             self.out.push('{');
             for (i, (label, text)) in labels.iter().enumerate() {
@@ -94,6 +95,16 @@ impl<'a> Family<'a> {
             self.out.push('}');
         }
         let _ = writeln!(self.out, " {value}");
+    }
+
+    /// A sample of workflow `w`: labelled by its name and id, then `extra`.
+    fn of_workflow(&mut self, w: &WorkflowSample, extra: &[(&str, &str)], value: f64) {
+        let mut labels = vec![
+            ("workflow", w.name.as_str()),
+            ("workflow_id", w.id.as_str()),
+        ];
+        labels.extend_from_slice(extra);
+        self.sample(&labels, value);
     }
 }
 
@@ -116,8 +127,6 @@ fn escape(value: &str) -> String {
 pub fn render(snapshot: &Snapshot) -> String {
     let mut out = String::new();
     let workflows = &snapshot.workflows;
-    let labels =
-        |w: &'_ WorkflowSample| [("workflow", w.name.clone()), ("workflow_id", w.id.clone())];
 
     let mut family = Family::new(
         &mut out,
@@ -126,7 +135,6 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Requests to a workflow: accepted (event stored), redelivered (answered from an earlier event), handshake (endpoint check answered), refused.",
     );
     for w in workflows {
-        let [name, id] = labels(w);
         let refused: u64 = w.refused.iter().map(|r| r.count).sum();
         for (status, count) in [
             ("accepted", w.accepted),
@@ -134,11 +142,7 @@ pub fn render(snapshot: &Snapshot) -> String {
             ("handshake", w.handshakes),
             ("refused", refused),
         ] {
-            family.sample(
-                "webhook_requests_total",
-                &[(name.0, &name.1), (id.0, &id.1), ("status", status)],
-                count as f64,
-            );
+            family.of_workflow(w, &[("status", status)], count as f64);
         }
     }
 
@@ -149,18 +153,9 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Refused requests to a workflow by HTTP status code and reason.",
     );
     for w in workflows {
-        let [name, id] = labels(w);
         for r in &w.refused {
-            family.sample(
-                "webhook_refused_requests_total",
-                &[
-                    (name.0, &name.1),
-                    (id.0, &id.1),
-                    ("code", &r.status.to_string()),
-                    ("reason", &r.reason),
-                ],
-                r.count as f64,
-            );
+            let code = r.status.to_string();
+            family.of_workflow(w, &[("code", &code), ("reason", &r.reason)], r.count as f64);
         }
     }
 
@@ -171,13 +166,8 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Handler attempts by outcome (failed: an error, a timeout or a crash).",
     );
     for w in workflows {
-        let [name, id] = labels(w);
         for (outcome, count) in [("succeeded", w.succeeded), ("failed", w.failed_attempts)] {
-            family.sample(
-                "webhook_handler_attempts_total",
-                &[(name.0, &name.1), (id.0, &id.1), ("outcome", outcome)],
-                count as f64,
-            );
+            family.of_workflow(w, &[("outcome", outcome)], count as f64);
         }
     }
 
@@ -188,12 +178,7 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Events whose handler failed its last attempt.",
     );
     for w in workflows {
-        let [name, id] = labels(w);
-        family.sample(
-            "webhook_dead_events_total",
-            &[(name.0, &name.1), (id.0, &id.1)],
-            w.dead as f64,
-        );
+        family.of_workflow(w, &[], w.dead as f64);
     }
 
     let mut family = Family::new(
@@ -203,17 +188,12 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Unfinished events now: pending (handler not run yet), running, failed (a retry is due later).",
     );
     for w in workflows {
-        let [name, id] = labels(w);
         for (state, count) in [
             ("pending", w.pending),
             ("running", w.running),
             ("failed", w.failed),
         ] {
-            family.sample(
-                "webhook_events",
-                &[(name.0, &name.1), (id.0, &id.1), ("state", state)],
-                count as f64,
-            );
+            family.of_workflow(w, &[("state", state)], count as f64);
         }
     }
 
@@ -225,12 +205,7 @@ pub fn render(snapshot: &Snapshot) -> String {
     );
     for w in workflows {
         if let Some(age) = w.oldest_pending_seconds {
-            let [name, id] = labels(w);
-            family.sample(
-                "webhook_oldest_pending_event_seconds",
-                &[(name.0, &name.1), (id.0, &id.1)],
-                age,
-            );
+            family.of_workflow(w, &[], age);
         }
     }
 
@@ -242,7 +217,6 @@ pub fn render(snapshot: &Snapshot) -> String {
     );
     for p in &snapshot.processes {
         family.sample(
-            "webhook_process_state_seconds",
             &[
                 ("pid", &p.pid.to_string()),
                 ("kind", &p.kind),
