@@ -1,7 +1,9 @@
 """Retention: finished events older than their workflow's retention (or the
 server's) are deleted with their attempts by the first listener; pending and
-failed events are never removed, whatever their age."""
+failed events are never removed, whatever their age. A backlog goes in
+bounded steps and rounds, while requests are answered."""
 
+import threading
 import time
 
 import hookkit as hk
@@ -107,3 +109,252 @@ def test_retention_must_be_positive_and_only_the_owner_sets_it(cluster, uniq):
         assert err["message"] == f"workflow {wf} does not exist"
     finally:
         hk.drop_login_role(cluster, tenant)
+
+
+# ------------------------------------------------------------- its bounds
+# What retention promises: a step (one statement, in a transaction of its
+# own) deletes at most STEP_ROWS events, each workflow's oldest first, from
+# the next STEP_WORKFLOWS workflows in id order (wrapping around); a round
+# repeats steps while they find a full step's worth or have not looked at
+# every workflow, but starts none once ROUND_BUDGET of the round is spent;
+# the first listener runs a round once a second. Each test logs every step
+# from a statement trigger (record_steps), and polls what is left from
+# another session, as an operator would.
+STEP_ROWS = 1000
+STEP_WORKFLOWS = 200
+ROUND_BUDGET = 0.050
+# Timestamps are the server's clock, the budget the listener's monotonic
+# one: their disagreement over 50 ms is far below this.
+CLOCKS = 0.001
+SLOW_STEP = 0.030  # a slow disk: no round can start a third such step
+
+
+def record_steps(c, step_sleep: float = 0.0) -> None:
+    """Logs every retention step in public.retention_steps, from a statement
+    trigger on webhook.events (nothing else deletes events here): the process
+    that ran it, when it started (now(): the listener sets each step's
+    statement start) and ended, how many events it deleted, from which
+    workflows, the lowest and highest event id. With ``step_sleep`` every
+    step takes that much longer."""
+    c.sql("CREATE TABLE public.retention_steps (n bigserial PRIMARY KEY, pid int, started timestamptz, "
+          "ended timestamptz, deleted int, workflows uuid[], first_id bigint, last_id bigint)")
+    sleep = f"PERFORM pg_catalog.pg_sleep({step_sleep}); " if step_sleep else ""
+    c.sql("CREATE FUNCTION public.record_retention_step() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN "
+          f"{sleep}INSERT INTO public.retention_steps (pid, started, ended, deleted, workflows, first_id, last_id) "
+          "SELECT pg_catalog.pg_backend_pid(), pg_catalog.now(), pg_catalog.clock_timestamp(), "
+          "pg_catalog.count(*), COALESCE(pg_catalog.array_agg(DISTINCT g.workflow_id), '{}'), "
+          "pg_catalog.min(g.id), pg_catalog.max(g.id) FROM gone g; RETURN NULL; END $f$")
+    c.sql("CREATE TRIGGER record_retention_step AFTER DELETE ON webhook.events REFERENCING OLD TABLE AS gone "
+          "FOR EACH STATEMENT EXECUTE FUNCTION public.record_retention_step()")
+
+
+def last_step(c) -> int:
+    return c.scalar("SELECT coalesce(max(n), 0) FROM public.retention_steps")
+
+
+def logged_steps(c, after: int = 0) -> list[dict]:
+    """The steps logged after step ``after``, checked to be the listener's."""
+    logged = c.rows("SELECT pid, started, ended, deleted, workflows, first_id, last_id "
+                    "FROM public.retention_steps WHERE n > %s ORDER BY n", (after,))
+    assert {s["pid"] for s in logged} <= set(c.listener_pids()), logged[:3]
+    return logged
+
+
+def rounds(logged: list[dict]) -> list[list[dict]]:
+    """The steps grouped in rounds: within a round a step starts as the one
+    before it commits, between rounds the listener waits most of a second."""
+    grouped: list[list[dict]] = []
+    for s in logged:
+        if grouped and (s["started"] - grouped[-1][-1]["ended"]).total_seconds() < 0.3:
+            grouped[-1].append(s)
+        else:
+            grouped.append([s])
+    return grouped
+
+
+def assert_no_step_after_the_budget(by_round: list[list[dict]]) -> None:
+    """A round starts as its first step does; every other step started
+    before ROUND_BUDGET of it had passed."""
+    late = [[(s["started"] - r[0]["started"]).total_seconds() for s in r] for r in by_round
+            if (r[-1]["started"] - r[0]["started"]).total_seconds() >= ROUND_BUDGET + CLOCKS]
+    assert not late, late
+
+
+def insert_old_succeeded(c, workflows: str, per_workflow: int) -> None:
+    """``per_workflow`` succeeded events, each with its attempt, for every
+    workflow the query ``workflows`` selects, received and handled two hours
+    ago a millisecond apart in id order; all in one statement."""
+    c.sql("WITH e AS (INSERT INTO webhook.events (workflow_id, method, params, status, attempts, "
+          "next_attempt_at, received_at, handled_at) "
+          "SELECT w.id, 'POST', '{}', 'succeeded', 1, NULL, t, t FROM (" + workflows + ") w(id) "
+          "CROSS JOIN generate_series(1, %s) n "
+          "CROSS JOIN LATERAL (SELECT now() - interval '2 hours' + n * interval '1 ms') a(t) "
+          "ORDER BY w.id, n RETURNING id, workflow_id, received_at) "
+          "INSERT INTO webhook.attempts (event_id, attempt, workflow_id, started_at, ended_at, outcome) "
+          "SELECT id, 1, workflow_id, received_at, received_at, 'succeeded' FROM e", (per_workflow,))
+
+
+class Poller:
+    """Runs ``query`` (one number) in a session of its own every 5 ms until
+    stopped; ``seen`` is [(monotonic time, value)]."""
+
+    def __init__(self, c, query: str, params: tuple = ()):
+        self.seen: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._conn = c.connect()
+        self._query, self._params = query, params
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.seen.append((time.monotonic(), self._conn.execute(self._query, self._params).fetchone()[0]))
+            time.sleep(0.005)
+
+    def last(self) -> int | None:
+        return self.seen[-1][1] if self.seen else None
+
+    def wait_for(self, value: int, timeout: float) -> list[tuple[float, int]]:
+        """Waits until ``value`` is seen, stops, returns what was seen."""
+        try:
+            hk.wait_until(lambda: self.last() == value, timeout, interval=0.02,
+                          what=f"{self._query!r} == {value}")
+        finally:
+            self._stop.set()
+            self._thread.join(10)
+            self._conn.close()
+        return self.seen
+
+
+def backlog_cluster(make_cluster):
+    """One listener (it answers every request and runs retention), succeeded
+    events kept an hour."""
+    c = make_cluster(conf={"webhook.workers": 1, "webhook.retain_succeeded": "1h"})
+    c.sql("CREATE EXTENSION webhook_ext")
+    hk.wait_ready(c)
+    return c
+
+
+def test_a_backlog_goes_a_full_step_at_a_time_over_rounds_while_requests_are_answered(make_cluster):
+    backlog = 15_500  # 15 full steps and 500: more than a round takes
+    c = backlog_cluster(make_cluster)
+    record_steps(c)
+    old = hk.create_workflow(c)
+    busy = hk.create_workflow(c)
+    insert_old_succeeded(c, f"SELECT '{old}'::uuid", backlog)
+    first_id = c.scalar("SELECT min(id) FROM webhook.events WHERE workflow_id = %s", (old,))
+    poller = Poller(c, "SELECT count(*) FROM webhook.events WHERE workflow_id = %s", (old,))
+
+    # Another workflow's requests, one after another, while the backlog goes.
+    answers: list[tuple[int, float]] = []
+    while poller.last() != 0 and len(answers) < 20_000:
+        t0 = time.monotonic()
+        r = hk.post(c, busy, json_body={"n": len(answers)})
+        answers.append((r.status_code, time.monotonic() - t0))
+    seen = [v for _, v in poller.wait_for(0, timeout=30)]
+
+    # What is left is only ever the backlog less whole steps (the last
+    # step takes the remaining 500), going down.
+    assert set(seen) <= {backlog - STEP_ROWS * k for k in range(backlog // STEP_ROWS + 1)} | {0}, \
+        sorted(set(seen), reverse=True)
+    assert seen == sorted(seen, reverse=True)
+    assert any(0 < v < backlog for v in seen), "the backlog never seen half-way"
+    assert c.scalar("SELECT count(*) FROM webhook.attempts WHERE workflow_id = %s", (old,)) == 0
+
+    # Every step deleted the oldest thousand left (ids are in received
+    # order), then the 500.
+    logged = logged_steps(c)
+    deleting = [s for s in logged if s["deleted"]]
+    assert [s["deleted"] for s in deleting] == [STEP_ROWS] * (backlog // STEP_ROWS) + [backlog % STEP_ROWS]
+    assert [(s["first_id"], s["last_id"]) for s in deleting] == \
+        [(first_id + STEP_ROWS * k, first_id + STEP_ROWS * k + s["deleted"] - 1) for k, s in enumerate(deleting)]
+    # Over more than one round, each stopped by its budget with a full step
+    # just done (the only other end of a round is finding nothing more).
+    by_round = [r for r in rounds(logged) if any(s["deleted"] for s in r)]
+    assert len(by_round) >= 2, [[s["deleted"] for s in r] for r in by_round]
+    assert all(r[-1]["deleted"] == STEP_ROWS for r in by_round[:-1]), [[s["deleted"] for s in r] for r in by_round]
+    assert_no_step_after_the_budget(by_round)
+
+    # The other workflow's requests were answered meanwhile, each within a
+    # second, and each 2xx is a stored event.
+    assert len(answers) >= 10, answers
+    assert {status for status, _ in answers} == {200}, answers
+    assert max(took for _, took in answers) < 1, sorted(took for _, took in answers)[-5:]
+    assert hk.count_events(c, busy) == len(answers)
+
+
+def test_a_step_deletes_from_at_most_two_hundred_workflows_in_id_order(make_cluster, uniq):
+    workflows = 450  # two full steps' worth and 50 more
+    c = backlog_cluster(make_cluster)
+    # Steps slowed down so that no round takes more than two of them: what
+    # each step did is seen by polling too, between rounds.
+    record_steps(c, step_sleep=SLOW_STEP)
+    handler, _ = hk.create_side_handler(c)
+    c.sql("SELECT webhook_create_workflow(%s || n, %s::regproc) FROM generate_series(1, %s) n",
+          (uniq("wf"), handler, workflows))
+    ids = [str(r["id"]) for r in c.rows("SELECT id FROM webhook.workflows ORDER BY id")]
+    assert len(ids) == workflows
+    since = last_step(c)
+    insert_old_succeeded(c, "SELECT id FROM webhook.workflows", 1)
+    poller = Poller(c, "SELECT count(DISTINCT workflow_id) FROM webhook.events")
+    seen = [v for _, v in poller.wait_for(0, timeout=30)]
+
+    logged = logged_steps(c, since)
+    deleting = [s for s in logged if s["deleted"]]
+    # One event from each of at most 200 workflows a step, ...
+    assert all(s["deleted"] == len(s["workflows"]) <= STEP_WORKFLOWS for s in deleting), \
+        [(s["deleted"], len(s["workflows"])) for s in deleting]
+    # ... consecutive in id order, wrapping around, 200 at a time: the
+    # steps took every workflow once, in the order of a rotation of the ids,
+    # each a full 200 except the one that ended at the last workflow.
+    runs = [sorted(map(str, s["workflows"])) for s in deleting]
+    order = [wf for run in runs for wf in run]
+    start = ids.index(order[0])
+    assert order == ids[start:] + ids[:start], [(ids.index(r[0]), len(r)) for r in runs]
+    assert sorted(len(r) for r in runs) == [workflows % STEP_WORKFLOWS] + [STEP_WORKFLOWS] * \
+        (workflows // STEP_WORKFLOWS), [(ids.index(r[0]), len(r)) for r in runs]
+    assert all(r[-1] == ids[-1] for r in runs if len(r) < STEP_WORKFLOWS)
+
+    # Polled: the workflows with old events went down as the steps went,
+    # and were seen between rounds.
+    after_steps = {workflows - sum(s["deleted"] for s in deleting[:k]) for k in range(len(deleting) + 1)}
+    assert set(seen) <= after_steps, (sorted(set(seen)), sorted(after_steps))
+    assert seen == sorted(seen, reverse=True)
+    assert any(0 < v < workflows for v in seen), sorted(set(seen))
+    assert_no_step_after_the_budget(rounds(logged))
+
+
+def test_a_round_starts_no_step_after_its_budget(make_cluster):
+    backlog = 5_500
+    c = backlog_cluster(make_cluster)
+    # Every step takes 30 ms more (a slow disk): a round can start two, at
+    # 0 and at 30+ ms, not a third at 60+ ms.
+    record_steps(c, step_sleep=SLOW_STEP)
+    old = hk.create_workflow(c)
+    since = last_step(c)
+    insert_old_succeeded(c, f"SELECT '{old}'::uuid", backlog)
+    poller = Poller(c, "SELECT count(*) FROM webhook.events WHERE workflow_id = %s", (old,))
+    seen = poller.wait_for(0, timeout=30)
+
+    logged = logged_steps(c, since)
+    by_round = [r for r in rounds(logged) if any(s["deleted"] for s in r)]
+    shape = [[s["deleted"] for s in r] for r in by_round]
+    assert all(len(r) <= 2 for r in by_round), shape
+    assert_no_step_after_the_budget(rounds(logged))
+    # Positive control: the budget is what ended these rounds, with a full
+    # step just done and more left (rather than nothing more to delete).
+    assert len(by_round) >= 3 and all(r[-1]["deleted"] == STEP_ROWS for r in by_round[:-1]), shape
+    assert sum(map(sum, shape)) == backlog
+    # Rounds come once a second (each a few milliseconds into the
+    # listener's once-a-second check): at most 2,000 events a second.
+    starts = [r[0]["started"] for r in by_round]
+    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:])]
+    assert min(gaps) > 0.7, gaps
+    # And so from outside: in any half second, no more went than one
+    # round's two steps.
+    most, j = 0, 0
+    for t, left in seen:
+        while j + 1 < len(seen) and seen[j + 1][0] <= t + 0.5:
+            j += 1
+        most = max(most, left - seen[j][1])
+    assert most <= 2 * STEP_ROWS, seen
