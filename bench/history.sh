@@ -5,7 +5,7 @@
 #   the ~300-byte JSON of bench/run.sh, a handler inserting one row) on two
 #   clusters started alike, one holding HISTORY_ROWS succeeded events (each
 #   with its webhook.attempts row) received over the past HISTORY_DAYS days,
-#   the other none. Rounds alternate between the two (which goes first
+#   the other none (both keep the events of their 2-second warm-up). Rounds alternate between the two (which goes first
 #   alternates too), seconds apart; reports each round, the medians with their
 #   range, and the median of the rounds' ratios (goal: at least 0.9).
 # * retention: DURATION seconds at RETENTION_CLIENTS connections with
@@ -30,7 +30,7 @@
 # at a time, can be compared in runs seconds apart.
 #
 #   HISTORY_ROWS (10000000)  CHUNK_ROWS (1000000)  HISTORY_DAYS (7)
-#   SECONDS_PER_RUN (10)  ROUNDS (8)  CLIENTS (16)
+#   SECONDS_PER_RUN (10)  ROUNDS (10)  CLIENTS (16)
 #   DURATION (600)  RETENTION_CLIENTS (64)  RETAIN (1min)  SLICE (10)
 #   SAMPLE (10)  SETTLE (120)
 #   PARTS ("history retention"): which measurements to run
@@ -47,7 +47,7 @@ HISTORY_ROWS=${HISTORY_ROWS:-10000000}
 CHUNK_ROWS=${CHUNK_ROWS:-1000000}
 HISTORY_DAYS=${HISTORY_DAYS:-7}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
-ROUNDS=${ROUNDS:-8}
+ROUNDS=${ROUNDS:-10}
 CLIENTS=${CLIENTS:-16}
 DURATION=${DURATION:-600}
 RETENTION_CLIENTS=${RETENTION_CLIENTS:-64}
@@ -168,19 +168,29 @@ def cpu(roots):
             seen.add(p)
             stack.extend(children.get(p, []))
     v = list(map(int, open("/proc/stat").readline().split()[1:]))
-    return {"busy": v[0] + v[1] + v[2] + v[5] + v[6], "idle": v[3] + v[4], "steal": v[7],
-            "ours": sum(procs[p] for p in seen), "processes": sum(procs.values()), "at": time.time()}
+    reading = {"busy": v[0] + v[1] + v[2] + v[5] + v[6], "idle": v[3] + v[4], "steal": v[7],
+               "ours": sum(procs[p] for p in seen), "processes": sum(procs.values()), "at": time.time()}
+    for kind in ("cpu", "io"):  # pressure stall information: µs some task waited
+        try:
+            reading["psi_" + kind] = int(open("/proc/pressure/" + kind).readline().split("total=")[1])
+        except (OSError, IndexError):
+            reading["psi_" + kind] = 0
+    return reading
 
 # Cores used between two readings: by the benchmark's processes, by other
 # processes, by the kernel outside any process (interrupts, the loopback
 # network's softirqs, writeback: mostly on the benchmark's behalf), stolen by
-# the hypervisor; busy: the machine's busy fraction.
+# the hypervisor; busy: the machine's busy fraction; cpu_pressure and
+# io_pressure: the share of the time some task (ours or not) waited for a
+# processor, for the disk.
 def cores(a, b):
     hz = os.sysconf("SC_CLK_TCK") * max(b["at"] - a["at"], 1e-3)
     ours, procs, busy = b["ours"] - a["ours"], b["processes"] - a["processes"], b["busy"] - a["busy"]
+    wall = max(b["at"] - a["at"], 1e-3) * 1e6
     return {"ours": ours / hz, "others": max(0, procs - ours) / hz, "kernel": max(0, busy - procs) / hz,
             "steal": (b["steal"] - a["steal"]) / hz,
-            "busy": busy / max(busy + b["idle"] - a["idle"] + b["steal"] - a["steal"], 1)}
+            "busy": busy / max(busy + b["idle"] - a["idle"] + b["steal"] - a["steal"], 1),
+            "cpu_pressure": (b["psi_cpu"] - a["psi_cpu"]) / wall, "io_pressure": (b["psi_io"] - a["psi_io"]) / wall}
 
 def memory(pid):
     m = {}
@@ -258,8 +268,11 @@ if [[ " $PARTS " == *" history "* ]]; then
 
     # The history copies a real event and its attempt (the warm-up's last),
     # each with its own order id, received evenly over HISTORY_DAYS days up to
-    # now, handled and attempted as long after receipt as that one; then the
-    # warm-up's events go, so that both tables start with the history only.
+    # now, handled and attempted as long after receipt as that one. Both
+    # clusters keep their warm-up's events (some 20,000): emptied and vacuumed,
+    # a table the statistics call empty gets kept plans that read it whole
+    # (the listener's once-a-second look for due events scanned the table
+    # every second, 25 ms growing to 250 ms, until autovacuum analyzed it).
     pg "$FULL" "$FULL_PG" <<'SQL'
 CREATE TABLE bench_template AS
 SELECT e.*, e.handled_at - e.received_at AS handled_after,
@@ -267,9 +280,6 @@ SELECT e.*, e.handled_at - e.received_at AS handled_after,
   FROM webhook.events e JOIN webhook.attempts a ON a.event_id = e.id
  WHERE e.id = (SELECT max(id) FROM webhook.events WHERE status = 'succeeded');
 SQL
-    for d in "$FULL:$FULL_PG" "$EMPTY:$EMPTY_PG"; do
-        pg "${d%:*}" "${d##*:}" -c "DELETE FROM webhook.events"
-    done
     ANCHOR=$(pg "$FULL" "$FULL_PG" -At -c "SELECT now()")
     say "inserting $HISTORY_ROWS succeeded events with their attempts, $CHUNK_ROWS a statement"
     load_started=$(date +%s)
@@ -324,7 +334,8 @@ SQL
         cpu0=$(python3 "$WORK/probe.py" cpu $ROOTS)
         json=$("$LOADGEN" "http://127.0.0.1:$3/hooks/$4" "$CLIENTS" "$SECONDS_PER_RUN" "$BODY")
         cpu1=$(python3 "$WORK/probe.py" cpu $ROOTS)
-        others=$(python3 "$WORK/probe.py" cores "$cpu0" "$cpu1" | field others 2)
+        others=$(python3 "$WORK/probe.py" cores "$cpu0" "$cpu1" | python3 -c "
+import json, sys; c = json.load(sys.stdin); print('%.2f,%.2f,%.2f' % (c['others'], c['cpu_pressure'], c['io_pressure']))")
         drain "$1" "$2" 300
         ok=$(echo "$json" | field ok)
         events=$(pg "$1" "$2" -At -c "SELECT count(*) FROM webhook.events WHERE id > $before AND status = 'succeeded'")
@@ -333,8 +344,9 @@ SQL
         echo "$(echo "$json" | field rps) $(echo "$json" | field p99_ms 2) $ok $rows $others"
     }
     log ""
-    log "history: $CLIENTS connections, $ROUNDS rounds of $SECONDS_PER_RUN s per cluster (others: processor cores"
-    log "taken by other work on the machine during the run, with history/empty)"
+    log "history: $CLIENTS connections, $ROUNDS rounds of $SECONDS_PER_RUN s per cluster (others: during the run with"
+    log "history / without, processor cores other processes took, share of time some task waited for a processor,"
+    log "share of time some task waited for the disk)"
     LINE='%-6s %-7s %10s %9s %10s %9s %7s %-5s %-5s %s\n'
     printf "$LINE" round first full_ack/s full_p99 empty_ack/s empty_p99 ratio rows rows others | tee -a "$RESULTS"
     ROUNDS_FILE="$WORK/rounds"
@@ -348,7 +360,7 @@ SQL
         read -r e_rps e_p99 _ e_rows e_others <<<"$empty"
         ratio=$(python3 -c "print('%.2f' % ($f_rps / max($e_rps, 1)))")
         printf "$LINE" "$r" "$first" "$f_rps" "$f_p99" "$e_rps" "$e_p99" "$ratio" "$f_rows" "$e_rows" "$f_others/$e_others" | tee -a "$RESULTS"
-        echo "$f_rps $f_p99 $e_rps $e_p99 $ratio $f_others $e_others" >> "$ROUNDS_FILE"
+        echo "$f_rps $f_p99 $e_rps $e_p99 $ratio ${f_others//,/ } ${e_others//,/ }" >> "$ROUNDS_FILE"
     done
     python3 - "$ROUNDS_FILE" <<'PY' | tee -a "$RESULTS"
 import statistics, sys
@@ -359,7 +371,9 @@ print("medians (range): with history %s ack/s, p99 %s ms; empty %s ack/s, p99 %s
       % (fmt(0, "%.0f"), fmt(1, "%.2f"), fmt(2, "%.0f"), fmt(3, "%.2f")))
 ratio = statistics.median(col(4))
 print("ratio with history / empty: %s, goal >= 0.9: %s" % (fmt(4, "%.2f"), "met" if ratio >= 0.9 else "NOT met"))
-print("other work took %s cores during the runs with history, %s during the empty ones" % (fmt(5, "%.2f"), fmt(6, "%.2f")))
+print("other processes took %s cores during the runs with history, %s during the others;" % (fmt(5, "%.2f"), fmt(8, "%.2f")))
+print("some task waited for a processor %s of the time, %s; for the disk %s, %s"
+      % (fmt(6, "%.2f"), fmt(9, "%.2f"), fmt(7, "%.2f"), fmt(10, "%.2f")))
 PY
     log "after the rounds, with history: $(sizes "$FULL" "$FULL_PG")"
     log "after the rounds, empty: $(sizes "$EMPTY" "$EMPTY_PG")"
@@ -445,22 +459,23 @@ print("retention: %d s at %s connections, webhook.retain_succeeded = %s; %d slic
 print("per minute: ack/s (2xx over the slices' time), the slices' worst p99, inserted and deleted rows a second")
 print("(table statistics), then means of the samples: sizes, rows, backlog, oldest event, largest RssAnon of a")
 print("listener and of an executor, load average, processor cores used by the benchmark's processes, by other")
-print("processes, and by the kernel outside any process (interrupts, loopback network, writeback)")
-H = "%4s %7s %7s %7s %7s %6s %9s %9s %9s %7s %6s %7s %7s %5s %5s %6s %6s"
+print("processes, and by the kernel outside any process (interrupts, loopback network, writeback), and the share")
+print("of the time some task (ours or not) waited for a processor")
+H = "%4s %7s %7s %7s %7s %6s %9s %9s %9s %7s %6s %7s %7s %5s %5s %6s %6s %6s"
 print(H % ("min", "ack/s", "p99ms", "ins/s", "del/s", "bad", "events_MB", "attem_MB", "rows", "backlog",
-           "oldest", "lis_MB", "exe_MB", "load", "ours", "others", "kernel"))
+           "oldest", "lis_MB", "exe_MB", "load", "ours", "others", "kernel", "cpu_ps"))
 minutes = int((duration + 59) // 60)
 for m in range(minutes):
     w = (m * 60, (m + 1) * 60 if m + 1 < minutes else duration + 1)
     r = runs(w)
-    print("%4d %7.0f %7.1f %7.0f %7.0f %6d %9.0f %9.0f %9.0f %7.0f %6.0f %7.1f %7.1f %5.2f %5.2f %6.2f %6.2f" % (
+    print("%4d %7.0f %7.1f %7.0f %7.0f %6d %9.0f %9.0f %9.0f %7.0f %6.0f %7.1f %7.1f %5.2f %5.2f %6.2f %6.2f %6.2f" % (
         m + 1, z(ack(w)), max([s["run"]["p99_ms"] for s in r] or [0]), z(rate(w, "inserted")), z(rate(w, "deleted")),
         sum(s["run"]["non_2xx"] + s["run"]["errors"] for s in r),
         z(mean(w, lambda s: s["events_total"] * MB)), z(mean(w, lambda s: s["attempts_total"] * MB)),
         z(mean(w, lambda s: s["live"])), z(mean(w, lambda s: s["pending"])), z(mean(w, lambda s: s["oldest_s"])),
         z(procmax(w, "listener")), z(procmax(w, "executor")), z(mean(w, lambda s: float(s["loadavg"][0]))),
         z(mean(w, lambda s: s["cpu"]["ours"])), z(mean(w, lambda s: s["cpu"]["others"])),
-        z(mean(w, lambda s: s["cpu"]["kernel"]))))
+        z(mean(w, lambda s: s["cpu"]["kernel"])), z(mean(w, lambda s: s["cpu"]["cpu_pressure"]))))
 
 print()
 print("first minute of the steady part (%.0f-%.0f s) against its last (%.0f-%.0f s), means; goal: within 10 %%"
