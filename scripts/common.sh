@@ -55,7 +55,13 @@ ensure_lint_tools() {
 }
 
 # Builds the extension in release mode and installs it into PostgreSQL's directories.
+# SKIP_INSTALL=1: use the extension already installed (e.g. while another
+# checkout installs its own build under a lock).
 install_extension() {
+    if [ "${SKIP_INSTALL:-0}" = 1 ]; then
+        say "SKIP_INSTALL=1: using the installed webhook_ext"
+        return
+    fi
     say "building and installing webhook_ext (release)"
     (cd "$REPO_ROOT" && as_root env "PATH=$PATH" cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null)
     # cargo pgrx writes the current version's install script only: the
