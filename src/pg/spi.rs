@@ -188,6 +188,13 @@ pub fn commit_without_waiting_for_flush() {
     }
 }
 
+/// For statements whose every read is a probe or an ordered walk of an
+/// index: planned under these, they stay so when the statistics are stale
+/// (a table that was empty when last analyzed, and has grown since), where
+/// the planner would otherwise scan or sort the whole table.
+pub const ORDERED_INDEX_SCANS: &[(&std::ffi::CStr, &std::ffi::CStr)] =
+    &[(c"enable_seqscan", c"off"), (c"enable_bitmapscan", c"off")];
+
 /// Runs `f` with these settings, reverted afterwards (even if `f` changed them).
 pub fn with_settings<R>(
     settings: &[(&std::ffi::CStr, &std::ffi::CStr)],
