@@ -262,8 +262,9 @@ pub fn register_listener(number: usize) {
         registry.listeners[number] = my_procno() + 1;
         // SAFETY: MyProcPid is set before any extension code runs.
         registry.listener_pids[number] = unsafe { pg_sys::MyProcPid };
-        registry.listener_settings_loaded_unix_ms[number] = now_ms();
-        registry.listener_started_unix_ms[number] = now_ms();
+        let now = now_ms();
+        registry.listener_settings_loaded_unix_ms[number] = now;
+        registry.listener_started_unix_ms[number] = now;
     }
 }
 

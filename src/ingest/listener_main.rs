@@ -538,23 +538,18 @@ impl ListenerState {
     /// than `webhook_core::health::STALL_AFTER` is reported stalled.
     fn check_extension(&mut self) {
         self.last_check = Some(Instant::now());
+        // One statement: the installed version, and whether the server is
+        // read-only (default_transaction_read_only, as pg_auto_failover
+        // keeps a promoted node until it is sure the old primary is gone),
+        // when it cannot store events and is not ready either.
         let (installed, read_only) = in_transaction(|| {
-            let installed = Spi::get_one::<String>(
-                "SELECT extversion FROM pg_catalog.pg_extension
-                  WHERE extname OPERATOR(pg_catalog.=) 'webhook_ext'",
+            Spi::get_two::<String, bool>(
+                "SELECT (SELECT extversion FROM pg_catalog.pg_extension
+                          WHERE extname OPERATOR(pg_catalog.=) 'webhook_ext'),
+                        pg_catalog.current_setting('transaction_read_only')::pg_catalog.bool",
             )
-            .ok()
-            .flatten();
-            // A server made read-only (default_transaction_read_only, as
-            // pg_auto_failover keeps a promoted node until it is sure the old
-            // primary is gone) cannot store events: it is not ready either.
-            let read_only = Spi::get_one::<bool>(
-                "SELECT pg_catalog.current_setting('transaction_read_only')::pg_catalog.bool",
-            )
-            .ok()
-            .flatten()
-            .unwrap_or(false);
-            (installed, read_only)
+            .map(|(installed, read_only)| (installed, read_only.unwrap_or(false)))
+            .unwrap_or((None, false))
         })
         .unwrap_or((None, false));
         let was_read_only = std::mem::replace(&mut self.read_only, read_only);

@@ -22,20 +22,16 @@ pub fn answer(client: &mut SpiClient<'_>) -> Response {
         )
     });
     let snapshot = match read {
-        Ok(Some(JsonB(value))) => serde_json::from_value::<Snapshot>(value),
-        Ok(None) => return Response::retry_later("Metrics unavailable"),
-        Err(error) => {
-            pgrx::warning!(
-                "webhook_ext listener could not read its metrics: {}",
-                error.describe()
-            );
-            return Response::retry_later("Metrics unavailable");
+        Ok(Some(JsonB(value))) => {
+            serde_json::from_value::<Snapshot>(value).map_err(|e| e.to_string())
         }
+        Ok(None) => Err("the snapshot statement returned no row".to_string()),
+        Err(error) => Err(error.describe()),
     };
     match snapshot {
         Ok(snapshot) => response(&snapshot),
-        Err(error) => {
-            pgrx::warning!("webhook_ext listener could not read its metrics: {error}");
+        Err(why) => {
+            pgrx::warning!("webhook_ext listener could not read its metrics: {why}");
             Response::retry_later("Metrics unavailable")
         }
     }
