@@ -12,7 +12,7 @@
 #   webhook.retain_succeeded = RETAIN, load generated in SLICE-second runs back
 #   to back (loadgen prints only totals), and a sample every SAMPLE seconds of
 #   the sizes of webhook.events and webhook.attempts (with each index), the
-#   private memory of every listener and executor process (RssAnon, Pss_Anon;
+#   private memory of every listener, executor and retention process (RssAnon, Pss_Anon;
 #   Pss and Private_Dirty as well, which count shared buffers too), the
 #   oldest event's age, the handler backlog, the machine's load and the
 #   processor time of the benchmark, of other processes and of the kernel
@@ -220,7 +220,7 @@ SELECT json_build_object(
   'pending', (SELECT count(*) FROM webhook.events WHERE next_attempt_at IS NOT NULL),
   'oldest_s', (SELECT extract(epoch FROM now() - min(received_at)) FROM webhook.events WHERE workflow_id = '%s'),
   'procs', (SELECT json_agg(json_build_object('pid', pid, 'type', backend_type))
-              FROM pg_stat_activity WHERE backend_type IN ('webhook_ext listener', 'webhook_ext executor')))
+              FROM pg_stat_activity WHERE backend_type IN ('webhook_ext listener', 'webhook_ext executor', 'webhook_ext retention')))
   FROM pg_stat_user_tables s WHERE s.relid = 'webhook.events'::regclass"""
 
 if sys.argv[1] == "cpu":

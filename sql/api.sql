@@ -1187,10 +1187,13 @@ COMMENT ON FUNCTION webhook_set_storage(uuid, bigint, boolean) IS
 
 -- Retention: how long the workflow's finished events are kept, succeeded and
 -- dead ones apart, from when their last attempt ended (NULL: the server's
--- webhook.retain_succeeded and webhook.retain_dead). Older ones are deleted,
--- with their attempts, a bounded number at a time by the first listener.
--- Pending and failed events are never removed by retention.
-CREATE FUNCTION webhook_set_retention(workflow uuid, succeeded interval, dead interval)
+-- webhook.retain_succeeded and webhook.retain_dead), and how many events it
+-- keeps at most (NULL: no bound; past it, its oldest finished events go
+-- whatever their age). What is past either is deleted, with its attempts,
+-- a bounded number at a time by the retention process. Pending and failed
+-- events are never removed by retention.
+CREATE FUNCTION webhook_set_retention(workflow uuid, succeeded interval, dead interval,
+                                      max_events bigint DEFAULT NULL)
 RETURNS webhook.workflows
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -1202,15 +1205,20 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'webhook.retain_succeeded and webhook.retain_dead are the defaults.';
     END IF;
+    IF max_events NOT BETWEEN 1 AND 1000000 THEN
+        RAISE EXCEPTION 'max_events must be between 1 and 1000000, or NULL for no bound'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     UPDATE webhook.workflows x
-       SET retain_succeeded = succeeded, retain_dead = dead
+       SET retain_succeeded = succeeded, retain_dead = dead,
+           max_events = webhook_set_retention.max_events
      WHERE x.id = workflow
     RETURNING * INTO w;
     RETURN w;
 END
 $$;
-COMMENT ON FUNCTION webhook_set_retention(uuid, interval, interval) IS
-    'How long the workflow''s succeeded and dead events are kept after their last attempt (NULL: webhook.retain_succeeded, webhook.retain_dead); pending and failed events are never removed';
+COMMENT ON FUNCTION webhook_set_retention(uuid, interval, interval, bigint) IS
+    'How long the workflow''s succeeded and dead events are kept after their last attempt (NULL: webhook.retain_succeeded, webhook.retain_dead), and how many events it keeps at most (NULL: no bound; its oldest finished events go past it); pending and failed events are never removed';
 
 CREATE FUNCTION webhook_set_discriminator(workflow uuid, source text, name text)
 RETURNS webhook.workflows

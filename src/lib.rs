@@ -9,6 +9,8 @@
 //!   internal SQL functions over the pure core (`webhook_core`);
 //!   `privileged` — deletes on a tenant's behalf, after checking ownership as
 //!   the caller;
+//! * `retention` — the retention process: deletes the finished events their
+//!   retention lets go;
 //! * `sql/schema.sql`, `sql/api.sql` — tables, security and the `webhook_*` SQL API.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +21,7 @@ mod execution;
 mod ingest;
 mod pg;
 mod privileged;
+mod retention;
 mod sql_api;
 mod sql_helpers;
 
@@ -46,6 +49,7 @@ pub extern "C-unwind" fn _PG_init() {
         pg::change_pace::request_shared_memory();
         ingest::listener_main::register();
         execution::register_pool();
+        retention::register();
     }
 }
 

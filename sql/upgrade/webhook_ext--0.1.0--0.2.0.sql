@@ -88,21 +88,37 @@ ALTER TABLE webhook.attempts
     ADD CONSTRAINT attempts_outcome_check
         CHECK (outcome IN ('succeeded', 'failed', 'timeout', 'crashed'));
 
+-- A queue with churn: every event is inserted, updated once or more, and
+-- deleted by retention, at up to the rate the listeners store them. Vacuum
+-- must free the space as fast as retention empties it, or the tables grow
+-- however much retention deletes (bench/README.md, history.sh): so their
+-- autovacuum runs unthrottled, after 5 % of their rows changed.
+ALTER TABLE webhook.events SET (autovacuum_vacuum_cost_delay = 0, autovacuum_vacuum_scale_factor = 0.05,
+                                autovacuum_analyze_scale_factor = 0.05);
+ALTER TABLE webhook.attempts SET (autovacuum_vacuum_cost_delay = 0, autovacuum_vacuum_scale_factor = 0.05,
+                                  autovacuum_analyze_scale_factor = 0.05);
+
 -- Retention of finished events: per-workflow overrides of the server's
--- webhook.retain_succeeded and webhook.retain_dead.
+-- webhook.retain_succeeded and webhook.retain_dead, and a bound on the
+-- number of events a workflow keeps.
 ALTER TABLE webhook.workflows
     ADD COLUMN retain_succeeded interval,
     ADD COLUMN retain_dead interval,
+    ADD COLUMN max_events bigint,
     ADD CONSTRAINT workflows_retention_check
-        CHECK (retain_succeeded > interval '0' AND retain_dead > interval '0');
-GRANT UPDATE (retain_succeeded, retain_dead) ON webhook.workflows TO webhook_admin;
+        CHECK (retain_succeeded > interval '0' AND retain_dead > interval '0'),
+    ADD CONSTRAINT workflows_max_events_check CHECK (max_events BETWEEN 1 AND 1000000);
+GRANT UPDATE (retain_succeeded, retain_dead, max_events) ON webhook.workflows TO webhook_admin;
 
 -- Retention: how long the workflow's finished events are kept, succeeded and
 -- dead ones apart, from when their last attempt ended (NULL: the server's
--- webhook.retain_succeeded and webhook.retain_dead). Older ones are deleted,
--- with their attempts, a bounded number at a time by the first listener.
--- Pending and failed events are never removed by retention.
-CREATE FUNCTION @extschema@.webhook_set_retention(workflow uuid, succeeded interval, dead interval)
+-- webhook.retain_succeeded and webhook.retain_dead), and how many events it
+-- keeps at most (NULL: no bound; past it, its oldest finished events go
+-- whatever their age). What is past either is deleted, with its attempts,
+-- a bounded number at a time by the retention process. Pending and failed
+-- events are never removed by retention.
+CREATE FUNCTION @extschema@.webhook_set_retention(workflow uuid, succeeded interval, dead interval,
+                                      max_events bigint DEFAULT NULL)
 RETURNS webhook.workflows
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -114,15 +130,20 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'webhook.retain_succeeded and webhook.retain_dead are the defaults.';
     END IF;
+    IF max_events NOT BETWEEN 1 AND 1000000 THEN
+        RAISE EXCEPTION 'max_events must be between 1 and 1000000, or NULL for no bound'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     UPDATE webhook.workflows x
-       SET retain_succeeded = succeeded, retain_dead = dead
+       SET retain_succeeded = succeeded, retain_dead = dead,
+           max_events = webhook_set_retention.max_events
      WHERE x.id = workflow
     RETURNING * INTO w;
     RETURN w;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.webhook_set_retention(uuid, interval, interval) IS
-    'How long the workflow''s succeeded and dead events are kept after their last attempt (NULL: webhook.retain_succeeded, webhook.retain_dead); pending and failed events are never removed';
+COMMENT ON FUNCTION @extschema@.webhook_set_retention(uuid, interval, interval, bigint) IS
+    'How long the workflow''s succeeded and dead events are kept after their last attempt (NULL: webhook.retain_succeeded, webhook.retain_dead), and how many events it keeps at most (NULL: no bound; its oldest finished events go past it); pending and failed events are never removed';
 
 -- Statistics per workflow: counters that outlive retention, and the view
 -- that sums them with the queue and the recent handler times.

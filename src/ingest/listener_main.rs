@@ -22,7 +22,6 @@ use crate::ingest::network::{
 };
 use crate::ingest::pipeline::{next_event_id, Handled, Pipeline, RequestMeta};
 use crate::ingest::request_counts::RequestCounts;
-use crate::ingest::retention::Retention;
 use crate::pg::catalog::Catalog;
 use crate::pg::event_row::{Origin, EVENTS};
 use crate::pg::gucs;
@@ -86,10 +85,7 @@ pub extern "C-unwind" fn webhook_listener_main(arg: pg_sys::Datum) {
     crate::execution::load_crash_records();
     announce_start(&database);
 
-    // The first listener deletes what retention lets go (one is enough:
-    // src/ingest/retention.rs).
-    let first = arg.value() <= 1;
-    let mut state = ListenerState::new(&listener, database, first);
+    let mut state = ListenerState::new(&listener, database);
     let mut turn = Turn::default();
     loop {
         if !turn.backlog {
@@ -448,8 +444,6 @@ struct ListenerState {
     outbox: Arc<Outbox>,
     /// What `/healthz` answers from (see [`Self::check_extension`]).
     health: Arc<Health>,
-    /// The first listener's retention rounds (none for the others).
-    retention: Option<Retention>,
     /// Requests accepted and redelivered, not yet in webhook.workflow_counters.
     requests: RequestCounts,
     /// The server was read-only at the last check.
@@ -479,7 +473,7 @@ const RESULTS_POLL: Duration = Duration::from_millis(100);
 const RESULT_GRACE: Duration = Duration::from_millis(1500);
 
 impl ListenerState {
-    fn new(listener: &Listener, database: String, first: bool) -> ListenerState {
+    fn new(listener: &Listener, database: String) -> ListenerState {
         let mut pipeline = Pipeline::new(None, Some(gucs::HANDLER_TIMEOUT_MS.get()));
         pipeline.catalog = Catalog::publishing_to(listener.directory.clone());
         pipeline.run_handlers_now = false;
@@ -498,7 +492,6 @@ impl ListenerState {
             rechecks: Vec::new(),
             outbox: listener.outbox.clone(),
             health: listener.health.clone(),
-            retention: first.then(Retention::default),
             requests: RequestCounts::default(),
             read_only: false,
         }
@@ -517,9 +510,6 @@ impl ListenerState {
                 self.requests.flush();
                 forget_expired_deliveries();
                 forget_old_workflow_changes();
-                if let Some(retention) = &mut self.retention {
-                    retention.run_round();
-                }
                 self.tend_executors();
             }
         } else if duties.record_exited {
@@ -538,20 +528,7 @@ impl ListenerState {
     /// than `webhook_core::health::STALL_AFTER` is reported stalled.
     fn check_extension(&mut self) {
         self.last_check = Some(Instant::now());
-        // One statement: the installed version, and whether the server is
-        // read-only (default_transaction_read_only, as pg_auto_failover
-        // keeps a promoted node until it is sure the old primary is gone),
-        // when it cannot store events and is not ready either.
-        let (installed, read_only) = in_transaction(|| {
-            Spi::get_two::<String, bool>(
-                "SELECT (SELECT extversion FROM pg_catalog.pg_extension
-                          WHERE extname OPERATOR(pg_catalog.=) 'webhook_ext'),
-                        pg_catalog.current_setting('transaction_read_only')::pg_catalog.bool",
-            )
-            .map(|(installed, read_only)| (installed, read_only.unwrap_or(false)))
-            .unwrap_or((None, false))
-        })
-        .unwrap_or((None, false));
+        let (installed, read_only) = crate::pg::server_state::installed_version_and_read_only();
         let was_read_only = std::mem::replace(&mut self.read_only, read_only);
         if read_only && !was_read_only {
             log!("webhook_ext listener does not serve: the server is read-only (default_transaction_read_only)");

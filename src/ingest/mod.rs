@@ -9,7 +9,6 @@
 //!   admit it, claim its delivery key, store the event, pick the response;
 //!   `delivery_keys`, `rate_limits`, `storage_quota`, `rejections` are its
 //!   parts;
-//! * `retention` — deleting finished events their retention lets go;
 //! * `request_counts` — the listener's share of webhook.workflow_counters;
 //! * `metrics` — the `/metrics` snapshot (metrics.sql).
 //!
@@ -24,5 +23,4 @@ pub mod pipeline;
 pub mod rate_limits;
 pub mod rejections;
 pub mod request_counts;
-pub mod retention;
 pub mod storage_quota;

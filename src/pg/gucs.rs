@@ -303,7 +303,7 @@ fn define_reloadable() {
     GucRegistry::define_int_guc(
         c"webhook.retain_succeeded",
         c"How long succeeded events are kept after their handler ran, unless their workflow says otherwise (-1: for ever).",
-        c"Older ones are deleted with their attempts, a bounded number at a time, by the first listener.",
+        c"Older ones are deleted with their attempts, a bounded number at a time, by the retention process.",
         &RETAIN_SUCCEEDED_S,
         -1,
         MAX_RETENTION_S,

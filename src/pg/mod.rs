@@ -9,7 +9,9 @@
 //! * `gucs` — the `webhook.*` settings; `invalidation` — cache invalidation
 //!   callbacks; `signals` — SIGTERM and the handler watchdog;
 //! * `errors` — SQL errors raised from Rust; `log_rarely` — rate-limited log
-//!   lines; `change_pace` — pacing of configuration changes per role.
+//!   lines; `change_pace` — pacing of configuration changes per role;
+//! * `server_state` — the installed version and whether the server takes
+//!   writes.
 
 /// The version of this library, which the installed extension must have
 /// before a listener or an executor touches its tables.
@@ -25,6 +27,7 @@ pub mod invalidation;
 pub mod jsonb;
 pub mod log_rarely;
 pub mod notify;
+pub mod server_state;
 pub mod signals;
 pub mod spi;
 pub mod sync_commit;

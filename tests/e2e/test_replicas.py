@@ -173,6 +173,7 @@ def test_a_standby_serves_nothing_then_promoted_serves_every_acknowledged_event(
         assert refused(standby.http_port)
         assert webhook_ext_backends(primary) > 0
         assert any("webhook_ext listener" in t for t in webhook_ext_processes(primary))
+        assert any("webhook_ext retention" in t for t in webhook_ext_processes(primary))
         assert webhook_ext_backends(standby) == 0
         assert webhook_ext_processes(standby) == []
         assert standby.scalar("SELECT pg_is_in_recovery()") is True
@@ -251,3 +252,5 @@ def test_a_standby_serves_nothing_then_promoted_serves_every_acknowledged_event(
     assert [r["event_id"] for r in standby.rows(f"SELECT event_id FROM {ok_table} ORDER BY event_id")] == \
         [r["id"] for r in ok_events]
     assert webhook_ext_backends(standby) > 0
+    # Retention too runs on the promoted node, without a restart.
+    assert standby.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'webhook_ext retention'") == 1

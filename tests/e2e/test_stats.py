@@ -255,6 +255,30 @@ def test_metrics_expose_each_workflows_counts_to_the_allowed_networks(make_clust
     hk.wait_for_value(lambda: scrape(c).status_code, 404, timeout=10, what="metrics off again")
 
 
+def test_a_listener_reads_at_most_one_snapshot_a_second_for_all_scrapes(make_cluster):
+    c = make_cluster(conf={"webhook.workers": 1, "webhook.metrics_networks": "127.0.0.1/32"})
+    c.sql("CREATE EXTENSION webhook_ext")
+    hk.wait_ready(c)
+    wf = hk.create_workflow(c)
+    assert hk.post(c, wf, json_body={"n": 1}).status_code == 200
+    hk.wait_for_value(lambda: stats(c, wf)["accepted"], 1, timeout=10, what="the request counted")
+    c.sql("UPDATE webhook.workflows SET name = 'before' WHERE id = %s", (wf,))
+    time.sleep(1.1)  # past any snapshot read before the rename
+
+    def names(text: str) -> set:
+        return {dict(lbls).get("workflow") for (name, lbls) in samples(text) if name == "webhook_requests_total"}
+
+    first = scrape(c)
+    assert names(first.text) == {"before"}
+    # Renamed: a scrape within the second gets the same snapshot, byte for
+    # byte, however many ask ...
+    c.sql("UPDATE webhook.workflows SET name = 'after' WHERE id = %s", (wf,))
+    again = [scrape(c) for _ in range(5)]
+    assert [(r.status_code, r.text) for r in again] == [(200, first.text)] * 5
+    # ... and a scrape after it reads a new one.
+    hk.wait_for_value(lambda: names(scrape(c).text), {"after"}, timeout=5, what="the new name in a new snapshot")
+
+
 def test_a_scrape_during_traffic_answers_and_loses_no_request(make_cluster):
     c = make_cluster(conf={"webhook.workers": 1, "webhook.metrics_networks": "127.0.0.0/8"})
     c.sql("CREATE EXTENSION webhook_ext")
@@ -307,7 +331,7 @@ def test_a_deleted_workflows_counters_go_and_a_deletion_never_deadlocks_with_its
     assert hk.count_events(c, wf) == 0
     hk.settle(c)
     hk.wait_for_value(lambda: stats(c, kept)["accepted"], 1, timeout=10, what="the other workflow's count")
-    # The deleted workflow's counters go in the first listener's round (at
+    # The deleted workflow's counters go in a listener's housekeeping (at
     # its start, then once a minute).
     c.restart()
     hk.wait_ready(c)

@@ -1,18 +1,18 @@
-//! Retention: deletes finished events (with their attempts, by the foreign
-//! key's cascade) once they are older than their workflow's retention
-//! (webhook_set_retention) or the server's (webhook.retain_succeeded,
-//! webhook.retain_dead). Pending and failed events are never removed.
+//! Retention steps: deleting finished events (with their attempts, by the
+//! foreign key's cascade) once they are older than their workflow's
+//! retention (webhook_set_retention) or the server's
+//! (webhook.retain_succeeded, webhook.retain_dead). Pending and failed
+//! events are never removed.
 //!
-//! The first listener runs it once a second, in bounded steps: each
-//! statement takes the workflows after a cursor (a few hundred, in id order,
-//! wrapping around), and from each at most [`STEP_ROWS`] of its oldest
-//! finished events through its (workflow_id, received_at) index, so no index
-//! is added to the ingest path and no statement reads more than it deletes
-//! plus the old unfinished events it skips. Steps repeat while they find a
-//! full step's worth, and none starts after [`ROUND_BUDGET`] of the round
-//! (a round lasts that plus its last step: 65 to 90 ms measured by
-//! tests/e2e/test_retention.py). The rows it deletes are finished: no executor and no request
-//! waits for them, and it skips rows another session holds.
+//! Each step is one statement in a transaction of its own: it takes the
+//! workflows after a cursor (a few hundred, in id order, wrapping around),
+//! and from each at most [`STEP_ROWS`] of its oldest finished events through
+//! its (workflow_id, received_at) index, so no index is added to the ingest
+//! path, no statement reads more than it deletes plus the old unfinished
+//! events it skips, and no lock is held longer than one step. The rows it
+//! deletes are finished: no executor and no request waits for them, and it
+//! skips rows another session holds. A round repeats steps while they find
+//! a full step's worth or have not looked at every workflow.
 
 use std::time::{Duration, Instant};
 
@@ -29,35 +29,53 @@ use crate::pg::spi::{in_transaction, with_settings, ORDERED_INDEX_SCANS};
 const STEP_ROWS: i64 = 1000;
 /// Workflows one statement looks at.
 const STEP_WORKFLOWS: i64 = 200;
-/// After this much of a round (a second), retention starts no new step.
-const ROUND_BUDGET: Duration = Duration::from_millis(50);
+/// A round that still finds events to delete after this long ends anyway,
+/// so that the process reads its settings and checks the extension again.
+const ROUND_SLICE: Duration = Duration::from_secs(1);
 
 /// `$1` the cursor (the last workflow id of the previous step, NULL: from
 /// the start), `$2`/`$3` the server's retention of succeeded and dead events
 /// (seconds; NULL: for ever), `$4` [`STEP_WORKFLOWS`], `$5` [`STEP_ROWS`].
 /// An event's age counts from when its last attempt ended (`handled_at`);
-/// `received_at`, never later, bounds the index scan.
+/// `received_at`, never later, bounds the index scan. A workflow with
+/// `max_events` also lets go of its finished events up to `cut`, the newest
+/// event past the `max_events` newest (found by reading that many entries
+/// of its index backwards, at most a million); the scan's bound is then the
+/// later of the two.
 const DELETE_STEP: &str = "
 WITH w AS (
     SELECT w.id,
            COALESCE(w.retain_succeeded, pg_catalog.make_interval(secs => $2)) AS keep_succeeded,
-           COALESCE(w.retain_dead, pg_catalog.make_interval(secs => $3)) AS keep_dead
+           COALESCE(w.retain_dead, pg_catalog.make_interval(secs => $3)) AS keep_dead,
+           w.max_events
       FROM webhook.workflows w
      WHERE $1::pg_catalog.uuid IS NULL OR w.id OPERATOR(pg_catalog.>) $1::pg_catalog.uuid
      ORDER BY w.id
      LIMIT $4
 ), old AS (
     SELECT x.ctid AS row_id
-      FROM w CROSS JOIN LATERAL (
+      FROM w
+           LEFT JOIN LATERAL (
+           SELECT y.received_at, y.id FROM webhook.events y
+            WHERE y.workflow_id OPERATOR(pg_catalog.=) w.id
+              AND w.max_events IS NOT NULL
+            ORDER BY y.received_at DESC, y.id DESC
+           OFFSET w.max_events
+            LIMIT 1) cut ON true
+           CROSS JOIN LATERAL (
            SELECT x.ctid FROM webhook.events x
             WHERE x.workflow_id OPERATOR(pg_catalog.=) w.id
-              AND x.received_at OPERATOR(pg_catalog.<)
-                  (pg_catalog.now() OPERATOR(pg_catalog.-) LEAST(w.keep_succeeded, w.keep_dead))
+              AND x.received_at OPERATOR(pg_catalog.<=) GREATEST(
+                  pg_catalog.now() OPERATOR(pg_catalog.-) LEAST(w.keep_succeeded, w.keep_dead),
+                  cut.received_at)
               AND x.next_attempt_at IS NULL
-              AND COALESCE(x.handled_at, x.received_at) OPERATOR(pg_catalog.<)
-                  (pg_catalog.now() OPERATOR(pg_catalog.-)
-                   CASE WHEN x.status OPERATOR(pg_catalog.=) 'succeeded'
-                        THEN w.keep_succeeded ELSE w.keep_dead END)
+              AND (COALESCE(x.handled_at, x.received_at) OPERATOR(pg_catalog.<)
+                   (pg_catalog.now() OPERATOR(pg_catalog.-)
+                    CASE WHEN x.status OPERATOR(pg_catalog.=) 'succeeded'
+                         THEN w.keep_succeeded ELSE w.keep_dead END)
+                   OR x.received_at OPERATOR(pg_catalog.<) cut.received_at
+                   OR (x.received_at OPERATOR(pg_catalog.=) cut.received_at
+                       AND x.id OPERATOR(pg_catalog.<=) cut.id))
             ORDER BY x.received_at
             LIMIT $5
               FOR UPDATE OF x SKIP LOCKED) x
@@ -84,19 +102,33 @@ struct Step {
     last_workflow: Option<Uuid>,
 }
 
+/// Why a round ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RoundEnd {
+    /// Every workflow was looked at with nothing more to delete, a step
+    /// failed (a lock held, the extension dropped), or the process stops.
+    Done,
+    /// Its time slice passed with more to delete: the next round starts at once.
+    MoreLeft,
+}
+
 impl Retention {
     /// One round: steps until the workflows were all looked at with nothing
-    /// more to delete, or the round's budget is spent. A failure (a lock
-    /// held, the extension dropped) ends the round; the next one tries
-    /// again.
-    pub fn run_round(&mut self) {
+    /// more to delete, `stop()` says so, or [`ROUND_SLICE`] has passed.
+    pub fn run_round(&mut self, mut stop: impl FnMut() -> bool) -> RoundEnd {
         let (succeeded, dead) = (
             seconds(gucs::RETAIN_SUCCEEDED_S.get()),
             seconds(gucs::RETAIN_DEAD_S.get()),
         );
         let started = Instant::now();
         let mut wrapped = false;
-        while started.elapsed() < ROUND_BUDGET {
+        loop {
+            if stop() {
+                return RoundEnd::Done;
+            }
+            if started.elapsed() >= ROUND_SLICE {
+                return RoundEnd::MoreLeft;
+            }
             let step = match in_transaction(|| step(self.cursor, succeeded, dead)) {
                 Ok(Ok(step)) => step,
                 failed => {
@@ -107,9 +139,9 @@ impl Retention {
                             Err(caught) => caught.describe(),
                             Ok(Ok(_)) => unreachable!("matched above"),
                         };
-                        pgrx::warning!("webhook_ext listener could not delete old events: {why}");
+                        pgrx::warning!("webhook_ext retention could not delete old events: {why}");
                     }
-                    return;
+                    return RoundEnd::Done;
                 }
             };
             if step.deleted >= STEP_ROWS {
@@ -120,7 +152,7 @@ impl Retention {
                 // The last workflows: the next step starts from the first.
                 self.cursor = None;
                 if wrapped || step.deleted == 0 {
-                    return;
+                    return RoundEnd::Done;
                 }
                 wrapped = true;
             } else {
@@ -152,7 +184,7 @@ fn step(
         // received_at) index, in order, whatever the statistics say: planned
         // on stale ones (before autovacuum first analyzed a table that grows
         // fast) the step became a bitmap scan and a sort of every event past
-        // the retention time, up to a second on the listener's main thread
+        // the retention time, up to a second in a step
         // (bench/README.md).
         let table = with_settings(ORDERED_INDEX_SCANS, || {
             client.update(DELETE_STEP, Some(1), &args)
