@@ -48,11 +48,14 @@ impl RequestCounts {
             return;
         }
         let counts = std::mem::take(&mut self.unflushed);
-        let args = [
-            DatumWithOid::from(JsonB(counts.to_json())),
-            DatumWithOid::from(crate::execution::my_procno()),
-        ];
+        // The arguments are made inside the transaction: between two, the
+        // current memory context is TopMemoryContext, where a datum would
+        // stay for the life of the process.
         let written = in_transaction(|| {
+            let args = [
+                DatumWithOid::from(JsonB(counts.to_json())),
+                DatumWithOid::from(crate::execution::my_procno()),
+            ];
             Spi::connect_mut(|client| client.update(FLUSH_COUNTS, None, &args).map(|_| ()))
         });
         let failure = match written {

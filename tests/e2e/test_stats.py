@@ -5,6 +5,7 @@ counts that survive a restart and retention, webhook_processes() with since
 when each process is in its state, and the opt-in Prometheus /metrics."""
 
 import datetime
+import re
 import threading
 import time
 
@@ -253,6 +254,47 @@ def test_metrics_expose_each_workflows_counts_to_the_allowed_networks(make_clust
     assert scrape(c).json() == {"msg": "Forbidden"}
     c.alter_system("webhook.metrics_networks", "")
     hk.wait_for_value(lambda: scrape(c).status_code, 404, timeout=10, what="metrics off again")
+
+
+def top_memory_context_used(c, pid: int) -> int:
+    """Bytes used in the process's TopMemoryContext itself (its children
+    apart), as pg_log_backend_memory_contexts writes them to the log."""
+    since = c.log_position()
+    assert c.scalar("SELECT pg_log_backend_memory_contexts(%s)", (pid,)) is True
+    pattern = re.compile(rf"\[{pid}\] .*LOG:  level: 0; TopMemoryContext: .*; (\d+) used")
+    found: list[int] = []
+    hk.wait_until(lambda: found.extend(int(m.group(1)) for m in pattern.finditer(c.log()[since:])) or found,
+                  timeout=10, what="the listener's memory contexts in the log")
+    return found[0]
+
+
+def test_flushing_request_counts_leaves_nothing_in_the_listeners_memory(make_cluster):
+    c = make_cluster(conf={"webhook.workers": 1})
+    c.sql("CREATE EXTENSION webhook_ext")
+    hk.wait_ready(c)
+    wf = hk.create_workflow(c)
+    [pid] = c.listener_pids()
+
+    def requests_for(seconds: float) -> int:
+        """A request every 50 ms: every once-a-second flush has counts."""
+        sent, end = 0, time.monotonic() + seconds
+        with requests.Session() as s:
+            while time.monotonic() < end:
+                assert s.post(c.hook_url(wf), json={"n": sent}, timeout=10).status_code == 200
+                sent += 1
+                time.sleep(0.05)
+        return sent
+
+    sent = requests_for(3)  # warmed up: plans, caches
+    before = top_memory_context_used(c, pid)
+    sent += requests_for(15)
+    after = top_memory_context_used(c, pid)
+    # Each of the 15 flushes wrote its counts (positive control) ...
+    hk.wait_for_value(lambda: stats(c, wf)["accepted"], sent, timeout=10, what="every request counted")
+    # ... and left nothing behind: a flush whose arguments were made outside
+    # its transaction left its jsonb (and its parser's buffers, over 1 kB)
+    # in TopMemoryContext for the life of the process.
+    assert after - before < 8192, (before, after)
 
 
 def test_a_listener_reads_at_most_one_snapshot_a_second_for_all_scrapes(make_cluster):
