@@ -1325,6 +1325,11 @@ BEGIN
         PERFORM webhook._check_status(coalesce(status, 200));
         PERFORM webhook._check_response_headers(coalesce(headers, '{}'));
     ELSIF m = 'workflow' THEN
+        IF w.queued THEN
+            RAISE EXCEPTION 'the workflow response method needs the workflow''s handler, and applications read this workflow''s events'
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = format('webhook_set_queue(%L, false) gives its events back to its handler.', workflow);
+        END IF;
         SELECT p.prorettype::regtype INTO ret
           FROM pg_catalog.pg_proc p WHERE p.oid = w.handler AND p.prokind = 'f';
         IF ret IS NULL OR ret NOT IN ('jsonb'::regtype, 'json'::regtype, 'text'::regtype, 'xml'::regtype) THEN
@@ -1559,6 +1564,98 @@ END
 $$;
 COMMENT ON FUNCTION webhook_delete_events(uuid, timestamptz) IS
     'Deletes the workflow''s events received before the given time (all by default); returns how many';
+
+-- ---------------------------------------------------------------------------
+-- Events read by applications
+-- ---------------------------------------------------------------------------
+
+-- A queued workflow's events are read by applications instead of run by its
+-- handler: webhook_read hides up to qty due events for the visibility timeout
+-- and records the attempt, webhook_ack finishes one, webhook_nack fails it
+-- (retried by the workflow's retry policy, or dead after its last attempt);
+-- an event not acked or nacked in time is read again, or goes dead if that
+-- was its last attempt. Events stored meanwhile are announced on the
+-- webhook_events channel whatever webhook.notify says. The writes run in
+-- src/queue.rs, after the workflow or event is found as the caller.
+CREATE FUNCTION webhook_set_queue(workflow uuid, enabled boolean DEFAULT true)
+RETURNS webhook.workflows
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+BEGIN
+    w := webhook._workflow(workflow, true);
+    IF enabled IS NULL THEN
+        RAISE EXCEPTION 'enabled must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF enabled AND w.response_method = 'workflow' THEN
+        RAISE EXCEPTION 'a workflow that answers with its handler''s result cannot have its events read by applications'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('webhook_set_response(%L, ''default'') first.', workflow);
+    END IF;
+    UPDATE webhook.workflows x SET queued = webhook_set_queue.enabled WHERE x.id = workflow RETURNING * INTO w;
+    RETURN w;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_queue(uuid, boolean) IS
+    'Whether applications read the workflow''s events (webhook_read, webhook_ack, webhook_nack) instead of its handler running them';
+
+CREATE FUNCTION webhook_read(workflow uuid, qty integer DEFAULT 1,
+                             visibility_timeout interval DEFAULT '30 seconds')
+RETURNS SETOF webhook.events
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+    ids bigint[];
+BEGIN
+    w := webhook._workflow(workflow);
+    IF NOT w.queued THEN
+        RAISE EXCEPTION 'workflow % is not read by applications: its handler runs its events', workflow
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('webhook_set_queue(%L) makes applications read its events.', workflow);
+    END IF;
+    IF qty IS NULL OR qty NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'qty must be between 1 and 1000' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF visibility_timeout IS NULL OR visibility_timeout <= interval '0'
+       OR visibility_timeout > interval '12 hours' THEN
+        RAISE EXCEPTION 'visibility_timeout must be positive and at most 12 hours'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    ids := webhook._read_events(workflow, qty, extract(epoch FROM visibility_timeout)::float8);
+    RETURN QUERY SELECT * FROM webhook.events e WHERE e.id = ANY (ids) ORDER BY e.id;
+END
+$$;
+COMMENT ON FUNCTION webhook_read(uuid, integer, interval) IS
+    'Up to qty due events of a queued workflow, hidden from other readers for the visibility timeout; each read is an attempt';
+
+CREATE FUNCTION webhook_ack(event bigint)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF event IS NULL THEN
+        RAISE EXCEPTION 'event must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN webhook._finish_event(event, true, NULL, NULL);
+END
+$$;
+COMMENT ON FUNCTION webhook_ack(bigint) IS
+    'Finishes a read event: succeeded; false when no read of it is in flight (acked, nacked or dead already)';
+
+CREATE FUNCTION webhook_nack(event bigint, delay interval DEFAULT NULL, error text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF event IS NULL THEN
+        RAISE EXCEPTION 'event must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF delay < interval '0' THEN
+        RAISE EXCEPTION 'delay must not be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN webhook._finish_event(event, false, extract(epoch FROM delay)::float8, error);
+END
+$$;
+COMMENT ON FUNCTION webhook_nack(bigint, interval, text) IS
+    'Fails a read event: read again after delay (NULL: the retry policy''s backoff), or dead after its last attempt; false when no read of it is in flight';
 
 -- Workflows belong to a role OID. After DROP ROLE their owner is gone: they
 -- stay in the table, unreachable over HTTP (404) and invisible to every

@@ -106,6 +106,9 @@ CREATE TABLE webhook.workflows (
     -- At most this many events are kept: past it, retention deletes the
     -- oldest finished ones whatever their age (NULL: no such bound).
     max_events            bigint,
+    -- Its events are read by applications (webhook_read, webhook_ack,
+    -- webhook_nack) instead of run by its handler (webhook_set_queue).
+    queued                boolean     NOT NULL DEFAULT false,
     CONSTRAINT workflows_retention_check
         CHECK (retain_succeeded > interval '0' AND retain_dead > interval '0'),
     CONSTRAINT workflows_max_events_check CHECK (max_events BETWEEN 1 AND 1000000),
@@ -480,7 +483,7 @@ GRANT UPDATE (name, handler, enabled, full_body, full_body_param, allowed_method
               delivery_key_window, max_attempts, retry_delay, retry_max_delay, ordered,
               redact_headers, allowed_networks, rate_limit, rate_burst, client_rate_limit,
               client_rate_burst, storage_quota, keep_body, handshake, retain_succeeded, retain_dead,
-              max_events)
+              max_events, queued)
     ON webhook.workflows TO webhook_admin;
 GRANT SELECT, INSERT, UPDATE (scheme, secrets, options, updated_at)
     ON webhook.verifications TO webhook_admin;

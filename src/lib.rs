@@ -9,6 +9,8 @@
 //!   internal SQL functions over the pure core (`webhook_core`);
 //!   `privileged` — deletes on a tenant's behalf, after checking ownership as
 //!   the caller;
+//! * `queue` — events consumed by applications (`webhook_read`,
+//!   `webhook_ack`, `webhook_nack`);
 //! * `retention` — the retention process: deletes the finished events their
 //!   retention lets go;
 //! * `sql/schema.sql`, `sql/api.sql` — tables, security and the `webhook_*` SQL API.
@@ -21,6 +23,7 @@ mod execution;
 mod ingest;
 mod pg;
 mod privileged;
+mod queue;
 mod retention;
 mod sql_api;
 mod sql_helpers;

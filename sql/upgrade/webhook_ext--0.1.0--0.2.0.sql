@@ -293,4 +293,211 @@ $$;
 COMMENT ON FUNCTION @extschema@.webhook_processes() IS
     'The listener and executor processes running now: what each does, since when, and when it last read the configuration (executors only of roles the caller is a member of)';
 
+-- Events read by applications: the workflow setting, the functions, and
+-- webhook_set_response refusing the workflow method for a queued workflow.
+ALTER TABLE webhook.workflows ADD COLUMN queued boolean NOT NULL DEFAULT false;
+GRANT UPDATE (queued) ON webhook.workflows TO webhook_admin;
+
+CREATE FUNCTION webhook."_finish_event"(
+	"event" bigint,
+	"ok" bool,
+	"delay_s" double precision,
+	"error" TEXT
+) RETURNS bool
+VOLATILE
+LANGUAGE c
+AS 'MODULE_PATHNAME', '_finish_event_wrapper';
+CREATE FUNCTION webhook."_read_events"(
+	"workflow" uuid,
+	"qty" INT,
+	"visibility_s" double precision
+) RETURNS bigint[]
+STRICT VOLATILE
+LANGUAGE c
+AS 'MODULE_PATHNAME', '_read_events_wrapper';
+
+-- ---------------------------------------------------------------------------
+-- Events read by applications
+-- ---------------------------------------------------------------------------
+
+-- A queued workflow's events are read by applications instead of run by its
+-- handler: webhook_read hides up to qty due events for the visibility timeout
+-- and records the attempt, webhook_ack finishes one, webhook_nack fails it
+-- (retried by the workflow's retry policy, or dead after its last attempt);
+-- an event not acked or nacked in time is read again, or goes dead if that
+-- was its last attempt. Events stored meanwhile are announced on the
+-- webhook_events channel whatever webhook.notify says. The writes run in
+-- src/queue.rs, after the workflow or event is found as the caller.
+CREATE FUNCTION @extschema@.webhook_set_queue(workflow uuid, enabled boolean DEFAULT true)
+RETURNS webhook.workflows
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+BEGIN
+    w := webhook._workflow(workflow, true);
+    IF enabled IS NULL THEN
+        RAISE EXCEPTION 'enabled must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF enabled AND w.response_method = 'workflow' THEN
+        RAISE EXCEPTION 'a workflow that answers with its handler''s result cannot have its events read by applications'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('webhook_set_response(%L, ''default'') first.', workflow);
+    END IF;
+    UPDATE webhook.workflows x SET queued = webhook_set_queue.enabled WHERE x.id = workflow RETURNING * INTO w;
+    RETURN w;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.webhook_set_queue(uuid, boolean) IS
+    'Whether applications read the workflow''s events (webhook_read, webhook_ack, webhook_nack) instead of its handler running them';
+
+CREATE FUNCTION @extschema@.webhook_read(workflow uuid, qty integer DEFAULT 1,
+                             visibility_timeout interval DEFAULT '30 seconds')
+RETURNS SETOF webhook.events
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+    ids bigint[];
+BEGIN
+    w := webhook._workflow(workflow);
+    IF NOT w.queued THEN
+        RAISE EXCEPTION 'workflow % is not read by applications: its handler runs its events', workflow
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('webhook_set_queue(%L) makes applications read its events.', workflow);
+    END IF;
+    IF qty IS NULL OR qty NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'qty must be between 1 and 1000' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF visibility_timeout IS NULL OR visibility_timeout <= interval '0'
+       OR visibility_timeout > interval '12 hours' THEN
+        RAISE EXCEPTION 'visibility_timeout must be positive and at most 12 hours'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    ids := webhook._read_events(workflow, qty, extract(epoch FROM visibility_timeout)::float8);
+    RETURN QUERY SELECT * FROM webhook.events e WHERE e.id = ANY (ids) ORDER BY e.id;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.webhook_read(uuid, integer, interval) IS
+    'Up to qty due events of a queued workflow, hidden from other readers for the visibility timeout; each read is an attempt';
+
+CREATE FUNCTION @extschema@.webhook_ack(event bigint)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF event IS NULL THEN
+        RAISE EXCEPTION 'event must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN webhook._finish_event(event, true, NULL, NULL);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.webhook_ack(bigint) IS
+    'Finishes a read event: succeeded; false when no read of it is in flight (acked, nacked or dead already)';
+
+CREATE FUNCTION @extschema@.webhook_nack(event bigint, delay interval DEFAULT NULL, error text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF event IS NULL THEN
+        RAISE EXCEPTION 'event must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF delay < interval '0' THEN
+        RAISE EXCEPTION 'delay must not be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN webhook._finish_event(event, false, extract(epoch FROM delay)::float8, error);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.webhook_nack(bigint, interval, text) IS
+    'Fails a read event: read again after delay (NULL: the retry policy''s backoff), or dead after its last attempt; false when no read of it is in flight';
+
+CREATE OR REPLACE FUNCTION @extschema@.webhook_set_response(
+    workflow uuid,
+    method text,
+    content_type text DEFAULT NULL,
+    body text DEFAULT NULL,
+    status integer DEFAULT NULL,
+    headers jsonb DEFAULT NULL,
+    timeout interval DEFAULT NULL,
+    failure_status integer DEFAULT NULL,
+    failure_content_type text DEFAULT NULL,
+    failure_body text DEFAULT NULL)
+RETURNS webhook.workflows
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+    m text := lower(btrim(method));
+    ct text;
+    failure_ct text;
+    ret regtype;
+BEGIN
+    w := webhook._workflow(workflow, true);
+    IF m IS NULL OR m NOT IN ('default', 'custom', 'workflow') THEN
+        RAISE EXCEPTION 'invalid response method "%"', method
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use ''default'' (200 JSON after commit), ''custom'' (your template) '
+                      || 'or ''workflow'' (the handler''s return value).';
+    END IF;
+    IF m <> 'custom' AND (content_type IS NOT NULL OR body IS NOT NULL
+                          OR status IS NOT NULL OR headers IS NOT NULL) THEN
+        RAISE EXCEPTION 'content_type, body, status and headers apply only to the custom response method'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Use webhook_set_response(%L, ''custom'', body => ...).', workflow);
+    END IF;
+    IF m <> 'workflow' AND (timeout IS NOT NULL OR failure_status IS NOT NULL
+                            OR failure_content_type IS NOT NULL OR failure_body IS NOT NULL) THEN
+        RAISE EXCEPTION 'timeout and failure_* apply only to the workflow response method'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    IF m = 'custom' THEN
+        IF body IS NULL THEN
+            RAISE EXCEPTION 'the custom response method needs a body'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'For example: body => ''{"received": "{{order_id}}"}''; '
+                          || '{{name}} placeholders take request parameters.';
+        END IF;
+        ct := webhook._check_response_template(coalesce(content_type, 'application/json'), body);
+        PERFORM webhook._check_status(coalesce(status, 200));
+        PERFORM webhook._check_response_headers(coalesce(headers, '{}'));
+    ELSIF m = 'workflow' THEN
+        IF w.queued THEN
+            RAISE EXCEPTION 'the workflow response method needs the workflow''s handler, and applications read this workflow''s events'
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = format('webhook_set_queue(%L, false) gives its events back to its handler.', workflow);
+        END IF;
+        SELECT p.prorettype::regtype INTO ret
+          FROM pg_catalog.pg_proc p WHERE p.oid = w.handler AND p.prokind = 'f';
+        IF ret IS NULL OR ret NOT IN ('jsonb'::regtype, 'json'::regtype, 'text'::regtype, 'xml'::regtype) THEN
+            RAISE EXCEPTION 'handler % cannot produce the response', w.handler::regprocedure
+                USING ERRCODE = 'invalid_function_definition',
+                      DETAIL = CASE WHEN ret IS NULL THEN 'It is a procedure.'
+                                    ELSE format('It returns %s.', ret) END,
+                      HINT = 'The workflow method sends the handler''s return value: '
+                          || 'use a function returning jsonb, json, text or xml.';
+        END IF;
+        IF timeout IS NOT NULL AND timeout <= interval '0' THEN
+            RAISE EXCEPTION 'timeout must be positive' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM webhook._check_status(coalesce(failure_status, 500));
+        IF failure_body IS NOT NULL OR failure_content_type IS NOT NULL THEN
+            failure_ct := webhook._check_response_template(
+                coalesce(failure_content_type, 'application/json'), coalesce(failure_body, ''));
+        END IF;
+    END IF;
+
+    UPDATE webhook.workflows x
+       SET response_method = m,
+           response_status = coalesce($5, 200),
+           response_content_type = ct,
+           response_body = $4,
+           response_headers = coalesce($6, '{}'),
+           response_timeout = $7,
+           failure_status = coalesce($8, 500),
+           failure_content_type = failure_ct,
+           failure_body = $10
+     WHERE x.id = workflow
+    RETURNING * INTO w;
+    RETURN w;
+END
+$$;
+
 SELECT webhook._secure_functions();
+

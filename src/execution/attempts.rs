@@ -64,7 +64,7 @@ SELECT a.event_id, a.attempt, a.workflow_id, pg_catalog.to_timestamp(a.started),
 
 /// The longest retry delay (30 days, as the workflows table allows): a
 /// later time would not fit in a timestamp for long.
-const MAX_RETRY_DELAY_SECS: f64 = 30.0 * 86_400.0;
+pub const MAX_RETRY_DELAY_SECS: f64 = 30.0 * 86_400.0;
 
 /// One primary-key probe per attempt, never a scan of the events; planned
 /// once, not again for each batch's arrays. (`e.id = ANY ($1)` keeps the plan
@@ -140,7 +140,7 @@ pub fn next_status(
 }
 
 /// Uniform in [0, 1): enough randomness to spread retries apart.
-fn jitter() -> f64 {
+pub fn jitter() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(

@@ -112,6 +112,7 @@ const CLAIM_FROM: &str = "
  WHERE e.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
    AND e.next_attempt_at OPERATOR(pg_catalog.>=) pg_catalog.to_timestamp($4)
    AND w.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1
+   AND NOT w.queued
    AND e.id OPERATOR(pg_catalog.<>) ALL ($3)
    AND (NOT w.ordered OR NOT EXISTS (
         SELECT FROM webhook.events p
@@ -130,6 +131,7 @@ SELECT extract(epoch FROM e.next_attempt_at)::pg_catalog.float8
   JOIN webhook.events e ON e.workflow_id OPERATOR(pg_catalog.=) w.id
  WHERE e.next_attempt_at OPERATOR(pg_catalog.>=) pg_catalog.to_timestamp($2)
    AND w.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $1
+   AND NOT w.queued
    AND (NOT w.ordered OR NOT EXISTS (
         SELECT FROM webhook.events p
          WHERE p.workflow_id OPERATOR(pg_catalog.=) e.workflow_id

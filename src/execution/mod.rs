@@ -36,5 +36,5 @@ pub use registry::{
 
 // `webhook_trigger` and `webhook_replay` run a handler at once, as an
 // event's first attempt (src/ingest/pipeline.rs).
-pub use attempts::{record as record_attempts, Attempt, Outcome};
+pub use attempts::{jitter, record as record_attempts, Attempt, Outcome, MAX_RETRY_DELAY_SECS};
 pub use handler_call::HandlerPlans;

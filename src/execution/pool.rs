@@ -317,7 +317,7 @@ SELECT DISTINCT w.owner::pg_catalog.oid::pg_catalog.int8
   FROM unfinished u
   JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) u.workflow_id
   JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid
- WHERE u.head_due OPERATOR(pg_catalog.<=) pg_catalog.now()
+ WHERE NOT w.queued AND (u.head_due OPERATOR(pg_catalog.<=) pg_catalog.now()
     OR NOT w.ordered AND (
         (SELECT t.next_attempt_at FROM webhook.events t
           WHERE t.workflow_id OPERATOR(pg_catalog.>=) u.workflow_id
@@ -331,7 +331,7 @@ SELECT DISTINCT w.owner::pg_catalog.oid::pg_catalog.int8
             AND d.next_attempt_at IS NOT NULL
             AND d.attempts OPERATOR(pg_catalog.>) 0
           ORDER BY d.workflow_id, d.next_attempt_at
-          LIMIT 1) OPERATOR(pg_catalog.<=) pg_catalog.now())";
+          LIMIT 1) OPERATOR(pg_catalog.<=) pg_catalog.now()))";
 
 /// The once-a-second round (inside the caller's transaction).
 pub fn tend(client: &mut SpiClient<'_>, catalog: &mut Catalog) -> Result<(), pgrx::spi::Error> {

@@ -22,7 +22,7 @@ use crate::pg::catalog::{pg_uuid, Catalog, Workflow};
 use crate::pg::event_row::{
     insert_event_sql, insert_events_sql, response_json, unix, EventRow, Origin,
 };
-use crate::pg::notify::{check_notify_queue, notify_event};
+use crate::pg::notify::{check_notify_queue, notify_consumers, notify_event};
 use webhook_core::delivery;
 use webhook_core::infer::InferredParam;
 use webhook_core::validate::Source;
@@ -193,7 +193,8 @@ pub struct Pipeline {
     /// Store events without a delivery key at the end of the batch, all in
     /// one statement ([`Pipeline::store_deferred`]); the listener does.
     pub defer_inserts: bool,
-    deferred: Vec<(EventRow, pg_sys::Oid)>,
+    /// With the owner whose executors run it (None: a queued workflow's).
+    deferred: Vec<(EventRow, Option<pg_sys::Oid>)>,
     /// The id of the event the last `handle` deferred, if it did.
     pub last_deferred: Option<i64>,
     bulk_plan: Option<OwnedPreparedStatement>,
@@ -674,16 +675,19 @@ impl Pipeline {
                 )
             }))
         };
-        if self.run_handlers_now {
+        // Applications read a queued workflow's events (src/queue.rs): its
+        // handler never runs them, not even from webhook_trigger.
+        if self.run_handlers_now && !workflow.queued {
             return self.accept_and_run(client, workflow, row, success, &claim);
         }
+        let executors_for = (!workflow.queued).then_some(workflow.owner);
 
         if key.is_none() && self.defer_inserts {
             // Stored with the rest of the batch (store_deferred).
             charge();
             self.last_deferred = Some(id);
             let handled = self.stored_response(workflow, &row, success);
-            self.deferred.push((row, workflow.owner));
+            self.deferred.push((row, executors_for));
             return Ok(handled);
         }
         let insert_plan = self.insert_plan.as_ref().expect("prepared above");
@@ -715,8 +719,7 @@ impl Pipeline {
             }
             Ok(Ok(())) => {
                 charge();
-                notify_event(id, "pending");
-                self.stored_for_owners.push(workflow.owner);
+                announce_stored(&mut self.stored_for_owners, id, executors_for);
                 self.counted.accepted(wf_rules.id);
                 self.stored_response(workflow, &row, success)
             }
@@ -837,8 +840,7 @@ impl Pipeline {
             };
             match stored {
                 Ok(()) => {
-                    notify_event(row.id, "pending");
-                    self.stored_for_owners.push(*owner);
+                    announce_stored(&mut self.stored_for_owners, row.id, *owner);
                     self.counted.accepted(row.workflow_id);
                 }
                 Err(error) => {
@@ -1065,5 +1067,22 @@ fn not_stored(error: &spi::CaughtSqlError) -> Response {
             500,
             &json!({"msg": "Event could not be stored", "sqlstate": error.sqlstate}),
         )
+    }
+}
+
+/// An event stored: announced, and its owner added to those whose executors
+/// are woken after the commit (`None`: a queued workflow's, announced to its
+/// consumers whatever webhook.notify says, and no executor woken).
+fn announce_stored(
+    woken: &mut Vec<pg_sys::Oid>,
+    event_id: i64,
+    executors_for: Option<pg_sys::Oid>,
+) {
+    match executors_for {
+        Some(owner) => {
+            notify_event(event_id, "pending");
+            woken.push(owner);
+        }
+        None => notify_consumers(event_id),
     }
 }

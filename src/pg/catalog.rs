@@ -72,6 +72,9 @@ pub struct Workflow {
     pub storage_quota: Option<i64>,
     /// Whether events keep the raw body text besides the parameters.
     pub keep_body: bool,
+    /// Its events are read by applications (webhook_read), not run by its
+    /// handler: no executor is woken for them.
+    pub queued: bool,
 }
 
 impl Workflow {
@@ -192,6 +195,7 @@ struct WorkflowDefinition {
     handshake: Option<String>,
     storage_quota: Option<i64>,
     keep_body: bool,
+    queued: bool,
 }
 
 #[derive(serde::Deserialize)]
@@ -488,6 +492,7 @@ fn workflow(id: Uuid, d: WorkflowDefinition) -> Option<Workflow> {
         client_rate_limit: limit(d.client_rate_limit, d.client_rate_burst),
         storage_quota: d.storage_quota,
         keep_body: d.keep_body,
+        queued: d.queued,
     })
 }
 

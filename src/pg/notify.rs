@@ -17,14 +17,11 @@ unsafe extern "C-unwind" {
     fn Async_Notify(channel: *const std::ffi::c_char, payload: *const std::ffi::c_char);
 }
 
-/// Reads whether the NOTIFY queue has room, when events are announced at all
-/// (`webhook.notify`): every process that announces calls it once per batch
+/// Reads whether the NOTIFY queue has room (queued workflows' events are
+/// announced whatever `webhook.notify` says): every process that announces calls it once per batch
 /// before notifying (listeners as a batch starts, executors before their
 /// batch's notifications, listeners recording lost attempts).
 pub fn check_notify_queue() {
-    if !crate::pg::gucs::NOTIFY_EVENTS.get() {
-        return;
-    }
     // SAFETY: the SQL function pg_notification_queue_usage(), called directly
     // (no statement to plan) on the main thread inside a transaction.
     let usage = unsafe {
@@ -66,9 +63,20 @@ fn report_skipped(usage: Option<f64>) {
 /// workflow id (it is the URL) and no data; a listener reads the row, and
 /// row-level security decides whether it may.
 pub fn notify_event(event_id: i64, status: &str) {
-    if !crate::pg::gucs::NOTIFY_EVENTS.get()
-        || !NOTIFY_QUEUE_HAS_ROOM.load(std::sync::atomic::Ordering::Relaxed)
-    {
+    if crate::pg::gucs::NOTIFY_EVENTS.get() {
+        announce(event_id, status);
+    }
+}
+
+/// A queued workflow's new event, for the applications that read it
+/// (src/queue.rs): announced whatever `webhook.notify` says, since they wait
+/// for it.
+pub fn notify_consumers(event_id: i64) {
+    announce(event_id, "pending");
+}
+
+fn announce(event_id: i64, status: &str) {
+    if !NOTIFY_QUEUE_HAS_ROOM.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
     let payload = std::ffi::CString::new(format!(

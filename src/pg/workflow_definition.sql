@@ -79,7 +79,8 @@ SELECT pg_catalog.jsonb_build_object(
              WHERE v.workflow_id OPERATOR(pg_catalog.=) w.id),
        'handshake', w.handshake,
        'storage_quota', w.storage_quota,
-       'keep_body', w.keep_body)
+       'keep_body', w.keep_body,
+       'queued', w.queued)
   FROM webhook.workflows w
   LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.owner::pg_catalog.oid
   LEFT JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()

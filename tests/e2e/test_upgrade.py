@@ -156,7 +156,7 @@ def test_an_update_from_the_first_release_keeps_the_data_serves_it_and_matches_a
     # as the listener serves again).
     # Columns the update added hold their defaults; the others are as they were.
     after = rows(c)
-    added = {"workflows": {"retain_succeeded": None, "retain_dead": None, "max_events": None}}
+    added = {"workflows": {"retain_succeeded": None, "retain_dead": None, "max_events": None, "queued": False}}
     for table, new_columns in added.items():
         assert [{k: r[k] for k in new_columns} for r in after[table]] == [new_columns] * len(after[table])
         after[table] = [{k: v for k, v in r.items() if k not in new_columns} for r in after[table]]
