@@ -7,7 +7,7 @@
 #      the Debian package (built by scripts/package.sh) and META.json among them
 # A formatting or lint finding fails the run like a failed test.
 # Installs what is missing first (apt packages, cargo-pgrx, a Python venv, the
-# PGXN META.json validator).
+# Node.js example's packages, the PGXN META.json validator).
 source "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
 
@@ -18,6 +18,12 @@ if [ ! -x "$VENV/bin/pytest" ] || ! cmp -s tests/e2e/requirements.txt "$VENV/req
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q -r tests/e2e/requirements.txt
     cp tests/e2e/requirements.txt "$VENV/requirements.txt"
+fi
+# node-postgres for the Node.js example reader (tests/e2e/test_consumer_examples.py).
+if ! cmp -s examples/node/package-lock.json examples/node/node_modules/.installed-lock.json; then
+    say "installing the Node.js example's dependencies (npm ci)"
+    (cd examples/node && npm ci --no-audit --no-fund --silent &&
+        cp package-lock.json node_modules/.installed-lock.json)
 fi
 # The PGXN maintainers' META.json validator (crates.io), run by test_package.py.
 PGXN_META_VERSION=0.7.0

@@ -1200,8 +1200,9 @@ DECLARE
     w webhook.workflows;
 BEGIN
     PERFORM webhook._workflow(workflow, true);
-    IF succeeded <= interval '0' OR dead <= interval '0' THEN
-        RAISE EXCEPTION 'retention must be a positive interval, or NULL for the server''s default'
+    IF succeeded <= interval '0' OR dead <= interval '0'
+       OR succeeded > interval '1000 years' OR dead > interval '1000 years' THEN
+        RAISE EXCEPTION 'retention must be a positive interval of at most 1000 years, or NULL for the server''s default'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'webhook.retain_succeeded and webhook.retain_dead are the defaults.';
     END IF;

@@ -110,7 +110,8 @@ CREATE TABLE webhook.workflows (
     -- webhook_nack) instead of run by its handler (webhook_set_queue).
     queued                boolean     NOT NULL DEFAULT false,
     CONSTRAINT workflows_retention_check
-        CHECK (retain_succeeded > interval '0' AND retain_dead > interval '0'),
+        CHECK (retain_succeeded > interval '0' AND retain_succeeded <= interval '1000 years'
+               AND retain_dead > interval '0' AND retain_dead <= interval '1000 years'),
     CONSTRAINT workflows_max_events_check CHECK (max_events BETWEEN 1 AND 1000000),
     CONSTRAINT workflows_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 1000),
     CONSTRAINT workflows_retry_delay_check

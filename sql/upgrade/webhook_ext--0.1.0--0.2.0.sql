@@ -106,7 +106,8 @@ ALTER TABLE webhook.workflows
     ADD COLUMN retain_dead interval,
     ADD COLUMN max_events bigint,
     ADD CONSTRAINT workflows_retention_check
-        CHECK (retain_succeeded > interval '0' AND retain_dead > interval '0'),
+        CHECK (retain_succeeded > interval '0' AND retain_succeeded <= interval '1000 years'
+               AND retain_dead > interval '0' AND retain_dead <= interval '1000 years'),
     ADD CONSTRAINT workflows_max_events_check CHECK (max_events BETWEEN 1 AND 1000000);
 GRANT UPDATE (retain_succeeded, retain_dead, max_events) ON webhook.workflows TO webhook_admin;
 
@@ -125,8 +126,9 @@ DECLARE
     w webhook.workflows;
 BEGIN
     PERFORM webhook._workflow(workflow, true);
-    IF succeeded <= interval '0' OR dead <= interval '0' THEN
-        RAISE EXCEPTION 'retention must be a positive interval, or NULL for the server''s default'
+    IF succeeded <= interval '0' OR dead <= interval '0'
+       OR succeeded > interval '1000 years' OR dead > interval '1000 years' THEN
+        RAISE EXCEPTION 'retention must be a positive interval of at most 1000 years, or NULL for the server''s default'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'webhook.retain_succeeded and webhook.retain_dead are the defaults.';
     END IF;

@@ -82,4 +82,8 @@ pub extern "C-unwind" fn webhook_retention_main(_arg: pg_sys::Datum) {
         report_table_statistics(false);
     }
     log!("webhook_ext retention shutting down");
+    // Non-zero so the postmaster restarts it after pg_terminate_backend(); at
+    // server shutdown it restarts nothing anyway.
+    // SAFETY: exits the process at the end of its main loop.
+    unsafe { pg_sys::proc_exit(1) };
 }

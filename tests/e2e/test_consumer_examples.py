@@ -19,16 +19,24 @@ from tenantkit import make_tenant, drop_tenants
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
 
 
+LANGUAGES = ["python", "node"]
+
+
 class Reader:
-    """examples/python/consumer.py in a process of its own, as the tenant;
+    """An example reader (examples/python/consumer.py or
+    examples/node/consumer.js) in a process of its own, as the tenant;
     ``done`` is what it printed (one dict per event it handled and acked)."""
 
-    def __init__(self, c, tenant: str, wf: str, *args: str):
+    def __init__(self, language: str, c, tenant: str, wf: str, *args: str):
         info = c.conninfo(user=tenant)
-        conninfo = " ".join(f"{k}={v}" for k, v in info.items() if k != "options")
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(EXAMPLES, "python", "consumer.py"), conninfo, wf, *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if language == "python":
+            conninfo = " ".join(f"{k}={v}" for k, v in info.items() if k != "options")
+            command = [sys.executable, os.path.join(EXAMPLES, "python", "consumer.py"), conninfo]
+        else:
+            conninfo = f"postgresql://{tenant}@localhost:{info['port']}/{info['dbname']}?host={info['host']}"
+            command = ["node", os.path.join(EXAMPLES, "node", "consumer.js"), conninfo]
+        self.proc = subprocess.Popen([*command, wf, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
         self.done: list[dict] = []
         self._thread = threading.Thread(target=self._collect, daemon=True)
         self._thread.start()
@@ -72,16 +80,17 @@ def post_orders(c, wf, orders: list[str], **extra) -> dict[int, str]:
     return sent
 
 
-def test_a_reader_killed_mid_batch_loses_nothing_and_no_event_is_handled_twice(cluster, tenant):
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_reader_killed_mid_batch_loses_nothing_and_no_event_is_handled_twice(cluster, tenant, language):
     wf = queued_workflow(cluster, tenant)
-    sent = post_orders(cluster, wf, [f"A-{n}" for n in range(12)])
-    first = Reader(cluster, tenant.name, wf, "--batch", "6", "--visibility", "2", "--work-seconds", "0.3")
+    sent = post_orders(cluster, wf, [f"A-{language}-{n}" for n in range(12)])
+    first = Reader(language, cluster, tenant.name, wf, "--batch", "6", "--visibility", "2", "--work-seconds", "0.3")
     try:
         hk.wait_until(lambda: len(first.done) >= 2, timeout=20, what="the first reader handled two events")
     finally:
         first.kill()  # in the middle of its first batch of six
     assert 2 <= len(first.done) < 6, first.done
-    second = Reader(cluster, tenant.name, wf, "--batch", "6", "--visibility", "2")
+    second = Reader(language, cluster, tenant.name, wf, "--batch", "6", "--visibility", "2")
     try:
         hk.wait_until(lambda: len(first.done) + len(second.done) >= len(sent), timeout=30,
                       what="every event handled")
@@ -101,9 +110,10 @@ def test_a_reader_killed_mid_batch_loses_nothing_and_no_event_is_handled_twice(c
                           (wf,)) == ["succeeded"]
 
 
-def test_two_readers_share_the_events_and_never_handle_one_at_once(cluster, tenant):
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_two_readers_share_the_events_and_never_handle_one_at_once(cluster, tenant, language):
     wf = queued_workflow(cluster, tenant)
-    readers = [Reader(cluster, tenant.name, wf, "--batch", "3", "--work-seconds", "0.05") for _ in range(2)]
+    readers = [Reader(language, cluster, tenant.name, wf, "--batch", "3", "--work-seconds", "0.05") for _ in range(2)]
     try:
         sent = post_orders(cluster, wf, [f"B-{n}" for n in range(30)])
         hk.wait_until(lambda: sum(len(r.done) for r in readers) >= len(sent), timeout=30,
@@ -117,10 +127,11 @@ def test_two_readers_share_the_events_and_never_handle_one_at_once(cluster, tena
     assert {d["attempt"] for r in readers for d in r.done} == {1}
 
 
-def test_an_event_the_reader_cannot_handle_is_retried_then_dead(cluster, tenant):
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_an_event_the_reader_cannot_handle_is_retried_then_dead(cluster, tenant, language):
     wf = queued_workflow(cluster, tenant)
     tenant.sql("SELECT webhook_set_retry(%s, 2, '0.2 seconds', '0.2 seconds')", (wf,))
-    reader = Reader(cluster, tenant.name, wf, "--batch", "5")
+    reader = Reader(language, cluster, tenant.name, wf, "--batch", "5")
     try:
         bad = post_orders(cluster, wf, ["C-bad"], fail=True)
         good = post_orders(cluster, wf, ["C-good"])

@@ -4,6 +4,7 @@ and failed events are never removed, whatever their age. A backlog goes in
 bounded steps, in a process of its own: requests are answered meanwhile,
 however slow the steps."""
 
+import re
 import threading
 import time
 
@@ -148,15 +149,63 @@ def test_max_events_is_between_one_and_a_million(cluster):
 
 def test_retention_must_be_positive_and_only_the_owner_sets_it(cluster, uniq):
     wf = hk.create_workflow(cluster)
-    err = cluster.sql_error("SELECT webhook_set_retention(%s, '0 seconds', NULL)", (wf,), sqlstate="22023")
-    assert err["message"] == "retention must be a positive interval, or NULL for the server's default"
-    assert err["hint"] == "webhook.retain_succeeded and webhook.retain_dead are the defaults."
+    for succeeded, dead in (("0 seconds", None), (None, "1001 years"), ("10000 years", "1 day")):
+        err = cluster.sql_error("SELECT webhook_set_retention(%s, %s::interval, %s::interval)",
+                                (wf, succeeded, dead), sqlstate="22023")
+        assert err["message"] == \
+            "retention must be a positive interval of at most 1000 years, or NULL for the server's default"
+        assert err["hint"] == "webhook.retain_succeeded and webhook.retain_dead are the defaults."
+    # Nor through the column a tenant may update.
+    cluster.sql_error("UPDATE webhook.workflows SET retain_succeeded = '10000 years' WHERE id = %s", (wf,),
+                      sqlstate="23514")
+    cluster.sql("SELECT webhook_set_retention(%s, '1000 years', '1000 years')", (wf,))
     tenant = hk.make_login_role(cluster, uniq)
     try:
         err = cluster.sql_error("SELECT webhook_set_retention(%s, '1 day', NULL)", (wf,), user=tenant)
         assert err["message"] == f"workflow {wf} does not exist"
     finally:
         hk.drop_login_role(cluster, tenant)
+
+
+def test_a_workflow_whose_steps_fail_is_passed_over_and_holds_up_no_other(make_cluster):
+    c = make_cluster(conf={"webhook.workers": 1, "webhook.retain_succeeded": "1h"})
+    c.sql("CREATE EXTENSION webhook_ext")
+    hk.wait_ready(c)
+    handler, _ = hk.create_side_handler(c)
+    c.sql("SELECT webhook_create_workflow('wf' || n, %s::regproc) FROM generate_series(1, 260) n", (handler,))
+    ids = [str(r["id"]) for r in c.rows("SELECT id FROM webhook.workflows ORDER BY id")]
+    # A workflow whose every step fails (a trigger stands for whatever may
+    # go wrong with one workflow's rows), in the second batch of 200; its
+    # neighbours in either batch keep their retention.
+    bad, before, after = ids[230], ids[10], ids[240]
+    c.sql("CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN "
+          f"IF OLD.workflow_id = '{bad}' THEN RAISE EXCEPTION 'refused'; END IF; RETURN OLD; END $f$")
+    c.sql("CREATE TRIGGER refuse BEFORE DELETE ON webhook.events FOR EACH ROW EXECUTE FUNCTION public.refuse()")
+    since = c.log_position()
+    stuck = insert_event(c, bad, "succeeded", OLD)
+    others = [insert_event(c, wf, "succeeded", OLD) for wf in (before, after)]
+    hk.wait_for_value(lambda: kept(c, others + [stuck]), [stuck], timeout=15, what="the others' old events deleted")
+    # Positive control: that workflow's steps did fail, and the log names it.
+    c.wait_for_log(re.escape(f"could not delete old events of workflow {bad} (passed over until the next pass)"),
+                   timeout=10, since=since)
+    # Again and again, and still the others go.
+    again = [insert_event(c, wf, "succeeded", OLD) for wf in (before, after)]
+    hk.wait_for_value(lambda: kept(c, again), [], timeout=15, what="the others' old events deleted again")
+    assert kept(c, [stuck]) == [stuck]
+
+
+def test_the_retention_process_comes_back_after_pg_terminate_backend(make_cluster):
+    c = make_cluster(conf={"webhook.workers": 1, "webhook.retain_succeeded": "1h"})
+    c.sql("CREATE EXTENSION webhook_ext")
+    hk.wait_ready(c)
+    wf = hk.create_workflow(c)
+    pid = retention_pid(c)
+    assert c.scalar("SELECT pg_terminate_backend(%s)", (pid,)) is True
+    hk.wait_until(lambda: c.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
+                                   "'webhook_ext retention' AND pid <> %s", (pid,)) == 1,
+                  timeout=10, what="a new retention process")
+    old = insert_event(c, wf, "succeeded", OLD)
+    hk.wait_for_value(lambda: kept(c, [old]), [], timeout=10, what="old events deleted again")
 
 
 # ------------------------------------------------------------- its bounds
@@ -377,3 +426,22 @@ def test_slow_steps_hold_up_no_request(make_cluster):
     # overlapped), and none waited for the step it came during.
     assert len(during) >= 10, (len(during), len(took))
     assert max(during) < step_sleep / 2, sorted(during)[-5:]
+
+
+def test_a_backlog_in_one_workflow_holds_up_no_other_workflows_retention(make_cluster):
+    c = backlog_cluster(make_cluster)
+    record_steps(c)
+    first, second = sorted([hk.create_workflow(c), hk.create_workflow(c)])
+    # Kept for ever while the backlog is made, then an hour again.
+    c.alter_system("webhook.retain_succeeded", "-1")
+    since = last_step(c)
+    insert_old_succeeded(c, f"SELECT '{first}'::uuid", 20_000)
+    lone = insert_event(c, second, "succeeded", OLD)
+    c.alter_system("webhook.retain_succeeded", "1h", shown="1h")
+    hk.wait_for_value(lambda: kept(c, [lone]), [], timeout=30, what="the second workflow's old event deleted")
+    deleting = [s for s in logged_steps(c, since) if s["deleted"]]
+    # The second workflow's event went in the first pass, right after the
+    # first workflow's first full step, not after its 20,000 events.
+    went_in = next(k for k, s in enumerate(deleting) if second in map(str, s["workflows"]))
+    assert went_in <= 1, [(s["deleted"], len(s["workflows"])) for s in deleting]
+    assert deleting[0]["deleted"] == STEP_ROWS
