@@ -1629,20 +1629,21 @@ $$;
 COMMENT ON FUNCTION webhook_read(uuid, integer, interval) IS
     'Up to qty due events of a queued workflow, hidden from other readers for the visibility timeout; each read is an attempt';
 
-CREATE FUNCTION webhook_ack(event bigint)
+CREATE FUNCTION webhook_ack(event bigint, attempt integer DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
     IF event IS NULL THEN
         RAISE EXCEPTION 'event must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    RETURN webhook._finish_event(event, true, NULL, NULL);
+    RETURN webhook._finish_event(event, true, NULL, NULL, attempt);
 END
 $$;
-COMMENT ON FUNCTION webhook_ack(bigint) IS
-    'Finishes a read event: succeeded; false when no read of it is in flight (acked, nacked or dead already)';
+COMMENT ON FUNCTION webhook_ack(bigint, integer) IS
+    'Finishes a read event: succeeded; false when no read of it (of that attempt, if given) is in flight';
 
-CREATE FUNCTION webhook_nack(event bigint, delay interval DEFAULT NULL, error text DEFAULT NULL)
+CREATE FUNCTION webhook_nack(event bigint, delay interval DEFAULT NULL, error text DEFAULT NULL,
+                             attempt integer DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -1652,11 +1653,11 @@ BEGIN
     IF delay < interval '0' THEN
         RAISE EXCEPTION 'delay must not be negative' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN webhook._finish_event(event, false, extract(epoch FROM delay)::float8, error);
+    RETURN webhook._finish_event(event, false, extract(epoch FROM delay)::float8, error, attempt);
 END
 $$;
-COMMENT ON FUNCTION webhook_nack(bigint, interval, text) IS
-    'Fails a read event: read again after delay (NULL: the retry policy''s backoff), or dead after its last attempt; false when no read of it is in flight';
+COMMENT ON FUNCTION webhook_nack(bigint, interval, text, integer) IS
+    'Fails a read event: read again after delay (NULL: the retry policy''s backoff), or dead after its last attempt; false when no read of it (of that attempt, if given) is in flight within its visibility timeout';
 
 -- Workflows belong to a role OID. After DROP ROLE their owner is gone: they
 -- stay in the table, unreachable over HTTP (404) and invisible to every

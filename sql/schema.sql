@@ -136,6 +136,9 @@ CREATE TABLE webhook.workflows (
     CONSTRAINT workflows_owner_name_key UNIQUE (owner, name),
     CONSTRAINT workflows_response_method_check
         CHECK (response_method IN ('default', 'custom', 'workflow')),
+    -- The workflow method answers with the handler's result: not when
+    -- applications read the events instead (webhook_set_queue).
+    CONSTRAINT workflows_queue_check CHECK (NOT (queued AND response_method = 'workflow')),
     CONSTRAINT workflows_response_status_check CHECK (response_status BETWEEN 200 AND 599),
     CONSTRAINT workflows_failure_status_check CHECK (failure_status BETWEEN 200 AND 599),
     CONSTRAINT workflows_response_headers_check

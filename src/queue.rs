@@ -35,16 +35,30 @@ DO UPDATE SET succeeded = c.succeeded OPERATOR(pg_catalog.+) EXCLUDED.succeeded,
               dead = c.dead OPERATOR(pg_catalog.+) EXCLUDED.dead,
               updated_at = pg_catalog.now()";
 
+/// How a read's own attempt row is told from a handler's timed-out one
+/// (which has the SQLSTATE that ended it): outcome `timeout`, no SQLSTATE,
+/// this message. It stays so when the reader never comes back.
+const OPEN_READ: &str = "no acknowledgement within the visibility timeout";
+
 /// `$1` the workflow, `$2` how many, `$3` the visibility timeout (seconds),
-/// `$4` its attempts in all. Events whose last attempt's timeout passed
-/// unacknowledged go dead first (a bounded number); then the due ones,
-/// oldest due first, are hidden and get their attempt. Returns the ids read,
-/// and how many went dead.
+/// `$4` its attempts in all, `$5` whether it is ordered, `$6` [`OPEN_READ`].
+/// Events whose last attempt is spent go dead first (a bounded number);
+/// then the due ones, oldest due first (an ordered workflow's only when no
+/// earlier one is unfinished, as executors claim them), are hidden and get
+/// their attempt. Returns the ids read, how many went dead, and how many of
+/// both had a read that timed out as their last attempt.
 const READ: &str = "
 WITH expired AS (
     UPDATE webhook.events e
        SET status = 'dead', next_attempt_at = NULL, handled_at = pg_catalog.now(),
-           error = 'no acknowledgement within the visibility timeout of the last attempt'
+           error = CASE WHEN EXISTS (
+                       SELECT FROM webhook.attempts a
+                        WHERE a.event_id OPERATOR(pg_catalog.=) e.id
+                          AND a.attempt OPERATOR(pg_catalog.=) e.attempts
+                          AND a.outcome OPERATOR(pg_catalog.=) 'timeout' AND a.sqlstate IS NULL
+                          AND a.message OPERATOR(pg_catalog.=) $6)
+                        THEN 'no acknowledgement within the visibility timeout of the last attempt'
+                        ELSE e.error END
      WHERE e.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(
            SELECT x.ctid FROM webhook.events x
             WHERE x.workflow_id OPERATOR(pg_catalog.=) $1
@@ -53,12 +67,16 @@ WITH expired AS (
             ORDER BY x.next_attempt_at
             LIMIT 1000
               FOR UPDATE OF x SKIP LOCKED))
-    RETURNING e.id
+    RETURNING e.id, e.attempts
 ), due AS (
-    SELECT x.id FROM webhook.events x
+    SELECT x.id, x.attempts FROM webhook.events x
      WHERE x.workflow_id OPERATOR(pg_catalog.=) $1
        AND x.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
        AND x.attempts OPERATOR(pg_catalog.<) $4
+       AND NOT ($5 AND EXISTS (
+           SELECT FROM webhook.events p
+            WHERE p.workflow_id OPERATOR(pg_catalog.=) x.workflow_id
+              AND p.next_attempt_at IS NOT NULL AND p.id OPERATOR(pg_catalog.<) x.id))
      ORDER BY x.next_attempt_at, x.id
      LIMIT $2
        FOR UPDATE OF x SKIP LOCKED
@@ -73,24 +91,34 @@ WITH expired AS (
     INSERT INTO webhook.attempts (event_id, attempt, workflow_id, started_at, ended_at, outcome, message)
     SELECT r.id, r.attempts, $1, pg_catalog.now(),
            pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $3),
-           'timeout', 'no acknowledgement within the visibility timeout'
+           'timeout', $6
       FROM read r
 )
 SELECT COALESCE((SELECT pg_catalog.array_agg(r.id ORDER BY r.id) FROM read r), '{}') AS ids,
-       (SELECT pg_catalog.count(*) FROM expired) AS dead";
+       (SELECT pg_catalog.count(*) FROM expired) AS dead,
+       (SELECT pg_catalog.count(*)
+          FROM (SELECT d.id, d.attempts FROM due d
+                UNION ALL SELECT x.id, x.attempts FROM expired x) p
+          JOIN webhook.attempts a ON a.event_id OPERATOR(pg_catalog.=) p.id
+                                 AND a.attempt OPERATOR(pg_catalog.=) p.attempts
+         WHERE a.outcome OPERATOR(pg_catalog.=) 'timeout' AND a.sqlstate IS NULL
+           AND a.message OPERATOR(pg_catalog.=) $6) AS timed_out";
 
-/// `$1` the event: the attempt in flight (a queued workflow's event read,
-/// neither acked nor nacked, nor dead since), locked.
+/// `$1` the event, `$2` whether it is an ack, `$3` the attempt the caller
+/// read (NULL: the last), `$4` [`OPEN_READ`]: the read in flight (not acked,
+/// nacked or dead since), locked. A nack after the read's visibility
+/// timeout finds none: the event is due again, maybe read by another.
 const IN_FLIGHT: &str = "
 SELECT e.attempts, e.workflow_id
   FROM webhook.events e
-  JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) e.workflow_id
   JOIN webhook.attempts a ON a.event_id OPERATOR(pg_catalog.=) e.id
                          AND a.attempt OPERATOR(pg_catalog.=) e.attempts
  WHERE e.id OPERATOR(pg_catalog.=) $1
-   AND w.queued
    AND e.next_attempt_at IS NOT NULL
-   AND a.outcome OPERATOR(pg_catalog.=) 'timeout'
+   AND ($3::pg_catalog.int4 IS NULL OR e.attempts OPERATOR(pg_catalog.=) $3::pg_catalog.int4)
+   AND a.outcome OPERATOR(pg_catalog.=) 'timeout' AND a.sqlstate IS NULL
+   AND a.message OPERATOR(pg_catalog.=) $4
+   AND ($2 OR a.ended_at OPERATOR(pg_catalog.>) pg_catalog.now())
    FOR UPDATE OF e, a";
 
 /// `$1` the event, `$2` its attempt, `$3` the new status, `$4` when it is
@@ -106,6 +134,31 @@ UPDATE webhook.events e
    SET status = $3, error = $6, handled_at = pg_catalog.now(),
        next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $4)
  WHERE e.id OPERATOR(pg_catalog.=) $1";
+
+/// The most a read may hide its events, in seconds (webhook_read's 12 hours).
+const MAX_VISIBILITY_S: f64 = 43_200.0;
+/// The most events one read returns.
+const MAX_READ: i32 = 1000;
+
+/// As the caller (row-level security decides, and a tenant's old snapshot
+/// cannot see past an owner change: the row is locked), whether the
+/// workflow is queued and ordered; "does not exist" when the caller does not
+/// see it.
+fn visible_workflow(workflow: pgrx::Uuid) -> (bool, bool) {
+    let row = Spi::get_two_with_args::<bool, bool>(
+        "SELECT w.queued, w.ordered FROM webhook.workflows w
+          WHERE w.id OPERATOR(pg_catalog.=) $1 FOR SHARE",
+        &[DatumWithOid::from(workflow)],
+    );
+    match row {
+        Ok((Some(queued), Some(ordered))) => (queued, ordered),
+        _ => {
+            // Raises the one message for a workflow the caller does not see.
+            require_workflow(workflow, false);
+            SqlError::internal("could not lock the workflow", "it is there").report()
+        }
+    }
+}
 
 /// The workflow's retry policy within the server's limits.
 fn retry_policy(workflow: pgrx::Uuid) -> RetryPolicy {
@@ -149,11 +202,13 @@ fn count(workflow: pgrx::Uuid, succeeded: i64, failed: i64, dead: i64) {
     });
 }
 
-/// The event's attempt in flight and its workflow, if the caller sees the
-/// event (else "does not exist") and an attempt is in flight.
-fn in_flight(event: i64) -> Option<(i32, pgrx::Uuid)> {
+/// The event's read in flight (its attempt) and its workflow, if the caller
+/// sees the event (else "does not exist") and a read of it is in flight.
+fn in_flight(event: i64, ack: bool, attempt: Option<i32>) -> Option<(i32, pgrx::Uuid)> {
     let visible = Spi::get_one_with_args::<pgrx::Uuid>(
-        "SELECT e.workflow_id FROM webhook.events e WHERE e.id OPERATOR(pg_catalog.=) $1",
+        "SELECT w.id FROM webhook.events e
+           JOIN webhook.workflows w ON w.id OPERATOR(pg_catalog.=) e.workflow_id
+          WHERE e.id OPERATOR(pg_catalog.=) $1 FOR SHARE OF w",
         &[DatumWithOid::from(event)],
     )
     .unwrap_or(None);
@@ -162,7 +217,16 @@ fn in_flight(event: i64) -> Option<(i32, pgrx::Uuid)> {
     }
     as_extension_owner(|| {
         Spi::connect(|client| {
-            let rows = client.select(IN_FLIGHT, Some(1), &[DatumWithOid::from(event)])?;
+            let rows = client.select(
+                IN_FLIGHT,
+                Some(1),
+                &[
+                    DatumWithOid::from(event),
+                    DatumWithOid::from(ack),
+                    DatumWithOid::from(attempt),
+                    DatumWithOid::from(OPEN_READ),
+                ],
+            )?;
             if rows.is_empty() {
                 return Ok(None);
             }
@@ -180,9 +244,21 @@ mod webhook {
     /// them for `visibility_s` seconds; returns their ids.
     #[pg_extern(volatile)]
     fn _read_events(workflow: pgrx::Uuid, qty: i32, visibility_s: f64) -> Vec<i64> {
-        require_workflow(workflow, false);
+        let (queued, ordered) = visible_workflow(workflow);
+        if !queued {
+            SqlError::NotQueued(workflow.to_string()).report();
+        }
+        if !(1..=MAX_READ).contains(&qty) {
+            SqlError::QueueArgument(format!("qty must be between 1 and {MAX_READ}")).report();
+        }
+        if !(visibility_s > 0.0 && visibility_s <= MAX_VISIBILITY_S) {
+            SqlError::QueueArgument(
+                "visibility_timeout must be positive and at most 12 hours".to_string(),
+            )
+            .report();
+        }
         let max_attempts = i32::try_from(retry_policy(workflow).max_attempts).unwrap_or(i32::MAX);
-        let (ids, dead) = as_extension_owner(|| {
+        let (ids, dead, timed_out) = as_extension_owner(|| {
             Spi::connect_mut(|client| {
                 let rows = client.update(
                     READ,
@@ -192,34 +268,37 @@ mod webhook {
                         DatumWithOid::from(qty),
                         DatumWithOid::from(visibility_s),
                         DatumWithOid::from(max_attempts),
+                        DatumWithOid::from(ordered),
+                        DatumWithOid::from(OPEN_READ),
                     ],
                 )?;
                 let row = rows.first();
                 Ok((
                     row.get::<Vec<i64>>(1)?.unwrap_or_default(),
                     row.get::<i64>(2)?.unwrap_or(0),
+                    row.get::<i64>(3)?.unwrap_or(0),
                 ))
             })
         });
-        // A timed-out attempt counts as failed when it is read again or goes dead.
-        let retried = Spi::get_one_with_args::<i64>(
-            "SELECT pg_catalog.count(*) FROM webhook.events e
-              WHERE e.id OPERATOR(pg_catalog.=) ANY ($1) AND e.attempts OPERATOR(pg_catalog.>) 1",
-            &[DatumWithOid::from(ids.clone())],
-        )
-        .unwrap_or(None)
-        .unwrap_or(0);
-        count(workflow, 0, retried + dead, dead);
+        // A read that timed out is a failed attempt, counted when its event
+        // is read again or goes dead (a nack counted its own).
+        count(workflow, 0, timed_out, dead);
         ids
     }
 
-    /// Finishes the attempt in flight of an event the caller sees: succeeded
-    /// (`ok`), or failed and retried after `delay_s` seconds (NULL: the
-    /// retry policy's backoff) unless that was its last attempt. False when
-    /// no attempt of the event is in flight.
+    /// Finishes the read in flight of an event the caller sees (`attempt`,
+    /// when given, the one it read): succeeded (`ok`), or failed and retried
+    /// after `delay_s` seconds (NULL: the retry policy's backoff) unless
+    /// that was its last attempt. False when no such read is in flight.
     #[pg_extern(volatile)]
-    fn _finish_event(event: i64, ok: bool, delay_s: Option<f64>, error: Option<String>) -> bool {
-        let Some((attempt, workflow)) = in_flight(event) else {
+    fn _finish_event(
+        event: i64,
+        ok: bool,
+        delay_s: Option<f64>,
+        error: Option<String>,
+        attempt: Option<i32>,
+    ) -> bool {
+        let Some((attempt, workflow)) = in_flight(event, ok, attempt) else {
             return false;
         };
         let (status, due_in, outcome, message, tally) = if ok {

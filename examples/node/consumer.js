@@ -7,7 +7,8 @@
 // webhook_read, and handles each in a transaction of its own that also acks
 // it: the work and the ack commit together, so an event is either done and
 // acked or neither (and read again once its visibility timeout passes, by
-// this reader or another). An event whose work fails is nacked, and retried
+// this reader or another). The ack names the attempt read, so a reader whose
+// timeout passed while another took the event over rolls its work back. An event whose work fails is nacked, and retried
 // by the workflow's retry policy. Each handled event is printed as one JSON
 // line.
 //
@@ -71,11 +72,18 @@ async function main() {
       try {
         await client.query('BEGIN');
         done = await handle(client, event, opts);
-        await client.query('SELECT webhook_ack($1)', [event.id]);
+        // This read's attempt: if its timeout passed and another reader has
+        // the event now, the ack is refused (false) and the work rolled back.
+        const { rows } = await client.query('SELECT webhook_ack($1, $2) AS acked', [event.id, event.attempts]);
+        if (!rows[0].acked) {
+          await client.query('ROLLBACK');
+          continue;
+        }
         await client.query('COMMIT');
       } catch (error) {
         await client.query('ROLLBACK');
-        await client.query('SELECT webhook_nack($1, error => $2)', [event.id, error.message]);
+        await client.query('SELECT webhook_nack($1, error => $2, attempt => $3)',
+          [event.id, error.message, event.attempts]);
         continue;
       }
       process.stdout.write(JSON.stringify(done) + '\n');
@@ -92,6 +100,9 @@ async function main() {
   }
 }
 
+// Stopped by SIGTERM (a service manager) or Ctrl-C: what is read and not
+// acked comes back after its visibility timeout.
+process.on('SIGTERM', () => process.exit(0));
 process.on('SIGINT', () => process.exit(0));
 main().catch((error) => {
   console.error(error);

@@ -6,7 +6,8 @@ It LISTENs on webhook_events, reads up to --batch events with webhook_read,
 and handles each in a transaction of its own that also acks it: the work and
 the ack commit together, so an event is either done and acked or neither
 (and read again once its visibility timeout passes, by this reader or
-another). An event whose work fails is nacked, and retried by the workflow's
+another). The ack names the attempt read, so a reader whose timeout passed
+while another took the event over rolls its work back. An event whose work fails is nacked, and retried by the workflow's
 retry policy. Each handled event is printed as one JSON line.
 
 Replace handle() with the application's own work.
@@ -14,6 +15,7 @@ Replace handle() with the application's own work.
 
 import argparse
 import json
+import signal
 import sys
 import time
 
@@ -54,9 +56,17 @@ def run(conninfo: str, workflow: str) -> None:
                 try:
                     with conn.transaction():
                         done = handle(conn, event)
-                        conn.execute("SELECT webhook_ack(%s)", (event["id"],))
+                        # This read's attempt: if its timeout passed and another
+                        # reader has the event now, the ack is refused (false)
+                        # and the transaction rolls back.
+                        if not conn.execute("SELECT webhook_ack(%s, %s)",
+                                            (event["id"], event["attempts"])).fetchone()[0]:
+                            raise TimeoutError("visibility timeout passed: left to the next reader")
+                except TimeoutError:
+                    continue
                 except Exception as error:  # the work failed: retried later
-                    conn.execute("SELECT webhook_nack(%s, error => %s)", (event["id"], str(error)))
+                    conn.execute("SELECT webhook_nack(%s, error => %s, attempt => %s)",
+                                 (event["id"], str(error), event["attempts"]))
                     continue
                 print(json.dumps(done), flush=True)
             if not events:
@@ -78,6 +88,9 @@ def arguments() -> argparse.Namespace:
 
 if __name__ == "__main__":
     ARGS = arguments()
+    # Stopped by SIGTERM (a service manager) or Ctrl-C: what is read and not
+    # acked comes back after its visibility timeout.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         run(ARGS.conninfo, ARGS.workflow)
     except KeyboardInterrupt:

@@ -297,14 +297,17 @@ COMMENT ON FUNCTION @extschema@.webhook_processes() IS
 
 -- Events read by applications: the workflow setting, the functions, and
 -- webhook_set_response refusing the workflow method for a queued workflow.
-ALTER TABLE webhook.workflows ADD COLUMN queued boolean NOT NULL DEFAULT false;
+ALTER TABLE webhook.workflows
+    ADD COLUMN queued boolean NOT NULL DEFAULT false,
+    ADD CONSTRAINT workflows_queue_check CHECK (NOT (queued AND response_method = 'workflow'));
 GRANT UPDATE (queued) ON webhook.workflows TO webhook_admin;
 
 CREATE FUNCTION webhook."_finish_event"(
 	"event" bigint,
 	"ok" bool,
 	"delay_s" double precision,
-	"error" TEXT
+	"error" TEXT,
+	"attempt" INT
 ) RETURNS bool
 VOLATILE
 LANGUAGE c
@@ -381,20 +384,21 @@ $$;
 COMMENT ON FUNCTION @extschema@.webhook_read(uuid, integer, interval) IS
     'Up to qty due events of a queued workflow, hidden from other readers for the visibility timeout; each read is an attempt';
 
-CREATE FUNCTION @extschema@.webhook_ack(event bigint)
+CREATE FUNCTION @extschema@.webhook_ack(event bigint, attempt integer DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
     IF event IS NULL THEN
         RAISE EXCEPTION 'event must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    RETURN webhook._finish_event(event, true, NULL, NULL);
+    RETURN webhook._finish_event(event, true, NULL, NULL, attempt);
 END
 $$;
-COMMENT ON FUNCTION @extschema@.webhook_ack(bigint) IS
-    'Finishes a read event: succeeded; false when no read of it is in flight (acked, nacked or dead already)';
+COMMENT ON FUNCTION @extschema@.webhook_ack(bigint, integer) IS
+    'Finishes a read event: succeeded; false when no read of it (of that attempt, if given) is in flight';
 
-CREATE FUNCTION @extschema@.webhook_nack(event bigint, delay interval DEFAULT NULL, error text DEFAULT NULL)
+CREATE FUNCTION @extschema@.webhook_nack(event bigint, delay interval DEFAULT NULL, error text DEFAULT NULL,
+                             attempt integer DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -404,11 +408,11 @@ BEGIN
     IF delay < interval '0' THEN
         RAISE EXCEPTION 'delay must not be negative' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN webhook._finish_event(event, false, extract(epoch FROM delay)::float8, error);
+    RETURN webhook._finish_event(event, false, extract(epoch FROM delay)::float8, error, attempt);
 END
 $$;
-COMMENT ON FUNCTION @extschema@.webhook_nack(bigint, interval, text) IS
-    'Fails a read event: read again after delay (NULL: the retry policy''s backoff), or dead after its last attempt; false when no read of it is in flight';
+COMMENT ON FUNCTION @extschema@.webhook_nack(bigint, interval, text, integer) IS
+    'Fails a read event: read again after delay (NULL: the retry policy''s backoff), or dead after its last attempt; false when no read of it (of that attempt, if given) is in flight within its visibility timeout';
 
 CREATE OR REPLACE FUNCTION @extschema@.webhook_set_response(
     workflow uuid,

@@ -49,6 +49,12 @@ pub enum SqlError {
     /// Handlers share their executor's transaction with the batch's others.
     #[error("SET CONSTRAINTS is not allowed in a webhook handler")]
     SetConstraintsInHandler,
+    /// `webhook_read` of a workflow whose handler runs its events.
+    #[error("workflow {0} is not read by applications: its handler runs its events")]
+    NotQueued(String),
+    /// An argument of a queue function out of its range.
+    #[error("{0}")]
+    QueueArgument(String),
     /// A statement of the extension's own failed where PostgreSQL raised no
     /// error of its own (pgrx's SPI layer): a defect, not the user's doing.
     #[error("webhook_ext: {context}: {message}")]
@@ -76,6 +82,8 @@ impl SqlError {
             | SqlError::Verification(_) => ERRCODE_INVALID_PARAMETER_VALUE,
             SqlError::KvSample(_) => ERRCODE_INVALID_TEXT_REPRESENTATION,
             SqlError::EventNotFound(_) => ERRCODE_UNDEFINED_OBJECT,
+            SqlError::NotQueued(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            SqlError::QueueArgument(_) => ERRCODE_INVALID_PARAMETER_VALUE,
             SqlError::ConfigChangesPaced { .. } => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             SqlError::HandlerDropped => ERRCODE_UNDEFINED_FUNCTION,
             SqlError::HandlerNotCallable | SqlError::SetConstraintsInHandler => {
@@ -105,6 +113,8 @@ impl SqlError {
                 "Its turn would come in {wait_secs} s; webhook.max_config_changes_per_second allows {rate} transactions a second."
             ),
             SqlError::EventNotFound(_)
+            | SqlError::NotQueued(_)
+            | SqlError::QueueArgument(_)
             | SqlError::HandlerDropped
             | SqlError::HandlerNotCallable
             | SqlError::HandlerDeadline(_)
@@ -130,6 +140,9 @@ impl SqlError {
                 "Placeholders look like {{order_id}} or {{customer.email}}; a JSON template must be valid JSON, with placeholders as values or inside strings."
             }
             SqlError::EventNotFound(_) => "A role sees only the events of the workflows it owns.",
+            SqlError::NotQueued(_) => {
+                "webhook_set_queue(workflow) makes applications read its events."
+            }
             SqlError::ConfigChangesPaced { .. } => {
                 "Make several changes in one transaction, or wait."
             }
@@ -137,6 +150,7 @@ impl SqlError {
             | SqlError::HandlerNotCallable
             | SqlError::HandlerDeadline(_)
             | SqlError::SetConstraintsInHandler
+            | SqlError::QueueArgument(_)
             | SqlError::Internal { .. } => return None,
         })
     }

@@ -52,7 +52,9 @@ class Reader:
 
     def stop(self) -> str:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            # SIGTERM: a test run in the background ignores SIGINT, and so
+            # would the reader it starts.
+            self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(10)
         self._thread.join(10)
         return self.proc.stderr.read()

@@ -203,3 +203,136 @@ def test_reading_needs_a_queued_workflow_and_sane_arguments(cluster):
     cluster.sql("SELECT webhook_set_queue(%s, false)", (wf,))
     cluster.sql("SELECT webhook_set_response(%s, 'workflow')", (wf,))
     cluster.sql_error("SELECT webhook_set_queue(%s)", (wf,), sqlstate="55000")
+
+
+# --------------------------------------------------------------- held under attack
+def stats_of(c, wf) -> dict:
+    return c.row("SELECT succeeded, failed_attempts, dead FROM webhook.workflow_stats WHERE workflow_id = %s", (wf,))
+
+
+def test_a_failed_attempt_counts_once_however_it_failed(cluster, queued):
+    wf, _ = queued
+    cluster.sql("SELECT webhook_set_retry(%s, 3, '1 hour', '1 hour')", (wf,))
+    [nacked] = post_events(cluster, wf, 1)
+    read(cluster, wf)
+    assert cluster.scalar("SELECT webhook_nack(%s, '0 seconds', 'boom')", (nacked,)) is True
+    assert [e["id"] for e in read(cluster, wf)] == [nacked]  # read again after a nack, not a timeout
+    assert cluster.scalar("SELECT webhook_ack(%s)", (nacked,)) is True
+    assert attempts(cluster, nacked) == [(1, "failed", "boom"), (2, "succeeded", None)]
+    assert stats_of(cluster, wf) == {"succeeded": 1, "failed_attempts": 1, "dead": 0}
+    # A nacked event whose attempts the workflow then lowers goes dead with
+    # the nack's error, its failure counted once.
+    [lowered] = post_events(cluster, wf, 1)
+    read(cluster, wf)
+    assert cluster.scalar("SELECT webhook_nack(%s, '0 seconds', 'upstream 503')", (lowered,)) is True
+    cluster.sql("SELECT webhook_set_retry(%s, 1, '1 hour', '1 hour')", (wf,))
+    assert read(cluster, wf) == []
+    assert cluster.row("SELECT status, error FROM webhook.events WHERE id = %s", (lowered,)) == \
+        {"status": "dead", "error": "upstream 503"}
+    assert stats_of(cluster, wf) == {"succeeded": 1, "failed_attempts": 2, "dead": 1}
+
+
+def test_a_reader_whose_timeout_passed_cannot_finish_another_readers_read(cluster, queued):
+    wf, _ = queued
+    cluster.sql("SELECT webhook_set_retry(%s, 5, '1 hour', '1 hour')", (wf,))
+    [event] = post_events(cluster, wf, 1)
+    [first] = read(cluster, wf, 1, "0.5 seconds")
+    time.sleep(0.8)
+    [second] = read(cluster, wf, 1, "1 hour")
+    assert (first["attempts"], second["attempts"]) == (1, 2)
+    # The first reader, late, naming the attempt it read: its nack and its
+    # ack are refused; the second reader keeps the event hidden.
+    assert cluster.scalar("SELECT webhook_nack(%s, '0 seconds', 'reader 1 gave up', 1)", (event,)) is False
+    assert cluster.scalar("SELECT webhook_ack(%s, 1)", (event,)) is False
+    assert read(cluster, wf, 1, "1 hour") == []
+    assert cluster.scalar("SELECT webhook_ack(%s, 2)", (event,)) is True
+    assert [a[:2] for a in attempts(cluster, event)] == [(1, "timeout"), (2, "succeeded")]
+    # A nack after its own read's timeout, before anyone read the event
+    # again, is refused too: the event is due again.
+    [other] = post_events(cluster, wf, 1)
+    read(cluster, wf, 1, "0.3 seconds")
+    time.sleep(0.5)
+    assert cluster.scalar("SELECT webhook_nack(%s)", (other,)) is False
+    assert cluster.row("SELECT status, attempts FROM webhook.events WHERE id = %s", (other,)) == \
+        {"status": "pending", "attempts": 1}
+
+
+def test_events_read_before_the_queue_is_turned_off_stay_with_their_readers(cluster, queued):
+    wf, side = queued
+    [event] = post_events(cluster, wf, 1)
+    [got] = read(cluster, wf, 1, "2 seconds")
+    cluster.sql("SELECT webhook_set_queue(%s, false)", (wf,))
+    assert cluster.scalar("SELECT webhook_ack(%s, %s)", (event, got["attempts"])) is True
+    time.sleep(3)  # past the timeout: the handler would have run it
+    assert cluster.scalar(f"SELECT count(*) FROM {side}") == 0
+    assert cluster.scalar("SELECT status FROM webhook.events WHERE id = %s", (event,)) == "succeeded"
+
+
+def test_a_handlers_timed_out_attempt_is_not_a_read_to_ack(cluster):
+    handler, _ = hk.create_side_handler(cluster, sleep=2)
+    wf = hk.create_workflow(cluster, handler)
+    try:
+        cluster.sql("SELECT webhook_set_retry(%s, 3, '1 hour', '1 hour')", (wf,))
+        cluster.sql("UPDATE webhook.workflows SET response_timeout = '300 ms' WHERE id = %s", (wf,))
+        [event] = post_events(cluster, wf, 1)
+        hk.wait_for_status(cluster, event, "failed", timeout=15)
+        [(attempt, outcome, _)] = attempts(cluster, event)
+        assert (attempt, outcome) == (1, "timeout")  # positive control
+        cluster.sql("SELECT webhook_set_queue(%s)", (wf,))
+        assert cluster.scalar("SELECT webhook_ack(%s)", (event,)) is False
+        assert cluster.scalar("SELECT status FROM webhook.events WHERE id = %s", (event,)) == "failed"
+    finally:
+        cluster.sql("SELECT webhook_drop_workflow(%s)", (wf,))
+
+
+def test_an_ordered_queued_workflow_hands_out_one_event_at_a_time(cluster, queued):
+    wf, _ = queued
+    cluster.sql("SELECT webhook_set_ordered(%s, true)", (wf,))
+    ids = post_events(cluster, wf, 3)
+    assert [e["id"] for e in read(cluster, wf, 3)] == ids[:1]
+    assert read(cluster, wf, 3) == []
+    assert cluster.scalar("SELECT webhook_ack(%s)", (ids[0],)) is True
+    assert [e["id"] for e in read(cluster, wf, 3)] == ids[1:2]
+
+
+def test_a_tenant_cannot_get_round_the_queues_checks(cluster, uniq):
+    name = uniq("tenant")
+    tenant = make_tenant(cluster, name)
+    try:
+        wf = tenant.create_workflow()
+        tenant.sql("SELECT webhook_set_response(%s, 'workflow')", (wf,))
+        # Not through the column it may update either.
+        tenant.error("UPDATE webhook.workflows SET queued = true WHERE id = %s", (wf,), sqlstate="23514")
+        tenant.sql("SELECT webhook_set_response(%s, 'default')", (wf,))
+        # The internal read checks what webhook_read checks.
+        err = tenant.error("SELECT webhook._read_events(%s, 1, 30)", (wf,), sqlstate="55000")
+        assert err["message"] == f"workflow {wf} is not read by applications: its handler runs its events"
+        tenant.sql("SELECT webhook_set_queue(%s)", (wf,))
+        [event] = post_events(cluster, wf, 1)
+        for qty, vt in ((1, -3600), (2147483647, 1e-6), (1, float("nan")), (1, 43201)):
+            tenant.error("SELECT webhook._read_events(%s, %s, %s)", (wf, qty, vt), sqlstate="22023")
+        assert tenant.scalar("SELECT webhook._read_events(%s, 1, 30)", (wf,)) == [event]  # positive control
+    finally:
+        drop_tenants(cluster, [name])
+
+
+def test_a_snapshot_from_before_an_owner_change_finishes_nothing(cluster, uniq):
+    names = [uniq("alice"), uniq("bob")]
+    alice, bob = (make_tenant(cluster, n) for n in names)
+    try:
+        shared, _ = hk.create_side_handler(cluster)
+        wf = bob.create_workflow(shared)
+        bob.sql("SELECT webhook_set_queue(%s)", (wf,))
+        [event] = post_events(cluster, wf, 1)
+        assert [r["id"] for r in bob.rows("SELECT id FROM webhook_read(%s, 1, '1 hour')", (wf,))] == [event]
+        with bob.connect() as conn:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            conn.execute("SELECT 1").fetchall()  # bob's snapshot, from before
+            assert cluster.scalar("SELECT webhook_reassign_workflows(%s, %s)", (names[1], names[0])) == 1
+            with pytest.raises(psycopg.errors.SerializationFailure):
+                conn.execute("SELECT webhook_nack(%s, '0 s', 'bob was here')", (event,))
+        assert alice.row("SELECT status, error FROM webhook.events WHERE id = %s", (event,)) == \
+            {"status": "pending", "error": None}
+        assert alice.scalar("SELECT webhook_ack(%s)", (event,)) is True
+    finally:
+        drop_tenants(cluster, names)
