@@ -20,7 +20,7 @@ use webhook_core::retry::{AfterFailure, RetryPolicy};
 
 use crate::pg::errors::SqlError;
 use crate::pg::gucs;
-use crate::pg::spi::as_role_with_safe_path;
+use crate::pg::spi::{as_role_with_safe_path, with_settings, ORDERED_INDEX_SCANS};
 use crate::privileged::{extension_owner, require_workflow};
 
 /// Adds outcomes to the caller's own counters row (keyed by its PGPROC
@@ -42,10 +42,12 @@ const OPEN_READ: &str = "no acknowledgement within the visibility timeout";
 
 /// `$1` the workflow, `$2` how many, `$3` the visibility timeout (seconds),
 /// `$4` its attempts in all, `$5` whether it is ordered, `$6` [`OPEN_READ`].
-/// Events whose last attempt is spent go dead first (a bounded number);
-/// then the due ones, oldest due first (an ordered workflow's only when no
-/// earlier one is unfinished, as executors claim them), are hidden and get
-/// their attempt. Returns the ids read, how many went dead, and how many of
+/// Events whose last attempt is spent go dead first (a bounded number,
+/// found through events_retry_due_idx: only events read or run before are
+/// in it); then the due ones, in the order they arrived (through
+/// events_unfinished_idx, passing over those in flight; an ordered
+/// workflow's only when no earlier one is unfinished, as executors claim
+/// them), are hidden and get their attempt. Returns the ids read, how many went dead, and how many of
 /// both had a read that timed out as their last attempt.
 const READ: &str = "
 WITH expired AS (
@@ -63,8 +65,9 @@ WITH expired AS (
            SELECT x.ctid FROM webhook.events x
             WHERE x.workflow_id OPERATOR(pg_catalog.=) $1
               AND x.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
+              AND x.attempts OPERATOR(pg_catalog.>) 0
               AND x.attempts OPERATOR(pg_catalog.>=) $4
-            ORDER BY x.next_attempt_at
+            ORDER BY x.workflow_id, x.next_attempt_at
             LIMIT 1000
               FOR UPDATE OF x SKIP LOCKED))
     RETURNING e.id, e.attempts
@@ -77,7 +80,7 @@ WITH expired AS (
            SELECT FROM webhook.events p
             WHERE p.workflow_id OPERATOR(pg_catalog.=) x.workflow_id
               AND p.next_attempt_at IS NOT NULL AND p.id OPERATOR(pg_catalog.<) x.id))
-     ORDER BY x.next_attempt_at, x.id
+     ORDER BY x.workflow_id, x.id
      LIMIT $2
        FOR UPDATE OF x SKIP LOCKED
 ), read AS (
@@ -260,18 +263,22 @@ mod webhook {
         let max_attempts = i32::try_from(retry_policy(workflow).max_attempts).unwrap_or(i32::MAX);
         let (ids, dead, timed_out) = as_extension_owner(|| {
             Spi::connect_mut(|client| {
-                let rows = client.update(
-                    READ,
-                    Some(1),
-                    &[
-                        DatumWithOid::from(workflow),
-                        DatumWithOid::from(qty),
-                        DatumWithOid::from(visibility_s),
-                        DatumWithOid::from(max_attempts),
-                        DatumWithOid::from(ordered),
-                        DatumWithOid::from(OPEN_READ),
-                    ],
-                )?;
+                // Planned as the index walks above whatever the statistics
+                // say (a queue table's change faster than they do).
+                let rows = with_settings(ORDERED_INDEX_SCANS, || {
+                    client.update(
+                        READ,
+                        Some(1),
+                        &[
+                            DatumWithOid::from(workflow),
+                            DatumWithOid::from(qty),
+                            DatumWithOid::from(visibility_s),
+                            DatumWithOid::from(max_attempts),
+                            DatumWithOid::from(ordered),
+                            DatumWithOid::from(OPEN_READ),
+                        ],
+                    )
+                })?;
                 let row = rows.first();
                 Ok((
                     row.get::<Vec<i64>>(1)?.unwrap_or_default(),
