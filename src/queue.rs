@@ -143,44 +143,54 @@ const MAX_VISIBILITY_S: f64 = 43_200.0;
 /// The most events one read returns.
 const MAX_READ: i32 = 1000;
 
-/// As the caller (row-level security decides, and a tenant's old snapshot
-/// cannot see past an owner change: the row is locked), whether the
-/// workflow is queued and ordered; "does not exist" when the caller does not
-/// see it.
-fn visible_workflow(workflow: pgrx::Uuid) -> (bool, bool) {
-    let row = Spi::get_two_with_args::<bool, bool>(
-        "SELECT w.queued, w.ordered FROM webhook.workflows w
-          WHERE w.id OPERATOR(pg_catalog.=) $1 FOR SHARE",
-        &[DatumWithOid::from(workflow)],
-    );
-    match row {
-        Ok((Some(queued), Some(ordered))) => (queued, ordered),
-        _ => {
-            // Raises the one message for a workflow the caller does not see.
-            require_workflow(workflow, false);
-            SqlError::internal("could not lock the workflow", "it is there").report()
-        }
-    }
+/// What the queue functions need of a workflow, read in one statement.
+struct QueueSettings {
+    queued: bool,
+    ordered: bool,
+    /// Its retry policy within the server's limits.
+    retry: RetryPolicy,
 }
 
-/// The workflow's retry policy within the server's limits.
-fn retry_policy(workflow: pgrx::Uuid) -> RetryPolicy {
-    let row = Spi::get_three_with_args::<i32, f64, f64>(
-        "SELECT w.max_attempts,
-                extract(epoch FROM w.retry_delay)::pg_catalog.float8,
-                extract(epoch FROM w.retry_max_delay)::pg_catalog.float8
-           FROM webhook.workflows w WHERE w.id OPERATOR(pg_catalog.=) $1",
-        &[DatumWithOid::from(workflow)],
-    )
-    .unwrap_or_else(|e| SqlError::internal("could not read the retry policy", e).report());
-    let seconds = |s: Option<f64>| std::time::Duration::from_secs_f64(s.unwrap_or(0.0).max(0.0));
-    RetryPolicy {
-        max_attempts: row.0.unwrap_or(1).max(1) as u32,
-        base_delay: seconds(row.1),
-        max_delay: seconds(row.2),
-        min_delay: std::time::Duration::ZERO,
-    }
-    .within(gucs::retry_limits())
+/// `$1` the workflow; as the caller, so row-level security decides.
+const SETTINGS: &str = "
+SELECT w.queued, w.ordered, w.max_attempts,
+       extract(epoch FROM w.retry_delay)::pg_catalog.float8,
+       extract(epoch FROM w.retry_max_delay)::pg_catalog.float8
+  FROM webhook.workflows w WHERE w.id OPERATOR(pg_catalog.=) $1";
+
+/// The workflow's queue settings as the caller sees them (None: it does not
+/// see it); with `lock`, its row locked so that a tenant's old snapshot
+/// cannot act past an owner change.
+fn queue_settings(workflow: pgrx::Uuid, lock: bool) -> Option<QueueSettings> {
+    let sql = if lock {
+        format!("{SETTINGS} FOR SHARE")
+    } else {
+        SETTINGS.to_string()
+    };
+    // Not read-only: FOR SHARE locks.
+    Spi::connect_mut(|client| {
+        let rows = client.update(&sql, Some(1), &[DatumWithOid::from(workflow)])?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let row = rows.first();
+        let seconds =
+            |s: Option<f64>| std::time::Duration::from_secs_f64(s.unwrap_or(0.0).max(0.0));
+        Ok(Some(QueueSettings {
+            queued: row.get::<bool>(1)?.unwrap_or(false),
+            ordered: row.get::<bool>(2)?.unwrap_or(false),
+            retry: RetryPolicy {
+                max_attempts: row.get::<i32>(3)?.unwrap_or(1).max(1) as u32,
+                base_delay: seconds(row.get::<f64>(4)?),
+                max_delay: seconds(row.get::<f64>(5)?),
+                min_delay: std::time::Duration::ZERO,
+            }
+            .within(gucs::retry_limits()),
+        }))
+    })
+    .unwrap_or_else(|e: pgrx::spi::Error| {
+        SqlError::internal("could not read the workflow", e).report()
+    })
 }
 
 /// Runs `f` as the extension's owner with a pinned search_path.
@@ -247,8 +257,12 @@ mod webhook {
     /// them for `visibility_s` seconds; returns their ids.
     #[pg_extern(volatile)]
     fn _read_events(workflow: pgrx::Uuid, qty: i32, visibility_s: f64) -> Vec<i64> {
-        let (queued, ordered) = visible_workflow(workflow);
-        if !queued {
+        let Some(settings) = queue_settings(workflow, true) else {
+            // Raises the one message for a workflow the caller does not see.
+            require_workflow(workflow, false);
+            SqlError::internal("could not read the workflow", "it vanished").report()
+        };
+        if !settings.queued {
             SqlError::NotQueued(workflow.to_string()).report();
         }
         if !(1..=MAX_READ).contains(&qty) {
@@ -260,7 +274,7 @@ mod webhook {
             )
             .report();
         }
-        let max_attempts = i32::try_from(retry_policy(workflow).max_attempts).unwrap_or(i32::MAX);
+        let max_attempts = i32::try_from(settings.retry.max_attempts).unwrap_or(i32::MAX);
         let (ids, dead, timed_out) = as_extension_owner(|| {
             Spi::connect_mut(|client| {
                 // Planned as the index walks above whatever the statistics
@@ -274,7 +288,7 @@ mod webhook {
                             DatumWithOid::from(qty),
                             DatumWithOid::from(visibility_s),
                             DatumWithOid::from(max_attempts),
-                            DatumWithOid::from(ordered),
+                            DatumWithOid::from(settings.ordered),
                             DatumWithOid::from(OPEN_READ),
                         ],
                     )
@@ -312,9 +326,11 @@ mod webhook {
             ("succeeded", None, "succeeded", None, (1, 0, 0))
         } else {
             let message = Some(error.unwrap_or_else(|| "returned by webhook_nack".to_string()));
-            match retry_policy(workflow)
-                .after_failure(attempt.max(1) as u32, crate::execution::jitter())
-            {
+            // The caller saw the event: it sees its workflow.
+            let retry = queue_settings(workflow, false)
+                .map(|w| w.retry)
+                .unwrap_or_default();
+            match retry.after_failure(attempt.max(1) as u32, crate::execution::jitter()) {
                 AfterFailure::Dead => ("dead", None, "failed", message, (0, 1, 1)),
                 AfterFailure::RetryIn(backoff) => (
                     "failed",
