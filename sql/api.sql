@@ -19,7 +19,8 @@ SELECT w.id,
        w.full_body,
        w.allowed_methods,
        w.created_at,
-       w.updated_at
+       w.updated_at,
+       w.record_type
 FROM webhook.workflows w;
 COMMENT ON VIEW webhook.workflow_overview IS 'Workflows visible to the current role, with their URLs';
 GRANT SELECT ON webhook.workflow_overview TO webhook_admin;
@@ -57,10 +58,12 @@ END
 $$;
 
 -- Checks that a handler can be called with one event: a function or procedure
--- taking webhook.events (or jsonb), not returning a set, that the workflow's
--- owner may call: USAGE on its schema and EXECUTE on it (a handler given by OID
--- would otherwise let a role run another's SECURITY DEFINER function).
-CREATE FUNCTION webhook._check_handler(handler regproc, owner regrole)
+-- taking webhook.events or jsonb, or the workflow's record type alone or after
+-- webhook.events (webhook_set_record_type), not returning a set, that the
+-- workflow's owner may call: USAGE on its schema and EXECUTE on it (a handler
+-- given by OID would otherwise let a role run another's SECURITY DEFINER
+-- function).
+CREATE FUNCTION webhook._check_handler(handler regproc, owner regrole, record_type regtype DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -68,6 +71,8 @@ DECLARE
     example constant text :=
         'For example: CREATE FUNCTION my_handler(event webhook.events) RETURNS jsonb '
         'LANGUAGE sql AS $h$ SELECT event.params $h$; then pass ''my_handler''::regproc.';
+    takes_one boolean;
+    takes_two boolean;
 BEGIN
     IF handler IS NULL THEN
         RAISE EXCEPTION 'handler must not be NULL'
@@ -85,13 +90,24 @@ BEGIN
         RAISE EXCEPTION 'handler % is an aggregate or window function', handler::regprocedure
             USING ERRCODE = 'wrong_object_type', HINT = example;
     END IF;
-    IF proc.pronargs <> 1
-       OR proc.proargtypes[0] NOT IN ('webhook.events'::regtype, 'jsonb'::regtype) THEN
+    takes_one := proc.pronargs = 1
+                 AND (proc.proargtypes[0] IN ('webhook.events'::regtype, 'jsonb'::regtype)
+                      OR proc.proargtypes[0] = coalesce(record_type, 0));
+    takes_two := proc.pronargs = 2
+                 AND proc.proargtypes[0] = 'webhook.events'::regtype
+                 AND proc.proargtypes[1] = coalesce(record_type, 0);
+    IF NOT (takes_one OR takes_two) AND record_type IS NULL THEN
         RAISE EXCEPTION 'handler % must take exactly one argument of type webhook.events or jsonb',
                         handler::regprocedure
             USING ERRCODE = 'invalid_function_definition',
                   DETAIL = format('It takes (%s).', pg_catalog.pg_get_function_arguments(handler)),
                   HINT = example;
+    ELSIF NOT (takes_one OR takes_two) THEN
+        RAISE EXCEPTION 'handler % must take webhook.events, jsonb, the workflow''s record type %, '
+                        'or webhook.events and %', handler::regprocedure, record_type, record_type
+            USING ERRCODE = 'invalid_function_definition',
+                  DETAIL = format('It takes (%s).', pg_catalog.pg_get_function_arguments(handler)),
+                  HINT = format('For example: CREATE FUNCTION my_handler(p %s) ...', record_type);
     END IF;
     IF proc.proretset THEN
         RAISE EXCEPTION 'handler % must not return a set', handler::regprocedure
@@ -105,6 +121,31 @@ BEGIN
                                   'and handlers run as the workflow owner.',
                                   owner, proc.pronamespace::regnamespace),
                   HINT = 'Use a function in a schema the owner can use.';
+    END IF;
+END
+$$;
+
+-- A workflow's record type is a composite type of its own (CREATE TYPE … AS,
+-- not a table's row type) that belongs to the workflow's owner: the extension
+-- alters it as the owner whenever the parameter list changes.
+CREATE FUNCTION webhook._check_record_type(record_type regtype, owner regrole)
+RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    found_type record;
+BEGIN
+    SELECT t.typtype, t.typowner, c.relkind INTO found_type
+      FROM pg_catalog.pg_type t LEFT JOIN pg_catalog.pg_class c ON c.oid = t.typrelid
+     WHERE t.oid = record_type;
+    IF NOT FOUND OR found_type.typtype <> 'c' OR found_type.relkind <> 'c' THEN
+        RAISE EXCEPTION 'type % is not a composite type of its own', record_type
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'webhook_set_record_type(workflow, ''schema.name'') creates one.';
+    END IF;
+    IF found_type.typowner <> owner::oid THEN
+        RAISE EXCEPTION 'type % does not belong to the workflow''s owner %', record_type, owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'webhook_set_record_type(workflow, ''schema.name'') creates one that does.';
     END IF;
 END
 $$;
@@ -138,8 +179,14 @@ BEGIN
         END IF;
         NEW.updated_at := now();
     END IF;
-    IF TG_OP = 'INSERT' OR NEW.handler IS DISTINCT FROM OLD.handler OR NEW.owner IS DISTINCT FROM OLD.owner THEN
-        PERFORM webhook._check_handler(NEW.handler, NEW.owner);
+    IF NEW.record_type IS NOT NULL
+       AND (TG_OP = 'INSERT' OR NEW.record_type IS DISTINCT FROM OLD.record_type
+            OR NEW.owner IS DISTINCT FROM OLD.owner) THEN
+        PERFORM webhook._check_record_type(NEW.record_type, NEW.owner);
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.handler IS DISTINCT FROM OLD.handler OR NEW.owner IS DISTINCT FROM OLD.owner
+       OR NEW.record_type IS DISTINCT FROM OLD.record_type THEN
+        PERFORM webhook._check_handler(NEW.handler, NEW.owner, NEW.record_type);
     END IF;
     PERFORM webhook._check_response_headers(NEW.response_headers);
     IF NEW.response_method = 'custom' THEN
@@ -424,12 +471,16 @@ $$;
 -- Replaces the parameters of one source with an inferred list
 -- (webhook._infer_parameters format), keeping the required flags (and
 -- strictness, nullability and event scopes) of the parameters that remain.
+-- Only the parameters missing from the new list are deleted; the others are
+-- updated in place, so a workflow's record type (webhook_set_record_type)
+-- sees only what really changed: a sample with the same parameters changes
+-- no attribute, even while a handler takes the type.
 CREATE FUNCTION webhook._replace_parameters(workflow uuid, param_source text, inferred jsonb)
 RETURNS SETOF webhook.parameters
 LANGUAGE plpgsql AS $$
 DECLARE
-    kept jsonb;
     others bigint;
+    gone text[];
 BEGIN
     -- The limits first: nothing is deleted for a list that cannot be stored.
     SELECT count(*) INTO others
@@ -438,27 +489,60 @@ BEGIN
     PERFORM webhook._check_parameter_name(i.name)
        FROM jsonb_to_recordset(inferred) AS i (name text)
       WHERE octet_length(i.name) > 256;
-    SELECT coalesce(jsonb_object_agg(p.name, jsonb_build_object(
-               'required', p.required, 'strict', p.strict, 'nullable', p.nullable,
-               'required_for', to_jsonb(p.required_for))), '{}')
-      INTO kept
-      FROM webhook.parameters p
-     WHERE p.workflow_id = workflow AND p.source = param_source;
-    PERFORM webhook._delete_parameters(workflow, param_source);
-    INSERT INTO webhook.parameters (workflow_id, name, source, type, sample, required, position, depth,
-                                    strict, nullable, required_for)
-    SELECT workflow, i.name, param_source, i.type, i.sample,
-           coalesce((kept->i.name->>'required')::boolean, false), i.ord, i.depth,
-           (kept->i.name->>'strict')::boolean,
-           coalesce((kept->i.name->>'nullable')::boolean, true),
-           CASE WHEN jsonb_typeof(kept->i.name->'required_for') = 'array'
-                THEN ARRAY(SELECT jsonb_array_elements_text(kept->i.name->'required_for')) END
+    gone := ARRAY(SELECT p.name FROM webhook.parameters p
+                   WHERE p.workflow_id = workflow AND p.source = param_source
+                     AND NOT EXISTS (SELECT FROM jsonb_to_recordset(inferred) AS i (name text)
+                                      WHERE i.name = p.name));
+    IF cardinality(gone) > 0 THEN
+        PERFORM webhook._delete_parameters(workflow, param_source, gone);
+    END IF;
+    INSERT INTO webhook.parameters AS p (workflow_id, name, source, type, sample, position, depth)
+    SELECT workflow, i.name, param_source, i.type, i.sample, i.ord, i.depth
       FROM ROWS FROM (jsonb_to_recordset(inferred) AS (name text, type text, sample jsonb, depth integer))
-           WITH ORDINALITY AS i (name, type, sample, depth, ord);
+           WITH ORDINALITY AS i (name, type, sample, depth, ord)
+    ON CONFLICT (workflow_id, source, name) DO UPDATE
+       SET type = EXCLUDED.type, sample = EXCLUDED.sample, position = EXCLUDED.position,
+           depth = EXCLUDED.depth
+     WHERE (p.type, p.sample, p.position, p.depth)
+           IS DISTINCT FROM (EXCLUDED.type, EXCLUDED.sample, EXCLUDED.position, EXCLUDED.depth);
     UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
     RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
 END
 $$;
+
+-- Keeps each changed workflow's record type to its parameter list, in the
+-- statement's transaction, however the parameters were written (the API, a
+-- captured sample, plain DML). Runs after the count check (trigger names
+-- sort so), as the caller; src/record_type.rs alters the type as the owner.
+CREATE FUNCTION webhook._parameters_record_sync()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    wf uuid;
+BEGIN
+    FOR wf IN
+        SELECT DISTINCT c.workflow_id FROM changed_rows c
+          JOIN webhook.workflows w ON w.id = c.workflow_id
+         WHERE w.record_type IS NOT NULL
+         ORDER BY 1
+    LOOP
+        PERFORM webhook._sync_record_type(wf);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER parameters_record_after_insert
+    AFTER INSERT ON webhook.parameters
+    REFERENCING NEW TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._parameters_record_sync();
+CREATE TRIGGER parameters_record_after_update
+    AFTER UPDATE ON webhook.parameters
+    REFERENCING NEW TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._parameters_record_sync();
+CREATE TRIGGER parameters_record_after_delete
+    AFTER DELETE ON webhook.parameters
+    REFERENCING OLD TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._parameters_record_sync();
 
 CREATE FUNCTION webhook._normalize_methods(methods text[])
 RETURNS text[]
@@ -1273,6 +1357,105 @@ COMMENT ON FUNCTION webhook_set_full_body(uuid, boolean, text) IS
     '"Full text in Body": the raw request body becomes the single text parameter param_name';
 
 -- ---------------------------------------------------------------------------
+-- Typed records: a composite type per workflow, kept to its parameter list
+-- ---------------------------------------------------------------------------
+
+-- Creates the composite type schema.name for the workflow (as its owner,
+-- who needs CREATE on the schema, and to whom it belongs) and keeps it to the
+-- parameter list from now on: one attribute per top-level parameter, named
+-- and typed by the rules of docs/sql-api.md (*Typed records*). The workflow's
+-- own type again: brought up to date. NULL: no record type (the type stays,
+-- the extension no longer changes it).
+CREATE FUNCTION webhook_set_record_type(workflow uuid, type_name text)
+RETURNS regtype
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+    parts text[];
+    target regtype;
+BEGIN
+    w := webhook._workflow(workflow, true);
+    IF type_name IS NULL THEN
+        UPDATE webhook.workflows x SET record_type = NULL WHERE x.id = workflow;
+        RETURN NULL;
+    END IF;
+    parts := parse_ident(type_name);
+    IF cardinality(parts) <> 2 THEN
+        RAISE EXCEPTION 'type name % must be schema-qualified', quote_literal(type_name)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example: ''public.orders_hook'' (a schema where the workflow''s owner may create types).';
+    END IF;
+    target := to_regtype(format('%I.%I', parts[1], parts[2]));
+    IF target IS NULL OR target IS DISTINCT FROM w.record_type THEN
+        target := webhook._create_record_type(workflow, parts[1], parts[2])::regtype;
+    END IF;
+    UPDATE webhook.workflows x SET record_type = target WHERE x.id = workflow;
+    PERFORM webhook._sync_record_type(workflow);
+    RETURN target;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_record_type(uuid, text) IS
+    'Creates a composite type with one attribute per top-level parameter and keeps it to the parameter list';
+
+-- The event's parameters as a record of rec's type: each attribute holds the
+-- params key it stands for (the workflow's parameter list says which), so
+-- attributes of other names stay NULL. A value that is not of the attribute's
+-- type raises an error naming the parameter, the attribute and the event
+-- (with the SQLSTATE of the failed conversion): in a handler, the event's
+-- attempt fails and the retry policy decides.
+CREATE FUNCTION webhook._event_params(e webhook.events, rec anyelement)
+RETURNS anyelement
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    vals jsonb;
+    keys jsonb;
+    item record;
+    state text;
+    msg text;
+BEGIN
+    IF e.id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT jsonb_object_agg(a.attribute, e.params -> a.name), jsonb_object_agg(a.attribute, a.name)
+      INTO vals, keys
+      FROM (SELECT array_agg(p.name ORDER BY p.source, p.position) AS names,
+                   array_agg(p.source ORDER BY p.source, p.position) AS sources,
+                   array_agg(p.type ORDER BY p.source, p.position) AS types
+              FROM webhook.parameters p
+             WHERE p.workflow_id = e.workflow_id AND p.depth = 0) l,
+           webhook._record_attributes_of(l.names, l.sources, l.types) a
+     WHERE e.params ? a.name;
+    BEGIN
+        RETURN jsonb_populate_record(rec, coalesce(vals, '{}'));
+    EXCEPTION WHEN data_exception THEN
+        -- Which attribute: each alone.
+        FOR item IN SELECT v.key, v.value FROM jsonb_each(vals) v ORDER BY v.key LOOP
+            BEGIN
+                PERFORM jsonb_populate_record(rec, jsonb_build_object(item.key, item.value));
+            EXCEPTION WHEN data_exception THEN
+                GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+                RAISE EXCEPTION 'parameter "%" of event % cannot be attribute "%" of type %: %',
+                                keys->>item.key, e.id, item.key, pg_typeof(rec), msg
+                    USING ERRCODE = state,
+                          DETAIL = format('Its value is %s.', left(item.value::text, 200)),
+                          HINT = 'webhook_set_strict() makes requests whose parameter has another type '
+                              || 'get 400 instead of being stored; webhook_alter_parameter() changes its type.';
+            END;
+        END LOOP;
+        RAISE;
+    END;
+END
+$$;
+
+CREATE FUNCTION webhook_params(event webhook.events, as_type anyelement)
+RETURNS anyelement
+LANGUAGE sql STABLE AS $$
+    SELECT webhook._event_params($1, $2)
+$$;
+COMMENT ON FUNCTION webhook_params(webhook.events, anyelement) IS
+    'The event''s parameters as the given record type, e.g. webhook_params(e, NULL::public.orders_hook)';
+
+-- ---------------------------------------------------------------------------
 -- Responses
 -- ---------------------------------------------------------------------------
 
@@ -1668,6 +1851,7 @@ RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     moved bigint;
+    rt regtype;
 BEGIN
     IF from_role IS NULL OR to_role IS NULL THEN
         RAISE EXCEPTION 'roles must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -1677,6 +1861,15 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Only a superuser may hand workflows to another role.';
     END IF;
+    -- Their record types go with them (a record type belongs to its
+    -- workflow's owner).
+    FOR rt IN
+        SELECT DISTINCT w.record_type FROM webhook.workflows w
+          JOIN pg_catalog.pg_type t ON t.oid = w.record_type
+         WHERE w.owner = from_role AND t.typowner = from_role::oid
+    LOOP
+        EXECUTE format('ALTER TYPE %s OWNER TO %s', rt, to_role);
+    END LOOP;
     UPDATE webhook.workflows w SET owner = to_role WHERE w.owner = from_role;
     GET DIAGNOSTICS moved = ROW_COUNT;
     RETURN moved;

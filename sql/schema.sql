@@ -109,6 +109,10 @@ CREATE TABLE webhook.workflows (
     -- Its events are read by applications (webhook_read, webhook_ack,
     -- webhook_nack) instead of run by its handler (webhook_set_queue).
     queued                boolean     NOT NULL DEFAULT false,
+    -- The composite type the extension keeps to the parameter list
+    -- (webhook_set_record_type): owned by the workflow's owner, one
+    -- attribute per top-level parameter; NULL: none.
+    record_type           regtype,
     CONSTRAINT workflows_retention_check
         CHECK (retain_succeeded > interval '0' AND retain_succeeded <= interval '1000 years'
                AND retain_dead > interval '0' AND retain_dead <= interval '1000 years'),
@@ -487,7 +491,7 @@ GRANT UPDATE (name, handler, enabled, full_body, full_body_param, allowed_method
               delivery_key_window, max_attempts, retry_delay, retry_max_delay, ordered,
               redact_headers, allowed_networks, rate_limit, rate_burst, client_rate_limit,
               client_rate_burst, storage_quota, keep_body, handshake, retain_succeeded, retain_dead,
-              max_events, queued)
+              max_events, queued, record_type)
     ON webhook.workflows TO webhook_admin;
 GRANT SELECT, INSERT, UPDATE (scheme, secrets, options, updated_at)
     ON webhook.verifications TO webhook_admin;

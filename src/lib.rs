@@ -24,6 +24,7 @@ mod ingest;
 mod pg;
 mod privileged;
 mod queue;
+mod record_type;
 mod retention;
 mod sql_api;
 mod sql_helpers;

@@ -505,5 +505,368 @@ BEGIN
 END
 $$;
 
-SELECT webhook._secure_functions();
+-- Typed records: a composite type per workflow kept to its parameter list
+-- (webhook_set_record_type), handlers that take it, webhook_params; a
+-- re-sample now updates the parameters it keeps in place.
+ALTER TABLE webhook.workflows ADD COLUMN record_type regtype;
+GRANT UPDATE (record_type) ON webhook.workflows TO webhook_admin;
 
+CREATE OR REPLACE VIEW webhook.workflow_overview WITH (security_invoker = true) AS
+SELECT w.id,
+       w.name,
+       webhook._workflow_url(w.id) AS url,
+       w.handler,
+       w.owner,
+       w.enabled,
+       w.response_method,
+       w.full_body,
+       w.allowed_methods,
+       w.created_at,
+       w.updated_at,
+       w.record_type
+FROM webhook.workflows w;
+
+DROP FUNCTION webhook._check_handler(regproc, regrole);
+CREATE FUNCTION webhook._check_handler(handler regproc, owner regrole, record_type regtype DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    proc record;
+    example constant text :=
+        'For example: CREATE FUNCTION my_handler(event webhook.events) RETURNS jsonb '
+        'LANGUAGE sql AS $h$ SELECT event.params $h$; then pass ''my_handler''::regproc.';
+    takes_one boolean;
+    takes_two boolean;
+BEGIN
+    IF handler IS NULL THEN
+        RAISE EXCEPTION 'handler must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = example;
+    END IF;
+    SELECT p.prokind, p.pronargs, p.proargtypes, p.proretset, p.pronamespace
+      INTO proc
+      FROM pg_catalog.pg_proc p
+     WHERE p.oid = handler;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'handler function with OID % does not exist', handler::oid
+            USING ERRCODE = 'undefined_function', HINT = example;
+    END IF;
+    IF proc.prokind NOT IN ('f', 'p') THEN
+        RAISE EXCEPTION 'handler % is an aggregate or window function', handler::regprocedure
+            USING ERRCODE = 'wrong_object_type', HINT = example;
+    END IF;
+    takes_one := proc.pronargs = 1
+                 AND (proc.proargtypes[0] IN ('webhook.events'::regtype, 'jsonb'::regtype)
+                      OR proc.proargtypes[0] = coalesce(record_type, 0));
+    takes_two := proc.pronargs = 2
+                 AND proc.proargtypes[0] = 'webhook.events'::regtype
+                 AND proc.proargtypes[1] = coalesce(record_type, 0);
+    IF NOT (takes_one OR takes_two) AND record_type IS NULL THEN
+        RAISE EXCEPTION 'handler % must take exactly one argument of type webhook.events or jsonb',
+                        handler::regprocedure
+            USING ERRCODE = 'invalid_function_definition',
+                  DETAIL = format('It takes (%s).', pg_catalog.pg_get_function_arguments(handler)),
+                  HINT = example;
+    ELSIF NOT (takes_one OR takes_two) THEN
+        RAISE EXCEPTION 'handler % must take webhook.events, jsonb, the workflow''s record type %, '
+                        'or webhook.events and %', handler::regprocedure, record_type, record_type
+            USING ERRCODE = 'invalid_function_definition',
+                  DETAIL = format('It takes (%s).', pg_catalog.pg_get_function_arguments(handler)),
+                  HINT = format('For example: CREATE FUNCTION my_handler(p %s) ...', record_type);
+    END IF;
+    IF proc.proretset THEN
+        RAISE EXCEPTION 'handler % must not return a set', handler::regprocedure
+            USING ERRCODE = 'invalid_function_definition', HINT = example;
+    END IF;
+    IF NOT pg_catalog.has_schema_privilege(owner::oid, proc.pronamespace, 'USAGE')
+       OR NOT pg_catalog.has_function_privilege(owner::oid, handler::oid, 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied to use % as a handler', handler::regprocedure
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Role %s cannot execute it (it needs USAGE on schema %I and EXECUTE on the function), '
+                                  'and handlers run as the workflow owner.',
+                                  owner, proc.pronamespace::regnamespace),
+                  HINT = 'Use a function in a schema the owner can use.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION webhook._check_record_type(record_type regtype, owner regrole)
+RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    found_type record;
+BEGIN
+    SELECT t.typtype, t.typowner, c.relkind INTO found_type
+      FROM pg_catalog.pg_type t LEFT JOIN pg_catalog.pg_class c ON c.oid = t.typrelid
+     WHERE t.oid = record_type;
+    IF NOT FOUND OR found_type.typtype <> 'c' OR found_type.relkind <> 'c' THEN
+        RAISE EXCEPTION 'type % is not a composite type of its own', record_type
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'webhook_set_record_type(workflow, ''schema.name'') creates one.';
+    END IF;
+    IF found_type.typowner <> owner::oid THEN
+        RAISE EXCEPTION 'type % does not belong to the workflow''s owner %', record_type, owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'webhook_set_record_type(workflow, ''schema.name'') creates one that does.';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhook._workflows_before_write()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    may_choose_id boolean;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        -- Only the tables' owner (and superusers), e.g. restoring a dump, may
+        -- choose an id; anyone else would learn from a duplicate-key error
+        -- that another owner's workflow exists.
+        IF NEW.id IS NOT NULL THEN
+            SELECT pg_has_role(current_user, c.relowner, 'USAGE') INTO may_choose_id
+              FROM pg_class c WHERE c.oid = TG_RELID;
+            IF NOT may_choose_id THEN
+                RAISE EXCEPTION 'workflow ids are assigned by webhook_ext'
+                    USING ERRCODE = 'insufficient_privilege',
+                          HINT = 'Leave the id out; webhook_create_workflow() returns the new one.';
+            END IF;
+        END IF;
+        NEW.id := coalesce(NEW.id, gen_random_uuid());
+    ELSE
+        IF NEW.id <> OLD.id THEN
+            RAISE EXCEPTION 'the id of a workflow cannot change'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        NEW.updated_at := now();
+    END IF;
+    IF NEW.record_type IS NOT NULL
+       AND (TG_OP = 'INSERT' OR NEW.record_type IS DISTINCT FROM OLD.record_type
+            OR NEW.owner IS DISTINCT FROM OLD.owner) THEN
+        PERFORM webhook._check_record_type(NEW.record_type, NEW.owner);
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.handler IS DISTINCT FROM OLD.handler OR NEW.owner IS DISTINCT FROM OLD.owner
+       OR NEW.record_type IS DISTINCT FROM OLD.record_type THEN
+        PERFORM webhook._check_handler(NEW.handler, NEW.owner, NEW.record_type);
+    END IF;
+    PERFORM webhook._check_response_headers(NEW.response_headers);
+    IF NEW.response_method = 'custom' THEN
+        PERFORM webhook._check_response_template(coalesce(NEW.response_content_type, 'application/json'),
+                                                 coalesce(NEW.response_body, ''));
+    END IF;
+    IF NEW.failure_content_type IS NOT NULL OR NEW.failure_body IS NOT NULL THEN
+        PERFORM webhook._check_response_template(coalesce(NEW.failure_content_type, 'application/json'),
+                                                 coalesce(NEW.failure_body, ''));
+    END IF;
+    IF NEW.capture_until IS DISTINCT FROM (CASE WHEN TG_OP = 'UPDATE' THEN OLD.capture_until END)
+       AND NEW.capture_until > now() + interval '1 day' THEN
+        RAISE EXCEPTION 'capture window must be positive and at most 1 day'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhook._replace_parameters(workflow uuid, param_source text, inferred jsonb)
+RETURNS SETOF webhook.parameters
+LANGUAGE plpgsql AS $$
+DECLARE
+    others bigint;
+    gone text[];
+BEGIN
+    -- The limits first: nothing is deleted for a list that cannot be stored.
+    SELECT count(*) INTO others
+      FROM webhook.parameters p WHERE p.workflow_id = workflow AND p.source <> param_source;
+    PERFORM webhook._check_parameter_count(workflow, others + jsonb_array_length(inferred));
+    PERFORM webhook._check_parameter_name(i.name)
+       FROM jsonb_to_recordset(inferred) AS i (name text)
+      WHERE octet_length(i.name) > 256;
+    gone := ARRAY(SELECT p.name FROM webhook.parameters p
+                   WHERE p.workflow_id = workflow AND p.source = param_source
+                     AND NOT EXISTS (SELECT FROM jsonb_to_recordset(inferred) AS i (name text)
+                                      WHERE i.name = p.name));
+    IF cardinality(gone) > 0 THEN
+        PERFORM webhook._delete_parameters(workflow, param_source, gone);
+    END IF;
+    INSERT INTO webhook.parameters AS p (workflow_id, name, source, type, sample, position, depth)
+    SELECT workflow, i.name, param_source, i.type, i.sample, i.ord, i.depth
+      FROM ROWS FROM (jsonb_to_recordset(inferred) AS (name text, type text, sample jsonb, depth integer))
+           WITH ORDINALITY AS i (name, type, sample, depth, ord)
+    ON CONFLICT (workflow_id, source, name) DO UPDATE
+       SET type = EXCLUDED.type, sample = EXCLUDED.sample, position = EXCLUDED.position,
+           depth = EXCLUDED.depth
+     WHERE (p.type, p.sample, p.position, p.depth)
+           IS DISTINCT FROM (EXCLUDED.type, EXCLUDED.sample, EXCLUDED.position, EXCLUDED.depth);
+    UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
+    RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
+END
+$$;
+
+CREATE FUNCTION webhook."_record_attributes_of"(
+	"names" TEXT[],
+	"sources" TEXT[],
+	"types" TEXT[]
+) RETURNS TABLE (
+	"name" TEXT, 
+	"attribute" TEXT, 
+	"type" TEXT 
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', '_record_attributes_of_wrapper';
+CREATE FUNCTION webhook."_create_record_type"(
+	"workflow" uuid,
+	"schema" TEXT,
+	"name" TEXT
+) RETURNS oid
+STRICT VOLATILE
+LANGUAGE c
+AS 'MODULE_PATHNAME', '_create_record_type_wrapper';
+CREATE FUNCTION webhook."_sync_record_type"(
+	"workflow" uuid
+) RETURNS void
+STRICT VOLATILE
+LANGUAGE c
+AS 'MODULE_PATHNAME', '_sync_record_type_wrapper';
+
+CREATE FUNCTION webhook._parameters_record_sync()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    wf uuid;
+BEGIN
+    FOR wf IN
+        SELECT DISTINCT c.workflow_id FROM changed_rows c
+          JOIN webhook.workflows w ON w.id = c.workflow_id
+         WHERE w.record_type IS NOT NULL
+         ORDER BY 1
+    LOOP
+        PERFORM webhook._sync_record_type(wf);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER parameters_record_after_insert
+    AFTER INSERT ON webhook.parameters
+    REFERENCING NEW TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._parameters_record_sync();CREATE TRIGGER parameters_record_after_update
+    AFTER UPDATE ON webhook.parameters
+    REFERENCING NEW TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._parameters_record_sync();
+CREATE TRIGGER parameters_record_after_delete
+    AFTER DELETE ON webhook.parameters
+    REFERENCING OLD TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._parameters_record_sync();
+
+CREATE FUNCTION @extschema@.webhook_set_record_type(workflow uuid, type_name text)
+RETURNS regtype
+LANGUAGE plpgsql AS $$
+DECLARE
+    w webhook.workflows;
+    parts text[];
+    target regtype;
+BEGIN
+    w := webhook._workflow(workflow, true);
+    IF type_name IS NULL THEN
+        UPDATE webhook.workflows x SET record_type = NULL WHERE x.id = workflow;
+        RETURN NULL;
+    END IF;
+    parts := parse_ident(type_name);
+    IF cardinality(parts) <> 2 THEN
+        RAISE EXCEPTION 'type name % must be schema-qualified', quote_literal(type_name)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example: ''public.orders_hook'' (a schema where the workflow''s owner may create types).';
+    END IF;
+    target := to_regtype(format('%I.%I', parts[1], parts[2]));
+    IF target IS NULL OR target IS DISTINCT FROM w.record_type THEN
+        target := webhook._create_record_type(workflow, parts[1], parts[2])::regtype;
+    END IF;
+    UPDATE webhook.workflows x SET record_type = target WHERE x.id = workflow;
+    PERFORM webhook._sync_record_type(workflow);
+    RETURN target;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.webhook_set_record_type(uuid, text) IS
+    'Creates a composite type with one attribute per top-level parameter and keeps it to the parameter list';
+
+CREATE FUNCTION webhook._event_params(e webhook.events, rec anyelement)
+RETURNS anyelement
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    vals jsonb;
+    keys jsonb;
+    item record;
+    state text;
+    msg text;
+BEGIN
+    IF e.id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT jsonb_object_agg(a.attribute, e.params -> a.name), jsonb_object_agg(a.attribute, a.name)
+      INTO vals, keys
+      FROM (SELECT array_agg(p.name ORDER BY p.source, p.position) AS names,
+                   array_agg(p.source ORDER BY p.source, p.position) AS sources,
+                   array_agg(p.type ORDER BY p.source, p.position) AS types
+              FROM webhook.parameters p
+             WHERE p.workflow_id = e.workflow_id AND p.depth = 0) l,
+           webhook._record_attributes_of(l.names, l.sources, l.types) a
+     WHERE e.params ? a.name;
+    BEGIN
+        RETURN jsonb_populate_record(rec, coalesce(vals, '{}'));
+    EXCEPTION WHEN data_exception THEN
+        -- Which attribute: each alone.
+        FOR item IN SELECT v.key, v.value FROM jsonb_each(vals) v ORDER BY v.key LOOP
+            BEGIN
+                PERFORM jsonb_populate_record(rec, jsonb_build_object(item.key, item.value));
+            EXCEPTION WHEN data_exception THEN
+                GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+                RAISE EXCEPTION 'parameter "%" of event % cannot be attribute "%" of type %: %',
+                                keys->>item.key, e.id, item.key, pg_typeof(rec), msg
+                    USING ERRCODE = state,
+                          DETAIL = format('Its value is %s.', left(item.value::text, 200)),
+                          HINT = 'webhook_set_strict() makes requests whose parameter has another type '
+                              || 'get 400 instead of being stored; webhook_alter_parameter() changes its type.';
+            END;
+        END LOOP;
+        RAISE;
+    END;
+END
+$$;
+
+CREATE FUNCTION @extschema@.webhook_params(event webhook.events, as_type anyelement)
+RETURNS anyelement
+LANGUAGE sql STABLE AS $$
+    SELECT webhook._event_params($1, $2)
+$$;
+COMMENT ON FUNCTION @extschema@.webhook_params(webhook.events, anyelement) IS
+    'The event''s parameters as the given record type, e.g. webhook_params(e, NULL::public.orders_hook)';
+
+CREATE OR REPLACE FUNCTION @extschema@.webhook_reassign_workflows(from_role regrole, to_role regrole)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    moved bigint;
+    rt regtype;
+BEGIN
+    IF from_role IS NULL OR to_role IS NULL THEN
+        RAISE EXCEPTION 'roles must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = current_user AND r.rolsuper) THEN
+        RAISE EXCEPTION 'permission denied to reassign workflows'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Only a superuser may hand workflows to another role.';
+    END IF;
+    -- Their record types go with them (a record type belongs to its
+    -- workflow's owner).
+    FOR rt IN
+        SELECT DISTINCT w.record_type FROM webhook.workflows w
+          JOIN pg_catalog.pg_type t ON t.oid = w.record_type
+         WHERE w.owner = from_role AND t.typowner = from_role::oid
+    LOOP
+        EXECUTE format('ALTER TYPE %s OWNER TO %s', rt, to_role);
+    END LOOP;
+    UPDATE webhook.workflows w SET owner = to_role WHERE w.owner = from_role;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    RETURN moved;
+END
+$$;
+
+SELECT webhook._secure_functions();

@@ -173,7 +173,9 @@ struct WorkflowDefinition {
     handler_name: Option<String>,
     handler_kind: Option<String>,
     handler_returns: Option<String>,
-    handler_takes_jsonb: Option<bool>,
+    handler_takes: Option<String>,
+    record_type: Option<String>,
+    record_type_relation: Option<i64>,
     parameters: Vec<ParameterDefinition>,
     owner_search_path: Option<String>,
     handler_callable: Option<bool>,
@@ -418,10 +420,22 @@ fn workflow(id: Uuid, d: WorkflowDefinition) -> Option<Workflow> {
             Err(HandlerUnavailable::NotCallableByOwner)
         }
         (Some(name), Some(kind)) => {
-            let arg = if d.handler_takes_jsonb == Some(true) {
-                format!("pg_catalog.to_jsonb({})", event_row_sql())
-            } else {
-                event_row_sql().to_string()
+            let event = event_row_sql();
+            // The record, by the type's name: a rename of the type is a
+            // relcache invalidation of its relation, watched so that this
+            // statement is made again (src/pg/invalidation.rs).
+            let record =
+                |type_name: &str| format!("webhook._event_params({event}, NULL::{type_name})");
+            if let Some(relation) = d.record_type_relation {
+                crate::pg::invalidation::watch_record_type(relation as u32);
+            }
+            let arg = match (d.handler_takes.as_deref(), d.record_type.as_deref()) {
+                (Some("jsonb"), _) => format!("pg_catalog.to_jsonb({event})"),
+                (Some("record"), Some(type_name)) => record(type_name),
+                (Some("event_record"), Some(type_name)) => {
+                    format!("{event}, {}", record(type_name))
+                }
+                _ => event.to_string(),
             };
             let sql = if kind == "p" {
                 format!("CALL {name}({arg})")

@@ -55,6 +55,14 @@ pub enum SqlError {
     /// An argument of a queue function out of its range.
     #[error("{0}")]
     QueueArgument(String),
+    /// A parameter change would drop or retype attributes of a workflow's
+    /// record type while functions take it (src/record_type.rs).
+    #[error("cannot drop or retype attributes of type {type_name} while a function takes it")]
+    RecordTypeInUse {
+        type_name: String,
+        attributes: Vec<String>,
+        functions: Vec<String>,
+    },
     /// A statement of the extension's own failed where PostgreSQL raised no
     /// error of its own (pgrx's SPI layer): a defect, not the user's doing.
     #[error("webhook_ext: {context}: {message}")]
@@ -90,6 +98,7 @@ impl SqlError {
                 ERRCODE_INSUFFICIENT_PRIVILEGE
             }
             SqlError::HandlerDeadline(_) => ERRCODE_QUERY_CANCELED,
+            SqlError::RecordTypeInUse { .. } => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
             SqlError::Internal { .. } => ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -111,6 +120,18 @@ impl SqlError {
             }
             SqlError::ConfigChangesPaced { wait_secs, rate } => format!(
                 "Its turn would come in {wait_secs} s; webhook.max_config_changes_per_second allows {rate} transactions a second."
+            ),
+            SqlError::RecordTypeInUse {
+                attributes,
+                functions,
+                ..
+            } => format!(
+                "The parameter change would drop or retype {} {}; {} {} {} the type.",
+                if attributes.len() == 1 { "attribute" } else { "attributes" },
+                attributes.join(", "),
+                if functions.len() == 1 { "function" } else { "functions" },
+                functions.join(", "),
+                if functions.len() == 1 { "takes or returns" } else { "take or return" },
             ),
             SqlError::EventNotFound(_)
             | SqlError::NotQueued(_)
@@ -145,6 +166,9 @@ impl SqlError {
             }
             SqlError::ConfigChangesPaced { .. } => {
                 "Make several changes in one transaction, or wait."
+            }
+            SqlError::RecordTypeInUse { .. } => {
+                "Keep those parameters as they are, or first change or drop the functions (a handler may take webhook.events or jsonb instead: webhook_set_handler)."
             }
             SqlError::HandlerDropped
             | SqlError::HandlerNotCallable

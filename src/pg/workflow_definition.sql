@@ -35,8 +35,16 @@ SELECT pg_catalog.jsonb_build_object(
                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.proname::pg_catalog.text),
        'handler_kind', p.prokind::pg_catalog.text,
        'handler_returns', t.typname::pg_catalog.text,
-       'handler_takes_jsonb',
-           p.proargtypes[0] OPERATOR(pg_catalog.=) 'pg_catalog.jsonb'::pg_catalog.regtype::pg_catalog.oid,
+       -- What the handler takes: the event (webhook.events), its jsonb, the
+       -- workflow's record type, or the event and the record.
+       'handler_takes',
+           CASE WHEN p.pronargs OPERATOR(pg_catalog.=) 2 THEN 'event_record'
+                WHEN p.proargtypes[0] OPERATOR(pg_catalog.=) 'pg_catalog.jsonb'::pg_catalog.regtype::pg_catalog.oid
+                    THEN 'jsonb'
+                WHEN p.proargtypes[0] OPERATOR(pg_catalog.=) w.record_type::pg_catalog.oid THEN 'record'
+                ELSE 'event' END,
+       'record_type', pg_catalog.format_type(rt.oid, NULL),
+       'record_type_relation', rt.typrelid::pg_catalog.int8,
        'parameters',
            (SELECT COALESCE(
                        pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
@@ -87,4 +95,5 @@ SELECT pg_catalog.jsonb_build_object(
   LEFT JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) w.handler
   LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
   LEFT JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) p.prorettype
+  LEFT JOIN pg_catalog.pg_type rt ON rt.oid OPERATOR(pg_catalog.=) w.record_type::pg_catalog.oid
  WHERE w.id OPERATOR(pg_catalog.=) $1

@@ -156,7 +156,8 @@ def test_an_update_from_the_first_release_keeps_the_data_serves_it_and_matches_a
     # as the listener serves again).
     # Columns the update added hold their defaults; the others are as they were.
     after = rows(c)
-    added = {"workflows": {"retain_succeeded": None, "retain_dead": None, "max_events": None, "queued": False}}
+    added = {"workflows": {"retain_succeeded": None, "retain_dead": None, "max_events": None, "queued": False,
+                           "record_type": None}}
     for table, new_columns in added.items():
         assert [{k: r[k] for k in new_columns} for r in after[table]] == [new_columns] * len(after[table])
         after[table] = [{k: v for k, v in r.items() if k not in new_columns} for r in after[table]]
@@ -185,6 +186,16 @@ def test_an_update_from_the_first_release_keeps_the_data_serves_it_and_matches_a
                   "ORDER BY source, position", (ids["capture"],)) == \
         [{"source": "body", "name": "sku"}, {"source": "header", "name": "accept-encoding"},
          {"source": "header", "name": "content-type"}]
+    # A workflow of the first release gets a typed record on the updated
+    # install, kept to its parameter list from then on.
+    c.sql("CREATE SCHEMA hooks")
+    c.sql("SELECT webhook_set_record_type(%s, 'hooks.capture_hook')", (ids["capture"],))
+    attributes = "SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute " \
+                 "WHERE attrelid = 'hooks.capture_hook'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+    assert [(a["attname"], a["type"]) for a in c.rows(attributes)] == \
+        [("sku", "text"), ("accept_encoding", "text"), ("content_type", "text")]
+    c.sql("SELECT count(*) FROM webhook_sample_from_json(%s, '{\"sku\": \"X-1\", \"qty\": 2}')", (ids["capture"],))
+    assert [(a["attname"], a["type"]) for a in c.rows(attributes)][-1] == ("qty", "numeric")
     assert wait_for_status(c, ids["pending"], "succeeded")["attempts"] == 1
     assert wait_for_status(c, ids["failed"], "succeeded")["attempts"] == 2
     replayed = c.scalar("SELECT webhook_replay(%s)", (ids["dead"],))

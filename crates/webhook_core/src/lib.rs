@@ -22,6 +22,7 @@ pub mod kv;
 pub mod lookup;
 pub mod metrics;
 pub mod quota;
+pub mod record;
 pub mod request;
 pub mod retry;
 pub mod route;
