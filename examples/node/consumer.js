@@ -41,14 +41,19 @@ function options(argv) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // The application's work for one event, in the transaction that acks it.
-// Here: what an order webhook's parameters say, and a pause long enough to
-// see the reader at work (--work-seconds).
+// Here: the order it is about and the names of its parameters, after a pause
+// long enough to see the reader at work (--work-seconds).
 async function handle(client, event, opts) {
   await sleep(opts.workSeconds * 1000);
   if (event.params.fail) {
     throw new Error(`cannot handle order ${event.params.order_id}`);
   }
-  return { event_id: Number(event.id), order_id: event.params.order_id, attempt: event.attempts };
+  return {
+    event_id: Number(event.id),
+    order_id: event.params.order_id,
+    attempt: event.attempts,
+    keys: Object.keys(event.params).sort(),
+  };
 }
 
 async function main() {

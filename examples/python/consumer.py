@@ -28,13 +28,14 @@ IDLE_WAIT_SECONDS = 5.0
 
 def handle(conn: psycopg.Connection, event: dict) -> dict:
     """The application's work for one event, in the transaction that acks
-    it. Here: what an order webhook's parameters say, and a pause long
-    enough to see the reader at work (--work-seconds)."""
+    it. Here: the order it is about and the names of its parameters, after
+    a pause long enough to see the reader at work (--work-seconds)."""
     params = event["params"]
     time.sleep(ARGS.work_seconds)
     if params.get("fail"):
         raise ValueError(f"cannot handle order {params.get('order_id')}")
-    return {"event_id": event["id"], "order_id": params.get("order_id"), "attempt": event["attempts"]}
+    return {"event_id": event["id"], "order_id": params.get("order_id"), "attempt": event["attempts"],
+            "keys": sorted(params)}
 
 
 def read_batch(conn: psycopg.Connection, workflow: str) -> list[dict]:

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+import corpuskit
 import hookkit as hk
 from tenantkit import make_tenant, drop_tenants
 
@@ -147,3 +148,35 @@ def test_an_event_the_reader_cannot_handle_is_retried_then_dead(cluster, tenant,
     assert [(r["attempt"], r["outcome"], r["message"]) for r in cluster.rows(
         "SELECT attempt, outcome, message FROM webhook.attempts WHERE event_id = %s ORDER BY attempt", (bad_id,))] == \
         [(1, "failed", "cannot handle order C-bad"), (2, "failed", "cannot handle order C-bad")]
+
+
+# Published deliveries of several providers, JSON and form bodies, objects
+# and a top-level array (tests/e2e/corpus).
+REAL_DELIVERIES = [("github", "push_new_branch"), ("shopify", "orders_create_test_notification"),
+                   ("slack", "event_callback_app_mention"), ("slack", "slash_command_weather"),
+                   ("paddle", "customer_created"), ("pagerduty", "service_updated"),
+                   ("sendgrid", "event_batch_docs"), ("linear", "comment_create"), ("mailgun", "accepted")]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_reader_takes_the_providers_real_deliveries_each_once(cluster, tenant, language):
+    wf = queued_workflow(cluster, tenant)
+    sent = {}
+    for provider, name in REAL_DELIVERIES:
+        r = corpuskit.send(cluster, wf, corpuskit.load(provider, name))
+        assert r.status_code == 200, (provider, name, r.text)
+        sent[r.json()["event_id"]] = f"{provider}/{name}"
+    reader = Reader(language, cluster, tenant.name, wf, "--batch", "4")
+    try:
+        hk.wait_until(lambda: len(reader.done) >= len(sent), timeout=30, what="every delivery handled")
+    finally:
+        errors = reader.stop()
+    assert sorted(d["event_id"] for d in reader.done) == sorted(sent), (reader.done, errors)
+    # The reader saw each event's parameters as stored.
+    stored = {r["id"]: sorted(r["keys"]) for r in cluster.rows(
+        "SELECT id, ARRAY(SELECT jsonb_object_keys(params)) AS keys FROM webhook.events WHERE workflow_id = %s",
+        (wf,))}
+    assert {d["event_id"]: d["keys"] for d in reader.done} == stored
+    assert stored[min(sent)] == sorted(corpuskit.load("github", "push_new_branch").body)
+    assert cluster.scalar("SELECT array_agg(DISTINCT status) FROM webhook.events WHERE workflow_id = %s",
+                          (wf,)) == ["succeeded"]
