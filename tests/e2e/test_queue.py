@@ -161,7 +161,19 @@ def test_only_the_owner_reads_and_finishes_its_events(cluster, uniq):
             {"status": "pending", "attempts": 1}
         assert [r["id"] for r in alice.rows("SELECT id FROM webhook_read(%s)", (wf,))] == [event]
         assert alice.scalar("SELECT webhook_ack(%s)", (event,)) is True
+
+        # An application's login role that is a member of the owner role
+        # reads as the owner after SET ROLE, as it would query the tables.
+        [second] = post_events(cluster, wf, 1)
+        cluster.sql(f'CREATE ROLE "{names[0]}_app" LOGIN IN ROLE "{names[0]}"')
+        with cluster.connect(user=f"{names[0]}_app") as app:
+            with pytest.raises(psycopg.errors.UndefinedObject):
+                app.execute("SELECT * FROM webhook_read(%s)", (wf,))
+            app.execute(f'SET ROLE "{names[0]}"')
+            assert [r[0] for r in app.execute("SELECT id FROM webhook_read(%s)", (wf,))] == [second]
+            assert app.execute("SELECT webhook_ack(%s)", (second,)).fetchone()[0] is True
     finally:
+        cluster.sql(f'DROP ROLE IF EXISTS "{names[0]}_app"')
         drop_tenants(cluster, names)
 
 
