@@ -308,8 +308,8 @@ def test_an_ordered_queued_workflow_hands_out_one_event_at_a_time(cluster, queue
 
 
 def test_a_tenant_cannot_get_round_the_queues_checks(cluster, uniq):
-    name = uniq("tenant")
-    tenant = make_tenant(cluster, name)
+    name, other_name = uniq("tenant"), uniq("tenant")
+    tenant, other = make_tenant(cluster, name), make_tenant(cluster, other_name)
     try:
         wf = tenant.create_workflow()
         tenant.sql("SELECT webhook_set_response(%s, 'workflow')", (wf,))
@@ -324,8 +324,19 @@ def test_a_tenant_cannot_get_round_the_queues_checks(cluster, uniq):
         for qty, vt in ((1, -3600), (2147483647, 1e-6), (1, float("nan")), (1, 43201)):
             tenant.error("SELECT webhook._read_events(%s, %s, %s)", (wf, qty, vt), sqlstate="22023")
         assert tenant.scalar("SELECT webhook._read_events(%s, 1, 30)", (wf,)) == [event]  # positive control
+        # The internal finish: another tenant's event does not exist for it;
+        # the owner's own call is held to what webhook_nack does (a negative
+        # delay is none, not a due time in the past that jumps the queue).
+        err = other.error("SELECT webhook._finish_event(%s, true, NULL, NULL, NULL)", (event,), sqlstate="42704")
+        assert err["message"] == f"event {event} does not exist"
+        assert cluster.scalar("SELECT status FROM webhook.events WHERE id = %s", (event,)) == "pending"
+        assert tenant.scalar("SELECT webhook._finish_event(%s, false, -86400, 'x', NULL)", (event,)) is True
+        row = cluster.row("SELECT status, next_attempt_at >= now() - interval '1 second' AS not_in_the_past "
+                          "FROM webhook.events WHERE id = %s", (event,))
+        assert row == {"status": "failed", "not_in_the_past": True}
+        assert tenant.scalar("SELECT webhook._finish_event(%s, true, NULL, NULL, NULL)", (event,)) is False
     finally:
-        drop_tenants(cluster, [name])
+        drop_tenants(cluster, [name, other_name])
 
 
 def test_a_snapshot_from_before_an_owner_change_finishes_nothing(cluster, uniq):
