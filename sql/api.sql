@@ -472,10 +472,13 @@ $$;
 -- (webhook._infer_parameters format), keeping the required flags (and
 -- strictness, nullability and event scopes) of the parameters that remain.
 -- Only the parameters missing from the new list are deleted; the others are
--- updated in place, so a workflow's record type (webhook_set_record_type)
--- sees only what really changed: a sample with the same parameters changes
--- no attribute, even while a handler takes the type.
-CREATE FUNCTION webhook._replace_parameters(workflow uuid, param_source text, inferred jsonb)
+-- updated in place. Then the workflow's record type (webhook_set_record_type)
+-- is brought to the new list (unless sync_record is false: a captured sample
+-- replaces several sources, then brings the type to the whole new list once),
+-- so a sample with the same parameters changes no attribute, even while a
+-- handler takes the type.
+CREATE FUNCTION webhook._replace_parameters(workflow uuid, param_source text, inferred jsonb,
+                                            sync_record boolean DEFAULT true)
 RETURNS SETOF webhook.parameters
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -506,43 +509,12 @@ BEGIN
      WHERE (p.type, p.sample, p.position, p.depth)
            IS DISTINCT FROM (EXCLUDED.type, EXCLUDED.sample, EXCLUDED.position, EXCLUDED.depth);
     UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
+    IF sync_record THEN
+        PERFORM webhook._sync_record_type(workflow);
+    END IF;
     RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
 END
 $$;
-
--- Keeps each changed workflow's record type to its parameter list, in the
--- statement's transaction, however the parameters were written (the API, a
--- captured sample, plain DML). Runs after the count check (trigger names
--- sort so), as the caller; src/record_type.rs alters the type as the owner.
-CREATE FUNCTION webhook._parameters_record_sync()
-RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    wf uuid;
-BEGIN
-    FOR wf IN
-        SELECT DISTINCT c.workflow_id FROM changed_rows c
-          JOIN webhook.workflows w ON w.id = c.workflow_id
-         WHERE w.record_type IS NOT NULL
-         ORDER BY 1
-    LOOP
-        PERFORM webhook._sync_record_type(wf);
-    END LOOP;
-    RETURN NULL;
-END
-$$;
-CREATE TRIGGER parameters_record_after_insert
-    AFTER INSERT ON webhook.parameters
-    REFERENCING NEW TABLE AS changed_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION webhook._parameters_record_sync();
-CREATE TRIGGER parameters_record_after_update
-    AFTER UPDATE ON webhook.parameters
-    REFERENCING NEW TABLE AS changed_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION webhook._parameters_record_sync();
-CREATE TRIGGER parameters_record_after_delete
-    AFTER DELETE ON webhook.parameters
-    REFERENCING OLD TABLE AS changed_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION webhook._parameters_record_sync();
 
 CREATE FUNCTION webhook._normalize_methods(methods text[])
 RETURNS text[]
@@ -866,6 +838,7 @@ BEGIN
                 ELSE array_length(string_to_array($2, '.'), 1) - 1 END
       FROM webhook.parameters p WHERE p.workflow_id = workflow;
     UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
+    PERFORM webhook._sync_record_type(workflow);
     RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
 END
 $$;
@@ -904,6 +877,7 @@ BEGIN
     src := webhook._parameter_source(workflow, $2, $3);
     PERFORM webhook._delete_parameters(workflow, src, ARRAY[$2]);
     UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
+    PERFORM webhook._sync_record_type(workflow);
     RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
 END
 $$;
@@ -928,6 +902,7 @@ BEGIN
            strict = coalesce($7, p.strict)
      WHERE p.workflow_id = workflow AND p.source = src AND p.name = $2;
     UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
+    PERFORM webhook._sync_record_type(workflow);
     RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
 END
 $$;
@@ -1349,6 +1324,7 @@ BEGIN
         PERFORM webhook._delete_parameters(workflow, 'body', ARRAY[w.full_body_param])
            FROM webhook.workflows w WHERE w.id = workflow AND w.full_body;
         UPDATE webhook.workflows w SET full_body = false WHERE w.id = workflow;
+        PERFORM webhook._sync_record_type(workflow);
     END IF;
     RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
 END
@@ -1361,11 +1337,14 @@ COMMENT ON FUNCTION webhook_set_full_body(uuid, boolean, text) IS
 -- ---------------------------------------------------------------------------
 
 -- Creates the composite type schema.name for the workflow (as its owner,
--- who needs CREATE on the schema, and to whom it belongs) and keeps it to the
--- parameter list from now on: one attribute per top-level parameter, named
--- and typed by the rules of docs/sql-api.md (*Typed records*). The workflow's
--- own type again: brought up to date. NULL: no record type (the type stays,
--- the extension no longer changes it).
+-- who needs CREATE on the schema, and to whom it belongs; no other role may
+-- use it unless the owner grants USAGE) and keeps it to the parameter list
+-- from now on: one attribute per top-level parameter, named and typed by the
+-- rules of docs/sql-api.md (*Typed records*). The parameter functions bring
+-- it up to date in their own transaction (webhook._sync_record_type); plain
+-- DML on webhook.parameters does not, nor does a restore. The workflow's own
+-- type again: brought up to date. NULL: no record type (the type stays, the
+-- extension no longer changes it).
 CREATE FUNCTION webhook_set_record_type(workflow uuid, type_name text)
 RETURNS regtype
 LANGUAGE plpgsql AS $$
@@ -1384,6 +1363,11 @@ BEGIN
         RAISE EXCEPTION 'type name % must be schema-qualified', quote_literal(type_name)
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'For example: ''public.orders_hook'' (a schema where the workflow''s owner may create types).';
+    END IF;
+    IF parts[1] LIKE 'pg\_temp%' OR parts[1] LIKE 'pg\_toast%' THEN
+        RAISE EXCEPTION 'a record type cannot be in schema %', parts[1]
+            USING ERRCODE = 'invalid_schema_name',
+                  HINT = 'It outlives the session: use a schema of the workflow''s owner.';
     END IF;
     target := to_regtype(format('%I.%I', parts[1], parts[2]));
     IF target IS NULL OR target IS DISTINCT FROM w.record_type THEN
@@ -1418,9 +1402,9 @@ BEGIN
     END IF;
     SELECT jsonb_object_agg(a.attribute, e.params -> a.name), jsonb_object_agg(a.attribute, a.name)
       INTO vals, keys
-      FROM (SELECT array_agg(p.name ORDER BY p.source, p.position) AS names,
-                   array_agg(p.source ORDER BY p.source, p.position) AS sources,
-                   array_agg(p.type ORDER BY p.source, p.position) AS types
+      FROM (SELECT array_agg(p.name ORDER BY p.source, p.position, p.name) AS names,
+                   array_agg(p.source ORDER BY p.source, p.position, p.name) AS sources,
+                   array_agg(p.type ORDER BY p.source, p.position, p.name) AS types
               FROM webhook.parameters p
              WHERE p.workflow_id = e.workflow_id AND p.depth = 0) l,
            webhook._record_attributes_of(l.names, l.sources, l.types) a
@@ -1862,11 +1846,15 @@ BEGIN
                   HINT = 'Only a superuser may hand workflows to another role.';
     END IF;
     -- Their record types go with them (a record type belongs to its
-    -- workflow's owner).
+    -- workflow's owner), whoever owns them now (REASSIGN OWNED may have moved
+    -- them already); one that was dropped is no longer the workflow's.
+    UPDATE webhook.workflows w SET record_type = NULL
+     WHERE w.owner = from_role AND w.record_type IS NOT NULL
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_type t WHERE t.oid = w.record_type);
     FOR rt IN
         SELECT DISTINCT w.record_type FROM webhook.workflows w
           JOIN pg_catalog.pg_type t ON t.oid = w.record_type
-         WHERE w.owner = from_role AND t.typowner = from_role::oid
+         WHERE w.owner = from_role AND t.typowner <> to_role::oid
     LOOP
         EXECUTE format('ALTER TYPE %s OWNER TO %s', rt, to_role);
     END LOOP;

@@ -6,7 +6,10 @@
 //! and which `ALTER TYPE` steps: webhook_core::record.
 //!
 //! Each function first finds the workflow *as the caller* (row-level
-//! security decides), as src/privileged.rs does.
+//! security decides), as src/privileged.rs does. The parameter functions of
+//! sql/api.sql and the listener storing a captured sample call
+//! `_sync_record_type` once their change is made; plain DML on
+//! webhook.parameters (and so a restore) changes no type.
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -38,7 +41,7 @@ fn desired_attributes(workflow: pgrx::Uuid) -> Vec<record::Attribute> {
                 "SELECT p.name, p.source, p.type, p.depth FROM webhook.parameters p
                   WHERE p.workflow_id OPERATOR(pg_catalog.=) $1
                     AND p.depth OPERATOR(pg_catalog.=) 0
-                  ORDER BY p.source, p.position",
+                  ORDER BY p.source, p.position, p.name",
                 None,
                 &[DatumWithOid::from(workflow)],
             )?
@@ -80,8 +83,11 @@ fn current_type(workflow: pgrx::Uuid) -> Option<CurrentType> {
                   WHERE w.id OPERATOR(pg_catalog.=) $1 AND t.typtype OPERATOR(pg_catalog.=) 'c'",
                 None,
                 &[DatumWithOid::from(workflow)],
-            )?
-            .first();
+            )?;
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let found = found.first();
         let Some(oid) = found.get::<i64>(1)? else {
             return Ok(None);
         };
@@ -182,8 +188,13 @@ mod webhook {
             record::quote_ident(schema),
             record::quote_ident(name)
         );
+        // USAGE only for the owner (and whom it grants): another role's
+        // function taking the type would hold up its drops and retypes.
         as_role_with_safe_path(owner, || {
             ok_or_raise(Spi::run(&format!("CREATE TYPE {qualified} AS ()")));
+            ok_or_raise(Spi::run(&format!(
+                "REVOKE ALL ON TYPE {qualified} FROM PUBLIC"
+            )));
         });
         let oid = ok_or_raise(Spi::get_one_with_args::<i64>(
             "SELECT pg_catalog.to_regtype($1)::pg_catalog.oid::pg_catalog.int8",

@@ -507,7 +507,8 @@ $$;
 
 -- Typed records: a composite type per workflow kept to its parameter list
 -- (webhook_set_record_type), handlers that take it, webhook_params; a
--- re-sample now updates the parameters it keeps in place.
+-- re-sample now updates the parameters it keeps in place, and the parameter
+-- functions bring the record type up to date.
 ALTER TABLE webhook.workflows ADD COLUMN record_type regtype;
 GRANT UPDATE (record_type) ON webhook.workflows TO webhook_admin;
 
@@ -665,7 +666,9 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION webhook._replace_parameters(workflow uuid, param_source text, inferred jsonb)
+DROP FUNCTION webhook._replace_parameters(uuid, text, jsonb);
+CREATE FUNCTION webhook._replace_parameters(workflow uuid, param_source text, inferred jsonb,
+                                            sync_record boolean DEFAULT true)
 RETURNS SETOF webhook.parameters
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -696,6 +699,9 @@ BEGIN
      WHERE (p.type, p.sample, p.position, p.depth)
            IS DISTINCT FROM (EXCLUDED.type, EXCLUDED.sample, EXCLUDED.position, EXCLUDED.depth);
     UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
+    IF sync_record THEN
+        PERFORM webhook._sync_record_type(workflow);
+    END IF;
     RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
 END
 $$;
@@ -727,34 +733,104 @@ STRICT VOLATILE
 LANGUAGE c
 AS 'MODULE_PATHNAME', '_sync_record_type_wrapper';
 
-CREATE FUNCTION webhook._parameters_record_sync()
-RETURNS trigger
+CREATE OR REPLACE FUNCTION @extschema@.webhook_add_parameter(workflow uuid, name text, source text DEFAULT 'body',
+                                      type text DEFAULT 'any', required boolean DEFAULT false)
+RETURNS SETOF webhook.parameters
 LANGUAGE plpgsql AS $$
 DECLARE
-    wf uuid;
+    total bigint;
 BEGIN
-    FOR wf IN
-        SELECT DISTINCT c.workflow_id FROM changed_rows c
-          JOIN webhook.workflows w ON w.id = c.workflow_id
-         WHERE w.record_type IS NOT NULL
-         ORDER BY 1
-    LOOP
-        PERFORM webhook._sync_record_type(wf);
-    END LOOP;
-    RETURN NULL;
+    PERFORM webhook._workflow(workflow, true);
+    IF name IS NULL OR btrim(name) = '' OR source IS NULL OR type IS NULL OR required IS NULL THEN
+        RAISE EXCEPTION 'name, source, type and required must not be NULL or empty'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM webhook._check_parameter_args(lower(source), lower(type));
+    PERFORM webhook._check_parameter_name($2);
+    IF EXISTS (SELECT FROM webhook.parameters p WHERE p.workflow_id = workflow
+                  AND p.source = lower($3) AND p.name = $2) THEN
+        RAISE EXCEPTION 'parameter "%" (%) already exists', $2, lower($3)
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Change it with webhook_alter_parameter().';
+    END IF;
+    SELECT count(*) + 1 INTO total FROM webhook.parameters p WHERE p.workflow_id = workflow;
+    PERFORM webhook._check_parameter_count(workflow, total);
+    INSERT INTO webhook.parameters (workflow_id, name, source, type, sample, required, position, depth)
+    SELECT workflow, $2, lower($3), lower($4), NULL, $5,
+           coalesce(max(p.position), 0) + 1,
+           CASE WHEN lower($3) = 'header' THEN 0
+                ELSE array_length(string_to_array($2, '.'), 1) - 1 END
+      FROM webhook.parameters p WHERE p.workflow_id = workflow;
+    UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
+    PERFORM webhook._sync_record_type(workflow);
+    RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
 END
 $$;
-CREATE TRIGGER parameters_record_after_insert
-    AFTER INSERT ON webhook.parameters
-    REFERENCING NEW TABLE AS changed_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION webhook._parameters_record_sync();CREATE TRIGGER parameters_record_after_update
-    AFTER UPDATE ON webhook.parameters
-    REFERENCING NEW TABLE AS changed_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION webhook._parameters_record_sync();
-CREATE TRIGGER parameters_record_after_delete
-    AFTER DELETE ON webhook.parameters
-    REFERENCING OLD TABLE AS changed_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION webhook._parameters_record_sync();
+
+CREATE OR REPLACE FUNCTION @extschema@.webhook_drop_parameter(workflow uuid, name text, source text DEFAULT NULL)
+RETURNS SETOF webhook.parameters
+LANGUAGE plpgsql AS $$
+DECLARE
+    src text;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    src := webhook._parameter_source(workflow, $2, $3);
+    PERFORM webhook._delete_parameters(workflow, src, ARRAY[$2]);
+    UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
+    PERFORM webhook._sync_record_type(workflow);
+    RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.webhook_alter_parameter(workflow uuid, name text, type text DEFAULT NULL,
+                                        required boolean DEFAULT NULL, nullable boolean DEFAULT NULL,
+                                        source text DEFAULT NULL, strict boolean DEFAULT NULL)
+RETURNS SETOF webhook.parameters
+LANGUAGE plpgsql AS $$
+DECLARE
+    src text;
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    PERFORM webhook._check_parameter_args(NULL, lower($3));
+    src := webhook._parameter_source(workflow, $2, $6);
+    UPDATE webhook.parameters p
+       SET type = coalesce(lower($3), p.type),
+           required = coalesce($4, p.required),
+           required_for = CASE WHEN coalesce($4, p.required) THEN p.required_for END,
+           nullable = coalesce($5, p.nullable),
+           strict = coalesce($7, p.strict)
+     WHERE p.workflow_id = workflow AND p.source = src AND p.name = $2;
+    UPDATE webhook.workflows w SET updated_at = now() WHERE w.id = workflow;
+    PERFORM webhook._sync_record_type(workflow);
+    RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.webhook_set_full_body(workflow uuid, enabled boolean, param_name text DEFAULT 'body')
+RETURNS SETOF webhook.parameters
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM webhook._workflow(workflow, true);
+    IF $2 IS NULL THEN
+        RAISE EXCEPTION 'enabled must be true or false' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF param_name IS NULL OR btrim(param_name) = '' THEN
+        RAISE EXCEPTION 'param_name must not be empty'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'The default is ''body''.';
+    END IF;
+    IF $2 THEN
+        PERFORM webhook._replace_parameters(workflow, 'body',
+            jsonb_build_array(jsonb_build_object('name', param_name, 'type', 'text', 'sample', '', 'depth', 0)));
+        UPDATE webhook.workflows w SET full_body = true, full_body_param = param_name WHERE w.id = workflow;
+    ELSE
+        PERFORM webhook._delete_parameters(workflow, 'body', ARRAY[w.full_body_param])
+           FROM webhook.workflows w WHERE w.id = workflow AND w.full_body;
+        UPDATE webhook.workflows w SET full_body = false WHERE w.id = workflow;
+        PERFORM webhook._sync_record_type(workflow);
+    END IF;
+    RETURN QUERY SELECT * FROM webhook._parameter_list(workflow);
+END
+$$;
 
 CREATE FUNCTION @extschema@.webhook_set_record_type(workflow uuid, type_name text)
 RETURNS regtype
@@ -774,6 +850,11 @@ BEGIN
         RAISE EXCEPTION 'type name % must be schema-qualified', quote_literal(type_name)
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'For example: ''public.orders_hook'' (a schema where the workflow''s owner may create types).';
+    END IF;
+    IF parts[1] LIKE 'pg\_temp%' OR parts[1] LIKE 'pg\_toast%' THEN
+        RAISE EXCEPTION 'a record type cannot be in schema %', parts[1]
+            USING ERRCODE = 'invalid_schema_name',
+                  HINT = 'It outlives the session: use a schema of the workflow''s owner.';
     END IF;
     target := to_regtype(format('%I.%I', parts[1], parts[2]));
     IF target IS NULL OR target IS DISTINCT FROM w.record_type THEN
@@ -802,9 +883,9 @@ BEGIN
     END IF;
     SELECT jsonb_object_agg(a.attribute, e.params -> a.name), jsonb_object_agg(a.attribute, a.name)
       INTO vals, keys
-      FROM (SELECT array_agg(p.name ORDER BY p.source, p.position) AS names,
-                   array_agg(p.source ORDER BY p.source, p.position) AS sources,
-                   array_agg(p.type ORDER BY p.source, p.position) AS types
+      FROM (SELECT array_agg(p.name ORDER BY p.source, p.position, p.name) AS names,
+                   array_agg(p.source ORDER BY p.source, p.position, p.name) AS sources,
+                   array_agg(p.type ORDER BY p.source, p.position, p.name) AS types
               FROM webhook.parameters p
              WHERE p.workflow_id = e.workflow_id AND p.depth = 0) l,
            webhook._record_attributes_of(l.names, l.sources, l.types) a
@@ -855,11 +936,15 @@ BEGIN
                   HINT = 'Only a superuser may hand workflows to another role.';
     END IF;
     -- Their record types go with them (a record type belongs to its
-    -- workflow's owner).
+    -- workflow's owner), whoever owns them now (REASSIGN OWNED may have moved
+    -- them already); one that was dropped is no longer the workflow's.
+    UPDATE webhook.workflows w SET record_type = NULL
+     WHERE w.owner = from_role AND w.record_type IS NOT NULL
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_type t WHERE t.oid = w.record_type);
     FOR rt IN
         SELECT DISTINCT w.record_type FROM webhook.workflows w
           JOIN pg_catalog.pg_type t ON t.oid = w.record_type
-         WHERE w.owner = from_role AND t.typowner = from_role::oid
+         WHERE w.owner = from_role AND t.typowner <> to_role::oid
     LOOP
         EXECUTE format('ALTER TYPE %s OWNER TO %s', rt, to_role);
     END LOOP;

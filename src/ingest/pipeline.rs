@@ -560,7 +560,8 @@ impl Pipeline {
                 }
                 for (source, inferred) in &sources {
                     client.update(
-                        "SELECT pg_catalog.count(*) FROM webhook._replace_parameters($1, $2, $3::pg_catalog.jsonb)",
+                        "SELECT pg_catalog.count(*)
+                           FROM webhook._replace_parameters($1, $2, $3::pg_catalog.jsonb, false)",
                         None,
                         &[
                             DatumWithOid::from(pg_uuid(id)),
@@ -569,6 +570,13 @@ impl Pipeline {
                         ],
                     )?;
                 }
+                // The record type, once, to the whole new list: a parameter
+                // moving between sources is then no drop and add.
+                client.update(
+                    "SELECT webhook._sync_record_type($1)",
+                    None,
+                    &[DatumWithOid::from(pg_uuid(id))],
+                )?;
                 Ok(true)
             })
         });

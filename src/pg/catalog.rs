@@ -175,7 +175,6 @@ struct WorkflowDefinition {
     handler_returns: Option<String>,
     handler_takes: Option<String>,
     record_type: Option<String>,
-    record_type_relation: Option<i64>,
     parameters: Vec<ParameterDefinition>,
     owner_search_path: Option<String>,
     handler_callable: Option<bool>,
@@ -421,14 +420,10 @@ fn workflow(id: Uuid, d: WorkflowDefinition) -> Option<Workflow> {
         }
         (Some(name), Some(kind)) => {
             let event = event_row_sql();
-            // The record, by the type's name: a rename of the type is a
-            // relcache invalidation of its relation, watched so that this
-            // statement is made again (src/pg/invalidation.rs).
+            // The record, by the type's name as it is now: the kept plan
+            // holds the type's OID, and a reload names it anew.
             let record =
                 |type_name: &str| format!("webhook._event_params({event}, NULL::{type_name})");
-            if let Some(relation) = d.record_type_relation {
-                crate::pg::invalidation::watch_record_type(relation as u32);
-            }
             let arg = match (d.handler_takes.as_deref(), d.record_type.as_deref()) {
                 (Some("jsonb"), _) => format!("pg_catalog.to_jsonb({event})"),
                 (Some("record"), Some(type_name)) => record(type_name),

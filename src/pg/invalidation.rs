@@ -22,33 +22,6 @@ pub static WORKFLOWS_CHANGED: AtomicBool = AtomicBool::new(false);
 /// webhook.config_version (everything may have), 0 until the first batch.
 pub static WATCHED_TABLES: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
 
-/// Relations of the record types that cached handler calls name
-/// (src/pg/catalog.rs): renaming or altering one is a relcache invalidation
-/// of it, after which every cached workflow is loaded again. Only ever grows
-/// while the process lives, by one entry per record type it has loaded;
-/// past [`MAX_WATCHED_RECORD_TYPES`] any relcache invalidation reloads.
-static RECORD_TYPE_RELATIONS: std::sync::Mutex<std::collections::BTreeSet<u32>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
-const MAX_WATCHED_RECORD_TYPES: usize = 10_000;
-static TOO_MANY_RECORD_TYPES: AtomicBool = AtomicBool::new(false);
-
-pub fn watch_record_type(relation: u32) {
-    if let Ok(mut watched) = RECORD_TYPE_RELATIONS.lock() {
-        if watched.len() < MAX_WATCHED_RECORD_TYPES {
-            watched.insert(relation);
-        } else if !watched.contains(&relation) {
-            TOO_MANY_RECORD_TYPES.store(true, Ordering::SeqCst);
-        }
-    }
-}
-
-fn is_watched_record_type(relation: u32) -> bool {
-    TOO_MANY_RECORD_TYPES.load(Ordering::SeqCst)
-        || RECORD_TYPE_RELATIONS
-            .try_lock()
-            .map_or(true, |watched| watched.contains(&relation))
-}
-
 pub fn watch_definitions() {
     /// # Safety
     /// Called by PostgreSQL's invalidation processing only; sets a flag.
@@ -64,10 +37,7 @@ pub fn watch_definitions() {
     unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
         let relid = relid.to_u32();
         // InvalidOid: "every relation" (after a cache reset).
-        if relid == 0
-            || WATCHED_TABLES[1].load(Ordering::SeqCst) == relid
-            || is_watched_record_type(relid)
-        {
+        if relid == 0 || WATCHED_TABLES[1].load(Ordering::SeqCst) == relid {
             DEFINITIONS_CHANGED.store(true, Ordering::SeqCst);
         } else if WATCHED_TABLES[0].load(Ordering::SeqCst) == relid {
             WORKFLOWS_CHANGED.store(true, Ordering::SeqCst);

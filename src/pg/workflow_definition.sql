@@ -44,7 +44,6 @@ SELECT pg_catalog.jsonb_build_object(
                 WHEN p.proargtypes[0] OPERATOR(pg_catalog.=) w.record_type::pg_catalog.oid THEN 'record'
                 ELSE 'event' END,
        'record_type', pg_catalog.format_type(rt.oid, NULL),
-       'record_type_relation', rt.typrelid::pg_catalog.int8,
        'parameters',
            (SELECT COALESCE(
                        pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(

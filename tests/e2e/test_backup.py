@@ -302,6 +302,17 @@ def fill(c: Cluster) -> dict:
     w = create("armed")
     api("SELECT webhook_capture_sample(%s, '12 hours')", w)
 
+    # A typed record its handler takes, with an attribute its owner added by
+    # hand: a restore brings the type and the workflow back as they were
+    # (restoring the parameters changes no type).
+    w = create("typed")
+    api("SELECT count(*) FROM webhook_sample_from_json(%s, %s::jsonb)", w,
+        json.dumps({"order_id": "T-1", "amount": 2}))
+    api("SELECT webhook_set_record_type(%s, 'app.typed_hook')", w)
+    api("ALTER TYPE app.typed_hook ADD ATTRIBUTE stray integer")
+    api("CREATE FUNCTION app.on_typed(p app.typed_hook) RETURNS void LANGUAGE sql AS 'SELECT'")
+    api("SELECT webhook_set_handler(%s, 'app.on_typed'::regproc)", w)
+
     # Disabled, with the full body as one parameter.
     w = create("paused", methods="{POST}")
     api("SELECT webhook_set_full_body(%s, true, param_name => 'raw')", w)

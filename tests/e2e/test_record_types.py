@@ -77,28 +77,38 @@ def test_the_type_belongs_to_the_owner_and_follows_the_parameter_list_in_the_sam
     t.sql("SELECT webhook_alter_parameter(%s, 'id', type => 'text')", (wf,))
     got = dict(attributes(cluster, name))
     assert "gift_card" not in got and got["id"] == "text"
-    # Setting it again brings a type edited by hand back to the list.
+    # Plain DML on the parameters changes no type; setting it again brings
+    # the type (also one edited by hand) back to the list.
+    t.sql("UPDATE webhook.parameters SET type = 'boolean' WHERE workflow_id = %s AND name = 'test'", (wf,))
+    assert dict(attributes(cluster, name))["test"] == "boolean"
+    t.sql("UPDATE webhook.parameters SET type = 'text' WHERE workflow_id = %s AND name = 'test'", (wf,))
+    assert dict(attributes(cluster, name))["test"] == "boolean"
     t.sql(f"ALTER TYPE {name} ADD ATTRIBUTE stray int")
     assert t.scalar("SELECT webhook_set_record_type(%s, %s) = %s::regtype", (wf, name, name)) is True
-    assert "stray" not in dict(attributes(cluster, name))
+    got = dict(attributes(cluster, name))
+    assert "stray" not in got and got["test"] == "text"
+    # Only the owner may use the type (no USAGE for PUBLIC).
+    assert cluster.scalar("SELECT has_type_privilege('public', %s::regtype, 'USAGE')", (name,)) is False
 
 
 def test_attribute_names_are_the_keys_as_written_unquoted(cluster, tenant):
     t = tenant
-    wf = workflow(t, {"orderId": "A-1", "order-id": "x", "@timestamp": "2026-01-01", "3ds": True,
-                      "hub.mode": "subscribe", "_id": 7, "a" * 70: 1})
+    # jsonb orders keys by length, then bytes: the list order, which decides
+    # who gets "_2" when two keys make one name.
+    wf = workflow(t, {"orderId": "A-1", "orderid": "a-2", "order-id": "x", "@timestamp": "2026-01-01",
+                      "3ds": True, "hub.mode": "subscribe", "_id": 7, "a" * 70: 1})
     t.sql("SELECT webhook_add_parameter(%s, 'X-GitHub-Event', 'header', 'text')", (wf,))
     t.sql("SELECT webhook_set_record_type(%s, %s)", (wf, f"{t.name}.names_hook"))
-    names = [n for n, _ in attributes(cluster, f"{t.name}.names_hook")]
-    assert sorted(names) == sorted(["orderid", "order_id", "timestamp", "_3ds", "hub_mode", "_id", "a" * 63,
-                                    "x_github_event"])
-    r = hk.post(cluster, wf, json_body={"orderId": "A-1", "@timestamp": "2026-01-01", "3ds": True},
-                headers={"X-GitHub-Event": "push"})
+    assert attributes(cluster, f"{t.name}.names_hook") == [
+        ("_3ds", "boolean"), ("_id", "numeric"), ("orderid", "text"), ("orderid_2", "text"), ("hub_mode", "text"),
+        ("order_id", "text"), ("timestamp", "text"), ("a" * 63, "numeric"), ("x_github_event", "text")]
+    r = hk.post(cluster, wf, json_body={"orderId": "A-1", "orderid": "a-2", "@timestamp": "2026-01-01",
+                                        "3ds": True, "a" * 70: 5}, headers={"X-GitHub-Event": "push"})
     assert r.status_code == 200, r.text
     e = t.row(f"SELECT (webhook_params(e, NULL::{t.name}.names_hook)).* FROM webhook.events e WHERE e.id = %s",
               (r.json()["event_id"],))
-    assert (e["orderid"], e["timestamp"], e["_3ds"], e["x_github_event"], e["order_id"]) == \
-        ("A-1", "2026-01-01", True, "push", None)
+    assert e == {"_3ds": True, "_id": None, "orderid": "A-1", "orderid_2": "a-2", "hub_mode": None,
+                 "order_id": None, "timestamp": "2026-01-01", "a" * 63: 5, "x_github_event": "push"}
 
 
 def test_handlers_take_the_record_of_real_deliveries(cluster, tenant):
@@ -259,7 +269,13 @@ def test_a_renamed_type_keeps_its_handler_running(cluster, tenant):
     second = hk.post(cluster, wf, json_body={"n": 2}).json()["event_id"]
     row = hk.wait_for_status(cluster, second, "succeeded")
     assert row["attempts"] == 1
-    assert [r["n"] for r in t.rows(f"SELECT n::int FROM {s}.ns ORDER BY n")] == [1, 2]
+    # A change to the workflow makes every process load it again: the call
+    # is made anew, with the type's new name.
+    t.sql("SELECT webhook_set_retry(%s, 1)", (wf,))
+    third = hk.post(cluster, wf, json_body={"n": 3}).json()["event_id"]
+    row = hk.wait_for_status(cluster, third, "succeeded")
+    assert (row["attempts"], row["error"]) == (1, None)
+    assert [r["n"] for r in t.rows(f"SELECT n::int FROM {s}.ns ORDER BY n")] == [1, 2, 3]
 
 
 def test_record_types_are_checked(cluster, tenant, uniq):
@@ -268,6 +284,7 @@ def test_record_types_are_checked(cluster, tenant, uniq):
     wf = workflow(t, {"n": 1})
     err = t.error("SELECT webhook_set_record_type(%s, 'orders_hook')", (wf,), sqlstate="22023")
     assert err["message"] == "type name 'orders_hook' must be schema-qualified"
+    t.error("SELECT webhook_set_record_type(%s, 'pg_temp.x_hook')", (wf,), sqlstate="3F000")
     # The owner creates it: a schema it may not create in is refused.
     t.error("SELECT webhook_set_record_type(%s, 'pg_catalog.x_hook')", (wf,), sqlstate="42501")
     # Another owner's workflow does not exist for it.
@@ -286,6 +303,12 @@ def test_record_types_are_checked(cluster, tenant, uniq):
         # A handler taking some other composite type is refused.
         t.sql(f"CREATE FUNCTION {s}.wrong(p {s}.tbl) RETURNS void LANGUAGE sql AS $$ SELECT $$")
         t.sql("SELECT webhook_set_record_type(%s, %s)", (wf, f"{s}.mine"))
+        # Another role that may use the owner's schema still may not take the
+        # type (it would hold up its drops and retypes).
+        t.sql(f'GRANT USAGE ON SCHEMA "{s}" TO "{other.name}"')
+        other.sql(f"CREATE FUNCTION {other.name}.fine(p {s}.tbl) RETURNS void LANGUAGE sql AS 'SELECT'")
+        other.error(f"CREATE FUNCTION {other.name}.blocker(p {s}.mine) RETURNS void LANGUAGE sql AS 'SELECT'",
+                    sqlstate="42501")
         err = t.error("SELECT webhook_set_handler(%s, %s::regproc)", (wf, f"{s}.wrong"), sqlstate="42P13")
         assert err["message"] == (f'handler {s}.wrong({s}.tbl) must take webhook.events, jsonb, the '
                                   f'workflow\'s record type {s}.mine, or webhook.events and {s}.mine')

@@ -18,7 +18,7 @@
 //!   `@timestamp` → `timestamp`); a name that would start with a digit gets a
 //!   leading `_`, one left empty is `_`; at most 63 bytes (PostgreSQL's
 //!   limit); a name taken by an earlier parameter (in list order: source,
-//!   then position) gets `_2`, `_3`, … .
+//!   then position, then name) gets `_2`, `_3`, … .
 
 use std::collections::{HashMap, HashSet};
 
