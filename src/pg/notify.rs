@@ -52,7 +52,7 @@ fn report_skipped(usage: Option<f64>) {
         "webhook_ext notify",
     )
     .set_hint(
-        "A session that LISTENs and does not read its notifications, or stays in a transaction, holds the queue: let it consume them or end it (pg_stat_activity shows it), or set webhook.notify = off.",
+        "A session that LISTENs and does not read its notifications, or stays in a transaction, holds the queue: let it consume them or end it (pg_stat_activity shows it). webhook.notify = off stops the announcements of events run by handlers, not those of queued workflows (webhook_set_queue), whose readers wait for them.",
     )
     .report(pgrx::PgLogLevel::WARNING);
 }

@@ -21,8 +21,9 @@ from hookkit import wait_for_status
 WARNING = (r"WARNING:  webhook_ext is not announcing events on webhook_events: "
            r"PostgreSQL's NOTIFY queue is (\d+\.\d) % full \(events are stored and handled as usual\)\n"
            r".*HINT:  A session that LISTENs and does not read its notifications, or stays in a transaction, "
-           r"holds the queue: let it consume them or end it \(pg_stat_activity shows it\), "
-           r"or set webhook.notify = off\.")
+           r"holds the queue: let it consume them or end it \(pg_stat_activity shows it\)\. "
+           r"webhook.notify = off stops the announcements of events run by handlers, not those of queued "
+           r"workflows \(webhook_set_queue\), whose readers wait for them\.")
 
 # Notifications per filling transaction (each ~7.9 kB, kept in the sending
 # backend's memory until its commit).
