@@ -1381,21 +1381,51 @@ $$;
 COMMENT ON FUNCTION webhook_set_record_type(uuid, text) IS
     'Creates a composite type with one attribute per top-level parameter and keeps it to the parameter list';
 
+-- A record of rec's type from values by attribute ({attribute: value}; keys
+-- names the parameter of each, {attribute: key}). A value that is not of the
+-- attribute's type raises an error naming the parameter, the attribute and
+-- the event, with the SQLSTATE of the failed conversion: in a handler, the
+-- event's attempt fails and the retry policy decides. The executors call it
+-- with values they mapped from the event's params (src/execution/handler_call.rs).
+CREATE FUNCTION webhook._params_record(rec anyelement, vals jsonb, keys jsonb, event_id bigint)
+RETURNS anyelement
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    item record;
+    state text;
+    msg text;
+BEGIN
+    BEGIN
+        RETURN jsonb_populate_record(rec, coalesce(vals, '{}'));
+    EXCEPTION WHEN data_exception THEN
+        -- Which attribute: each alone.
+        FOR item IN SELECT v.key, v.value FROM jsonb_each(vals) v ORDER BY v.key LOOP
+            BEGIN
+                PERFORM jsonb_populate_record(rec, jsonb_build_object(item.key, item.value));
+            EXCEPTION WHEN data_exception THEN
+                GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+                RAISE EXCEPTION 'parameter "%" of event % cannot be attribute "%" of type %: %',
+                                keys->>item.key, event_id, item.key, pg_typeof(rec), msg
+                    USING ERRCODE = state,
+                          DETAIL = format('Its value is %s.', left(item.value::text, 200)),
+                          HINT = 'webhook_set_strict() makes requests whose parameter has another type '
+                              || 'get 400 instead of being stored; webhook_alter_parameter() changes its type.';
+            END;
+        END LOOP;
+        RAISE;
+    END;
+END
+$$;
+
 -- The event's parameters as a record of rec's type: each attribute holds the
 -- params key it stands for (the workflow's parameter list says which), so
--- attributes of other names stay NULL. A value that is not of the attribute's
--- type raises an error naming the parameter, the attribute and the event
--- (with the SQLSTATE of the failed conversion): in a handler, the event's
--- attempt fails and the retry policy decides.
+-- attributes of other names stay NULL.
 CREATE FUNCTION webhook._event_params(e webhook.events, rec anyelement)
 RETURNS anyelement
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     vals jsonb;
     keys jsonb;
-    item record;
-    state text;
-    msg text;
 BEGIN
     IF e.id IS NULL THEN
         RETURN NULL;
@@ -1409,25 +1439,7 @@ BEGIN
              WHERE p.workflow_id = e.workflow_id AND p.depth = 0) l,
            webhook._record_attributes_of(l.names, l.sources, l.types) a
      WHERE e.params ? a.name;
-    BEGIN
-        RETURN jsonb_populate_record(rec, coalesce(vals, '{}'));
-    EXCEPTION WHEN data_exception THEN
-        -- Which attribute: each alone.
-        FOR item IN SELECT v.key, v.value FROM jsonb_each(vals) v ORDER BY v.key LOOP
-            BEGIN
-                PERFORM jsonb_populate_record(rec, jsonb_build_object(item.key, item.value));
-            EXCEPTION WHEN data_exception THEN
-                GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-                RAISE EXCEPTION 'parameter "%" of event % cannot be attribute "%" of type %: %',
-                                keys->>item.key, e.id, item.key, pg_typeof(rec), msg
-                    USING ERRCODE = state,
-                          DETAIL = format('Its value is %s.', left(item.value::text, 200)),
-                          HINT = 'webhook_set_strict() makes requests whose parameter has another type '
-                              || 'get 400 instead of being stored; webhook_alter_parameter() changes its type.';
-            END;
-        END LOOP;
-        RAISE;
-    END;
+    RETURN webhook._params_record(rec, vals, keys, e.id);
 END
 $$;
 

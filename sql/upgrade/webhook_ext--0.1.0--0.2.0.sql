@@ -868,15 +868,42 @@ $$;
 COMMENT ON FUNCTION @extschema@.webhook_set_record_type(uuid, text) IS
     'Creates a composite type with one attribute per top-level parameter and keeps it to the parameter list';
 
+CREATE FUNCTION webhook._params_record(rec anyelement, vals jsonb, keys jsonb, event_id bigint)
+RETURNS anyelement
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    item record;
+    state text;
+    msg text;
+BEGIN
+    BEGIN
+        RETURN jsonb_populate_record(rec, coalesce(vals, '{}'));
+    EXCEPTION WHEN data_exception THEN
+        -- Which attribute: each alone.
+        FOR item IN SELECT v.key, v.value FROM jsonb_each(vals) v ORDER BY v.key LOOP
+            BEGIN
+                PERFORM jsonb_populate_record(rec, jsonb_build_object(item.key, item.value));
+            EXCEPTION WHEN data_exception THEN
+                GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+                RAISE EXCEPTION 'parameter "%" of event % cannot be attribute "%" of type %: %',
+                                keys->>item.key, event_id, item.key, pg_typeof(rec), msg
+                    USING ERRCODE = state,
+                          DETAIL = format('Its value is %s.', left(item.value::text, 200)),
+                          HINT = 'webhook_set_strict() makes requests whose parameter has another type '
+                              || 'get 400 instead of being stored; webhook_alter_parameter() changes its type.';
+            END;
+        END LOOP;
+        RAISE;
+    END;
+END
+$$;
+
 CREATE FUNCTION webhook._event_params(e webhook.events, rec anyelement)
 RETURNS anyelement
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     vals jsonb;
     keys jsonb;
-    item record;
-    state text;
-    msg text;
 BEGIN
     IF e.id IS NULL THEN
         RETURN NULL;
@@ -890,25 +917,7 @@ BEGIN
              WHERE p.workflow_id = e.workflow_id AND p.depth = 0) l,
            webhook._record_attributes_of(l.names, l.sources, l.types) a
      WHERE e.params ? a.name;
-    BEGIN
-        RETURN jsonb_populate_record(rec, coalesce(vals, '{}'));
-    EXCEPTION WHEN data_exception THEN
-        -- Which attribute: each alone.
-        FOR item IN SELECT v.key, v.value FROM jsonb_each(vals) v ORDER BY v.key LOOP
-            BEGIN
-                PERFORM jsonb_populate_record(rec, jsonb_build_object(item.key, item.value));
-            EXCEPTION WHEN data_exception THEN
-                GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-                RAISE EXCEPTION 'parameter "%" of event % cannot be attribute "%" of type %: %',
-                                keys->>item.key, e.id, item.key, pg_typeof(rec), msg
-                    USING ERRCODE = state,
-                          DETAIL = format('Its value is %s.', left(item.value::text, 200)),
-                          HINT = 'webhook_set_strict() makes requests whose parameter has another type '
-                              || 'get 400 instead of being stored; webhook_alter_parameter() changes its type.';
-            END;
-        END LOOP;
-        RAISE;
-    END;
+    RETURN webhook._params_record(rec, vals, keys, e.id);
 END
 $$;
 

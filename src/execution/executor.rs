@@ -842,7 +842,14 @@ impl Executor {
                     let plans = &mut self.plans;
                     let lock_timeout = &self.handler_lock_timeout;
                     let result = in_subtransaction(|| {
-                        plans.call(client, &workflow, &args, Some(timeout_ms), lock_timeout)
+                        plans.call(
+                            client,
+                            &workflow,
+                            args,
+                            || stored.params(),
+                            Some(timeout_ms),
+                            lock_timeout,
+                        )
                     });
                     crate::execution::session_reset::discard_handler_state();
                     let ended = unix(SystemTime::now());

@@ -7,6 +7,7 @@ use std::ffi::CStr;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::{pg_sys, PgOid};
 
 use crate::pg::catalog::{HandlerUnavailable, Workflow};
 use crate::pg::errors::SqlError;
@@ -25,12 +26,15 @@ impl HandlerPlans {
     }
 
     /// Runs the workflow's handler with the event's columns as `args`
-    /// ([`EventRow::args`]); returns what it returned, as text.
+    /// ([`EventRow::args`]); returns what it returned, as text. A handler
+    /// that takes the workflow's record also gets the record's values,
+    /// mapped here from the event's `params` (only then read).
     pub fn call(
         &mut self,
         client: &mut SpiClient<'_>,
         workflow: &Workflow,
-        args: &[DatumWithOid<'_>],
+        args: Vec<DatumWithOid<'_>>,
+        params: impl FnOnce() -> serde_json::Map<String, serde_json::Value>,
         timeout_ms: Option<i32>,
         lock_timeout: &CStr,
     ) -> Option<String> {
@@ -40,9 +44,21 @@ impl HandlerPlans {
             Err(HandlerUnavailable::NotCallableByOwner) => SqlError::HandlerNotCallable.report(),
         };
         if !self.plans.contains_key(&handler.sql) {
-            let plan =
-                ok_or_raise(client.prepare_mut(handler.sql.as_str(), &EventRow::arg_types()));
+            let mut types = EventRow::arg_types();
+            if handler.record.is_some() {
+                types.extend([PgOid::from(pg_sys::TEXTOID), PgOid::from(pg_sys::TEXTOID)]);
+            }
+            let plan = ok_or_raise(client.prepare_mut(handler.sql.as_str(), &types));
             self.plans.insert(handler.sql.clone(), plan.keep());
+        }
+        let record_args = handler.record.as_ref().map(|attributes| {
+            let (values, keys) = webhook_core::record::record_values(attributes, &params());
+            [values.to_string(), keys.to_string()]
+        });
+        let mut args = args;
+        if let Some([values, keys]) = &record_args {
+            args.push(DatumWithOid::from(values.as_str()));
+            args.push(DatumWithOid::from(keys.as_str()));
         }
         let plan = &self.plans[&handler.sql];
         let mut call = || {
@@ -52,7 +68,7 @@ impl HandlerPlans {
                     &workflow.handler_search_path,
                     lock_timeout,
                     || {
-                        let table = ok_or_raise(client.update(plan, None, args));
+                        let table = ok_or_raise(client.update(plan, None, &args));
                         if table.is_empty() {
                             None
                         } else {

@@ -922,8 +922,14 @@ impl Pipeline {
                 client.update(insert_plan, None, &args)
             }));
             stored.set(true);
-            let returned =
-                handler_plans.call(client, workflow, &args, timeout, handler_lock_timeout);
+            let returned = handler_plans.call(
+                client,
+                workflow,
+                args,
+                || row.params_map(),
+                timeout,
+                handler_lock_timeout,
+            );
             let response = match wf_rules.response {
                 ResponseConfig::Workflow { .. } => workflow.handler_response(returned),
                 _ => success.clone().expect(SUCCESS_FOR_NON_WORKFLOW),

@@ -35,6 +35,10 @@ pub struct HandlerCall {
     pub sql: String,
     /// For the workflow method: how to label what it returns.
     pub output: Option<HandlerOutput>,
+    /// When it takes the workflow's record type: the record's attributes,
+    /// whose values (and keys) the call takes as `$21` and `$22`
+    /// (src/execution/handler_call.rs).
+    pub record: Option<Vec<webhook_core::record::Attribute>>,
 }
 
 pub struct Workflow {
@@ -209,6 +213,7 @@ struct ParameterDefinition {
     strict: bool,
     nullable: bool,
     required_for: Option<Vec<String>>,
+    depth: i32,
 }
 
 impl Catalog {
@@ -373,6 +378,18 @@ fn load(client: &SpiClient<'_>, id: Uuid) -> Result<Option<Workflow>, pgrx::spi:
 /// later takes the name has another OID).
 fn workflow(id: Uuid, d: WorkflowDefinition) -> Option<Workflow> {
     let owner = d.owner?;
+    let listed: Vec<webhook_core::record::ListedParameter> = d
+        .parameters
+        .iter()
+        .filter_map(|p| {
+            Some(webhook_core::record::ListedParameter {
+                name: p.name.clone(),
+                source: p.source.parse::<Source>().ok()?,
+                ty: webhook_core::request::param_type(&p.ty),
+                depth: p.depth,
+            })
+        })
+        .collect();
     let params = d
         .parameters
         .into_iter()
@@ -420,17 +437,23 @@ fn workflow(id: Uuid, d: WorkflowDefinition) -> Option<Workflow> {
         }
         (Some(name), Some(kind)) => {
             let event = event_row_sql();
-            // The record, by the type's name as it is now: the kept plan
-            // holds the type's OID, and a reload names it anew.
-            let record =
-                |type_name: &str| format!("webhook._event_params({event}, NULL::{type_name})");
-            let arg = match (d.handler_takes.as_deref(), d.record_type.as_deref()) {
-                (Some("jsonb"), _) => format!("pg_catalog.to_jsonb({event})"),
-                (Some("record"), Some(type_name)) => record(type_name),
+            // The record, by the type's name as it is now (the kept plan
+            // holds the type's OID, and a reload names it anew), from the
+            // values the caller maps to its attributes ($21, with their
+            // keys in $22: HandlerPlans::call).
+            let record = |type_name: &str| {
+                format!(
+                    "webhook._params_record(NULL::{type_name}, $21::pg_catalog.jsonb, \
+                     $22::pg_catalog.jsonb, ({event}).id)"
+                )
+            };
+            let (arg, takes_record) = match (d.handler_takes.as_deref(), d.record_type.as_deref()) {
+                (Some("jsonb"), _) => (format!("pg_catalog.to_jsonb({event})"), false),
+                (Some("record"), Some(type_name)) => (record(type_name), true),
                 (Some("event_record"), Some(type_name)) => {
-                    format!("{event}, {}", record(type_name))
+                    (format!("{event}, {}", record(type_name)), true)
                 }
-                _ => event.to_string(),
+                _ => (event.to_string(), false),
             };
             let sql = if kind == "p" {
                 format!("CALL {name}({arg})")
@@ -443,6 +466,7 @@ fn workflow(id: Uuid, d: WorkflowDefinition) -> Option<Workflow> {
                     .handler_returns
                     .as_deref()
                     .and_then(HandlerOutput::from_type_name),
+                record: takes_record.then(|| webhook_core::record::record_attributes(&listed)),
             })
         }
         _ => Err(HandlerUnavailable::Dropped),

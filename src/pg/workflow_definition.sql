@@ -49,8 +49,8 @@ SELECT pg_catalog.jsonb_build_object(
                        pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                            'name', q.name, 'source', q.source, 'type', q.type, 'required', q.required,
                            'strict', COALESCE(q.strict, w.strict_types), 'nullable', q.nullable,
-                           'required_for', q.required_for)
-                         ORDER BY q.source, q.position),
+                           'required_for', q.required_for, 'depth', q.depth)
+                         ORDER BY q.source, q.position, q.name),
                        '[]')
               FROM webhook.parameters q WHERE q.workflow_id OPERATOR(pg_catalog.=) w.id),
        'owner_search_path',

@@ -146,6 +146,12 @@ def test_handlers_take_the_record_of_real_deliveries(cluster, tenant):
     row = t.row(f"SELECT id::text, total::text, test, email FROM {s}.orders")
     assert row == {"id": str(b["id"]), "total": b["total_price"], "test": b["test"],
                    "email": b["customer"]["email"]}
+    # The same record when the handler runs in the caller's session.
+    out = t.scalar("SELECT webhook_trigger(%s, %s::jsonb)", (wf2, J(b)))
+    assert out["status"] == 200, out
+    replayed = t.scalar("SELECT webhook_replay(%s)", (r.json()["event_id"],))
+    assert replayed["status"] == 200, replayed
+    assert t.rows(f"SELECT id::text, email FROM {s}.orders") == [{"id": str(b["id"]), "email": b["customer"]["email"]}] * 3
 
 
 def test_drop_or_retype_is_refused_while_a_function_takes_the_type(cluster, tenant):

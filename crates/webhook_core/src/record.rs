@@ -171,6 +171,24 @@ pub fn record_attributes(params: &[ListedParameter]) -> Vec<Attribute> {
         .collect()
 }
 
+/// An event's record as `jsonb_populate_record` takes it: `{attribute:
+/// value}` for each attribute whose key `params` holds, and `{attribute:
+/// key}` to name the parameter when a value does not convert.
+pub fn record_values(
+    attributes: &[Attribute],
+    params: &serde_json::Map<String, serde_json::Value>,
+) -> (serde_json::Value, serde_json::Value) {
+    let mut values = serde_json::Map::new();
+    let mut keys = serde_json::Map::new();
+    for a in attributes {
+        if let Some(value) = params.get(&a.key) {
+            values.insert(a.name.clone(), value.clone());
+            keys.insert(a.name.clone(), serde_json::Value::String(a.key.clone()));
+        }
+    }
+    (values.into(), keys.into())
+}
+
 /// One step of `ALTER TYPE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -390,6 +408,27 @@ mod tests {
         assert_eq!(
             changes(&[("paid".into(), "integer".into())], &desired[1..2]),
             [Change::Retype("paid".into(), AttributeType::Boolean)]
+        );
+    }
+
+    #[test]
+    fn values_go_to_their_attributes_by_key() {
+        let attrs = record_attributes(&[
+            param("orderId", Source::Body, ParamType::Text, 0),
+            param("orderid", Source::Body, ParamType::Text, 0),
+            param("X-Event", Source::Header, ParamType::Text, 0),
+            param("gone", Source::Body, ParamType::Text, 0),
+        ]);
+        let params =
+            serde_json::json!({"orderId": "A", "orderid": "b", "X-Event": "push", "extra": 1});
+        let (values, keys) = record_values(&attrs, params.as_object().unwrap());
+        assert_eq!(
+            values,
+            serde_json::json!({"orderid": "A", "orderid_2": "b", "x_event": "push"})
+        );
+        assert_eq!(
+            keys,
+            serde_json::json!({"orderid": "orderId", "orderid_2": "orderid", "x_event": "X-Event"})
         );
     }
 
