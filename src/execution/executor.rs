@@ -828,6 +828,13 @@ impl Executor {
                     let attempt = row.attempts + 1;
                     let started = unix(SystemTime::now());
                     claimed.borrow_mut().push((row.id, attempt, started));
+                    // A workflow changed since the batch began (its parameters,
+                    // so its record type): forgotten before the next event, so
+                    // a handler's record is mapped as the type now is.
+                    if WORKFLOWS_CHANGED.swap(false, Ordering::SeqCst) {
+                        let catalog = &mut self.catalog;
+                        as_role_with_safe_path(self.privileged, || catalog.forget_changed(client))?;
+                    }
                     let workflow = self.catalog.get(client, row.workflow_id)?;
                     let Some(workflow) = workflow else {
                         continue; // deleted, or its owner dropped, since the claim

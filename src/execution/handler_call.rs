@@ -78,9 +78,23 @@ impl HandlerPlans {
                 )
             })
         };
-        match timeout_ms {
+        let returned = match timeout_ms {
             Some(ms) => with_deadline(ms, call),
             None => call(),
+        };
+        // The record's values are copies made in the batch's memory: freed
+        // now rather than with the batch (an error frees them with it).
+        if record_args.is_some() {
+            for arg in &args[args.len() - 2..] {
+                if let Some(datum) = arg.datum() {
+                    // SAFETY: a text datum palloc'd by DatumWithOid::from above,
+                    // used only by the statement that has returned.
+                    unsafe {
+                        pg_sys::pfree(datum.sans_lifetime().cast_mut_ptr::<std::ffi::c_void>())
+                    };
+                }
+            }
         }
+        returned
     }
 }

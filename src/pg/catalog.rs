@@ -36,8 +36,8 @@ pub struct HandlerCall {
     /// For the workflow method: how to label what it returns.
     pub output: Option<HandlerOutput>,
     /// When it takes the workflow's record type: the record's attributes,
-    /// whose values (and keys) the call takes as `$21` and `$22`
-    /// (src/execution/handler_call.rs).
+    /// whose values (and keys) the call takes as the two parameters after
+    /// the event's columns (src/execution/handler_call.rs).
     pub record: Option<Vec<webhook_core::record::Attribute>>,
 }
 
@@ -439,12 +439,14 @@ fn workflow(id: Uuid, d: WorkflowDefinition) -> Option<Workflow> {
             let event = event_row_sql();
             // The record, by the type's name as it is now (the kept plan
             // holds the type's OID, and a reload names it anew), from the
-            // values the caller maps to its attributes ($21, with their
-            // keys in $22: HandlerPlans::call).
+            // values the caller maps to its attributes and their keys: the
+            // two parameters after the event's columns (HandlerPlans::call).
+            let values = super::event_row::EVENT_COLUMNS.len() + 1;
+            let keys = values + 1;
             let record = |type_name: &str| {
                 format!(
-                    "webhook._params_record(NULL::{type_name}, $21::pg_catalog.jsonb, \
-                     $22::pg_catalog.jsonb, ({event}).id)"
+                    "webhook._params_record(NULL::{type_name}, ${values}::pg_catalog.jsonb, \
+                     ${keys}::pg_catalog.jsonb, ({event}).id)"
                 )
             };
             let (arg, takes_record) = match (d.handler_takes.as_deref(), d.record_type.as_deref()) {
