@@ -15,7 +15,7 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
 use webhook_core::record::{self, ListedParameter};
-use webhook_core::validate::{ParamType, Source};
+use webhook_core::validate::Source;
 
 use crate::pg::errors::{ok_or_raise, SqlError};
 use crate::pg::spi::as_role_with_safe_path;
@@ -33,7 +33,7 @@ fn owner_of(workflow: pgrx::Uuid) -> pg_sys::Oid {
     pg_sys::Oid::from(owner as u32)
 }
 
-/// The parameter list's attributes (list order: source, then position).
+/// The parameter list's attributes (list order: source, position, name).
 fn desired_attributes(workflow: pgrx::Uuid) -> Vec<record::Attribute> {
     let listed = ok_or_raise(Spi::connect(|client| {
         client
@@ -46,27 +46,27 @@ fn desired_attributes(workflow: pgrx::Uuid) -> Vec<record::Attribute> {
                 &[DatumWithOid::from(workflow)],
             )?
             .map(|row| {
-                Ok(ListedParameter {
-                    name: row.get::<String>(1)?.unwrap_or_default(),
-                    source: row
-                        .get::<String>(2)?
-                        .and_then(|s| s.parse::<Source>().ok())
-                        .unwrap_or(Source::Body),
-                    ty: row
-                        .get::<String>(3)?
-                        .and_then(|t| t.parse::<ParamType>().ok())
-                        .unwrap_or(ParamType::Any),
-                    depth: row.get::<i32>(4)?.unwrap_or(0),
-                })
+                // Rows the CHECK constraints make impossible are passed
+                // over, as src/pg/catalog.rs does, so both map alike.
+                Ok((|| {
+                    Some(ListedParameter {
+                        name: row.get::<String>(1).ok()??,
+                        source: row.get::<String>(2).ok()??.parse::<Source>().ok()?,
+                        ty: webhook_core::request::param_type(&row.get::<String>(3).ok()??),
+                        depth: row.get::<i32>(4).ok()??,
+                    })
+                })())
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
     }));
-    record::record_attributes(&listed)
+    record::record_attributes(&listed.into_iter().flatten().collect::<Vec<_>>())
 }
 
 /// The workflow's record type as it stands: its OID, its relation, its
 /// qualified name and its attributes (name, type as format_type spells it).
 struct CurrentType {
+    /// The workflow's owner, as whom the type is altered.
+    owner: pg_sys::Oid,
     oid: pg_sys::Oid,
     name: String,
     attributes: Vec<(String, String)>,
@@ -77,7 +77,7 @@ fn current_type(workflow: pgrx::Uuid) -> Option<CurrentType> {
         let found = client
             .select(
                 "SELECT t.oid::pg_catalog.int8, t.typrelid::pg_catalog.int8,
-                        pg_catalog.format_type(t.oid, NULL)
+                        pg_catalog.format_type(t.oid, NULL), w.owner::pg_catalog.oid::pg_catalog.int8
                    FROM webhook.workflows w
                    JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) w.record_type::pg_catalog.oid
                   WHERE w.id OPERATOR(pg_catalog.=) $1 AND t.typtype OPERATOR(pg_catalog.=) 'c'",
@@ -93,6 +93,7 @@ fn current_type(workflow: pgrx::Uuid) -> Option<CurrentType> {
         };
         let relid = found.get::<i64>(2)?.unwrap_or(0);
         let name = found.get::<String>(3)?.unwrap_or_default();
+        let owner = found.get::<i64>(4)?.unwrap_or(0);
         let attributes = client
             .select(
                 "SELECT a.attname::pg_catalog.text, pg_catalog.format_type(a.atttypid, a.atttypmod)
@@ -111,6 +112,7 @@ fn current_type(workflow: pgrx::Uuid) -> Option<CurrentType> {
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()?;
         Ok(Some(CurrentType {
+            owner: pg_sys::Oid::from(owner as u32),
             oid: pg_sys::Oid::from(oid as u32),
             name,
             attributes,
@@ -165,7 +167,7 @@ mod webhook {
                 Some(ListedParameter {
                     name: name?,
                     source: source?.parse().ok()?,
-                    ty: ty?.parse().ok()?,
+                    ty: webhook_core::request::param_type(&ty?),
                     depth: 0,
                 })
             })
@@ -210,7 +212,7 @@ mod webhook {
     /// record type (or it was dropped).
     #[pg_extern(volatile)]
     fn _sync_record_type(workflow: pgrx::Uuid) {
-        let owner = owner_of(workflow);
+        require_workflow(workflow, true);
         let Some(current) = current_type(workflow) else {
             return;
         };
@@ -249,6 +251,6 @@ mod webhook {
         }
         let clauses: Vec<String> = steps.iter().map(record::Change::clause).collect();
         let sql = format!("ALTER TYPE {} {}", current.name, clauses.join(", "));
-        as_role_with_safe_path(owner, || ok_or_raise(Spi::run(&sql)));
+        as_role_with_safe_path(current.owner, || ok_or_raise(Spi::run(&sql)));
     }
 }

@@ -298,6 +298,9 @@ def test_record_types_are_checked(cluster, tenant, uniq):
     try:
         theirs = workflow(other, {"n": 1})
         t.error("SELECT webhook_set_record_type(%s, %s)", (theirs, f"{s}.stolen"), sqlstate="42704")
+        # Nor do the internal functions behind it, called directly.
+        t.error("SELECT webhook._create_record_type(%s, %s, 'stolen2')", (theirs, s), sqlstate="42704")
+        t.error("SELECT webhook._sync_record_type(%s)", (theirs,), sqlstate="42704")
         their_type = other.scalar("SELECT webhook_set_record_type(%s, %s)::oid::int8", (theirs, f"{other.name}.theirs"))
         # Nor can plain DML point a workflow at a type it does not own, or at a table's row type.
         err = t.error("UPDATE webhook.workflows SET record_type = %s::int8::oid::regtype WHERE id = %s",
