@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# What a growing history costs: two measurements in one command.
+# What a growing history costs: two measurements in one command, and a third
+# for comparison.
 #
 # * history: acknowledgements per second at CLIENTS connections (bench/loadgen,
 #   the ~300-byte JSON of bench/run.sh, a handler inserting one row) on two
@@ -23,6 +24,10 @@
 #   event once, every kept event has one and none is left unfinished, so
 #   every stored event was either kept or deleted by retention after its
 #   handler ran.
+# * plain (not run unless named in PARTS): the retention part's work done by
+#   pgbench in plain SQL on a table shaped like webhook.events, measured and
+#   reported alike: what PostgreSQL itself keeps flat on this machine (see
+#   the part's own comment below).
 #
 # Two clusters rather than one loaded and emptied again: loading 10 million
 # events takes minutes and emptying them leaves a table nothing like a new
@@ -33,7 +38,7 @@
 #   SECONDS_PER_RUN (10)  ROUNDS (10)  CLIENTS (16)
 #   DURATION (600)  RETENTION_CLIENTS (64)  RETAIN (1min)  SLICE (10)
 #   SAMPLE (10)  SETTLE (120)
-#   PARTS ("history retention"): which measurements to run
+#   PARTS ("history retention"; "plain" as well): which measurements to run
 #   EXTRA_SETTINGS: postgresql.conf lines added to every cluster's
 #   SKIP_INSTALL=1: use the installed extension (scripts/common.sh)
 #   KEEP_DATA=1: keep the clusters' data directories (some 15 GB with the
@@ -61,6 +66,7 @@ HTTP_PORT=${BENCH_HTTP_PORT:-8793}
 FULL="$REPO_ROOT/target/history-full-data"
 EMPTY="$REPO_ROOT/target/history-empty-data"
 RET="$REPO_ROOT/target/history-retention-data"
+PLAIN="$REPO_ROOT/target/history-plain-data"
 OUT="$REPO_ROOT/bench/results"
 STAMP=$(date +%Y%m%d-%H%M%S)
 RESULTS="$OUT/history-$STAMP.txt"
@@ -69,14 +75,14 @@ chmod 755 "$WORK"
 mkdir -p "$OUT"
 
 stop_clusters() {
-    for d in "$FULL" "$EMPTY" "$RET"; do
+    for d in "$FULL" "$EMPTY" "$RET" "$PLAIN"; do
         [ -d "$d" ] && as_postgres "$PG_BIN/pg_ctl" -D "$d" -m fast stop >/dev/null 2>&1 || true
     done
 }
 cleanup() {
     [ -z "${SAMPLER_PID:-}" ] || kill "$SAMPLER_PID" 2>/dev/null || true
     stop_clusters
-    [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$FULL" "$EMPTY" "$RET"
+    [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$FULL" "$EMPTY" "$RET" "$PLAIN"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -141,7 +147,7 @@ drain() { local i
 # those of all processes and those of the processes under the ROOT pids (this
 # script, the postmasters), reaped children included, as one JSON line;
 # probe.py cores A B: the cores used between two such readings.
-# probe.py sample T0 EVERY DATADIR PORT WORKFLOW ROOT...: from T0, every
+# probe.py sample T0 EVERY DATADIR PORT WORKFLOW EVENTS ATTEMPTS ROOT...: from T0, every
 # EVERY seconds, one JSON line of table and index sizes, table statistics,
 # the backlog, the oldest event's age, the machine's load, the cores used
 # since the last sample, and each listener's and executor's memory (kB).
@@ -206,30 +212,34 @@ def memory(pid):
         pass
     return m
 
+# EVENTS and ATTEMPTS: the tables sampled (webhook.events and
+# webhook.attempts, or the plain part's tables shaped like them).
 SQL = """
 SELECT json_build_object(
-  'events_total', pg_total_relation_size('webhook.events'),
-  'events_heap', pg_relation_size('webhook.events'),
-  'attempts_total', pg_total_relation_size('webhook.attempts'),
-  'attempts_heap', pg_relation_size('webhook.attempts'),
+  'events_total', pg_total_relation_size('%(events)s'),
+  'events_heap', pg_relation_size('%(events)s'),
+  'attempts_total', pg_total_relation_size('%(attempts)s'),
+  'attempts_heap', pg_relation_size('%(attempts)s'),
   'indexes', (SELECT json_object_agg(c.relname, pg_relation_size(c.oid))
                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-               WHERE i.indrelid IN ('webhook.events'::regclass, 'webhook.attempts'::regclass)),
+               WHERE i.indrelid IN ('%(events)s'::regclass, '%(attempts)s'::regclass)),
   'live', s.n_live_tup, 'dead', s.n_dead_tup, 'inserted', s.n_tup_ins, 'deleted', s.n_tup_del,
   'vacuums', s.autovacuum_count + s.vacuum_count,
-  'pending', (SELECT count(*) FROM webhook.events WHERE next_attempt_at IS NOT NULL),
-  'oldest_s', (SELECT extract(epoch FROM now() - min(received_at)) FROM webhook.events WHERE workflow_id = '%s'),
+  'pending', (SELECT count(*) FROM %(events)s WHERE next_attempt_at IS NOT NULL),
+  'oldest_s', (SELECT extract(epoch FROM now() - min(received_at)) FROM %(events)s WHERE workflow_id = '%(wf)s'),
   'procs', (SELECT json_agg(json_build_object('pid', pid, 'type', backend_type))
-              FROM pg_stat_activity WHERE backend_type IN ('webhook_ext listener', 'webhook_ext executor', 'webhook_ext retention')))
-  FROM pg_stat_user_tables s WHERE s.relid = 'webhook.events'::regclass"""
+              FROM pg_stat_activity WHERE backend_type IN ('webhook_ext listener', 'webhook_ext executor', 'webhook_ext retention')
+               AND '%(events)s' = 'webhook.events'))
+  FROM pg_stat_user_tables s WHERE s.relid = '%(events)s'::regclass"""
 
 if sys.argv[1] == "cpu":
     print(json.dumps(cpu([int(r) for r in sys.argv[2:]])))
 elif sys.argv[1] == "cores":
     print(json.dumps(cores(json.loads(sys.argv[2]), json.loads(sys.argv[3]))))
 else:
-    t0, every, data, port, wf = float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
-    roots = [int(r) for r in sys.argv[7:]]
+    t0, every, data, port = float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
+    names = {"wf": sys.argv[6], "events": sys.argv[7], "attempts": sys.argv[8]}
+    roots = [int(r) for r in sys.argv[9:]]
     psql = ([] if os.geteuid() else ["runuser", "-u", "postgres", "--"]) + [
         "/usr/lib/postgresql/15/bin/psql", "-X", "-At", "-h", data, "-p", port, "-U", "postgres", "-d", "postgres", "-c"]
     last, k = cpu(roots), 0
@@ -237,7 +247,7 @@ else:
         time.sleep(max(0.0, t0 + k * every - time.time()))
         t = time.time() - t0
         try:
-            s = json.loads(subprocess.run(psql + [SQL % wf], capture_output=True, text=True, timeout=30).stdout)
+            s = json.loads(subprocess.run(psql + [SQL % names], capture_output=True, text=True, timeout=30).stdout)
         except Exception as e:
             s = {"error": str(e)}
         now = cpu(roots)
@@ -248,6 +258,107 @@ else:
             p.update(memory(p["pid"]))
         print(json.dumps(s), flush=True)
         k += 1
+PY
+# report.py SAMPLES SLICES DURATION SETTLE TITLE EVENTS ATTEMPTS ACKED [RATIOS]:
+# per minute, then the first minute of the steady part (after SETTLE) against
+# the last; ACKED names what a slice's "ok" counts; RATIOS: a file for the
+# last-to-first ratios, by name without the tables' prefixes.
+cat > "$WORK/report.py" <<'PY'
+import json, statistics, sys
+samples = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+samples = [s for s in samples if "error" not in s]
+slices = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+duration, settle = float(sys.argv[3]), float(sys.argv[4])
+title, events, attempts, acked = sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[8]
+if settle >= duration / 2:
+    settle = duration / 3
+span = min(60.0, (duration - settle) / 2)
+first, last = (settle, settle + span), (duration - span, duration + 1)
+MB = 1 / 1048576
+
+def within(t, w): return w[0] <= t < w[1]
+def runs(w): return [s for s in slices if within((s["start"] + s["end"]) / 2, w)]
+def ack(w):
+    r = runs(w)
+    return sum(s["run"]["ok"] for s in r) / sum(s["end"] - s["start"] for s in r) if r else None
+def mean(w, f):
+    v = [f(s) for s in samples if within(s["t"], w)]
+    v = [x for x in v if x is not None]
+    return statistics.mean(v) if v else None
+def rate(w, key):
+    ws = [s for s in samples if within(s["t"], w)]
+    return (ws[-1][key] - ws[0][key]) / (ws[-1]["t"] - ws[0]["t"]) if len(ws) > 1 else None
+def procmax(w, kind, key="RssAnon"):
+    return mean(w, lambda s: max([p.get(key, 0) for p in s["procs"] or [] if p["type"].endswith(kind)] or [0]) / 1024)
+z = lambda x: 0 if x is None else x
+
+print()
+print("%s; %d slices, %d samples" % (title, len(slices), len(samples)))
+print("per minute: ack/s (%s over the slices' time), the slices' worst p99, inserted and deleted rows a second" % acked)
+print("(table statistics), then means of the samples: sizes, rows, backlog, oldest event, largest RssAnon of a")
+print("listener and of an executor, load average, processor cores used by the benchmark's processes, by other")
+print("processes, and by the kernel outside any process (interrupts, loopback network, writeback), and the share")
+print("of the time some task (ours or not) waited for a processor")
+H = "%4s %7s %7s %7s %7s %6s %9s %9s %9s %7s %6s %7s %7s %5s %5s %6s %6s %6s"
+print(H % ("min", "ack/s", "p99ms", "ins/s", "del/s", "bad", "events_MB", "attem_MB", "rows", "backlog",
+           "oldest", "lis_MB", "exe_MB", "load", "ours", "others", "kernel", "cpu_ps"))
+minutes = int((duration + 59) // 60)
+for m in range(minutes):
+    w = (m * 60, (m + 1) * 60 if m + 1 < minutes else duration + 1)
+    r = runs(w)
+    print("%4d %7.0f %7.1f %7.0f %7.0f %6d %9.0f %9.0f %9.0f %7.0f %6.0f %7.1f %7.1f %5.2f %5.2f %6.2f %6.2f %6.2f" % (
+        m + 1, z(ack(w)), max([s["run"]["p99_ms"] for s in r] or [0]), z(rate(w, "inserted")), z(rate(w, "deleted")),
+        sum(s["run"]["non_2xx"] + s["run"]["errors"] for s in r),
+        z(mean(w, lambda s: s["events_total"] * MB)), z(mean(w, lambda s: s["attempts_total"] * MB)),
+        z(mean(w, lambda s: s["live"])), z(mean(w, lambda s: s["pending"])), z(mean(w, lambda s: s["oldest_s"])),
+        z(procmax(w, "listener")), z(procmax(w, "executor")), z(mean(w, lambda s: float(s["loadavg"][0]))),
+        z(mean(w, lambda s: s["cpu"]["ours"])), z(mean(w, lambda s: s["cpu"]["others"])),
+        z(mean(w, lambda s: s["cpu"]["kernel"])), z(mean(w, lambda s: s["cpu"]["cpu_pressure"]))))
+
+print()
+print("first minute of the steady part (%.0f-%.0f s) against its last (%.0f-%.0f s), means; goal: within 10 %%"
+      % (first[0], first[1], last[0], duration))
+print("%-50s %11s %11s %7s  %s" % ("", "first", "last", "ratio", "within 10 %"))
+verdicts, ratios = [], {}
+def row(name, f, goal=True):
+    a, b = f(first), f(last)
+    if a is None or b is None:
+        print("%-50s %11s %11s" % (name, "-" if a is None else "%.1f" % a, "-" if b is None else "%.1f" % b))
+        return
+    r = b / a if a else (float("inf") if b else 1.0)
+    good = abs(r - 1) <= 0.10
+    if goal:
+        verdicts.append(good)
+        ratios[name.strip().replace("webhook.", "").replace("plain_", "")] = r
+    print("%-50s %11.1f %11.1f %7.2f  %s" % (name, a, b, r, ("yes" if good else "NO") if goal else "(not a goal)"))
+row("ack/s", ack)
+row("%s, with indexes and TOAST (MB)" % events, lambda w: mean(w, lambda s: s["events_total"] * MB))
+row("%s, heap (MB)" % events, lambda w: mean(w, lambda s: s["events_heap"] * MB))
+row("%s, with indexes (MB)" % attempts, lambda w: mean(w, lambda s: s["attempts_total"] * MB))
+row("%s, heap (MB)" % attempts, lambda w: mean(w, lambda s: s["attempts_heap"] * MB))
+for n in sorted({n for s in samples for n in (s.get("indexes") or {})}):
+    row("  index %s (MB)" % n, lambda w, n=n: mean(w, lambda s: (s.get("indexes") or {}).get(n, 0) * MB))
+pids = {}
+for s in samples:
+    for p in s.get("procs") or []:
+        pids.setdefault(p["pid"], p["type"].replace("webhook_ext ", ""))
+for pid, kind in sorted(pids.items(), key=lambda x: (x[1] != "listener", x[0])):
+    for key in ("RssAnon", "Pss_Anon", "Private_Dirty", "Pss"):
+        row("%s %d %s (MB)" % (kind, pid, key),
+            lambda w, pid=pid, key=key: mean(w, lambda s: next((p.get(key, 0) / 1024 for p in s.get("procs") or [] if p["pid"] == pid), None)),
+            goal=key in ("RssAnon", "Pss_Anon"))
+print("all within 10 %%: %s (Pss and Private_Dirty count the shared buffers a process touched: not goals)"
+      % ("yes" if verdicts and all(verdicts) else "NO"))
+if len(sys.argv) > 9:
+    json.dump(ratios, open(sys.argv[9], "w"))
+print("besides: events inserted %.0f -> %.0f a second, deleted %.0f -> %.0f; oldest event %.0f -> %.0f s old; backlog %.0f -> %.0f;"
+      % tuple(map(z, (rate(first, "inserted"), rate(last, "inserted"), rate(first, "deleted"), rate(last, "deleted"),
+                      mean(first, lambda s: s["oldest_s"]), mean(last, lambda s: s["oldest_s"]),
+                      mean(first, lambda s: s["pending"]), mean(last, lambda s: s["pending"])))))
+print("  load average %.2f -> %.2f; cores used by the benchmark %.2f -> %.2f, by other work %.2f -> %.2f"
+      % tuple(map(z, (mean(first, lambda s: float(s["loadavg"][0])), mean(last, lambda s: float(s["loadavg"][0])),
+                      mean(first, lambda s: s["cpu"]["ours"]), mean(last, lambda s: s["cpu"]["ours"]),
+                      mean(first, lambda s: s["cpu"]["others"]), mean(last, lambda s: s["cpu"]["others"])))))
 PY
 : > "$RESULTS"
 log "bench/history.sh $STAMP on $(nproc) cores; load average at the start: $(loadavg)"
@@ -393,7 +504,7 @@ if [[ " $PARTS " == *" retention "* ]]; then
     : > "$SLICES"
     say "$DURATION s at $RETENTION_CLIENTS connections in $SLICE s slices, a sample every $SAMPLE s"
     T0=$(date +%s.%N)
-    python3 "$WORK/probe.py" sample "$T0" "$SAMPLE" "$RET" "$PG_PORT" "$WF_RET" $$ "$(head -1 "$RET/postmaster.pid")" > "$SAMPLES" &
+    python3 "$WORK/probe.py" sample "$T0" "$SAMPLE" "$RET" "$PG_PORT" "$WF_RET" webhook.events webhook.attempts $$ "$(head -1 "$RET/postmaster.pid")" > "$SAMPLES" &
     SAMPLER_PID=$!
     slices=$((DURATION / SLICE))
     for ((i = 0; i < slices; i++)); do
@@ -422,102 +533,15 @@ if [[ " $PARTS " == *" retention "* ]]; then
                (SELECT count(*) FROM webhook.events WHERE id > $before AND status <> 'succeeded'),
                n_tup_ins, n_tup_del
           FROM pg_stat_user_tables WHERE relid = 'webhook.events'::regclass")
-    python3 - "$SAMPLES" "$SLICES" "$DURATION" "$SETTLE" "$handled" "$distinct" "$kept" "$unhandled" \
-        "$unfinished" "$drain_seconds" "$RETAIN" "$RETENTION_CLIENTS" "$ins" "$del" <<'PY' | tee -a "$RESULTS"
-import json, statistics, sys
-samples = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-samples = [s for s in samples if "error" not in s]
-slices = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
-duration, settle = float(sys.argv[3]), float(sys.argv[4])
-handled, distinct, kept, unhandled, unfinished, drain_s = map(int, sys.argv[5:11])
-retain, clients, ins, dele = sys.argv[11], sys.argv[12], sys.argv[13], sys.argv[14]
-if settle >= duration / 2:
-    settle = duration / 3
-span = min(60.0, (duration - settle) / 2)
-first, last = (settle, settle + span), (duration - span, duration + 1)
-MB = 1 / 1048576
-
-def within(t, w): return w[0] <= t < w[1]
-def runs(w): return [s for s in slices if within((s["start"] + s["end"]) / 2, w)]
-def ack(w):
-    r = runs(w)
-    return sum(s["run"]["ok"] for s in r) / sum(s["end"] - s["start"] for s in r) if r else None
-def mean(w, f):
-    v = [f(s) for s in samples if within(s["t"], w)]
-    v = [x for x in v if x is not None]
-    return statistics.mean(v) if v else None
-def rate(w, key):
-    ws = [s for s in samples if within(s["t"], w)]
-    return (ws[-1][key] - ws[0][key]) / (ws[-1]["t"] - ws[0]["t"]) if len(ws) > 1 else None
-def procmax(w, kind, key="RssAnon"):
-    return mean(w, lambda s: max([p.get(key, 0) for p in s["procs"] or [] if p["type"].endswith(kind)] or [0]) / 1024)
-z = lambda x: 0 if x is None else x
-
-print()
-print("retention: %d s at %s connections, webhook.retain_succeeded = %s; %d slices, %d samples"
-      % (duration, clients, retain, len(slices), len(samples)))
-print("per minute: ack/s (2xx over the slices' time), the slices' worst p99, inserted and deleted rows a second")
-print("(table statistics), then means of the samples: sizes, rows, backlog, oldest event, largest RssAnon of a")
-print("listener and of an executor, load average, processor cores used by the benchmark's processes, by other")
-print("processes, and by the kernel outside any process (interrupts, loopback network, writeback), and the share")
-print("of the time some task (ours or not) waited for a processor")
-H = "%4s %7s %7s %7s %7s %6s %9s %9s %9s %7s %6s %7s %7s %5s %5s %6s %6s %6s"
-print(H % ("min", "ack/s", "p99ms", "ins/s", "del/s", "bad", "events_MB", "attem_MB", "rows", "backlog",
-           "oldest", "lis_MB", "exe_MB", "load", "ours", "others", "kernel", "cpu_ps"))
-minutes = int((duration + 59) // 60)
-for m in range(minutes):
-    w = (m * 60, (m + 1) * 60 if m + 1 < minutes else duration + 1)
-    r = runs(w)
-    print("%4d %7.0f %7.1f %7.0f %7.0f %6d %9.0f %9.0f %9.0f %7.0f %6.0f %7.1f %7.1f %5.2f %5.2f %6.2f %6.2f %6.2f" % (
-        m + 1, z(ack(w)), max([s["run"]["p99_ms"] for s in r] or [0]), z(rate(w, "inserted")), z(rate(w, "deleted")),
-        sum(s["run"]["non_2xx"] + s["run"]["errors"] for s in r),
-        z(mean(w, lambda s: s["events_total"] * MB)), z(mean(w, lambda s: s["attempts_total"] * MB)),
-        z(mean(w, lambda s: s["live"])), z(mean(w, lambda s: s["pending"])), z(mean(w, lambda s: s["oldest_s"])),
-        z(procmax(w, "listener")), z(procmax(w, "executor")), z(mean(w, lambda s: float(s["loadavg"][0]))),
-        z(mean(w, lambda s: s["cpu"]["ours"])), z(mean(w, lambda s: s["cpu"]["others"])),
-        z(mean(w, lambda s: s["cpu"]["kernel"])), z(mean(w, lambda s: s["cpu"]["cpu_pressure"]))))
-
-print()
-print("first minute of the steady part (%.0f-%.0f s) against its last (%.0f-%.0f s), means; goal: within 10 %%"
-      % (first[0], first[1], last[0], duration))
-print("%-46s %11s %11s %7s  %s" % ("", "first", "last", "ratio", "within 10 %"))
-verdicts = []
-def row(name, f, goal=True):
-    a, b = f(first), f(last)
-    if a is None or b is None:
-        print("%-46s %11s %11s" % (name, "-" if a is None else "%.1f" % a, "-" if b is None else "%.1f" % b))
-        return
-    r = b / a if a else (float("inf") if b else 1.0)
-    good = abs(r - 1) <= 0.10
-    if goal:
-        verdicts.append(good)
-    print("%-46s %11.1f %11.1f %7.2f  %s" % (name, a, b, r, ("yes" if good else "NO") if goal else "(not a goal)"))
-row("ack/s", ack)
-row("webhook.events, with indexes and TOAST (MB)", lambda w: mean(w, lambda s: s["events_total"] * MB))
-row("webhook.events, heap (MB)", lambda w: mean(w, lambda s: s["events_heap"] * MB))
-row("webhook.attempts, with indexes (MB)", lambda w: mean(w, lambda s: s["attempts_total"] * MB))
-row("webhook.attempts, heap (MB)", lambda w: mean(w, lambda s: s["attempts_heap"] * MB))
-for n in sorted({n for s in samples for n in (s.get("indexes") or {})}):
-    row("  index %s (MB)" % n, lambda w, n=n: mean(w, lambda s: (s.get("indexes") or {}).get(n, 0) * MB))
-pids = {}
-for s in samples:
-    for p in s.get("procs") or []:
-        pids.setdefault(p["pid"], p["type"].replace("webhook_ext ", ""))
-for pid, kind in sorted(pids.items(), key=lambda x: (x[1] != "listener", x[0])):
-    for key in ("RssAnon", "Pss_Anon", "Private_Dirty", "Pss"):
-        row("%s %d %s (MB)" % (kind, pid, key),
-            lambda w, pid=pid, key=key: mean(w, lambda s: next((p.get(key, 0) / 1024 for p in s.get("procs") or [] if p["pid"] == pid), None)),
-            goal=key in ("RssAnon", "Pss_Anon"))
-print("all within 10 %%: %s (Pss and Private_Dirty count the shared buffers a process touched: not goals)"
-      % ("yes" if verdicts and all(verdicts) else "NO"))
-print("besides: events inserted %.0f -> %.0f a second, deleted %.0f -> %.0f; oldest event %.0f -> %.0f s old; backlog %.0f -> %.0f;"
-      % tuple(map(z, (rate(first, "inserted"), rate(last, "inserted"), rate(first, "deleted"), rate(last, "deleted"),
-                      mean(first, lambda s: s["oldest_s"]), mean(last, lambda s: s["oldest_s"]),
-                      mean(first, lambda s: s["pending"]), mean(last, lambda s: s["pending"])))))
-print("  load average %.2f -> %.2f; cores used by the benchmark %.2f -> %.2f, by other work %.2f -> %.2f"
-      % tuple(map(z, (mean(first, lambda s: float(s["loadavg"][0])), mean(last, lambda s: float(s["loadavg"][0])),
-                      mean(first, lambda s: s["cpu"]["ours"]), mean(last, lambda s: s["cpu"]["ours"]),
-                      mean(first, lambda s: s["cpu"]["others"]), mean(last, lambda s: s["cpu"]["others"])))))
+    python3 "$WORK/report.py" "$SAMPLES" "$SLICES" "$DURATION" "$SETTLE" \
+        "retention: $DURATION s at $RETENTION_CLIENTS connections, webhook.retain_succeeded = $RETAIN" \
+        webhook.events webhook.attempts 2xx "$WORK/ratios-retention.json" | tee -a "$RESULTS"
+    python3 - "$SLICES" "$handled" "$distinct" "$kept" "$unhandled" "$unfinished" "$drain_seconds" "$ins" "$del" \
+        <<'PY' | tee -a "$RESULTS"
+import json, sys
+slices = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+handled, distinct, kept, unhandled, unfinished, drain_s = map(int, sys.argv[2:8])
+ins, dele = sys.argv[8], sys.argv[9]
 total_ok = sum(s["run"]["ok"] for s in slices)
 bad = sum(s["run"]["non_2xx"] + s["run"]["errors"] for s in slices)
 print()
@@ -529,6 +553,158 @@ print("  (webhook.events statistics since the cluster started: %s inserted, %s d
 good = handled == total_ok and distinct == handled and unhandled == 0 and unfinished == 0
 print("rows == 2xx: %s" % ("yes" if good else "NO"))
 PY
+    say "stopping the cluster"
+    stop_clusters
+fi
+
+# ---------------------------------------------------------------------------
+# plain: the same queue work in plain SQL, pgbench instead of the extension
+# ---------------------------------------------------------------------------
+# What PostgreSQL itself does with this work on this machine, measured as the
+# retention part is: RETENTION_CLIENTS pgbench clients insert one event a
+# transaction into a table shaped like webhook.events (its partial indexes of
+# unfinished events included, the same storage parameters); two "executors"
+# claim up to 64 due events a transaction (FOR UPDATE SKIP LOCKED, starting
+# a quarter second before the oldest the last claim took, from the beginning
+# now and then, as src/execution/executor.rs does), insert the handler's row
+# and an attempt row and finish them; one "retention" client deletes up to
+# 1,000 events finished more than RETAIN ago a transaction, and sleeps a
+# second when fewer were left. pgbench logs each SLICE seconds' transactions
+# (the p99 column holds the slice's worst latency).
+if [[ " $PARTS " == *" plain "* ]]; then
+    say "cluster for the same work in plain SQL ($PLAIN)"
+    start_fresh_cluster "$PLAIN" "$PG_PORT" "$HTTP_PORT" "$SETTINGS" >&2
+    WF_PLAIN=00000000-0000-4000-8000-000000000001
+    # pgbench runs as postgres and writes its logs here.
+    PW="$WORK/plain"; mkdir "$PW"
+    pg "$PLAIN" "$PG_PORT" >/dev/null <<'SQL'
+CREATE TABLE plain_events (
+    id bigserial PRIMARY KEY,
+    workflow_id uuid NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    status text NOT NULL DEFAULT 'pending',
+    params jsonb NOT NULL,
+    headers jsonb NOT NULL,
+    body text,
+    attempts integer NOT NULL DEFAULT 0,
+    handled_at timestamptz,
+    next_attempt_at timestamptz DEFAULT now());
+CREATE INDEX plain_events_workflow_received_idx ON plain_events (workflow_id, received_at);
+CREATE INDEX plain_events_due_idx ON plain_events (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+CREATE INDEX plain_events_unfinished_idx ON plain_events (workflow_id, id) WHERE next_attempt_at IS NOT NULL;
+CREATE TABLE plain_attempts (
+    event_id bigint NOT NULL REFERENCES plain_events (id) ON DELETE CASCADE,
+    attempt integer NOT NULL,
+    started_at timestamptz NOT NULL,
+    ended_at timestamptz NOT NULL,
+    outcome text NOT NULL,
+    PRIMARY KEY (event_id, attempt));
+ALTER TABLE plain_events SET (autovacuum_vacuum_cost_delay = 0, autovacuum_vacuum_scale_factor = 0.05,
+                              autovacuum_analyze_scale_factor = 0.05);
+ALTER TABLE plain_attempts SET (autovacuum_vacuum_cost_delay = 0, autovacuum_vacuum_scale_factor = 0.05,
+                                autovacuum_analyze_scale_factor = 0.05);
+CREATE TABLE plain_orders (event_id bigint, order_id text, amount numeric, email text);
+SQL
+    cat > "$PW/insert.sql" <<SQL
+INSERT INTO plain_events (workflow_id, params, headers, body)
+VALUES ('$WF_PLAIN', '$(cat "$BODY")',
+        '{"host": "127.0.0.1", "content-type": "application/json", "user-agent": "loadgen", "content-length": "$(wc -c < "$BODY")"}',
+        '$(cat "$BODY")');
+SQL
+    cat > "$PW/execute.sql" <<'SQL'
+\set r random(1, 100)
+\if :r = 1
+\set floor 0
+\endif
+WITH c AS (SELECT id, params, next_attempt_at FROM plain_events
+            WHERE next_attempt_at <= now() AND next_attempt_at >= to_timestamp(:floor)
+            ORDER BY next_attempt_at LIMIT 64 FOR UPDATE SKIP LOCKED),
+     h AS (INSERT INTO plain_orders
+           SELECT id, params->>'order_id', (params->>'amount')::numeric, params #>> '{customer,email}' FROM c),
+     a AS (INSERT INTO plain_attempts SELECT id, 1, now(), clock_timestamp(), 'succeeded' FROM c),
+     u AS (UPDATE plain_events e SET status = 'succeeded', attempts = 1, handled_at = clock_timestamp(),
+                  next_attempt_at = NULL FROM c WHERE e.id = c.id)
+SELECT count(*) AS claimed,
+       coalesce(extract(epoch FROM min(c.next_attempt_at)) - 0.25, :floor) AS floor FROM c \gset
+\if :claimed < 64
+\sleep 10 ms
+\endif
+SQL
+    cat > "$PW/retain.sql" <<SQL
+WITH d AS (
+    DELETE FROM plain_events WHERE ctid = ANY (ARRAY(
+        SELECT ctid FROM plain_events
+         WHERE workflow_id = '$WF_PLAIN' AND received_at <= now() - interval '$RETAIN'
+           AND next_attempt_at IS NULL AND handled_at < now() - interval '$RETAIN'
+         ORDER BY received_at LIMIT 1000 FOR UPDATE SKIP LOCKED))
+    RETURNING 1)
+SELECT count(*) AS deleted FROM d \gset
+\if :deleted < 1000
+\sleep 1 s
+\endif
+SQL
+    bench() { as_postgres env PGOPTIONS="-c enable_bitmapscan=off -c enable_sort=off" \
+        "$PG_BIN/pgbench" -n -h "$PLAIN" -p "$PG_PORT" -U postgres "$@" postgres; }
+    chown -R postgres "$PW"
+    SAMPLES="$OUT/history-$STAMP-plain-samples.jsonl"
+    SLICES="$OUT/history-$STAMP-plain-slices.jsonl"
+    say "$DURATION s at $RETENTION_CLIENTS pgbench clients, a sample every $SAMPLE s"
+    T0=$(date +%s.%N)
+    python3 "$WORK/probe.py" sample "$T0" "$SAMPLE" "$PLAIN" "$PG_PORT" "$WF_PLAIN" public.plain_events \
+        public.plain_attempts $$ "$(head -1 "$PLAIN/postmaster.pid")" > "$SAMPLES" &
+    SAMPLER_PID=$!
+    (cd "$PW" && bench -c 2 -j 2 -T $((DURATION + 10)) -D floor=0 -f execute.sql > execute.out 2>&1) &
+    EXECUTORS=$!
+    (cd "$PW" && bench -c 1 -T "$DURATION" -f retain.sql > retain.out 2>&1) &
+    RETAINER=$!
+    (cd "$PW" && bench -c "$RETENTION_CLIENTS" -j 2 -T "$DURATION" -l --aggregate-interval="$SLICE" \
+        --log-prefix=slices -f insert.sql > insert.out 2>&1)
+    wait "$RETAINER" "$EXECUTORS"
+    kill "$SAMPLER_PID"; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=""
+    # One line per slice: transactions (all threads' logs) and the worst latency.
+    python3 - "$T0" "$PW"/slices.* > "$SLICES" <<'PY'
+import json, sys
+t0, slices = float(sys.argv[1]), {}
+for f in sys.argv[2:]:
+    for line in open(f):
+        v = line.split()  # interval_start, transactions, sum, sum of squares, min, max (µs), failures
+        s = slices.setdefault(int(v[0]), {"ok": 0, "p99_ms": 0.0, "non_2xx": 0, "errors": 0})
+        s["ok"] += int(v[1])
+        s["p99_ms"] = max(s["p99_ms"], int(v[5]) / 1000)
+        s["errors"] += int(v[6]) if len(v) > 6 else 0
+starts = sorted(slices)
+for i, start in enumerate(starts):
+    end = starts[i + 1] if i + 1 < len(starts) else start + (starts[1] - starts[0] if len(starts) > 1 else 10)
+    print(json.dumps({"start": start - t0, "end": end - t0, "run": slices[start]}))
+PY
+    read -r committed < <(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$PW/insert.out")
+    read -r handled distinct kept unhandled unfinished ins del < <(pg "$PLAIN" "$PG_PORT" -At -F' ' -c "
+        SELECT (SELECT count(*) FROM plain_orders), (SELECT count(DISTINCT event_id) FROM plain_orders),
+               (SELECT count(*) FROM plain_events),
+               (SELECT count(*) FROM plain_events e WHERE NOT EXISTS (SELECT FROM plain_orders o WHERE o.event_id = e.id)),
+               (SELECT count(*) FROM plain_events WHERE status <> 'succeeded'),
+               n_tup_ins, n_tup_del
+          FROM pg_stat_user_tables WHERE relid = 'plain_events'::regclass")
+    python3 "$WORK/report.py" "$SAMPLES" "$SLICES" "$DURATION" "$SETTLE" \
+        "plain: $DURATION s at $RETENTION_CLIENTS pgbench clients, events finished over $RETAIN ago deleted" \
+        plain_events plain_attempts "committed inserts" "$WORK/ratios-plain.json" | tee -a "$RESULTS"
+    log ""
+    log "rows == commits: $committed inserts committed; $handled handler rows for $distinct distinct events, $kept events kept,"
+    log "  $unhandled kept without a handler row, $unfinished unfinished (executors ran 10 s past the inserts)"
+    [ "$handled" = "$committed" ] && [ "$distinct" = "$handled" ] && [ "$unhandled" = 0 ] && [ "$unfinished" = 0 ] \
+        && log "rows == commits: yes" || log "rows == commits: NO"
+    if [ -f "$WORK/ratios-retention.json" ]; then
+        python3 - "$WORK/ratios-retention.json" "$WORK/ratios-plain.json" <<'PY' | tee -a "$RESULTS"
+import json, sys
+ours, plain = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+print()
+print("last minute against the first of the steady part, the extension (retention) and plain SQL (plain)")
+print("%-50s %9s %9s" % ("", "extension", "plain"))
+for name in ours:
+    if name in plain:
+        print("%-50s %9.2f %9.2f" % (name, ours[name], plain[name]))
+PY
+    fi
     say "stopping the cluster"
     stop_clusters
 fi
