@@ -36,6 +36,7 @@ use crate::pg::spi::{self, as_role_with_safe_path, in_subtransaction, ok_or_rais
 
 use webhook_core::counters::RequestTally;
 
+use super::storage_quota::Holder;
 use super::{delivery_keys as redelivery, rate_limits, rejections, storage_quota};
 
 /// At the first batch, and again whenever cached definitions may be stale
@@ -648,27 +649,36 @@ impl Pipeline {
         // Storage quotas bound what senders store, not what the owner's own
         // SQL (webhook_trigger, webhook_replay) does. Checked after the
         // delivery key is known: a redelivery still gets its original's answer.
+        // The workflow's quota, then its owner's over all its workflows.
         let quota = (meta.origin == Origin::Http).then(|| {
-            (
+            let bytes = webhook_core::quota::stored_bytes(request, body_copies(workflow, request));
+            let workflow_quota = (
+                Holder::Workflow(wf_rules.id),
                 gucs::storage_quota(workflow.storage_quota),
-                webhook_core::quota::stored_bytes(request, body_copies(workflow, request)),
-            )
+            );
+            let owner_quota =
+                gucs::owner_storage_quota().map(|limit| (Holder::Owner(workflow.owner), limit));
+            (bytes, [Some(workflow_quota), owner_quota])
         });
-        if let Some((limit, _)) = quota {
-            if let Err(wait) = storage_quota::check(wf_rules.id, limit) {
-                return self.over_storage_quota(
-                    client,
-                    workflow,
-                    request,
-                    meta,
-                    key.as_deref(),
-                    wait,
-                );
+        if let Some((_, quotas)) = &quota {
+            for (holder, limit) in quotas.iter().flatten() {
+                if let Err(wait) = storage_quota::check(*holder, *limit) {
+                    return self.over_storage_quota(
+                        client,
+                        workflow,
+                        request,
+                        meta,
+                        key.as_deref(),
+                        (*holder, wait),
+                    );
+                }
             }
         }
         let charge = || {
-            if let Some((limit, bytes)) = quota {
-                storage_quota::charge(wf_rules.id, bytes, limit);
+            if let Some((bytes, quotas)) = &quota {
+                for (holder, limit) in quotas.iter().flatten() {
+                    storage_quota::charge(*holder, *bytes, *limit);
+                }
             }
         };
         let claim = |client: &mut SpiClient<'_>| -> Option<(i64, Option<Value>)> {
@@ -752,7 +762,7 @@ impl Pipeline {
         request: &IncomingRequest,
         meta: &RequestMeta,
         key: Option<&str>,
-        wait_secs: u64,
+        (over, wait_secs): (Holder, u64),
     ) -> Result<Handled, pgrx::spi::Error> {
         let id = workflow.rules.id;
         self.last_event_id = None;
@@ -776,8 +786,12 @@ impl Pipeline {
                 )));
             }
         }
-        let response = Response::error(429, "Storage quota exceeded")
-            .with_header("retry-after", &wait_secs.to_string());
+        let message = match over {
+            Holder::Workflow(_) => "Storage quota exceeded",
+            Holder::Owner(_) => "Storage quota of the workflow's owner exceeded",
+        };
+        let response =
+            Response::error(429, message).with_header("retry-after", &wait_secs.to_string());
         self.record_refusal_of(client, workflow, request, &response, meta, None);
         Ok(Handled::Immediate(response))
     }

@@ -1,11 +1,14 @@
-//! Storage-quota counts in shared memory, so that a workflow's quota holds
-//! across listener processes: a set-associative table of per-workflow byte
-//! counts in fixed windows; the arithmetic and the choice of a slot are
-//! webhook_core::quota. Which set a workflow falls in is a keyed hash
-//! (SipHash-2-4) under a key drawn when the server starts, as for the
-//! rate-limit buckets (src/ingest/rate_limits.rs), so nobody can pick
+//! Storage-quota counts in shared memory, so that a workflow's quota, and
+//! its owner's over all of the owner's workflows, hold across listener
+//! processes: a set-associative table of byte counts in fixed windows, one
+//! per workflow and one per owner with a quota; the arithmetic and the
+//! choice of a slot are webhook_core::quota. Which set a count falls in is a
+//! keyed hash (SipHash-2-4) under a key drawn when the server starts, as for
+//! the rate-limit buckets (src/ingest/rate_limits.rs), so nobody can pick
 //! workflow ids that share a set. A server restart empties the table: the
 //! counts start again.
+
+use std::hash::Hasher;
 
 use pgrx::lwlock::PgLwLock;
 use pgrx::shmem::PGRXSharedMemory;
@@ -41,9 +44,28 @@ pub fn request_shared_memory() {
     );
 }
 
-/// The workflow's key: the same keyed hash as its rate-limit bucket's.
-fn key(hash_key: [u64; 2], workflow: Uuid) -> u64 {
-    super::rate_limits::key(hash_key, workflow, None)
+/// Whose stored bytes a count holds.
+#[derive(Clone, Copy)]
+pub enum Holder {
+    Workflow(Uuid),
+    /// All workflows of this owner role together.
+    Owner(pg_sys::Oid),
+}
+
+/// The count's key: a workflow's is the same keyed hash as its rate-limit
+/// bucket's (16 bytes of id and a tag); an owner's hashes a tag of its own
+/// and the role's OID (5 bytes), so no owner's key is a workflow's bytes.
+fn key(hash_key: [u64; 2], holder: Holder) -> u64 {
+    match holder {
+        Holder::Workflow(workflow) => super::rate_limits::key(hash_key, workflow, None),
+        Holder::Owner(owner) => {
+            let mut bytes = [b'o'; 5];
+            bytes[1..].copy_from_slice(&owner.to_u32().to_le_bytes());
+            let mut hasher = siphasher::sip::SipHasher24::new_with_keys(hash_key[0], hash_key[1]);
+            hasher.write(&bytes);
+            hasher.finish().max(1)
+        }
+    }
 }
 
 fn now_secs() -> u64 {
@@ -52,10 +74,10 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `Err(seconds)` until the window ends when `workflow` has stored its quota.
-pub fn check(workflow: Uuid, quota: Quota) -> Result<(), u64> {
+/// `Err(seconds)` until the window ends when `holder` has stored its quota.
+pub fn check(holder: Holder, quota: Quota) -> Result<(), u64> {
     let counts = COUNTS.share();
-    let key = key(counts.hash_key, workflow);
+    let key = key(counts.hash_key, holder);
     check_in_set(
         &counts.sets[(key % SETS as u64) as usize],
         key,
@@ -64,10 +86,10 @@ pub fn check(workflow: Uuid, quota: Quota) -> Result<(), u64> {
     )
 }
 
-/// Counts `bytes` stored for `workflow`.
-pub fn charge(workflow: Uuid, bytes: u64, quota: Quota) {
+/// Counts `bytes` stored for `holder`.
+pub fn charge(holder: Holder, bytes: u64, quota: Quota) {
     let mut counts = COUNTS.exclusive();
-    let key = key(counts.hash_key, workflow);
+    let key = key(counts.hash_key, holder);
     let set = &mut counts.sets[(key % SETS as u64) as usize];
     charge_in_set(set, key, bytes, quota, now_secs());
 }

@@ -42,6 +42,9 @@ pub static MAX_EXECUTORS: GucSetting<i32> = GucSetting::<i32>::new(4);
 /// Bytes of events (kB) one workflow may store per storage window, at most;
 /// a workflow's own quota can only be lower.
 pub static STORAGE_QUOTA_KB: GucSetting<i32> = GucSetting::<i32>::new(10 * 1024 * 1024);
+/// Bytes of events (kB) all of one owner's workflows may store together per
+/// storage window, at most (0: no bound beyond each workflow's quota).
+pub static OWNER_STORAGE_QUOTA_KB: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// Transactions changing workflow definitions per second and role, at most.
 pub static MAX_CONFIG_CHANGES_PER_SECOND: GucSetting<i32> = GucSetting::<i32>::new(20);
 /// The window storage quotas count in (seconds).
@@ -286,6 +289,16 @@ fn define_reloadable() {
         c"Past it, requests get 429 with Retry-After until the window ends.",
         &STORAGE_QUOTA_KB,
         1,
+        1024 * 1024 * 1024,
+        GucContext::Sighup,
+        KB,
+    );
+    GucRegistry::define_int_guc(
+        c"webhook.owner_storage_quota",
+        c"Bytes of events all workflows of one owner may store together per webhook.storage_quota_window, at most (0: no such bound).",
+        c"Past it, requests to any of them get 429 with Retry-After until the window ends.",
+        &OWNER_STORAGE_QUOTA_KB,
+        0,
         1024 * 1024 * 1024,
         GucContext::Sighup,
         KB,
@@ -632,6 +645,15 @@ pub fn retry_limits() -> webhook_core::retry::RetryLimits {
         min_delay: std::time::Duration::from_millis(MIN_RETRY_DELAY_MS.get().max(1) as u64),
         max_attempts: MAX_RETRY_ATTEMPTS.get().max(1) as u32,
     }
+}
+
+/// What all of one owner's workflows may store together, if bounded.
+pub fn owner_storage_quota() -> Option<webhook_core::quota::Quota> {
+    let kb = OWNER_STORAGE_QUOTA_KB.get();
+    (kb > 0).then(|| webhook_core::quota::Quota {
+        bytes: kb as u64 * 1024,
+        window_secs: STORAGE_QUOTA_WINDOW_S.get().max(1) as u64,
+    })
 }
 
 /// A workflow's storage quota: its own (bytes), or the server's, whichever
