@@ -676,9 +676,7 @@ impl Pipeline {
         }
         let charge = || {
             if let Some((bytes, quotas)) = &quota {
-                for (holder, limit) in quotas.iter().flatten() {
-                    storage_quota::charge(*holder, *bytes, *limit);
-                }
+                storage_quota::charge(quotas.iter().flatten(), *bytes);
             }
         };
         let claim = |client: &mut SpiClient<'_>| -> Option<(i64, Option<Value>)> {
@@ -751,8 +749,8 @@ impl Pipeline {
         })
     }
 
-    /// The answer to a request whose workflow has stored its quota in the
-    /// current window: a redelivery of an event still gets the original's
+    /// The answer to a request whose workflow, or whose workflow's owner
+    /// (`over`), has stored its quota in the current window: a redelivery of an event still gets the original's
     /// answer, anything else 429 until the window ends (counted as a
     /// rejection); nothing is stored.
     fn over_storage_quota(

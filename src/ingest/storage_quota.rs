@@ -86,10 +86,14 @@ pub fn check(holder: Holder, quota: Quota) -> Result<(), u64> {
     )
 }
 
-/// Counts `bytes` stored for `holder`.
-pub fn charge(holder: Holder, bytes: u64, quota: Quota) {
+/// Counts `bytes` stored for each holder (a workflow and its owner: under
+/// one lock).
+pub fn charge<'a>(holders: impl IntoIterator<Item = &'a (Holder, Quota)>, bytes: u64) {
     let mut counts = COUNTS.exclusive();
-    let key = key(counts.hash_key, holder);
-    let set = &mut counts.sets[(key % SETS as u64) as usize];
-    charge_in_set(set, key, bytes, quota, now_secs());
+    let now = now_secs();
+    for &(holder, quota) in holders {
+        let key = key(counts.hash_key, holder);
+        let set = &mut counts.sets[(key % SETS as u64) as usize];
+        charge_in_set(set, key, bytes, quota, now);
+    }
 }

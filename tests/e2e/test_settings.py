@@ -50,6 +50,7 @@ DEFAULTS = {
     "webhook.max_executors_per_owner": ("2", None, "sighup"),
     "webhook.max_header_size": ("16", "kB", "sighup"),
     "webhook.notify": ("off", None, "sighup"),
+    "webhook.owner_storage_quota": ("0", "kB", "sighup"),
     "webhook.port": ("8787", None, "postmaster"),
     "webhook.public_base_url": ("", None, "sighup"),
     "webhook.rejections_kept": ("100", None, "sighup"),

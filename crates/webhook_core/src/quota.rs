@@ -1,10 +1,11 @@
-//! Storage quotas: how many bytes of events a workflow may store per window
-//! of time, counted in fixed windows (the window is `now / length`, so every
+//! Storage quotas: how many bytes of events a workflow, or all of one
+//! owner's workflows together, may store per window of time (a count is
+//! keyed by a u64 and knows nothing of whose it is), counted in fixed windows (the window is `now / length`, so every
 //! process counts the same windows), in a bounded set-associative table the
 //! listeners share (src/ingest/storage_quota.rs).
 //!
-//! The request that crosses a workflow's quota is still stored; later ones
-//! are refused until the window ends. A count is forgotten only when its
+//! The request that crosses a quota is still stored; later ones are refused
+//! until the window ends. A count is forgotten only when its
 //! window has ended, or, when a set has no such slot left, the smallest count
 //! of the set makes room for a new workflow: the error is then at most that
 //! count, and the smallest is never the count of a workflow near its quota
